@@ -1,0 +1,71 @@
+"""whybox: why did the model do that?
+
+One library and one result type (:class:`Explanation`) for explaining any model. The public
+names below are imported lazily, so ``import whybox`` stays light: it never imports torch,
+transformers or dask.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Explanation": "whybox.explanation",
+    "load": "whybox.explanation",
+    "explain": "whybox.api",
+    "available_methods": "whybox.api",
+    "register_method": "whybox.api",
+    "ExactShap": "whybox.games.shapley",
+    "Independent": "whybox.games.maskers",
+    "Baseline": "whybox.games.maskers",
+    "TabularGame": "whybox.games.game",
+    "wrap_model": "whybox.models",
+    "report": "whybox.report",
+    "reason_codes": "whybox.tabular.reasons",
+    "WhyboxError": "whybox.errors",
+    "InvalidInputError": "whybox.errors",
+    "InvalidParameterError": "whybox.errors",
+    "UnsupportedModelError": "whybox.errors",
+    "MissingDependencyError": "whybox.errors",
+    "ModelCallError": "whybox.errors",
+}
+_SUBMODULES = {"zoo", "viz", "games", "models", "errors", "testing", "tabular"}
+
+__all__ = [*sorted(_LAZY), "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import available_methods, explain, register_method
+    from .errors import (
+        InvalidInputError,
+        InvalidParameterError,
+        MissingDependencyError,
+        ModelCallError,
+        UnsupportedModelError,
+        WhyboxError,
+    )
+    from .explanation import Explanation, load
+    from .games.game import TabularGame
+    from .games.maskers import Baseline, Independent
+    from .games.shapley import ExactShap
+    from .models import wrap_model
+    from .report import report
+    from .tabular.reasons import reason_codes
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"whybox.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'whybox' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, *_SUBMODULES])

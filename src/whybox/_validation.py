@@ -1,0 +1,266 @@
+"""Checks at whybox's public boundary: parameters, arrays, DataFrames and feature names.
+
+Every check raises a :class:`~whybox.errors.WhyboxError` subclass whose message names the
+parameter, the values allowed and the value received, and says what to do.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidInputError, InvalidParameterError
+
+__all__ = [
+    "align_columns",
+    "as_2d_input",
+    "check_finite",
+    "check_in",
+    "check_int",
+    "check_nonempty",
+    "check_random_state",
+    "feature_names_of",
+    "n_rows",
+]
+
+
+def check_in(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``, else raise InvalidParameterError."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise InvalidParameterError(
+            f"{name}={value!r} is not supported. Expected one of: "
+            + ", ".join(repr(a) for a in allowed)
+            + "."
+        )
+    return value
+
+
+def check_int(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Return ``value`` as an int within ``[minimum, maximum]``, else raise InvalidParameterError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidParameterError(
+            f"{name} must be an integer, got {value!r} of type {type(value).__name__}."
+        )
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise InvalidParameterError(f"{name} must be at least {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise InvalidParameterError(f"{name} must be at most {maximum}, got {value}.")
+    return value
+
+
+def check_random_state(random_state: Any) -> np.random.Generator:
+    """Turn ``None``, an int, a SeedSequence or a Generator into a numpy Generator."""
+    if random_state is None or isinstance(
+        random_state, (numbers.Integral, np.random.SeedSequence)
+    ):
+        if isinstance(random_state, numbers.Integral) and random_state < 0:
+            raise InvalidParameterError(
+                f"random_state must be a non-negative integer, got {random_state}."
+            )
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    raise InvalidParameterError(
+        "random_state must be None, a non-negative int, a numpy SeedSequence or a numpy "
+        f"Generator, got {type(random_state).__name__}."
+    )
+
+
+def n_rows(X: Any) -> int:
+    """Number of rows of an array-like or DataFrame."""
+    return int(X.shape[0]) if hasattr(X, "shape") else len(X)
+
+
+def feature_names_of(X: Any) -> list[str]:
+    """Column names of a DataFrame, or ``x0, x1, ...`` for an array of shape (n, p)."""
+    if isinstance(X, pd.DataFrame):
+        return [str(c) for c in X.columns]
+    p = int(np.prod(np.shape(X)[1:])) if np.ndim(X) > 1 else 1
+    return [f"x{j}" for j in range(p)]
+
+
+def as_2d_input(X: Any, name: str = "X") -> np.ndarray | pd.DataFrame:
+    """Accept a DataFrame, a Series, a list or an array and return a DataFrame or 2-D array.
+
+    A 1-D array is read as one row (shape (1, p)), as scikit-learn users pass a single sample.
+    """
+    if isinstance(X, pd.DataFrame):
+        return X
+    if isinstance(X, pd.Series):
+        return X.to_frame().T.infer_objects()
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise InvalidInputError(
+            f"{name} could not be read as an array ({exc}). Pass a 2-D numpy array or a "
+            "pandas DataFrame with one row per example."
+        ) from exc
+    if arr.ndim == 0:
+        raise InvalidInputError(
+            f"{name} is a scalar; expected a 2-D array or DataFrame with one row per example."
+        )
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InvalidInputError(
+            f"{name} has {arr.ndim} dimensions (shape {arr.shape}); tabular explainers expect "
+            "a 2-D array (n_rows, n_features) or a DataFrame."
+        )
+    return arr
+
+
+def check_nonempty(X: Any, name: str = "X") -> None:
+    """Raise InvalidInputError when ``X`` has no rows or no columns."""
+    shape = np.shape(X) if not isinstance(X, pd.DataFrame) else X.shape
+    if len(shape) == 0 or shape[0] == 0:
+        raise InvalidInputError(
+            f"{name} is empty (shape {tuple(shape)}): it has no rows to explain. "
+            "Pass at least one row."
+        )
+    if len(shape) > 1 and shape[1] == 0:
+        raise InvalidInputError(
+            f"{name} has no columns (shape {tuple(shape)}). Pass at least one feature."
+        )
+
+
+def check_finite(X: Any, name: str = "X", *, allow_nan: bool = False) -> None:
+    """Raise InvalidInputError if numeric entries of ``X`` are NaN (unless allowed) or infinite.
+
+    The message names the offending columns and how many rows each affects.
+    """
+    if isinstance(X, pd.DataFrame):
+        bad: list[str] = []
+        rows_any = np.zeros(len(X), dtype=bool)
+        kinds: set[str] = set()
+        for col in X.columns:
+            s = X[col]
+            if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(
+                s.dtype
+            ):
+                v = s.to_numpy(dtype=float, na_value=np.nan)
+                is_inf = np.isinf(v)
+                is_nan = np.isnan(v) if not allow_nan else np.zeros_like(is_inf)
+            else:
+                is_inf = np.zeros(len(s), dtype=bool)
+                is_nan = s.isna().to_numpy() if not allow_nan else np.zeros_like(is_inf)
+            mask = is_inf | is_nan
+            if mask.any():
+                if is_inf.any():
+                    kinds.add("inf")
+                if is_nan.any():
+                    kinds.add("NaN")
+                bad.append(f"{col!s} ({int(mask.sum())} rows)")
+                rows_any |= mask
+        if bad:
+            _raise_nonfinite(name, bad, int(rows_any.sum()), len(X), kinds, allow_nan)
+        return
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "fc":
+        if arr.dtype.kind == "O":
+            # object arrays: check entries that are floats
+            flat = arr.reshape(arr.shape[0], -1)
+            isbad = np.vectorize(
+                lambda v: isinstance(v, float) and (np.isinf(v) or (np.isnan(v) and not allow_nan)),
+                otypes=[bool],
+            )(flat) if flat.size else np.zeros(flat.shape, bool)
+            _report_array(name, isbad, {"NaN/inf"}, allow_nan)
+        return
+    flat = arr.reshape(arr.shape[0], -1)
+    is_inf = np.isinf(flat)
+    mask = is_inf if allow_nan else ~np.isfinite(flat)
+    if mask.any():
+        kinds = set()
+        if is_inf.any():
+            kinds.add("inf")
+        if (mask & ~is_inf).any():
+            kinds.add("NaN")
+        _report_array(name, mask, kinds, allow_nan)
+
+
+def _report_array(name: str, mask: np.ndarray, kinds: set[str], allow_nan: bool) -> None:
+    if not mask.any():
+        return
+    cols = np.flatnonzero(mask.any(axis=0))
+    bad = [f"x{j} ({int(mask[:, j].sum())} rows)" for j in cols[:20]]
+    if len(cols) > 20:
+        bad.append(f"... and {len(cols) - 20} more columns")
+    _raise_nonfinite(name, bad, int(mask.any(axis=1).sum()), mask.shape[0], kinds, allow_nan)
+
+
+def _raise_nonfinite(
+    name: str, bad: list[str], n_bad_rows: int, n_total: int, kinds: set[str], allow_nan: bool
+) -> None:
+    what = " and ".join(sorted(kinds))
+    advice = (
+        "Replace infinite values with finite ones."
+        if allow_nan
+        else "Impute or drop these rows first; if your model handles missing values itself "
+        "(e.g. gradient-boosted trees), pass allow_nan=True."
+    )
+    raise InvalidInputError(
+        f"{name} contains {what} values in {len(bad)} column(s): {', '.join(bad)}; "
+        f"{n_bad_rows} of {n_total} rows are affected. {advice}"
+    )
+
+
+def align_columns(
+    X: Any,
+    expected: Sequence[str] | None,
+    *,
+    n_expected: int | None = None,
+    name: str = "X",
+) -> Any:
+    """Check that ``X`` has the features the model was fitted on and put them in order.
+
+    Parameters
+    ----------
+    X : DataFrame or array of shape (n, p)
+        Inputs to check.
+    expected : sequence of str or None
+        Column names the model was fitted on (``feature_names_in_``), in order.
+    n_expected : int or None
+        Number of features the model expects (``n_features_in_``), when names are unknown.
+
+    Returns
+    -------
+    DataFrame or array
+        ``X`` itself, or a DataFrame with its columns reordered to ``expected``.
+    """
+    if isinstance(X, pd.DataFrame) and expected is not None:
+        have = [str(c) for c in X.columns]
+        expected = [str(c) for c in expected]
+        missing = [c for c in expected if c not in have]
+        unexpected = [c for c in have if c not in expected]
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing columns: {missing}")
+            if unexpected:
+                parts.append(f"unexpected columns: {unexpected}")
+            raise InvalidInputError(
+                f"{name} does not have the columns the model was fitted on ("
+                + "; ".join(parts)
+                + f"). Expected exactly: {expected}. Rename or select the columns to match."
+            )
+        if have != expected:
+            X = X.copy()
+            X.columns = have
+            X = X[expected]
+        return X
+    p = X.shape[1] if np.ndim(X) > 1 else 1
+    n_exp = len(expected) if expected is not None else n_expected
+    if n_exp is not None and p != n_exp:
+        raise InvalidInputError(
+            f"{name} has {p} features but the model expects {n_exp}"
+            + (f" ({list(expected)})" if expected is not None else "")
+            + ". Pass inputs with the same features, in the same order, as at fit time."
+        )
+    return X

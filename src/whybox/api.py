@@ -1,0 +1,125 @@
+"""The method registry and ``explain(model, X, method="auto")``.
+
+Methods register under a name; ``explain`` resolves ``method="auto"`` through explicit rules
+and records in ``exp.params["method_selection"]`` what it chose and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._validation import as_2d_input, check_nonempty
+from .errors import InvalidParameterError
+from .explainer import Explainer
+from .explanation import Explanation
+from .games.game import group_matrix
+
+__all__ = ["available_methods", "explain", "get_method", "register_method"]
+
+_REGISTRY: dict[str, Callable[[], type[Explainer]]] = {}
+
+#: ExactShap is chosen automatically up to this many players (2**16 coalitions per row).
+AUTO_EXACT_MAX_PLAYERS = 16
+
+
+def register_method(name: str, loader: Callable[[], type[Explainer]]) -> None:
+    """Register an explainer class under ``name``; ``loader`` imports it on first use."""
+    if not name or not isinstance(name, str):
+        raise InvalidParameterError("a method name must be a non-empty string.")
+    _REGISTRY[name] = loader
+
+
+def available_methods() -> list[str]:
+    """Names accepted by ``explain(method=...)``, besides ``"auto"``."""
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> type[Explainer]:
+    """The explainer class registered under ``name``."""
+    if name not in _REGISTRY:
+        raise InvalidParameterError(
+            f"unknown method {name!r}. Available methods: {['auto', *available_methods()]}."
+        )
+    return _REGISTRY[name]()
+
+
+def _exact() -> type[Explainer]:
+    from .games.shapley import ExactShap
+
+    return ExactShap
+
+
+register_method("exact", _exact)
+
+
+def resolve_method(model: Any, X: Any, groups: Any = None) -> tuple[str, str]:
+    """Choose a method for ``method="auto"``: returns (name, reason)."""
+    X = as_2d_input(X)
+    check_nonempty(X)
+    names = [str(c) for c in X.columns] if hasattr(X, "columns") else [
+        f"x{j}" for j in range(X.shape[1])
+    ]
+    players, _ = group_matrix(names, groups)
+    if len(players) <= AUTO_EXACT_MAX_PLAYERS:
+        return "exact", (
+            f"{len(players)} players <= {AUTO_EXACT_MAX_PLAYERS}: exact interventional Shapley "
+            "values over all coalitions"
+        )
+    raise InvalidParameterError(
+        f"method='auto' found {len(players)} players, more than the "
+        f"{AUTO_EXACT_MAX_PLAYERS} that exact enumeration handles, and no sampling estimator "
+        f"is registered yet. Available methods: {available_methods()}; pass groups= to explain "
+        "groups of features as single players."
+    )
+
+
+def explain(
+    model: Any,
+    X: Any,
+    method: str = "auto",
+    *,
+    background: Any = None,
+    target: Any = None,
+    link: str = "identity",
+    random_state: int | None = 0,
+    progress: Callable[[int, int], None] | None = None,
+    **kwargs: Any,
+) -> Explanation:
+    """Explain ``model`` on the rows of ``X`` with one call.
+
+    Parameters
+    ----------
+    model : object
+        Any supported model (see :mod:`whybox.models`).
+    X : DataFrame or array of shape (n, p)
+        Rows to explain.
+    method : str
+        ``"auto"`` or a registered name (see :func:`available_methods`).
+    background : DataFrame or array, optional
+        Reference rows for absent features; defaults to a sample of ``X``.
+    target : optional
+        Output(s) to explain (class label or index, list, or ``"all"``).
+    link : {"identity", "logit"}
+        Output scale.
+    random_state : int or None
+        Seed of every random choice.
+    progress : callable(done, total), optional
+        Called as rows are explained.
+    **kwargs
+        Passed to the explainer's constructor (e.g. ``groups=``, ``max_background=``).
+
+    Returns
+    -------
+    Explanation
+        With ``params["method_selection"]`` recording the choice.
+    """
+    if method == "auto":
+        name, reason = resolve_method(model, X, kwargs.get("groups"))
+    else:
+        name, reason = method, "requested"
+    cls = get_method(name)
+    explainer = cls(model, background, link=link, random_state=random_state, **kwargs)
+    exp = explainer.explain(X, target=target, progress=progress)
+    exp.params["method_selection"] = f"{method} -> {name}: {reason}"
+    return exp

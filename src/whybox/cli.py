@@ -1,0 +1,398 @@
+"""The ``whybox`` command line: ``whybox quickstart`` and ``whybox explain``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import InvalidInputError, InvalidParameterError, MissingDependencyError, WhyboxError
+
+app = typer.Typer(
+    name="whybox",
+    help="whybox: why did the model do that? Explain models from the command line.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav", ".dill")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"whybox {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """whybox: one library and one result type for explaining any model."""
+
+
+def _progress(description: str):  # noqa: ANN202 - rich Progress context
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+class _ProgressAfter:
+    """A Rich progress bar that appears only once the work has run for over a second."""
+
+    def __init__(self, description: str, delay: float = 1.0) -> None:
+        self.description = description
+        self.delay = delay
+        self.start = time.perf_counter()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and time.perf_counter() - self.start > self.delay and done < total:
+            self.bar = _progress(self.description)
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+# ---------------------------------------------------------------------- quickstart
+@app.command()
+def quickstart(
+    out: Path = typer.Option(Path("whybox-report"), "--out", help="Folder for index.html."),
+    n: int = typer.Option(5000, "--n", min=200, help="Applicants to generate."),
+    explain_rows: int = typer.Option(
+        100, "--explain-rows", min=3, help="Held-out applicants to explain."
+    ),
+    background_rows: int = typer.Option(
+        50, "--background-rows", min=1, help="Training rows used as the background."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed of data, model and sampling."),
+) -> None:
+    """Train a credit model on synthetic data, explain it, and write an HTML report.
+
+    Generates whybox.zoo.credit data (with a known ground-truth logit), trains a
+    HistGradientBoostingClassifier, explains held-out applicants' log-odds of default with
+    exact interventional Shapley values, and writes OUT/index.html with global importance,
+    three denied applicants with their principal reasons, and a comparison with the truth.
+    """
+    try:
+        _quickstart(out, n, explain_rows, background_rows, seed)
+    except WhyboxError as exc:
+        _fail(exc)
+
+
+CREDIT_PHRASES = {
+    "income": "Income insufficient for the amount of credit requested",
+    "debt_to_income": "Debt-to-income ratio ({value}) too high",
+    "age": "Age of applicant ({value}) associated with higher risk in the data",
+    "months_employed": "Length of employment ({value} months) too short",
+    "late_payments": "Number of late payments ({value}) in the last two years",
+    "open_credit_lines": "Too many open credit lines ({value})",
+    "credit_utilization": "Proportion of revolving credit used ({value}) too high",
+    "loan_amount": "Amount of credit requested ({value}) too large",
+    "loan_purpose": "Purpose of loan ({value}) associated with higher risk",
+}
+
+
+def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed: int) -> None:
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import train_test_split
+
+    from .games.shapley import ExactShap
+    from .report.builder import local_section, report
+    from .tabular.reasons import reason_codes
+    from .zoo import credit, credit_true_shap
+
+    t0 = time.perf_counter()
+    data = credit(n=n, random_state=seed)
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=0.25, random_state=seed, stratify=data.y
+    )
+    with console.status("Training a HistGradientBoostingClassifier"):
+        model = HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.05, random_state=seed
+        ).fit(X_train, y_train)
+    background = X_train.sample(n=min(background_rows, len(X_train)), random_state=seed)
+    explained = X_test.iloc[: min(explain_rows, len(X_test))]
+    bar = _ProgressAfter("Explaining applicants")
+    try:
+        exp = ExactShap(
+            model, background=background, max_background=len(background), random_state=seed
+        ).explain(explained, target=1, link="logit", progress=bar)
+    finally:
+        bar.close()
+    truth = credit_true_shap(explained, background)
+    p_default = 1.0 / (1.0 + np.exp(-exp.predictions))
+    denied = np.flatnonzero(p_default >= 0.5)
+    if denied.size < 3:  # fall back to the riskiest applicants
+        denied = np.argsort(-p_default, kind="stable")[:3]
+    chosen = [int(i) for i in denied[np.argsort(-p_default[denied], kind="stable")][:3]]
+    reasons = reason_codes(exp, chosen, k=4, adverse="positive", phrases=CREDIT_PHRASES)
+
+    rep = report(
+        exp,
+        model=model,
+        X=X_test,
+        y=y_test,
+        rows=[],
+        truth=truth,
+        title="whybox quickstart: why was this applicant denied?",
+        subtitle=(
+            f"HistGradientBoostingClassifier on {len(X_train):,} synthetic credit applications; "
+            f"{exp.n_rows} held-out applicants explained with exact interventional Shapley "
+            "values of the log-odds of default."
+        ),
+    )
+    labels = exp.row_labels
+    local = local_section(
+        exp,
+        chosen,
+        reasons=reasons,
+        title="Denied applicants and their principal reasons",
+        lead=(
+            "Applicants whose predicted probability of default is at least 50% are denied. "
+            "Each waterfall starts from the average log-odds over the background and adds "
+            "each feature's contribution; the reasons are the features that pushed the "
+            "applicant most toward denial."
+        ),
+        headings=[f"Applicant {labels[i]}" for i in chosen],
+        summaries=[
+            f"Predicted probability of default {p_default[i]:.1%} (log-odds "
+            f"{exp.predictions[i]:+.2f} against a background average of "
+            f"{exp.base_values[i]:+.2f}); the true probability in the generating process is "
+            f"{1 / (1 + np.exp(-data.true_logit(explained.iloc[[i]])[0])):.1%}."
+            for i in chosen
+        ],
+    )
+    rep.sections.insert(2, local)
+    path = rep.save(Path(out))
+    elapsed = time.perf_counter() - t0
+
+    acc = rep.sections[0]["cards"]
+    table = Table(title="whybox quickstart", show_header=False)
+    for k, v in acc:
+        table.add_row(str(k), str(v))
+    top = exp.top(3)
+    table.add_row("top features", ", ".join(top.index))
+    gap = float(np.abs(exp.completeness_gap()).max())
+    table.add_row("largest completeness gap", f"{gap:.1e}")
+    table.add_row("report", str(path))
+    table.add_row("time", f"{elapsed:.1f} s")
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- explain
+def load_model(path: Path, trust_model: bool = False) -> Any:
+    """Load a model file: XGBoost JSON/UBJ or LightGBM text (safe), pickle only if trusted."""
+    if not path.exists():
+        raise InvalidInputError(f"model file {str(path)!r} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        if not trust_model:
+            raise InvalidParameterError(
+                f"refusing to load {str(path)!r}: it is a pickle/joblib file, and unpickling "
+                "runs whatever code the file contains. Load it only if you created it or trust "
+                "its source, by passing --trust-model. Safer: save XGBoost models with "
+                "booster.save_model('model.json') and LightGBM with save_model('model.txt')."
+            )
+        import joblib
+
+        return joblib.load(path)
+    if suffix in (".json", ".ubj"):
+        if suffix == ".json":
+            try:
+                head = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidInputError(f"{str(path)!r} is not valid JSON: {exc}.") from exc
+            if not isinstance(head, dict) or "learner" not in head:
+                raise InvalidInputError(
+                    f"{str(path)!r} is JSON but not an XGBoost model (no 'learner' key)."
+                )
+        try:
+            import xgboost as xgb
+        except ImportError as exc:
+            raise MissingDependencyError("xgboost", "dev", "loading an XGBoost model") from exc
+        booster = xgb.Booster()
+        booster.load_model(str(path))
+        return booster
+    if suffix in (".txt", ".lgb", ".model"):
+        with path.open("r", errors="replace") as fh:
+            first = fh.readline().strip()
+        if first != "tree":
+            raise InvalidInputError(
+                f"{str(path)!r} is not a LightGBM text model (its first line is {first[:40]!r}, "
+                "expected 'tree')."
+            )
+        try:
+            import lightgbm as lgb
+        except ImportError as exc:
+            raise MissingDependencyError("lightgbm", "dev", "loading a LightGBM model") from exc
+        return lgb.Booster(model_file=str(path))
+    raise InvalidParameterError(
+        f"unknown model file type {suffix!r} for {str(path)!r}. Supported: XGBoost .json/.ubj, "
+        f"LightGBM .txt, or (with --trust-model) pickle/joblib files {list(PICKLE_SUFFIXES)}."
+    )
+
+
+def load_data(path: Path) -> Any:
+    """Read a CSV or Parquet file into a DataFrame."""
+    import pandas as pd
+
+    if not path.exists():
+        raise InvalidInputError(f"data file {str(path)!r} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    if suffix in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(path)
+        except ImportError as exc:
+            raise MissingDependencyError("pyarrow", "all", "reading Parquet files") from exc
+    raise InvalidParameterError(
+        f"unknown data file type {suffix!r} for {str(path)!r}; use .csv, .tsv or .parquet."
+    )
+
+
+def _parse_target(target: str | None) -> Any:
+    if target is None:
+        return None
+    parts = [t.strip() for t in target.split(",") if t.strip()]
+
+    def one(t: str) -> Any:
+        try:
+            return int(t)
+        except ValueError:
+            return t
+
+    if len(parts) == 1:
+        return parts[0] if parts[0] == "all" else one(parts[0])
+    return [one(t) for t in parts]
+
+
+def _align_categoricals(model: Any, X: Any) -> Any:
+    """Give columns an XGBoost booster declares categorical the pandas category dtype."""
+    types = getattr(model, "feature_types", None)
+    names = getattr(model, "feature_names", None)
+    if types and names:
+        X = X.copy()
+        for name, t in zip(names, types, strict=False):
+            if t == "c" and name in X.columns:
+                X[name] = X[name].astype("category")
+    return X
+
+
+@app.command()
+def explain(
+    model_path: Path = typer.Argument(
+        ..., metavar="MODEL", help="XGBoost .json/.ubj, LightGBM .txt, or a pickle/joblib file."
+    ),
+    data_path: Path = typer.Argument(..., metavar="DATA", help="Rows to explain: CSV or Parquet."),
+    method: str = typer.Option("auto", "--method", "-m", help="Method name, or auto."),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="Output(s) to explain: class label or index, a,b list, or all."
+    ),
+    link: str = typer.Option("identity", "--link", help="identity or logit (log-odds)."),
+    background: Path | None = typer.Option(
+        None, "--background", "-b", help="Background rows (CSV/Parquet); default: sample of DATA."
+    ),
+    out: Path = typer.Option(
+        Path("explanation.whybox"),
+        "--out",
+        "-o",
+        help="Output file: .whybox (lossless, no pickle) or .csv (values table).",
+    ),
+    report_dir: Path | None = typer.Option(
+        None, "--report", help="Also write an HTML report to this folder."
+    ),
+    trust_model: bool = typer.Option(
+        False,
+        "--trust-model",
+        help="Allow loading pickle/joblib model files. Unpickling runs code: only for files "
+        "you trust.",
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
+    allow_nan: bool = typer.Option(
+        False, "--allow-nan", help="Accept missing values (for models that handle them)."
+    ),
+) -> None:
+    """Explain MODEL's predictions on the rows of DATA and save the Explanation."""
+    try:
+        from .api import explain as wb_explain
+
+        model = load_model(model_path, trust_model)
+        X = _align_categoricals(model, load_data(data_path))
+        bg = None if background is None else _align_categoricals(model, load_data(background))
+        bar = _ProgressAfter("Explaining rows")
+        try:
+            exp = wb_explain(
+                model,
+                X,
+                method,
+                background=bg,
+                target=_parse_target(target),
+                link=link,
+                random_state=seed,
+                allow_nan=allow_nan,
+                progress=bar,
+            )
+        finally:
+            bar.close()
+        if out.suffix.lower() == ".csv":
+            from .explanation import _atomic_write
+
+            _atomic_write(out, exp.to_frame().to_csv().encode("utf-8"))
+        else:
+            exp.save(out)
+        if report_dir is not None:
+            from .report import report
+
+            rpath = report(exp, title=f"whybox: {model_path.name}").save(report_dir)
+            console.print(f"report written to {rpath}")
+    except WhyboxError as exc:
+        _fail(exc)
+    table = Table(title=f"{exp.method}: {exp.params.get('output', '')}")
+    table.add_column("feature")
+    table.add_column("mean |value|", justify="right")
+    top = exp.top(min(10, len(exp.feature_names)))
+    for name, val in top.items():
+        table.add_row(str(name), f"{val:.4g}")
+    console.print(table)
+    console.print(f"{exp.n_rows} rows explained; saved to {out}")
+
+
+def main() -> None:
+    """Entry point of the ``whybox`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

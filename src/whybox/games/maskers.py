@@ -1,0 +1,285 @@
+"""Maskers: what "absent" means for a player.
+
+A masker holds the rows that stand in for absent features and composes, for one explained row
+``x`` and a batch of feature masks, the model inputs ``x_S`` joined with each background row's
+``z_{-S}``. DataFrames stay DataFrames: composed inputs keep column names and dtypes
+(categoricals, strings, nullable types), so scikit-learn Pipelines with encoders work
+unchanged.
+
+* :class:`Independent` — interventional (marginal) absence over a background sample
+  (Janzing, Minorics and Bloebaum 2020), optionally weighted.
+* :class:`Baseline` — absence as a fixed reference value (a single background row).
+
+References
+----------
+Janzing, D., Minorics, L. and Bloebaum, P. (2020). Feature relevance quantification in
+explainable AI: a causal problem. AISTATS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._validation import as_2d_input, check_finite, check_int, check_nonempty, check_random_state
+from ..errors import InvalidInputError, InvalidParameterError
+
+__all__ = ["Baseline", "Independent", "Masker"]
+
+
+class _Column:
+    """One DataFrame column as a numpy array plus what is needed to rebuild its dtype."""
+
+    def __init__(self, s: pd.Series) -> None:
+        self.name = s.name
+        self.dtype = s.dtype
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            self.categories = s.cat.categories
+            self.values = s.cat.codes.to_numpy()
+        else:
+            self.categories = None
+            self.values = s.to_numpy()
+
+    def encode(self, value: Any) -> Any:
+        """Encode one value of the explained row in this column's representation."""
+        if self.categories is None:
+            return value
+        if pd.isna(value):
+            return -1
+        loc = np.flatnonzero(self.categories == value)
+        if loc.size == 0:  # category unseen in the background: extend the categories
+            self.categories = self.categories.append(pd.Index([value]))
+            self.dtype = pd.CategoricalDtype(self.categories, ordered=self.dtype.ordered)
+            return len(self.categories) - 1
+        return int(loc[0])
+
+    def rebuild(self, arr: np.ndarray) -> Any:
+        if self.categories is not None:
+            return pd.Categorical.from_codes(arr, dtype=self.dtype)
+        if isinstance(self.dtype, np.dtype):
+            if self.dtype.kind == "O":  # keep object columns object (pandas would infer str)
+                return pd.Series(arr, dtype=object, copy=False)
+            return arr if arr.dtype == self.dtype else arr.astype(self.dtype)
+        return pd.array(arr, dtype=self.dtype)
+
+
+class Masker:
+    """Base class: background rows, their weights, and composition of masked inputs.
+
+    Attributes
+    ----------
+    background : DataFrame or ndarray of shape (n_bg, p)
+    weights : ndarray of shape (n_bg,), summing to one
+    feature_names : list of str
+    """
+
+    background: Any
+    weights: np.ndarray
+
+    def _set_background(self, background: Any, weights: np.ndarray | None) -> None:
+        bg = as_2d_input(background, name="background")
+        check_nonempty(bg, name="background")
+        self.background = bg
+        n = bg.shape[0]
+        if weights is None:
+            w = np.full(n, 1.0 / n)
+        else:
+            w = np.asarray(weights, dtype=float).reshape(-1)
+            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise InvalidParameterError(
+                    f"background weights must be {n} finite non-negative numbers with a positive "
+                    "sum, one per background row."
+                )
+            w = w / w.sum()
+        self.weights = w
+        if isinstance(bg, pd.DataFrame):
+            self._columns: list[_Column] | None = [_Column(bg[c]) for c in bg.columns]
+            self.feature_names = [str(c) for c in bg.columns]
+            self.row_nbytes = 8 * bg.shape[1] + 64
+        else:
+            self._columns = None
+            self.feature_names = [f"x{j}" for j in range(bg.shape[1])]
+            self.row_nbytes = bg.dtype.itemsize * bg.shape[1] + 16
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.background.shape[0])
+
+    def check_compatible(self, X: Any, *, allow_nan: bool = False) -> Any:
+        """Check that ``X`` has the background's columns; return it aligned to them."""
+        bg = self.background
+        if isinstance(bg, pd.DataFrame):
+            if not isinstance(X, pd.DataFrame):
+                X = np.asarray(X)
+                if X.shape[1] != bg.shape[1]:
+                    raise InvalidInputError(
+                        f"X has {X.shape[1]} features but the background has {bg.shape[1]} "
+                        f"columns ({list(bg.columns)})."
+                    )
+                return pd.DataFrame(X, columns=bg.columns).astype(bg.dtypes.to_dict())
+            missing = [c for c in bg.columns if c not in X.columns]
+            extra = [c for c in X.columns if c not in bg.columns]
+            if missing or extra:
+                raise InvalidInputError(
+                    "the background does not have the same columns as X ("
+                    + "; ".join(
+                        s
+                        for s in (
+                            f"missing from X: {missing}" if missing else "",
+                            f"not in the background: {extra}" if extra else "",
+                        )
+                        if s
+                    )
+                    + "). Use background rows with exactly X's columns."
+                )
+            return X[list(bg.columns)]
+        if isinstance(X, pd.DataFrame):
+            X = X.to_numpy()
+        if X.shape[1] != bg.shape[1]:
+            raise InvalidInputError(
+                f"X has {X.shape[1]} features but the background has {bg.shape[1]}; they "
+                "must have the same columns."
+            )
+        return X
+
+    def compose(self, x: Any, masks: np.ndarray) -> Any:
+        """Model inputs for one row ``x`` under each feature mask.
+
+        Parameters
+        ----------
+        x : DataFrame of one row, Series, or array of shape (p,)
+        masks : bool array of shape (m, p), True where the feature is present
+
+        Returns
+        -------
+        DataFrame or ndarray with ``m * n_bg`` rows: coalition-major, the ``n_bg`` rows of
+        coalition ``i`` at ``i * n_bg : (i + 1) * n_bg``.
+        """
+        m, n_bg = masks.shape[0], self.n_rows
+        if self._columns is None:
+            xr = np.asarray(x).reshape(-1)
+            bg = self.background
+            out = np.where(masks[:, None, :], xr[None, None, :], bg[None, :, :])
+            return out.reshape(m * n_bg, bg.shape[1])
+        row = x.iloc[0] if isinstance(x, pd.DataFrame) else x
+        cols = {}
+        for j, col in enumerate(self._columns):
+            xv = col.encode(row.iloc[j] if isinstance(row, pd.Series) else row[j])
+            present = masks[:, j][:, None]
+            if col.values.dtype.kind == "O" or xv is None:
+                arr = np.empty((m, n_bg), dtype=object)
+                arr[:] = col.values[None, :]
+                arr[np.broadcast_to(present, (m, n_bg))] = xv
+            else:
+                arr = np.where(present, xv, col.values[None, :])
+                if arr.dtype != col.values.dtype and col.values.dtype.kind in "iub":
+                    arr = arr.astype(col.values.dtype)
+            cols[col.name] = col.rebuild(arr.reshape(-1))
+        return pd.DataFrame(cols)
+
+
+class Independent(Masker):
+    """Interventional absence: absent features take the values of background rows.
+
+    Parameters
+    ----------
+    background : DataFrame or array of shape (n_bg, p)
+        Reference data, typically a sample of the training set.
+    max_samples : int
+        Background rows kept; a larger background is subsampled without replacement
+        (seeded by ``random_state``), as shap's Independent masker does.
+    weights : array of shape (n_bg,), optional
+        Weights of the background rows (normalised to sum to one).
+    random_state : int, Generator or None
+        Seed of the subsampling.
+    allow_nan : bool
+        Accept NaN in the background (for models that handle missing values).
+    """
+
+    def __init__(
+        self,
+        background: Any,
+        *,
+        max_samples: int = 100,
+        weights: Any = None,
+        random_state: Any = 0,
+        allow_nan: bool = False,
+    ) -> None:
+        bg = as_2d_input(background, name="background")
+        check_nonempty(bg, name="background")
+        check_finite(bg, name="background", allow_nan=allow_nan)
+        max_samples = check_int("max_samples", max_samples, minimum=1)
+        self.max_samples = max_samples
+        n = bg.shape[0]
+        if n > max_samples:
+            rng = check_random_state(random_state)
+            idx = np.sort(rng.choice(n, size=max_samples, replace=False))
+            bg = bg.iloc[idx] if isinstance(bg, pd.DataFrame) else bg[idx]
+            if weights is not None:
+                weights = np.asarray(weights, dtype=float)[idx]
+        if isinstance(bg, pd.DataFrame):
+            bg = bg.reset_index(drop=True)
+        self._set_background(bg, weights)
+
+
+class Baseline(Masker):
+    """Absence as a fixed reference: absent features take ``value``.
+
+    Parameters
+    ----------
+    value : scalar, array of shape (p,), mapping column -> value, or one-row DataFrame
+        The reference input.
+    template : DataFrame or array, optional
+        Inputs whose columns and dtypes the reference row should follow; needed for a scalar
+        or mapping ``value`` with DataFrame inputs. Explainers pass it automatically.
+    """
+
+    def __init__(self, value: Any, template: Any = None) -> None:
+        self.value = value
+        if template is not None:
+            self._set_background(self._row(value, template), None)
+
+    def bound(self, template: Any) -> Baseline:
+        """This baseline laid out like ``template`` (columns and dtypes)."""
+        return Baseline(self.value, template)
+
+    @staticmethod
+    def _row(value: Any, template: Any) -> Any:
+        if isinstance(value, pd.DataFrame):
+            if len(value) != 1:
+                raise InvalidParameterError("a DataFrame baseline must have exactly one row.")
+            return value
+        if isinstance(template, pd.DataFrame):
+            row = template.iloc[:1].copy().reset_index(drop=True)
+            if isinstance(value, Mapping):
+                unknown = [k for k in value if k not in row.columns]
+                if unknown:
+                    raise InvalidParameterError(
+                        f"baseline names unknown columns {unknown}; columns are "
+                        f"{list(row.columns)}."
+                    )
+                items = value.items()
+            elif np.ndim(value) == 0:
+                items = ((c, value) for c in row.columns)
+            else:
+                vals = np.asarray(value, dtype=object).reshape(-1)
+                if vals.size != row.shape[1]:
+                    raise InvalidParameterError(
+                        f"baseline has {vals.size} values but X has {row.shape[1]} columns."
+                    )
+                items = zip(row.columns, vals, strict=True)
+            for c, v in items:
+                row[c] = pd.Series([v], dtype=row[c].dtype) if not isinstance(
+                    row[c].dtype, pd.CategoricalDtype
+                ) else pd.Categorical([v], dtype=row[c].dtype)
+            return row
+        p = np.shape(template)[1]
+        vals = np.asarray(value, dtype=float)
+        if vals.ndim == 0:
+            vals = np.full(p, float(vals))
+        if vals.reshape(-1).size != p:
+            raise InvalidParameterError(f"baseline has {vals.size} values but X has {p} columns.")
+        return vals.reshape(1, p)

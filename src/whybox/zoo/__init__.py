@@ -1,0 +1,44 @@
+"""Small reproducible data sets for demos and tests.
+
+- :func:`credit`: a synthetic credit-decision data set whose true logit and exact
+  interventional Shapley values are known in closed form (:func:`credit_true_logit`,
+  :func:`credit_true_shap`).
+- :func:`load_sklearn` and the named helpers :func:`breast_cancer`, :func:`diabetes`,
+  :func:`digits`, :func:`iris`, :func:`wine`: scikit-learn's bundled data sets (no downloads).
+"""
+
+from __future__ import annotations
+
+from whybox.zoo.credit import (
+    CREDIT_FEATURES,
+    LOAN_PURPOSES,
+    CreditData,
+    credit,
+    credit_true_logit,
+    credit_true_shap,
+)
+from whybox.zoo.datasets import (
+    SKLEARN_DATASETS,
+    breast_cancer,
+    diabetes,
+    digits,
+    iris,
+    load_sklearn,
+    wine,
+)
+
+__all__ = [
+    "CREDIT_FEATURES",
+    "LOAN_PURPOSES",
+    "SKLEARN_DATASETS",
+    "CreditData",
+    "breast_cancer",
+    "credit",
+    "credit_true_logit",
+    "credit_true_shap",
+    "diabetes",
+    "digits",
+    "iris",
+    "load_sklearn",
+    "wine",
+]
