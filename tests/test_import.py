@@ -27,3 +27,11 @@ def test_unknown_attribute_raises_attribute_error():
         assert "NoSuchThing" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected AttributeError")
+
+
+def test_all_lists_exactly_the_lazy_names():
+    import whybox
+
+    assert set(whybox.__all__) == set(whybox._LAZY) | {"__version__"}
+    for name in whybox.__all__:
+        assert getattr(whybox, name) is not None

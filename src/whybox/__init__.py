@@ -23,7 +23,7 @@ _LAZY = {
     "Baseline": "whybox.games.maskers",
     "TabularGame": "whybox.games.game",
     "wrap_model": "whybox.models",
-    "report": "whybox.report",
+    "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
     "reason_codes": "whybox.tabular.reasons",
     "WhyboxError": "whybox.errors",
     "InvalidInputError": "whybox.errors",
@@ -34,7 +34,27 @@ _LAZY = {
 }
 _SUBMODULES = {"zoo", "viz", "games", "models", "errors", "testing", "tabular"}
 
-__all__ = [*sorted(_LAZY), "__version__"]
+__all__ = [
+    "Baseline",
+    "ExactShap",
+    "Explanation",
+    "Independent",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "MissingDependencyError",
+    "ModelCallError",
+    "TabularGame",
+    "UnsupportedModelError",
+    "WhyboxError",
+    "__version__",
+    "available_methods",
+    "explain",
+    "load",
+    "reason_codes",
+    "register_method",
+    "report",
+    "wrap_model",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import available_methods, explain, register_method
@@ -56,6 +76,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
+    if name == "report":
+        value = importlib.import_module("whybox.report")  # a callable module
+        globals()[name] = value
+        return value
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

@@ -42,7 +42,7 @@ def _root(
     """whybox: one library and one result type for explaining any model."""
 
 
-def _progress(description: str):  # noqa: ANN202 - rich Progress context
+def _progress(description: str):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(

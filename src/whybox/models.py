@@ -338,7 +338,7 @@ def _resolve_one(target: Any, names: list[Any], k: int, is_classifier: bool) -> 
         try:
             if name == target and type(name) is not bool:
                 return j
-        except Exception:  # noqa: S112 - incomparable label types
+        except Exception:
             continue
         if isinstance(target, str) and str(name) == target:
             return j

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import pandas as pd
 
 from ..errors import InvalidInputError, InvalidParameterError
 

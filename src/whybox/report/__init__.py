@@ -1,5 +1,22 @@
-"""Self-contained HTML reports: ``wb.report(exp, model=model, X=X).save("report.html")``."""
+"""Self-contained HTML reports: ``wb.report(exp, model=model, X=X).save("report.html")``.
+
+``whybox.report`` is both this subpackage and the public function: importing a subpackage
+binds its name on the parent package, which would shadow a function of the same name. The
+module is therefore made callable, so ``wb.report(...)`` always calls :func:`report` whatever
+was imported first.
+"""
+
+import sys
+import types
 
 from .builder import Report, report
 
 __all__ = ["Report", "report"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -87,13 +87,13 @@ class Report:
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the report to ``path`` (a file, or ``path/index.html`` for a folder).
+        """Write the report to ``path``: a ``.html`` file, or ``path/index.html`` otherwise.
 
         The file is written under a temporary name and renamed, so a failure never leaves a
         half-written report behind.
         """
         path = Path(path)
-        if path.is_dir() or str(path).endswith(("/", os.sep)):
+        if path.is_dir() or path.suffix.lower() not in (".html", ".htm"):
             path.mkdir(parents=True, exist_ok=True)
             path = path / "index.html"
         _atomic_write(path, self.to_html().encode("utf-8"))

@@ -1,0 +1,11 @@
+"""Plots of :class:`~whybox.explanation.Explanation` objects (matplotlib).
+
+``bar``, ``waterfall``, ``beeswarm`` and ``scatter`` each take an Explanation and return the
+matplotlib Axes they drew on; they are also available as ``exp.plot.<name>()``.
+"""
+
+from __future__ import annotations
+
+from .plots import bar, beeswarm, scatter, waterfall
+
+__all__ = ["bar", "beeswarm", "scatter", "waterfall"]
