@@ -20,6 +20,7 @@ import pandas as pd
 from ._validation import (
     as_2d_input,
     check_finite,
+    check_in,
     check_int,
     check_nonempty,
 )
@@ -27,6 +28,7 @@ from .explanation import Explanation
 from .games.game import DEFAULT_CHUNK_BYTES, TabularGame, group_matrix
 from .games.maskers import Baseline, Independent, Masker
 from .models import ModelFunction, wrap_model
+from .parallel import BACKENDS, map_chunks, row_generator
 
 __all__ = ["Explainer", "TabularGameExplainer"]
 
@@ -67,6 +69,14 @@ class TabularGameExplainer(Explainer):
         Accept NaN in X and background, for models that handle missing values themselves.
     chunk_bytes : int
         Memory bound of one batch of model inputs.
+    n_jobs : int or None
+        Worker processes for ``backend="processes"`` (-1: all cores).
+    backend : {"serial", "processes", "dask"}
+        Where rows are explained; results are bit-identical whichever is used.
+    client : dask.distributed.Client, optional
+        Cluster for ``backend="dask"`` (default: the current default client).
+    chunk_size : int, optional
+        Rows per task sent to a worker (default: an even split over the workers).
     """
 
     def __init__(
@@ -80,6 +90,10 @@ class TabularGameExplainer(Explainer):
         random_state: int | None = 0,
         allow_nan: bool = False,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        n_jobs: int | None = None,
+        backend: str = "serial",
+        client: Any = None,
+        chunk_size: int | None = None,
     ) -> None:
         self.model = model
         self.background = background
@@ -89,16 +103,38 @@ class TabularGameExplainer(Explainer):
         self.random_state = random_state
         self.allow_nan = allow_nan
         self.chunk_bytes = check_int("chunk_bytes", chunk_bytes, minimum=1)
+        check_in("backend", backend, BACKENDS)
+        if backend == "serial" and n_jobs not in (None, 1):
+            backend = "processes"
+        self.n_jobs = n_jobs
+        self.backend = backend
+        self.client = client
+        self.chunk_size = (
+            None if chunk_size is None else check_int("chunk_size", chunk_size, minimum=1)
+        )
 
     # hooks for subclasses -------------------------------------------------------------
     def _check_players(self, n_players: int, **kwargs: Any) -> None:
         """Refuse problems the method cannot handle, before any model call."""
 
     def _estimate(
-        self, game: TabularGame, row: int, **kwargs: Any
+        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        """Return (phi (n_players, k), base (k,), std (n_players, k) or None, info)."""
+        """Return (phi (n_players, k), base (k,), std (n_players, k) or None, info).
+
+        ``rng`` is seeded by ``random_state`` and the row's content (see
+        :func:`whybox.parallel.row_generator`): use it for every random draw.
+        """
         raise NotImplementedError
+
+    def _explain_row(
+        self, fn: ModelFunction, masker: Masker, x: Any, kwargs: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+        game = TabularGame(fn, x, masker, groups=self.groups, chunk_bytes=self.chunk_bytes)
+        rng = row_generator(self.random_state, x)
+        phi, base, std, info = self._estimate(game, rng, **kwargs)
+        info = {**info, "n_evals": game.n_evaluated}
+        return phi, base, std, info
 
     def _params(self, **kwargs: Any) -> dict[str, Any]:
         return {}
@@ -160,20 +196,22 @@ class TabularGameExplainer(Explainer):
         players, _ = group_matrix(masker.feature_names, self.groups)
         self._check_players(len(players), **kwargs)
         n = X.shape[0]
-        phis, bases, stds = [], [], []
-        n_evals = 0
-        infos: list[dict[str, Any]] = []
-        for i in range(n):
-            x = X.iloc[[i]] if isinstance(X, pd.DataFrame) else X[i]
-            game = TabularGame(fn, x, masker, groups=self.groups, chunk_bytes=self.chunk_bytes)
-            phi, base, std, info = self._estimate(game, i, **kwargs)
-            phis.append(phi)
-            bases.append(base)
-            stds.append(std)
-            infos.append(info)
-            n_evals = max(n_evals, game.n_evaluated)
-            if progress is not None:
-                progress(i + 1, n)
+        task = _RowTask(self, fn, masker, X, kwargs)
+        chunks = map_chunks(
+            task,
+            n,
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+            client=self.client,
+            chunk_size=self.chunk_size,
+            progress=progress,
+        )
+        rows = [r for chunk in chunks for r in chunk]
+        phis = [r[0] for r in rows]
+        bases = [r[1] for r in rows]
+        stds = [r[2] for r in rows]
+        infos = [r[3] for r in rows]
+        n_evals = max(info["n_evals"] for info in infos)
         values = np.stack(phis)  # (n, P, k)
         base_values = np.stack(bases)  # (n, k)
         std = None if any(s is None for s in stds) else np.stack(stds)  # type: ignore[arg-type]
@@ -209,3 +247,29 @@ class TabularGameExplainer(Explainer):
 
     def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
+
+
+class _RowTask:
+    """Explain rows ``start:stop`` of X: the picklable unit of work of every backend."""
+
+    def __init__(
+        self,
+        explainer: TabularGameExplainer,
+        fn: ModelFunction,
+        masker: Masker,
+        X: Any,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.explainer = explainer
+        self.fn = fn
+        self.masker = masker
+        self.X = X
+        self.kwargs = kwargs
+
+    def __call__(self, start: int, stop: int) -> list[Any]:
+        X = self.X
+        out = []
+        for i in range(start, stop):
+            x = X.iloc[[i]] if isinstance(X, pd.DataFrame) else X[i]
+            out.append(self.explainer._explain_row(self.fn, self.masker, x, self.kwargs))
+        return out

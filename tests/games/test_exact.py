@@ -274,14 +274,14 @@ def test_background_subsampling_is_seeded():
 class BrokenExactShap(ExactShap):
     """Deliberately wrong: scales the Shapley values, breaking efficiency."""
 
-    def _estimate(self, game, row, **kwargs):
-        phi, base, std, info = super()._estimate(game, row, **kwargs)
+    def _estimate(self, game, rng, **kwargs):
+        phi, base, std, info = super()._estimate(game, rng, **kwargs)
         return phi * 1.01, base, std, info
 
 
 class NondeterministicExactShap(ExactShap):
-    def _estimate(self, game, row, **kwargs):
-        phi, base, std, info = super()._estimate(game, row, **kwargs)
+    def _estimate(self, game, rng, **kwargs):
+        phi, base, std, info = super()._estimate(game, rng, **kwargs)
         noise = np.random.default_rng().normal(scale=1e-3, size=phi.shape)
         return phi + noise - noise.mean(axis=0), base, std, info
 

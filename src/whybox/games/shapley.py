@@ -120,7 +120,7 @@ class ExactShap(TabularGameExplainer):
             )
 
     def _estimate(
-        self, game: TabularGame, row: int, **kwargs: Any
+        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
         phi, v_empty, _ = exact_shapley(game)
         return phi, v_empty, None, {}
