@@ -19,6 +19,8 @@ _LAZY = {
     "available_methods": "whybox.api",
     "register_method": "whybox.api",
     "ExactShap": "whybox.games.shapley",
+    "PermutationShap": "whybox.games.shapley",
+    "KernelShap": "whybox.games.kernel",
     "Independent": "whybox.games.maskers",
     "Baseline": "whybox.games.maskers",
     "TabularGame": "whybox.games.game",
@@ -41,8 +43,10 @@ __all__ = [
     "Independent",
     "InvalidInputError",
     "InvalidParameterError",
+    "KernelShap",
     "MissingDependencyError",
     "ModelCallError",
+    "PermutationShap",
     "TabularGame",
     "UnsupportedModelError",
     "WhyboxError",
@@ -69,7 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .explanation import Explanation, load
     from .games.game import TabularGame
     from .games.maskers import Baseline, Independent
-    from .games.shapley import ExactShap
+    from .games.kernel import KernelShap
+    from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model
     from .report import report
     from .tabular.reasons import reason_codes

@@ -50,7 +50,21 @@ def _exact() -> type[Explainer]:
     return ExactShap
 
 
+def _permutation() -> type[Explainer]:
+    from .games.shapley import PermutationShap
+
+    return PermutationShap
+
+
+def _kernel() -> type[Explainer]:
+    from .games.kernel import KernelShap
+
+    return KernelShap
+
+
 register_method("exact", _exact)
+register_method("permutation", _permutation)
+register_method("kernel", _kernel)
 
 
 def resolve_method(model: Any, X: Any, groups: Any = None) -> tuple[str, str]:

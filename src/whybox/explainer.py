@@ -158,9 +158,10 @@ class TabularGameExplainer(Explainer):
     def _prepare(self, X: Any, target: Any, link: str | None) -> tuple[Any, ModelFunction]:
         X = as_2d_input(X)
         check_nonempty(X)
+        # before the model is first called (wrap_model may probe it on one row)
+        check_finite(X, allow_nan=self.allow_nan)
         fn = wrap_model(self.model, target=target, link=link or self.link, X=X)
         X = fn.prepare(X)
-        check_finite(X, allow_nan=self.allow_nan)
         return X, fn
 
     def explain(
