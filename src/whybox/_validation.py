@@ -31,13 +31,23 @@ __all__ = [
 def check_in(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     """Return ``value`` if it is one of ``allowed``, else raise InvalidParameterError."""
     allowed = list(allowed)
-    if value not in allowed:
+    if not any(_same(value, a) for a in allowed):
         raise InvalidParameterError(
             f"{name}={value!r} is not supported. Expected one of: "
             + ", ".join(repr(a) for a in allowed)
             + "."
         )
     return value
+
+
+def _same(value: Any, allowed: Any) -> bool:
+    """``value == allowed`` as a plain bool; False where the comparison is not a bool (arrays)."""
+    if value is allowed:
+        return True
+    try:
+        return bool(value == allowed)
+    except Exception:
+        return False
 
 
 def check_int(
@@ -58,9 +68,12 @@ def check_int(
 
 def check_random_state(random_state: Any) -> np.random.Generator:
     """Turn ``None``, an int, a SeedSequence or a Generator into a numpy Generator."""
-    if random_state is None or isinstance(
-        random_state, (numbers.Integral, np.random.SeedSequence)
-    ):
+    if isinstance(random_state, (bool, np.bool_)):
+        raise InvalidParameterError(
+            f"random_state must be None, a non-negative int, a numpy SeedSequence or a numpy "
+            f"Generator, got the bool {random_state!r}."
+        )
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
         if isinstance(random_state, numbers.Integral) and random_state < 0:
             raise InvalidParameterError(
                 f"random_state must be a non-negative integer, got {random_state}."
@@ -140,11 +153,9 @@ def check_finite(X: Any, name: str = "X", *, allow_nan: bool = False) -> None:
         bad: list[str] = []
         rows_any = np.zeros(len(X), dtype=bool)
         kinds: set[str] = set()
-        for col in X.columns:
-            s = X[col]
-            if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(
-                s.dtype
-            ):
+        for j, col in enumerate(X.columns):
+            s = X.iloc[:, j]  # by position: duplicated column names would give a DataFrame
+            if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
                 v = s.to_numpy(dtype=float, na_value=np.nan)
                 is_inf = np.isinf(v)
                 is_nan = np.isnan(v) if not allow_nan else np.zeros_like(is_inf)
@@ -164,14 +175,19 @@ def check_finite(X: Any, name: str = "X", *, allow_nan: bool = False) -> None:
         return
     arr = np.asarray(X)
     if arr.dtype.kind not in "fc":
-        if arr.dtype.kind == "O":
-            # object arrays: check entries that are floats
+        if arr.dtype.kind == "O" and arr.ndim > 0:
+            # object arrays (mixed types): float infinities, and missing entries (NaN, None,
+            # pd.NA) unless allowed, as the DataFrame branch does
             flat = arr.reshape(arr.shape[0], -1)
-            isbad = np.vectorize(
-                lambda v: isinstance(v, float) and (np.isinf(v) or (np.isnan(v) and not allow_nan)),
-                otypes=[bool],
-            )(flat) if flat.size else np.zeros(flat.shape, bool)
-            _report_array(name, isbad, {"NaN/inf"}, allow_nan)
+            is_inf = np.zeros(flat.shape, dtype=bool)
+            is_nan = np.zeros(flat.shape, dtype=bool)
+            for idx, v in np.ndenumerate(flat):
+                if isinstance(v, (float, np.floating)) and np.isinf(v):
+                    is_inf[idx] = True
+                elif not allow_nan and pd.api.types.is_scalar(v) and pd.isna(v):
+                    is_nan[idx] = True
+            kinds = {k for k, m in (("inf", is_inf), ("NaN", is_nan)) if m.any()}
+            _report_array(name, is_inf | is_nan, kinds, allow_nan)
         return
     flat = arr.reshape(arr.shape[0], -1)
     is_inf = np.isinf(flat)
@@ -237,6 +253,12 @@ def align_columns(
     if isinstance(X, pd.DataFrame) and expected is not None:
         have = [str(c) for c in X.columns]
         expected = [str(c) for c in expected]
+        duplicated = sorted({c for c in have if have.count(c) > 1})
+        if duplicated:
+            raise InvalidInputError(
+                f"{name} has duplicated column names: {duplicated}. Each feature must appear "
+                f"once; expected exactly: {expected}."
+            )
         missing = [c for c in expected if c not in have]
         unexpected = [c for c in have if c not in expected]
         if missing or unexpected:

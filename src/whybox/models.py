@@ -124,6 +124,8 @@ class ModelFunction:
     _raw: Callable[[Any], np.ndarray] = field(default=lambda X: np.empty(0), repr=False)
     n_calls: int = 0
     n_rows_evaluated: int = 0
+    #: number of columns every model output must have (all outputs, before selection)
+    _n_outputs_total: int | None = field(default=None, repr=False)
 
     @property
     def n_outputs(self) -> int:
@@ -131,9 +133,7 @@ class ModelFunction:
 
     def prepare(self, X: Any, name: str = "X") -> Any:
         """Check ``X`` against the features the model was fitted on; reorder DataFrame columns."""
-        return align_columns(
-            X, self.feature_names_in, n_expected=self.n_features_in, name=name
-        )
+        return align_columns(X, self.feature_names_in, n_expected=self.n_features_in, name=name)
 
     def __call__(self, X: Any) -> np.ndarray:
         """Evaluate the selected outputs on the link scale: float array of shape (m, k)."""
@@ -151,8 +151,22 @@ class ModelFunction:
                 + ". Check that the model accepts inputs like X (the same columns and dtypes "
                 "as at fit time); the original error is chained above."
             ) from exc
-        out = np.asarray(out, dtype=float)
-        if out.ndim == 1:
+        try:
+            out = np.asarray(out, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ModelCallError(
+                f"the model ({self.model_type}) returned {type(out).__name__}, which is not a "
+                f"numeric array, for a batch of {m} rows; expected an array of shape (m,) or "
+                "(m, k)."
+            ) from exc
+        if out.ndim == 0:
+            if m != 1:
+                raise ModelCallError(
+                    f"the model ({self.model_type}) returned a single number for a batch of "
+                    f"{m} rows; expected one output row per input row."
+                )
+            out = out.reshape(1, 1)
+        elif out.ndim == 1:
             out = out[:, None]
         elif out.ndim > 2:
             out = out.reshape(out.shape[0], -1)
@@ -160,6 +174,12 @@ class ModelFunction:
             raise ModelCallError(
                 f"the model ({self.model_type}) returned {out.shape[0]} rows for a batch of "
                 f"{m} rows; expected one output row per input row."
+            )
+        if self._n_outputs_total is not None and out.shape[1] != self._n_outputs_total:
+            raise ModelCallError(
+                f"the model ({self.model_type}) returned {out.shape[1]} output column(s) but "
+                f"whybox expected {self._n_outputs_total}. If the model has several outputs, "
+                "pass example inputs X= to wrap_model so that whybox can count them."
             )
         self.n_calls += 1
         self.n_rows_evaluated += m
@@ -195,6 +215,15 @@ def _sklearn_raw(model: Any) -> _Raw:
             kind="decision",
             output_names=names_,
             is_classifier=len(classes) > 2,
+            **common,
+        )
+    if not hasattr(model, "predict") and hasattr(model, "predict_proba"):
+        # a classifier-like object without classes_: outputs named by index after a probe
+        return _Raw(
+            fn=model.predict_proba,
+            kind="probability",
+            output_names=None,
+            is_classifier=True,
             **common,
         )
     return _Raw(fn=model.predict, kind="regression", output_names=None, **common)
@@ -294,7 +323,12 @@ def _torch_raw(module: Any) -> _Raw:
     def fn(X: Any) -> np.ndarray:
         if isinstance(X, pd.DataFrame):
             X = X.to_numpy(dtype=float)
-        t = torch.as_tensor(np.asarray(X), dtype=dtype, device=device)
+        # C order, so DataFrame and array inputs take the same kernels (identical outputs);
+        # writable, as torch cannot share read-only memory (pandas copy-on-write arrays)
+        arr = np.ascontiguousarray(X)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        t = torch.as_tensor(arr, dtype=dtype, device=device)
         with torch.no_grad():
             out = module(t)
         if isinstance(out, (tuple, list)):
@@ -334,14 +368,20 @@ def _raw_adapter(model: Any) -> _Raw:
 
 # ------------------------------------------------------------------ target selection
 def _resolve_one(target: Any, names: list[Any], k: int, is_classifier: bool) -> int:
+    target_is_bool = isinstance(target, (bool, np.bool_))
     for j, name in enumerate(names):
+        # True == 1 in Python: a bool matches only a bool label, and an int only a non-bool one
+        if isinstance(name, (bool, np.bool_)) != target_is_bool:
+            continue
         try:
-            if name == target and type(name) is not bool:
+            if bool(name == target):
                 return j
         except Exception:
             continue
-        if isinstance(target, str) and str(name) == target:
-            return j
+    if isinstance(target, str):  # "1" for the label 1, "True" for True
+        for j, name in enumerate(names):
+            if str(name) == target:
+                return j
     if isinstance(target, numbers.Integral) and not isinstance(target, bool) and -k <= target < k:
         return int(target) % k
     what = f"classes {names}" if is_classifier else f"{k} output(s) {names}"
@@ -350,6 +390,37 @@ def _resolve_one(target: Any, names: list[Any], k: int, is_classifier: bool) -> 
         + ("class label, " if is_classifier else "")
         + f"an output index between 0 and {k - 1}, a list of these, or 'all'."
     )
+
+
+def _n_outputs_without_call(model: Any) -> int | None:
+    """Number of outputs of a regressor, read from its fitted attributes; None if unknown."""
+    try:  # the final step of a scikit-learn Pipeline
+        est = model.steps[-1][1] if hasattr(model, "steps") else model
+    except Exception:
+        est = model
+    for obj in (model, est):
+        n = getattr(obj, "n_outputs_", None)
+        if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1:
+            return int(n)
+    try:
+        coef = getattr(est, "coef_", None)
+    except Exception:  # e.g. XGBoost raises for tree boosters
+        coef = None
+    if coef is not None and np.ndim(coef) == 2:
+        return int(np.shape(coef)[0])
+    booster = model if _is_xgb_booster(model) else None
+    if booster is None and hasattr(est, "get_booster"):
+        try:
+            booster = est.get_booster()
+        except Exception:
+            booster = None
+    if booster is not None and _is_xgb_booster(booster):
+        try:
+            params = json.loads(booster.save_config())["learner"]["learner_model_param"]
+            return max(int(params.get("num_target", "1") or 1), 1)
+        except Exception:
+            return None
+    return None
 
 
 def _probe_outputs(raw: _Raw, X_example: Any) -> int:
@@ -396,11 +467,13 @@ def wrap_model(
     names = raw.output_names
     if names is None:
         if raw.kind == "regression" and X is None:
-            k = 1
+            k = _n_outputs_without_call(model) or 1
         else:
             k = _probe_outputs(raw, X)
         if raw.kind == "regression":
             names = ["prediction"] if k == 1 else [f"prediction {j}" for j in range(k)]
+        elif raw.kind == "probability":
+            names = list(range(k))
         else:
             names = ["output"] if k == 1 else [f"output {j}" for j in range(k)]
     k = len(names)
@@ -450,6 +523,7 @@ def wrap_model(
         feature_names_in=raw.feature_names_in,
         n_features_in=raw.n_features_in,
         _raw=raw.fn,
+        _n_outputs_total=k,
     )
 
 
