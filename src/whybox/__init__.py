@@ -21,6 +21,8 @@ _LAZY = {
     "ExactShap": "whybox.games.shapley",
     "PermutationShap": "whybox.games.shapley",
     "KernelShap": "whybox.games.kernel",
+    "Banzhaf": "whybox.games.banzhaf",
+    "ShapleyInteractions": "whybox.games.interactions",
     "Independent": "whybox.games.maskers",
     "Baseline": "whybox.games.maskers",
     "TabularGame": "whybox.games.game",
@@ -37,6 +39,7 @@ _LAZY = {
 _SUBMODULES = {"zoo", "viz", "games", "models", "errors", "testing", "tabular"}
 
 __all__ = [
+    "Banzhaf",
     "Baseline",
     "ExactShap",
     "Explanation",
@@ -47,6 +50,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelCallError",
     "PermutationShap",
+    "ShapleyInteractions",
     "TabularGame",
     "UnsupportedModelError",
     "WhyboxError",
@@ -73,6 +77,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .explanation import Explanation, load
     from .games.game import TabularGame
     from .games.maskers import Baseline, Independent
+    from .games.banzhaf import Banzhaf
+    from .games.interactions import ShapleyInteractions
     from .games.kernel import KernelShap
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model

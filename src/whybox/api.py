@@ -62,7 +62,21 @@ def _kernel() -> type[Explainer]:
     return KernelShap
 
 
+def _banzhaf() -> type[Explainer]:
+    from .games.banzhaf import Banzhaf
+
+    return Banzhaf
+
+
+def _interactions() -> type[Explainer]:
+    from .games.interactions import ShapleyInteractions
+
+    return ShapleyInteractions
+
+
 register_method("exact", _exact)
+register_method("banzhaf", _banzhaf)
+register_method("interactions", _interactions)
 register_method("permutation", _permutation)
 register_method("kernel", _kernel)
 

@@ -139,6 +139,10 @@ class TabularGameExplainer(Explainer):
     def _params(self, **kwargs: Any) -> dict[str, Any]:
         return {}
 
+    def _value_names(self, players: list[str]) -> list[str]:
+        """Names of the value entries of one row (the players; pairs for interactions)."""
+        return players
+
     # shared machinery -----------------------------------------------------------------
     def _masker(self, X: Any) -> Masker:
         bg = self.background
@@ -235,7 +239,7 @@ class TabularGameExplainer(Explainer):
             base_values,
             # a group of features has no single data value: grouped explanations keep no data
             data=None if self.groups else X,
-            feature_names=players,
+            feature_names=self._value_names(players),
             output_names=fn.output_names,
             std=std,
             predictions=predictions,
