@@ -49,7 +49,6 @@ def run(budget: int = 1024, n_rows: int = 20, n_background: int = 50, seeds=(0, 
         overhead.append(t_wb / calls["time"])
         times_wb.append(t_wb)
         errs_wb.append(rel_l1(exp.values, exact))
-        np.random.seed(seed)
         t0 = time.perf_counter()
         sv = shap.KernelExplainer(f, bg, seed=seed).shap_values(rows, nsamples=budget, silent=True)
         times_shap.append(time.perf_counter() - t0)

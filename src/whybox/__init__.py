@@ -75,11 +75,11 @@ if TYPE_CHECKING:  # pragma: no cover
         WhyboxError,
     )
     from .explanation import Explanation, load
-    from .games.game import TabularGame
-    from .games.maskers import Baseline, Independent
     from .games.banzhaf import Banzhaf
+    from .games.game import TabularGame
     from .games.interactions import ShapleyInteractions
     from .games.kernel import KernelShap
+    from .games.maskers import Baseline, Independent
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model
     from .report import report

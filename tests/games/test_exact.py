@@ -53,8 +53,11 @@ def test_all_coalitions_enumerates_bits():
 @pytest.mark.parametrize("n", [1, 2, 4, 5])
 def test_exact_shapley_matches_permutation_definition(n):
     rng = np.random.default_rng(n)
-    table = {frozenset(s): rng.normal() for r in range(n + 1)
-             for s in itertools.combinations(range(n), r)}
+    table = {
+        frozenset(s): rng.normal()
+        for r in range(n + 1)
+        for s in itertools.combinations(range(n), r)
+    }
     game = FunctionGame(n, table.__getitem__)
     phi, v0, vN = exact_shapley(game)
     np.testing.assert_allclose(phi[:, 0], brute_force_shapley(n, table.__getitem__), atol=1e-12)

@@ -17,9 +17,7 @@ def test_independent_compose_array_is_coalition_major():
     x = np.array([1.0, 2.0, 3.0])
     masks = np.array([[True, False, True], [False, False, False]])
     out = Independent(bg).compose(x, masks)
-    expected = np.array(
-        [[1, 20, 3], [1, 21, 3], [10, 20, 30], [11, 21, 31]], dtype=float
-    )
+    expected = np.array([[1, 20, 3], [1, 21, 3], [10, 20, 30], [11, 21, 31]], dtype=float)
     np.testing.assert_array_equal(out, expected)
 
 
@@ -130,6 +128,4 @@ def test_value_rejects_wrong_coalition_shape():
 def test_group_matrix_keeps_order_and_positions():
     players, M = group_matrix(["a", "b", "c", "d"], {"g": ["d", "b"]})
     assert players == ["a", "g", "c"]
-    np.testing.assert_array_equal(
-        M, [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]]
-    )
+    np.testing.assert_array_equal(M, [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]])

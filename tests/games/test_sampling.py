@@ -129,7 +129,7 @@ def test_interactions_of_a_product_closed_form():
 
 
 def test_sampled_interactions_cover_exact(wine):
-    model, X, bg, _ = wine
+    _model, X, _bg, _ = wine
     small = X.iloc[:, :6]
     m = GradientBoostingClassifier(random_state=0, n_estimators=20).fit(small, load_wine().target)
     exact = wb.ShapleyInteractions(m, background=small.iloc[:15]).explain(small.iloc[:1], target=0)

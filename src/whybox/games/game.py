@@ -252,4 +252,3 @@ class TabularGame(BaseGame):
             y = y.reshape(block.shape[0], n_bg, -1)
             out.append(np.einsum("mbk,b->mk", y, self.masker.weights))
         return np.concatenate(out, axis=0)
-

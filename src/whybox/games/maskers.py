@@ -272,9 +272,11 @@ class Baseline(Masker):
                     )
                 items = zip(row.columns, vals, strict=True)
             for c, v in items:
-                row[c] = pd.Series([v], dtype=row[c].dtype) if not isinstance(
-                    row[c].dtype, pd.CategoricalDtype
-                ) else pd.Categorical([v], dtype=row[c].dtype)
+                row[c] = (
+                    pd.Series([v], dtype=row[c].dtype)
+                    if not isinstance(row[c].dtype, pd.CategoricalDtype)
+                    else pd.Categorical([v], dtype=row[c].dtype)
+                )
             return row
         p = np.shape(template)[1]
         vals = np.asarray(value, dtype=float)
