@@ -29,12 +29,18 @@ def test_explicit_method_and_unknown_method():
     assert "magic" in str(info.value) and "exact" in str(info.value)
 
 
-def test_auto_refuses_too_many_players_with_advice():
-    X = np.zeros((3, 30))
-    with pytest.raises(InvalidParameterError) as info:
-        wb.explain(lambda Z: Z.sum(axis=1), X)
-    assert "30 players" in str(info.value) and "groups" in str(info.value)
+def test_auto_uses_kernel_above_sixteen_players():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 20))
+    w = rng.normal(size=20)
+    exp = wb.explain(lambda Z: Z @ w, X[:2], background=X[:10], budget=200)
+    assert exp.method == "kernel"
+    assert "20 players > 16" in exp.params["method_selection"]
+    # a linear game is pairwise-free: KernelSHAP with paired sampling recovers it exactly
+    np.testing.assert_allclose(exp.values, w * (X[:2] - X[:10].mean(0)), atol=1e-9)
 
 
-def test_available_methods_lists_exact():
-    assert "exact" in wb.available_methods()
+def test_available_methods():
+    assert {"exact", "permutation", "kernel", "banzhaf", "interactions"} <= set(
+        wb.available_methods()
+    )

@@ -25,6 +25,7 @@ _LAZY = {
     "ShapleyInteractions": "whybox.games.interactions",
     "Independent": "whybox.games.maskers",
     "Baseline": "whybox.games.maskers",
+    "kmeans": "whybox.games.maskers",
     "TabularGame": "whybox.games.game",
     "wrap_model": "whybox.models",
     "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
@@ -57,6 +58,7 @@ __all__ = [
     "__version__",
     "available_methods",
     "explain",
+    "kmeans",
     "load",
     "reason_codes",
     "register_method",
@@ -79,7 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.game import TabularGame
     from .games.interactions import ShapleyInteractions
     from .games.kernel import KernelShap
-    from .games.maskers import Baseline, Independent
+    from .games.maskers import Baseline, Independent, kmeans
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model
     from .report import report

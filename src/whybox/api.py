@@ -85,20 +85,19 @@ def resolve_method(model: Any, X: Any, groups: Any = None) -> tuple[str, str]:
     """Choose a method for ``method="auto"``: returns (name, reason)."""
     X = as_2d_input(X)
     check_nonempty(X)
-    names = [str(c) for c in X.columns] if hasattr(X, "columns") else [
-        f"x{j}" for j in range(X.shape[1])
-    ]
+    names = (
+        [str(c) for c in X.columns]
+        if hasattr(X, "columns")
+        else [f"x{j}" for j in range(X.shape[1])]
+    )
     players, _ = group_matrix(names, groups)
     if len(players) <= AUTO_EXACT_MAX_PLAYERS:
         return "exact", (
             f"{len(players)} players <= {AUTO_EXACT_MAX_PLAYERS}: exact interventional Shapley "
             "values over all coalitions"
         )
-    raise InvalidParameterError(
-        f"method='auto' found {len(players)} players, more than the "
-        f"{AUTO_EXACT_MAX_PLAYERS} that exact enumeration handles, and no sampling estimator "
-        f"is registered yet. Available methods: {available_methods()}; pass groups= to explain "
-        "groups of features as single players."
+    return "kernel", (
+        f"{len(players)} players > {AUTO_EXACT_MAX_PLAYERS}: KernelSHAP with standard errors"
     )
 
 
@@ -112,6 +111,8 @@ def explain(
     link: str = "identity",
     random_state: int | None = 0,
     progress: Callable[[int, int], None] | None = None,
+    budget: int | None = None,
+    tolerance: float | None = None,
     **kwargs: Any,
 ) -> Explanation:
     """Explain ``model`` on the rows of ``X`` with one call.
@@ -134,6 +135,9 @@ def explain(
         Seed of every random choice.
     progress : callable(done, total), optional
         Called as rows are explained.
+    budget, tolerance : optional
+        For sampling methods: coalitions (or samples) per row, and the standard error at
+        which to stop early.
     **kwargs
         Passed to the explainer's constructor (e.g. ``groups=``, ``max_background=``).
 
@@ -148,6 +152,7 @@ def explain(
         name, reason = method, "requested"
     cls = get_method(name)
     explainer = cls(model, background, link=link, random_state=random_state, **kwargs)
-    exp = explainer.explain(X, target=target, progress=progress)
+    extra = {k: v for k, v in (("budget", budget), ("tolerance", tolerance)) if v is not None}
+    exp = explainer.explain(X, target=target, progress=progress, **extra)
     exp.params["method_selection"] = f"{method} -> {name}: {reason}"
     return exp

@@ -148,8 +148,7 @@ class Explanation:
             )
         if self.predictions is not None and self.predictions.shape != bv.shape:
             raise InvalidInputError(
-                f"predictions of shape {self.predictions.shape} must match base_values "
-                f"{bv.shape}."
+                f"predictions of shape {self.predictions.shape} must match base_values {bv.shape}."
             )
         if self.std is not None:
             std_shapes = [s.shape for s in self.std] if ragged else [self.std.shape]
@@ -394,8 +393,7 @@ class Explanation:
                 raise InvalidParameterError(f"row indices out of range for {n} rows.")
             return arr.reshape(-1) % n
         raise InvalidParameterError(
-            "rows are selected by an int, a slice, a list of ints or a boolean mask; "
-            f"got {key!r}."
+            f"rows are selected by an int, a slice, a list of ints or a boolean mask; got {key!r}."
         )
 
     def _replace(self, **changes: Any) -> Explanation:
@@ -450,9 +448,7 @@ class Explanation:
         def one(k: Any) -> int:
             if isinstance(k, str):
                 if k not in names:
-                    raise InvalidParameterError(
-                        f"unknown feature {k!r}. Known features: {names}."
-                    )
+                    raise InvalidParameterError(f"unknown feature {k!r}. Known features: {names}.")
                 return names.index(k)
             if isinstance(k, numbers.Integral) and not isinstance(k, bool):
                 if not -p <= k < p:
@@ -558,8 +554,7 @@ class Explanation:
         if self.is_tabular:
             top = self.top(min(10, len(self.feature_names)))
             body = "".join(
-                f"<tr><td>{esc(str(name))}</td><td>{val:.4g}</td></tr>"
-                for name, val in top.items()
+                f"<tr><td>{esc(str(name))}</td><td>{val:.4g}</td></tr>" for name, val in top.items()
             )
             table = (
                 "<table><thead><tr><th>feature</th><th>mean |value|</th></tr></thead>"
@@ -647,9 +642,7 @@ def _is_rectangular(values: Sequence[Any]) -> bool:
 
 def _is_nested_names(names: Any) -> bool:
     return (
-        isinstance(names, (list, tuple))
-        and len(names) > 0
-        and isinstance(names[0], (list, tuple))
+        isinstance(names, (list, tuple)) and len(names) > 0 and isinstance(names[0], (list, tuple))
     )
 
 
@@ -793,9 +786,7 @@ def _decode_data(meta: dict[str, Any] | None, arrays: dict[str, np.ndarray]) -> 
             cols[name] = s
     index_meta = meta["index"]
     if index_meta["kind"] == "range":
-        index: pd.Index = pd.RangeIndex(
-            index_meta["start"], index_meta["stop"], index_meta["step"]
-        )
+        index: pd.Index = pd.RangeIndex(index_meta["start"], index_meta["stop"], index_meta["step"])
     else:
         index = pd.Index(arrays["data_index"])
     index.name = index_meta.get("name")

@@ -129,3 +129,46 @@ def test_group_matrix_keeps_order_and_positions():
     players, M = group_matrix(["a", "b", "c", "d"], {"g": ["d", "b"]})
     assert players == ["a", "g", "c"]
     np.testing.assert_array_equal(M, [[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]])
+
+
+def test_kmeans_summary_is_real_weighted_rows():
+    from whybox.games.maskers import kmeans
+
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 5.0]])
+    X = np.concatenate(
+        [c + rng.normal(scale=0.1, size=(n, 2)) for c, n in zip(centers, (50, 30, 20), strict=True)]
+    )
+    m = kmeans(X, 3, random_state=0)
+    assert m.n_rows == 3
+    np.testing.assert_allclose(sorted(m.weights), [0.2, 0.3, 0.5])
+    # every representative is a real row of X, near its cluster centre
+    for row in m.background:
+        assert any(np.array_equal(row, x) for x in X)
+        assert np.min(np.abs(centers - row).max(axis=1)) < 0.5
+    # the weighted mean equals the data mean up to the within-cluster spread
+    np.testing.assert_allclose(m.weights @ m.background, X.mean(axis=0), atol=0.2)
+
+
+def test_kmeans_summary_of_mixed_frame_keeps_dtypes():
+    from whybox.games.maskers import kmeans
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {"num": rng.normal(size=40), "cat": pd.Categorical(rng.choice(["a", "b"], 40))}
+    )
+    m = kmeans(df, 4, random_state=0)
+    assert m.background.dtypes.equals(df.dtypes) and m.n_rows == 4
+    assert abs(m.weights.sum() - 1) < 1e-12
+
+
+def test_weighted_background_equals_repeated_rows():
+    # a weight of 2 on a row is the same game as that row appearing twice
+    from whybox.games.shapley import ExactShap
+
+    bg = np.array([[0.0, 1.0], [2.0, -1.0]])
+    f = lambda Z: Z[:, 0] * Z[:, 1] + Z[:, 0]  # noqa: E731
+    x = np.array([[1.5, 2.0]])
+    weighted = ExactShap(f, background=Independent(bg, weights=[2, 1])).explain(x)
+    repeated = ExactShap(f, background=bg[[0, 0, 1]]).explain(x)
+    np.testing.assert_allclose(weighted.values, repeated.values, atol=1e-12)

@@ -126,15 +126,12 @@ def summary_section(
         table.append(("model evaluations per row", _fmt(exp.n_evals)))
     if exp.predictions is not None:
         gap = np.abs(exp.completeness_gap()).max()
-        table.append(
-            ("largest completeness gap", f"{gap:.2e} (prediction − base − sum of values)")
-        )
+        table.append(("largest completeness gap", f"{gap:.2e} (prediction − base − sum of values)"))
     if exp.random_state is not None:
         table.append(("random_state", str(exp.random_state)))
     if "method_selection" in exp.params:
         table.append(("method selection", str(exp.params["method_selection"])))
-    return {"kind": "summary", "id": "summary", "title": "Summary", "cards": cards,
-            "table": table}
+    return {"kind": "summary", "id": "summary", "title": "Summary", "cards": cards, "table": table}
 
 
 def importance_section(exp: Explanation, max_display: int = 12) -> dict[str, Any]:
@@ -213,9 +210,8 @@ def local_section(
                 for _, r in sub.iterrows()
             ]
         pred = None if single.predictions is None else single.predictions[i]
-        default_summary = (
-            f"Base value {single.base_values[i]:.4g}"
-            + (f"; prediction {pred:.4g}." if pred is not None else ".")
+        default_summary = f"Base value {single.base_values[i]:.4g}" + (
+            f"; prediction {pred:.4g}." if pred is not None else "."
         )
         items.append(
             {
@@ -246,8 +242,13 @@ def truth_section(exp: Explanation, truth: np.ndarray | Explanation) -> dict[str
         a, b = ev[:, j], tv[:, j]
         corr = np.corrcoef(a, b)[0, 1] if a.std() > 0 and b.std() > 0 else np.nan
         rows.append(
-            [name, _fmt(np.abs(b).mean()), _fmt(np.abs(a).mean()), _fmt(corr, 3),
-             _fmt(np.abs(a - b).mean())]
+            [
+                name,
+                _fmt(np.abs(b).mean()),
+                _fmt(np.abs(a).mean()),
+                _fmt(corr, 3),
+                _fmt(np.abs(a - b).mean()),
+            ]
         )
     imp_true = np.abs(tv).mean(axis=0)
     imp_model = np.abs(ev).mean(axis=0)
@@ -277,8 +278,13 @@ def truth_section(exp: Explanation, truth: np.ndarray | Explanation) -> dict[str
             "The data were generated from a known logit, so the true contribution of every "
             "feature is known exactly. A faithful model and explanation recover it."
         ),
-        "header": ["feature", "true mean |value|", "explained mean |value|", "correlation",
-                   "mean abs error"],
+        "header": [
+            "feature",
+            "true mean |value|",
+            "explained mean |value|",
+            "correlation",
+            "mean abs error",
+        ],
         "rows": rows,
         "notes": notes,
         "figure": figure_data_uri(fig),

@@ -178,9 +178,7 @@ def reason_codes(
             if len(members[g]) == 1 and data is not None:
                 value: Any = data[members[g][0]]
             elif data is not None:
-                value = ", ".join(
-                    f"{names[j]}={_format_value(data[j])}" for j in members[g]
-                )
+                value = ", ".join(f"{names[j]}={_format_value(data[j])}" for j in members[g])
             else:
                 value = _NO_VALUE
             out.append(
@@ -193,6 +191,4 @@ def reason_codes(
                     "reason": _phrase(labels[g], value, sign * float(contrib[g]), phrases),
                 }
             )
-    return pd.DataFrame(
-        out, columns=["row", "rank", "feature", "value", "contribution", "reason"]
-    )
+    return pd.DataFrame(out, columns=["row", "rank", "feature", "value", "contribution", "reason"])
