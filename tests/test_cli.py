@@ -38,8 +38,17 @@ def test_quickstart_writes_report(tmp_path):
     out_dir = tmp_path / "rep"
     result = runner.invoke(
         app,
-        ["quickstart", "--out", str(out_dir), "--n", "800", "--explain-rows", "12",
-         "--background-rows", "15"],
+        [
+            "quickstart",
+            "--out",
+            str(out_dir),
+            "--n",
+            "800",
+            "--explain-rows",
+            "12",
+            "--background-rows",
+            "15",
+        ],
     )
     assert result.exit_code == 0, result.output
     html = (out_dir / "index.html").read_text()
@@ -76,8 +85,16 @@ def test_trusted_pickle_explains_with_closed_form(linear_files):
     target = tmp / "e.whybox"
     out = runner.invoke(
         app,
-        ["explain", str(tmp / "model.joblib"), str(tmp / "rows.csv"), "--trust-model",
-         "--background", str(tmp / "bg.csv"), "--out", str(target)],
+        [
+            "explain",
+            str(tmp / "model.joblib"),
+            str(tmp / "rows.csv"),
+            "--trust-model",
+            "--background",
+            str(tmp / "bg.csv"),
+            "--out",
+            str(target),
+        ],
     )
     assert out.exit_code == 0, out.output
     exp = wb.load(target)
@@ -92,8 +109,16 @@ def test_csv_output_and_report(linear_files):
     tmp, _model, _X = linear_files
     out = runner.invoke(
         app,
-        ["explain", str(tmp / "model.joblib"), str(tmp / "rows.csv"), "--trust-model",
-         "--out", str(tmp / "v.csv"), "--report", str(tmp / "rep")],
+        [
+            "explain",
+            str(tmp / "model.joblib"),
+            str(tmp / "rows.csv"),
+            "--trust-model",
+            "--out",
+            str(tmp / "v.csv"),
+            "--report",
+            str(tmp / "rep"),
+        ],
     )
     assert out.exit_code == 0, out.output
     table = pd.read_csv(tmp / "v.csv", index_col=0)
@@ -117,8 +142,17 @@ def test_xgboost_json_model(tmp_path):
     X.iloc[:30].to_csv(tmp_path / "bg.csv", index=False)
     out = runner.invoke(
         app,
-        ["explain", str(tmp_path / "m.json"), str(tmp_path / "rows.csv"), "--background",
-         str(tmp_path / "bg.csv"), "--target", "1", "--out", str(tmp_path / "e.whybox")],
+        [
+            "explain",
+            str(tmp_path / "m.json"),
+            str(tmp_path / "rows.csv"),
+            "--background",
+            str(tmp_path / "bg.csv"),
+            "--target",
+            "1",
+            "--out",
+            str(tmp_path / "e.whybox"),
+        ],
     )
     assert out.exit_code == 0, out.output
     exp = wb.load(tmp_path / "e.whybox")
@@ -143,8 +177,14 @@ def test_lightgbm_text_model(tmp_path):
     booster.save_model(str(tmp_path / "m.txt"))
     X.iloc[:3].to_csv(tmp_path / "rows.csv", index=False)
     out = runner.invoke(
-        app, ["explain", str(tmp_path / "m.txt"), str(tmp_path / "rows.csv"),
-              "--out", str(tmp_path / "e.whybox")],
+        app,
+        [
+            "explain",
+            str(tmp_path / "m.txt"),
+            str(tmp_path / "rows.csv"),
+            "--out",
+            str(tmp_path / "e.whybox"),
+        ],
     )
     assert out.exit_code == 0, out.output
     exp = wb.load(tmp_path / "e.whybox")

@@ -31,7 +31,11 @@ def evil_exp():
     values = rng.normal(size=(6, 3))
     base = np.zeros(6)
     return Explanation(
-        values, base, data=data, predictions=values.sum(1), method="exact",
+        values,
+        base,
+        data=data,
+        predictions=values.sum(1),
+        method="exact",
         params={"output": "<i>risk</i>"},
     )
 

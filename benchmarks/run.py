@@ -1,0 +1,65 @@
+"""Run every benchmark in one process and write the figures to benchmarks/RESULTS.md.
+
+Each benchmark measures whybox and its peer on the same task in the same process and reports
+ratios (the machines are shared and noisy: ratios are what carry over). Usage:
+
+    python benchmarks/run.py            # all benchmarks
+    python benchmarks/run.py kernel     # the ones whose name contains "kernel"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine  # noqa: E402
+
+BENCHMARKS = ["bench_exact", "bench_kernel", "bench_lime"]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def main(argv: list[str]) -> None:
+    wanted = [b for b in BENCHMARKS if not argv or any(a in b for a in argv)]
+    results = {}
+    for name in wanted:
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as exc:
+            print(f"skipping {name}: {exc}")
+            continue
+        print(f"running {name} ...", flush=True)
+        results[name] = module.run()
+        print(json.dumps(results[name], indent=1), flush=True)
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    text = path.read_text() if path.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    blocks = {}
+    old = rest.split(END, 1)[0]
+    for chunk in old.split("\n### ")[1:]:
+        blocks[chunk.split("\n", 1)[0].strip()] = "### " + chunk.rstrip() + "\n"
+    stamp = f"{dt.date.today().isoformat()}, {machine()}"
+    for name, res in results.items():
+        lines = [f"### {name}", "", f"Measured {stamp}.", "", "| figure | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in res.items()]
+        blocks[name] = "\n".join(lines) + "\n"
+    body = "\n".join(blocks[k] for k in sorted(blocks))
+    path.write_text(f"{head}{START}\n{body}{END}{tail}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
