@@ -95,10 +95,17 @@ class Masker:
                 )
             w = w / w.sum()
         self.weights = w
+        self._block: np.ndarray | None = None  # the background as one numpy block
         if isinstance(bg, pd.DataFrame):
             self._columns: list[_Column] | None = [_Column(bg[c]) for c in bg.columns]
             self.feature_names = [str(c) for c in bg.columns]
             self.row_nbytes = 8 * bg.shape[1] + 64
+            dtypes = set(bg.dtypes)
+            if len(dtypes) == 1:
+                dtype = next(iter(dtypes))
+                if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+                    # one numeric dtype: compose a single 2-D block, wrapped without copies
+                    self._block = bg.to_numpy(dtype=dtype)
         else:
             self._columns = None
             self.feature_names = [f"x{j}" for j in range(bg.shape[1])]
@@ -164,6 +171,12 @@ class Masker:
             bg = self.background
             out = np.where(masks[:, None, :], xr[None, None, :], bg[None, :, :])
             return out.reshape(m * n_bg, bg.shape[1])
+        if self._block is not None:
+            xr = (x.to_numpy() if isinstance(x, pd.DataFrame) else np.asarray(x)).reshape(-1)
+            out = np.where(masks[:, None, :], xr[None, None, :], self._block[None, :, :])
+            return pd.DataFrame(
+                out.reshape(m * n_bg, -1), columns=self.background.columns, copy=False
+            )
         row = x.iloc[0] if isinstance(x, pd.DataFrame) else x
         cols = {}
         for j, col in enumerate(self._columns):
