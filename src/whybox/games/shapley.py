@@ -146,7 +146,7 @@ class ExactShap(TabularGameExplainer):
         self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
         phi, v_empty, _ = exact_shapley(game)
-        return phi, v_empty, None, {}
+        return phi, v_empty, np.zeros_like(phi), {}  # exact: no sampling error
 
     def _params(self, **kwargs: Any) -> dict[str, Any]:
         return {"estimator": "exact enumeration of all coalitions"}
