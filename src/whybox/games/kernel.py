@@ -47,9 +47,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..explainer import TabularGameExplainer
-from .game import Game, TabularGame, as_value_matrix
-from .shapley import _check_budget, default_budget, exact_shapley
+from .game import Game, as_value_matrix
+from .shapley import SamplingShapExplainer, _check_budget, default_budget, exact_shapley
 
 __all__ = ["KernelShap", "kernel_min_budget", "kernel_shapley"]
 
@@ -424,7 +423,7 @@ def _pair_block(
     return Z, np.concatenate([w, w]), np.full(len(Z), group)
 
 
-class KernelShap(TabularGameExplainer):
+class KernelShap(SamplingShapExplainer):
     """Interventional Shapley values by KernelSHAP with standard errors.
 
     Paired coalitions, exact enumeration of the extreme coalition sizes, leverage-score
@@ -448,29 +447,6 @@ class KernelShap(TabularGameExplainer):
     """
 
     method = "kernel"
-
-    def _check_players(self, n_players: int, **kwargs: Any) -> None:
-        budget = kwargs.get("budget")
-        if budget is not None:
-            _check_budget(budget, kernel_min_budget(n_players), n_players, "KernelShap")
-
-    def _estimate(
-        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        phi, std, v0, info = kernel_shapley(
-            game, rng, budget=kwargs.get("budget"), tolerance=kwargs.get("tolerance")
-        )
-        return phi, v0, std, info
-
-    def _params(self, **kwargs: Any) -> dict[str, Any]:
-        return {
-            "estimator": "KernelSHAP (paired, leverage-stratified, exact efficiency)",
-            "budget": kwargs.get("budget"),
-            "tolerance": kwargs.get("tolerance"),
-        }
-
-    def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "exact_sizes": infos[0].get("exact_sizes") if infos else [],
-            "converged": [bool(i.get("converged")) for i in infos],
-        }
+    estimator = staticmethod(kernel_shapley)
+    min_budget = staticmethod(kernel_min_budget)
+    description = "KernelSHAP (paired, leverage-stratified, control variate, exact efficiency)"

@@ -34,8 +34,9 @@ NeurIPS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import comb
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -48,6 +49,7 @@ __all__ = [
     "MAX_EXACT_PLAYERS",
     "ExactShap",
     "PermutationShap",
+    "SamplingShapExplainer",
     "all_coalitions",
     "default_budget",
     "exact_shapley",
@@ -258,7 +260,43 @@ def permutation_shapley(
     return phi, std, v0, {"pairs": int(est.shape[0]), "converged": converged}
 
 
-class PermutationShap(TabularGameExplainer):
+class SamplingShapExplainer(TabularGameExplainer):
+    """Shared machinery of the sampling Shapley explainers (budget, tolerance, errors).
+
+    Subclasses set ``estimator`` (``(game, rng, budget=, tolerance=) -> (phi, std, v_empty,
+    info)``), ``min_budget`` (players -> fewest coalitions) and ``description``.
+    """
+
+    estimator: ClassVar[Callable[..., Any]]
+    min_budget: ClassVar[Callable[[int], int]]
+    description: ClassVar[str] = ""
+
+    def _check_players(self, n_players: int, **kwargs: Any) -> None:
+        budget = kwargs.get("budget")
+        if budget is not None:
+            _check_budget(budget, type(self).min_budget(n_players), n_players, type(self).__name__)
+
+    def _estimate(
+        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+        phi, std, v0, info = type(self).estimator(
+            game, rng, budget=kwargs.get("budget"), tolerance=kwargs.get("tolerance")
+        )
+        return phi, v0, std, info
+
+    def _params(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "estimator": self.description,
+            "budget": kwargs.get("budget"),
+            "tolerance": kwargs.get("tolerance"),
+        }
+
+    def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [k for k in (infos[0] if infos else {}) if k != "n_evals"]
+        return {k: [i.get(k) for i in infos] for k in keys}
+
+
+class PermutationShap(SamplingShapExplainer):
     """Interventional Shapley values by antithetic permutation sampling, with standard errors.
 
     Efficiency holds exactly whatever the budget; ``exp.std`` holds standard errors and
@@ -281,29 +319,6 @@ class PermutationShap(TabularGameExplainer):
     """
 
     method = "permutation"
-
-    def _check_players(self, n_players: int, **kwargs: Any) -> None:
-        budget = kwargs.get("budget")
-        if budget is not None:
-            _check_budget(budget, permutation_min_budget(n_players), n_players, "PermutationShap")
-
-    def _estimate(
-        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        phi, std, v0, info = permutation_shapley(
-            game, rng, budget=kwargs.get("budget"), tolerance=kwargs.get("tolerance")
-        )
-        return phi, v0, std, info
-
-    def _params(self, **kwargs: Any) -> dict[str, Any]:
-        return {
-            "estimator": "antithetic permutation sampling",
-            "budget": kwargs.get("budget"),
-            "tolerance": kwargs.get("tolerance"),
-        }
-
-    def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "pairs": [i["pairs"] for i in infos],
-            "converged": [i["converged"] for i in infos],
-        }
+    estimator = staticmethod(permutation_shapley)
+    min_budget = staticmethod(permutation_min_budget)
+    description = "antithetic permutation sampling"
