@@ -13,10 +13,20 @@ from whybox.errors import InvalidParameterError
 def test_auto_picks_exact_and_records_why():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
-    model = LinearRegression().fit(X, X @ [1.0, 2.0, 0.0, -1.0])
-    exp = wb.explain(model, X[:5], background=X[:20])
+    w = np.array([1.0, 2.0, 0.0, -1.0])
+    exp = wb.explain(lambda Z: Z @ w, X[:5], background=X[:20])
     assert exp.method == "exact"
     assert exp.params["method_selection"].startswith("auto -> exact")
+    np.testing.assert_allclose(exp.values, w * (X[:5] - X[:20].mean(0)), atol=1e-10)
+
+
+def test_auto_picks_linear_for_linear_models():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    model = LinearRegression().fit(X, X @ [1.0, 2.0, 0.0, -1.0])
+    exp = wb.explain(model, X[:5], background=X[:20])
+    assert exp.method == "linear"
+    assert exp.params["method_selection"].startswith("auto -> linear")
     np.testing.assert_allclose(exp.values, model.coef_ * (X[:5] - X[:20].mean(0)), atol=1e-10)
 
 
@@ -41,6 +51,6 @@ def test_auto_uses_kernel_above_sixteen_players():
 
 
 def test_available_methods():
-    assert {"exact", "permutation", "kernel", "banzhaf", "interactions"} <= set(
+    assert {"exact", "permutation", "kernel", "banzhaf", "interactions", "linear"} <= set(
         wb.available_methods()
     )

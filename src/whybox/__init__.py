@@ -21,6 +21,7 @@ _LAZY = {
     "ExactShap": "whybox.games.shapley",
     "PermutationShap": "whybox.games.shapley",
     "KernelShap": "whybox.games.kernel",
+    "LinearShap": "whybox.tabular.linear",
     "Banzhaf": "whybox.games.banzhaf",
     "ShapleyInteractions": "whybox.games.interactions",
     "Independent": "whybox.games.maskers",
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidParameterError",
     "KernelShap",
+    "LinearShap",
     "MissingDependencyError",
     "ModelCallError",
     "PermutationShap",
@@ -85,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model
     from .report import report
+    from .tabular.linear import LinearShap
     from .tabular.reasons import reason_codes
 
 

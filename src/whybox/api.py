@@ -74,7 +74,14 @@ def _interactions() -> type[Explainer]:
     return ShapleyInteractions
 
 
+def _linear() -> type[Explainer]:
+    from .tabular.linear import LinearShap
+
+    return LinearShap
+
+
 register_method("exact", _exact)
+register_method("linear", _linear)
 register_method("banzhaf", _banzhaf)
 register_method("interactions", _interactions)
 register_method("permutation", _permutation)
@@ -91,6 +98,10 @@ def resolve_method(model: Any, X: Any, groups: Any = None) -> tuple[str, str]:
         else [f"x{j}" for j in range(X.shape[1])]
     )
     players, _ = group_matrix(names, groups)
+    from .tabular.linear import is_linear_model
+
+    if is_linear_model(model) and not groups:
+        return "linear", "linear model: exact SHAP values from its coefficients"
     if len(players) <= AUTO_EXACT_MAX_PLAYERS:
         return "exact", (
             f"{len(players)} players <= {AUTO_EXACT_MAX_PLAYERS}: exact interventional Shapley "

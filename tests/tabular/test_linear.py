@@ -1,0 +1,70 @@
+"""LinearShap against shap's LinearExplainer and the closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+
+import whybox as wb
+from whybox.errors import InvalidParameterError, UnsupportedModelError
+from whybox.tabular.linear import LinearShap
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 5)), columns=list("abcde"))
+    return X, rng
+
+
+def test_regression_matches_shap_linear_explainer(data):
+    shap = pytest.importorskip("shap")
+    X, rng = data
+    model = Ridge(alpha=0.5).fit(X, X @ [1.0, -2.0, 0.5, 0.0, 3.0] + rng.normal(size=300))
+    exp = LinearShap(model, background=X.iloc[:100]).explain(X.iloc[200:210])
+    ref = shap.LinearExplainer(model, X.iloc[:100]).shap_values(X.iloc[200:210])
+    np.testing.assert_allclose(exp.values, ref, atol=1e-10)
+    np.testing.assert_allclose(exp.predictions, model.predict(X.iloc[200:210]), atol=1e-10)
+    assert np.abs(exp.completeness_gap()).max() < 1e-10
+
+
+def test_logistic_is_log_odds_and_matches_shap(data):
+    shap = pytest.importorskip("shap")
+    X, rng = data
+    y = (X["a"] - X["b"] + rng.normal(size=300) > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    exp = LinearShap(model, background=X.iloc[:100]).explain(X.iloc[200:205])
+    ref = shap.LinearExplainer(model, X.iloc[:100]).shap_values(X.iloc[200:205])
+    np.testing.assert_allclose(exp.values, ref, atol=1e-10)
+    np.testing.assert_allclose(exp.predictions, model.decision_function(X.iloc[200:205]))
+    assert exp.params["output"].startswith("log-odds")
+    neg = LinearShap(model, background=X.iloc[:100]).explain(X.iloc[200:205], target=0)
+    np.testing.assert_allclose(neg.values, -exp.values)
+    # the same values as ExactShap in log-odds (an independent computation)
+    ex = wb.ExactShap(model, background=X.iloc[:100], max_background=100).explain(
+        X.iloc[200:205], link="logit"
+    )
+    np.testing.assert_allclose(exp.values, ex.values, atol=1e-9)
+
+
+def test_multiclass_closed_form(data):
+    X, rng = data
+    y = np.digitize(X["a"] + 0.3 * rng.normal(size=300), [-0.5, 0.5])
+    model = LogisticRegression().fit(X, y)
+    exp = LinearShap(model, background=X).explain(X.iloc[:3])
+    assert exp.values.shape == (3, 5, 3)
+    expected = (X.iloc[:3].to_numpy() - X.to_numpy().mean(0))[:, :, None] * model.coef_.T
+    np.testing.assert_allclose(exp.values, expected, atol=1e-12)
+    one = LinearShap(model, background=X).explain(X.iloc[:3], target=2)
+    np.testing.assert_allclose(one.values, expected[:, :, 2], atol=1e-12)
+
+
+def test_refuses_non_linear_models_and_bad_targets(data):
+    X, _ = data
+    with pytest.raises(UnsupportedModelError, match="coef_"):
+        LinearShap(lambda Z: Z.sum(1))
+    model = LinearRegression().fit(X, X["a"])
+    with pytest.raises(InvalidParameterError, match="unknown target"):
+        LinearShap(model).explain(X.iloc[:2], target=3)
