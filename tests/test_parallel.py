@@ -517,3 +517,19 @@ def test_cli_scheduler_with_n_jobs_is_refused(cli_files):
     )
     assert out.exit_code == 2
     assert "--scheduler and --n-jobs" in " ".join(out.output.split())
+
+
+def test_client_alone_selects_dask_and_explainer_pickles_without_it(client):
+    import pickle
+
+    from whybox.games.shapley import ExactShap
+
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    explainer = ExactShap(lambda Z: Z.sum(axis=1), background=X, client=client)
+    assert explainer.backend == "dask"
+    state = explainer.__getstate__()
+    assert state["client"] is None and explainer.client is client
+    pickle.dumps({k: v for k, v in state.items() if k != "model"})
+    serial = ExactShap(lambda Z: Z.sum(axis=1), background=X).explain(X)
+    np.testing.assert_array_equal(explainer.explain(X).values, serial.values)
+    assert ExactShap(lambda Z: Z.sum(axis=1), backend="processes").n_jobs == -1

@@ -70,11 +70,13 @@ class TabularGameExplainer(Explainer):
     chunk_bytes : int
         Memory bound of one batch of model inputs.
     n_jobs : int or None
-        Worker processes for ``backend="processes"`` (-1: all cores).
+        Worker processes for ``backend="processes"`` (-1 or None: all cores); an ``n_jobs``
+        above 1 alone selects the process backend.
     backend : {"serial", "processes", "dask"}
         Where rows are explained; results are bit-identical whichever is used.
     client : dask.distributed.Client, optional
-        Cluster for ``backend="dask"`` (default: the current default client).
+        Cluster for ``backend="dask"`` (default: the current default client); a client
+        alone selects the Dask backend.
     chunk_size : int, optional
         Rows per task sent to a worker (default: an even split over the workers).
     """
@@ -104,8 +106,12 @@ class TabularGameExplainer(Explainer):
         self.allow_nan = allow_nan
         self.chunk_bytes = check_int("chunk_bytes", chunk_bytes, minimum=1)
         check_in("backend", backend, BACKENDS)
+        if client is not None and backend == "serial":
+            backend = "dask"  # a client given means: run on that cluster
         if backend == "serial" and n_jobs not in (None, 1):
             backend = "processes"
+        if backend == "processes" and n_jobs is None:
+            n_jobs = -1  # processes asked for without a count: all cores
         self.n_jobs = n_jobs
         self.backend = backend
         self.client = client
@@ -252,6 +258,12 @@ class TabularGameExplainer(Explainer):
 
     def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a dask Client cannot be pickled, and workers never need it
+        state = self.__dict__.copy()
+        state["client"] = None
+        return state
 
 
 class _RowTask:
