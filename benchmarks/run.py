@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.common import machine  # noqa: E402
 
-BENCHMARKS = ["bench_exact", "bench_kernel", "bench_lime"]
+BENCHMARKS = ["bench_exact", "bench_kernel", "bench_lime", "bench_tree", "bench_tree_memory"]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 

@@ -146,6 +146,8 @@ def test_xgboost_json_model(tmp_path):
             "explain",
             str(tmp_path / "m.json"),
             str(tmp_path / "rows.csv"),
+            "--method",
+            "exact",
             "--background",
             str(tmp_path / "bg.csv"),
             "--target",
@@ -162,6 +164,22 @@ def test_xgboost_json_model(tmp_path):
     )(X.iloc[:4])
     np.testing.assert_allclose(exp.values, ref.values, atol=1e-6)
     assert exp.params["output"] == "probability of class 1"
+    # without a method the CLI picks TreeSHAP: XGBoost's own contributions are the oracle
+    out = runner.invoke(
+        app,
+        [
+            "explain",
+            str(tmp_path / "m.json"),
+            str(tmp_path / "rows.csv"),
+            "--out",
+            str(tmp_path / "t.whybox"),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    tree = wb.load(tmp_path / "t.whybox")
+    contribs = booster.predict(xgb.DMatrix(X.iloc[:4]), pred_contribs=True)
+    np.testing.assert_allclose(tree.values, contribs[:, :-1], atol=1e-6)
+    assert tree.method == "tree"
 
 
 def test_lightgbm_text_model(tmp_path):

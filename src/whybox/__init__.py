@@ -22,6 +22,7 @@ _LAZY = {
     "PermutationShap": "whybox.games.shapley",
     "KernelShap": "whybox.games.kernel",
     "LinearShap": "whybox.tabular.linear",
+    "TreeShap": "whybox.tabular.treeshap",
     "Banzhaf": "whybox.games.banzhaf",
     "ShapleyInteractions": "whybox.games.interactions",
     "Independent": "whybox.games.maskers",
@@ -55,6 +56,7 @@ __all__ = [
     "PermutationShap",
     "ShapleyInteractions",
     "TabularGame",
+    "TreeShap",
     "UnsupportedModelError",
     "WhyboxError",
     "__version__",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import report
     from .tabular.linear import LinearShap
     from .tabular.reasons import reason_codes
+    from .tabular.treeshap import TreeShap
 
 
 def __getattr__(name: str) -> Any:

@@ -80,8 +80,15 @@ def _linear() -> type[Explainer]:
     return LinearShap
 
 
+def _tree() -> type[Explainer]:
+    from .tabular.treeshap import TreeShap
+
+    return TreeShap
+
+
 register_method("exact", _exact)
 register_method("linear", _linear)
+register_method("tree", _tree)
 register_method("banzhaf", _banzhaf)
 register_method("interactions", _interactions)
 register_method("permutation", _permutation)
@@ -99,7 +106,10 @@ def resolve_method(model: Any, X: Any, groups: Any = None) -> tuple[str, str]:
     )
     players, _ = group_matrix(names, groups)
     from .tabular.linear import is_linear_model
+    from .tabular.treeshap import is_tree_model
 
+    if is_tree_model(model) and not groups:
+        return "tree", "tree ensemble: exact TreeSHAP of its raw output"
     if is_linear_model(model) and not groups:
         return "linear", "linear model: exact SHAP values from its coefficients"
     if len(players) <= AUTO_EXACT_MAX_PLAYERS:

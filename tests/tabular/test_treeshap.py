@@ -1,0 +1,241 @@
+"""TreeShap against XGBoost's and LightGBM's own contributions and shap's TreeExplainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.tree import DecisionTreeRegressor
+
+import whybox as wb
+from whybox.errors import InvalidInputError, InvalidParameterError
+from whybox.tabular.treeshap import TreeShap
+
+xgb = pytest.importorskip("xgboost")
+lgb = pytest.importorskip("lightgbm")
+shap = pytest.importorskip("shap")
+
+
+def make_data(n=400, p=6, seed=0, nan=False, cat=False):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, p)), columns=[f"f{j}" for j in range(p)])
+    logit = X["f0"] * X["f1"] + np.sin(X["f2"]) + (X["f3"] > 0.5) - 0.5 * X["f4"]
+    if cat:
+        X["kind"] = pd.Categorical(rng.choice(["a", "b", "c", "d"], n))
+        logit = logit + X["kind"].map({"a": 0.0, "b": 1.0, "c": -1.0, "d": 0.5}).astype(float)
+    if nan:
+        X = X.mask(rng.random(X.shape) < 0.1)
+        logit = logit.fillna(0.0)
+    y_bin = (logit + rng.normal(size=n) > 0).astype(int)
+    y_multi = np.digitize(logit + rng.normal(size=n), [-0.5, 0.7])
+    return X, logit.to_numpy(), y_bin.to_numpy(), y_multi
+
+
+@pytest.mark.parametrize("nan", [False, True])
+@pytest.mark.parametrize("cat", [False, True])
+@pytest.mark.parametrize("objective", ["binary:logistic", "multi:softprob", "reg:squarederror"])
+def test_xgboost_matches_pred_contribs(objective, nan, cat):
+    X, logit, yb, ym = make_data(nan=nan, cat=cat)
+    y = {"binary:logistic": yb, "multi:softprob": ym, "reg:squarederror": logit}[objective]
+    params = {
+        "objective": objective,
+        "max_depth": 4,
+        "seed": 0,
+        "tree_method": "hist",
+        "max_cat_to_onehot": 1,
+    }
+    if objective == "multi:softprob":
+        params["num_class"] = 3
+    dtrain = xgb.DMatrix(X, label=y, enable_categorical=True)
+    booster = xgb.train(params, dtrain, num_boost_round=15)
+    dm = xgb.DMatrix(X.iloc[:40], enable_categorical=True)
+    contribs = booster.predict(dm, pred_contribs=True)
+    exp = TreeShap(booster).explain(X.iloc[:40], target="all")
+    if objective == "multi:softprob":  # (n, k, p + 1)
+        np.testing.assert_allclose(
+            exp.values, np.transpose(contribs[:, :, :-1], (0, 2, 1)), atol=1e-6
+        )
+        np.testing.assert_allclose(exp.base_values, contribs[:, :, -1], atol=1e-6)
+    else:
+        np.testing.assert_allclose(exp.values[:, :, 0], contribs[:, :-1], atol=1e-6)
+        np.testing.assert_allclose(exp.base_values[:, 0], contribs[:, -1], atol=1e-6)
+    assert np.abs(exp.completeness_gap()).max() < 1e-6
+
+
+def test_xgboost_interactions_match_pred_interactions():
+    X, _, yb, _ = make_data(nan=True)
+    model = xgb.XGBClassifier(n_estimators=20, max_depth=4, random_state=0).fit(X, yb)
+    inter = model.get_booster().predict(xgb.DMatrix(X.iloc[:15]), pred_interactions=True)
+    exp = TreeShap(model).explain_interactions(X.iloc[:15])
+    assert exp.values.shape == (15, 6, 6)
+    np.testing.assert_allclose(exp.values, inter[:, :-1, :-1], atol=1e-6)
+    shap_values = TreeShap(model).explain(X.iloc[:15]).values
+    np.testing.assert_allclose(exp.values.sum(axis=2), shap_values, atol=1e-9)
+
+
+@pytest.mark.parametrize("nan", [False, True])
+@pytest.mark.parametrize("cat", [False, True])
+@pytest.mark.parametrize("objective", ["binary", "multiclass", "regression"])
+def test_lightgbm_matches_pred_contrib(objective, nan, cat):
+    X, logit, yb, ym = make_data(nan=nan, cat=cat, seed=1)
+    y = {"binary": yb, "multiclass": ym, "regression": logit}[objective]
+    params = {
+        "objective": objective,
+        "num_leaves": 15,
+        "verbose": -1,
+        "seed": 0,
+        "min_data_per_group": 5,
+        "cat_smooth": 1,
+    }
+    if objective == "multiclass":
+        params["num_class"] = 3
+    booster = lgb.train(params, lgb.Dataset(X, label=y), num_boost_round=15)
+    contrib = booster.predict(X.iloc[:40], pred_contrib=True)
+    exp = TreeShap(booster).explain(X.iloc[:40], target="all")
+    p = X.shape[1]
+    if objective == "multiclass":
+        ref = contrib.reshape(40, 3, p + 1)
+        np.testing.assert_allclose(exp.values, np.transpose(ref[:, :, :-1], (0, 2, 1)), atol=1e-6)
+    else:
+        np.testing.assert_allclose(exp.values[:, :, 0], contrib[:, :-1], atol=1e-6)
+    assert np.abs(exp.completeness_gap()).max() < 1e-6
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda: RandomForestRegressor(n_estimators=15, max_depth=7, random_state=0),
+        lambda: ExtraTreesRegressor(n_estimators=10, random_state=0, min_samples_leaf=5),
+        lambda: DecisionTreeRegressor(max_depth=9, random_state=0),
+        lambda: RandomForestClassifier(n_estimators=15, max_depth=6, random_state=0),
+        lambda: GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0),
+    ],
+)
+def test_sklearn_matches_shap_path_dependent_and_interventional(make_model):
+    X, logit, yb, _ = make_data(seed=2)
+    model = make_model()
+    is_clf = hasattr(model, "predict_proba") or "Classifier" in type(model).__name__
+    model.fit(X, yb if is_clf else logit)
+    rows = X.iloc[:30]
+    ref = shap.TreeExplainer(model).shap_values(rows)
+    exp = TreeShap(model).explain(rows, target="all")
+    ref = np.asarray(ref)
+    if ref.ndim == 2:
+        ref = ref[:, :, None]
+    np.testing.assert_allclose(exp.values, ref, atol=1e-6)
+    bg = X.iloc[100:150]
+    refi = np.asarray(
+        shap.TreeExplainer(model, bg, feature_perturbation="interventional").shap_values(
+            rows, check_additivity=False
+        )
+    )
+    if refi.ndim == 2:
+        refi = refi[:, :, None]
+    expi = TreeShap(model, background=bg, max_background=50).explain(rows, target="all")
+    np.testing.assert_allclose(expi.values, refi, atol=1e-6)
+    assert np.abs(expi.completeness_gap()).max() < 1e-6
+
+
+def test_interventional_probability_matches_shap():
+    X, _, yb, _ = make_data(seed=3)
+    model = xgb.XGBClassifier(n_estimators=20, max_depth=3, random_state=0).fit(X, yb)
+    bg = X.iloc[200:240]
+    ref = shap.TreeExplainer(
+        model, bg, feature_perturbation="interventional", model_output="probability"
+    ).shap_values(X.iloc[:20])
+    exp = TreeShap(model, background=bg, model_output="probability").explain(X.iloc[:20])
+    np.testing.assert_allclose(exp.values, ref, atol=1e-6)
+    np.testing.assert_allclose(exp.predictions, model.predict_proba(X.iloc[:20])[:, 1], atol=1e-6)
+
+
+def _expvalue(ens, z, S):
+    """E[f(x) | x_S] by the cover-weighted recursion (Lundberg et al. 2018, Algorithm 1)."""
+    total = ens.base_offset.copy()
+    for t in range(ens.n_trees):
+
+        def rec(node):
+            if ens.left[node] < 0:
+                return ens.value[node]
+            j = ens.feature[node]
+            if j in S:
+                xv = z[j]
+                if np.isnan(xv):
+                    go = ens.missing_left[node]
+                elif ens.is_categorical[node]:
+                    s0 = ens.cat_start[node]
+                    go = xv in ens.cat_values[s0 : s0 + ens.cat_len[node]]
+                else:
+                    go = xv < ens.threshold[node]
+                return rec(ens.left[node] if go else ens.right[node])
+            lc, rc = ens.left[node], ens.right[node]
+            return (ens.cover[lc] * rec(lc) + ens.cover[rc] * rec(rc)) / ens.cover[node]
+
+        k = ens.tree_output[t]
+        v = rec(ens.tree_start[t])
+        if k < 0:
+            total = total + v
+        else:
+            total[k] += v[k]
+    return total
+
+
+def test_hist_gradient_boosting_categories_and_nans_against_brute_force_shapley():
+    # no peer explains HGB with categorical splits: compare with the exact Shapley values of
+    # the path-dependent game v(S) = E[f | x_S], computed by enumerating all coalitions
+    from itertools import combinations
+    from math import factorial
+
+    X, _, yb, _ = make_data(n=300, p=5, seed=4, nan=True, cat=True)
+    model = HistGradientBoostingClassifier(max_iter=6, max_depth=3, random_state=0).fit(X, yb)
+    explainer = TreeShap(model)
+    exp = explainer.explain(X.iloc[:3])
+    ens = explainer.ensemble
+    Z = ens.encode(X.iloc[:3])
+    p = Z.shape[1]
+    for r in range(3):
+        v = {
+            S: _expvalue(ens, Z[r], set(S))[0]
+            for k in range(p + 1)
+            for S in combinations(range(p), k)
+        }
+        phi = np.zeros(p)
+        for j in range(p):
+            for S, val in v.items():
+                if j in S:
+                    continue
+                with_j = tuple(sorted((*S, j)))
+                w = factorial(len(S)) * factorial(p - len(S) - 1) / factorial(p)
+                phi[j] += w * (v[with_j] - val)
+        np.testing.assert_allclose(exp.values[r], phi, atol=1e-9)
+    assert np.abs(exp.completeness_gap()).max() < 1e-9
+    np.testing.assert_allclose(exp.predictions, model._raw_predict(X.iloc[:3])[:, 0], atol=1e-9)
+
+
+def test_auto_picks_tree_and_records_output():
+    X, _, yb, _ = make_data()
+    model = xgb.XGBClassifier(n_estimators=10, max_depth=3).fit(X, yb)
+    exp = wb.explain(model, X.iloc[:5])
+    assert exp.method == "tree"
+    assert "margin" in exp.params["output"] or "log-odds" in exp.params["output"]
+
+
+def test_bad_inputs():
+    X, logit, _, _ = make_data()
+    model = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, logit)
+    with pytest.raises(InvalidInputError, match="f5"):
+        TreeShap(model).explain(X.drop(columns="f5"))
+    with pytest.raises(InvalidInputError, match="6"):
+        TreeShap(model).explain(X.to_numpy()[:, :4])
+    with pytest.raises(InvalidParameterError, match="interventional"):
+        TreeShap(model, background=X.iloc[:20]).explain_interactions(X.iloc[:2])
+    with pytest.raises(InvalidParameterError, match="probability"):
+        TreeShap(model, model_output="probability")
+    with pytest.raises(wb.UnsupportedModelError):
+        TreeShap(lambda Z: Z.sum(1))
