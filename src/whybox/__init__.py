@@ -22,6 +22,8 @@ _LAZY = {
     "PermutationShap": "whybox.games.shapley",
     "KernelShap": "whybox.games.kernel",
     "LinearShap": "whybox.tabular.linear",
+    "Lime": "whybox.games.lime",
+    "SubmodularPick": "whybox.games.lime",
     "TreeShap": "whybox.tabular.treeshap",
     "Banzhaf": "whybox.games.banzhaf",
     "ShapleyInteractions": "whybox.games.interactions",
@@ -50,11 +52,13 @@ __all__ = [
     "InvalidInputError",
     "InvalidParameterError",
     "KernelShap",
+    "Lime",
     "LinearShap",
     "MissingDependencyError",
     "ModelCallError",
     "PermutationShap",
     "ShapleyInteractions",
+    "SubmodularPick",
     "TabularGame",
     "TreeShap",
     "UnsupportedModelError",
@@ -85,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.game import TabularGame
     from .games.interactions import ShapleyInteractions
     from .games.kernel import KernelShap
+    from .games.lime import Lime, SubmodularPick
     from .games.maskers import Baseline, Independent, kmeans
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model

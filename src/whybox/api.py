@@ -86,7 +86,14 @@ def _tree() -> type[Explainer]:
     return TreeShap
 
 
+def _lime() -> type[Explainer]:
+    from .games.lime import Lime
+
+    return Lime
+
+
 register_method("exact", _exact)
+register_method("lime", _lime)
 register_method("linear", _linear)
 register_method("tree", _tree)
 register_method("banzhaf", _banzhaf)
