@@ -526,22 +526,17 @@ def _tree_shap_block(
                 f1 = q_c + t * (1.0 - q_c)
                 inv0[d, q] = 1.0 / f0 if f0 != 0.0 else 0.0
                 inv1[d, q] = 1.0 / f1
+                df = f1 - f0
                 if has_prev:
                     o0 = qold * (1.0 - t)
                     o1 = qold + t * (1.0 - qold)
-                    r00 = f0 / o0 if o0 != 0.0 else 0.0
-                    r01 = f1 / o0 if o0 != 0.0 else 0.0
-                    r10 = f0 / o1
-                    r11 = f1 / o1
+                    i0 = 1.0 / o0 if o0 != 0.0 else 0.0
+                    di = 1.0 / o1 - i0
                     for b in range(B):
-                        if fpold[d, b] != 0.0:
-                            r = r11 if ep[d, b] != 0.0 else r10
-                        else:
-                            r = r01 if ep[d, b] != 0.0 else r00
-                        P[d + 1, q, b] = P[d, q, b] * r
+                        P[d + 1, q, b] = P[d, q, b] * (f0 + ep[d, b] * df) * (i0 + fpold[d, b] * di)
                 else:
                     for b in range(B):
-                        P[d + 1, q, b] = P[d, q, b] * (f1 if ep[d, b] != 0.0 else f0)
+                        P[d + 1, q, b] = P[d, q, b] * (f0 + ep[d, b] * df)
                 for kb in range(Kt * B):
                     excl[d, q, kb] = 0.0
                     Stot[d + 1, q, kb] = 0.0
@@ -576,14 +571,14 @@ def _tree_shap_block(
             last_occ[j] = fprev[d]
             q_c = eq[d]
             for b in range(B):
-                dp = ep[d, b] - q_c
+                e_b = ep[d, b]
+                dp = e_b - q_c
                 if dp == 0.0:
                     continue
-                on = ep[d, b] != 0.0
                 for kk in range(Kt):
                     acc = 0.0
                     for q in range(Q):
-                        inv = inv1[d, q] if on else inv0[d, q]
+                        inv = inv0[d, q] + e_b * (inv1[d, q] - inv0[d, q])
                         acc += wq[q] * (sret[q, kk * B + b] - excl[d, q, kk * B + b]) * inv
                     out[r0 + b, j, k_lo + kk] += dp * acc
             for q in range(Q):
@@ -678,4 +673,44 @@ def path_dependent_shap(
                 last_occ,
                 gl,
             )
+    return out
+
+
+@njit(cache=True)
+def expected_values(
+    left: np.ndarray,
+    right: np.ndarray,
+    cover: np.ndarray,
+    value: np.ndarray,
+    tree_start: np.ndarray,
+    tree_output: np.ndarray,
+    base_offset: np.ndarray,
+) -> np.ndarray:
+    """Path-dependent base value ``base_offset + sum_t sum_leaves v_l prod(cover fractions)``.
+
+    The products of the cover fractions along the root paths are the ``q`` factors of
+    path-dependent TreeSHAP, so this base makes its values add up exactly. Shape (K,).
+    """
+    K = value.shape[1]
+    out = base_offset.copy()
+    N = left.shape[0]
+    frac = np.zeros(N)
+    for t in range(tree_start.shape[0] - 1):
+        root = tree_start[t]
+        frac[root] = 1.0
+        # nodes are stored parents before children in every layout: one forward pass
+        stack = [root]
+        while len(stack) > 0:
+            node = stack.pop()
+            if left[node] < 0:
+                if tree_output[t] < 0:
+                    for k in range(K):
+                        out[k] += frac[node] * value[node, k]
+                else:
+                    out[tree_output[t]] += frac[node] * value[node, tree_output[t]]
+                continue
+            c = cover[node]
+            for child in (left[node], right[node]):
+                frac[child] = frac[node] * (cover[child] / c if c > 0 else 0.0)
+                stack.append(child)
     return out
