@@ -239,3 +239,14 @@ def test_bad_inputs():
         TreeShap(model, model_output="probability")
     with pytest.raises(wb.UnsupportedModelError):
         TreeShap(lambda Z: Z.sum(1))
+
+
+def test_logit_link_is_the_raw_margin_of_boosted_classifiers():
+    X, logit, yb, _ = make_data(seed=6)
+    model = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(X, yb)
+    a = wb.explain(model, X.iloc[:5], link="logit")
+    b = TreeShap(model).explain(X.iloc[:5])
+    np.testing.assert_array_equal(a.values, b.values)
+    reg = RandomForestRegressor(n_estimators=3, random_state=0).fit(X, logit)
+    with pytest.raises(InvalidParameterError, match="log-odds"):
+        TreeShap(reg, link="logit")

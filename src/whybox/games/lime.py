@@ -79,30 +79,34 @@ def _weighted_fit(
 
 
 def _forward_selection(Z: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> list[int]:
-    """lime's forward selection (add the feature that most raises the weighted R^2 of an
-    unregularised fit), each candidate solved from the weighted Gram matrix."""
+    """lime's forward selection: repeatedly add the feature that most raises the weighted
+    R^2 of an unregularised fit (ties to the lowest index, as lime's loop does).
+
+    All candidates of a step are scored at once from the weighted Gram matrix: after
+    projecting out the chosen features, adding ``f`` raises the explained sum of squares by
+    ``b_f^2 / G_ff`` of the residual Gram matrix (a Schur complement).
+    """
     sw = w.sum()
     Zc = Z - (w @ Z) / sw
     yc = y - (w @ y) / sw
     G = (Zc * w[:, None]).T @ Zc
     b = (Zc * w[:, None]).T @ yc
-    sst = float(w @ yc**2)
     used: list[int] = []
-    for _ in range(min(k, Z.shape[1])):
-        best, best_score = -1, -np.inf
-        for f in range(Z.shape[1]):
-            if f in used:
-                continue
-            cols = [*used, f]
-            Gs = G[np.ix_(cols, cols)]
-            try:
-                beta = np.linalg.solve(Gs, b[cols])
-            except np.linalg.LinAlgError:
-                beta = np.linalg.lstsq(Gs, b[cols], rcond=None)[0]
-            score = 1.0 - (sst - float(b[cols] @ beta)) / sst if sst > 0 else 0.0
-            if score > best_score:
-                best, best_score = f, score
-        used.append(best)
+    p = Z.shape[1]
+    for _ in range(min(k, p)):
+        if used:
+            Guu = G[np.ix_(used, used)]
+            sol = np.linalg.lstsq(Guu, np.column_stack([G[used, :], b[used]]), rcond=None)[0]
+            G_res = np.diag(G) - np.einsum("uj,uj->j", G[used, :], sol[:, :p])
+            b_res = b - G[:, used] @ sol[:, p]
+        else:
+            G_res, b_res = np.diag(G).copy(), b.copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain = np.where(
+                G_res > 1e-12 * max(1.0, float(np.max(np.diag(G)))), b_res**2 / G_res, -np.inf
+            )
+        gain[used] = -np.inf
+        used.append(int(np.argmax(gain)))
     return used
 
 
@@ -206,31 +210,36 @@ class _Space:
             self.std[j] = sd if sd > 0 else 1.0
             if q is not None:
                 self.edges[j] = np.unique(np.percentile(v, q))
+        self.uniform = bool(np.allclose(w, w[0]))
+        # the bin of every background value, so samples need no search
+        self.bins = {
+            j: np.searchsorted(e, self.columns[j].to_numpy(dtype=float), side="left")
+            for j, e in self.edges.items()
+        }
 
-    def interpretable(self, cols: list[np.ndarray], x_vals: list[Any]) -> np.ndarray:
-        """Interpretable (m, p) matrix of sampled columns relative to ``x``."""
-        m = len(cols[0])
-        Zi = np.empty((m, self.p))
-        for j in range(self.p):
-            v = cols[j]
-            if j in self.categorical:
-                Zi[:, j] = pd.Series(v).astype(object).to_numpy() == x_vals[j]
-            elif self.discretize is not None:
-                e = self.edges[j]
-                Zi[:, j] = np.searchsorted(e, v.astype(float), side="left") == np.searchsorted(
-                    e, float(x_vals[j]), side="left"
-                )
-            else:
-                Zi[:, j] = (v.astype(float) - self.mean[j]) / self.std[j]
-        return Zi
+    def interpretable_column(self, j: int, v: np.ndarray, xv: Any) -> np.ndarray:
+        """Interpretable values (m,) of sampled values ``v`` of feature ``j`` against ``xv``."""
+        if j in self.categorical:
+            return (pd.Series(v).astype(object).to_numpy() == xv).astype(float)
+        if self.discretize is not None:
+            e = self.edges[j]
+            return (
+                np.searchsorted(e, v.astype(float), side="left")
+                == np.searchsorted(e, float(xv), side="left")
+            ).astype(float)
+        return (v.astype(float) - self.mean[j]) / self.std[j]
 
     def sample(self, x: Any, m: int, rng: np.random.Generator) -> tuple[Any, np.ndarray]:
         """``m`` samples (model inputs, interpretable matrix); sample 0 is ``x``."""
         w = self.masker.weights
         n_bg = len(w)
         x_vals = list(x.iloc[0]) if isinstance(x, pd.DataFrame) else list(np.asarray(x))
-        idx = rng.choice(n_bg, size=(m, self.p), p=w)
+        if self.uniform:
+            idx = rng.integers(0, n_bg, size=(m, self.p))
+        else:
+            idx = rng.choice(n_bg, size=(m, self.p), p=w)
         cols = []
+        Zi = np.empty((m, self.p))
         for j, s in enumerate(self.columns):
             if j not in self.categorical and self.discretize is None:
                 v = rng.normal(self.mean[j], self.std[j], size=m)
@@ -238,7 +247,12 @@ class _Space:
                 v = s.to_numpy()[idx[:, j]].copy()
             v[0] = x_vals[j]
             cols.append(v)
-        Zi = self.interpretable(cols, x_vals)
+            if j in self.bins:
+                xb = np.searchsorted(self.edges[j], float(x_vals[j]), side="left")
+                Zi[:, j] = self.bins[j][idx[:, j]] == xb
+                Zi[0, j] = 1.0
+            else:
+                Zi[:, j] = self.interpretable_column(j, v, x_vals[j])
         if self.frame:
             bg = self.masker.background
             data = pd.DataFrame(

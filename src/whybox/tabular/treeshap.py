@@ -115,6 +115,9 @@ class TreeShap(Explainer):
     random_state : int or None
     chunk_rows : int, optional
         Rows explained per chunk (bounds the memory beyond the output array).
+    link : {"identity", "logit"}
+        Accepted for the API's sake: ``"logit"`` is allowed for boosted binary classifiers,
+        whose raw output already is the log-odds.
     n_jobs : int, optional
         Threads of the numba kernels (default: numba's, all cores).
 
@@ -148,13 +151,15 @@ class TreeShap(Explainer):
             feature_perturbation,
             ("auto", "interventional", "tree_path_dependent"),
         )
-        if link != "identity":
-            raise InvalidParameterError(
-                "TreeShap explains the raw output or, with model_output='probability', the "
-                "probability; pass model_output instead of link."
-            )
         self.model = model
         self.ensemble = parse_tree_model(model)
+        check_in("link", link, ("identity", "logit"))
+        if link == "logit" and self.ensemble.link != "logistic":
+            raise InvalidParameterError(
+                "link='logit' asks for log-odds, but this ensemble's raw output is "
+                f"{self.ensemble.raw_output!r}; TreeShap explains the raw output, or the "
+                "probability with model_output='probability'."
+            )
         if feature_perturbation == "auto":
             feature_perturbation = "tree_path_dependent" if background is None else "interventional"
         if feature_perturbation == "interventional" and background is None:
