@@ -62,6 +62,20 @@ def run() -> dict[str, object]:
     import whybox as wb
 
     res: dict[str, object] = {}
+    Xr, yr = _data(5000, 20, seed=1)
+    rf = RandomForestRegressor(n_estimators=100, max_depth=12, random_state=0, n_jobs=2).fit(
+        Xr, yr.astype(float) + Xr[:, 0]
+    )
+    rrows = Xr[:500]
+    t_s, ref = best_of(lambda: shap.TreeExplainer(rf).shap_values(rrows), repeats=1)
+    tr = wb.TreeShap(rf)
+    tr.explain(rrows[:10])
+    t_wr, expr = best_of(lambda: tr.explain(rrows))
+    res["shap_rf_s"] = t_s
+    res["whybox_rf_s"] = t_wr
+    res["ratio_vs_shap_rf"] = t_wr / t_s
+    res["rf_max_abs_diff"] = float(np.abs(expr.values - ref).max())
+
     X, y = _data(20000, 40)
     rows = X[:2000]
     xm = xgb.XGBClassifier(
@@ -95,20 +109,6 @@ def run() -> dict[str, object]:
     res["whybox_vs_lightgbm_s"] = t_wl
     res["ratio_vs_lightgbm_pred_contrib"] = t_wl / t_l
     res["lightgbm_max_abs_diff"] = float(np.abs(expl.values - contrib[:, :-1]).max())
-
-    Xr, yr = _data(5000, 20, seed=1)
-    rf = RandomForestRegressor(n_estimators=100, max_depth=12, random_state=0, n_jobs=2).fit(
-        Xr, yr.astype(float) + Xr[:, 0]
-    )
-    rrows = Xr[:500]
-    t_s, ref = best_of(lambda: shap.TreeExplainer(rf).shap_values(rrows), repeats=1)
-    tr = wb.TreeShap(rf)
-    tr.explain(rrows[:10])
-    t_wr, expr = best_of(lambda: tr.explain(rrows))
-    res["shap_rf_s"] = t_s
-    res["whybox_rf_s"] = t_wr
-    res["ratio_vs_shap_rf"] = t_wr / t_s
-    res["rf_max_abs_diff"] = float(np.abs(expr.values - ref).max())
 
     bg = X[5000:5100]
     irows = X[:500]
