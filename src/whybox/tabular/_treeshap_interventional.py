@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._treeshap_path import goes_left as _goes_left
+from .trees import goes_left as _goes_left
 
 __all__ = [
     "background_masks",

@@ -41,6 +41,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .trees import goes_left
+
 __all__ = ["gauss_legendre_01", "path_dependent_interactions", "path_dependent_shap"]
 
 
@@ -48,28 +50,6 @@ def gauss_legendre_01(n_points: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre nodes and weights on [0, 1]: exact for polynomials of degree < 2 n."""
     x, w = np.polynomial.legendre.leggauss(max(1, int(n_points)))
     return (x + 1.0) / 2.0, w / 2.0
-
-
-@njit(cache=True, inline="always")
-def goes_left(
-    xv: float,
-    node: int,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-) -> bool:
-    if np.isnan(xv):
-        return missing_left[node]
-    if is_categorical[node]:
-        s = cat_start[node]
-        for i in range(s, s + cat_len[node]):
-            if cat_values[i] == xv:
-                return True
-        return False
-    return xv < threshold[node]
 
 
 @njit(cache=True)
@@ -491,19 +471,16 @@ def _tree_shap_block(
             if state == 0:
                 c = lc
                 for b in range(B):
-                    xv = X[r0 + b, j]
-                    if np.isnan(xv):
-                        g = missing_left[node]
-                    elif is_categorical[node]:
-                        g = False
-                        s0 = cat_start[node]
-                        for ci in range(s0, s0 + cat_len[node]):
-                            if cat_values[ci] == xv:
-                                g = True
-                                break
-                    else:
-                        g = xv < threshold[node]
-                    gl[d, b] = g
+                    gl[d, b] = goes_left(
+                        X[r0 + b, j],
+                        node,
+                        threshold,
+                        missing_left,
+                        is_categorical,
+                        cat_start,
+                        cat_len,
+                        cat_values,
+                    )
             else:
                 c = right[node]
             qold = fqold[d]

@@ -32,7 +32,7 @@ from .._validation import as_2d_input
 from ..errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
 from ..models import model_type_name
 
-__all__ = ["SUPPORTED", "TreeEnsemble", "parse_tree_model"]
+__all__ = ["SUPPORTED", "TreeEnsemble", "goes_left", "parse_tree_model"]
 
 SUPPORTED = (
     "scikit-learn DecisionTree*, RandomForest*, ExtraTrees*, GradientBoosting*, "
@@ -174,6 +174,29 @@ class TreeEnsemble:
         )
 
 
+@njit(cache=True, inline="always")
+def goes_left(
+    xv: float,
+    node: int,
+    threshold: np.ndarray,
+    missing_left: np.ndarray,
+    is_categorical: np.ndarray,
+    cat_start: np.ndarray,
+    cat_len: np.ndarray,
+    cat_values: np.ndarray,
+) -> bool:
+    """The layout's one decision rule: does ``xv`` go to the left child of ``node``?"""
+    if np.isnan(xv):
+        return missing_left[node]
+    if is_categorical[node]:
+        s = cat_start[node]
+        for i in range(s, s + cat_len[node]):
+            if cat_values[i] == xv:
+                return True
+        return False
+    return xv < threshold[node]
+
+
 @njit(cache=True)
 def _max_depth(left: np.ndarray, right: np.ndarray, tree_start: np.ndarray) -> int:
     depth = np.zeros(left.shape[0], np.int64)
@@ -219,17 +242,16 @@ def _predict(
         for t in range(tree_start.shape[0] - 1):
             node = tree_start[t]
             while left[node] >= 0:
-                xv = Z[i, feature[node]]
-                if np.isnan(xv):
-                    gl = missing_left[node]
-                elif is_categorical[node]:
-                    gl = False
-                    for c in range(cat_start[node], cat_start[node] + cat_len[node]):
-                        if cat_values[c] == xv:
-                            gl = True
-                            break
-                else:
-                    gl = xv < threshold[node]
+                gl = goes_left(
+                    Z[i, feature[node]],
+                    node,
+                    threshold,
+                    missing_left,
+                    is_categorical,
+                    cat_start,
+                    cat_len,
+                    cat_values,
+                )
                 node = left[node] if gl else right[node]
             if tree_output[t] < 0:
                 for k in range(K):
