@@ -25,7 +25,7 @@ import json
 import math
 import numbers
 import os
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +39,7 @@ from .errors import InvalidInputError, InvalidParameterError
 __all__ = ["Explanation", "load"]
 
 _FORMAT = "whybox.explanation"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: exact datetimes, nullable ints, indexes, columns
 
 
 class Explanation:
@@ -91,7 +91,7 @@ class Explanation:
         meta: dict[str, Any] | None = None,
     ) -> None:
         ragged = isinstance(values, (list, tuple)) and (
-            not _is_rectangular(values) or _is_nested_names(feature_names)
+            len(values) == 0 or not _is_rectangular(values) or _is_nested_names(feature_names)
         )
         if ragged:
             vals = [np.asarray(v, dtype=float) for v in values]
@@ -165,6 +165,11 @@ class Explanation:
                 p = int(np.prod(self.feature_shape))
                 feature_names = [f"x{j}" for j in range(p)]
         if ragged:
+            if any(isinstance(row, str) for row in feature_names):  # type: ignore[union-attr]
+                raise InvalidInputError(
+                    "ragged feature_names must give one list of names per row "
+                    "(a list of lists of str), got a flat list of str."
+                )
             fn = [[str(s) for s in row] for row in feature_names]  # type: ignore[union-attr]
             if len(fn) != n or any(len(f) != v.shape[0] for f, v in zip(fn, vals, strict=True)):
                 raise InvalidInputError(
@@ -190,6 +195,12 @@ class Explanation:
                     f"got {len(output_names)} output_names for {k} explained output(s)."
                 )
         self.output_names = output_names
+        n_data = _n_data_rows(data)
+        if n_data is not None and n_data != n:
+            raise InvalidInputError(
+                f"data has {n_data} rows but values has {n}; data must hold the explained "
+                "inputs, one row per explained row."
+            )
 
     # ------------------------------------------------------------------ layout
     @property
@@ -275,7 +286,11 @@ class Explanation:
                 "when building an Explanation by hand, pass predictions=."
             )
         if self.is_ragged:
-            sums = np.stack([v.sum(axis=0) for v in self.values])
+            sums = (
+                np.stack([v.sum(axis=0) for v in self.values])
+                if self.values
+                else np.zeros(self.base_values.shape)
+            )
         else:
             sums = self.values.sum(axis=self.feature_axes)
         return self.predictions - self.base_values - sums
@@ -325,7 +340,11 @@ class Explanation:
         ``row, feature, [output,] value[, std]``.
         """
         if self.is_tabular:
-            index = self.row_labels
+            index = (
+                self.data.index.copy()
+                if isinstance(self.data, pd.DataFrame)
+                else pd.RangeIndex(self.n_rows)
+            )
             if self.multi_output:
                 cols = pd.MultiIndex.from_product(
                     [self.output_names, self.feature_names], names=["output", "feature"]
@@ -333,11 +352,13 @@ class Explanation:
                 wide = np.transpose(self.values, (0, 2, 1)).reshape(self.n_rows, -1)
                 return pd.DataFrame(wide, index=index, columns=cols)
             return pd.DataFrame(self.values, index=index, columns=self.feature_names)
-        records: dict[str, list[Any]] = {"row": [], "feature": [], "value": []}
+        records: dict[str, list[Any]] = {"row": [], "feature": []}
         if self.multi_output:
             records["output"] = []
+        records["value"] = []
         if self.std is not None:
             records["std"] = []
+        labels = self.row_labels
         for i in range(self.n_rows):
             v = self.row_values(i)
             s = None
@@ -347,7 +368,7 @@ class Explanation:
             for j, name in enumerate(names):
                 outs = range(self.n_outputs) if self.multi_output else [None]
                 for o in outs:
-                    records["row"].append(i)
+                    records["row"].append(labels[i])
                     records["feature"].append(name)
                     records["value"].append(v[j] if o is None else v[j, o])
                     if o is not None:
@@ -382,6 +403,8 @@ class Explanation:
                 raise InvalidParameterError(f"row index {key} is out of range for {n} rows.")
             return np.array([int(key) % n])
         arr = np.asarray(key)
+        if arr.size == 0 and arr.dtype != bool:
+            return np.zeros(0, dtype=int)
         if arr.dtype == bool:
             if arr.shape != (n,):
                 raise InvalidParameterError(
@@ -453,7 +476,8 @@ class Explanation:
             if isinstance(k, numbers.Integral) and not isinstance(k, bool):
                 if not -p <= k < p:
                     raise InvalidParameterError(
-                        f"feature index {k} is out of range for {p} features."
+                        f"feature index {k} is out of range for {p} features. "
+                        f"Known features: {names}."
                     )
                 return int(k) % p
             raise InvalidParameterError(
@@ -505,13 +529,29 @@ class Explanation:
             if isinstance(k, numbers.Integral) and not isinstance(k, bool):
                 if not -len(names) <= k < len(names):
                     raise InvalidParameterError(
-                        f"output index {k} is out of range for {len(names)} outputs."
+                        f"output index {k} is out of range for {len(names)} outputs. "
+                        f"Known outputs: {names}."
                     )
                 return int(k) % len(names)
             raise InvalidParameterError(f"outputs are selected by name or index; got {k!r}.")
 
-        scalar = isinstance(key, (str, numbers.Integral))
-        idx: Any = one(key) if scalar else [one(k) for k in key]
+        scalar = isinstance(key, (str, numbers.Integral)) and not isinstance(key, bool)
+        idx: Any
+        if scalar:
+            idx = one(key)
+        elif isinstance(key, slice):
+            idx = list(range(len(names)))[key]
+        elif np.asarray(key).dtype == bool:
+            mask = np.asarray(key)
+            if mask.shape != (len(names),):
+                raise InvalidParameterError(
+                    f"a boolean output mask must have shape ({len(names)},), got {mask.shape}."
+                )
+            idx = np.flatnonzero(mask).tolist()
+        elif isinstance(key, (str, bool, numbers.Number)) or not hasattr(key, "__iter__"):
+            idx = one(key)  # raises with the accepted kinds of selector
+        else:
+            idx = [one(k) for k in key]
 
         def take(a: Any) -> Any:
             if a is None:
@@ -551,7 +591,7 @@ class Explanation:
         if "output" in self.params:
             rows.append(f" &middot; output: {esc(str(self.params['output']))}")
         table = ""
-        if self.is_tabular:
+        if self.is_tabular and self.n_rows and self.feature_names:
             top = self.top(min(10, len(self.feature_names)))
             body = "".join(
                 f"<tr><td>{esc(str(name))}</td><td>{val:.4g}</td></tr>" for name, val in top.items()
@@ -595,7 +635,7 @@ class Explanation:
             _put_values(arrays, "std", self.std)
         if self.predictions is not None:
             arrays["predictions"] = self.predictions
-        meta["data"] = _encode_data(self.data, arrays)
+        meta["data"] = _encode_data(self.data, arrays, ragged=self.is_ragged)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("meta.json", json.dumps(meta, indent=1))
@@ -654,6 +694,8 @@ def _jsonable(obj: Any) -> Any:
     """Convert ``obj`` into something ``json.dumps`` accepts (repr for anything else)."""
     if obj is None or isinstance(obj, (bool, str)):
         return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     if isinstance(obj, numbers.Integral):
         return int(obj)
     if isinstance(obj, numbers.Real):
@@ -687,6 +729,17 @@ def _get_values(arrays: dict[str, np.ndarray], name: str, ragged: bool) -> Any:
     return list(np.split(flat, np.cumsum(lengths)[:-1])) if len(lengths) else []
 
 
+def _n_data_rows(data: Any) -> int | None:
+    """Number of rows of ``data`` where it has a clear row axis, else None."""
+    if isinstance(data, (pd.DataFrame, pd.Series)):
+        return len(data)
+    if isinstance(data, np.ndarray):
+        return None if data.ndim == 0 else int(data.shape[0])
+    if isinstance(data, (list, tuple)):
+        return len(data)
+    return None
+
+
 def _plain_array(a: np.ndarray, what: str) -> np.ndarray:
     """Arrays storable without pickle: object arrays become fixed-width unicode."""
     if a.dtype.kind == "O":
@@ -696,59 +749,215 @@ def _plain_array(a: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
-def _encode_data(data: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any] | None:
+_MASKED_ARRAYS = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
+
+
+def _encode_series(s: pd.Series, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Store one column (or index level) under ``key``; return its description for meta.json.
+
+    Every dtype is stored exactly except object columns, which are stored as text.
+    """
+    dtype = s.dtype
+    entry: dict[str, Any] = {"dtype": str(dtype)}
+    if isinstance(dtype, pd.CategoricalDtype):
+        entry["kind"] = "categorical"
+        entry["ordered"] = bool(dtype.ordered)
+        arrays[key] = s.cat.codes.to_numpy()
+        entry["categories"] = _encode_series(
+            pd.Series(dtype.categories), key + "_categories", arrays
+        )
+    elif isinstance(dtype, pd.DatetimeTZDtype) or (
+        isinstance(dtype, np.dtype) and dtype.kind in "mM"
+    ):
+        arr = s.array  # DatetimeArray / TimedeltaArray: int64 ticks (UTC when tz-aware)
+        entry["kind"] = "timedelta" if dtype.kind == "m" else "datetime"
+        entry["unit"] = str(arr.unit)
+        tz = getattr(dtype, "tz", None)
+        entry["tz"] = None if tz is None else str(tz)
+        arrays[key] = np.asarray(arr.asi8, dtype=np.int64)
+    elif isinstance(dtype, pd.IntervalDtype):  # e.g. the bins of pd.cut
+        entry["kind"] = "interval"
+        entry["closed"] = str(dtype.closed)
+        entry["left"] = _encode_series(pd.Series(s.array.left), key + "_left", arrays)
+        entry["right"] = _encode_series(pd.Series(s.array.right), key + "_right", arrays)
+        arrays[key + "_isna"] = s.isna().to_numpy()
+    elif isinstance(dtype, np.dtype) and dtype.kind == "b":
+        entry["kind"] = "bool"
+        arrays[key] = s.to_numpy()
+    elif isinstance(s.array, _MASKED_ARRAYS):  # nullable Int64 / Float64 / boolean
+        entry["kind"] = "masked"
+        isna = s.isna().to_numpy()
+        fill = False if dtype.kind == "b" else 0
+        arrays[key] = s.to_numpy(dtype=dtype.numpy_dtype, na_value=fill)
+        arrays[key + "_isna"] = isna
+    elif isinstance(dtype, np.dtype) and dtype.kind in "iufc":
+        entry["kind"] = "numeric"
+        arrays[key] = s.to_numpy()
+    elif pd.api.types.is_numeric_dtype(dtype):  # other extension dtypes (pyarrow, sparse)
+        entry["kind"] = "numeric"
+        arrays[key] = s.to_numpy(dtype=float, na_value=np.nan)
+    else:  # strings, objects (as text), periods, intervals, ...
+        entry["kind"] = "string"
+        isna = s.isna().to_numpy()
+        text = np.array([str(v) for v in s.to_numpy(dtype=object)], dtype=str)
+        arrays[key] = np.where(isna, "", text).astype(str) if len(s) else np.zeros(0, "<U1")
+        arrays[key + "_isna"] = isna
+        if isinstance(dtype, np.dtype) and dtype.kind == "O" and isna.any():
+            # keep which missing marker (None, NaN, NA, NaT) each missing cell held
+            arrays[key + "_na"] = np.array(
+                [_na_code(v) if m else 0 for v, m in zip(s.to_numpy(), isna, strict=True)],
+                dtype=np.int8,
+            )
+    return entry
+
+
+_NA_MARKERS: tuple[Any, ...] = (None, None, np.nan, pd.NA, pd.NaT)
+
+
+def _na_code(v: Any) -> int:
+    """Which missing marker an object cell holds: 1 None, 2 NaN, 3 pd.NA, 4 pd.NaT."""
+    if v is pd.NA:
+        return 3
+    if v is pd.NaT:
+        return 4
+    if isinstance(v, float):
+        return 2
+    return 1
+
+
+def _decode_series(entry: dict[str, Any], key: str, arrays: dict[str, np.ndarray]) -> pd.Series:
+    kind = entry["kind"]
+    dtype = entry["dtype"]
+    if kind == "categorical":
+        if "categories" in entry:
+            cats: Any = pd.Index(_decode_series(entry["categories"], key + "_categories", arrays))
+        else:  # format version 1
+            cats = arrays[key + "_categories"]
+        return pd.Series(
+            pd.Categorical.from_codes(arrays[key], categories=cats, ordered=entry["ordered"])
+        )
+    if kind in ("datetime", "timedelta"):
+        letter = "m" if kind == "timedelta" else "M"
+        ticks = arrays[key].astype(np.int64).view(f"{letter}8[{entry.get('unit', 'ns')}]")
+        s = pd.Series(ticks)
+        if entry.get("tz") is not None:
+            return s.dt.tz_localize("UTC").astype(pd.api.types.pandas_dtype(dtype))
+        return s if str(s.dtype) == dtype else s.astype(dtype)
+    if kind == "interval":
+        left = _decode_series(entry["left"], key + "_left", arrays)
+        right = _decode_series(entry["right"], key + "_right", arrays)
+        intervals = pd.arrays.IntervalArray.from_arrays(left, right, closed=entry["closed"])
+        if arrays[key + "_isna"].any():  # (missing intervals have NaN ends already)
+            intervals[arrays[key + "_isna"]] = np.nan
+        return pd.Series(intervals).astype(dtype)
+    if kind == "masked":
+        arr = pd.array(arrays[key], dtype=dtype)
+        arr[arrays[key + "_isna"]] = pd.NA
+        return pd.Series(arr)
+    if kind == "string":
+        vals = arrays[key].astype(object)
+        vals[arrays[key + "_isna"]] = None
+        if key + "_na" in arrays:
+            for i in np.flatnonzero(arrays[key + "_na"]):
+                vals[i] = _NA_MARKERS[int(arrays[key + "_na"][i])]
+        s = pd.Series(vals, dtype=object)
+        if dtype == "object":
+            return s
+        try:
+            return s.astype(dtype)
+        except (TypeError, ValueError):  # a dtype that cannot be parsed back from text
+            return s
+    s = pd.Series(arrays[key])
+    return s if str(s.dtype) == dtype else s.astype(dtype)
+
+
+def _encode_index(idx: pd.Index, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    if isinstance(idx, pd.RangeIndex):
+        return {
+            "kind": "range",
+            "start": int(idx.start),
+            "stop": int(idx.stop),
+            "step": int(idx.step),
+            "name": _jsonable(idx.name),
+        }
+    if isinstance(idx, pd.MultiIndex):
+        return {
+            "kind": "multi",
+            "names": [_jsonable(nm) for nm in idx.names],
+            "levels": [
+                _encode_series(
+                    pd.Series(idx.get_level_values(i)).reset_index(drop=True),
+                    f"{key}_level{i}",
+                    arrays,
+                )
+                for i in range(idx.nlevels)
+            ],
+        }
+    freq = (
+        getattr(idx, "freqstr", None)
+        if isinstance(idx, (pd.DatetimeIndex, pd.TimedeltaIndex))
+        else None
+    )
+    return {
+        "kind": "index",
+        "name": _jsonable(idx.name),
+        "freq": freq,
+        "values": _encode_series(pd.Series(idx).reset_index(drop=True), key, arrays),
+    }
+
+
+def _label(name: Any) -> Any:
+    """JSON turns tuples into lists; labels must be hashable again."""
+    return tuple(_label(x) for x in name) if isinstance(name, list) else name
+
+
+def _decode_index(meta: dict[str, Any], key: str, arrays: dict[str, np.ndarray]) -> pd.Index:
+    kind = meta["kind"]
+    if kind == "range":
+        return pd.RangeIndex(meta["start"], meta["stop"], meta["step"], name=_label(meta["name"]))
+    if kind == "multi":
+        levels = [
+            _decode_series(e, f"{key}_level{i}", arrays) for i, e in enumerate(meta["levels"])
+        ]
+        return pd.MultiIndex.from_arrays(levels, names=[_label(nm) for nm in meta["names"]])
+    if kind == "values":  # format version 1
+        return pd.Index(arrays[key], name=_label(meta.get("name")))
+    idx = pd.Index(_decode_series(meta["values"], key, arrays), name=_label(meta["name"]))
+    if meta.get("freq") and isinstance(idx, pd.DatetimeIndex):
+        idx = pd.DatetimeIndex(idx, freq=meta["freq"])
+    elif meta.get("freq") and isinstance(idx, pd.TimedeltaIndex):
+        idx = pd.TimedeltaIndex(idx, freq=meta["freq"])
+    return idx
+
+
+def _encode_data(
+    data: Any, arrays: dict[str, np.ndarray], ragged: bool = False
+) -> dict[str, Any] | None:
     if data is None:
         return None
     if isinstance(data, pd.DataFrame):
-        cols = []
-        for j, col in enumerate(data.columns):
-            s = data[col]
-            key = f"data_col{j}"
-            entry: dict[str, Any] = {"name": _jsonable(col), "dtype": str(s.dtype)}
-            if isinstance(s.dtype, pd.CategoricalDtype):
-                entry["kind"] = "categorical"
-                entry["ordered"] = bool(s.dtype.ordered)
-                arrays[key] = s.cat.codes.to_numpy()
-                arrays[key + "_categories"] = _plain_array(
-                    np.asarray(s.cat.categories), f"categories of column {col!r}"
-                )
-                entry["categories_kind"] = np.asarray(s.cat.categories).dtype.kind
-            elif pd.api.types.is_bool_dtype(s.dtype) and s.dtype == bool:
-                entry["kind"] = "bool"
-                arrays[key] = s.to_numpy()
-            elif pd.api.types.is_datetime64_any_dtype(s.dtype):
-                entry["kind"] = "datetime"
-                arrays[key] = s.to_numpy().astype("datetime64[ns]").astype(np.int64)
-            elif pd.api.types.is_numeric_dtype(s.dtype):
-                entry["kind"] = "numeric"
-                if isinstance(s.dtype, np.dtype):
-                    arrays[key] = s.to_numpy()
-                else:  # pandas nullable dtypes (Int64, Float64, boolean)
-                    arrays[key] = s.to_numpy(dtype=float, na_value=np.nan)
-            else:
-                entry["kind"] = "string"
-                isna = s.isna().to_numpy()
-                arrays[key] = np.where(isna, "", s.astype(str).to_numpy()).astype(str)
-                arrays[key + "_isna"] = isna
-            cols.append(entry)
-        idx = data.index
-        if isinstance(idx, pd.RangeIndex):
-            index_meta: dict[str, Any] = {
-                "kind": "range",
-                "start": int(idx.start),
-                "stop": int(idx.stop),
-                "step": int(idx.step),
-            }
-        else:
-            arrays["data_index"] = _plain_array(np.asarray(idx), "the DataFrame index")
-            index_meta = {"kind": "values"}
-        index_meta["name"] = _jsonable(idx.name)
-        return {"kind": "frame", "columns": cols, "index": index_meta}
-    if isinstance(data, list) and not _is_rectangular(data):
+        cols = [
+            _encode_series(data.iloc[:, j], f"data_col{j}", arrays) for j in range(data.shape[1])
+        ]
+        return {
+            "kind": "frame",
+            "n_rows": len(data),
+            "columns": cols,
+            "column_index": _encode_index(data.columns, "data_columns", arrays),
+            "index": _encode_index(data.index, "data_index", arrays),
+        }
+    if isinstance(data, (list, tuple)) and (ragged or not _is_rectangular(data)):
+        rows = [np.asarray(d) for d in data]
         arrays["data_flat"] = _plain_array(
-            np.concatenate([np.asarray(d).reshape(-1) for d in data]), "data"
+            np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0),
+            "data",
         )
-        arrays["data_lengths"] = np.array([np.asarray(d).size for d in data], dtype=np.int64)
+        arrays["data_lengths"] = np.array([r.size for r in rows], dtype=np.int64)
+        ndims = {r.ndim for r in rows}
+        if len(ndims) == 1:
+            arrays["data_shapes"] = np.array([r.shape for r in rows], dtype=np.int64).reshape(
+                len(rows), ndims.pop()
+            )
         return {"kind": "ragged"}
     arrays["data"] = _plain_array(np.asarray(data), "data")
     return {"kind": "array"}
@@ -762,56 +971,50 @@ def _decode_data(meta: dict[str, Any] | None, arrays: dict[str, np.ndarray]) -> 
         return arrays["data"]
     if kind == "ragged":
         flat, lengths = arrays["data_flat"], arrays["data_lengths"]
-        return list(np.split(flat, np.cumsum(lengths)[:-1]))
-    cols: dict[Any, Any] = {}
-    for j, entry in enumerate(meta["columns"]):
-        key = f"data_col{j}"
-        name = entry["name"]
-        if entry["kind"] == "categorical":
-            cats = arrays[key + "_categories"]
-            cols[name] = pd.Categorical.from_codes(
-                arrays[key], categories=cats, ordered=entry["ordered"]
-            )
-        elif entry["kind"] == "datetime":
-            cols[name] = pd.Series(arrays[key].astype("datetime64[ns]")).astype(entry["dtype"])
-        elif entry["kind"] == "string":
-            vals = arrays[key].astype(object)
-            vals[arrays[key + "_isna"]] = None
-            s = pd.Series(vals, dtype=object)
-            cols[name] = s if entry["dtype"] == "object" else s.astype(entry["dtype"])
-        else:
-            s = pd.Series(arrays[key])
-            if str(s.dtype) != entry["dtype"]:
-                s = s.astype(entry["dtype"])
-            cols[name] = s
-    index_meta = meta["index"]
-    if index_meta["kind"] == "range":
-        index: pd.Index = pd.RangeIndex(index_meta["start"], index_meta["stop"], index_meta["step"])
-    else:
-        index = pd.Index(arrays["data_index"])
-    index.name = index_meta.get("name")
-    frame = pd.DataFrame(
-        {k: (v.array if isinstance(v, pd.Series) else v) for k, v in cols.items()}, index=index
-    )
+        rows = list(np.split(flat, np.cumsum(lengths)[:-1])) if len(lengths) else []
+        shapes = arrays.get("data_shapes")
+        if shapes is None:
+            return rows
+        if shapes.shape[1] == 0:  # one scalar (a text, say) per row
+            return flat.tolist()
+        return [r.reshape(tuple(sh)) for r, sh in zip(rows, shapes.tolist(), strict=True)]
+    columns = [
+        _decode_series(entry, f"data_col{j}", arrays) for j, entry in enumerate(meta["columns"])
+    ]
+    index = _decode_index(meta["index"], "data_index", arrays)
+    if "column_index" in meta:
+        column_index = _decode_index(meta["column_index"], "data_columns", arrays)
+    else:  # format version 1
+        column_index = pd.Index([_label(e["name"]) for e in meta["columns"]])
+    frame = pd.DataFrame(dict(enumerate(columns)), index=pd.RangeIndex(len(index)))
+    frame.columns = column_index
+    frame.index = index
     return frame
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file next to ``path``, then rename it over ``path``."""
     directory = path.parent if str(path.parent) else Path(".")
-    if not directory.exists():
+    if not directory.is_dir():
         raise InvalidParameterError(
             f"cannot save to {str(path)!r}: the folder {str(directory)!r} does not exist. "
             "Create it first or choose another path."
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the usual permissions, after the umask
+        except FileExistsError:
+            continue
+        break
+    else:  # pragma: no cover - 100 random 64-bit names all taken
+        raise OSError(f"could not create a temporary file in {str(directory)!r}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -827,6 +1030,8 @@ def load(path: str | os.PathLike[str]) -> Explanation:
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(f"no such file: {str(path)!r}.")
+    if not path.is_file():
+        raise InvalidInputError(f"{str(path)!r} is not a file; pass the path of a saved file.")
     try:
         with zipfile.ZipFile(path) as zf:
             meta = json.loads(zf.read("meta.json"))
@@ -842,28 +1047,37 @@ def load(path: str | os.PathLike[str]) -> Explanation:
             f"{str(path)!r} is not a whybox explanation file ({exc}). Files are written by "
             "Explanation.save()."
         ) from exc
-    if meta.get("format") != _FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
         raise InvalidInputError(
-            f"{str(path)!r} is not a whybox explanation file (format {meta.get('format')!r})."
+            f"{str(path)!r} is not a whybox explanation file (format {found!r})."
         )
-    if meta.get("version", 0) > _FORMAT_VERSION:
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or version > _FORMAT_VERSION:
         raise InvalidInputError(
-            f"{str(path)!r} was written by a newer whybox (format version {meta['version']}); "
-            "upgrade whybox to read it."
+            f"{str(path)!r} was written by a newer whybox (format version {version!r}); "
+            f"this whybox reads versions up to {_FORMAT_VERSION}. Upgrade whybox to read it."
         )
-    ragged = bool(meta["ragged"])
-    rs = meta.get("random_state")
-    return Explanation(
-        _get_values(arrays, "values", ragged),
-        arrays["base_values"],
-        data=_decode_data(meta.get("data"), arrays),
-        feature_names=meta["feature_names"],
-        output_names=meta["output_names"],
-        std=_get_values(arrays, "std", ragged),
-        predictions=arrays.get("predictions"),
-        method=meta["method"],
-        params=meta["params"],
-        n_evals=meta["n_evals"],
-        random_state=rs if not isinstance(rs, float) or not math.isnan(rs) else None,
-        meta=meta["meta"],
-    )
+    try:
+        ragged = bool(meta["ragged"])
+        rs = meta.get("random_state")
+        values = _get_values(arrays, "values", ragged)
+        return Explanation(
+            values,
+            arrays["base_values"],
+            data=_decode_data(meta.get("data"), arrays),
+            feature_names=meta["feature_names"],
+            output_names=meta["output_names"],
+            std=_get_values(arrays, "std", ragged),
+            predictions=arrays.get("predictions"),
+            method=meta["method"],
+            params=meta["params"],
+            n_evals=meta["n_evals"],
+            random_state=rs if not isinstance(rs, float) or not math.isnan(rs) else None,
+            meta=meta["meta"],
+        )
+    except (KeyError, TypeError, IndexError) as exc:
+        raise InvalidInputError(
+            f"{str(path)!r} is a damaged whybox explanation file (missing or malformed "
+            f"entry: {exc!r}). Save the Explanation again."
+        ) from exc
