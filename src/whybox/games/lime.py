@@ -1,141 +1,261 @@
 """LIME: local weighted sparse linear surrogates, and SP-LIME's submodular pick.
 
-A row ``x`` is perturbed in an interpretable space, the model is called on the perturbations,
-and a weighted ridge regression on a few interpretable features is fitted locally
-(Ribeiro et al. 2016). This module follows lime's ``LimeTabularExplainer`` so that lime users
-get the numbers they expect:
+A row ``x`` is perturbed, the model is called on the perturbations, and a kernel-weighted
+ridge regression on a few *interpretable* features is fitted around ``x`` (Ribeiro, Singh and
+Guestrin 2016). :class:`Lime` follows lime's ``LimeTabularExplainer``:
 
-* interpretable features: with ``discretize="quartile"`` (lime's default) or ``"decile"``,
-  a numeric feature is 1 when the perturbed value falls in the same bin as ``x``'s (bins from
-  the background's percentiles), a categorical one when it equals ``x``'s category; without
-  discretisation a numeric feature is its standardised value;
-* perturbations: each feature independently takes the value of a random background row (the
-  empirical marginal: bins then occur with their training frequencies, as in lime, and values
-  inside a bin follow the data instead of lime's truncated normal, so integer and bounded
-  features stay valid); without discretisation numeric features are drawn from a normal with
-  the background's mean and standard deviation, as lime does; the first sample is ``x``;
-* kernel ``sqrt(exp(-d^2 / width^2))`` on the Euclidean distance in interpretable space,
-  ``width = 0.75 sqrt(p)`` by default;
-* feature selection ``"auto"``, ``"forward_selection"``, ``"highest_weights"``,
-  ``"lasso_path"``, ``"none"`` with lime's semantics, then a ridge fit (``alpha = 1``) on the
-  selected features; its weighted R^2 is the local fidelity.
+* **Interpretable features.** With ``discretize="quartile"`` (lime's default) or ``"decile"``
+  the bin edges of a numeric feature are the background's percentiles (repeated edges dropped,
+  as ``lime.discretize``), and a sample's feature ``j`` is 1 when its value falls in ``x_j``'s
+  bin (``np.searchsorted(edges, v)``: a value on an edge is in the bin below), else 0. A
+  categorical feature (categorical / string / object / bool columns, and
+  ``categorical_features``) is 1 when the sample's category equals ``x_j``'s. With
+  ``discretize=None`` a numeric feature is its standardised value ``(v - mean) / std``.
+* **Perturbations.** Sample 0 is ``x``; in the others each feature independently takes its
+  value from a randomly drawn background row (its empirical marginal). Bins then occur with
+  their training frequencies, as in lime, which draws a bin by frequency and then a value from
+  a normal truncated to the bin. We keep real values instead: the interpretable samples and
+  kernel weights have exactly lime's distribution (the surrogate estimates the same quantity),
+  values stay valid for the model (integers stay integers, bounded features in range, string
+  columns work; lime returns a z-score for a zero-width bin), and sampling is one vectorised
+  gather. Only a model that varies *within* bins sees a difference. Without discretisation,
+  numeric features are drawn as lime does (``sample_around_instance=False``): normal with the
+  background's mean and standard deviation (rounded for integer columns).
+* **Kernel.** ``sqrt(exp(-d^2 / width^2))`` of the Euclidean distance between a sample's
+  interpretable vector and ``x``'s, ``width = 0.75 sqrt(p)`` by default.
+* **Surrogate.** lime's feature selection, then a weighted ridge regression with intercept; its
+  weighted R^2 is the local fidelity. All regressions of a row are solved from one weighted
+  Gram matrix (forward selection scores every candidate of a step at once) instead of
+  refitting scikit-learn models, with the same selected features and coefficients.
 
-Unlike lime it is seeded per row (identical output for identical ``random_state``, whatever
-the batch or backend), calls the model once per row, and solves every regression of the
-forward selection from one weighted Gram matrix instead of refitting scikit-learn models.
+Unlike lime, results are seeded per row (identical for identical ``random_state`` whatever the
+batching or backend) and carry standard errors.
 
 References
 ----------
 Ribeiro, M. T., Singh, S. and Guestrin, C. (2016). "Why should I trust you?": explaining the
-predictions of any classifier. KDD.
+predictions of any classifier. KDD, 1135-1144.
+
+White, H. (1980). A heteroskedasticity-consistent covariance matrix estimator and a direct test
+for heteroskedasticity. Econometrica 48(4). (The standard errors.)
 """
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .._validation import check_in, check_int
-from ..errors import InvalidParameterError
-from ..explainer import TabularGameExplainer
+from ..errors import InvalidInputError, InvalidParameterError
+from ..explainer import Explainer, ProgressFn, TabularGameExplainer
 from ..explanation import Explanation
+from ..models import ModelFunction
 from ..parallel import row_generator
+from .game import DEFAULT_CHUNK_BYTES
 from .maskers import Masker
 
-__all__ = ["Lime", "SubmodularPick", "fit_surrogate", "kernel_weights", "submodular_pick"]
+__all__ = [
+    "Lime",
+    "SubmodularPick",
+    "SurrogateFit",
+    "bin_edges",
+    "default_kernel_width",
+    "fit_surrogate",
+    "kernel_weights",
+    "submodular_pick",
+]
 
 SELECTIONS = ("auto", "forward_selection", "highest_weights", "lasso_path", "none")
 DISCRETIZERS = ("quartile", "decile", None)
+_PERCENTILES = {"quartile": [25, 50, 75], "decile": [10, 20, 30, 40, 50, 60, 70, 80, 90]}
+#: ``max_background=None`` keeps every background row (lime uses the whole training set)
+_ALL_ROWS = 2**62
+
+
+# ------------------------------------------------------------------ pure building blocks
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def default_kernel_width(n_features: int) -> float:
+    """lime's default kernel width, ``0.75 sqrt(p)``."""
+    return 0.75 * float(np.sqrt(n_features))
 
 
 def kernel_weights(distances: np.ndarray, width: float) -> np.ndarray:
-    """lime's default kernel: ``sqrt(exp(-d^2 / width^2))``."""
-    return np.sqrt(np.exp(-(np.asarray(distances) ** 2) / width**2))
+    """lime's default kernel ``sqrt(exp(-d^2 / width^2))`` of distances (m,): weights (m,)."""
+    d = np.asarray(distances, dtype=float)
+    return np.sqrt(np.exp(-(d**2) / width**2))
 
 
-def _weighted_fit(
-    Z: np.ndarray, y: np.ndarray, w: np.ndarray, cols: list[int], alpha: float
-) -> tuple[np.ndarray, float, float, np.ndarray]:
-    """Weighted ridge with intercept on columns ``cols``: (coef, intercept, R^2, cov)."""
-    sw = w.sum()
-    zbar = (w @ Z[:, cols]) / sw if cols else np.zeros(0)
-    ybar = float(w @ y) / sw
-    Zc = Z[:, cols] - zbar
-    yc = y - ybar
-    G = (Zc * w[:, None]).T @ Zc
-    A = G + alpha * np.eye(len(cols))
-    coef = np.linalg.solve(A, (Zc * w[:, None]).T @ yc) if cols else np.zeros(0)
-    resid = yc - Zc @ coef
-    sse = float(w @ resid**2)
-    sst = float(w @ yc**2)
-    r2 = 1.0 - sse / sst if sst > 0 else 0.0
-    dof = max(sw - len(cols) - 1, 1.0)
-    sigma2 = sse / dof
-    Ainv = np.linalg.inv(A) if cols else np.zeros((0, 0))
-    cov = sigma2 * Ainv @ G @ Ainv if cols else np.zeros((0, 0))
-    return coef, ybar - float(zbar @ coef), r2, cov
+def bin_edges(values: Any, discretize: str, weights: np.ndarray | None = None) -> np.ndarray:
+    """Bin edges of one numeric column, as ``lime.discretize``'s Quartile/DecileDiscretizer.
 
-
-def _forward_selection(Z: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> list[int]:
-    """lime's forward selection: repeatedly add the feature that most raises the weighted
-    R^2 of an unregularised fit (ties to the lowest index, as lime's loop does).
-
-    All candidates of a step are scored at once from the weighted Gram matrix: after
-    projecting out the chosen features, adding ``f`` raises the explained sum of squares by
-    ``b_f^2 / G_ff`` of the residual Gram matrix (a Schur complement).
+    ``values`` (n,) is the column (NaN ignored), ``weights`` (n,) optional row weights
+    (non-uniform: weighted ``inverted_cdf`` percentiles). Returns the sorted unique percentiles
+    (n_edges,); a value ``v`` is in bin ``np.searchsorted(edges, v)``.
     """
-    sw = w.sum()
-    Zc = Z - (w @ Z) / sw
-    yc = y - (w @ y) / sw
-    G = (Zc * w[:, None]).T @ Zc
-    b = (Zc * w[:, None]).T @ yc
+    v = np.asarray(values, dtype=float)
+    ok = ~np.isnan(v)
+    if not ok.any():
+        return np.empty(0)
+    q = _PERCENTILES[discretize]
+    if weights is None or np.all(weights[ok] == weights[ok][0]):
+        edges = np.percentile(v[ok], q)
+    else:
+        edges = np.percentile(v[ok], q, weights=weights[ok], method="inverted_cdf")
+    return np.unique(edges)
+
+
+def bin_descriptions(name: str, edges: np.ndarray) -> list[str]:
+    """lime's names of the bins of a feature (``"x <= 1.00"``, ``"1.00 < x <= 2.00"``, ...)."""
+    if len(edges) == 0:
+        return [str(name)]
+    out = [f"{name} <= {edges[0]:.2f}"]
+    out += [f"{lo:.2f} < {name} <= {hi:.2f}" for lo, hi in pairwise(edges)]
+    return [*out, f"{name} > {edges[-1]:.2f}"]
+
+
+@dataclass(frozen=True)
+class SurrogateFit:
+    """One fitted local surrogate (one row, one output).
+
+    ``used`` (k,) the selected features in selection order, ``coef`` (k,) their ridge
+    coefficients, ``std`` (k,) standard errors (see :func:`fit_surrogate`), ``intercept``,
+    ``score`` the weighted R^2 (lime's score: the local fidelity) and ``local_prediction`` the
+    surrogate at the explained row (sample 0).
+    """
+
+    used: np.ndarray
+    coef: np.ndarray
+    std: np.ndarray
+    intercept: float
+    score: float
+    local_prediction: float
+
+
+class _Gram:
+    """Weighted-centred design of one row's samples, shared by every output and fit."""
+
+    def __init__(self, Z: np.ndarray, w: np.ndarray) -> None:
+        self.Z, self.w = Z, w
+        self.zbar = (w @ Z) / w.sum()
+        self.Zc = Z - self.zbar
+        self.Zw = self.Zc * w[:, None]
+        self.G = self.Zw.T @ self.Zc  # Z_c^T W Z_c, (p, p)
+
+
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """Context manager limiting BLAS to one thread (threadpoolctl ships with scikit-learn)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
+def _solve(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.solve(A, B)
+    except np.linalg.LinAlgError:  # singular (alpha = 0): least squares, as scikit-learn falls back
+        return np.linalg.lstsq(A, B, rcond=None)[0]
+
+
+def _forward_selection(gram: _Gram, b: np.ndarray, k: int) -> list[int]:
+    """lime's forward selection: add, ``k`` times, the feature that most raises the weighted
+    R^2 of an unregularised fit (first feature on ties, as lime's strict ``>``).
+
+    Adding ``f`` to the chosen set ``S`` raises the explained sum of squares by
+    ``(b_f - G_fS G_SS^-1 b_S)^2 / (G_ff - G_fS G_SS^-1 G_Sf)``: every candidate of a step is
+    scored at once from the Gram matrix. A constant candidate, or one that is a combination of
+    ``S``, adds nothing (lime's least-squares fallback gives it the score of ``S``). Gains equal
+    to rounding (1e-10 relative) are ties.
+    """
+    G = gram.G
+    p = G.shape[0]
+    diag = np.diag(G).copy()
+    # centred norm ~ rounding of the raw norm: a constant column
+    usable = diag > 1e-20 * (gram.w @ gram.Z**2)
     used: list[int] = []
-    p = Z.shape[1]
     for _ in range(min(k, p)):
         if used:
-            Guu = G[np.ix_(used, used)]
-            sol = np.linalg.lstsq(Guu, np.column_stack([G[used, :], b[used]]), rcond=None)[0]
-            G_res = np.diag(G) - np.einsum("uj,uj->j", G[used, :], sol[:, :p])
+            sol = np.linalg.lstsq(G[np.ix_(used, used)], np.column_stack([G[used], b[used]]), None)
+            sol = sol[0]
+            g_res = diag - np.einsum("uj,uj->j", G[used], sol[:, :p])
             b_res = b - G[:, used] @ sol[:, p]
         else:
-            G_res, b_res = np.diag(G).copy(), b.copy()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gain = np.where(
-                G_res > 1e-12 * max(1.0, float(np.max(np.diag(G)))), b_res**2 / G_res, -np.inf
-            )
+            g_res, b_res = diag, b
+        ok = usable & (g_res > 1e-10 * diag)
+        gain = np.where(ok, b_res**2 / np.where(ok, g_res, 1.0), 0.0)
         gain[used] = -np.inf
-        used.append(int(np.argmax(gain)))
+        best = gain.max()
+        used.append(int(np.flatnonzero(gain >= best - 1e-10 * abs(best))[0]))
     return used
 
 
-def _select(Z: np.ndarray, y: np.ndarray, w: np.ndarray, k: int, method: str) -> list[int]:
-    p = Z.shape[1]
-    if method == "none":
-        return list(range(p))
+def _select(gram: _Gram, yc: np.ndarray, b: np.ndarray, k: int, method: str) -> np.ndarray:
+    p = gram.G.shape[0]
     if method == "auto":
         method = "forward_selection" if k <= 6 else "highest_weights"
+    if method == "none":
+        return np.arange(p)
     if method == "forward_selection":
-        return _forward_selection(Z, y, w, k)
+        return np.array(_forward_selection(gram, b, k), dtype=int)
     if method == "highest_weights":
-        coef, _, _, _ = _weighted_fit(Z, y, w, list(range(p)), 0.01)
-        weighted = coef * Z[0]
-        order = sorted(range(p), key=lambda j: np.abs(weighted[j]), reverse=True)
-        return order[:k]
-    from sklearn.linear_model import lars_path
+        coef = _solve(gram.G + 0.01 * np.eye(p), b)  # lime: Ridge(alpha=0.01) on all features
+        weighted = np.abs(coef * gram.Z[0])
+        return np.argsort(-weighted, kind="stable")[:k]
+    from sklearn.linear_model import lars_path  # "lasso_path", as lime
 
-    zbar = np.average(Z, axis=0, weights=w)
-    ybar = np.average(y, weights=w)
-    wd = (Z - zbar) * np.sqrt(w[:, None])
-    wl = (y - ybar) * np.sqrt(w)
-    _, _, coefs = lars_path(wd, wl, method="lasso", verbose=False)
+    sw = np.sqrt(gram.w)
+    _, _, coefs = lars_path(gram.Zc * sw[:, None], yc * sw, method="lasso", verbose=False)
     nonzero = np.arange(p)
     for i in range(coefs.shape[1] - 1, 0, -1):
         nonzero = coefs[:, i].nonzero()[0]
         if len(nonzero) <= k:
             break
-    return [int(j) for j in nonzero]
+    return np.asarray(nonzero, dtype=int)
+
+
+def _fit(gram: _Gram, y: np.ndarray, k: int, method: str, alpha: float) -> SurrogateFit:
+    w = gram.w
+    ybar = float(w @ y) / float(w.sum())
+    yc = y - ybar
+    b = gram.Zw.T @ yc  # Z_c^T W y_c
+    used = _select(gram, yc, b, k, method)
+    n_used = len(used)
+    A = gram.G[np.ix_(used, used)] + alpha * np.eye(n_used)
+    coef = _solve(A, b[used]) if n_used else np.zeros(0)
+    resid = yc - gram.Zc[:, used] @ coef
+    sse, sst = float(w @ resid**2), float(w @ yc**2)
+    score = 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else 0.0)  # sklearn's r2_score
+    m = len(y)
+    if n_used:
+        M = gram.Zw[:, used] * resid[:, None]
+        A_inv = np.linalg.pinv(A)
+        cov = A_inv @ (M.T @ M) @ A_inv * (m / max(m - n_used - 1, 1))
+        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    else:
+        std = np.zeros(0)
+    intercept = ybar - float(gram.zbar[used] @ coef)
+    return SurrogateFit(
+        used=used,
+        coef=coef,
+        std=std,
+        intercept=intercept,
+        score=score,
+        local_prediction=intercept + float(gram.Z[0, used] @ coef),
+    )
 
 
 def fit_surrogate(
@@ -145,149 +265,236 @@ def fit_surrogate(
     n_features: int,
     feature_selection: str = "auto",
     alpha: float = 1.0,
-) -> dict[str, Any]:
-    """Fit LIME's local surrogate on interpretable samples, as lime's ``LimeBase``.
+) -> SurrogateFit:
+    """Fit LIME's local surrogate as ``lime.lime_base.LimeBase.explain_instance_with_data``.
 
     Parameters
     ----------
     Z : ndarray (m, p)
-        Interpretable samples, row 0 the explained row.
-    y : ndarray (m,)
-        Model outputs for the samples.
-    weights : ndarray (m,)
-        Kernel weights.
+        Interpretable samples (lime's ``neighborhood_data``); row 0 is the explained row.
+    y, weights : ndarray (m,)
+        Model outputs (one output) and kernel weights of the samples.
+    n_features : int
+        Features to select (lime's ``num_features``).
+    feature_selection : {"auto", "forward_selection", "highest_weights", "lasso_path", "none"}
+    alpha : float
+        Ridge penalty of the final fit (lime: 1).
 
     Returns
     -------
-    dict
-        ``used`` (selected feature indices in order), ``coef`` (m_used,), ``intercept``,
-        ``score`` (weighted R^2), ``local_prediction``, ``std`` (coefficient standard
-        errors from weighted least squares).
+    SurrogateFit
+        Minimising ``sum_i w_i (y_i - c - z_i . beta)^2 + alpha |beta|^2`` over the selected
+        features. With ``A = Z_c^T W Z_c + alpha I`` (``Z_c`` centred by the weighted means) and
+        residuals ``r``, ``std = sqrt(diag(A^-1 (sum_i w_i^2 r_i^2 z_ci z_ci^T) A^-1 m / (m-k-1)))``:
+        the heteroscedasticity-consistent (HC1 sandwich) standard error of the weighted
+        estimate, which stays valid when the linear surrogate is misspecified (it measures the
+        sampling noise of the perturbations, not the lack of fit; that is ``score``).
     """
-    used = _select(Z, y, weights, n_features, feature_selection)
-    coef, intercept, r2, cov = _weighted_fit(Z, y, weights, used, alpha)
-    return {
-        "used": used,
-        "coef": coef,
-        "intercept": intercept,
-        "score": r2,
-        "local_prediction": intercept + float(Z[0, used] @ coef),
-        "std": np.sqrt(np.maximum(np.diag(cov), 0.0)),
-    }
-
-
-class _Space:
-    """The interpretable representation and the sampler of one background."""
-
-    def __init__(self, masker: Masker, discretize: str | None, categorical: list[int]) -> None:
-        bg = masker.background
-        self.frame = isinstance(bg, pd.DataFrame)
-        self.masker = masker
-        self.columns = (
-            [bg[c] for c in bg.columns]
-            if self.frame
-            else [pd.Series(bg[:, j]) for j in range(bg.shape[1])]
+    Z = np.asarray(Z, dtype=float)
+    y = np.asarray(y, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    if Z.ndim != 2 or y.shape != (Z.shape[0],) or w.shape != (Z.shape[0],):
+        raise InvalidInputError(
+            f"fit_surrogate needs Z of shape (m, p) and y, weights of shape (m,); got Z "
+            f"{Z.shape}, y {y.shape}, weights {w.shape}. Pass one output column of y."
         )
-        self.p = len(self.columns)
-        self.categorical = set(categorical)
-        for j, s in enumerate(self.columns):
-            if not (
-                pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
-            ):
-                self.categorical.add(j)
-        self.discretize = discretize
-        w = masker.weights
-        self.edges: dict[int, np.ndarray] = {}
-        self.mean = np.zeros(self.p)
-        self.std = np.ones(self.p)
-        q = {"quartile": [25, 50, 75], "decile": list(range(10, 100, 10))}.get(discretize or "")
-        for j, s in enumerate(self.columns):
-            if j in self.categorical:
-                continue
-            v = s.to_numpy(dtype=float, na_value=np.nan)
-            self.mean[j] = np.average(v, weights=w)
-            sd = np.sqrt(np.average((v - self.mean[j]) ** 2, weights=w))
-            self.std[j] = sd if sd > 0 else 1.0
-            if q is not None:
-                self.edges[j] = np.unique(np.percentile(v, q))
-        self.uniform = bool(np.allclose(w, w[0]))
-        # the bin of every background value, so samples need no search
-        self.bins = {
-            j: np.searchsorted(e, self.columns[j].to_numpy(dtype=float), side="left")
-            for j, e in self.edges.items()
-        }
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise InvalidInputError(
+            "weights must be finite, non-negative and not all zero; pass kernel weights such "
+            "as kernel_weights(distances, width)."
+        )
+    n_features = check_int("n_features", n_features, minimum=1)
+    check_in("feature_selection", feature_selection, SELECTIONS)
+    return _fit(_Gram(Z, w), y, n_features, feature_selection, float(alpha))
 
-    def interpretable_column(self, j: int, v: np.ndarray, xv: Any) -> np.ndarray:
-        """Interpretable values (m,) of sampled values ``v`` of feature ``j`` against ``xv``."""
-        if j in self.categorical:
-            return (pd.Series(v).astype(object).to_numpy() == xv).astype(float)
-        if self.discretize is not None:
-            e = self.edges[j]
-            return (
-                np.searchsorted(e, v.astype(float), side="left")
-                == np.searchsorted(e, float(xv), side="left")
-            ).astype(float)
-        return (v.astype(float) - self.mean[j]) / self.std[j]
+
+# ------------------------------------------------------------------ interpretable space
+class _Space:
+    """The interpretable representation of one background and its perturbation sampler."""
+
+    def __init__(self, masker: Masker, discretize: str | None, categorical: set[int]) -> None:
+        bg = masker.background
+        self.masker = masker
+        self.discretize = discretize
+        self.frame = isinstance(bg, pd.DataFrame)
+        self.names = list(masker.feature_names)
+        w = np.asarray(masker.weights, dtype=float)
+        self.weights = w
+        self.uniform = bool(np.all(w == w[0]))
+        p = self.p = len(self.names)
+        cols = [bg.iloc[:, j] if self.frame else pd.Series(bg[:, j]) for j in range(p)]
+        self.cat = np.array(
+            [
+                j in categorical
+                or not pd.api.types.is_numeric_dtype(s.dtype)
+                or pd.api.types.is_bool_dtype(s.dtype)
+                for j, s in enumerate(cols)
+            ]
+        )
+        self.cont = np.flatnonzero(~self.cat)
+        self.codes = np.zeros((len(w), p), dtype=np.int32)  # category codes / bins
+        self.lookup: dict[int, tuple[dict[Any, int], int]] = {}
+        self.edges: dict[int, np.ndarray] = {}
+        self.bin_names: dict[int, list[str]] = {}
+        self.mean, self.std = np.zeros(p), np.ones(p)
+        self.is_int = np.zeros(p, dtype=bool)
+        for j, s in enumerate(cols):
+            if self.cat[j]:
+                codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=False)
+                self.codes[:, j] = codes
+                na = [i for i, u in enumerate(uniques) if pd.isna(u)]
+                self.lookup[j] = (
+                    {u: i for i, u in enumerate(uniques) if not pd.isna(u)},
+                    na[0] if na else -1,
+                )
+                continue
+            self.is_int[j] = pd.api.types.is_integer_dtype(s.dtype)
+            v = s.to_numpy(dtype=float, na_value=np.nan)
+            ok = ~np.isnan(v)
+            if ok.any():
+                self.mean[j] = np.average(v[ok], weights=w[ok])
+                sd = float(np.sqrt(np.average((v[ok] - self.mean[j]) ** 2, weights=w[ok])))
+                self.std[j] = sd if sd > 0 else 1.0  # as StandardScaler
+            if discretize is not None:
+                e = self.edges[j] = bin_edges(v, discretize, None if self.uniform else w)
+                self.bin_names[j] = bin_descriptions(self.names[j], e)
+                self.codes[:, j] = np.where(ok, np.searchsorted(e, v, side="left"), -1)
+
+    def row_values(self, x: Any) -> list[Any]:
+        return list(x.iloc[0]) if isinstance(x, pd.DataFrame) else list(np.asarray(x).ravel())
+
+    def x_codes(self, xv: list[Any]) -> np.ndarray:
+        """The codes (category / bin) of the explained row's values, (p,)."""
+        out = np.full(self.p, -2, dtype=np.int64)
+        for j in range(self.p):
+            v = xv[j]
+            if j in self.lookup:
+                table, na = self.lookup[j]
+                try:
+                    out[j] = na if pd.isna(v) else table.get(v, -2)
+                except TypeError:  # unhashable: unseen
+                    out[j] = -2
+            elif j in self.edges:
+                f = float(v)
+                out[j] = -1 if np.isnan(f) else np.searchsorted(self.edges[j], f, side="left")
+        return out
+
+    def describe(self, xv: list[Any]) -> list[str]:
+        """lime's readable condition of each interpretable feature of ``x``."""
+        codes, out = self.x_codes(xv), []
+        for j, name in enumerate(self.names):
+            if self.cat[j]:
+                out.append(f"{name}={xv[j]}")
+            elif j in self.edges:
+                out.append(f"{name} is missing" if codes[j] < 0 else self.bin_names[j][codes[j]])
+            else:
+                out.append(name)
+        return out
 
     def sample(self, x: Any, m: int, rng: np.random.Generator) -> tuple[Any, np.ndarray]:
-        """``m`` samples (model inputs, interpretable matrix); sample 0 is ``x``."""
-        w = self.masker.weights
-        n_bg = len(w)
-        x_vals = list(x.iloc[0]) if isinstance(x, pd.DataFrame) else list(np.asarray(x))
+        """``m`` perturbations of ``x``: (model inputs, interpretable matrix (m, p)).
+
+        Row 0 is ``x``. Each other sample takes each feature from an independently drawn
+        background row (numeric features without discretisation: a normal draw).
+        """
+        p, n_bg = self.p, len(self.weights)
+        xv = self.row_values(x)
         if self.uniform:
-            idx = rng.integers(0, n_bg, size=(m, self.p))
+            idx = rng.integers(0, n_bg, size=(m, p))
         else:
-            idx = rng.choice(n_bg, size=(m, self.p), p=w)
-        cols = []
-        Zi = np.empty((m, self.p))
-        for j, s in enumerate(self.columns):
-            if j not in self.categorical and self.discretize is None:
-                v = rng.normal(self.mean[j], self.std[j], size=m)
+            idx = rng.choice(n_bg, size=(m, p), p=self.weights)
+        match = self.codes == self.x_codes(xv)  # (n_bg, p): background value in x's bin?
+        Z = match[idx, np.arange(p)].astype(float)
+        Z[0] = 1.0
+        drawn = None
+        if self.discretize is None and len(self.cont):
+            c = self.cont
+            x_num = np.array([float(xv[j]) for j in c])
+            if np.isnan(x_num).any():
+                bad = [self.names[j] for j in c[np.isnan(x_num)]]
+                raise InvalidInputError(
+                    f"the explained row has missing values in numeric features {bad}, which "
+                    "discretize=None cannot standardise. Use discretize='quartile' (missing "
+                    "values then form their own bin) or impute them."
+                )
+            drawn = self.mean[c] + rng.standard_normal((m, len(c))) * self.std[c]
+            drawn = np.where(self.is_int[c], np.rint(drawn), drawn)
+            drawn[0] = x_num
+            Z[:, c] = (drawn - self.mean[c]) / self.std[c]
+        return self._inputs(idx, xv, drawn), Z
+
+    def _inputs(self, idx: np.ndarray, xv: list[Any], drawn: np.ndarray | None) -> Any:
+        bg, masker = self.masker.background, self.masker
+        block = bg if not self.frame else getattr(masker, "_block", None)
+        if block is not None:  # one array: a single gather
+            data = block[idx, np.arange(self.p)]
+            if drawn is not None:
+                data[:, self.cont] = drawn
+            data[0] = np.asarray(xv, dtype=data.dtype)
+            if not self.frame:
+                return data
+            return pd.DataFrame(data, columns=bg.columns, copy=False)
+        out = {}
+        where = {j: i for i, j in enumerate(self.cont)}
+        for j, col in enumerate(masker._columns):  # type: ignore[attr-defined]
+            if drawn is not None and j in where:
+                arr = drawn[:, where[j]].astype(col.values.dtype, copy=False)
             else:
-                v = s.to_numpy()[idx[:, j]].copy()
-            v[0] = x_vals[j]
-            cols.append(v)
-            if j in self.bins:
-                xb = np.searchsorted(self.edges[j], float(x_vals[j]), side="left")
-                Zi[:, j] = self.bins[j][idx[:, j]] == xb
-                Zi[0, j] = 1.0
-            else:
-                Zi[:, j] = self.interpretable_column(j, v, x_vals[j])
-        if self.frame:
-            bg = self.masker.background
-            data = pd.DataFrame(
-                {c: pd.Series(v).astype(bg[c].dtype) for c, v in zip(bg.columns, cols, strict=True)}
-            )
-        else:
-            data = np.column_stack(cols).astype(float)
-        return data, Zi
+                arr = col.values[idx[:, j]]
+            arr[0] = col.encode(xv[j])
+            out[col.name] = col.rebuild(arr)
+        return pd.DataFrame(out)
 
 
+# ------------------------------------------------------------------ explainer
 class Lime(TabularGameExplainer):
-    """LIME for tabular models, seeded and fast, faithful to lime's defaults.
+    """LIME for tabular models: faithful to lime's defaults, seeded, fast, with standard errors.
 
     Parameters
     ----------
-    model, background, link, random_state, allow_nan, n_jobs, backend, client, chunk_size
-        See :class:`whybox.explainer.TabularGameExplainer`; the background plays lime's
-        training data (its rows are the marginals perturbations are drawn from).
+    model : object
+        Any model :func:`whybox.models.wrap_model` supports.
+    background : DataFrame, array of shape (n_bg, p), or Masker, optional
+        lime's training data: bin edges, means, standard deviations and the marginals that
+        perturbations are drawn from. Defaults to the explained X.
     n_features : int
         Features in each explanation (lime's ``num_features``).
     kernel_width : float, optional
-        Default ``0.75 sqrt(p)``.
+        Width of the exponential kernel; default ``0.75 sqrt(p)``.
     discretize : {"quartile", "decile", None}
+        Interpretable representation of numeric features (lime's ``discretizer``, ``None``
+        for ``discretize_continuous=False``).
     feature_selection : {"auto", "forward_selection", "highest_weights", "lasso_path", "none"}
+        lime's feature selection (``"auto"``: forward selection up to 6 features, else highest
+        weights; ``"none"``: every feature).
     ridge_alpha : float
-        Regularisation of the final surrogate (lime's ``Ridge(alpha=1)``).
+        Penalty of the final ridge surrogate (lime's ``Ridge(alpha=1)``).
     categorical_features : list of int or str, optional
-        Numeric columns to treat as categorical (non-numeric columns always are).
+        Numeric columns (positions or names) to treat as categorical; non-numeric and bool
+        columns always are.
+    link, random_state, allow_nan, n_jobs, backend, client, chunk_size, chunk_bytes
+        See :class:`whybox.explainer.TabularGameExplainer`. ``chunk_bytes`` bounds one model
+        call (a row's ``budget`` samples are sent in pieces above it).
+    max_background : int or None
+        Background rows kept (subsampled above this); None keeps all, as lime does.
+    groups : None
+        Not supported: LIME explains single features.
 
     Notes
     -----
-    ``.explain(X, budget=5000, target=None, link=None)``: ``budget`` perturbations per row.
-    ``exp.values`` holds the surrogate's coefficient times ``x``'s interpretable value for
-    the selected features (0 elsewhere), ``exp.base_values`` its intercept, ``exp.std`` the
-    coefficients' standard errors, ``exp.meta["fidelity"]`` the weighted R^2 per row.
+    ``exp.values[i, j]`` is the surrogate coefficient of feature ``j`` times ``x_j``'s
+    interpretable value: the coefficient itself with discretisation (``x``'s own value is 1),
+    coefficient times ``(x_j - mean_j) / std_j`` without; 0 for unselected features.
+    ``exp.base_values`` is the intercept, ``exp.std`` the standard errors (same scaling),
+    ``exp.meta["fidelity"]`` the weighted R^2 per row, ``exp.meta["local_prediction"]`` the
+    surrogate's prediction at ``x``, ``exp.meta["selected_features"]`` the chosen features in
+    selection order and ``exp.meta["conditions"]`` lime's readable interpretable features
+    (``"mean radius <= 13.37"``).
+
+    Examples
+    --------
+    >>> exp = Lime(model, background=X_train, n_features=5).explain(X[:10])  # doctest: +SKIP
+    >>> exp.top(5), exp.meta["fidelity"]  # doctest: +SKIP
     """
 
     method = "lime"
@@ -302,169 +509,290 @@ class Lime(TabularGameExplainer):
         discretize: str | None = "quartile",
         feature_selection: str = "auto",
         ridge_alpha: float = 1.0,
-        categorical_features: list[Any] | None = None,
-        max_background: int = 100_000,
-        **kwargs: Any,
+        categorical_features: Sequence[int | str] | None = None,
+        link: str = "identity",
+        random_state: int | None = 0,
+        allow_nan: bool = False,
+        n_jobs: int | None = None,
+        backend: str = "serial",
+        client: Any = None,
+        chunk_size: int | None = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        max_background: int | None = None,
+        groups: Any = None,
     ) -> None:
-        if kwargs.get("groups"):
-            raise InvalidParameterError("Lime does not take groups=; explain features.")
-        super().__init__(model, background, max_background=max_background, **kwargs)
-        self.n_features = check_int("n_features", n_features, minimum=1)
-        if kernel_width is not None and not (np.isfinite(kernel_width) and kernel_width > 0):
+        if groups:
             raise InvalidParameterError(
-                f"kernel_width must be a positive number, got {kernel_width!r}."
+                "Lime does not support groups=: its interpretable features are single columns. "
+                "Drop groups=, or use KernelShap / ExactShap to explain feature groups."
             )
-        self.kernel_width = kernel_width
+        super().__init__(
+            model,
+            background,
+            max_background=_ALL_ROWS if max_background is None else max_background,
+            link=link,
+            random_state=random_state,
+            allow_nan=allow_nan,
+            chunk_bytes=chunk_bytes,
+            n_jobs=n_jobs,
+            backend=backend,
+            client=client,
+            chunk_size=chunk_size,
+        )
+        self.n_features = check_int("n_features", n_features, minimum=1)
+        if kernel_width is not None and not (_is_real(kernel_width) and kernel_width > 0):
+            raise InvalidParameterError(
+                f"kernel_width must be a positive finite number or None (lime's default "
+                f"0.75 * sqrt(n_features)), got {kernel_width!r}."
+            )
+        self.kernel_width = None if kernel_width is None else float(kernel_width)
         self.discretize = check_in("discretize", discretize, DISCRETIZERS)
         self.feature_selection = check_in("feature_selection", feature_selection, SELECTIONS)
-        if not ridge_alpha >= 0:
-            raise InvalidParameterError(f"ridge_alpha must be >= 0, got {ridge_alpha!r}.")
+        if not (_is_real(ridge_alpha) and ridge_alpha >= 0):
+            raise InvalidParameterError(
+                f"ridge_alpha must be a finite number >= 0 (lime uses 1.0), got {ridge_alpha!r}."
+            )
         self.ridge_alpha = float(ridge_alpha)
-        self.categorical_features = list(categorical_features or [])
+        cats = list(categorical_features or [])
+        for c in cats:
+            if isinstance(c, bool) or not isinstance(c, (numbers.Integral, str)):
+                raise InvalidParameterError(
+                    "categorical_features must list column positions (int) or names (str); "
+                    f"got {c!r} of type {type(c).__name__}."
+                )
+        self.categorical_features = cats
+        self._space: tuple[Masker, _Space] | None = None
+        self._width = self.kernel_width
+
+    def explain(  # type: ignore[override]
+        self,
+        X: Any,
+        *,
+        budget: int = 5000,
+        target: Any = None,
+        link: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Explanation:
+        """Explain each row of ``X`` (DataFrame or array (n, p)) with a local surrogate.
+
+        ``budget`` is the number of perturbation samples per row, the row itself being the
+        first (lime's ``num_samples``): one model call of ``budget`` rows per explained row.
+        ``target``, ``link`` and ``progress`` are as for every explainer. Returns an
+        Explanation with ``values`` (n, p), or (n, p, k) for several outputs (each fitted
+        separately), ``base_values`` the intercepts, ``std`` the standard errors and
+        ``n_evals == budget``.
+        """
+        budget = check_int("budget", budget, minimum=2)
+        return super().explain(X, target=target, link=link, progress=progress, budget=budget)
+
+    def _masker(self, X: Any) -> Masker:
+        masker = super()._masker(X)
+        self._space = (masker, self._build_space(masker))
+        return masker
+
+    def _build_space(self, masker: Masker) -> _Space:
+        if masker.n_rows < 2:
+            raise InvalidParameterError(
+                f"Lime draws perturbations from the background's distribution, but the "
+                f"background has {masker.n_rows} row (a Baseline?): every sample would be the "
+                "same. Pass training rows as background (lime's training_data)."
+            )
+        names, cats = list(masker.feature_names), set()
+        for c in self.categorical_features:
+            if isinstance(c, str) and c not in names:
+                raise InvalidParameterError(
+                    f"categorical_features names {c!r}, which is not a column; columns are {names}."
+                )
+            if not isinstance(c, str) and not -len(names) <= c < len(names):
+                raise InvalidParameterError(
+                    f"categorical_features has position {c}, but X has {len(names)} columns "
+                    f"(positions 0..{len(names) - 1})."
+                )
+            cats.add(names.index(c) if isinstance(c, str) else int(c) % len(names))
+        return _Space(masker, self.discretize, cats)
 
     def _check_players(self, n_players: int, **kwargs: Any) -> None:
-        budget = kwargs.get("budget", 5000)
-        minimum = self.n_features + 2
-        check_int("budget", budget, minimum=1)
+        budget = kwargs["budget"]
+        n_coef = n_players if self.feature_selection == "none" else min(self.n_features, n_players)
+        minimum = n_coef + 2
         if budget < minimum:
             raise InvalidParameterError(
-                f"budget={budget} is below the minimum of {minimum} samples LIME needs to fit "
-                f"{self.n_features} features and an intercept; pass budget >= {minimum} "
-                "(lime's default is 5000)."
+                f"budget={budget} is below the minimum of {minimum} samples: the surrogate has "
+                f"{n_coef} coefficients and an intercept, and its standard errors need one "
+                f"more sample. Pass budget >= {minimum} (lime's default is 5000)."
             )
+        self._width = self.kernel_width or default_kernel_width(n_players)
 
     def _explain_row(
-        self, fn: Any, masker: Masker, x: Any, kwargs: dict[str, Any]
+        self, fn: ModelFunction, masker: Masker, x: Any, kwargs: dict[str, Any]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        space = self._space(masker)
-        budget = int(kwargs.get("budget", 5000))
+        if self._space is None or self._space[0] is not masker:
+            self._space = (masker, self._build_space(masker))
+        space = self._space[1]
+        budget = int(kwargs["budget"])
         rng = row_generator(self.random_state, x)
-        data, Zi = space.sample(x, budget, rng)
-        y = fn(data)  # (m, k)
-        width = self.kernel_width or 0.75 * np.sqrt(space.p)
-        d = np.sqrt(((Zi - Zi[0]) ** 2).sum(axis=1))
-        w = kernel_weights(d, width)
-        k = y.shape[1]
-        values = np.zeros((space.p, k))
-        std = np.zeros((space.p, k))
-        intercept = np.zeros(k)
-        info: dict[str, Any] = {"fidelity": [], "local_prediction": [], "n_evals": budget}
-        for o in range(k):
-            fit = fit_surrogate(
-                Zi, y[:, o], w, self.n_features, self.feature_selection, self.ridge_alpha
-            )
-            used = fit["used"]
-            values[used, o] = fit["coef"] * Zi[0, used]
-            std[used, o] = fit["std"] * np.abs(Zi[0, used])
-            intercept[o] = fit["intercept"]
-            info["fidelity"].append(fit["score"])
-            info["local_prediction"].append(fit["local_prediction"])
+        data, Z = space.sample(x, budget, rng)
+        step = max(1, int(self.chunk_bytes // max(1, masker.row_nbytes)))
+        if budget <= step:
+            y = fn(data)
+        else:
+            take = data.iloc if isinstance(data, pd.DataFrame) else data
+            y = np.concatenate([fn(take[s : s + step]) for s in range(0, budget, step)])
+        width = self.kernel_width or default_kernel_width(space.p)
+        values, std = np.zeros((space.p, y.shape[1])), np.zeros((space.p, y.shape[1]))
+        intercept = np.zeros(y.shape[1])
+        fits = []
+        # tiny problems: threaded BLAS only adds overhead, and its spinning threads slow the
+        # model down; one thread also keeps results bit-identical across machines and workers
+        with _one_blas_thread():
+            gram = _Gram(Z, kernel_weights(np.sqrt(((Z - Z[0]) ** 2).sum(axis=1)), width))
+            for o in range(y.shape[1]):
+                fit = _fit(gram, y[:, o], self.n_features, self.feature_selection, self.ridge_alpha)
+                values[fit.used, o] = fit.coef * Z[0, fit.used]
+                std[fit.used, o] = fit.std * np.abs(Z[0, fit.used])
+                intercept[o] = fit.intercept
+                fits.append(fit)
+        xv = space.row_values(x)
+        info = {
+            "n_evals": budget,
+            "single": fn.single_output,
+            "fidelity": [f.score for f in fits],
+            "local_prediction": [f.local_prediction for f in fits],
+            "selected": [[space.names[j] for j in f.used] for f in fits],
+            "conditions": space.describe(xv),
+        }
         return values, intercept, std, info
-
-    def _space(self, masker: Masker) -> _Space:
-        cached = getattr(self, "_space_cache", None)
-        if cached is not None and cached[0] is masker:
-            return cached[1]
-        cats = []
-        names = masker.feature_names
-        for c in self.categorical_features:
-            cats.append(names.index(str(c)) if not isinstance(c, (int, np.integer)) else int(c))
-        space = _Space(masker, self.discretize, cats)
-        self._space_cache = (masker, space)
-        return space
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("_space_cache", None)
-        return state
 
     def _params(self, **kwargs: Any) -> dict[str, Any]:
         return {
-            "estimator": "LIME (weighted ridge surrogate)",
-            "budget": int(kwargs.get("budget", 5000)),
+            "estimator": "LIME: kernel-weighted ridge surrogate on interpretable features",
+            "budget": int(kwargs["budget"]),
             "n_features": self.n_features,
-            "kernel_width": self.kernel_width,
+            "kernel_width": self._width,
             "discretize": self.discretize,
             "feature_selection": self.feature_selection,
             "ridge_alpha": self.ridge_alpha,
+            "categorical_features": [str(c) for c in self.categorical_features],
         }
 
     def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
-        fid = [i["fidelity"] for i in infos]
+        def per_row(key: str) -> list[Any]:
+            return [i[key][0] if i["single"] else i[key] for i in infos]
+
+        fidelity = per_row("fidelity")
         return {
-            "fidelity": [f[0] if len(f) == 1 else f for f in fid],
-            "local_prediction": [
-                i["local_prediction"][0]
-                if len(i["local_prediction"]) == 1
-                else i["local_prediction"]
-                for i in infos
-            ],
+            "fidelity": fidelity,
+            "fidelity_mean": float(np.mean([i["fidelity"] for i in infos])),
+            "local_prediction": per_row("local_prediction"),
+            "selected_features": per_row("selected"),
+            "conditions": [i["conditions"] for i in infos],
         }
 
 
-def submodular_pick(W: np.ndarray, n_picks: int) -> tuple[list[int], list[float], np.ndarray]:
-    """SP-LIME's greedy pick (Ribeiro et al. 2016, Algorithm 2).
+# ------------------------------------------------------------------ SP-LIME
+def submodular_pick(W: Any, n_picks: int) -> tuple[list[int], list[float], np.ndarray]:
+    """SP-LIME's greedy pick (Ribeiro et al. 2016, Algorithm 2), as ``lime.submodular_pick``.
 
-    Parameters
-    ----------
-    W : ndarray (n, p)
-        Explanation weights of each row.
-    n_picks : int
-
-    Returns
-    -------
-    picked : list of row indices, in pick order
-    coverage : coverage after each pick
-    importance : ndarray (p,) the global importance ``sqrt(sum_i |W_ij|)``
+    ``W`` (n, d) is the explanation matrix (weight of feature ``j`` in row ``i``'s
+    explanation). Each of ``n_picks`` (<= n) steps adds the row that most raises the coverage
+    ``c(V) = sum_j I_j [exists i in V: W_ij != 0]``, the highest row index on ties (lime's
+    ``>=`` over its candidate set). Returns the picked rows in pick order, the coverage after
+    each pick (non-decreasing) and the global importance ``I_j = sqrt(sum_i |W_ij|)`` (d,).
     """
-    W = np.abs(np.asarray(W, dtype=float))
-    importance = np.sqrt(W.sum(axis=0))
+    A = np.abs(np.asarray(W, dtype=float))
+    if A.ndim != 2 or A.shape[0] == 0 or not np.all(np.isfinite(A)):
+        raise InvalidInputError(
+            f"W must be a finite 2-D array (n_rows, n_features) with at least one row, got "
+            f"shape {A.shape}."
+        )
+    n = A.shape[0]
+    n_picks = check_int("n_picks", n_picks, minimum=1)
+    if n_picks > n:
+        raise InvalidParameterError(
+            f"n_picks={n_picks} is more than the {n} explained rows; pass n_picks <= {n}."
+        )
+    importance = np.sqrt(A.sum(axis=0))
+    present = A > 0
+    covered = np.zeros(A.shape[1], dtype=bool)
+    left = np.ones(n, dtype=bool)
     picked: list[int] = []
     coverage: list[float] = []
-    covered = np.zeros(W.shape[1], dtype=bool)
-    remaining = list(range(W.shape[0]))
-    for _ in range(min(n_picks, W.shape[0])):
-        best, best_cov = remaining[0], -1.0
-        for i in remaining:
-            cov = float(importance[covered | (W[i] > 0)].sum())
-            if cov > best_cov:
-                best, best_cov = i, cov
+    for _ in range(n_picks):
+        cov = np.where(covered | present, importance, 0.0).sum(axis=1)
+        cov[~left] = -np.inf
+        best = int(np.flatnonzero(cov == cov.max())[-1])
         picked.append(best)
-        remaining.remove(best)
-        covered |= W[best] > 0
-        coverage.append(best_cov)
+        coverage.append(float(cov[best]))
+        covered |= present[best]
+        left[best] = False
     return picked, coverage, importance
 
 
-class SubmodularPick(Lime):
-    """SP-LIME: explain every row with LIME, then pick a few that cover the important
-    features (Ribeiro et al. 2016, Algorithm 2).
+class SubmodularPick(Explainer):
+    """SP-LIME: explain every row with :class:`Lime`, then pick a few non-redundant rows that
+    together cover the globally important features (Ribeiro et al. 2016, Algorithm 2).
 
-    ``.explain(X, n_picks=5, budget=5000, target=None)`` returns the Explanation of the
-    picked rows in pick order, with ``meta["picked_indices"]``, ``meta["coverage"]`` and
-    ``meta["global_importance"]``.
+    ``model``, ``background``, ``random_state`` and ``**lime_kwargs`` (``n_features``,
+    ``discretize``, ...) are :class:`Lime`'s. The explanation matrix ``W`` is ``exp.values`` (one column per feature). lime keys its
+    columns by the explanation's text instead, so with discretisation two rows in different
+    bins of a feature count as different columns there; whybox reports per-feature global
+    importance. lime's ``method="sample"`` explains a random subset: pass that subset as X.
     """
 
-    method = "sp_lime"
+    method = "lime"
 
-    def explain(self, X: Any, *, n_picks: int = 5, **kwargs: Any) -> Explanation:
-        exp = super().explain(X, **kwargs)
-        if exp.multi_output:
-            raise InvalidParameterError(
-                f"SP-LIME picks rows for one output; this model has {exp.output_names}: "
-                "pass target= to choose one."
-            )
+    def __init__(
+        self,
+        model: Any,
+        background: Any = None,
+        *,
+        random_state: int | None = 0,
+        **lime_kwargs: Any,
+    ) -> None:
+        self.lime = Lime(model, background, random_state=random_state, **lime_kwargs)
+        self.random_state = random_state
+
+    def explain(  # type: ignore[override]
+        self,
+        X: Any,
+        *,
+        n_picks: int = 5,
+        budget: int = 5000,
+        target: Any = None,
+        link: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Explanation:
+        """Explain every row of ``X`` (arguments as :meth:`Lime.explain`); return the
+        Explanation of the ``n_picks`` picked rows in pick order, with ``meta["picked_indices"]``
+        (positions in X), ``meta["coverage"]`` (after each pick), ``meta["global_importance"]``
+        (per feature) and Lime's per-row meta of the picked rows.
+        """
         n_picks = check_int("n_picks", n_picks, minimum=1)
-        if n_picks > exp.n_rows:
+        budget = check_int("budget", budget, minimum=2)
+        Xp, fn = self.lime._prepare(X, target, link)
+        if n_picks > Xp.shape[0]:
             raise InvalidParameterError(
-                f"n_picks={n_picks} is more than the {exp.n_rows} rows given; pass at most "
-                f"{exp.n_rows}."
+                f"n_picks={n_picks} is more than the {Xp.shape[0]} rows of X; pass n_picks <= "
+                f"{Xp.shape[0]} or more rows."
             )
+        if not fn.single_output:
+            raise InvalidParameterError(
+                f"SP-LIME picks rows for one output, but target={target!r} selects "
+                f"{fn.output_names}. Pass one class or output as target=."
+            )
+        exp = self.lime.explain(X, budget=budget, target=target, link=link, progress=progress)
         picked, coverage, importance = submodular_pick(exp.values, n_picks)
         out = exp[picked]
-        out.meta.update(
+        meta = {
+            k: [v[i] for i in picked] if isinstance(v, list) and len(v) == exp.n_rows else v
+            for k, v in exp.meta.items()
+        }
+        meta.update(
             picked_indices=picked,
             coverage=coverage,
             global_importance=importance.tolist(),
+            candidates=exp.n_rows,
         )
+        out.meta = meta
+        out.params["pick"] = f"SP-LIME submodular pick of {n_picks} of {exp.n_rows} rows"
         return out
