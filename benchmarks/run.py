@@ -27,7 +27,19 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.common import machine  # noqa: E402
 
-BENCHMARKS = ["bench_exact", "bench_kernel", "bench_lime", "bench_tree", "bench_tree_memory"]
+BENCHMARKS = [
+    "bench_exact",
+    "bench_kernel",
+    "bench_lime",
+    "bench_tree",
+    "bench_tree_memory",
+    "bench_effects",
+    "bench_ebm",
+    "bench_counterfactuals",
+    "bench_metrics",
+    "bench_gradients",
+    "bench_image",
+]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
