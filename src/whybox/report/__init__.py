@@ -9,9 +9,9 @@ was imported first.
 import sys
 import types
 
-from .builder import Report, report
+from .builder import Report, figure_data_uri, figures_section, report
 
-__all__ = ["Report", "report"]
+__all__ = ["Report", "figure_data_uri", "figures_section", "report"]
 
 
 class _CallableModule(types.ModuleType):

@@ -23,7 +23,7 @@ from .._validation import check_int
 from ..errors import InvalidParameterError
 from ..explanation import Explanation, _atomic_write
 
-__all__ = ["Report", "report"]
+__all__ = ["Report", "figure_data_uri", "figures_section", "report"]
 
 
 def figure_data_uri(fig: Any) -> str:
@@ -55,7 +55,12 @@ class Report:
     """An HTML report: a title and a list of sections; ``save(path)`` writes one file.
 
     Sections are plain dicts read by the template (``kind`` one of ``summary``,
-    ``importance``, ``local``, ``truth``, ``table``); builders in this module create them.
+    ``importance``, ``local``, ``truth``, ``table``, ``figures``, ...); builders in this
+    module create them. The generic ``figures`` kind is
+    ``{"kind": "figures", "title": str, "text": str, "figures": [{"src": data_uri,
+    "caption": str}, ...], "table": {"columns": [...], "rows": [[...], ...]} or None}``:
+    a responsive grid of captioned figures with an optional table (see
+    :func:`figures_section`).
     """
 
     title: str = "whybox report"
@@ -63,6 +68,15 @@ class Report:
     sections: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, section: dict[str, Any]) -> Report:
+        """Append a section dict (see the class docstring); returns the report."""
+        if not isinstance(section, dict) or "kind" not in section or "title" not in section:
+            raise InvalidParameterError(
+                "a report section must be a dict with at least 'kind' and 'title' keys, got "
+                f"{type(section).__name__}. Build one with figures_section(...) or the other "
+                "*_section helpers of whybox.report.builder."
+            )
+        if section["kind"] == "figures":
+            _check_figures(section)
         section.setdefault("id", f"s{len(self.sections) + 1}")
         self.sections.append(section)
         return self
@@ -104,6 +118,93 @@ class Report:
 
 
 # ---------------------------------------------------------------------- sections
+def _check_figures(section: dict[str, Any]) -> None:
+    """Validate a ``figures`` section: inline image data URIs only, a well-formed table."""
+    figures = section.get("figures")
+    if not isinstance(figures, (list, tuple)):
+        raise InvalidParameterError(
+            f"a 'figures' section needs figures=[{{'src': data_uri, 'caption': str}}, ...], "
+            f"got {type(figures).__name__}."
+        )
+    for k, fig in enumerate(figures):
+        src = fig.get("src") if isinstance(fig, dict) else None
+        if not isinstance(src, str) or not src.startswith("data:image/"):
+            shown = src[:40] if isinstance(src, str) else type(src).__name__
+            raise InvalidParameterError(
+                f"figure {k} of section {section.get('title')!r} has src {shown!r}; the "
+                "report is self-contained, so each src must be an inline 'data:image/...' URI "
+                "(use whybox.report.builder.figure_data_uri(fig) for a matplotlib figure)."
+            )
+    table = section.get("table")
+    if table is not None:
+        if not isinstance(table, dict) or "columns" not in table or "rows" not in table:
+            raise InvalidParameterError(
+                "the table of a 'figures' section must be None or "
+                "{'columns': [...], 'rows': [[...], ...]}."
+            )
+        width = len(table["columns"])
+        for r, row in enumerate(table["rows"]):
+            if len(row) != width:
+                raise InvalidParameterError(
+                    f"row {r} of the table of section {section.get('title')!r} has "
+                    f"{len(row)} cells but there are {width} columns."
+                )
+
+
+def figures_section(
+    title: str,
+    figures: list[dict[str, str]],
+    *,
+    text: str = "",
+    table: dict[str, Any] | None = None,
+    id: str | None = None,
+) -> dict[str, Any]:
+    """A generic section: a responsive grid of captioned figures and an optional table.
+
+    Parameters
+    ----------
+    title : str
+        Section heading.
+    figures : list of dict
+        ``[{"src": data_uri, "caption": str}, ...]``; each ``src`` an inline
+        ``data:image/...`` URI (e.g. from :func:`figure_data_uri`).
+    text : str, optional
+        A paragraph shown above the figures.
+    table : dict, optional
+        ``{"columns": [...], "rows": [[...], ...]}`` shown below the figures.
+    id : str, optional
+        Anchor id of the section (default: assigned by :meth:`Report.add`).
+
+    Returns
+    -------
+    dict
+        The section, for :meth:`Report.add`. Every string in it is escaped when rendered.
+    """
+    section: dict[str, Any] = {
+        "kind": "figures",
+        "title": str(title),
+        "text": str(text),
+        "figures": [
+            {"src": f.get("src"), "caption": str(f.get("caption", ""))}
+            if isinstance(f, dict)
+            else f
+            for f in figures
+        ],
+        "table": None
+        if table is None
+        else {
+            "columns": [str(c) for c in table.get("columns", [])],
+            "rows": [[_fmt(c) for c in row] for row in table.get("rows", [])],
+        }
+        if isinstance(table, dict)
+        else table,
+    }
+    if id is not None:
+        section["id"] = str(id)
+    _check_figures(section)
+    return section
+
+
 def summary_section(
     exp: Explanation, model: Any = None, metrics: dict[str, Any] | None = None
 ) -> dict[str, Any]:
