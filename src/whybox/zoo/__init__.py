@@ -5,6 +5,7 @@
   :func:`credit_true_shap`).
 - :func:`load_sklearn` and the named helpers :func:`breast_cancer`, :func:`diabetes`,
   :func:`digits`, :func:`iris`, :func:`wine`: scikit-learn's bundled data sets (no downloads).
+- :func:`digits_cnn`: a small seeded CNN trained on the 8x8 digits (needs torch), cached.
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ from whybox.zoo.datasets import (
     load_sklearn,
     wine,
 )
+from whybox.zoo.digits import DigitsData, digits_cnn
 
 __all__ = [
     "CREDIT_FEATURES",
     "LOAN_PURPOSES",
     "SKLEARN_DATASETS",
     "CreditData",
+    "DigitsData",
     "breast_cancer",
     "credit",
     "credit_true_logit",
     "credit_true_shap",
     "diabetes",
     "digits",
+    "digits_cnn",
     "iris",
     "load_sklearn",
     "wine",

@@ -1,0 +1,213 @@
+"""A small convolutional network trained on scikit-learn's 8x8 digits, for demos and tests.
+
+:func:`digits_cnn` trains (in a few seconds on a CPU) or loads from the cache a seeded
+:class:`torch.nn.Module` of this layout, whose module paths are stable so that layer methods
+can address them (``layer="features.3"``)::
+
+    features.0  Conv2d(1, 16, 3, padding=1)    -> (16, 8, 8)
+    features.1  ReLU
+    features.2  MaxPool2d(2)                   -> (16, 4, 4)
+    features.3  Conv2d(16, 32, 3, padding=1)   -> (32, 4, 4)   (the Grad-CAM layer)
+    features.4  ReLU
+    flatten     Flatten                        -> (512,)
+    fc          Linear(512, 10)                -> logits of the ten digits
+
+The weights are cached as a plain ``.npz`` file of arrays (no pickle) under the user cache
+folder: ``$WHYBOX_CACHE``, else ``$XDG_CACHE_HOME/whybox``, else ``~/.cache/whybox``. The file
+is written atomically, so concurrent first calls never see a half-written cache.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whybox._persist import _atomic_write
+from whybox._validation import check_int
+from whybox.errors import InvalidParameterError, MissingDependencyError
+
+__all__ = ["DigitsData", "digits_cnn"]
+
+_VERSION = 1  # bump when the architecture or the training recipe changes
+
+
+@dataclass
+class DigitsData:
+    """The digits split used to train :func:`digits_cnn`.
+
+    Attributes
+    ----------
+    X_train, X_test : torch.Tensor of shape (n, 1, 8, 8), float32 in [0, 1]
+        Images (pixel intensities divided by 16).
+    y_train, y_test : torch.Tensor of shape (n,), int64
+        Digit labels 0-9.
+    images : ndarray of shape (n_test, 8, 8), float32
+        The test images as numpy arrays, for plotting.
+    target_names : list of str
+        ``["0", ..., "9"]``.
+    test_accuracy : float
+        Accuracy of the returned model on the test split.
+    """
+
+    X_train: Any
+    X_test: Any
+    y_train: Any
+    y_test: Any
+    images: np.ndarray
+    target_names: list[str]
+    test_accuracy: float
+
+
+def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("WHYBOX_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "whybox"
+
+
+def _build(nn: Any) -> Any:
+    class DigitsCNN(nn.Module):
+        """Two convolutions and a linear read-out over 1x8x8 digit images."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(1, 16, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(16, 32, 3, padding=1),
+                nn.ReLU(),
+            )
+            self.flatten = nn.Flatten()
+            self.fc = nn.Linear(32 * 4 * 4, 10)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc(self.flatten(self.features(x)))
+
+    return DigitsCNN()
+
+
+def _split(random_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    X = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+    y = bunch.target.astype(np.int64)
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=random_state
+    )
+    return X_tr, X_te, y_tr, y_te
+
+
+def _train(torch: Any, model: Any, X: Any, y: Any, random_state: int, epochs: int) -> None:
+    gen = torch.Generator().manual_seed(random_state)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    n = X.shape[0]
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, 64):
+            idx = order[start : start + 64]
+            opt.zero_grad()
+            loss = loss_fn(model(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+    model.eval()
+
+
+def digits_cnn(
+    random_state: int = 0,
+    *,
+    epochs: int = 15,
+    cache: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Any, DigitsData]:
+    """A small CNN trained on scikit-learn's digits (1x8x8 images, 10 classes).
+
+    Parameters
+    ----------
+    random_state : int, default 0
+        Seed of the train/test split, the weight initialisation and the batch order.
+    epochs : int, default 15
+        Training epochs (Adam, learning rate 3e-3, batches of 64).
+    cache : bool, default True
+        Load the weights from the cache when present and store them after training.
+    cache_dir : path, optional
+        Folder of the cache (default: ``$WHYBOX_CACHE`` or the user cache folder).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The network, on the CPU, in float32, in eval mode.
+    data : DigitsData
+        The train/test split (test size 25 %, stratified) and the model's test accuracy.
+
+    Raises
+    ------
+    MissingDependencyError
+        If torch is not installed.
+    InvalidParameterError
+        If ``random_state`` or ``epochs`` is not a non-negative / positive integer.
+    """
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is installed in the test env
+        raise MissingDependencyError("torch", "torch", "the digits CNN") from exc
+    random_state = check_int("random_state", random_state, minimum=0)
+    epochs = check_int("epochs", epochs, minimum=1)
+    if not isinstance(cache, (bool, np.bool_)):
+        raise InvalidParameterError(f"cache must be True or False, got {cache!r}.")
+
+    X_tr, X_te, y_tr, y_te = _split(random_state)
+    Xt_tr, Xt_te = torch.from_numpy(X_tr), torch.from_numpy(X_te)
+    yt_tr, yt_te = torch.from_numpy(y_tr), torch.from_numpy(y_te)
+
+    path = _cache_dir(cache_dir) / f"digits_cnn_v{_VERSION}_seed{random_state}_e{epochs}.npz"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        model = _build(torch.nn)
+    loaded = False
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                state = {k: torch.from_numpy(arrays[k].copy()) for k in arrays.files}
+            model.load_state_dict(state)
+            loaded = True
+        except Exception:  # a damaged or foreign file: retrain and overwrite it
+            loaded = False
+    if not loaded:
+        _train(torch, model, Xt_tr, yt_tr, random_state, epochs)
+        if cache:
+            buf = io.BytesIO()
+            np.savez(buf, **{k: v.detach().numpy() for k, v in model.state_dict().items()})
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write(path, buf.getvalue())
+            except OSError:  # a read-only home: the model is still usable
+                pass
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    with torch.no_grad():
+        acc = float((model(Xt_te).argmax(1) == yt_te).float().mean())
+    data = DigitsData(
+        X_train=Xt_tr,
+        X_test=Xt_te,
+        y_train=yt_tr,
+        y_test=yt_te,
+        images=X_te[:, 0].copy(),
+        target_names=[str(d) for d in range(10)],
+        test_accuracy=acc,
+    )
+    return model, data

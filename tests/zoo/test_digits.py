@@ -1,0 +1,72 @@
+"""Tests of whybox.zoo.digits_cnn: data against scikit-learn, cache round trip, no pickle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sklearn.datasets import load_digits  # noqa: E402
+
+import whybox as wb  # noqa: E402
+from whybox.errors import InvalidParameterError  # noqa: E402
+
+
+def test_data_is_sklearns_digits_scaled_and_split(tmp_path) -> None:
+    model, data = wb.zoo.digits_cnn(random_state=0, epochs=1, cache_dir=tmp_path)
+    bunch = load_digits()
+    assert data.X_train.shape == (1347, 1, 8, 8) and data.X_test.shape == (450, 1, 8, 8)
+    assert data.X_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+    assert float(data.X_train.min()) >= 0.0 and float(data.X_train.max()) <= 1.0
+    # every split image is one of sklearn's images divided by 16, with its label
+    ref = {
+        (bunch.images[i] / 16.0).astype(np.float32).tobytes(): t for i, t in enumerate(bunch.target)
+    }
+    for X, y in ((data.X_train, data.y_train), (data.X_test, data.y_test)):
+        for img, lab in zip(X.numpy()[:50], y.numpy()[:50], strict=True):
+            assert ref[img[0].tobytes()] == lab
+    np.testing.assert_array_equal(data.images, data.X_test.numpy()[:, 0])
+    assert data.target_names == [str(d) for d in range(10)]
+    assert not model.training
+    assert {n for n, _ in model.named_modules()} >= {"features.3", "fc", "features.1"}
+
+
+def test_trained_model_is_accurate_and_cache_round_trips(tmp_path) -> None:
+    model, data = wb.zoo.digits_cnn(random_state=0, cache_dir=tmp_path)
+    with torch.no_grad():
+        pred = model(data.X_test).argmax(1)
+    acc = float((pred == data.y_test).float().mean())
+    assert acc == pytest.approx(data.test_accuracy)
+    assert acc > 0.95
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"
+    with np.load(files[0], allow_pickle=False) as arrays:  # plain arrays, no pickle
+        assert set(arrays.files) == set(model.state_dict())
+    again, _ = wb.zoo.digits_cnn(random_state=0, cache_dir=tmp_path)  # from the cache
+    with torch.no_grad():
+        torch.testing.assert_close(again(data.X_test), model(data.X_test), rtol=0, atol=0)
+
+
+def test_seeded_training_is_reproducible_and_damaged_cache_retrains(tmp_path) -> None:
+    a, _ = wb.zoo.digits_cnn(random_state=3, epochs=1, cache=False)
+    b, _ = wb.zoo.digits_cnn(random_state=3, epochs=1, cache_dir=tmp_path)
+    c, _ = wb.zoo.digits_cnn(random_state=4, epochs=1, cache=False)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    (path,) = tmp_path.iterdir()
+    path.write_bytes(b"not an npz file")
+    d, _ = wb.zoo.digits_cnn(random_state=3, epochs=1, cache_dir=tmp_path)
+    assert all(torch.equal(sa[k], d.state_dict()[k]) for k in sa)
+    with np.load(path, allow_pickle=False) as arrays:
+        assert set(arrays.files) == set(sa)
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(InvalidParameterError, match="epochs must be at least 1"):
+        wb.zoo.digits_cnn(epochs=0, cache=False)
+    with pytest.raises(InvalidParameterError, match="random_state must be an integer"):
+        wb.zoo.digits_cnn(random_state="a", cache=False)
+    with pytest.raises(InvalidParameterError, match="cache must be True or False"):
+        wb.zoo.digits_cnn(cache="yes")
