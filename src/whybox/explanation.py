@@ -682,6 +682,16 @@ class PlotAccessor:
 
         return plots.scatter(self._exp, feature, **kwargs)
 
+    def heatmap(self, **kwargs: Any) -> Any:
+        from .viz import plots_rows
+
+        return plots_rows.heatmap(self._exp, **kwargs)
+
+    def force(self, i: int = 0, **kwargs: Any) -> Any:
+        from .viz import plots_rows
+
+        return plots_rows.force(self._exp, i, **kwargs)
+
 
 # ---------------------------------------------------------------------- helpers
 def _is_nested_names(names: Any) -> bool:
