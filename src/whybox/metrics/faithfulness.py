@@ -1,0 +1,667 @@
+"""Faithfulness: does the model's output move the way the explanation says it should?
+
+* :func:`deletion` / :func:`insertion` — remove (insert) players most-important-first and
+  follow the model's output: the deletion curve should fall fast, the insertion curve rise
+  fast (Petsiuk, Das and Saenko 2018; Samek et al. 2017's "most relevant first" region
+  perturbation; Bach et al. 2015's pixel flipping). The cores :func:`deletion_curve` and
+  :func:`insertion_curve` need only a :class:`~whybox.games.game.Game` and a ranking of its
+  players, so the same code scores tabular rows, image regions and tokens: "removing" a
+  player means exactly what it means for the game's Shapley values (its masker).
+* :func:`faithfulness_correlation` — Pearson correlation, over random subsets ``S`` of a
+  fixed size, between the attributions summed over ``S`` and the drop in output when ``S`` is
+  removed (Bhatt, Weller and Moura 2020).
+* :func:`infidelity` — expected squared error between the attribution-predicted change
+  ``I . a`` and the actual change ``f(x) - f(x - I)`` under random perturbations ``I``, with the
+  optional optimal scaling of the attributions (Yeh et al. 2019).
+
+Curves and their AUC
+--------------------
+A :class:`Curve` holds the raw model output (on the explained output's scale, e.g. log-odds)
+against the fraction of players removed (deletion) or inserted (insertion), from 0 to 1, and
+its trapezoid AUC over [0, 1]. Raw AUCs depend on the output's scale and level, so the curve
+is also reported normalised per row: ``(v - v(empty)) / (v(full) - v(empty))``, which runs
+from 1 to 0 for deletion and from 0 to 1 for insertion; its AUC is comparable across rows,
+models and explanations (lower is better for deletion, higher for insertion; a random ranking
+of an additive model scores 0.5 in expectation). Rows whose full and empty coalitions have
+(nearly) the same value have no normalised curve (NaN).
+
+References
+----------
+Petsiuk, V., Das, A. and Saenko, K. (2018). RISE: randomized input sampling for explanation of
+black-box models. BMVC.
+
+Samek, W., Binder, A., Montavon, G., Lapuschkin, S. and Mueller, K.-R. (2017). Evaluating the
+visualization of what a deep neural network has learned. IEEE TNNLS 28(11).
+
+Bach, S. et al. (2015). On pixel-wise explanations for non-linear classifier decisions by
+layer-wise relevance propagation. PLoS ONE 10(7).
+
+Bhatt, U., Weller, A. and Moura, J. M. F. (2020). Evaluating and aggregating feature-based
+model explanations. IJCAI.
+
+Yeh, C.-K., Hsieh, C.-Y., Suggala, A. S., Inouye, D. I. and Ravikumar, P. (2019). On the
+(in)fidelity and sensitivity of explanations. NeurIPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._validation import as_2d_input, check_in, check_int
+from ..errors import InvalidInputError, InvalidParameterError
+from ..games.game import Game, as_value_matrix
+from ..games.maskers import Masker
+from ..parallel import row_generator
+from ._inputs import noise_scale, numeric_matrix, rebuild_like, setup
+
+__all__ = [
+    "Curve",
+    "deletion",
+    "deletion_curve",
+    "faithfulness_correlation",
+    "infidelity",
+    "insertion",
+    "insertion_curve",
+    "ranking",
+]
+
+#: relative size below which v(full) - v(empty) is treated as zero (no normalised curve)
+_FLAT = 1e-12
+#: default number of steps of a curve when a game has more players than this
+_MAX_DEFAULT_STEPS = 100
+
+
+# ------------------------------------------------------------------------- curves
+@dataclass
+class Curve:
+    """A deletion or insertion curve for each explained row.
+
+    Attributes
+    ----------
+    kind : {"deletion", "insertion"}
+    fractions : ndarray of shape (m,)
+        Fraction of players removed (deletion) or inserted (insertion), from 0 to 1.
+    values : ndarray of shape (n_rows, m)
+        The game's value (the model output) after each step.
+    full, empty : ndarray of shape (n_rows,)
+        Value with every player present, and with none.
+    """
+
+    kind: str
+    fractions: np.ndarray
+    values: np.ndarray
+    full: np.ndarray
+    empty: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Insertion curves should rise fast (high AUC), deletion curves fall fast."""
+        return self.kind == "insertion"
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def auc(self) -> np.ndarray:
+        """Trapezoid area under the raw curve over [0, 1], shape (n_rows,)."""
+        return _trapezoid(self.values, self.fractions)
+
+    @property
+    def normalized_values(self) -> np.ndarray:
+        """``(values - empty) / (full - empty)`` per row, shape (n_rows, m); NaN rows if flat."""
+        span = self.full - self.empty
+        scale = np.maximum(np.abs(self.full), np.abs(self.empty))
+        flat = np.abs(span) <= _FLAT * np.maximum(scale, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = (self.values - self.empty[:, None]) / span[:, None]
+        out[flat] = np.nan
+        return out
+
+    @property
+    def normalized_auc(self) -> np.ndarray:
+        """AUC of the normalised curve, shape (n_rows,): comparable across rows and models."""
+        return _trapezoid(self.normalized_values, self.fractions)
+
+    def plot(self, ax: Any = None, *, rows: Any = None, normalized: bool = True) -> Any:
+        """Plot the curves: each row thin, their mean bold. Returns the matplotlib Axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        vals = self.normalized_values if normalized else self.values
+        if rows is not None:
+            vals = vals[np.atleast_1d(rows)]
+        for v in vals[:50]:
+            ax.plot(self.fractions, v, color="0.7", lw=0.7)
+        mean = np.nanmean(vals, axis=0) if np.isfinite(vals).any() else vals.mean(axis=0)
+        auc = float(np.nanmean(_trapezoid(vals, self.fractions)))
+        ax.plot(self.fractions, mean, color="C0", lw=2, label=f"mean (AUC {auc:.3f})")
+        verb = "removed" if self.kind == "deletion" else "inserted"
+        ax.set_xlabel(f"fraction of features {verb}, most important first")
+        ax.set_ylabel("normalised output" if normalized else "model output")
+        ax.set_title(f"{self.kind} curve")
+        ax.legend(frameon=False)
+        return ax
+
+    def __repr__(self) -> str:
+        return (
+            f"Curve(kind={self.kind!r}, n_rows={self.n_rows}, steps={self.fractions.size}, "
+            f"mean auc={float(np.mean(self.auc)):.4g}, "
+            f"mean normalized_auc={float(np.nanmean(self.normalized_auc)):.4g})"
+        )
+
+
+def _trapezoid(values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    dx = np.diff(x)
+    return ((values[:, 1:] + values[:, :-1]) * 0.5 * dx).sum(axis=1)
+
+
+def _steps(n_players: int, n_steps: int | None) -> np.ndarray:
+    """Numbers of players removed / inserted at each point of a curve (0 ... n_players)."""
+    if n_steps is None:
+        n_steps = min(n_players, _MAX_DEFAULT_STEPS)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    return np.unique(np.round(np.linspace(0, n_players, n_steps + 1)).astype(int))
+
+
+def _check_order(order: Any, n_players: int) -> np.ndarray:
+    o = np.asarray(order)
+    if o.ndim != 1 or o.shape[0] != n_players or o.dtype.kind not in "iu":
+        raise InvalidParameterError(
+            f"order must be an integer array of shape ({n_players},): the game's players, most "
+            f"important first; got {o.dtype} of shape {o.shape}."
+        )
+    if not np.array_equal(np.sort(o), np.arange(n_players)):
+        raise InvalidParameterError(
+            f"order must be a permutation of 0..{n_players - 1} (each player exactly once)."
+        )
+    return o.astype(np.int64)
+
+
+def _game_curve(game: Game, order: np.ndarray, kind: str, counts: np.ndarray) -> np.ndarray:
+    """Values (m,) of one game along the ranking, plus the full and empty coalitions."""
+    P = game.n_players
+    rank = np.empty(P, dtype=np.int64)
+    rank[order] = np.arange(P)
+    first = rank[None, :] < counts[:, None]  # the first counts[t] players of the ranking
+    coalitions = ~first if kind == "deletion" else first
+    ends = np.stack([np.ones(P, dtype=bool), np.zeros(P, dtype=bool)])
+    v = as_value_matrix(game.value(np.concatenate([coalitions, ends])), counts.size + 2)
+    if v.shape[1] != 1:
+        raise InvalidParameterError(
+            f"the game has {v.shape[1]} outputs; curves score one output at a time. Build "
+            "the game for a single output (e.g. target= one class)."
+        )
+    return v[:, 0]
+
+
+def _curve(games: Any, orders: Any, kind: str, n_steps: int | None) -> Curve:
+    if isinstance(games, Game) or hasattr(games, "value"):
+        games = [games]
+        orders = [orders]
+    games = list(games)
+    orders = list(orders) if not isinstance(orders, np.ndarray) or orders.ndim == 2 else [orders]
+    if not games:
+        raise InvalidInputError("no games given; pass at least one game and its ranking.")
+    if len(orders) != len(games):
+        raise InvalidParameterError(
+            f"got {len(orders)} rankings for {len(games)} games; give one ranking per game."
+        )
+    P = games[0].n_players
+    if any(g.n_players != P for g in games):
+        raise InvalidParameterError(
+            "all games of one curve must have the same number of players; score games with "
+            "different numbers of players (ragged rows) one at a time."
+        )
+    counts = _steps(P, n_steps)
+    rows = [
+        _game_curve(g, _check_order(o, P), kind, counts) for g, o in zip(games, orders, strict=True)
+    ]
+    arr = np.stack(rows)
+    return Curve(
+        kind=kind,
+        fractions=counts / P,
+        values=arr[:, :-2],
+        full=arr[:, -2],
+        empty=arr[:, -1],
+        meta={"n_players": P, "counts": counts.tolist()},
+    )
+
+
+def deletion_curve(game: Any, order: Any, *, n_steps: int | None = None) -> Curve:
+    """Deletion curve of one game (or a list of games) along a ranking of its players.
+
+    Parameters
+    ----------
+    game : Game or sequence of Games
+        Any game (tabular row, image, text): ``value(bool (m, P)) -> (m,) or (m, 1)``.
+    order : int array of shape (P,), or one per game (n_games, P)
+        The players, most important first.
+    n_steps : int, optional
+        Points after the start (default: one per player, at most 100); the numbers of
+        removed players are ``round(linspace(0, P, n_steps + 1))``.
+
+    Returns
+    -------
+    Curve
+        ``values[:, t]`` is the value of the coalition without the first
+        ``fractions[t] * P`` players of the ranking.
+    """
+    return _curve(game, order, "deletion", n_steps)
+
+
+def insertion_curve(game: Any, order: Any, *, n_steps: int | None = None) -> Curve:
+    """Insertion curve: the value of the first ``fractions[t] * P`` players of the ranking.
+
+    Same parameters as :func:`deletion_curve`.
+    """
+    return _curve(game, order, "insertion", n_steps)
+
+
+def ranking(values: np.ndarray, by: str = "value") -> np.ndarray:
+    """Players most important first, per row: stable descending sort, shape (n, p).
+
+    ``by="value"`` ranks by signed attribution (the features that push the output up most
+    come first, as in pixel flipping); ``by="abs"`` by magnitude.
+    """
+    check_in("by", by, ("value", "abs"))
+    key = -np.abs(values) if by == "abs" else -values
+    return np.argsort(key, axis=1, kind="stable")
+
+
+def _tabular_curve(
+    kind: str,
+    exp: Any,
+    model: Any,
+    X: Any,
+    background: Any,
+    target: Any,
+    link: str | None,
+    n_steps: int | None,
+    by: str,
+) -> Curve:
+    s = setup(exp, model, X, target=target, link=link, background=background)
+    orders = ranking(s.values, by)
+    games = [s.game(i) for i in range(s.n)]
+    curve = _curve(games, orders, kind, n_steps)
+    curve.meta.update({"players": s.players, "by": by, "output": s.fn.output_description})
+    return curve
+
+
+def deletion(
+    exp: Any,
+    model: Any,
+    X: Any = None,
+    *,
+    background: Any = None,
+    target: Any = None,
+    link: str | None = None,
+    n_steps: int | None = None,
+    by: str = "value",
+) -> Curve:
+    """Deletion curve of a tabular explanation: remove features most-important-first.
+
+    Parameters
+    ----------
+    exp : Explanation or array (n, p)
+        The attributions scored.
+    model : object
+        The explained model (anything :func:`whybox.wrap_model` accepts).
+    X : DataFrame or array (n, p), optional
+        The explained rows (default: ``exp.data``).
+    background : DataFrame, array, scalar, mapping or Masker, optional
+        What a removed feature becomes, as for the explainers: background rows (interventional:
+        the output averaged over them), a baseline value, or a masker. Default: up to 100
+        rows of X.
+    target, link : optional
+        The output scored; default: the one the explanation explains.
+    n_steps : int, optional
+        Points of the curve (default: one per feature, at most 100).
+    by : {"value", "abs"}
+        Rank by signed attribution (default; the features pushing the output up come first)
+        or by magnitude.
+
+    Returns
+    -------
+    Curve
+        Lower ``normalized_auc`` is better.
+    """
+    return _tabular_curve("deletion", exp, model, X, background, target, link, n_steps, by)
+
+
+def insertion(
+    exp: Any,
+    model: Any,
+    X: Any = None,
+    *,
+    background: Any = None,
+    target: Any = None,
+    link: str | None = None,
+    n_steps: int | None = None,
+    by: str = "value",
+) -> Curve:
+    """Insertion curve: start from the background and insert features most-important-first.
+
+    Same parameters as :func:`deletion`; higher ``normalized_auc`` is better.
+    """
+    return _tabular_curve("insertion", exp, model, X, background, target, link, n_steps, by)
+
+
+# ------------------------------------------------------------ faithfulness correlation
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    if den <= 1e-300 or not np.isfinite(den):
+        return float("nan")
+    return float((a * b).sum() / den)
+
+
+def faithfulness_correlation_game(
+    game: Game, attributions: np.ndarray, subsets: np.ndarray
+) -> float:
+    """Bhatt et al.'s correlation for one game.
+
+    Parameters
+    ----------
+    game : Game
+    attributions : array of shape (P,)
+    subsets : bool array of shape (s, P)
+        The removed subsets, True where a player is removed.
+
+    Returns
+    -------
+    float
+        Pearson correlation between ``subsets @ attributions`` and
+        ``v(all) - v(all minus subset)``; NaN when either has no variance.
+    """
+    S = np.asarray(subsets, dtype=bool)
+    full = np.ones((1, game.n_players), dtype=bool)
+    v = as_value_matrix(game.value(np.concatenate([full, ~S])), S.shape[0] + 1)[:, 0]
+    drops = v[0] - v[1:]
+    return _pearson(S @ np.asarray(attributions, dtype=float), drops)
+
+
+def _subsets(
+    subsets: Any, n: int, P: int, n_samples: int, size: int, X: Any, rows: Any, random_state: Any
+) -> np.ndarray:
+    """Removed subsets, bool (n, s, P): given, or drawn per row (seeded by its content)."""
+    if subsets is not None:
+        S = np.asarray(subsets)
+        if S.dtype == bool:
+            if S.ndim != 3 or S.shape[0] != n or S.shape[2] != P:
+                raise InvalidParameterError(
+                    f"subsets given as a boolean mask must have shape ({n}, n_samples, {P}); "
+                    f"got {S.shape}."
+                )
+            return S
+        if S.ndim != 3 or S.shape[0] != n or S.dtype.kind not in "iu":
+            raise InvalidParameterError(
+                f"subsets must be player indices of shape ({n}, n_samples, subset_size) or a "
+                f"boolean mask ({n}, n_samples, {P}); got {S.dtype} of shape {S.shape}."
+            )
+        if S.min(initial=0) < 0 or S.max(initial=0) >= P:
+            raise InvalidParameterError(f"subsets hold player indices outside 0..{P - 1}.")
+        mask = np.zeros((n, S.shape[1], P), dtype=bool)
+        np.put_along_axis(mask, S.astype(np.int64), True, axis=2)
+        return mask
+    out = np.zeros((n, n_samples, P), dtype=bool)
+    for i in range(n):
+        rng = row_generator(random_state, rows(i))
+        idx = np.argsort(rng.random((n_samples, P)), axis=1)[:, :size]
+        np.put_along_axis(out[i], idx, True, axis=1)
+    return out
+
+
+def faithfulness_correlation(
+    exp: Any,
+    model: Any,
+    X: Any = None,
+    *,
+    background: Any = None,
+    subset_size: int | None = None,
+    n_samples: int = 50,
+    target: Any = None,
+    link: str | None = None,
+    random_state: int | None = 0,
+    subsets: Any = None,
+) -> np.ndarray:
+    """Faithfulness correlation of Bhatt, Weller and Moura (2020), one number per row.
+
+    For ``n_samples`` random subsets ``S`` of ``subset_size`` features, the Pearson
+    correlation between ``sum_{j in S} a_j`` and ``f(x) - v(N \\ S)``, the drop in output
+    when ``S`` is removed (replaced as the masker says: ``background=``). 1 is perfect.
+
+    Parameters
+    ----------
+    exp, model, X, background, target, link
+        As for :func:`deletion`.
+    subset_size : int, optional
+        Features removed per sample (default: a quarter of the features, at least 1).
+    n_samples : int
+        Random subsets per row.
+    random_state : int or None
+        Seed; each row's subsets are drawn from a generator seeded by ``random_state`` and the
+        row's content, so a row scores the same alone or in a batch.
+    subsets : array, optional
+        The subsets to use instead of random ones: player indices (n, n_samples, subset_size)
+        or a boolean mask (n, n_samples, P), True where removed.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Higher is better; NaN for a row whose attribution sums or output drops do not vary.
+    """
+    s = setup(exp, model, X, target=target, link=link, background=background)
+    P = s.values.shape[1]
+    if P < 2:
+        raise InvalidParameterError(
+            "faithfulness correlation needs at least two features (it correlates over subsets)."
+        )
+    n_samples = check_int("n_samples", n_samples, minimum=2)
+    size = max(1, round(P / 4)) if subset_size is None else subset_size
+    size = check_int("subset_size", size, minimum=1, maximum=P - 1)
+    masks = _subsets(subsets, s.n, P, n_samples, size, s.X, s.row, random_state)
+    return np.array(
+        [faithfulness_correlation_game(s.game(i), s.values[i], masks[i]) for i in range(s.n)]
+    )
+
+
+# --------------------------------------------------------------------- infidelity
+#: methods whose attributions are local slopes (no factor x - baseline): infidelity compares
+#: them with the raw perturbation
+LOCAL_METHODS = frozenset({"saliency", "gradient", "smoothgrad", "vargrad", "guided_backprop"})
+
+
+def infidelity_from_perturbations(
+    f_x: np.ndarray,
+    f_perturbed: np.ndarray,
+    attributions: np.ndarray,
+    perturbations: np.ndarray,
+    *,
+    inputs: np.ndarray | None = None,
+    baselines: np.ndarray | None = None,
+    optimal_scaling: bool = False,
+) -> np.ndarray:
+    """Yeh et al.'s infidelity from given perturbations and model outputs.
+
+    Parameters
+    ----------
+    f_x : array of shape (n,)
+        Outputs on the explained inputs.
+    f_perturbed : array of shape (n, s)
+        Outputs on ``x - I`` for each perturbation ``I``.
+    attributions : array of shape (n, p)
+    perturbations : array of shape (n, s, p)
+        The perturbations ``I``.
+    inputs, baselines : arrays of shape (n, p) and (p,) or (n, p), optional
+        For attributions that already multiply by ``x - baseline`` (Shapley values,
+        integrated gradients, input x gradient): the perturbation is divided by
+        ``x - baseline`` before the dot product, as Captum's ``multiply_by_inputs`` does, so
+        that ``I . a`` predicts the change of an additive model exactly. Terms where
+        ``x = baseline`` contribute 0.
+    optimal_scaling : bool
+        Scale each row's attributions by ``beta = E[(I.a) df] / E[(I.a)^2]`` first (the
+        scale minimising the error; Yeh et al. report infidelity after it).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        ``E[(I.a - (f(x) - f(x - I)))^2]``; lower is better.
+    """
+    pert = perturbations
+    if baselines is not None:
+        if inputs is None:
+            raise InvalidParameterError("baselines need the inputs they are subtracted from.")
+        span = inputs - np.broadcast_to(baselines, inputs.shape)
+        tiny = 1e-12 * np.maximum(np.abs(inputs), 1.0)
+        safe = np.where(np.abs(span) > tiny, span, 1.0)
+        pert = np.where((np.abs(span) > tiny)[:, None, :], pert / safe[:, None, :], 0.0)
+    dots = np.einsum("nsp,np->ns", pert, attributions)
+    drops = f_x[:, None] - f_perturbed
+    if optimal_scaling:
+        num = (dots * drops).mean(axis=1)
+        den = (dots * dots).mean(axis=1)
+        beta = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        dots = beta[:, None] * dots
+    return ((dots - drops) ** 2).mean(axis=1)
+
+
+def infidelity(
+    exp: Any,
+    model: Any,
+    X: Any = None,
+    *,
+    perturbation: Any = "gaussian",
+    noise: float = 0.1,
+    n_samples: int = 50,
+    scale: Any = None,
+    multiply_by_inputs: bool | None = None,
+    optimal_scaling: bool = False,
+    background: Any = None,
+    target: Any = None,
+    link: str | None = None,
+    random_state: int | None = 0,
+) -> np.ndarray:
+    """Infidelity of Yeh et al. (2019), one number per row (lower is better).
+
+    ``E_I[(I . a - (f(x) - f(x - I)))^2]`` over random perturbations ``I``.
+
+    Parameters
+    ----------
+    exp, model, X, target, link
+        As for :func:`deletion`. X must be numeric (perturbations are differences of inputs).
+    perturbation : {"gaussian", "subset"} or array of shape (n, n_samples, p)
+        ``"gaussian"``: ``I ~ N(0, (noise * scale)^2)`` per feature. ``"subset"``: a random
+        subset of features (each with probability 1/2) is replaced by a random background
+        row ``z``, ``I = (x - z)`` on the subset and 0 elsewhere (Yeh et al.'s noisy-baseline
+        removal). An array gives the perturbations ``I`` themselves.
+    noise : float
+        Standard deviation of the Gaussian perturbation.
+    n_samples : int
+        Perturbations per row.
+    scale : None, "std" or array of shape (p,)
+        Unit of ``noise`` per feature: the features' own units (None), their standard
+        deviation over X ("std"), or given numbers.
+    multiply_by_inputs : bool, optional
+        Whether the attributions already multiply by ``x - baseline`` (Shapley values, LIME,
+        integrated gradients, input x gradient). Then ``I`` is divided by ``x - baseline``
+        before the dot product (Captum's ``multiply_by_inputs``), with the baseline the mean
+        of ``background``; otherwise (saliency-style slopes; Quantus's form) ``I`` is used
+        as it is. Default: True unless ``exp.method`` is a gradient-only method
+        (saliency, SmoothGrad, VarGrad, guided backprop).
+    optimal_scaling : bool
+        Rescale the attributions of each row by the error-minimising factor first (Yeh et
+        al.'s reported variant; Captum's ``normalize=True``).
+    background : DataFrame or array, optional
+        Reference rows: their mean is the baseline of ``multiply_by_inputs`` and they are
+        the replacement rows of ``perturbation="subset"`` (default: up to 100 rows of X;
+        pass the explainer's background so the baseline is the one the values are
+        measured from).
+    random_state : int or None
+        Seed; each row draws from a generator seeded by it and the row's content.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    s = setup(exp, model, X, target=target, link=link, background=None, need_masker=False)
+    Xf = numeric_matrix(s.X, "infidelity")
+    n, p = Xf.shape
+    if s.values.shape[1] != p:
+        raise InvalidInputError(
+            f"infidelity needs one attribution per input feature; got {s.values.shape[1]} for "
+            f"{p} features (grouped explanations cannot be scored by infidelity)."
+        )
+    if multiply_by_inputs is None:
+        method = getattr(exp, "method", "")
+        multiply_by_inputs = str(method).lower() not in LOCAL_METHODS
+    bg = _background_matrix(background, s.X, Xf)
+    if isinstance(perturbation, str):
+        check_in("perturbation", perturbation, ("gaussian", "subset"))
+        n_samples = check_int("n_samples", n_samples, minimum=1)
+        if perturbation == "gaussian":
+            if not (np.isfinite(noise) and noise > 0):
+                raise InvalidParameterError(f"noise must be a positive number, got {noise!r}.")
+            sd = float(noise) * noise_scale(scale, Xf)
+            pert = np.stack(
+                [row_generator(random_state, Xf[i]).normal(size=(n_samples, p)) for i in range(n)]
+            )
+            pert = pert * sd
+        else:
+            pert = np.empty((n, n_samples, p))
+            for i in range(n):
+                rng = row_generator(random_state, Xf[i])
+                mask = rng.random((n_samples, p)) < 0.5
+                z = bg[rng.integers(bg.shape[0], size=n_samples)]
+                pert[i] = np.where(mask, Xf[i] - z, 0.0)
+    else:
+        pert = np.asarray(perturbation, dtype=float)
+        if pert.ndim != 3 or pert.shape[0] != n or pert.shape[2] != p:
+            raise InvalidParameterError(
+                f"perturbation given as an array must have shape ({n}, n_samples, {p}); got "
+                f"{pert.shape}."
+            )
+        if not np.all(np.isfinite(pert)):
+            raise InvalidParameterError("perturbation contains NaN or infinite values.")
+    n_s = pert.shape[1]
+    perturbed = (Xf[:, None, :] - pert).reshape(n * n_s, p)
+    f_x = s.predict()
+    f_pert = s.fn(rebuild_like(s.X, perturbed))[:, 0].reshape(n, n_s)
+    return infidelity_from_perturbations(
+        f_x,
+        f_pert,
+        s.values,
+        pert,
+        inputs=Xf if multiply_by_inputs else None,
+        baselines=bg.mean(axis=0) if multiply_by_inputs else None,
+        optimal_scaling=bool(optimal_scaling),
+    )
+
+
+def _background_matrix(background: Any, X: Any, Xf: np.ndarray) -> np.ndarray:
+    """Reference rows of infidelity as a float matrix with X's columns."""
+    if background is None:
+        return Xf[:100]
+    if isinstance(background, Masker):
+        background = background.background
+    bg = as_2d_input(background, name="background")
+    if isinstance(bg, pd.DataFrame) and isinstance(X, pd.DataFrame):
+        missing = [c for c in X.columns if c not in bg.columns]
+        if missing:
+            raise InvalidInputError(
+                f"background lacks X's columns {missing}; pass rows with X's columns."
+            )
+        bg = bg[list(X.columns)]
+    out = numeric_matrix(bg, "infidelity")
+    if out.shape[1] != Xf.shape[1]:
+        raise InvalidInputError(
+            f"background has {out.shape[1]} columns but X has {Xf.shape[1]}; they must match."
+        )
+    return out
