@@ -34,6 +34,7 @@ _LAZY = {
     "wrap_model": "whybox.models",
     "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
     "reason_codes": "whybox.tabular.reasons",
+    "Counterfactuals": "whybox.tabular.counterfactuals",
     "WhyboxError": "whybox.errors",
     "InvalidInputError": "whybox.errors",
     "InvalidParameterError": "whybox.errors",
@@ -46,6 +47,7 @@ _SUBMODULES = {"zoo", "viz", "games", "models", "errors", "testing", "tabular"}
 __all__ = [
     "Banzhaf",
     "Baseline",
+    "Counterfactuals",
     "ExactShap",
     "Explanation",
     "Independent",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model
     from .report import report
+    from .tabular.counterfactuals import Counterfactuals
     from .tabular.linear import LinearShap
     from .tabular.reasons import reason_codes
     from .tabular.treeshap import TreeShap

@@ -1,0 +1,710 @@
+"""Counterfactual recourse: the nearest, sparse, diverse changes that flip a model's decision.
+
+``Counterfactuals(model, X_train, ...)`` learns the feature types, ranges and scales from the
+training rows; ``.explain(x, n=3)`` then searches for ``n`` rows ``x'`` near ``x`` whose model
+outcome is the desired one, under user constraints: ``immutable`` features never change,
+``ranges`` bound the values a feature may be changed to (numeric features stay inside the
+training range unless a range says otherwise), ``monotone`` features only increase (or only
+decrease), categorical features take only categories seen in training (or the ones listed),
+and integer-valued columns stay integers. Constraints are enforced on every candidate before
+the model sees it, and checked again on the rows returned.
+
+The search is model-agnostic: seeds are the real training rows nearest to the query that
+already have the desired outcome (projected onto the constraints), then a line search from the
+query toward them, growing spheres around the query when the seeds are not enough, greedy
+sparsification (features reverted one by one to the query's value while the row stays valid),
+coordinate shrinking toward the query, and a few generations of crossover and mutation; every
+step evaluates its candidates in one batched model call, and no batch starts after the time
+budget. For ``torch.nn.Module`` models with numeric features, Wachter et al.'s gradient search
+runs first. ``n`` counterfactuals are picked by a greedy quality-weighted determinant (DiCE's
+diversity), so they differ from each other.
+
+Distances
+---------
+Proximity is the L1 distance to the query with each numeric feature divided by its median
+absolute deviation (MAD) over the training rows (its standard deviation where the MAD is
+zero, e.g. mostly-zero counts; 1 for constant columns); a changed categorical feature counts
+1. Sparsity is the number of features changed. Plausibility is the mean proximity-scaled L1
+distance to the 5 nearest training rows; ``lof`` is scikit-learn's local outlier factor of the
+row against the training rows (about 1 for inliers, larger for outliers).
+
+References
+----------
+Wachter, S., Mittelstadt, B. and Russell, C. (2017). Counterfactual explanations without
+opening the black box: automated decisions and the GDPR. Harvard Journal of Law & Technology
+31(2).
+
+Laugel, T., Lesot, M.-J., Marsala, C., Renard, X. and Detyniecki, M. (2018). Comparison-based
+inverse classification for interpretability in machine learning. IPMU.
+
+Mothilal, R. K., Sharma, A. and Tan, C. (2020). Explaining machine learning classifiers
+through diverse counterfactual explanations. FAT* 2020.
+
+Breunig, M. M., Kriegel, H.-P., Ng, R. T. and Sander, J. (2000). LOF: identifying
+density-based local outliers. SIGMOD 2000.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._validation import as_2d_input, check_in, check_int, check_nonempty, check_random_state
+from ..errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
+from ..models import ModelFunction, describe_outputs, is_torch_module, wrap_model
+from ._cf_schema import Schema, build_schema
+from ._cf_search import (
+    Oracle,
+    Outcome,
+    Pool,
+    Space,
+    argmax_outcome,
+    gradient_starts,
+    interval_outcome,
+    run_gradient,
+    run_search,
+    sign_outcome,
+    threshold_outcome,
+)
+
+__all__ = ["CounterfactualResult", "Counterfactuals"]
+
+_METHODS = ("auto", "search", "gradient")
+_DIRECTIONS = ("increase", "decrease")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    return str(v)
+
+
+class CounterfactualResult:
+    """Counterfactuals for one query row.
+
+    Attributes
+    ----------
+    query : DataFrame of shape (1, p)
+        The explained row, with the dtypes of the training data.
+    counterfactuals : DataFrame of shape (k, p)
+        The counterfactual rows (``k <= n``; may be empty), same columns and dtypes.
+    found : bool
+        True when all ``n`` requested counterfactuals were found.
+    status : str
+        ``"found"``, ``"partial: k of n found"`` or
+        ``"no counterfactual found within the time budget (...)"``.
+    valid, prediction, proximity, sparsity, plausibility, lof : ndarray of shape (k,)
+        Per-counterfactual metrics (see the module docstring).
+    query_prediction : float
+        The judged model output at the query.
+    desired : str
+        What the counterfactuals achieve, e.g. ``"class 0 (probability >= 0.5)"``.
+    method : str
+        ``"search"`` or ``"gradient"`` (the path that produced the rows).
+    elapsed : float
+        Wall time of the explain call, in seconds.
+    n_evals : int
+        Rows evaluated by the model during the search.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        self.query: pd.DataFrame = kw["query"]
+        self.counterfactuals: pd.DataFrame = kw["counterfactuals"]
+        self.n_requested: int = kw["n_requested"]
+        self.valid: np.ndarray = kw["valid"]
+        self.prediction: np.ndarray = kw["prediction"]
+        self.proximity: np.ndarray = kw["proximity"]
+        self.sparsity: np.ndarray = kw["sparsity"]
+        self.plausibility: np.ndarray = kw["plausibility"]
+        self.lof: np.ndarray = kw["lof"]
+        self.query_prediction: float = kw["query_prediction"]
+        self.desired: str = kw["desired"]
+        self.method: str = kw["method"]
+        self.elapsed: float = kw["elapsed"]
+        self.n_evals: int = kw["n_evals"]
+        self.time_budget: float = kw["time_budget"]
+        self.status: str = kw.get("status") or self._status(kw.get("exhausted", False))
+
+    @property
+    def found(self) -> bool:
+        return len(self.counterfactuals) >= self.n_requested
+
+    def _status(self, exhausted: bool) -> str:
+        k = len(self.counterfactuals)
+        if k >= self.n_requested:
+            return "found"
+        if k > 0:
+            return f"partial: {k} of {self.n_requested} found"
+        how = (
+            f"{self.elapsed:.2f}s used of {self.time_budget:g}s; every feasible region was searched"
+            if exhausted
+            else f"{self.time_budget:g}s"
+        )
+        return f"no counterfactual found within the time budget ({how})"
+
+    def changes(self) -> list[dict[str, tuple[Any, Any]]]:
+        """For each counterfactual, ``{feature: (old, new)}`` for the features it changes."""
+        out = []
+        q = self.query.iloc[0]
+        for i in range(len(self.counterfactuals)):
+            row = self.counterfactuals.iloc[i]
+            out.append(
+                {
+                    str(c): (_item(q[c]), _item(row[c]))
+                    for c in self.counterfactuals.columns
+                    if not _equal(q[c], row[c])
+                }
+            )
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """One row per counterfactual: ``old -> new`` for each changed feature, then metrics."""
+        changes = self.changes()
+        cols = [c for c in map(str, self.query.columns) if any(c in ch for ch in changes)]
+        data: dict[str, list[Any]] = {
+            c: [f"{_fmt(ch[c][0])} -> {_fmt(ch[c][1])}" if c in ch else "" for ch in changes]
+            for c in cols
+        }
+        data.update(
+            valid=list(self.valid),
+            prediction=list(self.prediction),
+            proximity=list(self.proximity),
+            sparsity=list(self.sparsity),
+            plausibility=list(self.plausibility),
+            lof=list(self.lof),
+        )
+        return pd.DataFrame(data, index=pd.RangeIndex(len(changes), name="counterfactual"))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The counterfactual rows (original dtypes) with the metric columns appended."""
+        df = self.counterfactuals.reset_index(drop=True).copy()
+        for name in ("valid", "prediction", "proximity", "sparsity", "plausibility", "lof"):
+            df[name] = getattr(self, name)
+        return df
+
+    def __repr__(self) -> str:
+        return (
+            f"CounterfactualResult(status={self.status!r}, desired={self.desired!r}, "
+            f"k={len(self.counterfactuals)}, elapsed={self.elapsed:.3f}s)"
+        )
+
+
+def _item(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+def _names_check(param: str, names: Sequence[Any], schema: Schema) -> list[int]:
+    idx, unknown = [], []
+    for name in names:
+        j = schema.index(name)
+        if j is None:
+            unknown.append(name)
+        else:
+            idx.append(j)
+    if unknown:
+        raise InvalidParameterError(
+            f"{param} names feature(s) {unknown} that are not columns of X_train. The columns "
+            f"are: {schema.columns}. Use these names (or integer positions)."
+        )
+    return idx
+
+
+class Counterfactuals:
+    """Counterfactual recourse for any model, with constraints and diverse sets.
+
+    Parameters
+    ----------
+    model : object
+        Any model :func:`whybox.models.wrap_model` supports. The model is called with rows
+        like ``X_train`` (DataFrames keep their columns and dtypes).
+    X_train : DataFrame or array of shape (n, p)
+        Training (or reference) rows: feature types, ranges, scales, seeds and plausibility.
+    immutable : sequence of str
+        Features that never change (e.g. ``["age", "loan_purpose"]``).
+    ranges : mapping, optional
+        ``{feature: (lo, hi)}`` bounds for numeric features (``None`` for an open end; they
+        replace the training range), or ``{feature: [categories]}`` for categorical ones.
+    monotone : mapping, optional
+        ``{feature: "increase" | "decrease"}``: the feature may only move that way.
+    categorical : sequence or mapping, optional
+        Extra categorical features (pandas categorical, string, object and bool columns are
+        categorical already); a mapping ``{feature: [categories]}`` lists the allowed ones.
+    target : optional
+        Output to judge: for classifiers the desired class (as ``desired``); for multi-output
+        regressors and callables, which output (index or name).
+    desired : optional
+        Default desired outcome: a class label for classifiers (binary: the other class than
+        the query's by default), ``(lo, hi)`` for regressors and single-output callables.
+    desired_proba : float, optional
+        Probability of the desired class to reach (classifiers; default 0.5 for binary ones,
+        the most probable class for multiclass ones).
+    method : {"auto", "search", "gradient"}
+        ``"auto"``: gradient for torch modules with numeric features, then the search for
+        what it did not find; ``"search"``: the model-agnostic search only.
+    time_budget : float
+        Seconds per explained row (no new batch starts after it).
+    max_reference : int
+        Training rows kept for seeds and plausibility (a seeded sample above this).
+    random_state : int or None
+        Seed of every random choice.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        X_train: Any,
+        *,
+        immutable: Sequence[Any] = (),
+        ranges: Mapping[Any, Any] | None = None,
+        monotone: Mapping[Any, str] | None = None,
+        categorical: Sequence[Any] | Mapping[Any, Sequence[Any]] | None = None,
+        target: Any = None,
+        desired: Any = None,
+        desired_proba: float | None = None,
+        method: str = "auto",
+        time_budget: float = 2.0,
+        max_reference: int = 20_000,
+        random_state: int | None = 0,
+    ) -> None:
+        check_in("method", method, _METHODS)
+        self.time_budget = _check_budget(time_budget)
+        self.max_reference = check_int("max_reference", max_reference, minimum=2)
+        check_random_state(random_state)
+        self.model, self.method, self.random_state = model, method, random_state
+        self.target, self.desired, self.desired_proba = target, desired, desired_proba
+        X = as_2d_input(X_train, "X_train")
+        check_nonempty(X, "X_train")
+        if len(X) < 2:
+            raise InvalidInputError(
+                "X_train has 1 row; counterfactual search needs the training (or reference) "
+                "rows to learn ranges and scales. Pass at least 2 rows, ideally hundreds."
+            )
+        cat_spec = categorical if categorical is not None else ()
+        self.schema = build_schema(X, cat_spec, _names_check)
+        schema = self.schema
+        self.immutable = _names_check("immutable", list(immutable), schema)
+        if len(set(self.immutable)) == schema.p:
+            raise InvalidParameterError(
+                f"immutable covers every feature of X_train ({schema.columns}): nothing can "
+                "change, so no counterfactual can exist. Leave at least one feature mutable."
+            )
+        self.ranges = schema.parse_ranges(ranges or {}, _names_check)
+        self.monotone: dict[int, str] = {}
+        for name, direction in (monotone or {}).items():
+            (j,) = _names_check("monotone", [name], schema)
+            if direction not in _DIRECTIONS:
+                raise InvalidParameterError(
+                    f"monotone[{name!r}]={direction!r} is not a direction. Expected "
+                    f"'increase' or 'decrease' (the feature may only move that way)."
+                )
+            if schema.is_cat[j] and not schema.ordered[j]:
+                raise InvalidParameterError(
+                    f"monotone[{name!r}]: {name!r} is an unordered categorical feature, which "
+                    "has no direction. Make it an ordered pandas Categorical, or drop it from "
+                    "monotone (use immutable to freeze it)."
+                )
+            self.monotone[j] = direction
+        if method == "gradient" and not is_torch_module(model):
+            raise UnsupportedModelError(
+                f"method='gradient' needs a torch.nn.Module, got {type(model).__name__}. Use "
+                "method='search' (model-agnostic) for other models."
+            )
+        if method == "gradient" and schema.is_cat.any():
+            raise InvalidParameterError(
+                "method='gradient' needs numeric features only, but X_train has categorical "
+                f"features {[schema.columns[j] for j in np.flatnonzero(schema.is_cat)]}. Use "
+                "method='search' or 'auto'."
+            )
+        head = X.iloc[:1] if isinstance(X, pd.DataFrame) else X[:1]
+        self.model_fn: ModelFunction = wrap_model(model, target="all", X=head)
+        rng = check_random_state(random_state)
+        Z = schema.encode(X, "X_train")
+        if len(Z) > self.max_reference:
+            Z = Z[np.sort(rng.choice(len(Z), self.max_reference, replace=False))]
+        self._Z_ref = Z
+        self._out_ref = self._call(Z)
+        self._fit_plausibility()
+        if desired is not None or target is not None:
+            self._outcome(self._out_ref[:1], desired, desired_proba)  # validate early
+
+    # ------------------------------------------------------------------ model calls
+    def _call(self, Z: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(Z), 8192):
+            out.append(self.model_fn(self.schema.decode(Z[start : start + 8192])))
+        return np.vstack(out)
+
+    def _outcome(self, out_query: np.ndarray, desired: Any, desired_proba: Any) -> Outcome:
+        return resolve_outcome(
+            self.model_fn, self.model, out_query, desired, desired_proba, self.target
+        )
+
+    # ------------------------------------------------------------------ plausibility
+    def _fit_plausibility(self) -> None:
+        from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+
+        E = self.schema.embed(self._Z_ref)
+        k = min(5, len(E))
+        self._nn = NearestNeighbors(n_neighbors=k, metric="manhattan").fit(E)
+        self._lof = LocalOutlierFactor(
+            n_neighbors=min(20, len(E) - 1), novelty=True, metric="manhattan"
+        ).fit(E)
+
+    def _plausibility(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(Z) == 0:
+            return np.empty(0), np.empty(0)
+        E = self.schema.embed(Z)
+        dist, _ = self._nn.kneighbors(E)
+        return dist.mean(axis=1), -self._lof.score_samples(E)
+
+    # ------------------------------------------------------------------ the query
+    def _space(self, x0: np.ndarray) -> Space:
+        s = self.schema
+        lo, hi = s.lo.copy(), s.hi.copy()
+        allowed = {j: a.copy() for j, a in s.allowed.items()}
+        for j, r in self.ranges.items():
+            if s.is_cat[j]:
+                allowed[j] = r.copy()
+            else:
+                lo[j] = r[0] if r[0] is not None else lo[j]
+                hi[j] = r[1] if r[1] is not None else hi[j]
+        for j, d in self.monotone.items():
+            if s.is_cat[j]:
+                codes = np.arange(len(allowed[j]))
+                allowed[j] &= codes >= x0[j] if d == "increase" else codes <= x0[j]
+            elif d == "increase":
+                lo[j] = max(lo[j], x0[j])
+            else:
+                hi[j] = min(hi[j], x0[j])
+        for j in self.immutable:
+            name = s.columns[j]
+            if j in self.ranges:
+                r = self.ranges[j]
+                inside = (
+                    bool(r[int(x0[j])])
+                    if s.is_cat[j]
+                    else ((r[0] is None or x0[j] >= r[0]) and (r[1] is None or x0[j] <= r[1]))
+                )
+                if not inside:
+                    raise InvalidParameterError(
+                        f"ranges[{name!r}] excludes the query's value "
+                        f"{_fmt(s.value_of(j, x0[j]))}, but {name!r} is immutable: the "
+                        "constraints contradict each other. Drop the range or the immutability."
+                    )
+            if s.is_cat[j]:
+                allowed[j][:] = False
+            else:
+                lo[j], hi[j] = np.inf, -np.inf
+        ints = s.is_int
+        lo = np.where(ints & np.isfinite(lo), np.ceil(lo), lo)
+        hi = np.where(ints & np.isfinite(hi), np.floor(hi), hi)
+        return Space(x0, s.is_cat, ints, s.scale, lo, hi, allowed)
+
+    def _seeds(self, space: Space, outcome: Outcome, strict: bool, k: int = 64) -> np.ndarray:
+        m = outcome.margin(self._out_ref)
+        ok = m > 0 if strict else m >= 0
+        if not ok.any():
+            return np.empty((0, space.p))
+        S = space.project(self._Z_ref[ok])
+        S = np.unique(S, axis=0)
+        d = space.distance(S)
+        order = np.lexsort((np.arange(len(S)), d))[:k]
+        return S[order]
+
+    def explain(
+        self,
+        x: Any,
+        n: int = 3,
+        desired: Any = None,
+        time_budget: float | None = None,
+        *,
+        desired_proba: float | None = None,
+    ) -> CounterfactualResult:
+        """Find up to ``n`` diverse counterfactuals for one row ``x``.
+
+        Parameters
+        ----------
+        x : 1-row DataFrame, Series or 1-D array
+            The query, with the columns of ``X_train``.
+        n : int
+            Number of counterfactuals wanted.
+        desired, desired_proba : optional
+            Override the constructor's desired outcome for this row.
+        time_budget : float, optional
+            Override the constructor's time budget (seconds).
+
+        Returns
+        -------
+        CounterfactualResult
+        """
+        t0 = time.perf_counter()
+        n = check_int("n", n, minimum=1)
+        budget = self.time_budget if time_budget is None else _check_budget(time_budget)
+        deadline = t0 + 0.9 * budget
+        s = self.schema
+        q = self._query(x)
+        x0 = s.encode(q, "x")[0]
+        space = self._space(x0)
+        out_q = self._call(x0[None, :])
+        outcome = self._outcome(
+            out_q,
+            self.desired if desired is None else desired,
+            self.desired_proba if desired_proba is None else desired_proba,
+        )
+        strict = outcome.strict
+        rng = check_random_state(self.random_state)
+
+        def evaluate(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            o = self._call(Z)
+            return outcome.margin(o), outcome.value(o)
+
+        oracle = Oracle(evaluate, deadline, strict)
+        seeds = self._seeds(space, outcome, strict)
+        use_gradient = self.method == "gradient" or (
+            self.method == "auto" and is_torch_module(self.model) and not s.is_cat.any()
+        )
+        method = "search"
+        pool = None
+        if use_gradient and outcome.torch_margin is not None:
+            starts = gradient_starts(space, seeds, n, rng)
+            G = space.project(
+                run_gradient(self.model, space, starts, outcome.torch_margin, deadline)
+            )
+            m, v = oracle(G)
+            ok = oracle.valid(m)
+            pool = Pool(space.p)
+            pool.add(G[ok], m[ok], v[ok])
+            if len(pool):
+                method = "gradient"
+            if self.method == "gradient":
+                seeds = seeds[:0]
+        res = run_search(space, oracle, seeds, n, rng, pool=pool)
+        Zc = res.Z
+        plaus, lof = self._plausibility(Zc)
+        frame = s.to_frame(s.decode(Zc))
+        qf = s.to_frame(q)
+        return CounterfactualResult(
+            query=qf,
+            counterfactuals=frame,
+            n_requested=n,
+            valid=oracle.valid(res.margin),
+            prediction=res.value,
+            proximity=space.distance(Zc),
+            sparsity=space.changed(Zc).sum(axis=1),
+            plausibility=plaus,
+            lof=lof,
+            query_prediction=float(outcome.value(out_q)[0]),
+            desired=outcome.description,
+            method=method,
+            elapsed=time.perf_counter() - t0,
+            n_evals=oracle.n_rows,
+            time_budget=budget,
+            exhausted=res.exhausted,
+        )
+
+    def explain_many(
+        self,
+        X: Any,
+        n: int = 3,
+        desired: Any = None,
+        time_budget: float | None = None,
+        *,
+        desired_proba: float | None = None,
+    ) -> list[CounterfactualResult]:
+        """:meth:`explain` for each row of ``X`` (each row gets its own time budget)."""
+        X = as_2d_input(X, "X")
+        check_nonempty(X, "X")
+        rows = (X.iloc[[i]] for i in range(len(X))) if isinstance(X, pd.DataFrame) else X
+        return [self.explain(r, n, desired, time_budget, desired_proba=desired_proba) for r in rows]
+
+    def _query(self, x: Any) -> Any:
+        q = as_2d_input(x, "x")
+        check_nonempty(q, "x")
+        if len(q) != 1:
+            raise InvalidInputError(
+                f"x has {len(q)} rows; explain() takes one row (a 1-row DataFrame, a Series or "
+                "a 1-D array). Use explain_many(X) for several rows."
+            )
+        return self.schema.check_query(q)
+
+    def __repr__(self) -> str:
+        return (
+            f"Counterfactuals(model={self.model_fn.model_type}, p={self.schema.p}, "
+            f"immutable={[self.schema.columns[j] for j in self.immutable]}, "
+            f"time_budget={self.time_budget:g})"
+        )
+
+
+# ------------------------------------------------------------------------ desired outcome
+def _is_interval(d: Any) -> bool:
+    return isinstance(d, (tuple, list)) and len(d) == 2
+
+
+def _match_label(d: Any, labels: list[Any]) -> int | None:
+    d_bool = isinstance(d, (bool, np.bool_))
+    for j, lab in enumerate(labels):
+        if isinstance(lab, (bool, np.bool_)) != d_bool:
+            continue
+        try:
+            if bool(lab == d):
+                return j
+        except Exception:
+            continue
+    if isinstance(d, str):
+        for j, lab in enumerate(labels):
+            if str(lab) == d:
+                return j
+    return None
+
+
+def _class_index(d: Any, labels: list[Any], what: str) -> int:
+    if _is_interval(d):
+        raise InvalidParameterError(
+            f"desired={d!r} is an interval, but this model is a classifier: desired is the "
+            f"class to reach, one of {labels}. Use desired_proba= for a probability threshold."
+        )
+    j = _match_label(d, labels)
+    if j is None:
+        raise InvalidParameterError(
+            f"desired={d!r} is not a {what} of this model: its {what}es are {labels}. Pass one "
+            "of these as desired= (or target=)."
+        )
+    return j
+
+
+def _interval(d: Any, what: str) -> tuple[float, float]:
+    if d is None:
+        raise InvalidParameterError(
+            f"{what} has no natural desired outcome: pass desired=(lo, hi), the interval its "
+            "output must reach, e.g. desired=(250_000, None) (None for an open end)."
+        )
+    if not _is_interval(d):
+        raise InvalidParameterError(
+            f"desired={d!r}: for {what} the desired outcome is an interval (lo, hi) of the "
+            "output, e.g. desired=(0, None) for a positive score."
+        )
+    try:
+        lo, hi = (
+            -np.inf if d[0] is None else float(d[0]),
+            np.inf if d[1] is None else float(d[1]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"desired={d!r}: the interval's ends must be numbers or None."
+        ) from exc
+    if np.isnan(lo) or np.isnan(hi) or lo > hi or (np.isinf(lo) and np.isinf(hi)):
+        raise InvalidParameterError(
+            f"desired={d!r} is not a usable interval: expected lo <= hi with at least one "
+            "finite end."
+        )
+    return lo, hi
+
+
+def _output_index(target: Any, names: list[str]) -> int:
+    if target is None:
+        if len(names) == 1:
+            return 0
+        raise InvalidParameterError(
+            f"this model has {len(names)} outputs {names}; pass target= (an index or a name) "
+            "to say which one desired=(lo, hi) applies to."
+        )
+    j = _match_label(target, names)
+    if j is None and isinstance(target, numbers.Integral) and 0 <= int(target) < len(names):
+        j = int(target)
+    if j is None:
+        raise InvalidParameterError(
+            f"unknown target {target!r}: this model has the outputs {names}. Pass an index "
+            f"between 0 and {len(names) - 1} or one of these names."
+        )
+    return j
+
+
+def resolve_outcome(
+    fn: ModelFunction, model: Any, out_q: np.ndarray, desired: Any, proba: Any, target: Any
+) -> Outcome:
+    """Turn ``desired`` / ``desired_proba`` / ``target`` into a margin on the outputs."""
+    k = out_q.shape[1]
+    if proba is not None and (
+        isinstance(proba, bool)
+        or not isinstance(proba, numbers.Real)
+        or not 0.0 < float(proba) < 1.0
+    ):
+        raise InvalidParameterError(
+            f"desired_proba={proba!r} must be a probability strictly between 0 and 1, e.g. 0.5."
+        )
+    if proba is not None and fn.kind != "probability":
+        raise InvalidParameterError(
+            f"desired_proba applies to classifiers with predict_proba; this model outputs "
+            f"{fn.kind} values. Drop desired_proba (or pass desired=(lo, hi))."
+        )
+    d = desired if desired is not None else (target if fn.kind != "regression" else None)
+    if fn.kind == "probability":
+        labels = list(describe_outputs(model) or range(k))
+        if d is None:
+            if k != 2:
+                raise InvalidParameterError(
+                    f"this classifier has {k} classes {labels}; pass desired=<class> to say "
+                    "which class the counterfactuals should reach."
+                )
+            c = 1 - int(np.argmax(out_q[0]))
+        else:
+            c = _class_index(d, labels, "class")
+        if proba is None:
+            return argmax_outcome(c, k, f"class {labels[c]} (most probable)", False)
+        return threshold_outcome(
+            c, float(proba), f"class {labels[c]} with probability >= {float(proba):g}"
+        )
+    if fn.kind == "decision":
+        labels = list(np.asarray(getattr(model, "classes_", range(max(k, 2)))).tolist())
+        if k == 1:
+            c = (0 if out_q[0, 0] > 0 else 1) if d is None else _class_index(d, labels, "class")
+            return sign_outcome(c == 1, f"class {labels[c]} (decision function sign)")
+        if d is None:
+            raise InvalidParameterError(
+                f"this classifier has {k} classes {labels}; pass desired=<class>."
+            )
+        c = _class_index(d, labels, "class")
+        return argmax_outcome(c, k, f"class {labels[c]} (largest decision value)", False)
+    torch_ok = is_torch_module(model)
+    names = fn.output_names
+    if fn.kind == "regression" or _is_interval(d) or k == 1:
+        what = "a regressor" if fn.kind == "regression" else "a model with one output"
+        lo, hi = _interval(d, what)
+        t = _output_index(target if fn.kind == "regression" or _is_interval(d) else None, names)
+        return interval_outcome(t, lo, hi, f"{names[t]} in [{lo:g}, {hi:g}]", torch_ok)
+    if d is None:
+        if k != 2:
+            raise InvalidParameterError(
+                f"this model has {k} outputs {names}; pass desired=<output index> (the output "
+                "that should become the largest) or desired=(lo, hi) with target=."
+            )
+        c = 1 - int(np.argmax(out_q[0]))
+    else:
+        c = _class_index(d, list(range(k)), "output index")
+    return argmax_outcome(c, k, f"output {c} largest", torch_ok)
+
+
+def _check_budget(value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidParameterError(
+            f"time_budget must be a positive number of seconds, got {value!r}. The search "
+            "stops when it is spent; 2.0 is plenty for most tabular models."
+        )
+    return float(value)
