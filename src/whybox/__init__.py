@@ -31,6 +31,10 @@ _LAZY = {
     "Baseline": "whybox.games.maskers",
     "kmeans": "whybox.games.maskers",
     "TabularGame": "whybox.games.game",
+    "ImageGame": "whybox.games.image",
+    "ImageMasker": "whybox.games.image",
+    "segment": "whybox.games.image",
+    "Occlusion": "whybox.games.occlusion",
     "wrap_model": "whybox.models",
     "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
     "reason_codes": "whybox.tabular.reasons",
@@ -50,6 +54,8 @@ __all__ = [
     "Counterfactuals",
     "ExactShap",
     "Explanation",
+    "ImageGame",
+    "ImageMasker",
     "Independent",
     "InvalidInputError",
     "InvalidParameterError",
@@ -58,6 +64,7 @@ __all__ = [
     "LinearShap",
     "MissingDependencyError",
     "ModelCallError",
+    "Occlusion",
     "PermutationShap",
     "ShapleyInteractions",
     "SubmodularPick",
@@ -73,6 +80,7 @@ __all__ = [
     "reason_codes",
     "register_method",
     "report",
+    "segment",
     "wrap_model",
 ]
 
@@ -89,10 +97,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .explanation import Explanation, load
     from .games.banzhaf import Banzhaf
     from .games.game import TabularGame
+    from .games.image import ImageGame, ImageMasker, segment
     from .games.interactions import ShapleyInteractions
     from .games.kernel import KernelShap
     from .games.lime import Lime, SubmodularPick
     from .games.maskers import Baseline, Independent, kmeans
+    from .games.occlusion import Occlusion
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model
     from .report import report

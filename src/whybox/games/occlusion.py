@@ -1,0 +1,327 @@
+"""Occlusion: the output drop when a sliding window of the input is replaced by a baseline.
+
+A window of shape ``window`` slides over each input with steps ``stride``; every position is
+a player of a :class:`WindowGame` (an image game whose regions overlap), and its score is the
+leave-one-out difference ``f(x) - f(x with the window set to the baseline)``. A pixel's
+attribution is the mean score of the windows that cover it (Zeiler and Fergus 2014), which is
+Captum's ``Occlusion`` to rounding: the same window positions (``ceil((d - window) / stride) +
+1`` per axis, the last window cropped at the border), the same average.
+
+All window positions of an input are composed and evaluated in batches bounded by
+``chunk_bytes``, for numpy callables and torch modules alike (through
+:func:`whybox.models.wrap_model`).
+
+References
+----------
+Zeiler, M. D. and Fergus, R. (2014). Visualizing and understanding convolutional networks.
+ECCV.
+
+Kokhlikyan, N. et al. (2020). Captum: a unified and generic model interpretability library
+for PyTorch. arXiv:2009.07896. (The ``Occlusion`` conventions matched here.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_in, check_int
+from ..errors import InvalidParameterError
+from ..explainer import Explainer, ProgressFn
+from ..explanation import Explanation
+from ..models import wrap_model
+from .game import DEFAULT_CHUNK_BYTES
+from .image import CHANNELS, RegionGame, _to_numpy, as_image_batch
+
+__all__ = ["Occlusion", "WindowGame", "occlusion_attributions", "window_boxes"]
+
+
+def _as_shape(name: str, value: Any, ndim: int) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (int(value),) * ndim
+    try:
+        out = tuple(check_int(name, v, minimum=1) for v in value)
+    except TypeError:
+        raise InvalidParameterError(
+            f"{name} must be an int or a tuple of {ndim} positive ints, got {value!r}."
+        ) from None
+    if len(out) != ndim:
+        raise InvalidParameterError(
+            f"{name}={value!r} has {len(out)} entries but one input has {ndim} axes; give one "
+            f"per axis of an input without its batch axis, e.g. (1, 3, 3) for (1, 8, 8) images."
+        )
+    return out
+
+
+def window_boxes(
+    shape: Sequence[int], window: Sequence[int], stride: Sequence[int]
+) -> list[tuple[slice, ...]]:
+    """The window positions of an input of ``shape``, as Captum's ``Occlusion`` places them.
+
+    Along axis ``a`` there are ``ceil((shape[a] - window[a]) / stride[a]) + 1`` positions
+    starting at ``0, stride[a], 2 stride[a], ...``; the last one is cropped at the border.
+
+    Returns
+    -------
+    list of tuples of slices, one box per window (C order over the axes)
+    """
+    shape, window, stride = tuple(shape), tuple(window), tuple(stride)
+    for a, (d, win, st) in enumerate(zip(shape, window, stride, strict=True)):
+        if win > d:
+            raise InvalidParameterError(
+                f"window {window} is larger than the input {shape} along axis {a}; pass a "
+                "window no larger than the input."
+            )
+        if st > win and win < d:
+            raise InvalidParameterError(
+                f"stride {stride} is larger than the window {window} along axis {a}, which "
+                "would leave inputs uncovered; pass stride <= window."
+            )
+    counts = [
+        int(np.ceil((d - win) / st)) + 1 for d, win, st in zip(shape, window, stride, strict=True)
+    ]
+    boxes = []
+    for idx in itertools.product(*(range(c) for c in counts)):
+        boxes.append(
+            tuple(
+                slice(i * st, min(i * st + win, d))
+                for i, st, win, d in zip(idx, stride, window, shape, strict=True)
+            )
+        )
+    return boxes
+
+
+class WindowGame(RegionGame):
+    """The game of one input whose players are (overlapping) occlusion windows.
+
+    A pixel is shown when every window covering it is in the coalition; otherwise it takes
+    the baseline. For a coalition missing one window this is that window occluded.
+
+    Parameters
+    ----------
+    model_fn : callable
+        ``f(inputs (m, *shape)) -> (m,) or (m, k)`` (see :class:`RegionGame`).
+    image : ndarray of shape ``shape``
+    baseline : ndarray broadcastable to ``shape``
+    boxes : list of tuples of slices
+        The windows (see :func:`window_boxes`).
+    channels : {"first", "last", "none"}
+    chunk_bytes : int
+    """
+
+    def __init__(
+        self,
+        model_fn: Callable[[Any], Any],
+        image: np.ndarray,
+        baseline: np.ndarray,
+        boxes: list[tuple[slice, ...]],
+        channels: str,
+        *,
+        target: Any = None,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        cache: bool = True,
+    ) -> None:
+        fill = np.ascontiguousarray(np.broadcast_to(baseline, image.shape).astype(image.dtype))
+        super().__init__(
+            model_fn,
+            image,
+            fill,
+            len(boxes),
+            [f"window {j}" for j in range(len(boxes))],
+            channels,
+            target=target,
+            chunk_bytes=chunk_bytes,
+            cache=cache,
+        )
+        self.boxes = boxes
+
+    def present(self, coalitions: np.ndarray) -> np.ndarray:
+        out = np.ones((coalitions.shape[0], *self.image.shape), dtype=bool)
+        for r, c in enumerate(coalitions):
+            for j in np.flatnonzero(~c):
+                out[(r, *self.boxes[j])] = False
+        return out
+
+    def coverage(self) -> np.ndarray:
+        """Number of windows covering each pixel, shape ``image.shape``."""
+        count = np.zeros(self.image.shape, dtype=np.int64)
+        for box in self.boxes:
+            count[box] += 1
+        return count
+
+
+def occlusion_attributions(game: WindowGame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Leave-one-out window scores averaged over the windows covering each pixel.
+
+    Returns
+    -------
+    values : ndarray (*shape, k)
+        ``sum_j (v(N) - v(N - j)) 1[pixel in window j] / #windows covering the pixel``.
+    v_full : ndarray (k,)
+        The model output on the input.
+    v_empty : ndarray (k,)
+        The model output on the baseline (everything occluded).
+    """
+    n = game.n_players
+    C = ~np.eye(n, dtype=bool)
+    ends = np.array([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)])
+    v_ends = game.value(ends)
+    v_full, v_empty = v_ends[0], v_ends[1]
+    drops = v_full[None, :] - game.value(C)  # (n_windows, k)
+    total = np.zeros((*game.image.shape, drops.shape[1]))
+    for box, d in zip(game.boxes, drops, strict=True):
+        total[box] += d
+    values = total / game.coverage()[..., None]
+    return values, v_full, v_empty
+
+
+class Occlusion(Explainer):
+    """Sliding-window occlusion of images (or any array inputs), as Captum's ``Occlusion``.
+
+    Parameters
+    ----------
+    model : object
+        A torch module, a callable on arrays, or anything :func:`whybox.models.wrap_model`
+        supports.
+    window : int or tuple of int
+        Window shape over one input (no batch axis), e.g. ``(1, 3, 3)`` for (1, h, w) images
+        (Captum's ``sliding_window_shapes``). An int is used along every axis.
+    stride : int or tuple of int
+        Steps of the window along each axis (Captum's ``strides``); at most the window.
+    baseline : float, array broadcastable to one input, or array of shape (n, *input_shape)
+        What occluded entries show (Captum's ``baselines``); a batch gives one per input.
+    channels : {"auto", "first", "last", "none"}
+        Layout of the inputs, used by plots (the windows themselves are over all axes).
+    link : {"identity", "logit"}
+        Default output scale.
+    chunk_bytes : int
+        Memory bound of one batch of occluded inputs.
+
+    Notes
+    -----
+    ``.explain(X, target=None, link=None, progress=None)`` returns values of X's shape
+    (plus an output axis for several outputs): the mean output drop over the windows that
+    cover each entry. ``base_values`` is the output on the baseline and ``predictions`` the
+    output on X; occlusion scores do not add up to their difference, so
+    ``completeness_gap()`` measures how far from additive the model is at this window size.
+    ``n_evals`` is the number of windows plus two.
+
+    References
+    ----------
+    Zeiler and Fergus (2014), ECCV.
+    """
+
+    method = "occlusion"
+
+    def __init__(
+        self,
+        model: Any,
+        window: int | Sequence[int] = (1, 3, 3),
+        stride: int | Sequence[int] = 1,
+        baseline: Any = 0.0,
+        *,
+        channels: str = "auto",
+        link: str = "identity",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        self.model = model
+        self.window = window
+        self.stride = stride
+        self.baseline = baseline
+        self.channels = check_in("channels", channels, CHANNELS)
+        self.link = link
+        self.chunk_bytes = check_int("chunk_bytes", chunk_bytes, minimum=1)
+
+    def explain(  # type: ignore[override]
+        self,
+        X: Any,
+        *,
+        target: Any = None,
+        link: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Explanation:
+        """Occlusion attributions of each input of ``X`` (n, *input_shape); see the class."""
+        images, channels = as_image_batch(X, self.channels, name="X")
+        n, shape = images.shape[0], images.shape[1:]
+        window = _as_shape("window", self.window, len(shape))
+        stride = _as_shape("stride", self.stride, len(shape))
+        boxes = window_boxes(shape, window, stride)
+        base = np.asarray(_to_numpy(self.baseline), dtype=images.dtype)
+        per_row = base.ndim == images.ndim and base.shape[0] == n and base.shape[1:] == shape
+        if not per_row:
+            try:
+                np.broadcast_to(base, shape)
+            except ValueError:
+                raise InvalidParameterError(
+                    f"baseline of shape {base.shape} does not broadcast to one input of shape "
+                    f"{shape}; pass a scalar, an array broadcastable to {shape}, or one "
+                    f"baseline per input, shape {(n, *shape)}."
+                ) from None
+        fn = wrap_model(self.model, target=target, link=link or self.link, X=images[:1])
+        fills = np.broadcast_to(base if per_row else base[None], (n, *shape)).astype(images.dtype)
+        n_win = len(boxes)
+        rows_budget = max(1, int(self.chunk_bytes // max(1, images[0].nbytes)))
+        block = max(1, min(n_win, rows_budget - 2))  # windows per model call and input
+        per_call = max(1, rows_budget // (block + 2))  # inputs per model call
+        coverage = np.zeros(shape, dtype=float)
+        for box in boxes:
+            coverage[box] += 1.0
+        values, bases, preds = [], [], []
+        for start in range(0, n, per_call):
+            x = images[start : start + per_call]
+            fill = fills[start : start + per_call]
+            m = x.shape[0]
+            drops, ends = [], None
+            for w0 in range(0, n_win, block):
+                js = range(w0, min(n_win, w0 + block))
+                occ = np.repeat(x[:, None], len(js), axis=1)  # (m, |js|, *shape)
+                for t, j in enumerate(js):
+                    occ[(slice(None), t, *boxes[j])] = fill[(slice(None), *boxes[j])]
+                parts = [x[:, None], fill[:, None], occ] if w0 == 0 else [occ]
+                batch = np.concatenate(parts, axis=1).reshape(-1, *shape)
+                y = np.asarray(fn(batch), dtype=float).reshape(m, len(parts) - 1 + len(js), -1)
+                if w0 == 0:
+                    ends, y = y[:, :2], y[:, 2:]
+                drops.append(ends[:, :1] - y)  # type: ignore[index]
+            d = np.concatenate(drops, axis=1)  # (m, n_windows, k)
+            total = np.zeros((m, *shape, d.shape[2]))
+            lead = (m,) + (1,) * len(shape) + (d.shape[2],)
+            for j, box in enumerate(boxes):
+                total[(slice(None), *box)] += d[:, j].reshape(lead)
+            values.append(total / coverage[None, ..., None])
+            preds.append(ends[:, 0])  # type: ignore[index]
+            bases.append(ends[:, 1])  # type: ignore[index]
+            if progress is not None:
+                progress(min(start + per_call, n), n)
+        vals = np.concatenate(values)
+        base_values, predictions = np.concatenate(bases), np.concatenate(preds)
+        if fn.single_output:
+            vals, base_values, predictions = vals[..., 0], base_values[:, 0], predictions[:, 0]
+        return Explanation(
+            vals,
+            base_values,
+            data=images,
+            output_names=fn.output_names,
+            predictions=predictions,
+            method=self.method,
+            params={
+                "output": fn.output_description,
+                "link": fn.link,
+                "target": fn.output_names if not fn.single_output else fn.output_names[0],
+                "model_type": fn.model_type,
+                "window": list(window),
+                "stride": list(stride),
+                "baseline": "per input" if per_row else _baseline_repr(base),
+                "channels": channels,
+            },
+            n_evals=len(boxes) + 2,
+            meta={"n_windows": len(boxes)},
+        )
+
+
+def _baseline_repr(base: np.ndarray) -> Any:
+    return float(base) if base.ndim == 0 else f"array of shape {list(base.shape)}"
