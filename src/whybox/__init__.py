@@ -38,6 +38,10 @@ _LAZY = {
     "wrap_model": "whybox.models",
     "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
     "reason_codes": "whybox.tabular.reasons",
+    "partial_dependence": "whybox.tabular.effects",
+    "ale": "whybox.tabular.ale",
+    "permutation_importance": "whybox.tabular.importance",
+    "global_importance": "whybox.tabular.importance",
     "Counterfactuals": "whybox.tabular.counterfactuals",
     "WhyboxError": "whybox.errors",
     "InvalidInputError": "whybox.errors",
@@ -73,10 +77,14 @@ __all__ = [
     "UnsupportedModelError",
     "WhyboxError",
     "__version__",
+    "ale",
     "available_methods",
     "explain",
+    "global_importance",
     "kmeans",
     "load",
+    "partial_dependence",
+    "permutation_importance",
     "reason_codes",
     "register_method",
     "report",
@@ -106,7 +114,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.shapley import ExactShap, PermutationShap
     from .models import wrap_model
     from .report import report
+    from .tabular.ale import ale
     from .tabular.counterfactuals import Counterfactuals
+    from .tabular.effects import partial_dependence
+    from .tabular.importance import global_importance, permutation_importance
     from .tabular.linear import LinearShap
     from .tabular.reasons import reason_codes
     from .tabular.treeshap import TreeShap
