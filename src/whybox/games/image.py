@@ -16,7 +16,8 @@ Images come in batches, as numpy arrays or torch tensors, in one of three layout
 * ``channels="none"``: (n, h, w), grayscale without a channel axis.
 
 ``channels="auto"`` (the default) picks ``"first"`` for 4-D torch tensors, and for 4-D arrays
-whichever of axis 1 or axis 3 alone has 1, 3 or 4 entries; 3-D batches are ``"none"``. A
+whichever of axis 1 or axis 3 alone has 1, 3 or 4 entries (else the one smaller than both
+other image axes); 3-D batches are ``"none"``. A
 segment map is always (h, w) and applies to every channel. Composed images keep the input's
 layout and dtype, so the model sees exactly what it was trained on.
 
@@ -39,6 +40,7 @@ for model explanation. JMLR 22(209). (Blurring and baseline fills as removal ope
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -105,6 +107,11 @@ def _infer_channels(shape: tuple[int, ...], tensor: bool, batch: bool = True) ->
         return "first"
     if last and not first:
         return "last"
+    if not first and not last:  # e.g. 2 or 5 channels: the axis smaller than both others
+        if dims[0] < min(dims[1], dims[2]):
+            return "first"
+        if dims[2] < min(dims[0], dims[1]):
+            return "last"
     raise InvalidInputError(
         f"cannot tell where the channel axis of images of shape {tuple(shape)} is: "
         + ("both" if first else "neither")
@@ -305,7 +312,8 @@ def segment(
         labels = seg.slic(hwc, **kw)
     else:
         kw = {"kernel_size": 4, "max_dist": 200, "ratio": 0.2, "convert2lab": colour}
-        kw["random_seed"] = 0 if random_state is None else int(random_state)
+        seed = "rng" if "rng" in inspect.signature(seg.quickshift).parameters else "random_seed"
+        kw[seed] = 0 if random_state is None else int(random_state)
         kw.update(options)
         img3 = hwc if hwc.ndim == 3 else np.repeat(hwc[:, :, None], 3, axis=2)
         labels = seg.quickshift(img3, channel_axis=-1, **kw)
