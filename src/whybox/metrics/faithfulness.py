@@ -264,14 +264,24 @@ def insertion_curve(game: Any, order: Any, *, n_steps: int | None = None) -> Cur
     return _curve(game, order, "insertion", n_steps)
 
 
-def ranking(values: np.ndarray, by: str = "value") -> np.ndarray:
+def ranking(values: np.ndarray, by: str = "value", direction: Any = None) -> np.ndarray:
     """Players most important first, per row: stable descending sort, shape (n, p).
 
-    ``by="value"`` ranks by signed attribution (the features that push the output up most
-    come first, as in pixel flipping); ``by="abs"`` by magnitude.
+    ``by="value"`` ranks by signed attribution (the players that push the output up most
+    come first, as in pixel flipping); ``by="abs"`` by magnitude; ``by="prediction"`` by
+    signed attribution times ``direction`` (n,), the sign of ``v(full) - v(empty)``: the
+    players that moved the output from its background level towards the prediction first.
     """
-    check_in("by", by, ("value", "abs"))
-    key = -np.abs(values) if by == "abs" else -values
+    check_in("by", by, ("prediction", "value", "abs"))
+    if by == "abs":
+        key = -np.abs(values)
+    elif by == "prediction":
+        if direction is None:
+            raise InvalidParameterError("by='prediction' needs the direction of each row.")
+        sign = np.where(np.asarray(direction, dtype=float) < 0, -1.0, 1.0)
+        key = -values * sign[:, None]
+    else:
+        key = -values
     return np.argsort(key, axis=1, kind="stable")
 
 
@@ -287,8 +297,13 @@ def _tabular_curve(
     by: str,
 ) -> Curve:
     s = setup(exp, model, X, target=target, link=link, background=background)
-    orders = ranking(s.values, by)
+    check_in("by", by, ("prediction", "value", "abs"))
     games = [s.game(i) for i in range(s.n)]
+    direction = None
+    if by == "prediction":  # full and empty coalitions, cached by each game for the curve
+        ends = np.stack([np.ones(s.values.shape[1], bool), np.zeros(s.values.shape[1], bool)])
+        direction = np.array([np.subtract(*g.value(ends)[:, 0]) for g in games])
+    orders = ranking(s.values, by, direction)
     curve = _curve(games, orders, kind, n_steps)
     curve.meta.update({"players": s.players, "by": by, "output": s.fn.output_description})
     return curve
@@ -303,7 +318,7 @@ def deletion(
     target: Any = None,
     link: str | None = None,
     n_steps: int | None = None,
-    by: str = "value",
+    by: str = "prediction",
 ) -> Curve:
     """Deletion curve of a tabular explanation: remove features most-important-first.
 
@@ -323,9 +338,13 @@ def deletion(
         The output scored; default: the one the explanation explains.
     n_steps : int, optional
         Points of the curve (default: one per feature, at most 100).
-    by : {"value", "abs"}
-        Rank by signed attribution (default; the features pushing the output up come first)
-        or by magnitude.
+    by : {"prediction", "value", "abs"}
+        How "most important" is read. ``"prediction"`` (default): the features that moved
+        this row's output from the background level towards its prediction come first
+        (signed attribution times the sign of ``f(x) - v(empty)``), so the normalised curve
+        falls from 1 to 0 for every row. ``"value"``: the largest signed attribution first,
+        whatever the prediction (pixel flipping; Quantus's ``PixelFlipping``). ``"abs"``: by
+        magnitude.
 
     Returns
     -------
@@ -344,7 +363,7 @@ def insertion(
     target: Any = None,
     link: str | None = None,
     n_steps: int | None = None,
-    by: str = "value",
+    by: str = "prediction",
 ) -> Curve:
     """Insertion curve: start from the background and insert features most-important-first.
 
@@ -504,8 +523,8 @@ def infidelity_from_perturbations(
         For attributions that already multiply by ``x - baseline`` (Shapley values,
         integrated gradients, input x gradient): the perturbation is divided by
         ``x - baseline`` before the dot product, as Captum's ``multiply_by_inputs`` does, so
-        that ``I . a`` predicts the change of an additive model exactly. Terms where
-        ``x = baseline`` contribute 0.
+        that ``I . a`` predicts the change of an additive model exactly. Where
+        ``x = baseline`` the perturbation is divided by 1 (as in Captum).
     optimal_scaling : bool
         Scale each row's attributions by ``beta = E[(I.a) df] / E[(I.a)^2]`` first (the
         scale minimising the error; Yeh et al. report infidelity after it).
@@ -520,9 +539,7 @@ def infidelity_from_perturbations(
         if inputs is None:
             raise InvalidParameterError("baselines need the inputs they are subtracted from.")
         span = inputs - np.broadcast_to(baselines, inputs.shape)
-        tiny = 1e-12 * np.maximum(np.abs(inputs), 1.0)
-        safe = np.where(np.abs(span) > tiny, span, 1.0)
-        pert = np.where((np.abs(span) > tiny)[:, None, :], pert / safe[:, None, :], 0.0)
+        pert = pert / np.where(span != 0, span, 1.0)[:, None, :]  # as Captum's safe_div
     dots = np.einsum("nsp,np->ns", pert, attributions)
     drops = f_x[:, None] - f_perturbed
     if optimal_scaling:
