@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_in, check_int
-from ..errors import InvalidParameterError
+from ..errors import InvalidInputError, InvalidParameterError
 from ..explainer import Explainer, ProgressFn
 from ..explanation import Explanation
 from ..models import wrap_model
@@ -195,7 +195,8 @@ class Occlusion(Explainer):
     baseline : float, array broadcastable to one input, or array of shape (n, *input_shape)
         What occluded entries show (Captum's ``baselines``); a batch gives one per input.
     channels : {"auto", "first", "last", "none"}
-        Layout of the inputs, used by plots (the windows themselves are over all axes).
+        Layout of image inputs, recorded for plots (the windows cover every axis, so any
+        array input (n, *shape) works, a table (n, p) included).
     link : {"identity", "logit"}
         Default output scale.
     chunk_bytes : int
@@ -245,7 +246,7 @@ class Occlusion(Explainer):
         progress: ProgressFn | None = None,
     ) -> Explanation:
         """Occlusion attributions of each input of ``X`` (n, *input_shape); see the class."""
-        images, channels = as_image_batch(X, self.channels, name="X")
+        images, channels = _as_inputs(X, self.channels)
         n, shape = images.shape[0], images.shape[1:]
         window = _as_shape("window", self.window, len(shape))
         stride = _as_shape("stride", self.stride, len(shape))
@@ -321,6 +322,27 @@ class Occlusion(Explainer):
             n_evals=len(boxes) + 2,
             meta={"n_windows": len(boxes)},
         )
+
+
+def _as_inputs(X: Any, channels: str) -> tuple[np.ndarray, str | None]:
+    """Inputs (n, *shape) as a finite float array, and their image layout when they have one.
+
+    Occlusion needs no layout (its windows cover every axis); it is kept for plots. Inputs
+    that are not images (a table (n, p), sequences (n, L)) have none.
+    """
+    arr = _to_numpy(X)
+    if channels == "auto" and arr.ndim not in (3, 4) and arr.ndim >= 2:
+        images, _ = as_image_batch(arr.reshape(arr.shape[0], 1, 1, -1), "first", name="X")
+        return images.reshape(arr.shape), None
+    if channels == "auto":
+        try:
+            return as_image_batch(X, "auto", name="X")
+        except InvalidInputError as exc:
+            if "channel axis" not in str(exc):
+                raise
+            images, _ = as_image_batch(X, "first", name="X")
+            return images, None
+    return as_image_batch(X, channels, name="X")
 
 
 def _baseline_repr(base: np.ndarray) -> Any:
