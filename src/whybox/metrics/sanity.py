@@ -109,7 +109,11 @@ def model_randomisation(
         )
     check_in("order", order, ("cascading", "independent"))
     check_in("similarity", similarity, SIMILARITIES)
-    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+    if (
+        isinstance(random_state, bool)
+        or not isinstance(random_state, (int, np.integer))
+        or random_state < 0
+    ):
         raise InvalidParameterError(
             f"random_state must be a non-negative int, got {random_state!r}."
         )
