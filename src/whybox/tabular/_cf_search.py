@@ -226,6 +226,47 @@ def _line_search(space: Space, oracle: Oracle, pool: Pool, S: np.ndarray) -> Non
         pool.add(L[t, s][None, :], margin[t, s : s + 1], value[t, s : s + 1])
 
 
+_SWEEP = np.array([1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0])
+
+
+def _feature_sweep(space: Space, oracle: Oracle, pool: Pool) -> None:
+    """Change one feature at a time (toward each end of its range, or to each category).
+
+    The first valid point of each sweep joins the pool: sparsity-1 counterfactuals, found in
+    one batch, whenever they exist.
+    """
+    if oracle.expired():
+        return
+    rows, keys = [], []
+    for j in np.flatnonzero(space.mutable):
+        if space.is_cat[j]:
+            for c in np.flatnonzero(space.allowed[j]):
+                if c != space.x0[j]:
+                    z = space.x0.copy()
+                    z[j] = c
+                    rows.append(z)
+                    keys.append((j, c))
+            continue
+        for end, sign in ((space.hi[j], 1), (space.lo[j], -1)):
+            if (end - space.x0[j]) * sign <= 0:
+                continue
+            for a in _SWEEP:
+                z = space.x0.copy()
+                z[j] = space.x0[j] + a * (end - space.x0[j])
+                rows.append(z)
+                keys.append((j, sign))
+    if not rows:
+        return
+    Z = space.project(np.array(rows))
+    margin, value = oracle(Z)
+    ok = oracle.valid(margin)
+    seen: set[tuple[int, int]] = set()
+    for r in np.flatnonzero(ok):
+        if keys[r] not in seen:
+            seen.add(keys[r])
+            pool.add(Z[r : r + 1], margin[r : r + 1], value[r : r + 1])
+
+
 def _growing_spheres(
     space: Space, oracle: Oracle, pool: Pool, rng: np.random.Generator, needed: int
 ) -> bool:
@@ -323,7 +364,7 @@ def _sparsify(space: Space, oracle: Oracle, Z: np.ndarray, margin: np.ndarray, v
     return Z, margin, value
 
 
-_SHRINK = np.array([0.0625, 0.25, 0.5, 0.75])
+_SHRINK = np.array([0.0625, 0.25, 0.5, 0.75, 0.875, 0.9375, 0.96875])
 
 
 def _shrink(space: Space, oracle: Oracle, Z, margin, value, rounds: int = 4):
@@ -448,21 +489,29 @@ def run_search(
     *,
     pool: Pool | None = None,
     generations: int = 2,
+    explore: bool = True,
 ) -> SearchOutcome:
-    """Seeds from real rows, line search, growing spheres, sparsify/shrink, genetic, select."""
+    """One-feature sweeps, seeds from real rows and the lines to them, growing spheres,
+    then sparsify / shrink, a few genetic generations, and the diverse selection.
+
+    With ``explore=False`` only the candidates already in ``pool`` are refined and chosen
+    from (the gradient path's own results).
+    """
     pool = Pool(space.p) if pool is None else pool
-    keep = max(4 * n, 8)
-    S = space.project(seeds) if len(seeds) else seeds
-    if len(S) and not oracle.expired():
-        m, v = oracle(S)
-        ok = oracle.valid(m)
-        pool.add(S[ok], m[ok], v[ok])
-        _line_search(space, oracle, pool, S)
+    keep = max(4 * n, 12)
     exhausted = False
-    if len(pool) < n:
-        exhausted = _growing_spheres(space, oracle, pool, rng, needed=max(n, 2))
+    if explore:
+        _feature_sweep(space, oracle, pool)
+        S = space.project(seeds) if len(seeds) else seeds
+        if len(S) and not oracle.expired():
+            m, v = oracle(S)
+            ok = oracle.valid(m)
+            pool.add(S[ok], m[ok], v[ok])
+            _line_search(space, oracle, pool, S)
+        if len(pool) < n:
+            exhausted = _growing_spheres(space, oracle, pool, rng, needed=max(n, 2))
     _refine(space, oracle, pool, keep)
-    if len(pool) < 2 * n:  # too few to choose a diverse set from: breed more
+    if explore and len(pool) < 2 * n:  # too few to choose a diverse set from: breed more
         _genetic(space, oracle, pool, rng, generations)
         _refine(space, oracle, pool, keep)
     ok = space.feasible(pool.Z) & oracle.valid(pool.margin)
@@ -490,16 +539,18 @@ def run_gradient(
     deadline: float,
     *,
     lam: float = 1.0,
-    lr: float = 0.02,
-    max_steps: int = 600,
-    eps: float = 1e-3,
+    lr: float = 0.1,
+    max_steps: int = 800,
+    eps: float = 0.05,
 ) -> np.ndarray:
     """Wachter et al.'s counterfactual search by gradient descent, batched over starts.
 
-    Minimises ``lam * max(0, eps - margin(f(x'))) + sum_j |x'_j - x_j| / scale_j`` with Adam
-    in the scaled space, clamping every step into the feasible box (immutable and frozen
-    features cannot move); ``lam`` doubles every 50 steps for starts still invalid. The
-    hinge replaces Wachter's squared loss so that the target is a decision, not a value.
+    Minimises ``lam * max(0, eps - margin(f(x')))**2 + sum_j |x'_j - x_j| / scale_j`` with
+    Adam in the scaled space (learning rate halved every 150 steps), clamping every step
+    into the feasible box (immutable and frozen features cannot move); ``lam`` doubles every
+    50 steps for starts still invalid. The squared hinge is Wachter's squared loss made
+    one-sided, so the target is a decision rather than a value; with an L1 distance its
+    minimisers move only the features with the largest effect per unit of scaled change.
 
     Returns
     -------
@@ -529,19 +580,27 @@ def run_gradient(
     U = t((starts - x0) / scale).clone().requires_grad_(True)
     opt = torch.optim.Adam([U], lr=lr)
     lam_t = torch.full((len(starts),), float(lam), dtype=dtype, device=device)
+    U_prev = U.detach().clone()
     for step in range(max_steps):
         if step % 10 == 0 and time.perf_counter() >= deadline:
             break
         out = module(x0_t + U * s_t)
         margin = margin_fn(out)
-        loss = (lam_t * torch.relu(eps - margin)).sum() + U.abs().sum()
+        loss = (lam_t * torch.relu(eps - margin) ** 2).sum() + U.abs().sum()
         (grad,) = torch.autograd.grad(loss, U)
         U.grad = grad
         opt.step()
         with torch.no_grad():
             U.copy_(torch.maximum(torch.minimum(U, hi_u), lo_u))
             if step % 50 == 49:
-                lam_t = torch.where(margin < eps, lam_t * 2.0, lam_t)
+                lam_t = torch.where(margin < 0, lam_t * 2.0, lam_t)
+                moved = float((U - U_prev).abs().max())
+                if bool((margin >= 0).all()) and moved < 1e-3:
+                    break  # every start valid and no longer moving
+                U_prev = U.detach().clone()
+            if step % 150 == 149:
+                for group in opt.param_groups:
+                    group["lr"] *= 0.5
     with torch.no_grad():
         return (x0_t + U * s_t).detach().to("cpu", torch.float64).numpy()
 

@@ -105,7 +105,8 @@ class CounterfactualResult:
     desired : str
         What the counterfactuals achieve, e.g. ``"class 0 (probability >= 0.5)"``.
     method : str
-        ``"search"`` or ``"gradient"`` (the path that produced the rows).
+        ``"gradient"`` when Wachter's gradient path ran (its results are then refined, and
+        with ``method="auto"`` joined by the model-agnostic search's), else ``"search"``.
     elapsed : float
         Wall time of the explain call, in seconds.
     n_evals : int
@@ -251,8 +252,9 @@ class Counterfactuals:
         Probability of the desired class to reach (classifiers; default 0.5 for binary ones,
         the most probable class for multiclass ones).
     method : {"auto", "search", "gradient"}
-        ``"auto"``: gradient for torch modules with numeric features, then the search for
-        what it did not find; ``"search"``: the model-agnostic search only.
+        ``"auto"``: for torch modules with numeric features the gradient path, whose results
+        join the model-agnostic search's; ``"gradient"``: the gradient path only (then
+        sparsified and shrunk); ``"search"``: the model-agnostic search only.
     time_budget : float
         Seconds per explained row (no new batch starts after it).
     max_reference : int
@@ -486,11 +488,9 @@ class Counterfactuals:
             ok = oracle.valid(m)
             pool = Pool(space.p)
             pool.add(G[ok], m[ok], v[ok])
-            if len(pool):
-                method = "gradient"
-            if self.method == "gradient":
-                seeds = seeds[:0]
-        res = run_search(space, oracle, seeds, n, rng, pool=pool)
+            method = "gradient"
+        explore = self.method != "gradient"
+        res = run_search(space, oracle, seeds, n, rng, pool=pool, explore=explore)
         Zc = res.Z
         plaus, lof = self._plausibility(Zc)
         frame = s.to_frame(s.decode(Zc))
