@@ -36,6 +36,7 @@ _LAZY = {
     "segment": "whybox.games.image",
     "Occlusion": "whybox.games.occlusion",
     "wrap_model": "whybox.models",
+    "evaluate": "whybox.metrics",
     "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
     "reason_codes": "whybox.tabular.reasons",
     "partial_dependence": "whybox.tabular.effects",
@@ -50,7 +51,7 @@ _LAZY = {
     "MissingDependencyError": "whybox.errors",
     "ModelCallError": "whybox.errors",
 }
-_SUBMODULES = {"zoo", "viz", "games", "models", "errors", "testing", "tabular"}
+_SUBMODULES = {"zoo", "viz", "games", "models", "errors", "testing", "tabular", "metrics"}
 
 __all__ = [
     "Banzhaf",
@@ -79,6 +80,7 @@ __all__ = [
     "__version__",
     "ale",
     "available_methods",
+    "evaluate",
     "explain",
     "global_importance",
     "kmeans",
@@ -112,6 +114,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.maskers import Baseline, Independent, kmeans
     from .games.occlusion import Occlusion
     from .games.shapley import ExactShap, PermutationShap
+    from .metrics import evaluate
     from .models import wrap_model
     from .report import report
     from .tabular.ale import ale
