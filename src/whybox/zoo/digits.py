@@ -4,13 +4,17 @@
 :class:`torch.nn.Module` of this layout, whose module paths are stable so that layer methods
 can address them (``layer="features.3"``)::
 
-    features.0  Conv2d(1, 16, 3, padding=1)    -> (16, 8, 8)
+    features.0  Conv2d(1, 32, 3, padding=1)    -> (32, 8, 8)
     features.1  ReLU
-    features.2  MaxPool2d(2)                   -> (16, 4, 4)
-    features.3  Conv2d(16, 32, 3, padding=1)   -> (32, 4, 4)   (the Grad-CAM layer)
+    features.2  AvgPool2d(2)                   -> (32, 4, 4)
+    features.3  Conv2d(32, 64, 3, padding=1)   -> (64, 4, 4)   (the Grad-CAM layer)
     features.4  ReLU
-    flatten     Flatten                        -> (512,)
-    fc          Linear(512, 10)                -> logits of the ten digits
+    flatten     Flatten                        -> (1024,)
+    fc          Linear(1024, 10)               -> logits of the ten digits
+
+Average pooling and the width keep the network's output close to linear along
+Integrated-Gradients paths (fewer, smaller kinks than max pooling): 64 Gauss-Legendre steps
+reach a mean relative completeness gap below 1e-3 on the test images.
 
 The weights are cached as a plain ``.npz`` file of arrays (no pickle) under the user cache
 folder: ``$WHYBOX_CACHE``, else ``$XDG_CACHE_HOME/whybox``, else ``~/.cache/whybox``. The file
@@ -33,7 +37,7 @@ from whybox.errors import InvalidParameterError, MissingDependencyError
 
 __all__ = ["DigitsData", "digits_cnn"]
 
-_VERSION = 1  # bump when the architecture or the training recipe changes
+_VERSION = 2  # bump when the architecture or the training recipe changes
 
 
 @dataclass
@@ -81,14 +85,14 @@ def _build(nn: Any) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.features = nn.Sequential(
-                nn.Conv2d(1, 16, 3, padding=1),
+                nn.Conv2d(1, 32, 3, padding=1),
                 nn.ReLU(),
-                nn.MaxPool2d(2),
-                nn.Conv2d(16, 32, 3, padding=1),
+                nn.AvgPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1),
                 nn.ReLU(),
             )
             self.flatten = nn.Flatten()
-            self.fc = nn.Linear(32 * 4 * 4, 10)
+            self.fc = nn.Linear(64 * 4 * 4, 10)
 
         def forward(self, x: Any) -> Any:
             return self.fc(self.flatten(self.features(x)))
