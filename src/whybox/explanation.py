@@ -692,6 +692,12 @@ class PlotAccessor:
 
         return plots_rows.force(self._exp, i, **kwargs)
 
+    def image(self, i: int = 0, **kwargs: Any) -> Any:
+        """Heatmap of image ``i`` over the image (see :func:`whybox.viz.images.image`)."""
+        from .viz import images
+
+        return images.image(self._exp, i, **kwargs)
+
 
 # ---------------------------------------------------------------------- helpers
 def _is_nested_names(names: Any) -> bool:
