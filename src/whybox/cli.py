@@ -100,8 +100,11 @@ def quickstart(
 
     Generates whybox.zoo.credit data (with a known ground-truth logit), trains a
     HistGradientBoostingClassifier, explains held-out applicants' log-odds of default with
-    exact interventional Shapley values, and writes OUT/index.html with global importance,
-    three denied applicants with their principal reasons, and a comparison with the truth.
+    exact interventional Shapley values (and KernelSHAP, to compare), and writes
+    OUT/index.html: data summary, global importance with intervals, beeswarm and heatmap,
+    dependence, PDP/ICE and ALE plots, three denied applicants with their principal reasons
+    and counterfactual recourse, a comparison with the truth, explanation quality
+    (faithfulness, stability, agreement) and the limitations found.
     """
     try:
         _quickstart(out, n, explain_rows, background_rows, seed)
@@ -122,13 +125,25 @@ CREDIT_PHRASES = {
 }
 
 
+#: KernelSHAP budget (model evaluations per row) of the quickstart's comparison method
+QUICKSTART_KERNEL_BUDGET = 256
+#: what the quickstart's applicants cannot change (age) or only increase
+QUICKSTART_RECOURSE = {
+    "immutable": ["age", "late_payments"],
+    "monotone": {"months_employed": "increase"},
+    "time_budget": 1.0,
+}
+
+
 def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed: int) -> None:
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import train_test_split
 
+    from .games.kernel import KernelShap
     from .games.shapley import ExactShap
     from .report.builder import local_section, report
+    from .report.sections import recourse_section
     from .tabular.reasons import reason_codes
     from .zoo import credit, credit_true_shap
 
@@ -150,6 +165,14 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
         ).explain(explained, target=1, link="logit", progress=bar)
     finally:
         bar.close()
+
+    def kernel_fn(X: Any, random_state: int = seed) -> Any:
+        return KernelShap(
+            model, background=background, max_background=len(background), random_state=random_state
+        ).explain(X, target=1, link="logit", budget=QUICKSTART_KERNEL_BUDGET)
+
+    with console.status("Explaining again with KernelSHAP, to compare"):
+        kernel = kernel_fn(explained)
     truth = credit_true_shap(explained, background)
     p_default = 1.0 / (1.0 + np.exp(-exp.predictions))
     denied = np.flatnonzero(p_default >= 0.5)
@@ -158,42 +181,60 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
     chosen = [int(i) for i in denied[np.argsort(-p_default[denied], kind="stable")][:3]]
     reasons = reason_codes(exp, chosen, k=4, adverse="positive", phrases=CREDIT_PHRASES)
 
-    rep = report(
-        exp,
-        model=model,
-        X=X_test,
-        y=y_test,
-        rows=[],
-        truth=truth,
-        title="whybox quickstart: why was this applicant denied?",
-        subtitle=(
-            f"HistGradientBoostingClassifier on {len(X_train):,} synthetic credit applications; "
-            f"{exp.n_rows} held-out applicants explained with exact interventional Shapley "
-            "values of the log-odds of default."
-        ),
-    )
-    labels = exp.row_labels
-    local = local_section(
-        exp,
-        chosen,
-        reasons=reasons,
-        title="Denied applicants and their principal reasons",
-        lead=(
-            "Applicants whose predicted probability of default is at least 50% are denied. "
-            "Each waterfall starts from the average log-odds over the background and adds "
-            "each feature's contribution; the reasons are the features that pushed the "
-            "applicant most toward denial."
-        ),
-        headings=[f"Applicant {labels[i]}" for i in chosen],
-        summaries=[
-            f"Predicted probability of default {p_default[i]:.1%} (log-odds "
-            f"{exp.predictions[i]:+.2f} against a background average of "
-            f"{exp.base_values[i]:+.2f}); the true probability in the generating process is "
-            f"{1 / (1 + np.exp(-data.true_logit(explained.iloc[[i]])[0])):.1%}."
-            for i in chosen
-        ],
-    )
-    rep.sections.insert(2, local)
+    with console.status("Measuring the explanation and writing the report"):
+        rep = report(
+            exp,
+            model=model,
+            X=X_test,
+            y=y_test,
+            X_train=X_train,
+            rows=[],
+            truth=truth,
+            background=background,
+            compare=kernel,
+            explain_fn=kernel_fn,
+            random_state=seed,
+            title="whybox quickstart: why was this applicant denied?",
+            subtitle=(
+                f"HistGradientBoostingClassifier on {len(X_train):,} synthetic credit "
+                f"applications; {exp.n_rows} held-out applicants explained with exact "
+                "interventional Shapley values of the log-odds of default."
+            ),
+        )
+        labels = exp.row_labels
+        headings = [f"Applicant {labels[i]}" for i in chosen]
+        local = local_section(
+            exp,
+            chosen,
+            reasons=reasons,
+            title="Denied applicants and their principal reasons",
+            lead=(
+                "Applicants whose predicted probability of default is at least 50% are denied. "
+                "Each waterfall starts from the average log-odds over the background and adds "
+                "each feature's contribution; the reasons are the features that pushed the "
+                "applicant most toward denial."
+            ),
+            headings=headings,
+            summaries=[
+                f"Predicted probability of default {p_default[i]:.1%} (log-odds "
+                f"{exp.predictions[i]:+.2f} against a background average of "
+                f"{exp.base_values[i]:+.2f}); the true probability in the generating process "
+                f"is {1 / (1 + np.exp(-data.true_logit(explained.iloc[[i]])[0])):.1%}."
+                for i in chosen
+            ],
+        )
+        ids = [sec["id"] for sec in rep.sections]
+        rep.insert_after("effects" if "effects" in ids else "importance", local)
+        recourse = recourse_section(
+            exp,
+            chosen,
+            model=model,
+            X_train=X_train,
+            options=dict(QUICKSTART_RECOURSE, random_state=seed),
+            headings=headings,
+        )
+        if recourse is not None:
+            rep.insert_after("local", recourse)
     path = rep.save(Path(out))
     elapsed = time.perf_counter() - t0
 
@@ -444,6 +485,99 @@ def explain(
         table.add_row(str(name), f"{val:.4g}")
     console.print(table)
     console.print(f"{exp.n_rows} rows explained; saved to {out}")
+
+
+# ---------------------------------------------------------------------- evaluate
+@app.command()
+def evaluate(
+    explanation_path: Path = typer.Argument(
+        ..., metavar="EXPLANATION", help="A saved explanation (.whybox file)."
+    ),
+    model_path: Path = typer.Argument(
+        ..., metavar="MODEL", help="XGBoost .json/.ubj, LightGBM .txt, or a pickle/joblib file."
+    ),
+    data_path: Path | None = typer.Argument(
+        None,
+        metavar="[DATA]",
+        help="The explained rows (CSV or Parquet); default: the rows saved with the explanation.",
+    ),
+    metric_names: str = typer.Option(
+        "deletion,insertion,faithfulness_correlation,infidelity",
+        "--metrics",
+        help="Comma-separated metrics: deletion, insertion, faithfulness_correlation, infidelity.",
+    ),
+    background: Path | None = typer.Option(
+        None,
+        "--background",
+        "-b",
+        help="Rows that stand in for removed features (CSV/Parquet); default: DATA itself.",
+    ),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="Output to score; default: the one explained."
+    ),
+    link: str | None = typer.Option(
+        None, "--link", help="identity or logit; default: the explanation's own."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the table as CSV."),
+    trust_model: bool = typer.Option(
+        False,
+        "--trust-model",
+        help="Allow loading pickle/joblib model files. Unpickling runs code: only for files "
+        "you trust.",
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed of the sampled metrics."),
+) -> None:
+    """Score a saved explanation of MODEL with explanation-quality metrics."""
+    try:
+        from .explanation import _atomic_write, load
+        from .metrics import evaluate as wb_evaluate
+
+        exp = load(explanation_path)
+        model = load_model(model_path, trust_model)
+        X = None if data_path is None else _align_categoricals(model, load_data(data_path))
+        if X is None and exp.data is None:
+            raise InvalidParameterError(
+                f"{str(explanation_path)!r} holds no data rows; pass the explained rows as DATA."
+            )
+        bg = None if background is None else _align_categoricals(model, load_data(background))
+        names = [m.strip() for m in metric_names.split(",") if m.strip()]
+        table = wb_evaluate(
+            exp,
+            model,
+            X,
+            metrics=names,
+            background=bg,
+            target=_parse_target(target),
+            link=link,
+            random_state=seed,
+        )
+        if out is not None:
+            _atomic_write(out, table.to_csv().encode("utf-8"))
+    except WhyboxError as exc:
+        _fail(exc)
+    from rich.markup import escape
+
+    view = Table(
+        title=escape(f"explanation quality: {exp.method} ({exp.params.get('output', '')})")
+    )
+    view.add_column("metric", no_wrap=True)
+    for col in ("mean", "std"):
+        view.add_column(col, justify="right", no_wrap=True)
+    view.add_column("n", justify="right")
+    view.add_column("better")
+    view.add_column("reading", overflow="fold")
+    for name, row in table.iterrows():
+        view.add_row(
+            str(name),
+            f"{row['mean']:.4g}",
+            f"{row['std']:.2g}",
+            str(row["n"]),
+            "higher" if row["higher_is_better"] else "lower",
+            escape(str(row["reading"])),
+        )
+    console.print(view)
+    if out is not None:
+        console.print(f"table written to {out}")
 
 
 def main() -> None:
