@@ -424,3 +424,14 @@ def test_regressor_needs_an_interval():
         Counterfactuals(reg, X).explain(X[0])
     with pytest.raises(InvalidParameterError, match="is an interval"):
         Counterfactuals(reg, X, desired=3.0).explain(X[0])
+
+
+def test_default_desired_is_the_other_class_and_a_satisfied_query_is_reported(credit, cf):
+    X, model, _ = credit
+    approved = X.iloc[[int(np.flatnonzero(model.predict(X) == 0)[0])]]
+    res = cf.explain(approved, n=1)  # binary default: the other class, here 1
+    assert res.desired.startswith("class 1") and res.found
+    assert (model.predict(res.counterfactuals) == 1).all()
+    same = cf.explain(approved, n=1, desired=0)
+    assert not same.found and len(same.counterfactuals) == 0
+    assert same.status.startswith("the query already has the desired outcome (class 0")

@@ -97,7 +97,8 @@ class CounterfactualResult:
         True when all ``n`` requested counterfactuals were found.
     status : str
         ``"found"``, ``"partial: k of n found"`` or
-        ``"no counterfactual found within the time budget (...)"``.
+        ``"no counterfactual found within the time budget (...)"``; when the query already
+        has the desired outcome, a status saying so (no rows, ``found`` False).
     valid, prediction, proximity, sparsity, plausibility, lof : ndarray of shape (k,)
         Per-counterfactual metrics (see the module docstring).
     query_prediction : float
@@ -474,8 +475,10 @@ class Counterfactuals:
 
         oracle = Oracle(evaluate, deadline, strict)
         seeds = self._seeds(space, outcome, strict)
-        use_gradient = self.method == "gradient" or (
-            self.method == "auto" and is_torch_module(self.model) and not s.is_cat.any()
+        already = bool(oracle.valid(outcome.margin(out_q))[0])
+        use_gradient = not already and (
+            self.method == "gradient"
+            or (self.method == "auto" and is_torch_module(self.model) and not s.is_cat.any())
         )
         method = "search"
         pool = None
@@ -489,7 +492,9 @@ class Counterfactuals:
             pool = Pool(space.p)
             pool.add(G[ok], m[ok], v[ok])
             method = "gradient"
-        explore = self.method != "gradient"
+        explore = self.method != "gradient" and not already
+        if already:  # nothing to search for: report it rather than return the query itself
+            pool = Pool(space.p)
         res = run_search(space, oracle, seeds, n, rng, pool=pool, explore=explore)
         Zc = res.Z
         plaus, lof = self._plausibility(Zc)
@@ -512,6 +517,12 @@ class Counterfactuals:
             n_evals=oracle.n_rows,
             time_budget=budget,
             exhausted=res.exhausted,
+            status=(
+                f"the query already has the desired outcome ({outcome.description}); nothing "
+                "needs to change"
+                if already
+                else None
+            ),
         )
 
     def explain_many(
