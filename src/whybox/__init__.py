@@ -50,18 +50,51 @@ _LAZY = {
     "UnsupportedModelError": "whybox.errors",
     "MissingDependencyError": "whybox.errors",
     "ModelCallError": "whybox.errors",
+    "ExplainableBoostingClassifier": "whybox.glassbox.gam",
+    "ExplainableBoostingRegressor": "whybox.glassbox.gam",
+    "Saliency": "whybox.gradients.saliency",
+    "InputXGradient": "whybox.gradients.saliency",
+    "SmoothGrad": "whybox.gradients.saliency",
+    "VarGrad": "whybox.gradients.saliency",
+    "IntegratedGradients": "whybox.gradients.integrated",
+    "ExpectedGradients": "whybox.gradients.integrated",
+    "GradCam": "whybox.gradients.cam",
+    "GradCamPlusPlus": "whybox.gradients.cam",
+    "GuidedGradCam": "whybox.gradients.cam",
+    "GuidedBackprop": "whybox.gradients.cam",
 }
-_SUBMODULES = {"zoo", "viz", "games", "models", "errors", "testing", "tabular", "metrics"}
+_SUBMODULES = {
+    "zoo",
+    "viz",
+    "games",
+    "models",
+    "errors",
+    "testing",
+    "tabular",
+    "glassbox",
+    "metrics",
+    "internals",
+    "gradients",
+}
 
 __all__ = [
     "Banzhaf",
     "Baseline",
     "Counterfactuals",
     "ExactShap",
+    "ExpectedGradients",
+    "ExplainableBoostingClassifier",
+    "ExplainableBoostingRegressor",
     "Explanation",
+    "GradCam",
+    "GradCamPlusPlus",
+    "GuidedBackprop",
+    "GuidedGradCam",
     "ImageGame",
     "ImageMasker",
     "Independent",
+    "InputXGradient",
+    "IntegratedGradients",
     "InvalidInputError",
     "InvalidParameterError",
     "KernelShap",
@@ -71,11 +104,14 @@ __all__ = [
     "ModelCallError",
     "Occlusion",
     "PermutationShap",
+    "Saliency",
     "ShapleyInteractions",
+    "SmoothGrad",
     "SubmodularPick",
     "TabularGame",
     "TreeShap",
     "UnsupportedModelError",
+    "VarGrad",
     "WhyboxError",
     "__version__",
     "ale",
@@ -114,6 +150,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.maskers import Baseline, Independent, kmeans
     from .games.occlusion import Occlusion
     from .games.shapley import ExactShap, PermutationShap
+    from .glassbox.gam import ExplainableBoostingClassifier, ExplainableBoostingRegressor
+    from .gradients.cam import GradCam, GradCamPlusPlus, GuidedBackprop, GuidedGradCam
+    from .gradients.integrated import ExpectedGradients, IntegratedGradients
+    from .gradients.saliency import InputXGradient, Saliency, SmoothGrad, VarGrad
     from .metrics import evaluate
     from .models import wrap_model
     from .report import report

@@ -1,0 +1,730 @@
+r"""Integrated Gradients (fixed and adaptive quadrature, layer IG) and Expected Gradients.
+
+Integrated Gradients (Sundararajan et al., 2017) attributes ``f(x) - f(b)`` to the features
+of ``x`` by integrating the gradient along the straight path from a baseline ``b``:
+
+.. math:: \mathrm{IG}_i(x) = (x_i - b_i) \int_0^1 \partial_i f(b + \alpha (x - b))\, d\alpha,
+
+so that ``sum_i IG_i = f(x) - f(b)`` (completeness). The integral is a quadrature
+``sum_s w_s * grad f(b + alpha_s (x - b))`` with the rules Captum offers
+(``riemann_left``, ``riemann_right``, ``riemann_middle``, ``riemann_trapezoid`` and
+``gausslegendre``). The trapezoid rule here is the composite trapezoid rule on ``steps``
+nodes, whose weights sum to exactly 1 (Captum's sum to ``(steps - 1) / steps``).
+
+Adaptive mode (``tolerance=``)
+------------------------------
+Every evaluation of the gradient at a node also yields the output ``F(alpha)`` there, so on
+each interval ``[l, r]`` of the grid the exact increment ``F(r) - F(l)`` of the path is known,
+and the interval's share of the completeness gap is
+``e = (g_l + g_r) / 2 * (r - l) - (F(r) - F(l))`` with ``g = grad f . (x - b)``; the
+completeness gap of the whole rule is ``sum e``. Starting from 9 equally spaced nodes, each
+example's grid is refined by bisecting the quarter of its intervals with the largest
+``|e|``, until its relative gap ``|f(x) - f(b) - sum IG| / |f(x) - f(b)|`` is below the
+tolerance (or ``steps`` nodes are used). Nodes are never discarded, so every gradient
+evaluation counts; for ReLU networks, whose path integrand is piecewise constant, the
+nodes concentrate at its jumps, which is where uniform rules lose accuracy.
+
+Layer IG (``layer="path"``)
+---------------------------
+The same integral in the space of a module's output: the module's output ``a`` is replaced
+by ``a(b) + alpha (a(x) - a(b))`` while the model runs on ``x``, and the attributions
+``(a(x) - a(b)) * int grad_a f`` complete to ``f(x) - f(x | a = a(b))`` (as Captum's
+``LayerIntegratedGradients``). Integer inputs (token ids) need a layer, e.g. the embedding.
+
+References
+----------
+Sundararajan, M., Taly, A., Yan, Q. (2017). Axiomatic attribution for deep networks. ICML.
+Erion, G., Janizek, J., Sturmfels, P., Lundberg, S., Lee, S.-I. (2021). Improving performance
+of deep learning models with axiomatic attribution priors and expected gradients. Nature
+Machine Intelligence 3, 620-631.
+Lundberg, S., Lee, S.-I. (2017). A unified approach to interpreting model predictions
+(GradientSHAP / expected gradients). NeurIPS.
+Sturmfels, P., Lundberg, S., Lee, S.-I. (2020). Visualizing the impact of feature
+attribution baselines. Distill (blurred and uniform baselines).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from whybox._validation import check_in, check_int, check_random_state
+from whybox.errors import InvalidInputError, InvalidParameterError
+from whybox.explanation import Explanation
+from whybox.internals import hooks
+
+from ._base import (
+    GradientExplainer,
+    batched,
+    call_model,
+    check_batch_size,
+    default_batch_rows,
+    eval_semantics,
+    gradients,
+    to_numpy,
+    torch_module,
+)
+
+__all__ = ["RULES", "ExpectedGradients", "IntegratedGradients", "quadrature"]
+
+RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+_INITIAL_INTERVALS = 8  # adaptive mode starts from 9 equally spaced nodes
+_REFINE_FRACTION = 0.25  # ... and bisects the worst quarter of each grid per round
+
+
+def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``alpha`` in [0, 1] and weights of a quadrature rule with ``steps`` nodes.
+
+    Parameters
+    ----------
+    rule : str
+        One of :data:`RULES`.
+    steps : int
+        Number of nodes (at least 2 for the trapezoid rule, 1 otherwise).
+
+    Returns
+    -------
+    alphas, weights : ndarray of shape (steps,)
+        ``sum(weights) == 1`` for every rule.
+    """
+    check_in("method", rule, RULES)
+    if rule == "gausslegendre":
+        nodes, w = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1.0) / 2.0, w / 2.0
+    if rule == "riemann_trapezoid":
+        alphas = np.linspace(0.0, 1.0, steps)
+        w = np.full(steps, 1.0 / (steps - 1))
+        w[0] /= 2.0
+        w[-1] /= 2.0
+        return alphas, w
+    w = np.full(steps, 1.0 / steps)
+    if rule == "riemann_left":
+        return np.arange(steps) / steps, w
+    if rule == "riemann_right":
+        return np.arange(1, steps + 1) / steps, w
+    return (np.arange(steps) + 0.5) / steps, w
+
+
+# --------------------------------------------------------------------------- baselines
+_BASELINE_KINDS = ("zeros", "blur", "uniform")
+
+
+def _gaussian_blur(x: Any, sigma: float) -> Any:
+    """Gaussian blur over the last two axes of ``x`` (n, ..., H, W), replicate padding."""
+    torch = torch_module()
+    radius = max(1, math.ceil(3.0 * sigma))
+    grid = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (grid / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    shape = x.shape
+    img = x.reshape(-1, 1, shape[-2], shape[-1])
+    pad = torch.nn.functional.pad(img, (radius, radius, radius, radius), mode="replicate")
+    out = torch.nn.functional.conv2d(pad, kernel.view(1, 1, -1, 1))
+    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, 1, -1))
+    return out.reshape(shape)
+
+
+def make_baseline(
+    x: Any, baseline: Any, *, blur_sigma: float | None, random_state: Any
+) -> tuple[Any, str]:
+    """The baseline as a tensor like ``x`` (n, *input_shape) and a description of its kind."""
+    torch = torch_module()
+    floating = x.is_floating_point()
+    if isinstance(baseline, str):
+        check_in("baseline", baseline, _BASELINE_KINDS)
+        if baseline == "zeros":
+            return torch.zeros_like(x), "zeros"
+        if not floating:
+            raise InvalidParameterError(
+                f"baseline={baseline!r} needs floating-point inputs; for integer inputs "
+                "(token ids) pass a baseline id, e.g. baseline=0 (a padding token)."
+            )
+        if baseline == "blur":
+            if x.ndim < 3:
+                raise InvalidParameterError(
+                    f"baseline='blur' blurs the last two (spatial) axes of image inputs of "
+                    f"shape (n, [C,] H, W); got inputs of shape {tuple(x.shape)}. Use a "
+                    "constant or tensor baseline instead."
+                )
+            sigma = max(x.shape[-1], x.shape[-2]) / 4.0 if blur_sigma is None else blur_sigma
+            if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or sigma <= 0:
+                raise InvalidParameterError(
+                    f"blur_sigma must be a positive number of pixels, got {blur_sigma!r}."
+                )
+            return _gaussian_blur(x, float(sigma)), f"blur(sigma={float(sigma):g})"
+        rng = check_random_state(random_state)
+        flat = x.reshape(x.shape[0], -1)
+        lo = flat.min(dim=1).values.reshape(-1, *([1] * (x.ndim - 1)))
+        hi = flat.max(dim=1).values.reshape(-1, *([1] * (x.ndim - 1)))
+        u = torch.as_tensor(rng.random(tuple(x.shape)), device=x.device).to(x.dtype)
+        return lo + (hi - lo) * u, "uniform"
+    if isinstance(baseline, numbers.Number) and not isinstance(baseline, bool):
+        value = float(baseline) if floating else int(baseline)
+        kind = "zeros" if value == 0 else f"constant({value:g})"
+        return torch.full_like(x, value), kind
+    if isinstance(baseline, (torch.Tensor, np.ndarray)):
+        b = baseline
+        if isinstance(b, torch.Tensor):
+            if b.device != x.device:
+                raise InvalidInputError(
+                    f"baseline is on device {str(b.device)!r} but the model and inputs are on "
+                    f"{str(x.device)!r}. Move it with baseline.to({str(x.device)!r})."
+                )
+            b = b.detach()
+        else:
+            b = torch.as_tensor(np.ascontiguousarray(b), device=x.device)
+        b = b.to(x.dtype)
+        if b.ndim == x.ndim and b.shape[0] not in (1, x.shape[0]):
+            raise InvalidInputError(
+                f"baseline has {b.shape[0]} rows but x has {x.shape[0]}: a baseline gives one "
+                "row per input (or one row for all). For a distribution of baselines use "
+                "wb.ExpectedGradients(model, baselines=...)."
+            )
+        try:
+            b = torch.broadcast_to(b, x.shape).contiguous()
+        except RuntimeError as exc:
+            raise InvalidInputError(
+                f"baseline of shape {tuple(baseline.shape)} is not broadcastable to the "
+                f"inputs of shape {tuple(x.shape)}. Pass a baseline of shape "
+                f"{tuple(x.shape[1:])}, {tuple(x.shape)}, or one that broadcasts to it."
+            ) from exc
+        if floating and not bool(torch.isfinite(b).all()):
+            raise InvalidInputError("baseline contains NaN or infinite values.")
+        return b, "tensor"
+    raise InvalidParameterError(
+        f"baseline must be a number, one of {list(_BASELINE_KINDS)}, or a tensor / array "
+        f"broadcastable to the inputs; got {type(baseline).__name__}."
+    )
+
+
+# ------------------------------------------------------------------------- path geometry
+class _Path:
+    """Straight paths ``start + alpha * diff`` in input or layer space, one per example."""
+
+    def __init__(self, model: Any, x: Any, b: Any, layer: str | None, batch_rows: int) -> None:
+        torch = torch_module()
+        self.model, self.x, self.layer, self.batch_rows = model, x, layer, batch_rows
+        if layer is None:
+            self.start, self.end = b, x
+        else:
+            module = hooks.get_module(model, layer)
+            self.start = self._layer_output(module, b)
+            self.end = self._layer_output(module, x)
+        self.diff = self.end - self.start
+        with torch.no_grad():
+            if layer is None:
+                self.base_out = torch.cat(
+                    [call_model(model, b[s:e]) for s, e in batched(len(b), batch_rows)]
+                )
+            else:
+                parts = []
+                for s, e in batched(len(x), batch_rows):
+                    with hooks.replace(model, layer, self.start[s:e]):
+                        parts.append(call_model(model, x[s:e]))
+                self.base_out = torch.cat(parts)
+
+    def _layer_output(self, module: Any, inp: Any) -> Any:
+        torch = torch_module()
+        parts = []
+        for s, e in batched(len(inp), self.batch_rows):
+            with torch.no_grad(), hooks.capture(self.model, self.layer, detach=True) as cache:
+                call_model(self.model, inp[s:e])
+            out = cache.get(self.layer)
+            if not isinstance(out, torch.Tensor):
+                raise InvalidParameterError(
+                    f"the output of layer {self.layer!r} ({type(module).__name__}) is "
+                    f"{type(out).__name__}, not one tensor; choose a module whose output is "
+                    "a single tensor."
+                )
+            if not out.is_floating_point():
+                raise InvalidParameterError(
+                    f"the output of layer {self.layer!r} is integer ({out.dtype}); choose a "
+                    "layer with floating-point output such as the embedding."
+                )
+            parts.append(out)
+        return torch.cat(parts)
+
+    def evaluate(self, ex: Any, alpha: Any, index: Any) -> Any:
+        """Yield ``(s, e, grads (j, *shape, T), outputs F (j, T))`` per batch of points.
+
+        ``ex`` (J,) gives the example and ``alpha`` (J,) the position of each point.
+        """
+        for s, e in batched(len(ex), self.batch_rows):
+            rows = ex[s:e]
+            a = alpha[s:e].to(self.diff.dtype).reshape(-1, *([1] * (self.diff.ndim - 1)))
+            point = self.start[rows] + a * self.diff[rows]
+            idx = index[rows]
+            if self.layer is None:
+                g, out = gradients(self.model, point, idx)
+            else:
+                g, out = gradients(
+                    self.model, self.x[rows], idx, layer=self.layer, layer_value=point
+                )
+            yield s, e, g, out.gather(1, idx)
+
+
+def _fixed(path: _Path, index: Any, alphas: np.ndarray, weights: np.ndarray) -> Any:
+    """``sum_s w_s grad(alpha_s)`` per example, accumulated in step order."""
+    torch = torch_module()
+    n = path.x.shape[0]
+    dev = path.x.device
+    steps = len(alphas)
+    ex = torch.arange(n, device=dev).repeat(steps)  # step-major: row r -> step r // n
+    alpha = torch.as_tensor(np.repeat(alphas, n), device=dev)
+    acc = None
+    for s, e, g, _ in path.evaluate(ex, alpha, index):
+        if acc is None:
+            acc = torch.zeros((n, *g.shape[1:]), dtype=g.dtype, device=dev)
+        r = s
+        while r < e:  # each contiguous run of one step
+            step = r // n
+            stop = min(e, (step + 1) * n)
+            lo, hi = r - step * n, stop - step * n
+            acc[lo:hi] += float(weights[step]) * g[r - s : stop - s]
+            r = stop
+    return acc
+
+
+def _adaptive(
+    path: _Path, index: Any, tolerance: float, max_nodes: int
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Adaptive trapezoid integration; returns (sum_s w_s grad_s, nodes per example, converged)."""
+    torch = torch_module()
+    n = path.x.shape[0]
+    dev = path.x.device
+    feat_axes = tuple(range(1, path.diff.ndim))
+    node_alpha: list[np.ndarray] = []
+    node_grad: list[Any] = []
+    node_F: list[np.ndarray] = []  # (N_i, T) outputs along the path
+    node_g: list[np.ndarray] = []  # (N_i, T) directional derivatives grad . diff
+
+    def run(ex_list: np.ndarray, alpha_list: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray]:
+        ex_t = torch.as_tensor(ex_list, device=dev)
+        al_t = torch.as_tensor(alpha_list, device=dev)
+        gs, Fs, ds = [], [], []
+        for _s, _e, g, F in path.evaluate(ex_t, al_t, index):
+            dirs = (g * path.diff[ex_t[_s:_e]][..., None]).sum(dim=feat_axes)
+            gs.append(g)
+            Fs.append(to_numpy(F))
+            ds.append(to_numpy(dirs))
+        return torch.cat(gs), np.concatenate(Fs), np.concatenate(ds)
+
+    grid = np.linspace(0.0, 1.0, _INITIAL_INTERVALS + 1)
+    k0 = len(grid)
+    G, F, D = run(np.repeat(np.arange(n), k0), np.tile(grid, n))
+    for i in range(n):
+        node_alpha.append(grid.copy())
+        node_grad.append(G[i * k0 : (i + 1) * k0])
+        node_F.append(F[i * k0 : (i + 1) * k0])
+        node_g.append(D[i * k0 : (i + 1) * k0])
+
+    def interval_errors(i: int) -> np.ndarray:
+        a, Fi, gi = node_alpha[i], node_F[i], node_g[i]
+        h = np.diff(a)[:, None]
+        return (gi[1:] + gi[:-1]) / 2.0 * h - np.diff(Fi, axis=0)  # (N_i - 1, T)
+
+    def relative_gap(i: int) -> float:
+        total = node_F[i][-1] - node_F[i][0]
+        gap = np.abs(interval_errors(i).sum(axis=0))
+        scale = np.maximum(np.abs(total), 1e-12 * (np.abs(node_F[i]).max(axis=0) + 1.0))
+        return float((gap / scale).max())
+
+    converged = np.zeros(n, dtype=bool)
+    while True:
+        ex_new, al_new = [], []
+        for i in range(n):
+            if converged[i]:
+                continue
+            if relative_gap(i) <= tolerance:
+                converged[i] = True
+                continue
+            room = max_nodes - len(node_alpha[i])
+            if room <= 0:
+                continue
+            err = np.abs(interval_errors(i)).max(axis=1)
+            k = min(room, max(1, int(_REFINE_FRACTION * len(err))))
+            worst = np.argsort(-err, kind="stable")[:k]
+            a = node_alpha[i]
+            ex_new.append(np.full(k, i))
+            al_new.append((a[worst] + a[worst + 1]) / 2.0)
+        if not ex_new:
+            break
+        ex_arr, al_arr = np.concatenate(ex_new), np.concatenate(al_new)
+        G, F, D = run(ex_arr, al_arr)
+        for i in np.unique(ex_arr):
+            sel = np.nonzero(ex_arr == i)[0]
+            a = np.concatenate([node_alpha[i], al_arr[sel]])
+            order = np.argsort(a, kind="stable")
+            sel_t = torch.as_tensor(sel, device=dev)
+            order_t = torch.as_tensor(order, device=dev)
+            node_alpha[i] = a[order]
+            node_grad[i] = torch.cat([node_grad[i], G[sel_t]])[order_t]
+            node_F[i] = np.concatenate([node_F[i], F[sel]])[order]
+            node_g[i] = np.concatenate([node_g[i], D[sel]])[order]
+    acc = []
+    for i in range(n):
+        h = np.diff(node_alpha[i])
+        w = np.zeros(len(node_alpha[i]))
+        w[:-1] += h / 2.0
+        w[1:] += h / 2.0
+        w_t = torch.as_tensor(w, device=dev).to(node_grad[i].dtype)
+        acc.append((w_t.reshape(-1, *([1] * (node_grad[i].ndim - 1))) * node_grad[i]).sum(0))
+    nodes = np.array([len(a) for a in node_alpha])
+    return torch.stack(acc), nodes, converged
+
+
+def _gap_meta(values: Any, predictions: Any, base: Any) -> dict[str, Any]:
+    v = to_numpy(values)
+    sums = v.reshape(v.shape[0], -1, v.shape[-1]).sum(axis=1)
+    p, b = to_numpy(predictions), to_numpy(base)
+    gap = p - b - sums
+    rel = np.abs(gap) / np.maximum(np.abs(p - b), 1e-12)
+    return {
+        "completeness_gap": gap.tolist(),
+        "relative_completeness_gap": rel.tolist(),
+        "mean_relative_completeness_gap": float(rel.mean()),
+    }
+
+
+class IntegratedGradients(GradientExplainer):
+    """Integrated Gradients of a torch model, to its input or to a layer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Explained in eval mode on its own device and dtype.
+    multiply_by_inputs : bool, default True
+        Multiply the integrated gradient by ``x - baseline`` (IG proper). False returns the
+        path-averaged gradient, which does not satisfy completeness.
+    output_names : sequence of str, optional
+        Names of the model outputs, usable as ``target=``.
+    random_state : int, optional
+        Seed of the ``"uniform"`` baseline.
+
+    References
+    ----------
+    Sundararajan, Taly, Yan (2017), Axiomatic attribution for deep networks. ICML.
+    """
+
+    method = "integrated_gradients"
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        multiply_by_inputs: bool = True,
+        output_names: Any = None,
+        random_state: int | None = 0,
+    ) -> None:
+        super().__init__(model, output_names=output_names)
+        self.multiply_by_inputs = bool(multiply_by_inputs)
+        check_random_state(random_state)
+        self.random_state = random_state
+
+    def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
+        """Resolve the baseline once for the wrapped-by-SmoothGrad case."""
+        allowed = {"baseline", "steps", "method", "blur_sigma"}
+        unknown = set(kwargs) - allowed
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown argument(s) {sorted(unknown)} for the wrapped IntegratedGradients; "
+                f"allowed: {sorted(allowed)}."
+            )
+        b, kind = make_baseline(
+            x,
+            kwargs.get("baseline", 0),
+            blur_sigma=kwargs.get("blur_sigma"),
+            random_state=self.random_state,
+        )
+        steps = check_int("steps", kwargs.get("steps", 50), minimum=1)
+        rule = kwargs.get("method") or "gausslegendre"
+        check_in("method", rule, RULES)
+        return {"baseline_tensor": b, "baseline_kind": kind, "steps": steps, "rule": rule}
+
+    def _attribute(
+        self,
+        x: Any,
+        index: Any,
+        batch_rows: int,
+        *,
+        baseline_tensor: Any,
+        baseline_kind: str,
+        steps: int,
+        rule: str,
+    ) -> tuple[Any, dict[str, Any]]:
+        n = x.shape[0]
+        b = baseline_tensor
+        if b.shape[0] != n:  # repeated rows of SmoothGrad
+            b = b.repeat(n // b.shape[0], *([1] * (b.ndim - 1)))
+        path = _Path(self.model, x, b, None, batch_rows)
+        alphas, weights = quadrature(rule, steps)
+        acc = _fixed(path, index, alphas, weights)
+        values = acc * path.diff[..., None] if self.multiply_by_inputs else acc
+        info = {
+            "base_values": path.base_out.gather(1, index),
+            "n_evals": steps,
+            "params": {"rule": rule, "steps": steps, "baseline": baseline_kind},
+        }
+        return values, info
+
+    def explain(
+        self,
+        x: Any,
+        target: Any = None,
+        *,
+        baseline: Any = 0,
+        steps: int | None = None,
+        method: str | None = None,
+        internal_batch_size: int | None = None,
+        tolerance: float | None = None,
+        layer: str | None = None,
+        blur_sigma: float | None = None,
+    ) -> Explanation:
+        """Integrated Gradients of ``x``.
+
+        Parameters
+        ----------
+        x : tensor or array of shape (n, *input_shape)
+            Inputs on the model's device; integer inputs (token ids) need ``layer=``.
+        target : int, str, list, "all" or tensor of shape (n,)
+            Explained output(s); a tensor gives one output index per example.
+        baseline : number, "zeros", "blur", "uniform", tensor or array
+            A constant, a Gaussian blur of each input (``blur_sigma`` pixels, default a
+            quarter of the image side), uniform noise in each input's range (seeded by
+            ``random_state``), or a tensor broadcastable to ``x``. For a distribution of
+            baselines use :class:`ExpectedGradients`.
+        steps : int, optional
+            Nodes of the quadrature (default 50). With ``tolerance``: the most nodes per
+            example (default 512).
+        method : str, optional
+            Quadrature rule, one of :data:`RULES` (default ``"gausslegendre"``). Adaptive mode
+            uses the composite trapezoid rule (``None`` or ``"riemann_trapezoid"``).
+        internal_batch_size : int, optional
+            Path points per forward/backward pass (default: about 4 M input elements per
+            batch). Results do not depend on it.
+        tolerance : float, optional
+            Adaptive mode: refine each example's grid until its relative completeness gap is
+            at most ``tolerance``; ``exp.meta["steps"]`` records the nodes used per example.
+        layer : str, optional
+            Attribute to the output of the module at this path (layer IG) instead of the
+            input; values then have the layer's output shape.
+        blur_sigma : float, optional
+            Standard deviation in pixels of the ``"blur"`` baseline.
+
+        Returns
+        -------
+        Explanation
+            ``values`` (n, *shape) or (n, *shape, k); ``base_values`` f(baseline);
+            ``predictions`` f(x); ``meta`` holds the per-example completeness gaps.
+        """
+        rows_arg = check_batch_size(internal_batch_size)
+        adaptive = tolerance is not None
+        if adaptive:
+            if (
+                isinstance(tolerance, bool)
+                or not isinstance(tolerance, numbers.Real)
+                or not tolerance > 0
+            ):
+                raise InvalidParameterError(
+                    f"tolerance must be a positive number (the relative completeness gap to "
+                    f"reach), got {tolerance!r}."
+                )
+            if method not in (None, "riemann_trapezoid"):
+                raise InvalidParameterError(
+                    f"adaptive mode (tolerance=) refines a composite trapezoid grid; "
+                    f"method={method!r} cannot be refined. Pass method=None or "
+                    "'riemann_trapezoid', or drop tolerance= for a fixed rule."
+                )
+            rule = "riemann_trapezoid"
+            steps = check_int(
+                "steps", 512 if steps is None else steps, minimum=_INITIAL_INTERVALS + 1
+            )
+        else:
+            rule = "gausslegendre" if method is None else method
+            check_in("method", rule, RULES)
+            steps = check_int("steps", 50 if steps is None else steps, minimum=1)
+            if rule == "riemann_trapezoid" and steps < 2:
+                raise InvalidParameterError(
+                    "the trapezoid rule needs steps >= 2 (both ends of the path)."
+                )
+        if layer is not None:
+            hooks.get_module(self.model, layer)  # unknown path: closest valid paths
+        xt = self._inputs(x, allow_integer=layer is not None)
+        b, kind = make_baseline(xt, baseline, blur_sigma=blur_sigma, random_state=self.random_state)
+        with eval_semantics(self.model):
+            rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))
+            preds = self._outputs(xt, rows)
+            targets = self._targets(target, preds.shape[1], xt.shape[0], xt.device)
+            path = _Path(self.model, xt, b, layer, rows)
+            if adaptive:
+                acc, nodes, converged = _adaptive(path, targets.index, float(tolerance), steps)
+            else:
+                alphas, weights = quadrature(rule, steps)
+                acc = _fixed(path, targets.index, alphas, weights)
+        values = acc * path.diff[..., None] if self.multiply_by_inputs else acc
+        base = path.base_out.gather(1, targets.index)
+        meta = _gap_meta(values, preds.gather(1, targets.index), base)
+        if adaptive:
+            meta.update(
+                steps=nodes.tolist(),
+                mean_steps=float(nodes.mean()),
+                converged=converged.tolist(),
+            )
+        params = {
+            "rule": "adaptive_trapezoid" if adaptive else rule,
+            "steps": steps,
+            "tolerance": None if tolerance is None else float(tolerance),
+            "baseline": kind,
+            "layer": layer,
+            "multiply_by_inputs": self.multiply_by_inputs,
+        }
+        data = None
+        if layer is not None:
+            data = to_numpy(path.end)
+        return self._explanation(
+            values,
+            x=xt,
+            targets=targets,
+            predictions=preds,
+            base_values=base,
+            params=params,
+            n_evals=int(nodes.max()) if adaptive else steps,
+            meta=meta,
+            random_state=self.random_state if kind == "uniform" else None,
+            value_shape=tuple(path.diff.shape[1:]),
+            data=data,
+        )
+
+
+class ExpectedGradients(GradientExplainer):
+    """Expected Gradients / GradientSHAP: IG averaged over a distribution of baselines.
+
+    For each example, ``n_samples`` pairs (baseline ``b`` drawn uniformly from
+    ``baselines``, ``alpha ~ U(0, 1)``) give the Monte-Carlo estimate
+    ``mean[(x - b) * grad f(b + alpha (x - b))]`` of
+    ``E_b[IG(x; b)]``, whose sum approximates ``f(x) - E_b f(b)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    baselines : tensor or array of shape (m, *input_shape)
+        The baseline distribution (e.g. training images).
+    n_samples : int, default 50
+        Samples per example.
+    random_state : int, optional
+        Seed of the draws (numpy, drawn for all examples at once: independent of the batch
+        size and the device).
+    output_names : sequence of str, optional
+
+    Notes
+    -----
+    ``base_values`` is the mean of f over all of ``baselines``, so ``completeness_gap()``
+    measures the Monte-Carlo error; ``std`` holds the standard errors of the values.
+
+    References
+    ----------
+    Erion et al. (2021), Improving performance of deep learning models with axiomatic
+    attribution priors and expected gradients. Nature Machine Intelligence.
+    Lundberg, Lee (2017), A unified approach to interpreting model predictions. NeurIPS.
+    """
+
+    method = "expected_gradients"
+
+    def __init__(
+        self,
+        model: Any,
+        baselines: Any,
+        *,
+        n_samples: int = 50,
+        random_state: int | None = 0,
+        output_names: Any = None,
+    ) -> None:
+        super().__init__(model, output_names=output_names)
+        self.baselines = self._inputs(baselines)
+        self.n_samples = check_int("n_samples", n_samples, minimum=1)
+        check_random_state(random_state)
+        self.random_state = random_state
+
+    def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
+        if kwargs:
+            raise InvalidParameterError(
+                f"ExpectedGradients takes no extra arguments, got {sorted(kwargs)}."
+            )
+        return {}
+
+    def _draws(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = check_random_state(self.random_state)
+        idx = rng.integers(0, self.baselines.shape[0], size=(n, self.n_samples))
+        alpha = rng.random((n, self.n_samples))
+        return idx, alpha
+
+    def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
+        torch = torch_module()
+        n, dev = x.shape[0], x.device
+        if x.shape[1:] != self.baselines.shape[1:]:
+            raise InvalidInputError(
+                f"inputs of shape {tuple(x.shape[1:])} per row do not match the baselines "
+                f"of shape {tuple(self.baselines.shape[1:])} per row."
+            )
+        idx, alpha = self._draws(n)
+        S = self.n_samples
+        # sample-major rows: row r -> sample r // n, example r % n
+        ex = torch.arange(n, device=dev).repeat(S)
+        b_idx = torch.as_tensor(idx.T.reshape(-1), device=dev)
+        al = torch.as_tensor(alpha.T.reshape(-1), device=dev).to(x.dtype)
+        total = total_sq = None
+        for s, e in batched(n * S, batch_rows):
+            xb, bb = x[ex[s:e]], self.baselines[b_idx[s:e]]
+            a = al[s:e].reshape(-1, *([1] * (x.ndim - 1)))
+            g, _ = gradients(self.model, bb + a * (xb - bb), index[ex[s:e]])
+            contrib = g * (xb - bb)[..., None]
+            if total is None:
+                total = torch.zeros((n, *contrib.shape[1:]), dtype=contrib.dtype, device=dev)
+                total_sq = torch.zeros_like(total)
+            r = s
+            while r < e:  # contiguous runs of one sample, summed in sample order
+                sample = r // n
+                stop = min(e, (sample + 1) * n)
+                c = contrib[r - s : stop - s]
+                total[r - sample * n : stop - sample * n] += c
+                total_sq[r - sample * n : stop - sample * n] += c * c
+                r = stop
+        mean = total / S
+        var = (total_sq / S - mean * mean).clamp_min(0)
+        std = (var * S / max(S - 1, 1)).sqrt() / math.sqrt(S)
+        return mean, {"n_evals": S, "std": std}
+
+    def explain(
+        self, x: Any, target: Any = None, *, internal_batch_size: int | None = None
+    ) -> Explanation:
+        """Expected gradients of ``x``: values (n, *input_shape[, k]) with standard errors."""
+        rows_arg = check_batch_size(internal_batch_size)
+        xt = self._inputs(x)
+        rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))
+        with eval_semantics(self.model):
+            preds = self._outputs(xt, rows)
+            targets = self._targets(target, preds.shape[1], xt.shape[0], xt.device)
+            values, info = self._attribute(xt, targets.index, rows)
+            bg_out = self._outputs(self.baselines, rows)
+        base = bg_out.mean(0, keepdim=True).expand(xt.shape[0], -1).gather(1, targets.index)
+        exp = self._explanation(
+            values,
+            x=xt,
+            targets=targets,
+            predictions=preds,
+            base_values=base,
+            params={
+                "n_samples": self.n_samples,
+                "baseline": "distribution",
+                "background_rows": int(self.baselines.shape[0]),
+            },
+            n_evals=self.n_samples,
+            meta=_gap_meta(values, preds.gather(1, targets.index), base),
+            random_state=self.random_state,
+        )
+        std = to_numpy(info["std"])
+        exp.std = std[..., 0] if targets.single else std
+        return exp
