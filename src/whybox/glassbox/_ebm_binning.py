@@ -8,9 +8,9 @@ Every feature becomes a small integer code per row, with one layout for all feat
   time (in the order of a pandas categorical dtype, else sorted);
 * bin ``K + 1`` holds categories never seen at fit time (always empty for numeric features).
 
-Numeric cut points are chosen from the data as interpret does: with at most ``max_bins``
-distinct values, one cut between each pair of neighbouring values (at their midpoint);
-otherwise cuts at the midpoints nearest to the ``k / max_bins`` quantiles of the sorted values,
+Numeric cut points are chosen from the data as interpret does (``max_bins`` counts all bins,
+so a feature has at most ``max_bins - 2`` value bins): with at most that many distinct values, one cut between each pair of neighbouring values (at their midpoint);
+otherwise cuts at the midpoints nearest to the ``k / (max_bins - 2)`` quantiles of the sorted values,
 so that bins hold about the same number of rows and ties never straddle a cut.
 
 References
@@ -196,8 +196,9 @@ def fit_feature_bins(
     return FeatureBins(
         name=name,
         kind="continuous",
-        cuts=quantile_cuts(x, max_bins),
-        interaction_cuts=quantile_cuts(x, max_interaction_bins),
+        # like interpret, max_bins counts the missing and unseen bins too
+        cuts=quantile_cuts(x, max_bins - 2),
+        interaction_cuts=quantile_cuts(x, max_interaction_bins - 2),
     )
 
 

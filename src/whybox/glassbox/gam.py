@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -104,6 +105,11 @@ def _as_table(X: Any, name: str = "X") -> np.ndarray | pd.DataFrame:
             raise InvalidInputError(
                 f"Complex data not supported: {name} has dtype {table.dtype}. Pass real numbers."
             )
+    if table.shape[1] == 0:
+        raise InvalidInputError(
+            f"{name} has 0 feature(s) (shape={tuple(table.shape)}) while a minimum of 1 is "
+            "required. Pass at least one feature column."
+        )
     check_nonempty(table, name)
     check_finite(table, name, allow_nan=True)
     return table
@@ -175,8 +181,8 @@ class _EBMBase(BaseEstimator):
     # ---------------------------------------------------------------- parameters
     def _settings(self, names: list[str]) -> BoostSettings:
         p = len(names)
-        check_int("max_bins", self.max_bins, minimum=2)
-        check_int("max_interaction_bins", self.max_interaction_bins, minimum=2)
+        check_int("max_bins", self.max_bins, minimum=3)
+        check_int("max_interaction_bins", self.max_interaction_bins, minimum=3)
         bags = check_int("outer_bags", self.outer_bags, minimum=1)
         _check_real("learning_rate", self.learning_rate, low=0.0, low_open=True)
         rounds = check_int("max_rounds", self.max_rounds, minimum=1)
@@ -353,7 +359,8 @@ class _EBMBase(BaseEstimator):
         return out
 
     def _decision(self, X: Any) -> np.ndarray:
-        return self.intercept_ + self._contributions(self._check_X(X)).sum(axis=1)
+        contributions = self._contributions(self._check_X(X))
+        return self.intercept_ + contributions.sum(axis=1)
 
     def term_contributions(self, X: Any) -> np.ndarray:
         """Per-term contributions of each row, shape (n, n_terms), in ``term_names_`` order."""
@@ -423,9 +430,10 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
     Parameters
     ----------
     max_bins : int, default=1024
-        Largest number of value bins per numeric feature for the main terms.
+        Largest number of bins per numeric feature for the main terms, counting the missing
+        and unseen bins (as interpret counts them).
     max_interaction_bins : int, default=64
-        Largest number of value bins per numeric feature for pair terms.
+        The same for pair terms.
     interactions : int, float, str or list of pairs, default="3x"
         Pairs to add after the main terms: a count, a fraction of the number of features,
         ``"<k>x"`` for ``ceil(k * n_features)`` pairs chosen by FAST, or explicit pairs of
@@ -509,16 +517,17 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
             )
         if classes.size > 2:
             raise InvalidInputError(
-                f"y has {classes.size} classes; this ExplainableBoostingClassifier supports "
-                "binary classification only. Fit one model per class (one-vs-rest), e.g. with "
-                "sklearn.multiclass.OneVsRestClassifier."
+                f"y has {classes.size} classes. Only binary classification is supported. "
+                "ExplainableBoostingClassifier fits two classes; fit one model per class "
+                "(one-vs-rest), e.g. with sklearn.multiclass.OneVsRestClassifier."
             )
         self.classes_ = classes
         self._fit(X, codes.astype(float))
         return self
 
     def _output_name(self) -> str:
-        return f"log-odds of class {self.classes_[1]!r}"
+        label = self.classes_[1]
+        return f"log-odds of class {label.item() if hasattr(label, 'item') else label}"
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Log-odds of ``classes_[1]``, shape (n,)."""
@@ -532,7 +541,8 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels, shape (n,)."""
-        return self.classes_[(self._decision(X) > 0).astype(int)]
+        positive = self._decision(X) > 0
+        return self.classes_[positive.astype(int)]
 
 
 class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
@@ -620,8 +630,20 @@ class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
 
 # ---------------------------------------------------------------------- helpers
 def _as_target(y: Any) -> np.ndarray:
+    if y is None:
+        raise InvalidInputError(
+            "this estimator requires y to be passed, but the target y is None. Pass one "
+            "target per row of X."
+        )
     arr = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
     if arr.ndim == 2 and arr.shape[1] == 1:
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is read as y.ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         arr = arr.ravel()
     if arr.ndim != 1:
         raise InvalidInputError(
