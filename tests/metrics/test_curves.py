@@ -175,3 +175,40 @@ def test_multi_output_needs_target():
     c = metrics.deletion(exp, model, X[:4], background=X[:20], target=2)
     np.testing.assert_allclose(c.values[:, 0], model.predict_proba(X[:4])[:, 2])
     assert W.shape == (6,)
+
+
+def test_core_on_an_image_game():
+    from whybox.games.image import ImageGame, ImageMasker
+
+    rng = np.random.default_rng(0)
+    image, weights = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    segments = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 2, axis=0), 2, axis=1)
+    game = ImageGame(
+        lambda ims: np.asarray(ims).reshape(len(ims), -1) @ weights.ravel(),
+        image,
+        ImageMasker(segments=segments, fill="baseline", value=0.0, channels="none"),
+    )
+    order = np.array([2, 0, 3, 1])
+    # a linear model on a zero baseline: each removed segment takes away its own w * x
+    share = np.array([(weights * image)[segments == j].sum() for j in range(4)])
+    expect = share.sum() - np.cumsum(np.r_[0.0, share[order]])
+    np.testing.assert_allclose(metrics.deletion_curve(game, order).values[0], expect)
+    np.testing.assert_allclose(
+        metrics.insertion_curve(game, order).values[0], np.cumsum(np.r_[0.0, share[order]])
+    )
+
+
+def test_broken_rankings_fail_the_checks(linear_case):
+    """The closed-form and good-vs-random checks above are not vacuous: a curve built from the
+    reversed ranking (least important first) fails both."""
+    model, rows, bg, exp, _ = linear_case
+    good = metrics.deletion(exp, model, rows, background=bg)
+    s_games = [
+        wb.TabularGame(wb.wrap_model(model), rows.iloc[[i]], wb.Independent(bg)) for i in range(30)
+    ]
+    phi = exp.values
+    order = np.argsort(-phi * np.sign(phi.sum(axis=1))[:, None], axis=1, kind="stable")
+    broken = metrics.deletion_curve(s_games, order[:, ::-1])
+    assert not np.allclose(broken.values, good.values)
+    assert broken.normalized_auc.mean() > 0.5 > good.normalized_auc.mean()
+    np.testing.assert_allclose(metrics.deletion_curve(s_games, order).values, good.values)

@@ -105,3 +105,11 @@ def test_errors(linear_case):
         metrics.faithfulness_correlation(
             exp.values[:, :1], lambda Z: np.asarray(Z).sum(axis=1), one, background=0.0
         )
+
+
+def test_misaligned_attributions_fail_the_check(linear_case):
+    """The exact-equals-1 check can fail: the right values on the wrong rows score low."""
+    model, rows, bg, exp, _ = linear_case
+    shifted = np.roll(exp.values, 1, axis=0)
+    got = metrics.faithfulness_correlation(shifted, model, rows, background=bg)
+    assert np.nanmean(got) < 0.9

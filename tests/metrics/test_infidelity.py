@@ -126,3 +126,11 @@ def test_errors(linear_case, credit_frame):
         metrics.infidelity(vals, lambda Z: np.zeros(len(Z)), df.iloc[:5])
     with pytest.raises(InvalidInputError, match="background lacks X's columns"):
         metrics.infidelity(exp, model, rows, background=pd.DataFrame({"a": [0.0]}))
+
+
+def test_wrong_convention_fails_the_closed_form(linear_case):
+    """Shapley values compared with raw perturbations (the convention for gradients) are far
+    from 0: the closed-form check above depends on the multiply_by_inputs convention."""
+    model, rows, bg, exp, _ = linear_case
+    raw = metrics.infidelity(exp, model, rows, background=bg, multiply_by_inputs=False)
+    assert raw.mean() > 1e-3
