@@ -435,3 +435,43 @@ def test_default_desired_is_the_other_class_and_a_satisfied_query_is_reported(cr
     same = cf.explain(approved, n=1, desired=0)
     assert not same.found and len(same.counterfactuals) == 0
     assert same.status.startswith("the query already has the desired outcome (class 0")
+
+
+def test_torch_auto_path_joins_gradient_and_search(torch_logistic):
+    torch = pytest.importorskip("torch")
+    X, model, w, b = torch_logistic
+    x = X[int(np.argmin(np.abs(X @ w + b + 2.0)))]  # logit about -2
+    res = Counterfactuals(model, X, desired=(0.0, None)).explain(x, n=3)
+    assert res.found and res.method == "gradient"
+    Z = res.counterfactuals.to_numpy()
+    with torch.no_grad():
+        out = model(torch.tensor(Z))[:, 0].numpy()
+    assert (out >= 0).all()
+    np.testing.assert_allclose(res.prediction, out, atol=1e-12)
+    np.testing.assert_allclose(out, Z @ w + b, atol=1e-10)
+
+
+def test_array_with_a_listed_integer_coded_categorical():
+    rng = np.random.default_rng(2)
+    code = rng.choice([1.0, 4.0, 7.0], size=300)  # a categorical stored as numbers
+    X = np.column_stack([code, rng.normal(size=300)])
+    y = ((code == 7.0) | (X[:, 1] > 1.0)).astype(int)
+    model = LogisticRegression(max_iter=1000).fit(np.column_stack([code == 7.0, X[:, 1]]), y)
+
+    def f(Z):
+        Z = np.asarray(Z, dtype=float)
+        return model.predict_proba(np.column_stack([Z[:, 0] == 7.0, Z[:, 1]]))
+
+    cf = Counterfactuals(f, X, categorical=["x0"], desired=1, random_state=0)
+    q = X[np.flatnonzero((code == 1.0) & (X[:, 1] < 0))[0]]
+    res = cf.explain(q, n=2)
+    assert res.found
+    Z = res.counterfactuals.to_numpy()
+    assert set(Z[:, 0]) <= {1.0, 4.0, 7.0}
+    assert (f(Z)[:, 1] > 0.5).all()
+    # a changed category counts 1 in the proximity, whatever the codes' numeric distance
+    for i in np.flatnonzero(Z[:, 0] != q[0]):
+        scale = np.median(np.abs(X[:, 1] - np.median(X[:, 1])))
+        assert res.proximity[i] == pytest.approx(1.0 + abs(Z[i, 1] - q[1]) / scale)
+    with pytest.raises(InvalidInputError, match="x has 3 values but X_train has 2 columns"):
+        cf.explain(np.r_[q, 0.0])

@@ -403,10 +403,22 @@ def _shrink(space: Space, oracle: Oracle, Z, margin, value, rounds: int = 4):
 
 
 def _refine(space: Space, oracle: Oracle, pool: Pool, keep: int) -> None:
-    """Sparsify and shrink the ``keep`` nearest candidates of the pool (in place)."""
+    """Sparsify and shrink ``keep`` candidates of the pool (in place).
+
+    The nearest candidate of each distinct set of changed features goes first (nearest
+    sets first), then the nearest of the rest, so that refinement, which can merge
+    candidates, keeps alternatives that change different features.
+    """
     if len(pool) == 0:
         return
-    order = np.argsort(space.distance(pool.Z), kind="stable")[:keep]
+    d = space.distance(pool.Z)
+    by_distance = np.argsort(d, kind="stable")
+    support = space.changed(pool.Z)[by_distance]
+    _, first = np.unique(support, axis=0, return_index=True)
+    leaders = by_distance[np.sort(first)]
+    rest = np.setdiff1d(by_distance, leaders, assume_unique=True)
+    rest = rest[np.argsort(d[rest], kind="stable")]
+    order = np.concatenate([leaders, rest])[:keep]
     Z, m, v = pool.Z[order], pool.margin[order], pool.value[order]
     Z, m, v = _sparsify(space, oracle, Z, m, v)
     Z, m, v = _shrink(space, oracle, Z, m, v)
