@@ -121,9 +121,18 @@ def test_errors(linear_case, credit_frame):
     with pytest.raises(InvalidParameterError, match="scale='iqr' is not supported"):
         metrics.infidelity(exp, model, rows, scale="iqr")
     df, _ = credit_frame
-    vals = np.zeros((5, 4))
-    with pytest.raises(InvalidInputError, match=r"columns \['region', 'job'\] are not numeric"):
-        metrics.infidelity(vals, lambda Z: np.zeros(len(Z)), df.iloc[:5])
+    text = df[["region", "job"]].iloc[:5]
+    with pytest.raises(
+        InvalidInputError, match="adds noise to the numeric features, and X has none"
+    ):
+        metrics.infidelity(np.zeros((5, 2)), lambda Z: np.zeros(len(Z)), text)
+    with pytest.raises(InvalidParameterError, match=r"non-zero on non-numeric features \['region'"):
+        metrics.infidelity(
+            np.zeros((5, 4)),
+            lambda Z: np.zeros(len(Z)),
+            df.iloc[:5],
+            perturbation=np.ones((5, 2, 4)),
+        )
     with pytest.raises(InvalidInputError, match="background lacks X's columns"):
         metrics.infidelity(exp, model, rows, background=pd.DataFrame({"a": [0.0]}))
 
@@ -134,3 +143,32 @@ def test_wrong_convention_fails_the_closed_form(linear_case):
     model, rows, bg, exp, _ = linear_case
     raw = metrics.infidelity(exp, model, rows, background=bg, multiply_by_inputs=False)
     assert raw.mean() > 1e-3
+
+
+def test_mixed_frame_perturbs_numeric_columns_only(credit_frame):
+    df, _ = credit_frame
+    rows = df.iloc[:6]
+    seen = []
+
+    def model(Z):
+        seen.append(Z)
+        return Z["income"].to_numpy() * 2.0 + (Z["job"] == "nurse").to_numpy()
+
+    vals = np.column_stack([2.0 * rows["income"] - 100.0, np.zeros((6, 3))])
+    pert = np.zeros((6, 3, 4))
+    pert[:, :, 0] = np.random.default_rng(0).normal(size=(6, 3))
+    pert[:, :, 1] = 1.0  # age: not used by the model
+    got = metrics.infidelity(vals, model, rows, perturbation=pert, multiply_by_inputs=False)
+    # by hand: the model's change is 2 * I_income; the attributions predict I . a
+    expect = ((np.einsum("nsp,np->ns", pert, vals) - 2.0 * pert[:, :, 0]) ** 2).mean(1)
+    np.testing.assert_allclose(got, expect, rtol=1e-12)
+    perturbed = seen[-1]
+    assert perturbed.shape == (18, 4)
+    pd.testing.assert_series_equal(
+        perturbed["region"], rows["region"].iloc[np.repeat(np.arange(6), 3)].reset_index(drop=True)
+    )
+    assert (perturbed["job"].to_numpy() == np.repeat(rows["job"].to_numpy(), 3)).all()
+    # Gaussian noise on a mixed frame runs and leaves the categories alone
+    noisy = metrics.infidelity(vals, model, rows, noise=1.0, n_samples=4)
+    assert noisy.shape == (6,) and np.all(np.isfinite(noisy))
+    assert (seen[-1]["region"].cat.categories == rows["region"].cat.categories).all()

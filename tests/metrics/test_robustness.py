@@ -127,8 +127,17 @@ def test_errors(linear_case, credit_frame):
     ):
         metrics.max_sensitivity(lambda Z: np.zeros((1, 6)), rows)
     df, _ = credit_frame
-    with pytest.raises(InvalidInputError, match="max_sensitivity adds noise"):
-        metrics.max_sensitivity(lambda Z: np.zeros((len(Z), 4)), df)
+    with pytest.raises(InvalidInputError, match="max_sensitivity adds noise to the inputs"):
+        metrics.max_sensitivity(lambda Z: np.zeros((len(Z), 2)), np.array([["a", "b"]] * 3))
+    with pytest.raises(InvalidParameterError, match="non-zero on non-numeric features"):
+        metrics.max_sensitivity(
+            lambda Z: np.zeros((len(Z), 4)), df.iloc[:3], perturbations=np.ones((2, 3, 4))
+        )
+    # a mixed frame: only the numeric columns move
+    seen = []
+    metrics.max_sensitivity(lambda Z: seen.append(Z) or np.ones((len(Z), 4)), df.iloc[:3])
+    assert (seen[-1]["job"].to_numpy() == df["job"].iloc[:3].to_numpy()).all()
+    assert not np.allclose(seen[-1]["income"], df["income"].iloc[:3])
     with pytest.raises(InvalidParameterError, match="at least two seeds"):
         metrics.stability(lambda X, random_state: fn(X), rows, seeds=(0,))
     with pytest.raises(InvalidInputError, match="X is empty"):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validation import as_2d_input, check_finite, check_nonempty
+from .._validation import as_2d_input, check_finite, check_nonempty, feature_names_of
 from ..errors import InvalidInputError, InvalidParameterError
 from ..explanation import Explanation
 from ..games.game import TabularGame
@@ -227,11 +227,7 @@ def setup(
         )
     X = fn.prepare(X)
     masker = None
-    players = (
-        list(explanation.feature_names)
-        if explanation is not None
-        else [f"x{j}" for j in range(values.shape[1])]
-    )
+    players = list(explanation.feature_names) if explanation is not None else feature_names_of(X)
     if need_masker:
         masker = as_masker(background, X, random_state)
         X = masker.check_compatible(X)
@@ -248,33 +244,61 @@ def setup(
     return Setup(fn=fn, X=X, values=values, masker=masker, groups=groups, players=players)
 
 
-def numeric_matrix(X: Any, what: str) -> np.ndarray:
-    """``X`` as a float matrix (n, p); non-numeric columns are refused with their names."""
+def numeric_matrix(X: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The numeric features of ``X`` as floats, for metrics that add noise to inputs.
+
+    Returns
+    -------
+    Xf : ndarray of shape (n, p)
+        The inputs as floats; non-numeric columns (categorical, string, bool) hold 0 and are
+        never perturbed.
+    numeric : bool ndarray of shape (p,)
+        Which features are numeric.
+    """
     if isinstance(X, pd.DataFrame):
-        bad = [
-            str(c)
-            for c in X.columns
-            if not pd.api.types.is_numeric_dtype(X[c].dtype) or pd.api.types.is_bool_dtype(X[c])
-        ]
-        if bad:
-            raise InvalidInputError(
-                f"{what} adds noise to the inputs, which needs numeric features; columns {bad} "
-                "are not numeric. Use a metric that removes features instead (deletion, "
-                "insertion, faithfulness_correlation), or encode these columns first."
-            )
-        return X.to_numpy(dtype=float)
-    arr = np.asarray(X)
-    if arr.dtype.kind not in "biuf":
-        raise InvalidInputError(
-            f"{what} adds noise to the inputs, which needs a numeric X; got dtype {arr.dtype}."
+        numeric = np.array(
+            [
+                pd.api.types.is_numeric_dtype(X[c].dtype)
+                and not pd.api.types.is_bool_dtype(X[c].dtype)
+                for c in X.columns
+            ],
+            dtype=bool,
         )
-    return arr.astype(float)
+        Xf = np.zeros(X.shape, dtype=float)
+        for j in np.flatnonzero(numeric):
+            Xf[:, j] = X.iloc[:, j].to_numpy(dtype=float)
+    else:
+        arr = np.asarray(X)
+        if arr.dtype.kind not in "biuf":
+            raise InvalidInputError(
+                f"{what} adds noise to the inputs, which needs numeric features; X has dtype "
+                f"{arr.dtype}. Pass a DataFrame (non-numeric columns are then left as they are) "
+                "or a numeric array."
+            )
+        Xf = arr.astype(float)
+        numeric = np.ones(Xf.shape[1], dtype=bool)
+    if not numeric.any():
+        raise InvalidInputError(
+            f"{what} adds noise to the numeric features, and X has none. Use a metric that "
+            "removes features instead (deletion, insertion, faithfulness_correlation)."
+        )
+    return Xf, numeric
 
 
-def rebuild_like(X: Any, arr: np.ndarray) -> Any:
-    """Perturbed float rows ``arr`` laid out like ``X`` (DataFrame columns kept)."""
+def rebuild_like(X: Any, arr: np.ndarray, rows: np.ndarray | None = None) -> Any:
+    """Perturbed float rows ``arr`` (m, p) laid out like ``X``.
+
+    For a DataFrame, row ``i`` of the result is row ``rows[i]`` of X (default: the same row)
+    with its numeric columns replaced by ``arr[i]``; other columns keep their values and dtype.
+    """
     if isinstance(X, pd.DataFrame):
-        return pd.DataFrame(arr, columns=X.columns)
+        base = X if rows is None else X.iloc[rows]
+        out = base.reset_index(drop=True).copy()
+        for j, c in enumerate(X.columns):
+            dtype = X[c].dtype
+            if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+                out[c] = arr[:, j]
+        return out
     return arr
 
 

@@ -573,7 +573,9 @@ def infidelity(
     Parameters
     ----------
     exp, model, X, target, link
-        As for :func:`deletion`. X must be numeric (perturbations are differences of inputs).
+        As for :func:`deletion`. Perturbations are differences of inputs, so only numeric
+        features are perturbed; categorical, string and bool columns keep their values (their
+        attributions are then not tested by this metric).
     perturbation : {"gaussian", "subset"} or array of shape (n, n_samples, p)
         ``"gaussian"``: ``I ~ N(0, (noise * scale)^2)`` per feature. ``"subset"``: a random
         subset of features (each with probability 1/2) is replaced by a random background
@@ -609,7 +611,7 @@ def infidelity(
     ndarray of shape (n,)
     """
     s = setup(exp, model, X, target=target, link=link, background=None, need_masker=False)
-    Xf = numeric_matrix(s.X, "infidelity")
+    Xf, numeric = numeric_matrix(s.X, "infidelity")
     n, p = Xf.shape
     if s.values.shape[1] != p:
         raise InvalidInputError(
@@ -630,14 +632,14 @@ def infidelity(
             pert = np.stack(
                 [row_generator(random_state, Xf[i]).normal(size=(n_samples, p)) for i in range(n)]
             )
-            pert = pert * sd
+            pert = pert * (sd * numeric)
         else:
             pert = np.empty((n, n_samples, p))
             for i in range(n):
                 rng = row_generator(random_state, Xf[i])
                 mask = rng.random((n_samples, p)) < 0.5
                 z = bg[rng.integers(bg.shape[0], size=n_samples)]
-                pert[i] = np.where(mask, Xf[i] - z, 0.0)
+                pert[i] = np.where(mask & numeric, Xf[i] - z, 0.0)
     else:
         pert = np.asarray(perturbation, dtype=float)
         if pert.ndim != 3 or pert.shape[0] != n or pert.shape[2] != p:
@@ -647,10 +649,17 @@ def infidelity(
             )
         if not np.all(np.isfinite(pert)):
             raise InvalidParameterError("perturbation contains NaN or infinite values.")
+        if np.any(pert[:, :, ~numeric] != 0):
+            raise InvalidParameterError(
+                "perturbation is non-zero on non-numeric features "
+                f"{[str(c) for c in np.asarray(s.players)[~numeric]]}; perturb numeric "
+                "features only."
+            )
     n_s = pert.shape[1]
     perturbed = (Xf[:, None, :] - pert).reshape(n * n_s, p)
     f_x = s.predict()
-    f_pert = s.fn(rebuild_like(s.X, perturbed))[:, 0].reshape(n, n_s)
+    rows = np.repeat(np.arange(n), n_s)
+    f_pert = s.fn(rebuild_like(s.X, perturbed, rows))[:, 0].reshape(n, n_s)
     return infidelity_from_perturbations(
         f_x,
         f_pert,
@@ -676,7 +685,7 @@ def _background_matrix(background: Any, X: Any, Xf: np.ndarray) -> np.ndarray:
                 f"background lacks X's columns {missing}; pass rows with X's columns."
             )
         bg = bg[list(X.columns)]
-    out = numeric_matrix(bg, "infidelity")
+    out, _ = numeric_matrix(bg, "infidelity")
     if out.shape[1] != Xf.shape[1]:
         raise InvalidInputError(
             f"background has {out.shape[1]} columns but X has {Xf.shape[1]}; they must match."

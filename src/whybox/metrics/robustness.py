@@ -52,7 +52,8 @@ def max_sensitivity(
         ``explain_fn(X) -> Explanation or array (n, p)``: the explanation method under test,
         e.g. ``lambda X: wb.ExactShap(model, background=bg).explain(X)``.
     X : DataFrame or array of shape (n, p)
-        Numeric rows.
+        Rows to explain; only numeric features are perturbed (categorical, string and bool
+        columns keep their values).
     radius : float
         Half-width of the box ``[-radius, radius]^p`` the perturbations are drawn from, in
         units of ``scale``.
@@ -76,7 +77,7 @@ def max_sensitivity(
     X = as_2d_input(X)
     check_nonempty(X)
     check_finite(X)
-    Xf = numeric_matrix(X, "max_sensitivity")
+    Xf, numeric = numeric_matrix(X, "max_sensitivity")
     n, p = Xf.shape
     if perturbations is None:
         n_samples = check_int("n_samples", n_samples, minimum=1)
@@ -90,12 +91,16 @@ def max_sensitivity(
             ],
             axis=1,
         )
-        D = D * half
+        D = D * (half * numeric)
     else:
         D = np.asarray(perturbations, dtype=float)
         if D.ndim != 3 or D.shape[1:] != (n, p):
             raise InvalidParameterError(
                 f"perturbations must have shape (n_samples, {n}, {p}); got {D.shape}."
+            )
+        if np.any(D[:, :, ~numeric] != 0):
+            raise InvalidParameterError(
+                "perturbations are non-zero on non-numeric features; perturb numeric features only."
             )
     a0 = output_values(call_explain_fn(explain_fn, "explain_fn", X), n, "explain_fn")
     norm0 = np.linalg.norm(a0, axis=1)
