@@ -475,3 +475,14 @@ def test_array_with_a_listed_integer_coded_categorical():
         assert res.proximity[i] == pytest.approx(1.0 + abs(Z[i, 1] - q[1]) / scale)
     with pytest.raises(InvalidInputError, match="x has 3 values but X_train has 2 columns"):
         cf.explain(np.r_[q, 0.0])
+
+
+def test_series_and_array_queries_equal_the_dataframe_query(credit, cf):
+    X, _, denied = credit
+    row = X.iloc[[denied[4]]]
+    frame = cf.explain(row, n=2)
+    for q in (row.iloc[0], row.iloc[0].to_numpy()):
+        other = cf.explain(q, n=2)
+        pd.testing.assert_frame_equal(other.counterfactuals, frame.counterfactuals)
+        pd.testing.assert_frame_equal(other.query, frame.query)
+    assert list(frame.query.dtypes) == list(X.dtypes)

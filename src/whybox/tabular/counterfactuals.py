@@ -250,14 +250,18 @@ class Counterfactuals:
         Default desired outcome: a class label for classifiers (binary: the other class than
         the query's by default), ``(lo, hi)`` for regressors and single-output callables.
     desired_proba : float, optional
-        Probability of the desired class to reach (classifiers; default 0.5 for binary ones,
-        the most probable class for multiclass ones).
+        Probability the desired class must reach (classifiers with ``predict_proba``). By
+        default the desired class must be the most probable one (for a binary classifier,
+        probability above 0.5, as ``predict`` decides).
     method : {"auto", "search", "gradient"}
         ``"auto"``: for torch modules with numeric features the gradient path, whose results
         join the model-agnostic search's; ``"gradient"``: the gradient path only (then
         sparsified and shrunk); ``"search"``: the model-agnostic search only.
     time_budget : float
-        Seconds per explained row (no new batch starts after it).
+        Seconds per explained row. No model batch starts after 90% of it, so a call returns
+        within the budget plus at most one batch's model time; when the budget binds, the
+        result may depend on the machine's speed (otherwise it depends only on
+        ``random_state``). Running out is a normal outcome, reported in ``status``.
     max_reference : int
         Training rows kept for seeds and plausibility (a seeded sample above this).
     random_state : int or None
@@ -499,7 +503,7 @@ class Counterfactuals:
         Zc = res.Z
         plaus, lof = self._plausibility(Zc)
         frame = s.to_frame(s.decode(Zc))
-        qf = s.to_frame(q)
+        qf = s.to_frame(s.decode(x0[None, :]))  # the query with the dtypes of X_train
         return CounterfactualResult(
             query=qf,
             counterfactuals=frame,
