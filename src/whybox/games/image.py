@@ -53,6 +53,7 @@ from .game import DEFAULT_CHUNK_BYTES, BaseGame
 
 __all__ = [
     "CHANNELS",
+    "DEFAULT_BATCH_SIZE",
     "FILLS",
     "SEGMENTERS",
     "ImageGame",
@@ -69,6 +70,8 @@ CHANNELS = ("auto", "first", "last", "none")
 SEGMENTERS = ("slic", "quickshift", "grid")
 FILLS = ("baseline", "blur", "mean")
 _CHANNEL_COUNTS = (1, 3, 4)
+#: images per model call of image games and Occlusion (a CPU sweet spot for small CNNs)
+DEFAULT_BATCH_SIZE = 256
 
 
 # ------------------------------------------------------------------ layouts
@@ -514,6 +517,9 @@ class RegionGame(BaseGame):
         Output selection when ``model_fn`` is wrapped here.
     chunk_bytes : int
         Memory bound of one batch of composed images.
+    batch_size : int or None
+        At most this many images per model call (default 256: CNNs on a CPU run fastest on
+        moderate batches); None for the memory bound alone. Values do not depend on it.
     cache : bool
     """
 
@@ -528,6 +534,7 @@ class RegionGame(BaseGame):
         *,
         target: Any = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
         cache: bool = True,
     ) -> None:
         from ..models import ModelFunction, wrap_model
@@ -541,6 +548,8 @@ class RegionGame(BaseGame):
         self.model_fn = model_fn
         chunk_bytes = check_int("chunk_bytes", chunk_bytes, minimum=1)
         self.chunk_rows = max(1, int(chunk_bytes // max(1, image.nbytes)))
+        if batch_size is not None:
+            self.chunk_rows = min(self.chunk_rows, check_int("batch_size", batch_size, minimum=1))
 
     def present(self, coalitions: np.ndarray) -> np.ndarray:
         """Pixels shown for each coalition: bool, broadcastable against (m, *image_shape)."""
@@ -587,6 +596,8 @@ class ImageGame(RegionGame):
         Which of the masker's per-image label maps to use, when it holds one per image.
     chunk_bytes : int
         Memory bound of one model call's batch of composed images (default 256 MB).
+    batch_size : int or None
+        At most this many images per model call (default 256); None: the memory bound alone.
     cache : bool
         Never evaluate the same coalition twice.
 
@@ -609,6 +620,7 @@ class ImageGame(RegionGame):
         target: Any = None,
         row: int | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
         cache: bool = True,
     ) -> None:
         masker = ImageMasker() if masker is None else masker
@@ -631,6 +643,7 @@ class ImageGame(RegionGame):
             channels,
             target=target,
             chunk_bytes=chunk_bytes,
+            batch_size=batch_size,
             cache=cache,
         )
         self.segments = labels

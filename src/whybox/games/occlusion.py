@@ -35,7 +35,7 @@ from ..explainer import Explainer, ProgressFn
 from ..explanation import Explanation
 from ..models import wrap_model
 from .game import DEFAULT_CHUNK_BYTES
-from .image import CHANNELS, RegionGame, _to_numpy, as_image_batch
+from .image import CHANNELS, DEFAULT_BATCH_SIZE, RegionGame, _to_numpy, as_image_batch
 
 __all__ = ["Occlusion", "WindowGame", "occlusion_attributions", "window_boxes"]
 
@@ -123,6 +123,7 @@ class WindowGame(RegionGame):
         *,
         target: Any = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
         cache: bool = True,
     ) -> None:
         fill = np.ascontiguousarray(np.broadcast_to(baseline, image.shape).astype(image.dtype))
@@ -135,6 +136,7 @@ class WindowGame(RegionGame):
             channels,
             target=target,
             chunk_bytes=chunk_bytes,
+            batch_size=batch_size,
             cache=cache,
         )
         self.boxes = boxes
@@ -201,6 +203,10 @@ class Occlusion(Explainer):
         Default output scale.
     chunk_bytes : int
         Memory bound of one batch of occluded inputs.
+    batch_size : int or None
+        At most this many inputs per model call (default 256, as Captum's
+        ``perturbations_per_eval`` bounds its batches); None: the memory bound alone. The
+        values do not depend on it.
 
     Notes
     -----
@@ -228,6 +234,7 @@ class Occlusion(Explainer):
         channels: str = "auto",
         link: str = "identity",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
     ) -> None:
         self.model = model
         self.window = window
@@ -236,6 +243,9 @@ class Occlusion(Explainer):
         self.channels = check_in("channels", channels, CHANNELS)
         self.link = link
         self.chunk_bytes = check_int("chunk_bytes", chunk_bytes, minimum=1)
+        self.batch_size = (
+            None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
+        )
 
     def explain(  # type: ignore[override]
         self,
@@ -266,6 +276,8 @@ class Occlusion(Explainer):
         fills = np.broadcast_to(base if per_row else base[None], (n, *shape)).astype(images.dtype)
         n_win = len(boxes)
         rows_budget = max(1, int(self.chunk_bytes // max(1, images[0].nbytes)))
+        if self.batch_size is not None:
+            rows_budget = min(rows_budget, self.batch_size)
         block = max(1, min(n_win, rows_budget - 2))  # windows per model call and input
         per_call = max(1, rows_budget // (block + 2))  # inputs per model call
         coverage = np.zeros(shape, dtype=float)
