@@ -376,12 +376,15 @@ def _adaptive(
     return torch.stack(acc), nodes, converged
 
 
-def _gap_meta(values: Any, predictions: Any, base: Any) -> dict[str, Any]:
+def _gap_meta(values: Any, predictions: Any, base: Any, single: bool) -> dict[str, Any]:
+    """Per-example completeness gaps, laid out like ``base_values``: (n,) or (n, k)."""
     v = to_numpy(values)
     sums = v.reshape(v.shape[0], -1, v.shape[-1]).sum(axis=1)
     p, b = to_numpy(predictions), to_numpy(base)
     gap = p - b - sums
     rel = np.abs(gap) / np.maximum(np.abs(p - b), 1e-12)
+    if single:
+        gap, rel = gap[:, 0], rel[:, 0]
     return {
         "completeness_gap": gap.tolist(),
         "relative_completeness_gap": rel.tolist(),
@@ -566,7 +569,7 @@ class IntegratedGradients(GradientExplainer):
                 acc = _fixed(path, targets.index, alphas, weights)
         values = acc * path.diff[..., None] if self.multiply_by_inputs else acc
         base = path.base_out.gather(1, targets.index)
-        meta = _gap_meta(values, preds.gather(1, targets.index), base)
+        meta = _gap_meta(values, preds.gather(1, targets.index), base, targets.single)
         if adaptive:
             meta.update(
                 steps=nodes.tolist(),
@@ -722,7 +725,7 @@ class ExpectedGradients(GradientExplainer):
                 "background_rows": int(self.baselines.shape[0]),
             },
             n_evals=self.n_samples,
-            meta=_gap_meta(values, preds.gather(1, targets.index), base),
+            meta=_gap_meta(values, preds.gather(1, targets.index), base, targets.single),
             random_state=self.random_state,
         )
         std = to_numpy(info["std"])
