@@ -147,8 +147,9 @@ class Oracle:
     """Batched model evaluation with a deadline: ``Z (m, p) -> margin (m,)``.
 
     ``evaluate`` returns the margins and the judged model outputs; a row is valid when its
-    margin is ``>= 0`` (``> 0`` when ``strict``). No batch is started after the deadline:
-    rows submitted later get the margin ``-inf`` (not valid) without calling the model.
+    margin is ``>= 0`` (``> 0`` when ``strict``). No batch is started that the slowest batch
+    so far says would end after the deadline: such rows get the margin ``-inf`` (not valid)
+    without calling the model.
     """
 
     def __init__(
@@ -162,9 +163,11 @@ class Oracle:
         self.strict = strict
         self.n_calls = 0
         self.n_rows = 0
+        self.slowest = 0.0
 
     def expired(self) -> bool:
-        return time.perf_counter() >= self.deadline
+        """True when the slowest batch so far would not finish before the deadline."""
+        return time.perf_counter() + self.slowest >= self.deadline
 
     def valid(self, margin: np.ndarray) -> np.ndarray:
         return margin > 0 if self.strict else margin >= 0
@@ -174,7 +177,10 @@ class Oracle:
             return np.full(len(Z), -np.inf), np.full(len(Z), np.nan)
         self.n_calls += 1
         self.n_rows += len(Z)
-        return self._evaluate(Z)
+        t = time.perf_counter()
+        out = self._evaluate(Z)
+        self.slowest = max(self.slowest, time.perf_counter() - t)
+        return out
 
 
 class Pool:

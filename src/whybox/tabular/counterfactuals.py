@@ -258,8 +258,9 @@ class Counterfactuals:
         join the model-agnostic search's; ``"gradient"``: the gradient path only (then
         sparsified and shrunk); ``"search"``: the model-agnostic search only.
     time_budget : float
-        Seconds per explained row. No model batch starts after 90% of it, so a call returns
-        within the budget plus at most one batch's model time; when the budget binds, the
+        Seconds per explained row. No model batch starts that would end, judged by the
+        slowest batch of this call so far, after 95% of it, so a call returns within the
+        budget unless a batch is slower than every earlier one; when the budget binds, the
         result may depend on the machine's speed (otherwise it depends only on
         ``random_state``). Running out is a normal outcome, reported in ``status``.
     max_reference : int
@@ -459,7 +460,7 @@ class Counterfactuals:
         t0 = time.perf_counter()
         n = check_int("n", n, minimum=1)
         budget = self.time_budget if time_budget is None else _check_budget(time_budget)
-        deadline = t0 + 0.9 * budget
+        deadline = t0 + 0.95 * budget  # the rest is for the metrics of the rows found
         s = self.schema
         q = self._query(x)
         x0 = s.encode(q, "x")[0]
@@ -488,8 +489,10 @@ class Counterfactuals:
         pool = None
         if use_gradient and outcome.torch_margin is not None:
             starts = gradient_starts(space, seeds, n, rng)
+            # the gradient gets 60% of the time left, the evaluation and refinement the rest
+            g_deadline = time.perf_counter() + 0.6 * (deadline - time.perf_counter())
             G = space.project(
-                run_gradient(self.model, space, starts, outcome.torch_margin, deadline)
+                run_gradient(self.model, space, starts, outcome.torch_margin, g_deadline)
             )
             m, v = oracle(G)
             ok = oracle.valid(m)
