@@ -37,6 +37,7 @@ def _quiet_captum():
     """Captum warns when it sets requires_grad on our inputs; that is expected here."""
     with _w.catch_warnings():
         _w.filterwarnings("ignore", message="Input Tensor", category=UserWarning)
+        _w.filterwarnings("ignore", message="Setting backward hooks", category=UserWarning)
         yield
 
 
