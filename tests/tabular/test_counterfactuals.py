@@ -486,3 +486,24 @@ def test_series_and_array_queries_equal_the_dataframe_query(credit, cf):
         pd.testing.assert_frame_equal(other.counterfactuals, frame.counterfactuals)
         pd.testing.assert_frame_equal(other.query, frame.query)
     assert list(frame.query.dtypes) == list(X.dtypes)
+
+
+def test_diverse_selection_prefers_a_different_change_over_a_near_duplicate():
+    # three valid candidates around x0 = 0: A and A2 move feature 0 by about 1 (A2 is a near
+    # duplicate of A), B moves feature 1 by 1.2. By proximity alone the second pick would be
+    # A2; the determinant of K_ij = q_i q_j / (1 + d_ij) is about 0 for {A, A2}, so it is B.
+    space = _cf_search.Space(
+        x0=np.zeros(2),
+        is_cat=np.zeros(2, bool),
+        is_int=np.zeros(2, bool),
+        scale=np.ones(2),
+        lo=np.full(2, -5.0),
+        hi=np.full(2, 5.0),
+        allowed={},
+    )
+    Z = np.array([[1.0, 0.0], [1.01, 0.0], [0.0, 1.2]])
+    q = np.exp(-np.array([1.0, 1.01, 1.2]) / np.mean([1.0, 1.01, 1.2]))
+    K = q[:, None] * q[None, :] / (1 + np.abs(Z[:, None, :] - Z[None, :, :]).sum(axis=2))
+    assert np.linalg.det(K[np.ix_([0, 2], [0, 2])]) > 100 * np.linalg.det(K[:2, :2])
+    assert _cf_search.select_diverse(space, Z, 2).tolist() == [0, 2]
+    assert _cf_search.select_diverse(space, Z, 1).tolist() == [0]
