@@ -210,8 +210,8 @@ class Schema:
                 continue
             if isinstance(r, (str, bytes)) or not isinstance(r, Sequence) or len(r) != 2:
                 raise InvalidParameterError(
-                    f"ranges[{name!r}]={r!r} is not a (lo, hi) pair. Pass two numbers, or None "
-                    "for an open end, e.g. ranges={'age': (18, 80)}."
+                    f"ranges[{name!r}]={r!r} is not a (lo, hi) pair. Pass two numbers (None "
+                    "keeps the training bound at that end), e.g. ranges={'age': (18, 80)}."
                 )
             lo, hi = (None if v is None else _number(name, v) for v in r)
             if lo is not None and hi is not None and lo > hi:

@@ -236,8 +236,9 @@ class Counterfactuals:
     immutable : sequence of str
         Features that never change (e.g. ``["age", "loan_purpose"]``).
     ranges : mapping, optional
-        ``{feature: (lo, hi)}`` bounds for numeric features (``None`` for an open end; they
-        replace the training range), or ``{feature: [categories]}`` for categorical ones.
+        ``{feature: (lo, hi)}`` bounds for numeric features, which replace the training range
+        (``None`` keeps the training bound at that end; ``float("inf")`` lifts it), or
+        ``{feature: [categories]}`` for categorical ones.
     monotone : mapping, optional
         ``{feature: "increase" | "decrease"}``: the feature may only move that way.
     categorical : sequence or mapping, optional
