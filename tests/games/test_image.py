@@ -403,3 +403,32 @@ def test_broken_estimator_fails_the_closed_form_check():
     broken = phi[:, 0].copy()
     broken[1] *= 0.5
     assert not np.allclose(broken, truth, atol=1e-9)
+
+
+class _PicklableAdditive(_Additive):
+    """A module-level model class, so worker processes can unpickle it."""
+
+
+def test_process_backend_gives_identical_values():
+    f = _PicklableAdditive(np.random.default_rng(4).normal(size=(1, 8, 8)))
+    x = _images(4, seed=15)
+    masker = ImageMasker("grid", n_segments=10)
+    serial = wb.PermutationShap(f, masker, random_state=2).explain(x, budget=60)
+    procs = wb.PermutationShap(f, masker, random_state=2, n_jobs=2).explain(x, budget=60)
+    assert procs.params == serial.params
+    np.testing.assert_array_equal(procs.values, serial.values)
+    np.testing.assert_array_equal(procs.std, serial.std)
+
+
+def test_image_explanation_saves_and_loads_with_its_segments(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    f = _Additive(np.random.default_rng(5).normal(size=(1, 8, 8)))
+    exp = wb.ExactShap(f, ImageMasker("grid", n_segments=4)).explain(_images(2, seed=16))
+    back = wb.load(exp.save(tmp_path / "img.whybox"))
+    np.testing.assert_array_equal(back.values, exp.values)
+    np.testing.assert_array_equal(np.asarray(back.meta["segments"]), exp.meta["segments"])
+    np.testing.assert_allclose(back.meta["segment_values"][1], exp.meta["segment_values"][1])
+    ax = back.plot.image(1)  # outlines from the loaded segment maps
+    assert ax.collections
