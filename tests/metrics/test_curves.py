@@ -60,6 +60,12 @@ def test_linear_model_curves_closed_form(linear_case):
     norm = (expect_del - base[:, None]) / (f - base)[:, None]
     np.testing.assert_allclose(dele.normalized_values, norm, atol=1e-10)
     np.testing.assert_allclose(dele.normalized_auc, np.trapezoid(norm, dx=1 / 6, axis=1))
+    # pooled over rows: the deviations from the base, oriented, over the sum of |f - base|
+    pooled = ((expect_del - base[:, None]) * np.sign(f - base)[:, None]).sum(0) / np.abs(
+        f - base
+    ).sum()
+    np.testing.assert_allclose(dele.pooled_normalized_values, pooled, atol=1e-12)
+    assert dele.pooled_normalized_auc == pytest.approx(np.trapezoid(pooled, dx=1 / 6))
     # by signed value, and by magnitude
     o_val = np.argsort(-phi, axis=1, kind="stable")
     rem_val = np.cumsum(np.take_along_axis(phi, o_val, axis=1), axis=1)
@@ -129,8 +135,11 @@ def test_plot_draws_the_mean_curve(linear_case):
     model, rows, bg, exp, _ = linear_case
     c = metrics.deletion(exp, model, rows, background=bg)
     ax = c.plot()
-    mean = ax.get_lines()[-1].get_ydata()
-    np.testing.assert_allclose(mean, c.normalized_values.mean(axis=0))
+    summary = ax.get_lines()[-1].get_ydata()
+    np.testing.assert_allclose(summary, c.pooled_normalized_values)
+    assert len(ax.get_lines()) == 31
+    raw = c.plot(normalized=False, rows=[0, 1])
+    np.testing.assert_allclose(raw.get_lines()[-1].get_ydata(), c.values[:2].mean(axis=0))
 
 
 def test_errors(linear_case):

@@ -2,7 +2,9 @@
 
 Each metric is computed per row by :mod:`whybox.metrics` and summarised by its mean, standard
 deviation (ddof=1) and number of rows with a defined value, with the direction that is better
-and one plain-language sentence reading the number.
+and one plain-language sentence reading the number. Deletion and insertion are summarised by
+the pooled normalised AUC (rows weighted by ``|f(x) - v(empty)|``, see
+:class:`whybox.metrics.Curve`) and the correspondingly weighted standard deviation.
 
 References
 ----------
@@ -40,8 +42,8 @@ class _Spec:
 
 
 METRICS: dict[str, _Spec] = {
-    "deletion": _Spec("normalised AUC of the deletion curve", False, None, deletion),
-    "insertion": _Spec("normalised AUC of the insertion curve", True, None, insertion),
+    "deletion": _Spec("pooled normalised AUC of the deletion curve", False, None, deletion),
+    "insertion": _Spec("pooled normalised AUC of the insertion curve", True, None, insertion),
     "faithfulness_correlation": _Spec(
         "Pearson correlation (Bhatt et al. 2020)", True, None, faithfulness_correlation
     ),
@@ -67,6 +69,20 @@ def _summary(v: np.ndarray) -> tuple[float, float, int]:
         return float("nan"), float("nan"), 0
     std = float(ok.std(ddof=1)) if ok.size > 1 else float("nan")
     return float(ok.mean()), std, int(ok.size)
+
+
+def _curve_summary(curve: Curve) -> tuple[float, float, int]:
+    """Pooled normalised AUC, the weighted std of the rows' normalised AUCs, rows used."""
+    w = curve.weights
+    used = w > 0
+    if not used.any():
+        return float("nan"), float("nan"), 0
+    mean = curve.pooled_normalized_auc
+    a = curve.normalized_auc[used]
+    ww = w[used] / w[used].sum()
+    n = int(used.sum())
+    var = float((ww * (a - mean) ** 2).sum()) * n / (n - 1) if n > 1 else float("nan")
+    return mean, float(np.sqrt(var)) if n > 1 else float("nan"), n
 
 
 def _reading(name: str, mean: float, extra: dict[str, Any]) -> str:
@@ -234,8 +250,11 @@ def evaluate(
             }
         else:
             result = spec.fn(exp, model, X, **kw)
-            values = result.normalized_auc if isinstance(result, Curve) else result
-        mean, std, n = _summary(values)
+            values = result
+        if isinstance(values, Curve):
+            mean, std, n = _curve_summary(values)
+        else:
+            mean, std, n = _summary(values)
         rows.append(
             {
                 "metric": name,

@@ -23,7 +23,10 @@ is also reported normalised per row: ``(v - v(empty)) / (v(full) - v(empty))``, 
 from 1 to 0 for deletion and from 0 to 1 for insertion; its AUC is comparable across rows,
 models and explanations (lower is better for deletion, higher for insertion; a random ranking
 of an additive model scores 0.5 in expectation). Rows whose full and empty coalitions have
-(nearly) the same value have no normalised curve (NaN).
+(nearly) the same value have no normalised curve (NaN). A row whose prediction is close to the
+background level divides by almost nothing, so a set of rows is summarised by the *pooled*
+normalised curve, the rows' normalised curves weighted by ``|v(full) - v(empty)|``
+(:attr:`Curve.pooled_normalized_auc`).
 
 References
 ----------
@@ -128,20 +131,52 @@ class Curve:
         """AUC of the normalised curve, shape (n_rows,): comparable across rows and models."""
         return _trapezoid(self.normalized_values, self.fractions)
 
+    @property
+    def weights(self) -> np.ndarray:
+        """``|full - empty|`` per row: the size of the change the curve normalises by."""
+        w = np.abs(self.full - self.empty)
+        return np.where(np.isfinite(self.normalized_values).all(axis=1), w, 0.0)
+
+    @property
+    def pooled_normalized_values(self) -> np.ndarray:
+        """The rows' normalised curves averaged with weights ``|full - empty|``, shape (m,).
+
+        Equal to ``sum_i (v_i - empty_i) sign(full_i - empty_i) / sum_i |full_i - empty_i|``:
+        rows whose prediction is close to the background level (where the per-row
+        normalisation divides by almost nothing) weigh little.
+        """
+        w = self.weights
+        if w.sum() <= 0:
+            return np.full(self.fractions.shape, np.nan)
+        return (np.nan_to_num(self.normalized_values) * w[:, None]).sum(axis=0) / w.sum()
+
+    @property
+    def pooled_normalized_auc(self) -> float:
+        """AUC of :attr:`pooled_normalized_values`: the summary of a set of rows."""
+        return float(_trapezoid(self.pooled_normalized_values[None], self.fractions)[0])
+
     def plot(self, ax: Any = None, *, rows: Any = None, normalized: bool = True) -> Any:
-        """Plot the curves: each row thin, their mean bold. Returns the matplotlib Axes."""
+        """Plot the curves: each row thin (at most 50), their summary bold. Returns the Axes.
+
+        The summary is the pooled normalised curve (``normalized=True``) or the mean raw
+        curve.
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 3.5))
-        vals = self.normalized_values if normalized else self.values
-        if rows is not None:
-            vals = vals[np.atleast_1d(rows)]
+        curve = self if rows is None else self._rows(np.atleast_1d(rows))
+        vals = curve.normalized_values if normalized else curve.values
         for v in vals[:50]:
-            ax.plot(self.fractions, v, color="0.7", lw=0.7)
-        mean = np.nanmean(vals, axis=0) if np.isfinite(vals).any() else vals.mean(axis=0)
-        auc = float(np.nanmean(_trapezoid(vals, self.fractions)))
-        ax.plot(self.fractions, mean, color="C0", lw=2, label=f"mean (AUC {auc:.3f})")
+            ax.plot(self.fractions, v, color="0.75", lw=0.7)
+        if normalized:
+            summary, auc = curve.pooled_normalized_values, curve.pooled_normalized_auc
+            label = f"pooled (AUC {auc:.3f})"
+            ax.set_ylim(-0.5, 1.5)
+        else:
+            summary = vals.mean(axis=0)
+            label = f"mean (AUC {float(_trapezoid(summary[None], self.fractions)[0]):.3g})"
+        ax.plot(self.fractions, summary, color="C0", lw=2, label=label)
         verb = "removed" if self.kind == "deletion" else "inserted"
         ax.set_xlabel(f"fraction of features {verb}, most important first")
         ax.set_ylabel("normalised output" if normalized else "model output")
@@ -149,11 +184,21 @@ class Curve:
         ax.legend(frameon=False)
         return ax
 
+    def _rows(self, rows: np.ndarray) -> Curve:
+        return Curve(
+            self.kind,
+            self.fractions,
+            self.values[rows],
+            self.full[rows],
+            self.empty[rows],
+            dict(self.meta),
+        )
+
     def __repr__(self) -> str:
         return (
             f"Curve(kind={self.kind!r}, n_rows={self.n_rows}, steps={self.fractions.size}, "
             f"mean auc={float(np.mean(self.auc)):.4g}, "
-            f"mean normalized_auc={float(np.nanmean(self.normalized_auc)):.4g})"
+            f"pooled normalized_auc={self.pooled_normalized_auc:.4g})"
         )
 
 
