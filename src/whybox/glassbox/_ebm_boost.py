@@ -14,7 +14,8 @@ bag's validation rows decides early stopping; the scores of the best round are k
 
 Pair terms use a 2-D histogram and a tree with one cut on one feature and one cut on the other
 feature within each side (up to four leaves), the best over both orientations, found in
-``O(n_a * n_b)`` with cumulative sums.
+``O(n_a * n_b)`` with cumulative sums. The missing bin of a feature is its lowest bin
+in pair terms.
 
 Objectives: ``0`` = binary log-loss on the log-odds scale, ``1`` = squared error.
 
@@ -428,7 +429,8 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
 
     ``Ptr``/``Pva`` are interaction bin codes (n, p), ``pairs`` (q, 2) feature indices and
     ``nbins`` (p,) interaction bins per feature. During the first ``smoothing_rounds`` rounds
-    the cut on the first feature is drawn at random among the allowed cuts.
+    the orientation of each pair tree (which feature is cut first) is drawn at random; the
+    cuts themselves are always the best ones.
 
     Returns
     -------
