@@ -262,3 +262,21 @@ def test_expected_gradients_equals_the_closed_form_with_the_same_draws(batch) ->
     f = (a * bg**2).sum(1) + bg @ c
     np.testing.assert_allclose(exp.base_values, np.full(4, f.mean()), rtol=1e-12)
     assert exp.params["baseline"] == "distribution" and exp.n_evals == 30
+
+
+def test_explanations_save_and_load_without_pickle(cnn, x16, tmp_path) -> None:
+    model, data = cnn
+    exp = wb.IntegratedGradients(model).explain(x16[:4], target=data.y_test[:4], tolerance=1e-2)
+    path = tmp_path / "ig.whybox"
+    exp.save(path)
+    back = wb.load(path)
+    np.testing.assert_array_equal(back.values, exp.values)
+    np.testing.assert_array_equal(back.base_values, exp.base_values)
+    np.testing.assert_array_equal(back.completeness_gap(), exp.completeness_gap())
+    assert back.meta["steps"] == exp.meta["steps"] and back.params == exp.params
+
+
+def test_model_on_another_device_than_the_inputs() -> None:
+    net = torch.nn.Linear(3, 2).to("meta")
+    with pytest.raises(InvalidInputError, match="is on device 'cpu' but the model is on 'meta'"):
+        wb.IntegratedGradients(net).explain(torch.ones(2, 3), target=0)

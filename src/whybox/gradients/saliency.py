@@ -257,7 +257,6 @@ class SmoothGrad(GradientExplainer):
             ``values`` (n, *input_shape[, k]); for a wrapped IntegratedGradients the base
             values are f(baseline).
         """
-        torch = torch_module()
         rows_arg = check_batch_size(internal_batch_size)
         xt = self._inputs(x)
         rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))
@@ -266,7 +265,6 @@ class SmoothGrad(GradientExplainer):
             targets = self._targets(target, preds.shape[1], xt.shape[0], xt.device)
             inner_kwargs = self.explainer._prepare_kwargs(xt, **kwargs)
             values, info = self._attribute(xt, targets.index, rows, **inner_kwargs)
-        del torch
         return self._explanation(
             values,
             x=xt,
