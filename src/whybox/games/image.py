@@ -174,7 +174,8 @@ def as_image_batch(X: Any, channels: str = "auto", name: str = "images") -> tupl
     arr = _to_numpy(X)
     if arr.dtype.kind not in "fiub":
         raise InvalidInputError(
-            f"{name} must be numeric (float pixel values), got dtype {arr.dtype}."
+            f"{name} must be numeric (float pixel values), got dtype {arr.dtype}. Convert "
+            "them, e.g. np.asarray(images, dtype=np.float32)."
         )
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
