@@ -214,6 +214,27 @@ def test_local_explanation_is_exact(credit_model):
     assert exp.params["output"] == "log-odds of class 1"
 
 
+def test_local_explanation_slices_plots_and_saves(credit_model, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m, data = credit_model
+    exp = m.explain_local(data.X.iloc[:30])
+    pair = m.term_names_[-1]
+    sub = exp[:, pair]
+    np.testing.assert_array_equal(sub.values[:, 0], exp.values[:, -1])
+    assert sub.data[pair].isna().all()
+    assert (exp.data["income"] == data.X["income"].iloc[:30]).all()
+    plt.close(exp.plot.beeswarm().figure)
+    back = wb.load(exp.save(tmp_path / "ebm.whybox"))
+    np.testing.assert_array_equal(back.values, exp.values)
+    assert back.feature_names == exp.feature_names
+    arr = m.explain_local(data.X.iloc[:5].to_numpy(dtype=object))
+    np.testing.assert_allclose(arr.values, exp.values[:5], atol=0)
+
+
 def test_global_explanation_terms_importance_and_error_bars(credit_model):
     m, data = credit_model
     g = m.explain_global()

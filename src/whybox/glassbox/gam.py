@@ -379,6 +379,8 @@ class _EBMBase(BaseEstimator):
             ``values`` (n, n_terms) with pair terms named ``"a & b"``, ``base_values`` the
             intercept, ``predictions`` the decision function (log-odds for the classifier);
             ``values.sum(axis=1) + base_values == predictions`` to rounding.
+            ``data`` holds the rows with one column per term: the feature values for main
+            terms and NaN for pair terms (a pair has no single value).
         """
         Xc = self._check_X(X)
         values = self._contributions(Xc)
@@ -387,7 +389,7 @@ class _EBMBase(BaseEstimator):
         return Explanation(
             values,
             base,
-            data=Xc,
+            data=self._term_data(Xc),
             feature_names=self.term_names_,
             predictions=base + values.sum(axis=1),
             method="ebm",
@@ -397,6 +399,21 @@ class _EBMBase(BaseEstimator):
             },
             n_evals=1,
         )
+
+    def _term_data(self, X: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
+        """The explained rows with one column per term: the features, then NaN per pair."""
+        pair_names = self.term_names_[len(self.bins_) :]
+        if not pair_names:
+            return X
+        if isinstance(X, pd.DataFrame):
+            pad = pd.DataFrame(np.nan, index=X.index, columns=pair_names)
+            return pd.concat([X, pad], axis=1)
+        if X.dtype.kind in "biuf":
+            return np.column_stack(
+                [X.astype(float), np.full((X.shape[0], len(pair_names)), np.nan)]
+            )
+        pad_obj = np.full((X.shape[0], len(pair_names)), None, dtype=object)
+        return np.column_stack([X.astype(object), pad_obj])
 
     def explain_global(self) -> EBMGlobal:
         """Per-term shape functions with bagging error bars; see :class:`EBMGlobal`."""
