@@ -119,5 +119,9 @@ def test_errors(linear_case):
         wb.evaluate(exp, model, rows, metrics=["max_sensitivity"])
     with pytest.raises(InvalidParameterError, match="pass the second one as other="):
         wb.evaluate(exp, model, rows, metrics=["agreement"])
+    with pytest.raises(InvalidParameterError, match="X is None while the explanation holds no"):
+        wb.evaluate(
+            exp.values, model, metrics=["stability"], explain_fn=lambda X, random_state=0: X
+        )
     with pytest.raises(InvalidParameterError, match="deletion= must be a dict"):
         wb.evaluate(exp, model, rows, deletion=3)

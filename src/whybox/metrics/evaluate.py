@@ -231,7 +231,12 @@ def evaluate(
                     "explain_fn=, e.g. explain_fn=lambda X, random_state=0: "
                     "wb.KernelShap(model, bg, random_state=random_state).explain(X)."
                 )
-            Xr = exp.data if X is None else X
+            Xr = getattr(exp, "data", None) if X is None else X
+            if Xr is None:
+                raise InvalidParameterError(
+                    f"metric {name!r} re-explains the rows, and X is None while the "
+                    "explanation holds no data; pass the explained rows as X."
+                )
             if name == "max_sensitivity":
                 values = spec.fn(lambda Z: explain_fn(Z), Xr, **kw)
             else:
