@@ -24,6 +24,7 @@ import pandas as pd
 
 from .._validation import check_in
 from ..errors import InvalidParameterError
+from ..explanation import Explanation
 from .agreement import agreement
 from .faithfulness import Curve, deletion, faithfulness_correlation, infidelity, insertion
 from .robustness import max_sensitivity, stability
@@ -231,7 +232,7 @@ def evaluate(
                     "explain_fn=, e.g. explain_fn=lambda X, random_state=0: "
                     "wb.KernelShap(model, bg, random_state=random_state).explain(X)."
                 )
-            Xr = getattr(exp, "data", None) if X is None else X
+            Xr = (exp.data if isinstance(exp, Explanation) else None) if X is None else X
             if Xr is None:
                 raise InvalidParameterError(
                     f"metric {name!r} re-explains the rows, and X is None while the "
