@@ -221,3 +221,71 @@ def test_broken_rankings_fail_the_checks(linear_case):
     assert not np.allclose(broken.values, good.values)
     assert broken.normalized_auc.mean() > 0.5 > good.normalized_auc.mean()
     np.testing.assert_allclose(metrics.deletion_curve(s_games, order).values, good.values)
+
+
+def test_image_explanations_through_an_image_masker():
+    from whybox.games.image import ImageMasker
+
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(3, 3, 4, 4))  # channels first
+    weights = rng.normal(size=(3, 4, 4))
+
+    def model(ims):
+        return np.asarray(ims).reshape(len(ims), -1) @ weights.ravel()
+
+    pixel_values = weights[None] * images  # exact Shapley values against a black baseline
+    exp = wb.Explanation(pixel_values, np.zeros(3), data=images, predictions=model(images))
+    seg = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 2, axis=0), 2, axis=1)
+    masker = ImageMasker(segments=seg, fill="baseline", value=0.0, channels="first")
+    curve = metrics.deletion(exp, model, images, background=masker)
+    share = np.stack([[pixel_values[i][:, seg == j].sum() for j in range(4)] for i in range(3)])
+    order = np.argsort(-share * np.sign(share.sum(1))[:, None], axis=1, kind="stable")
+    removed = np.cumsum(np.take_along_axis(share, order, axis=1), axis=1)
+    f = model(images)
+    np.testing.assert_allclose(curve.values, np.column_stack([f, f[:, None] - removed]), atol=1e-12)
+    np.testing.assert_allclose(
+        curve.pooled_normalized_auc,
+        np.trapezoid(
+            (np.column_stack([f, f[:, None] - removed]) * np.sign(f)[:, None]).sum(0)
+            / np.abs(f).sum(),
+            dx=0.25,
+        ),
+    )
+    # one value per segment is accepted as it is; faithfulness correlation is exact
+    seg_exp = wb.Explanation(share, np.zeros(3), data=images, predictions=f)
+    np.testing.assert_allclose(
+        metrics.deletion(seg_exp, model, images, background=masker).values, curve.values
+    )
+    fc = metrics.faithfulness_correlation(exp, model, images, background=masker, subset_size=2)
+    np.testing.assert_allclose(fc, 1.0, atol=1e-12)
+    with pytest.raises(InvalidInputError, match=r"attributions of shape \(5,\)"):
+        metrics.deletion(np.zeros((3, 5)), model, images, background=masker)
+    with pytest.raises(InvalidParameterError, match=r"do not reproduce exp\.predictions"):
+        metrics.deletion(exp, lambda ims: -model(ims), images, background=masker)
+
+
+def test_images_with_different_numbers_of_segments():
+    from whybox.games.image import ImageMasker
+
+    rng = np.random.default_rng(2)
+    images = rng.normal(size=(2, 4, 4))
+    weights = rng.normal(size=(4, 4))
+
+    def model(ims):
+        return np.asarray(ims).reshape(len(ims), -1) @ weights.ravel()
+
+    four = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 2, axis=0), 2, axis=1)
+    two = np.repeat(np.arange(2), 8).reshape(4, 4)  # top half, bottom half
+    masker = ImageMasker(segments=np.stack([four, two]), fill="baseline", channels="none")
+    values = weights[None] * images
+    with pytest.raises(InvalidParameterError, match="pass n_steps="):
+        metrics.deletion(values, model, images, background=masker, by="value")
+    curve = metrics.deletion(values, model, images, background=masker, by="value", n_steps=4)
+    np.testing.assert_allclose(curve.fractions, [0, 0.25, 0.5, 0.75, 1])
+    share = np.array([values[1][two == j].sum() for j in range(2)])
+    first = np.argmax(share)
+    f = model(images[1:])[0]
+    at = [f, f - share[first], 0.0]  # after 0, 1 and 2 of the 2 segments
+    expect = [at[0], (at[0] + at[1]) / 2, at[1], (at[1] + at[2]) / 2, at[2]]  # linear between
+    np.testing.assert_allclose(curve.values[1], expect, atol=1e-12)
+    assert curve.meta["n_players"] == [4, 2]

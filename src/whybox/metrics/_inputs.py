@@ -338,3 +338,85 @@ def call_explain_fn(explain_fn: Callable[..., Any], name: str, *args: Any, **kwa
             f"{type(explain_fn).__name__}."
         )
     return explain_fn(*args, **kwargs)
+
+
+def is_image_masker(background: Any) -> bool:
+    """True for a :class:`whybox.games.image.ImageMasker` (checked without importing it)."""
+    return type(background).__name__ == "ImageMasker" and hasattr(background, "segment_image")
+
+
+def image_setup(
+    exp: Any, model: Any, X: Any, masker: Any, *, target: Any = None, link: str | None = None
+) -> tuple[list[Any], list[np.ndarray]]:
+    """Image games (players: the masker's segments) and each game's segment attributions.
+
+    Pixel attributions (the image's shape, or its spatial shape) are summed over each
+    segment's pixels and channels; attributions with one value per segment are used as they
+    are.
+
+    Returns
+    -------
+    games : list of ImageGame, one per image
+    values : list of arrays of shape (n_players_i,)
+    """
+    from ..games.image import ImageGame, as_image_batch
+
+    explanation = exp if isinstance(exp, Explanation) else None
+    if explanation is not None:
+        explanation, target = _select_output(explanation, target)
+        if link is None:
+            recorded = explanation.params.get("link")
+            link = recorded if recorded in LINKS else None
+        vals = np.asarray(explanation.values, dtype=float)
+    else:
+        vals = np.asarray(exp, dtype=float)
+    if X is None:
+        X = explanation.data if explanation is not None else None
+        if X is None:
+            raise InvalidParameterError(
+                "X is None and the explanation holds no data; pass the explained images as X."
+            )
+    images, channels = as_image_batch(X, masker.channels, name="X")
+    if vals.shape[0] != images.shape[0]:
+        raise InvalidInputError(
+            f"X has {images.shape[0]} images but the explanation has {vals.shape[0]} rows; pass "
+            "the images that were explained, in the same order."
+        )
+    if not np.all(np.isfinite(vals)):
+        raise InvalidInputError(
+            "the explanation contains NaN or infinite attributions; every attribution must be "
+            "a finite number."
+        )
+    fn = wrap_model(model, target=target, link=link or "identity", X=images[:1])
+    if not fn.single_output:
+        raise InvalidParameterError(
+            f"the model has {fn.n_outputs} outputs ({fn.output_names}); the metrics score one "
+            "output at a time. Pass target= naming one of them."
+        )
+    if explanation is not None and explanation.predictions is not None:
+        if not _matches(fn(images)[:, 0], np.asarray(explanation.predictions, dtype=float)):
+            raise InvalidParameterError(
+                "the model's outputs on X do not reproduce exp.predictions, so the metric would "
+                "score another output than the one explained. Pass the model and images that "
+                "were explained, and target= and link= naming the explained output."
+            )
+    games, per_player = [], []
+    for i in range(images.shape[0]):
+        game = ImageGame(fn, images[i], masker, channels=channels, row=i)
+        v = vals[i]
+        if v.shape == (game.n_players,):
+            phi = v
+        else:
+            spatial = game.segments.shape
+            if v.shape == images[i].shape and channels != "none":
+                v = v.sum(axis=0 if channels == "first" else -1)
+            if v.shape != spatial:
+                raise InvalidInputError(
+                    f"image {i} has attributions of shape {vals[i].shape}; expected the image's "
+                    f"shape {images[i].shape}, its spatial shape {spatial}, or one value per "
+                    f"segment ({game.n_players})."
+                )
+            phi = np.bincount(game.segments.ravel(), weights=v.ravel(), minlength=game.n_players)
+        games.append(game)
+        per_player.append(phi)
+    return games, per_player

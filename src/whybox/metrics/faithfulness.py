@@ -59,7 +59,7 @@ from ..errors import InvalidInputError, InvalidParameterError
 from ..games.game import Game, as_value_matrix
 from ..games.maskers import Masker
 from ..parallel import row_generator
-from ._inputs import noise_scale, numeric_matrix, rebuild_like, setup
+from ._inputs import image_setup, is_image_masker, noise_scale, numeric_matrix, rebuild_like, setup
 
 __all__ = [
     "Curve",
@@ -341,17 +341,50 @@ def _tabular_curve(
     n_steps: int | None,
     by: str,
 ) -> Curve:
-    s = setup(exp, model, X, target=target, link=link, background=background)
     check_in("by", by, ("prediction", "value", "abs"))
-    games = [s.game(i) for i in range(s.n)]
-    direction = None
-    if by == "prediction":  # full and empty coalitions, cached by each game for the curve
-        ends = np.stack([np.ones(s.values.shape[1], bool), np.zeros(s.values.shape[1], bool)])
-        direction = np.array([np.subtract(*g.value(ends)[:, 0]) for g in games])
-    orders = ranking(s.values, by, direction)
-    curve = _curve(games, orders, kind, n_steps)
-    curve.meta.update({"players": s.players, "by": by, "output": s.fn.output_description})
+    if is_image_masker(background):
+        games, values = image_setup(exp, model, X, background, target=target, link=link)
+        players = None
+        output = games[0].model_fn.output_description
+    else:
+        s = setup(exp, model, X, target=target, link=link, background=background)
+        games, values = [s.game(i) for i in range(s.n)], list(s.values)
+        players, output = s.players, s.fn.output_description
+    if len({g.n_players for g in games}) > 1:
+        # images cut into different numbers of segments: one curve per image, stacked
+        if n_steps is None:
+            raise InvalidParameterError(
+                "the images have different numbers of segments, so their curves have "
+                "different steps; pass n_steps= to put them on one grid of fractions."
+            )
+    orders = []
+    for g, v in zip(games, values, strict=True):
+        direction = None
+        if by == "prediction":  # the full and empty coalitions, cached for the curve
+            ends = np.stack([np.ones(g.n_players, bool), np.zeros(g.n_players, bool)])
+            direction = np.array([np.subtract(*as_value_matrix(g.value(ends), 2)[:, 0])])
+        orders.append(ranking(v[None], by, direction)[0])
+    if len({g.n_players for g in games}) > 1:
+        parts = [_curve([g], [o], kind, n_steps) for g, o in zip(games, orders, strict=True)]
+        curve = _stack_curves(parts, kind, n_steps)
+    else:
+        curve = _curve(games, np.stack(orders), kind, n_steps)
+    curve.meta.update({"players": players, "by": by, "output": output})
     return curve
+
+
+def _stack_curves(parts: list[Curve], kind: str, n_steps: int) -> Curve:
+    """Curves of games with different numbers of players, on the grid of ``n_steps``."""
+    grid = np.linspace(0.0, 1.0, n_steps + 1)
+    values = np.stack([np.interp(grid, c.fractions, c.values[0]) for c in parts])
+    return Curve(
+        kind=kind,
+        fractions=grid,
+        values=values,
+        full=np.concatenate([c.full for c in parts]),
+        empty=np.concatenate([c.empty for c in parts]),
+        meta={"n_players": [c.meta["n_players"] for c in parts], "interpolated": True},
+    )
 
 
 def deletion(
@@ -375,10 +408,12 @@ def deletion(
         The explained model (anything :func:`whybox.wrap_model` accepts).
     X : DataFrame or array (n, p), optional
         The explained rows (default: ``exp.data``).
-    background : DataFrame, array, scalar, mapping or Masker, optional
+    background : DataFrame, array, scalar, mapping, Masker or ImageMasker, optional
         What a removed feature becomes, as for the explainers: background rows (interventional:
         the output averaged over them), a baseline value, or a masker. Default: up to 100
-        rows of X.
+        rows of X. With an :class:`~whybox.games.image.ImageMasker`, X is a batch of images,
+        the players are the masker's segments (pixel attributions are summed per segment) and
+        removed segments show the masker's fill.
     target, link : optional
         The output scored; default: the one the explanation explains.
     n_steps : int, optional
@@ -522,8 +557,17 @@ def faithfulness_correlation(
     ndarray of shape (n,)
         Higher is better; NaN for a row whose attribution sums or output drops do not vary.
     """
-    s = setup(exp, model, X, target=target, link=link, background=background)
-    P = s.values.shape[1]
+    if is_image_masker(background):
+        games, values = image_setup(exp, model, X, background, target=target, link=link)
+        if len({g.n_players for g in games}) > 1:
+            raise InvalidParameterError(
+                "the images have different numbers of segments; score them one at a time."
+            )
+        rows = lambda i: games[i].image  # noqa: E731 - the content that seeds row i's draws
+    else:
+        s = setup(exp, model, X, target=target, link=link, background=background)
+        games, values, rows = [s.game(i) for i in range(s.n)], list(s.values), s.row
+    n, P = len(games), games[0].n_players
     if P < 2:
         raise InvalidParameterError(
             "faithfulness correlation needs at least two features (it correlates over subsets)."
@@ -531,9 +575,9 @@ def faithfulness_correlation(
     n_samples = check_int("n_samples", n_samples, minimum=2)
     size = max(1, round(P / 4)) if subset_size is None else subset_size
     size = check_int("subset_size", size, minimum=1, maximum=P - 1)
-    masks = _subsets(subsets, s.n, P, n_samples, size, s.X, s.row, random_state)
+    masks = _subsets(subsets, n, P, n_samples, size, None, rows, random_state)
     return np.array(
-        [faithfulness_correlation_game(s.game(i), s.values[i], masks[i]) for i in range(s.n)]
+        [faithfulness_correlation_game(games[i], values[i], masks[i]) for i in range(n)]
     )
 
 
