@@ -8,7 +8,7 @@
 * Permutation importance, 10 features, 2000 rows, 5 repeats, the HGB model: whybox vs
   ``sklearn.inspection.permutation_importance`` (both serial).
 
-Each figure is the best of 3 runs after one warm-up call (numba's compile excluded).
+Each figure is the best of 2 runs after one warm-up call (numba's compile excluded).
 """
 
 from __future__ import annotations
@@ -34,19 +34,26 @@ def run() -> dict[str, object]:
     import whybox as wb
 
     res: dict[str, object] = {}
-    X, y = _data(6000, 10)
+    X, y = _data(4000, 10)
     rows, yr = X[:2000], y[:2000]
     hgb = HistGradientBoostingClassifier(
         max_iter=500, max_leaf_nodes=31, early_stopping=False, random_state=0
     ).fit(X, y)
     wb.partial_dependence(hgb, rows[:20], 0, kind="both", method="tree")  # compile
 
-    t_w, ours = best_of(lambda: wb.partial_dependence(hgb, rows, 0, kind="both", method="tree"))
-    t_b, ref = best_of(
-        lambda: sk_pd(hgb, rows, [0], method="brute", kind="both", grid_resolution=20)
+    t_w, ours = best_of(
+        lambda: wb.partial_dependence(hgb, rows, 0, kind="both", method="tree"), repeats=2
     )
-    t_r, _ = best_of(lambda: sk_pd(hgb, rows, [0], method="recursion", grid_resolution=20))
-    t_wb, _ = best_of(lambda: wb.partial_dependence(hgb, rows, 0, kind="both", method="brute"))
+    t_b, ref = best_of(
+        lambda: sk_pd(hgb, rows, [0], method="brute", kind="both", grid_resolution=20),
+        repeats=2,
+    )
+    t_r, _ = best_of(
+        lambda: sk_pd(hgb, rows, [0], method="recursion", grid_resolution=20), repeats=2
+    )
+    t_wb, _ = best_of(
+        lambda: wb.partial_dependence(hgb, rows, 0, kind="both", method="brute"), repeats=2
+    )
     res["hgb_whybox_tree_s"] = t_w
     res["hgb_sklearn_brute_s"] = t_b
     res["hgb_sklearn_recursion_s"] = t_r
@@ -59,9 +66,12 @@ def run() -> dict[str, object]:
         n_estimators=500, max_depth=6, learning_rate=0.1, nthread=2, random_state=0
     ).fit(X, y)
     wb.partial_dependence(xm, rows[:20], 0, kind="both", method="tree")
-    t_xw, xo = best_of(lambda: wb.partial_dependence(xm, rows, 0, kind="both", method="tree"))
+    t_xw, xo = best_of(
+        lambda: wb.partial_dependence(xm, rows, 0, kind="both", method="tree"), repeats=2
+    )
     t_xb, xr = best_of(
-        lambda: sk_pd(xm, rows, [0], method="brute", kind="both", grid_resolution=20)
+        lambda: sk_pd(xm, rows, [0], method="brute", kind="both", grid_resolution=20),
+        repeats=2,
     )
     res["xgb_whybox_tree_s"] = t_xw
     res["xgb_sklearn_brute_s"] = t_xb
@@ -69,9 +79,10 @@ def run() -> dict[str, object]:
     res["xgb_max_abs_diff_vs_brute"] = float(np.abs(xo.individual - xr["individual"][0]).max())
 
     t_pw, pw = best_of(
-        lambda: wb.permutation_importance(hgb, rows, yr, n_repeats=5, random_state=0)
+        lambda: wb.permutation_importance(hgb, rows, yr, n_repeats=5, random_state=0),
+        repeats=2,
     )
-    t_ps, ps = best_of(lambda: sk_pi(hgb, rows, yr, n_repeats=5, random_state=0))
+    t_ps, ps = best_of(lambda: sk_pi(hgb, rows, yr, n_repeats=5, random_state=0), repeats=2)
     res["perm_whybox_s"] = t_pw
     res["perm_sklearn_s"] = t_ps
     res["ratio_perm_vs_sklearn"] = t_pw / t_ps
