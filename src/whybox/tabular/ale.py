@@ -27,9 +27,11 @@ and its count-weighted mean are then subtracted, so ``effect`` is the pure inter
 
 Bootstrap (``n_bootstrap > 0``): replicate ``b`` draws ``rng.integers(0, n, n)`` with
 ``rng = numpy.random.default_rng(random_state)`` (rows used by the estimate, in order),
-weights the rows by their draw counts and recomputes the estimate on the same grid (an empty
-bin or category step takes the full-data value). ``lower`` and ``upper`` are the
-``(1 -+ confidence) / 2`` quantiles of the replicates.
+weights the rows by their draw counts and recomputes the estimate on the same grid (the model
+is not called again: the per-row differences are reused). An empty bin or category step takes
+its full-data value; an empty cell of a pair is filled from the nearest non-empty cell of the
+replicate, as in the estimate. ``lower`` and ``upper`` are the ``(1 -+ confidence) / 2``
+quantiles of the replicates.
 
 Rows whose feature value is missing are left out.
 

@@ -376,12 +376,8 @@ def _categorical_flags(X: Any, positions: list[int], names: list[str], categoric
             "categorical must be None (from the dtypes), a bool, or a list of column names / "
             f"positions; got {categorical!r}."
         ) from None
-    flags = []
-    for j, name in zip(positions, names, strict=True):
-        flag = j in flagged or is_categorical_column(column(X, j))
-        flags.append(flag)
-        del name
-    return flags
+    del names  # positions identify the features
+    return [j in flagged or is_categorical_column(column(X, j)) for j in positions]
 
 
 # ------------------------------------------------------------------ tree path
