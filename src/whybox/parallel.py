@@ -43,7 +43,32 @@ import pandas as pd
 
 from .errors import InvalidParameterError, MissingDependencyError
 
-__all__ = ["BACKENDS", "chunk_bounds", "map_chunks", "resolve_n_jobs", "row_generator", "row_seed"]
+__all__ = [
+    "BACKENDS",
+    "chunk_bounds",
+    "map_chunks",
+    "one_blas_thread",
+    "resolve_n_jobs",
+    "row_generator",
+    "row_seed",
+]
+
+_BLAS: Any = None
+
+
+def one_blas_thread() -> Any:
+    """Context manager limiting BLAS to one thread (threadpoolctl ships with scikit-learn).
+
+    Small dense solves and pseudo-inverses run several times faster on one OpenBLAS thread
+    than on several when the cores are shared (the threads spin against each other).
+    """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
 
 BACKENDS = ("serial", "processes", "dask")
 

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..parallel import one_blas_thread
 from .game import Game, as_value_matrix
 from .shapley import SamplingShapExplainer, _check_budget, default_budget, exact_shapley
 
@@ -304,7 +305,8 @@ def _control_design(n: int, q: int, order: int) -> tuple[np.ndarray, np.ndarray]
     D = _monomials(Z, order)
     D_full = np.concatenate([D, _monomials(np.ones((1, n), dtype=bool), order)])
     sw = np.sqrt(np.concatenate([w, [w.max() * 1e6]]))
-    P = np.linalg.pinv(D_full * sw[:, None]) * sw[None, :]
+    with one_blas_thread():  # ~10x faster than 2 spinning OpenBLAS threads on shared cores
+        P = np.linalg.pinv(D_full * sw[:, None]) * sw[None, :]
     D.flags.writeable = False
     P.flags.writeable = False
     return D, P

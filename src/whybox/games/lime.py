@@ -56,7 +56,7 @@ from ..errors import InvalidInputError, InvalidParameterError
 from ..explainer import Explainer, ProgressFn, TabularGameExplainer
 from ..explanation import Explanation
 from ..models import ModelFunction
-from ..parallel import row_generator
+from ..parallel import one_blas_thread, row_generator
 from .game import DEFAULT_CHUNK_BYTES
 from .maskers import Masker
 
@@ -149,19 +149,6 @@ class _Gram:
         self.Zc = Z - self.zbar
         self.Zw = self.Zc * w[:, None]
         self.G = self.Zw.T @ self.Zc  # Z_c^T W Z_c, (p, p)
-
-
-_BLAS: Any = None
-
-
-def _one_blas_thread() -> Any:
-    """Context manager limiting BLAS to one thread (threadpoolctl ships with scikit-learn)."""
-    global _BLAS
-    if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _solve(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -644,7 +631,7 @@ class Lime(TabularGameExplainer):
         fits = []
         # tiny problems: threaded BLAS only adds overhead, and its spinning threads slow the
         # model down; one thread also keeps results bit-identical across machines and workers
-        with _one_blas_thread():
+        with one_blas_thread():
             gram = _Gram(Z, kernel_weights(np.sqrt(((Z - Z[0]) ** 2).sum(axis=1)), width))
             for o in range(y.shape[1]):
                 fit = _fit(gram, y[:, o], self.n_features, self.feature_selection, self.ridge_alpha)
