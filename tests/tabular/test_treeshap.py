@@ -250,3 +250,63 @@ def test_logit_link_is_the_raw_margin_of_boosted_classifiers():
     reg = RandomForestRegressor(n_estimators=3, random_state=0).fit(X, logit)
     with pytest.raises(InvalidParameterError, match="log-odds"):
         TreeShap(reg, link="logit")
+
+
+def _distinct_path_features(ens):
+    """Most distinct features on a root-to-leaf path, by plain recursion."""
+
+    def rec(node, feats):
+        if ens.left[node] < 0:
+            return len(feats)
+        f = feats | {int(ens.feature[node])}
+        return max(rec(ens.left[node], f), rec(ens.right[node], f))
+
+    return max(rec(int(ens.tree_start[t]), frozenset()) for t in range(ens.n_trees))
+
+
+def test_quadrature_points_follow_distinct_path_features_and_are_tight():
+    from whybox.tabular._treeshap_path import (
+        gauss_legendre_01,
+        max_path_features,
+        path_dependent_shap,
+    )
+
+    # deep trees on 3 features: paths split on each feature many times, so ceil(3 / 2) = 2
+    # Gauss-Legendre points are exact although the depth is 12 (which would ask for 6)
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(800, 3))
+    y = np.sin(3 * X[:, 0]) + X[:, 1] * X[:, 2] + 0.1 * rng.normal(size=800)
+    model = RandomForestRegressor(n_estimators=6, max_depth=12, random_state=0).fit(X, y)
+    explainer = TreeShap(model)
+    ens = explainer.ensemble
+    assert ens.max_depth == 12
+    d = _distinct_path_features(ens)
+    assert d == 3 == max_path_features(ens.left, ens.right, ens.feature, ens.tree_start)
+    assert len(explainer._quadrature()[0]) == 2
+    rows = X[:40]
+    ref = shap.TreeExplainer(model).shap_values(rows)
+    np.testing.assert_allclose(explainer.explain(rows).values, ref, atol=1e-9)
+    # one point fewer is not exact: the check above can fail
+    Z = ens.encode(rows)
+    short = path_dependent_shap(Z, ens.layout, ens.max_depth, *gauss_legendre_01(1), 64)
+    assert np.abs(short[:, :, 0] - ref).max() > 1e-4
+
+
+def test_values_do_not_depend_on_block_size_or_threads():
+    from whybox.tabular._treeshap_path import path_dependent_shap
+
+    X, _, _, ym = make_data(n=300, seed=8, nan=True)
+    model = RandomForestClassifier(n_estimators=8, max_depth=8, random_state=0).fit(X.fillna(0), ym)
+    explainer = TreeShap(model)
+    ens = explainer.ensemble
+    Z = ens.encode(X.iloc[:70])
+    tq, wq = explainer._quadrature()
+    blocks = [path_dependent_shap(Z, ens.layout, ens.max_depth, tq, wq, b) for b in (1, 7, 64)]
+    for other in blocks[1:]:
+        np.testing.assert_array_equal(other, blocks[0])
+    one = TreeShap(model, n_jobs=1).explain(X.iloc[:70], target="all").values
+    two = TreeShap(model, n_jobs=2).explain(X.iloc[:70], target="all").values
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, blocks[0])
+    ref = np.asarray(shap.TreeExplainer(model).shap_values(X.iloc[:70].to_numpy()))
+    np.testing.assert_allclose(one, ref, atol=1e-9)

@@ -22,6 +22,13 @@ row, ``N`` the number of nodes: linear in the tree size, like Linear TreeSHAP, w
 well-conditioned quadrature representation of Quadrature-TreeSHAP instead of polynomial
 coefficients.
 
+The quadrature takes ``ceil(d / 2)`` points for ``d`` the most distinct features on any
+root-to-leaf path (:func:`max_path_features`), which is often below the depth. Rows are
+walked in blocks (:func:`path_dependent_shap`): every row visits every node, so the
+traversal and the cover-only factors are shared, decisions are 0/1 numbers, and the per-row
+work is branch-free arithmetic over the block (a branch per row and node costs more than the
+arithmetic when half the rows go each way).
+
 Conditioning a feature on "always present" (factor ``p``) or "always absent" (factor ``q``)
 gives the pieces of SHAP interaction values (Lundberg et al. 2020).
 
@@ -43,7 +50,14 @@ from numba import njit, prange
 
 from .trees import goes_left
 
-__all__ = ["gauss_legendre_01", "path_dependent_interactions", "path_dependent_shap"]
+__all__ = [
+    "ROW_BLOCK",
+    "expected_values",
+    "gauss_legendre_01",
+    "max_path_features",
+    "path_dependent_interactions",
+    "path_dependent_shap",
+]
 
 
 def gauss_legendre_01(n_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -389,55 +403,84 @@ def path_dependent_interactions(
 
 
 #: rows traversed together: every row visits every node, so the node bookkeeping is shared
-ROW_BLOCK = 32
+ROW_BLOCK = 64
+
+
+@njit(cache=True)
+def max_path_features(
+    left: np.ndarray, right: np.ndarray, feature: np.ndarray, tree_start: np.ndarray
+) -> int:
+    """Most distinct features on any root-to-leaf path of the ensemble.
+
+    A leaf whose path splits on ``d`` distinct features has a path integrand of degree
+    ``d - 1``, so ``ceil(d / 2)`` Gauss-Legendre points are exact. Trees often split on a
+    feature twice along a path, so this is often below the depth (a 100-tree depth-12
+    random forest on 20 features: 10).
+    """
+    best = 0
+    count = np.zeros(max(1, feature.max() + 1), np.int64)
+    stack = np.empty(left.shape[0] + 2, np.int64)  # node, or -(node + 1): leave the node
+    for t in range(tree_start.shape[0] - 1):
+        top = 0
+        stack[0] = tree_start[t]
+        distinct = 0
+        while top >= 0:
+            s = stack[top]
+            top -= 1
+            if s < 0:
+                j = feature[-s - 1]
+                count[j] -= 1
+                if count[j] == 0:
+                    distinct -= 1
+            elif left[s] < 0:
+                best = max(best, distinct)
+            else:
+                j = feature[s]
+                if count[j] == 0:
+                    distinct += 1
+                count[j] += 1
+                stack[top + 1] = -s - 1
+                stack[top + 2] = right[s]
+                stack[top + 3] = left[s]
+                top += 3
+    return best
 
 
 @njit(cache=True)
 def _tree_shap_block(
-    X: np.ndarray,
-    r0: int,
+    Xt: np.ndarray,
     B: int,
     root: int,
     k_lo: int,
     k_hi: int,
-    left: np.ndarray,
-    right: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
-    cover: np.ndarray,
+    layout: tuple,
     tq: np.ndarray,
     wq: np.ndarray,
-    out: np.ndarray,
-    fnode: np.ndarray,
-    fstate: np.ndarray,
-    fprev: np.ndarray,
-    fpold: np.ndarray,
-    fqold: np.ndarray,
-    ep: np.ndarray,
-    eq: np.ndarray,
-    inv0: np.ndarray,
-    inv1: np.ndarray,
-    P: np.ndarray,
-    Stot: np.ndarray,
-    excl: np.ndarray,
-    sret: np.ndarray,
-    last_occ: np.ndarray,
-    gl: np.ndarray,
+    phi: np.ndarray,
+    work: tuple,
 ) -> None:
-    """One tree's path-dependent SHAP values for rows ``r0 : r0 + B`` at once.
+    """Add one tree's path-dependent SHAP values of a block of ``B`` rows to ``phi``.
 
-    Every row visits every node, so the traversal and the per-edge factors (which depend on
-    the covers only: ``p`` is 0 or 1) are computed once for the block. Arrays indexed
-    ``[depth, quadrature point, output * B + row]``.
+    ``Xt`` (p, B) holds the rows' features column-wise and ``phi`` (p, K * B) their values,
+    output ``k`` of row ``b`` in column ``k * B + b``. Every row visits every node, so the
+    traversal and the cover-only quantities (``q`` and its quadrature factors) are shared by
+    the block, and the per-row work is straight-line arithmetic over ``b``: decisions are 0/1
+    numbers, ``p`` is a product of them, and no branch depends on a row.
+
+    Per depth level ``d`` (the node ``fnode[d]`` and the edge to its current child): the
+    path product ``P[d, q, b]`` at each quadrature point, the subtree total ``Stot[d]`` summed
+    over the children done so far, and ``excl[d]``: the totals of deeper splits on the same
+    feature (attributed there, subtracted here), valid when ``dirty[d]``. Leaf children are
+    settled inline: their contribution needs the path product without this edge's factor,
+    ``G``, and adds ``v G f_edge`` to the total.
     """
+    (left, right, feature, threshold, missing_left, is_categorical, cat_start, cat_len,
+     cat_values, value, cover) = layout[:11]  # fmt: skip
+    (fnode, fstate, fprev, fpold, fqold, ep, eq, inv0, inv1, P, Stot, excl, dirty, last_occ,
+     gl, G, acc) = work  # fmt: skip
     Q = tq.shape[0]
     Kt = k_hi - k_lo
+    KB = Kt * B
     if left[root] < 0:
         return
     d = 0
@@ -450,29 +493,61 @@ def _tree_shap_block(
     for q in range(Q):
         for b in range(B):
             P[0, q, b] = 1.0
-        for kb in range(Kt * B):
+        for kb in range(KB):
             Stot[0, q, kb] = 0.0
     while d >= 0:
         node = fnode[d]
-        returning = False
-        lc = left[node]
-        if lc < 0:
-            for q in range(Q):
-                for kk in range(Kt):
-                    v = value[node, k_lo + kk]
-                    for b in range(B):
-                        sret[q, kk * B + b] = v * P[d, q, b]
+        state = fstate[d]
+        if state == 2:  # both children done: Stot[d] is this subtree's total
+            prev = fprev[d]
+            last_occ[feature[node]] = prev
+            if prev >= 0:  # its leaves' factors of this feature replace those at prev
+                if dirty[prev]:
+                    for q in range(Q):
+                        for kb in range(KB):
+                            excl[prev, q, kb] += Stot[d, q, kb]
+                else:
+                    dirty[prev] = True
+                    for q in range(Q):
+                        for kb in range(KB):
+                            excl[prev, q, kb] = Stot[d, q, kb]
             d -= 1
-            returning = True
-        elif fstate[d] < 2:
-            state = fstate[d]
-            fstate[d] = state + 1
-            j = feature[node]
-            if state == 0:
-                c = lc
+            if d < 0:
+                break
+            # back at the parent: attribute the edge to the child, S = Stot[d + 1]
+            j = feature[fnode[d]]
+            last_occ[j] = fprev[d]
+            q_c = eq[d]
+            for kb in range(KB):
+                acc[kb] = 0.0
+            for q in range(Q):
+                w0 = wq[q] * inv0[d, q]
+                w1 = wq[q] * inv1[d, q] - w0
+                for kk in range(Kt):
+                    o = kk * B
+                    if dirty[d]:
+                        for b in range(B):
+                            s = Stot[d + 1, q, o + b] - excl[d, q, o + b]
+                            acc[o + b] += s * (w0 + ep[d, b] * w1)
+                    else:
+                        for b in range(B):
+                            acc[o + b] += Stot[d + 1, q, o + b] * (w0 + ep[d, b] * w1)
+                for kb in range(KB):
+                    Stot[d, q, kb] += Stot[d + 1, q, kb]
+            for kk in range(Kt):
+                o = (k_lo + kk) * B
+                for b in range(B):
+                    phi[j, o + b] += (ep[d, b] - q_c) * acc[kk * B + b]
+            continue
+        fstate[d] = state + 1
+        j = feature[node]
+        any_p = 0.0
+        if state == 0:
+            c = left[node]
+            if is_categorical[node]:
                 for b in range(B):
                     gl[d, b] = goes_left(
-                        X[r0 + b, j],
+                        Xt[j, b],
                         node,
                         threshold,
                         missing_left,
@@ -481,175 +556,151 @@ def _tree_shap_block(
                         cat_len,
                         cat_values,
                     )
-            else:
-                c = right[node]
-            qold = fqold[d]
-            q_c = qold * cover[c] / cover[node] if cover[node] > 0 else 0.0
-            any_p = False
+            else:  # branch-free form of goes_left: NaN < t is False
+                thr = threshold[node]
+                ml = 1.0 if missing_left[node] else 0.0
+                for b in range(B):
+                    xv = Xt[j, b]
+                    gl[d, b] = (1.0 if xv < thr else 0.0) + (ml if xv != xv else 0.0)
             for b in range(B):
-                follows = gl[d, b] if state == 0 else not gl[d, b]
-                pc = fpold[d, b] if follows else 0.0
-                ep[d, b] = pc
-                if pc != 0.0:
-                    any_p = True
-            if q_c == 0.0 and not any_p:
-                continue
-            eq[d] = q_c
-            last_occ[j] = d
-            has_prev = fprev[d] >= 0
+                ep[d, b] = fpold[d, b] * gl[d, b]
+                any_p += ep[d, b]
+        else:
+            c = right[node]
+            for b in range(B):
+                ep[d, b] = fpold[d, b] * (1.0 - gl[d, b])
+                any_p += ep[d, b]
+        qold = fqold[d]
+        q_c = qold * cover[c] / cover[node] if cover[node] > 0 else 0.0
+        if q_c == 0.0 and any_p == 0.0:
+            continue  # this subtree is worth 0 in every coalition of every row
+        eq[d] = q_c
+        has_prev = fprev[d] >= 0
+        if left[c] < 0:  # leaf child: settle it here
+            for b in range(B):
+                acc[b] = 0.0
             for q in range(Q):
                 t = tq[q]
                 f0 = q_c * (1.0 - t)
-                f1 = q_c + t * (1.0 - q_c)
-                inv0[d, q] = 1.0 / f0 if f0 != 0.0 else 0.0
-                inv1[d, q] = 1.0 / f1
-                df = f1 - f0
+                df = q_c + t * (1.0 - q_c) - f0
                 if has_prev:
                     o0 = qold * (1.0 - t)
-                    o1 = qold + t * (1.0 - qold)
                     i0 = 1.0 / o0 if o0 != 0.0 else 0.0
-                    di = 1.0 / o1 - i0
+                    di = 1.0 / (qold + t * (1.0 - qold)) - i0
                     for b in range(B):
-                        P[d + 1, q, b] = P[d, q, b] * (f0 + ep[d, b] * df) * (i0 + fpold[d, b] * di)
+                        G[b] = P[d, q, b] * (i0 + fpold[d, b] * di)
                 else:
                     for b in range(B):
-                        P[d + 1, q, b] = P[d, q, b] * (f0 + ep[d, b] * df)
-                for kb in range(Kt * B):
-                    excl[d, q, kb] = 0.0
-                    Stot[d + 1, q, kb] = 0.0
-            d += 1
-            fnode[d] = c
-            fstate[d] = 0
-            if left[c] >= 0:
-                prev = last_occ[feature[c]]
-                fprev[d] = prev
-                if prev >= 0:
-                    fqold[d] = eq[prev]
-                    for b in range(B):
-                        fpold[d, b] = ep[prev, b]
-                else:
-                    fqold[d] = 1.0
-                    for b in range(B):
-                        fpold[d, b] = 1.0
-        else:
-            last_occ[feature[node]] = fprev[d]
-            prev = fprev[d]
-            for q in range(Q):
-                for kb in range(Kt * B):
-                    sret[q, kb] = Stot[d, q, kb]
-                if prev >= 0:
-                    for kb in range(Kt * B):
-                        excl[prev, q, kb] += Stot[d, q, kb]
-            d -= 1
-            returning = True
-        if returning and d >= 0:
-            parent = fnode[d]
-            j = feature[parent]
-            last_occ[j] = fprev[d]
-            q_c = eq[d]
-            for b in range(B):
-                e_b = ep[d, b]
-                dp = e_b - q_c
-                if dp == 0.0:
-                    continue
+                        G[b] = P[d, q, b]
+                w = wq[q]
+                for b in range(B):
+                    acc[b] += w * G[b]
+                    G[b] *= f0 + ep[d, b] * df
                 for kk in range(Kt):
-                    acc = 0.0
-                    for q in range(Q):
-                        inv = inv0[d, q] + e_b * (inv1[d, q] - inv0[d, q])
-                        acc += wq[q] * (sret[q, kk * B + b] - excl[d, q, kk * B + b]) * inv
-                    out[r0 + b, j, k_lo + kk] += dp * acc
-            for q in range(Q):
-                for kb in range(Kt * B):
-                    Stot[d, q, kb] += sret[q, kb]
+                    v = value[c, k_lo + kk]
+                    o = kk * B
+                    for b in range(B):
+                        Stot[d, q, o + b] += v * G[b]
+            for kk in range(Kt):
+                v = value[c, k_lo + kk]
+                o = (k_lo + kk) * B
+                for b in range(B):
+                    phi[j, o + b] += (ep[d, b] - q_c) * v * acc[b]
+            continue
+        last_occ[j] = d
+        dirty[d] = False
+        for q in range(Q):
+            t = tq[q]
+            f0 = q_c * (1.0 - t)
+            f1 = q_c + t * (1.0 - q_c)
+            inv0[d, q] = 1.0 / f0 if f0 != 0.0 else 0.0
+            inv1[d, q] = 1.0 / f1
+            df = f1 - f0
+            if has_prev:  # the new factor replaces the feature's factor at prev
+                o0 = qold * (1.0 - t)
+                i0 = 1.0 / o0 if o0 != 0.0 else 0.0
+                di = 1.0 / (qold + t * (1.0 - qold)) - i0
+                for b in range(B):
+                    P[d + 1, q, b] = P[d, q, b] * (f0 + ep[d, b] * df) * (i0 + fpold[d, b] * di)
+            else:
+                for b in range(B):
+                    P[d + 1, q, b] = P[d, q, b] * (f0 + ep[d, b] * df)
+            for kb in range(KB):
+                Stot[d + 1, q, kb] = 0.0
+        d += 1
+        fnode[d] = c
+        fstate[d] = 0
+        prev = last_occ[feature[c]]
+        fprev[d] = prev
+        if prev >= 0:
+            fqold[d] = eq[prev]
+            for b in range(B):
+                fpold[d, b] = ep[prev, b]
+        else:
+            fqold[d] = 1.0
+            for b in range(B):
+                fpold[d, b] = 1.0
 
 
 @njit(parallel=True, cache=True)
 def path_dependent_shap(
     X: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
-    cover: np.ndarray,
-    tree_start: np.ndarray,
-    tree_output: np.ndarray,
+    layout: tuple,
     max_depth: int,
     tq: np.ndarray,
     wq: np.ndarray,
+    block: int,
 ) -> np.ndarray:
-    """Path-dependent SHAP values (n, p, K), rows traversed in blocks of ``ROW_BLOCK``."""
+    """Path-dependent SHAP values (n, p, K), rows traversed in blocks of ``block``.
+
+    ``layout`` is :attr:`whybox.tabular.trees.TreeEnsemble.layout`; ``tq``, ``wq`` the
+    quadrature of :func:`gauss_legendre_01`. A row's arithmetic does not depend on the other
+    rows of its block, so the values do not depend on ``block`` or the number of threads.
+    """
     n, p = X.shape
+    value, tree_start, tree_output = layout[9], layout[11], layout[12]
     K = value.shape[1]
     T = tree_start.shape[0] - 1
     Q = tq.shape[0]
     D = max_depth + 2
-    Bm = ROW_BLOCK
+    Bm = max(1, block)
     out = np.zeros((n, p, K))
     n_blocks = (n + Bm - 1) // Bm
     for blk in prange(n_blocks):
         r0 = blk * Bm
         B = min(Bm, n - r0)
-        fnode = np.zeros(D, np.int64)
-        fstate = np.zeros(D, np.int64)
-        fprev = np.zeros(D, np.int64)
-        fpold = np.zeros((D, Bm))
-        fqold = np.zeros(D)
-        ep = np.zeros((D, Bm))
-        eq = np.zeros(D)
-        inv0 = np.zeros((D, Q))
-        inv1 = np.zeros((D, Q))
-        P = np.zeros((D, Q, Bm))
-        Stot = np.zeros((D, Q, K * Bm))
-        excl = np.zeros((D, Q, K * Bm))
-        sret = np.zeros((Q, K * Bm))
-        last_occ = np.full(p, -1, np.int64)
-        gl = np.zeros((D, Bm), np.bool_)
+        work = (
+            np.zeros(D, np.int64),  # fnode
+            np.zeros(D, np.int64),  # fstate
+            np.zeros(D, np.int64),  # fprev: level of the previous split on the feature
+            np.zeros((D, Bm)),  # fpold: p of the feature before this split
+            np.zeros(D),  # fqold: q of the feature before this split
+            np.zeros((D, Bm)),  # ep: p after the edge
+            np.zeros(D),  # eq: q after the edge
+            np.zeros((D, Q)),  # inv0: 1 / edge factor where p = 0
+            np.zeros((D, Q)),  # inv1: 1 / edge factor where p = 1
+            np.zeros((D, Q, Bm)),  # P
+            np.zeros((D, Q, K * Bm)),  # Stot
+            np.zeros((D, Q, K * Bm)),  # excl
+            np.zeros(D, np.bool_),  # dirty
+            np.full(p, -1, np.int64),  # last_occ: level of the feature's last split
+            np.zeros((D, Bm)),  # gl: goes left (0/1)
+            np.zeros(Bm),  # G
+            np.zeros(K * Bm),  # acc
+        )
+        Xt = np.empty((p, B))
+        for b in range(B):
+            for j in range(p):
+                Xt[j, b] = X[r0 + b, j]
+        phi = np.zeros((p, K * B))
         for t in range(T):
             k_lo = 0 if tree_output[t] < 0 else tree_output[t]
             k_hi = K if tree_output[t] < 0 else tree_output[t] + 1
-            _tree_shap_block(
-                X,
-                r0,
-                B,
-                tree_start[t],
-                k_lo,
-                k_hi,
-                left,
-                right,
-                feature,
-                threshold,
-                missing_left,
-                is_categorical,
-                cat_start,
-                cat_len,
-                cat_values,
-                value,
-                cover,
-                tq,
-                wq,
-                out,
-                fnode,
-                fstate,
-                fprev,
-                fpold,
-                fqold,
-                ep,
-                eq,
-                inv0,
-                inv1,
-                P,
-                Stot,
-                excl,
-                sret,
-                last_occ,
-                gl,
-            )
+            _tree_shap_block(Xt, B, tree_start[t], k_lo, k_hi, layout, tq, wq, phi, work)
+        for b in range(B):
+            for j in range(p):
+                for k in range(K):
+                    out[r0 + b, j, k] = phi[j, k * B + b]
     return out
 
 

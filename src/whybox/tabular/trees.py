@@ -77,6 +77,8 @@ _SKLEARN = (
 _LIBRARIES = {"xgboost": ("Booster", "XGBModel"), "lightgbm": ("Booster", "LGBMModel"),
               "catboost": ("CatBoost",)}  # fmt: skip
 _WALK = "left right feature threshold missing_left is_categorical cat_start cat_len cat_values"
+#: field order of :attr:`TreeEnsemble.layout`
+LAYOUT = (*_WALK.split(), "value", "cover", "tree_start", "tree_output")
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,13 @@ class TreeEnsemble:
     @property
     def n_outputs(self) -> int:
         return int(self.value.shape[1])
+
+    @property
+    def layout(self) -> tuple:
+        """The arrays the numba kernels read, as one tuple (in this order): ``left, right,
+        feature, threshold, missing_left, is_categorical, cat_start, cat_len, cat_values,
+        value, cover, tree_start, tree_output``."""
+        return tuple(getattr(self, a) for a in LAYOUT)
 
     def __repr__(self) -> str:
         return (

@@ -191,6 +191,7 @@ class TreeShap(Explainer):
         self._bg: tuple[np.ndarray, np.ndarray] | None = None
         self._masks: Any = None
         self._base_path: np.ndarray | None = None
+        self._gl: tuple[np.ndarray, np.ndarray] | None = None
         self._depth = int(self.ensemble.max_depth)
         if feature_perturbation == "interventional":
             masker = (
@@ -335,7 +336,7 @@ class TreeShap(Explainer):
             interventional_shap_per_reference,
             leaf_paths,
         )
-        from ._treeshap_path import gauss_legendre_01, path_dependent_shap
+        from ._treeshap_path import ROW_BLOCK, path_dependent_shap
 
         X, names = self._prepare(X)
         e = self.ensemble
@@ -364,7 +365,7 @@ class TreeShap(Explainer):
                     "TreeSHAP supports here; pass background= to use interventional TreeSHAP, "
                     "which has no depth limit."
                 )
-            tq, wq = gauss_legendre_01(max(1, (depth + 1) // 2))
+            tq, wq = self._quadrature()
             base = self._expected_value_path()
         else:
             Z, w = self._bg  # type: ignore[misc]
@@ -393,19 +394,7 @@ class TreeShap(Explainer):
                     raw[: min(200, stop)],
                 )
             if self.feature_perturbation == "tree_path_dependent":
-                phi = path_dependent_shap(
-                    Xc,
-                    a["left"],
-                    a["right"],
-                    *node_args,
-                    a["value"],
-                    a["cover"],
-                    a["tree_start"],
-                    a["tree_output"],
-                    self._depth,
-                    tq,
-                    wq,
-                )
+                phi = path_dependent_shap(Xc, e.layout, self._depth, tq, wq, ROW_BLOCK)
             elif prob:
                 per = interventional_shap_per_reference(
                     Xc,
@@ -504,7 +493,7 @@ class TreeShap(Explainer):
         self, X: Any, *, target: Any = None, progress: Any = None
     ) -> Explanation:
         """The work of :meth:`explain_interactions`."""
-        from ._treeshap_path import gauss_legendre_01, path_dependent_interactions
+        from ._treeshap_path import path_dependent_interactions
 
         if self.feature_perturbation != "tree_path_dependent":
             raise InvalidParameterError(
@@ -522,7 +511,7 @@ class TreeShap(Explainer):
             raise InvalidParameterError(
                 f"trees of depth {depth} exceed the {MAX_PATH_DEPTH} levels supported."
             )
-        tq, wq = gauss_legendre_01(max(1, (depth + 1) // 2))
+        tq, wq = self._quadrature()
         tf, tfs = [], [0]
         for t in range(e.n_trees):
             f = np.unique(a["feature"][a["tree_start"][t] : a["tree_start"][t + 1]])
@@ -593,6 +582,17 @@ class TreeShap(Explainer):
             random_state=self.random_state,
         )
 
+    def _quadrature(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gauss-Legendre points exact for every leaf: ``ceil(d / 2)`` for paths splitting on
+        at most ``d`` distinct features (the integrand's degree is ``d - 1``)."""
+        if self._gl is None:
+            from ._treeshap_path import gauss_legendre_01, max_path_features
+
+            e = self.ensemble
+            d = int(max_path_features(e.left, e.right, e.feature, e.tree_start))
+            self._gl = gauss_legendre_01(max(1, (d + 1) // 2))
+        return self._gl
+
     def _expected_value_path(self) -> np.ndarray:
         """``base_offset + sum_t sum_leaves v_l prod(cover fractions)``: shape (K,)."""
         if self._base_path is None:
@@ -613,20 +613,23 @@ class TreeShap(Explainer):
 
 @contextmanager
 def _numba_threads(n_jobs: int | None) -> Iterator[None]:
-    """Run numba kernels on ``n_jobs`` threads (None: numba's default, -1: all)."""
-    if n_jobs is None:
-        yield
-        return
+    """Run numba kernels on ``n_jobs`` threads (None: numba's default, -1: all), handing
+    out their parallel iterations (row blocks, rows) one at a time: on a shared machine a
+    thread that gets less CPU then takes fewer of them instead of delaying the others."""
     import numba
 
-    most = numba.config.NUMBA_NUM_THREADS
-    n = most if n_jobs < 0 else max(1, min(int(n_jobs), most))
-    old = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
+    with numba.parallel_chunksize(1):
+        if n_jobs is None:
+            yield
+            return
+        most = numba.config.NUMBA_NUM_THREADS
+        n = most if n_jobs < 0 else max(1, min(int(n_jobs), most))
+        old = numba.get_num_threads()
+        numba.set_num_threads(n)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(old)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
