@@ -310,3 +310,30 @@ def test_values_do_not_depend_on_block_size_or_threads():
     np.testing.assert_array_equal(one, blocks[0])
     ref = np.asarray(shap.TreeExplainer(model).shap_values(X.iloc[:70].to_numpy()))
     np.testing.assert_allclose(one, ref, atol=1e-9)
+
+
+def test_xgboost_early_stopping_explains_the_trees_predict_uses():
+    X, _, yb, _ = make_data(seed=9, nan=True)
+    model = xgb.XGBClassifier(
+        n_estimators=300, learning_rate=0.5, max_depth=3, early_stopping_rounds=3
+    )
+    model.fit(X.iloc[:250], yb[:250], eval_set=[(X.iloc[250:], yb[250:])], verbose=False)
+    best = model.best_iteration
+    assert best < 299 and model.get_booster().num_boosted_rounds() > best + 1
+    rows = X.iloc[:30]
+    exp = TreeShap(model).explain(rows)
+    dm = xgb.DMatrix(rows)
+    ref = model.get_booster().predict(dm, pred_contribs=True, iteration_range=(0, best + 1))
+    np.testing.assert_allclose(exp.values, ref[:, :-1], atol=1e-6)
+    np.testing.assert_allclose(exp.base_values, ref[:, -1], atol=1e-6)
+    np.testing.assert_allclose(exp.predictions, model.predict(rows, output_margin=True), atol=1e-5)
+    # arrays too (no column names), and a non-NaN missing value marker
+    np.testing.assert_allclose(TreeShap(model).explain(rows.to_numpy()).values, exp.values)
+    Xm = X.fillna(-999.0)
+    marked = xgb.XGBRegressor(n_estimators=8, max_depth=3, missing=-999.0).fit(Xm, yb)
+    own = marked.get_booster().predict(
+        xgb.DMatrix(Xm.iloc[:30], missing=-999.0), pred_contribs=True
+    )
+    np.testing.assert_allclose(
+        TreeShap(marked).explain(Xm.iloc[:30]).values, own[:, :-1], atol=1e-6
+    )

@@ -661,15 +661,21 @@ def raw_model_output(model: Any, X: Any) -> np.ndarray | None:
         if mod.startswith("xgboost"):
             import xgboost as xgb
 
-            booster = model.get_booster() if hasattr(model, "get_booster") else model
+            sk_api = hasattr(model, "get_booster")
+            booster = model.get_booster() if sk_api else model
+            missing = getattr(model, "missing", np.nan) if sk_api else np.nan
             dm = (
-                xgb.DMatrix(X, enable_categorical=True, missing=np.nan)
+                xgb.DMatrix(X, enable_categorical=True, missing=missing)
                 if isinstance(X, pd.DataFrame)
                 else xgb.DMatrix(
-                    np.asarray(X, float), missing=np.nan, feature_names=booster.feature_names
+                    np.asarray(X, float), missing=missing, feature_names=booster.feature_names
                 )
             )
-            return booster.predict(dm, output_margin=True)
+            best = booster.attr("best_iteration") if sk_api else None
+            # the scikit-learn API predicts with the trees up to best_iteration (early
+            # stopping), and so does the parsed ensemble
+            rounds = (0, int(best) + 1) if best is not None else (0, 0)
+            return booster.predict(dm, output_margin=True, iteration_range=rounds)
         if mod.startswith("lightgbm"):
             booster = model.booster_ if hasattr(model, "booster_") else model
             return booster.predict(X, raw_score=True)
