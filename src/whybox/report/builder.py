@@ -81,6 +81,15 @@ class Report:
         self.sections.append(section)
         return self
 
+    def insert_after(self, section_id: str, section: dict[str, Any]) -> Report:
+        """Insert a section after the one with id ``section_id`` (at the end if none has it)."""
+        self.add(section)
+        self.sections.pop()
+        ids = [s.get("id") for s in self.sections]
+        pos = ids.index(section_id) + 1 if section_id in ids else len(self.sections)
+        self.sections.insert(pos, section)
+        return self
+
     def to_html(self) -> str:
         """The report as one self-contained HTML document."""
         import jinja2
@@ -272,13 +281,31 @@ def importance_section(exp: Explanation, max_display: int = 12) -> dict[str, Any
     }
     if single.data is not None and n > 1:
         ax2 = plots.beeswarm(single, max_display=max_display)
-        section.update(
-            figure2=figure_data_uri(ax2.figure),
-            figure2_title="Every explained row",
-            figure2_note=(
-                "One dot per row and feature: position is the contribution, colour the "
-                "feature's value (blue low, red high)."
-            ),
+        section["more"] = [
+            {
+                "title": "Every explained row",
+                "note": (
+                    "One dot per row and feature: position is the contribution, colour the "
+                    "feature's value (blue low, red high)."
+                ),
+                "src": figure_data_uri(ax2.figure),
+            }
+        ]
+    if n > 2:
+        from ..viz.plots_rows import heatmap
+
+        ax3 = heatmap(single, max_display=max_display)
+        ax3.figure.set_size_inches(8.0, 0.35 * min(max_display, len(single.feature_names)) + 2)
+        section.setdefault("more", []).append(
+            {
+                "title": "Rows side by side",
+                "note": (
+                    "One column per explained row (rows explained alike are grouped), one "
+                    "line per feature, red for a positive contribution and blue for a "
+                    "negative one; the line above is the model output."
+                ),
+                "src": figure_data_uri(ax3.figure),
+            }
         )
     return section
 
@@ -399,51 +426,132 @@ def report(
     model: Any = None,
     X: Any = None,
     y: Any = None,
+    X_train: Any = None,
     rows: list[int] | None = None,
     reasons: pd.DataFrame | None = None,
     truth: Any = None,
+    recourse: dict[str, Any] | Any = None,
+    recourse_rows: list[int] | None = None,
+    quality: bool = True,
+    background: Any = None,
+    metrics: list[str] | None = None,
+    compare: Explanation | None = None,
+    explain_fn: Any = None,
+    quality_rows: int | None = 20,
+    top_features: int = 3,
     title: str = "whybox report",
     subtitle: str | None = None,
     max_display: int = 12,
+    random_state: int = 0,
 ) -> Report:
     """Build the standard report of an Explanation.
+
+    Sections that do not apply are omitted: without ``model`` and ``X`` there are no effect
+    curves and no faithfulness metrics; without ``recourse`` no counterfactuals; the
+    limitations section appears only when a check finds something.
 
     Parameters
     ----------
     exp : Explanation
-        A tabular explanation.
+        A tabular explanation (other layouts get the summary only).
     model : object, optional
-        The explained model (its type is shown; with ``X`` and ``y`` its accuracy too).
+        The explained model: its type is shown; with ``X`` its effect curves (PDP/ICE, ALE)
+        and faithfulness metrics; with ``X`` and ``y`` its accuracy.
     X, y : optional
-        Held-out data to score the model on (classifiers: accuracy and ROC AUC; regressors:
-        R² and MAE).
+        Data the model is described on (held-out rows and labels): data summary, model
+        scores, effect curves and the correlation check.
+    X_train : optional
+        Training rows: the range check and the counterfactual search space (default ``X``).
     rows : list of int, optional
-        Rows of ``exp`` to explain locally (default: the first three).
+        Rows of ``exp`` to explain locally (default: the first three; ``[]`` for none).
     reasons : DataFrame, optional
         Reason codes from :func:`whybox.reason_codes`, shown next to each waterfall.
     truth : array or Explanation, optional
         Ground-truth attributions of the same shape as ``exp.values``.
+    recourse : dict or Counterfactuals, optional
+        Keyword arguments of :class:`whybox.Counterfactuals` (``immutable``, ``ranges``,
+        ``monotone``, ``time_budget``...), or one already built: a recourse table for each of
+        ``recourse_rows`` (default ``rows``).
+    quality : bool, default True
+        Measure the explanation (faithfulness with ``model``; agreement with ``compare``;
+        stability with ``explain_fn``).
+    background, metrics
+        Passed to :func:`whybox.evaluate` (what "absent" means, which metrics).
+    compare : Explanation, optional
+        The same rows explained by another method, for the agreement table.
+    explain_fn : callable, optional
+        ``explain_fn(X, random_state=seed)`` of a sampled method (the one behind ``compare``
+        when it has standard errors, else ``exp``'s), for the stability table.
+    quality_rows : int or None, default 20
+        Rows scored by the quality metrics (the first ones; None for all).
+    top_features : int, default 3
+        Features that get effect plots.
+    random_state : int, default 0
+        Seeds the row samples of the effect curves.
 
     Returns
     -------
     Report
         ``report(...).save("report.html")`` writes the page.
     """
+    from .limitations import limitations_section
+    from .quality import quality_section
+    from .sections import data_section, effects_section, recourse_section
+
     check_int("max_display", max_display, minimum=1)
-    metrics = model_metrics(model, X, y) if model is not None and y is not None else {}
+    check_int("top_features", top_features, minimum=0)
+    metrics_ = model_metrics(model, X, y) if model is not None and y is not None else {}
     rep = Report(
         title=title,
         subtitle=subtitle
         or f"{exp.method} explanation of {exp.params.get('output', 'the model output')}",
     )
-    rep.add(summary_section(exp, model, metrics))
+    rep.add(summary_section(exp, model, metrics_))
+    data = data_section(X, y)
+    if data is not None:
+        rep.add(data)
     if exp.is_tabular:
         rep.add(importance_section(exp, max_display))
+        single = exp if not exp.multi_output else exp[:, :, 0]
+        top = [str(f) for f in single.top(min(top_features, len(single.feature_names))).index]
+        effects = effects_section(exp, top, model=model, X=X, random_state=random_state)
+        if effects is not None:
+            rep.add(effects)
         chosen = rows if rows is not None else list(range(min(3, exp.n_rows)))
         if chosen:
             rep.add(local_section(exp, chosen, reasons=reasons, max_display=max_display))
+        if recourse is not None:
+            rec_rows = recourse_rows if recourse_rows is not None else chosen
+            rec = recourse_section(
+                exp,
+                rec_rows,
+                model=model,
+                X_train=X_train if X_train is not None else X,
+                options=recourse,
+            )
+            if rec is not None:
+                rep.add(rec)
         if truth is not None:
             rep.add(truth_section(exp, truth))
+    if quality:
+        q = quality_section(
+            exp,
+            model=model,
+            X=exp.data,
+            background=background if background is not None else X_train,
+            metrics=metrics,
+            compare=compare,
+            explain_fn=explain_fn,
+            max_rows=quality_rows,
+            random_state=random_state,
+        )
+        if q is not None:
+            rep.add(q)
+    lim = limitations_section(
+        exp, X if X is not None else X_train, X_train, others=[compare] if compare else []
+    )
+    if lim is not None:
+        rep.add(lim)
     return rep
 
 

@@ -1,0 +1,245 @@
+"""Report sections that need the model and data: data summary, effects, recourse.
+
+Each builder returns a section dict for :meth:`whybox.report.Report.add`, or None when it
+does not apply (the report then omits it). Plots are SVG ``data:`` URIs
+(:func:`whybox.report.builder.figure_data_uri`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import WhyboxError
+from ..explanation import Explanation
+from .builder import _fmt, figure_data_uri, figures_section
+
+__all__ = ["data_section", "effects_section", "recourse_section", "target_of"]
+
+
+def _optional(module: str, name: str) -> Any:
+    """``module.name`` when that part of whybox is installed, else None."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def target_of(exp: Explanation) -> Any:
+    """The explained output as ``target=`` for the model adapter (class indices as ints)."""
+    t = exp.params.get("target")
+    if isinstance(t, str) and t.lstrip("-").isdigit():
+        return int(t)
+    return t
+
+
+def data_section(X: Any, y: Any = None, *, max_rows: int = 40) -> dict[str, Any] | None:
+    """One line per column of the reference data: type, summary, range, missing share."""
+    if X is None:
+        return None
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    if frame.ndim != 2 or frame.shape[1] == 0:
+        return None
+    rows = []
+    for c in list(frame.columns)[:max_rows]:
+        col = frame[c]
+        missing = float(col.isna().mean())
+        if isinstance(col.dtype, pd.CategoricalDtype) or not (
+            pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)
+        ):
+            counts = col.astype(object).value_counts()
+            top = ", ".join(f"{k} ({v / len(col):.0%})" for k, v in counts.head(3).items())
+            rows.append([str(c), "categorical", f"{col.nunique()} levels", top, f"{missing:.1%}"])
+        else:
+            v = pd.to_numeric(col, errors="coerce").astype(float)
+            rows.append(
+                [
+                    str(c),
+                    str(col.dtype),
+                    f"mean {_fmt(v.mean())}, sd {_fmt(v.std())}",
+                    f"{_fmt(v.min())} to {_fmt(v.max())}",
+                    f"{missing:.1%}",
+                ]
+            )
+    notes = [f"{len(frame):,} rows and {frame.shape[1]} columns."]
+    if frame.shape[1] > max_rows:
+        notes.append(f"The first {max_rows} of {frame.shape[1]} columns are listed.")
+    if y is not None:
+        yy = pd.Series(np.asarray(y).ravel())
+        if yy.nunique() <= 10:
+            shares = ", ".join(f"{k}: {v:.1%}" for k, v in yy.value_counts(normalize=True).items())
+            notes.append(f"Outcome shares: {shares}.")
+        else:
+            notes.append(f"Outcome: mean {_fmt(yy.mean())}, sd {_fmt(yy.std())}.")
+    return {
+        "kind": "table",
+        "id": "data",
+        "title": "Data",
+        "lead": "The reference data the model is described on.",
+        "header": ["feature", "type", "summary", "range / most frequent", "missing"],
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+def effects_section(
+    exp: Explanation,
+    features: list[str],
+    *,
+    model: Any = None,
+    X: Any = None,
+    n_rows: int = 200,
+    random_state: int = 0,
+) -> dict[str, Any] | None:
+    """Dependence plots of the top features, with PDP/ICE and ALE curves when available.
+
+    For each feature: the attribution against the feature's value (one dot per explained
+    row); with ``model`` and ``X``, the partial dependence with ICE curves (Friedman 2001;
+    Goldstein et al. 2015) and the accumulated local effects (Apley and Zhu 2020) of the
+    explained output on up to ``n_rows`` rows of ``X``.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..viz import plots
+
+    if not exp.is_tabular or exp.data is None or not features:
+        return None
+    single = exp if not exp.multi_output else exp[:, :, 0]
+    can_plot = _optional("whybox.viz.effects", "plot_partial_dependence") is not None
+    pd_fn = _optional("whybox.tabular.effects", "partial_dependence") if can_plot else None
+    ale_fn = _optional("whybox.tabular.ale", "ale") if can_plot else None
+    use_model = model is not None and X is not None
+    target, link = target_of(exp), exp.params.get("link")
+    figures: list[dict[str, str]] = []
+    notes: list[str] = []
+    for name in features:
+        ax = plots.scatter(single, name)
+        ax.figure.set_size_inches(4.6, 3.4)
+        figures.append(
+            {"src": figure_data_uri(ax.figure), "caption": f"{name}: attribution against value"}
+        )
+        if not use_model:
+            continue
+        if pd_fn is not None:
+            try:
+                res = pd_fn(
+                    model,
+                    X,
+                    name,
+                    kind="both",
+                    target=target,
+                    link=link,
+                    sample=min(n_rows, len(X)),
+                    random_state=random_state,
+                )
+                fig, ax = plt.subplots(figsize=(4.6, 3.4))
+                res.plot(ax=ax)
+                figures.append(
+                    {
+                        "src": figure_data_uri(fig),
+                        "caption": f"{name}: partial dependence (thick) and ICE curves",
+                    }
+                )
+            except WhyboxError as exc:
+                notes.append(f"Partial dependence of {name} was not computed: {exc}")
+        if ale_fn is not None:
+            try:
+                res = ale_fn(model, X, name, target=target, link=link, random_state=random_state)
+                fig, ax = plt.subplots(figsize=(4.6, 3.4))
+                res.plot(ax=ax)
+                figures.append(
+                    {"src": figure_data_uri(fig), "caption": f"{name}: accumulated local effects"}
+                )
+            except WhyboxError as exc:
+                notes.append(f"ALE of {name} was not computed: {exc}")
+    text = (
+        "For each of the most important features: its attribution against its value in each "
+        "explained row"
+        + (
+            "; how the model's output changes, on average and row by row, as the feature is "
+            "set to each value (partial dependence and ICE); and its accumulated local effect, "
+            "which only compares nearby values and so stays on the data when features are "
+            "correlated."
+            if use_model
+            else "."
+        )
+    )
+    section = figures_section("Feature effects", figures, text=text, id="effects")
+    section["notes"] = notes
+    return section
+
+
+def recourse_section(
+    exp: Explanation,
+    rows: list[int],
+    *,
+    model: Any,
+    X_train: Any,
+    options: dict[str, Any] | Any,
+    headings: list[str] | None = None,
+    n: int = 3,
+) -> dict[str, Any] | None:
+    """Counterfactual recourse for the given rows: what would change the decision.
+
+    ``options`` are keyword arguments of :class:`whybox.Counterfactuals` (``immutable``,
+    ``ranges``, ``monotone``, ``time_budget``, ...), or a constructed ``Counterfactuals``.
+    Returns None when the counterfactual module is not available or no rows are given.
+    """
+    cls = _optional("whybox.tabular.counterfactuals", "Counterfactuals")
+    if cls is None or not rows or exp.data is None or model is None or X_train is None:
+        return None
+    cf = options if isinstance(options, cls) else cls(model, X_train, **dict(options or {}))
+    data = exp.data
+    labels = exp.row_labels
+    items = []
+    for pos, i in enumerate(rows):
+        x = data.iloc[[i]] if isinstance(data, pd.DataFrame) else np.asarray(data)[i]
+        res = cf.explain(x, n=n)
+        table = res.table()
+        changed = [c for c in table.columns if c not in _METRIC_COLS]
+        header = ["#", *changed, "valid", "prediction", "features changed", "distance"]
+        body = [
+            [
+                str(k + 1),
+                *[str(table.iloc[k][c]) for c in changed],
+                "yes" if bool(table.iloc[k]["valid"]) else "no",
+                _fmt(float(table.iloc[k]["prediction"])),
+                _fmt(int(table.iloc[k]["sparsity"])),
+                _fmt(float(table.iloc[k]["proximity"]), 3),
+            ]
+            for k in range(len(table))
+        ]
+        items.append(
+            {
+                "title": headings[pos] if headings else f"Row {labels[i]}",
+                "text": (
+                    f"Prediction {_fmt(res.query_prediction)}; changes that reach "
+                    f"{res.desired}: {res.status}."
+                ),
+                "header": header,
+                "rows": body,
+                "notes": [],
+            }
+        )
+    immutable = getattr(cf, "immutable", None)
+    names = getattr(getattr(cf, "schema", None), "columns", None)
+    fixed = [str(names[j]) for j in immutable] if immutable and names is not None else []
+    return {
+        "kind": "quality",  # rendered as a list of titled tables
+        "id": "recourse",
+        "title": "Counterfactual recourse",
+        "lead": (
+            "The smallest changes found that would have changed the decision, each a real "
+            "option for the applicant: `old -> new` for every changed feature, then whether "
+            "it flips the decision, the new prediction, how many features change and the "
+            "distance (in median absolute deviations)."
+            + (f" Never changed: {', '.join(fixed)}." if fixed else "")
+        ),
+        "blocks": items,
+    }
+
+
+_METRIC_COLS = ("valid", "prediction", "proximity", "sparsity", "plausibility", "lof")
