@@ -337,3 +337,23 @@ def test_xgboost_early_stopping_explains_the_trees_predict_uses():
     np.testing.assert_allclose(
         TreeShap(marked).explain(Xm.iloc[:30]).values, own[:, :-1], atol=1e-6
     )
+
+
+def test_lightgbm_renamed_columns_are_matched_like_lightgbm():
+    # LightGBM writes each space of a column name as "_"
+    X, logit, _, _ = make_data(seed=10, nan=True)
+    X.columns = ["f 0", "f  1", " f 2 ", "f3", "f4", "f5"]
+    model = lgb.LGBMRegressor(n_estimators=15, num_leaves=7, verbose=-1).fit(X, logit)
+    assert model.booster_.feature_name()[:3] == ["f_0", "f__1", "_f_2_"]
+    rows = X.iloc[:25]
+    ref = model.booster_.predict(rows, pred_contrib=True)
+    exp = TreeShap(model).explain(rows)
+    np.testing.assert_allclose(exp.values, ref[:, :-1], atol=1e-6)
+    assert exp.feature_names == list(X.columns)  # the caller's names
+    shuffled = TreeShap(model).explain(rows[rows.columns[::-1]])
+    np.testing.assert_allclose(shuffled.values, exp.values, atol=1e-12)
+    assert shuffled.feature_names == list(X.columns)  # back in the model's order
+    with pytest.raises(InvalidInputError, match=r"lacks the model's columns \['f__1'\]"):
+        TreeShap(model).explain(rows.drop(columns="f  1"))
+    with pytest.raises(InvalidInputError, match=r"not fitted on: \['extra'\]"):
+        TreeShap(model).explain(rows.assign(extra=1.0))

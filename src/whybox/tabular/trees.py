@@ -43,7 +43,6 @@ CatBoost: JSON model format (``save_model(format="json")``), oblivious trees.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
@@ -220,6 +219,20 @@ class TreeEnsemble:
             f"outputs={self.output_names}, raw_output={self.raw_output!r}, link={self.link!r})"
         )
 
+    def select_columns(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns of ``X``, in the model's order.
+
+        Columns are matched by name, also under the library's renaming (LightGBM writes
+        each space of a name as ``_``); extra columns are left out. Without
+        known ``feature_names`` ``X`` is returned as is (it must have ``n_features`` columns).
+
+        Raises
+        ------
+        InvalidInputError
+            When a model column is missing (the message names it) or appears twice.
+        """
+        return _select_columns(as_2d_input(X), self.feature_names, self.n_features)
+
     def encode(self, X: Any) -> np.ndarray:
         """The float64 matrix the kernels read: model column order, codes, NaN for missing.
 
@@ -318,7 +331,7 @@ def _select_columns(X: pd.DataFrame, names: list[str] | None, p: int) -> pd.Data
     pos: dict[str, int] = {}
     for i, c in enumerate(have):
         pos.setdefault(c, i)
-        pos.setdefault(re.sub(r"\s", "_", c), i)  # LightGBM renames "a b" to "a_b"
+        pos.setdefault(c.replace(" ", "_"), i)  # LightGBM writes each space as "_"
     missing = [c for c in names if c not in pos]
     if missing:
         raise InvalidInputError(

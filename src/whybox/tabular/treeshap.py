@@ -275,13 +275,17 @@ class TreeShap(Explainer):
             )
         )
         if isinstance(X, pd.DataFrame) and e.feature_names is not None:
-            missing = [c for c in e.feature_names if c not in X.columns]
-            extra = [c for c in X.columns if c not in e.feature_names]
-            if missing or extra:
+            # the ensemble matches the columns as the library does (LightGBM renames them)
+            selected = e.select_columns(X)
+            if selected.shape[1] != X.shape[1]:
+                chosen = set(selected.columns)
+                extra = [c for c in X.columns if c not in chosen]
                 raise InvalidInputError(
-                    f"X does not have the model's columns (missing: {missing}; unexpected: "
-                    f"{extra}). Expected exactly: {list(e.feature_names)}."
+                    f"X has columns the model was not fitted on: {extra}. Expected exactly: "
+                    f"{list(e.feature_names)}; drop the other columns."
                 )
+            X = selected
+            names = [str(c) for c in X.columns]  # the caller's names, in the model's order
         elif X.shape[1] != e.n_features:
             raise InvalidInputError(
                 f"X has {X.shape[1]} features but the model was trained on {e.n_features}."
