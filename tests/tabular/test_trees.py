@@ -573,3 +573,27 @@ def test_parse_speed_is_reasonable():
     ens = parse_tree_model(b)
     assert time.perf_counter() - t0 < 2.0  # typically ~0.2 s; generous for slow CI machines
     assert ens.n_trees == 500 and ens.max_depth == 6
+
+
+def test_lightgbm_mixed_zero_and_nan_missing_types_are_refused():
+    # one training run gives each feature one missing type; a model whose splits on a
+    # feature mix 'Zero' and 'NaN' (e.g. continued training) is refused, not approximated
+    rng = np.random.default_rng(28)
+    X = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
+    X.loc[rng.random(400) < 0.2, "a"] = np.nan
+    b = lgb_fit(X, X["a"].fillna(0) + X["b"], "regression", rounds=3)
+    dump = b.dump_model()
+    assert dump["tree_info"][0]["tree_structure"]["missing_type"] in ("NaN", "None")
+
+    def mark(nd, missing_type):
+        if "split_index" in nd:
+            if nd["split_feature"] == 0:
+                nd["missing_type"] = missing_type
+            mark(nd["left_child"], missing_type)
+            mark(nd["right_child"], missing_type)
+
+    mark(dump["tree_info"][0]["tree_structure"], "NaN")
+    mark(dump["tree_info"][1]["tree_structure"], "Zero")
+    b.dump_model = lambda *args, **kw: dump
+    with pytest.raises(UnsupportedModelError, match=r"mixes the 'Zero' and 'NaN'.*\[0\]"):
+        parse_tree_model(b)

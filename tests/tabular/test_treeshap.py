@@ -357,3 +357,36 @@ def test_lightgbm_renamed_columns_are_matched_like_lightgbm():
         TreeShap(model).explain(rows.drop(columns="f  1"))
     with pytest.raises(InvalidInputError, match=r"not fitted on: \['extra'\]"):
         TreeShap(model).explain(rows.assign(extra=1.0))
+
+
+def test_lightgbm_zero_as_missing_against_pred_contrib():
+    # with zero_as_missing, zeros and NaN go the default way even where the threshold would
+    # send 0.0 the other way; the model must have such splits for this test to mean anything
+    rng = np.random.default_rng(11)
+    X = pd.DataFrame(rng.normal(size=(600, 3)), columns=list("abc"))
+    X.loc[rng.random(600) < 0.3, "a"] = 0.0
+    X.loc[rng.random(600) < 0.2, "b"] = np.nan
+    X.loc[rng.random(600) < 0.2, "c"] = 0.0
+    y = X["a"] + (X["a"] == 0) * 2 + X["b"].fillna(-1) - 3 * (X["c"] == 0)
+    params = dict(objective="regression", num_leaves=15, verbose=-1, min_data_in_leaf=5)
+    booster = lgb.train(
+        {**params, "zero_as_missing": True}, lgb.Dataset(X, label=y + rng.normal(size=600)), 12
+    )
+    contradicting = []
+
+    def walk(nd):
+        if "split_index" in nd:
+            if nd["missing_type"] == "Zero" and nd["default_left"] != (0 <= float(nd["threshold"])):
+                contradicting.append(nd["split_index"])
+            walk(nd["left_child"])
+            walk(nd["right_child"])
+
+    for tree in booster.dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    assert len(contradicting) > 10
+    odd = pd.DataFrame({"a": [0.0, -0.0, np.nan, 1e-36], "b": [0.0, np.nan, 1e-40, 2.0]})
+    rows = pd.concat([X.iloc[:40], odd.assign(c=[0.0, np.nan, 0.0, 1.0])])
+    ref = booster.predict(rows, pred_contrib=True)
+    exp = TreeShap(booster).explain(rows)
+    np.testing.assert_allclose(exp.values, ref[:, :-1], atol=1e-9)
+    np.testing.assert_allclose(exp.base_values, ref[:, -1], atol=1e-9)

@@ -81,7 +81,10 @@ def parse(model: Any) -> TreeEnsemble:
     if zero_feats & nan_feats:
         raise UnsupportedModelError(
             "this LightGBM model mixes the 'Zero' and 'NaN' missing types on the features "
-            f"{sorted(zero_feats & nan_feats)}; TreeShap does not support that."
+            f"{sorted(zero_feats & nan_feats)} (zeros go the default way at some splits and "
+            "are compared with the threshold at others, which one decision rule per feature "
+            "cannot express exactly). Train the model with one zero_as_missing setting "
+            "throughout, or explain it with KernelShap."
         )
     cats = [p.pop("cats") for p in parts]
     a, sizes = _concat(parts)
