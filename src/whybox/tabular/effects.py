@@ -594,11 +594,11 @@ def partial_dependence(
         if grid is None:
             grids.append(sklearn_grid(col, flag, grid_resolution, percentiles, name))
         else:
-            g = grid[a] if pair else grid
             if pair and (not isinstance(grid, (tuple, list)) or len(grid) != 2):
                 raise InvalidParameterError(
                     "for a pair of features, grid must be a tuple of two grids (one per feature)."
                 )
+            g = grid[a] if pair else grid
             grids.append(_user_grid(g, col, flag, name))
     if pair:
         mesh = np.meshgrid(
