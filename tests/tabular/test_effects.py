@@ -324,6 +324,8 @@ def test_bad_kind_method_and_resolution(hgb, num):
         wb.partial_dependence(hgb, X, 0, grid_resolution=1)
     with pytest.raises(InvalidParameterError, match="0 <= low < high <= 1"):
         wb.partial_dependence(hgb, X, 0, percentiles=(0.9, 0.1))
+    with pytest.raises(InvalidParameterError, match="grid must be a tuple of two grids"):
+        wb.partial_dependence(hgb, X, (0, 1), grid=np.zeros(3))
 
 
 def test_unknown_target_class(hgb, num):
