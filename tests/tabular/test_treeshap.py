@@ -390,3 +390,34 @@ def test_lightgbm_zero_as_missing_against_pred_contrib():
     exp = TreeShap(booster).explain(rows)
     np.testing.assert_allclose(exp.values, ref[:, :-1], atol=1e-9)
     np.testing.assert_allclose(exp.base_values, ref[:, -1], atol=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["RMSE", "Logloss", "MultiClass"])
+def test_catboost_matches_its_own_shap_values(loss):
+    import catboost as cb  # in the dev extra: these tests run, never skip
+
+    X, logit, yb, ym = make_data(n=300, seed=12, nan=True)
+    y = {"RMSE": logit, "Logloss": yb, "MultiClass": ym}[loss]
+    cls = cb.CatBoostRegressor if loss == "RMSE" else cb.CatBoostClassifier
+    model = cls(iterations=15, depth=4, loss_function=loss, verbose=0, random_seed=0)
+    model.fit(X, y)
+    rows = X.iloc[:25]
+    ref = model.get_feature_importance(cb.Pool(rows), type="ShapValues")
+    exp = TreeShap(model).explain(rows, target="all")
+    if loss == "MultiClass":  # (n, k, p + 1)
+        np.testing.assert_allclose(exp.values, np.transpose(ref[:, :, :-1], (0, 2, 1)), atol=1e-9)
+        np.testing.assert_allclose(exp.base_values, ref[:, :, -1], atol=1e-9)
+    else:
+        np.testing.assert_allclose(exp.values[:, :, 0], ref[:, :-1], atol=1e-9)
+        np.testing.assert_allclose(exp.base_values[:, 0], ref[:, -1], atol=1e-9)
+    raw = model.predict(rows, prediction_type="RawFormulaVal")
+    np.testing.assert_allclose(exp.predictions, np.reshape(raw, exp.predictions.shape), atol=1e-6)
+
+
+def test_catboost_with_categorical_features_is_refused():
+    import catboost as cb
+
+    X, logit, _, _ = make_data(n=200, seed=13, cat=True)
+    model = cb.CatBoostRegressor(iterations=3, verbose=0, cat_features=["kind"]).fit(X, logit)
+    with pytest.raises(wb.UnsupportedModelError, match=r"categorical.*numerical features only"):
+        TreeShap(model)
