@@ -19,6 +19,10 @@ in pair terms.
 
 Objectives: ``0`` = binary log-loss on the log-odds scale, ``1`` = squared error.
 
+For the log-loss the kernels keep ``exp(-F)`` per row next to the scores ``F`` and multiply
+it by ``exp(-delta)`` of the leaf a row falls in (one exponential per leaf instead of one per
+row and step), recomputing it from ``F`` at the start of every round.
+
 References
 ----------
 Lou, Y., Caruana, R., Gehrke, J. and Hooker, G. (2013). Accurate intelligible models with
@@ -56,6 +60,36 @@ def _grad_hess(f: float, y: float, objective: int) -> tuple[float, float]:
         p = 1.0 / (1.0 + np.exp(-f))
         return p - y, max(p * (1.0 - p), 1e-16)
     return f - y, 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_hess_e(e: float, f: float, y: float, objective: int) -> tuple[float, float]:
+    """Gradient and hessian from ``e = exp(-f)`` (log-loss) or from ``f`` (squared error)."""
+    if objective == LOGLOSS:
+        p = 1.0 / (1.0 + e)
+        return p - y, max(p * (1.0 - p), 1e-16)
+    return f - y, 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _resync(F: np.ndarray, E: np.ndarray, objective: int) -> None:
+    """``E = exp(-F)``: recomputed once per round so the running products never drift."""
+    if objective == LOGLOSS:
+        for i in range(F.shape[0]):
+            E[i] = np.exp(-F[i])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exp_neg(delta: np.ndarray, out: np.ndarray, n: int) -> None:
+    """``out[:n] = exp(-delta[:n])``, one exp per run of equal values (trees have few leaves)."""
+    last = 0.0
+    e = 1.0
+    for k in range(n):
+        v = delta[k]
+        if v != last:
+            last = v
+            e = np.exp(-v)
+        out[k] = e
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -254,8 +288,11 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
     best_loss = _loss(F_va, yva, objective) if n_va > 0 else np.inf
     best_round = 0
     rounds_done = 0
+    E_tr = np.ones(n_tr)
+    ed = np.ones(maxb)
     for r in range(max_rounds):
         random = r < smoothing_rounds
+        _resync(F_tr, E_tr, objective)
         for j in range(p):
             nb = nbins[j]
             G[:nb] = 0.0
@@ -263,7 +300,7 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
             C[:nb] = 0.0
             for i in range(n_tr):
                 b = Btr[i, j]
-                g, h = _grad_hess(F_tr[i], ytr[i], objective)
+                g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
                 G[b] += g
                 H[b] += h
                 C[b] += 1.0
@@ -283,8 +320,11 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
                       state, delta, seg_s, seg_e, seg_k, seg_gain)  # fmt: skip
             for b in range(nb):
                 scores[j, b] += delta[b]
+            _exp_neg(delta, ed, nb)
             for i in range(n_tr):
-                F_tr[i] += delta[Btr[i, j]]
+                b = Btr[i, j]
+                F_tr[i] += delta[b]
+                E_tr[i] *= ed[b]
             for i in range(n_va):
                 F_va[i] += delta[Bva[i, j]]
         rounds_done = r + 1
@@ -464,8 +504,11 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
     best_loss = _loss(F_va, yva, objective) if n_va > 0 else np.inf
     best_round = 0
     rounds_done = 0
+    E_tr = np.ones(n_tr)
+    ed2 = np.ones((m, m))
     for r in range(max_rounds):
         random = r < smoothing_rounds
+        _resync(F_tr, E_tr, objective)
         for t in range(q):
             fa = pairs[t, 0]
             fb = pairs[t, 1]
@@ -477,7 +520,7 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
             for i in range(n_tr):
                 a = Ptr[i, fa]
                 b = Ptr[i, fb]
-                g, h = _grad_hess(F_tr[i], ytr[i], objective)
+                g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
                 G2[a, b] += g
                 H2[a, b] += h
                 C2[a, b] += 1.0
@@ -508,8 +551,12 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
             for a in range(na):
                 for b in range(nb):
                     scores[t, a, b] += d[a, b]
+                _exp_neg(d[a], ed2[a], nb)
             for i in range(n_tr):
-                F_tr[i] += d[Ptr[i, fa], Ptr[i, fb]]
+                a = Ptr[i, fa]
+                b = Ptr[i, fb]
+                F_tr[i] += d[a, b]
+                E_tr[i] *= ed2[a, b]
             for i in range(n_va):
                 F_va[i] += d[Pva[i, fa], Pva[i, fb]]
         rounds_done = r + 1
