@@ -320,6 +320,26 @@ def gradients(
     return torch.stack(grads, dim=-1), out.detach()
 
 
+def same_layout(t: Any, ref: Any) -> Any:
+    """``t`` (m, *shape) copied into the memory layout (strides) of ``ref`` (n, *shape).
+
+    Path points built by indexing are plain C-contiguous; the user's inputs may be laid out
+    otherwise (e.g. channels-last), which decides which convolution kernels run. Points keep
+    the inputs' layout, as they would if they were sliced from them. Values are unchanged.
+    """
+    torch = torch_module()
+    if t.shape[1:] != ref.shape[1:] or t.stride()[1:] == ref.stride()[1:]:
+        return t
+    row = int(np.prod(ref.shape[1:]))
+    if ref.ndim < 2 or ref.stride(0) != row or t.shape[0] == 0:
+        return t
+    out = torch.empty_strided(
+        tuple(t.shape), (row, *ref.stride()[1:]), dtype=t.dtype, device=t.device
+    )
+    out.copy_(t)
+    return out
+
+
 def layer_gradients(model: Any, x: Any, index: Any, layer: str) -> tuple[Any, Any, Any]:
     """One forward/backward pass: the layer's output ``A`` and the gradients w.r.t. it.
 

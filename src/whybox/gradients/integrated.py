@@ -22,7 +22,9 @@ example's grid is refined by bisecting the quarter of its intervals with the lar
 ``|e|``, until its relative gap ``|f(x) - f(b) - sum IG| / |f(x) - f(b)|`` is below the
 tolerance (or ``steps`` nodes are used). Nodes are never discarded, so every gradient
 evaluation counts; for ReLU networks, whose path integrand is piecewise constant, the
-nodes concentrate at its jumps, which is where uniform rules lose accuracy.
+nodes concentrate at its jumps, which is where uniform rules lose accuracy. Adaptive mode
+keeps each example's node gradients until the end (memory: nodes x input size per
+example); fixed rules accumulate batch by batch and keep only one batch.
 
 Layer IG (``layer="path"``)
 ---------------------------
@@ -64,6 +66,7 @@ from ._base import (
     default_batch_rows,
     eval_semantics,
     gradients,
+    same_layout,
     to_numpy,
     torch_module,
 )
@@ -204,7 +207,15 @@ def make_baseline(
 class _Path:
     """Straight paths ``start + alpha * diff`` in input or layer space, one per example."""
 
-    def __init__(self, model: Any, x: Any, b: Any, layer: str | None, batch_rows: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        x: Any,
+        b: Any,
+        layer: str | None,
+        batch_rows: int,
+        base_out: Any = None,
+    ) -> None:
         torch = torch_module()
         self.model, self.x, self.layer, self.batch_rows = model, x, layer, batch_rows
         if layer is None:
@@ -213,7 +224,10 @@ class _Path:
             module = hooks.get_module(model, layer)
             self.start = self._layer_output(module, b)
             self.end = self._layer_output(module, x)
-        self.diff = self.end - self.start
+        self.diff = same_layout(self.end - self.start, self.end)
+        self.base_out = base_out
+        if base_out is not None:
+            return
         with torch.no_grad():
             if layer is None:
                 self.base_out = torch.cat(
@@ -255,7 +269,7 @@ class _Path:
         for s, e in batched(len(ex), self.batch_rows):
             rows = ex[s:e]
             a = alpha[s:e].to(self.diff.dtype).reshape(-1, *([1] * (self.diff.ndim - 1)))
-            point = self.start[rows] + a * self.diff[rows]
+            point = same_layout(self.start[rows] + a * self.diff[rows], self.end)
             idx = index[rows]
             if self.layer is None:
                 g, out = gradients(self.model, point, idx)
@@ -266,25 +280,52 @@ class _Path:
             yield s, e, g, out.gather(1, idx)
 
 
+def _runs(s: int, e: int, n: int) -> list[tuple[int, int, int]]:
+    """Split step-major rows ``[s, e)`` into runs ``(step, lo, hi)`` of one step each."""
+    out = []
+    r = s
+    while r < e:
+        step = r // n
+        stop = min(e, (step + 1) * n)
+        out.append((step, r - step * n, stop - step * n))
+        r = stop
+    return out
+
+
 def _fixed(path: _Path, index: Any, alphas: np.ndarray, weights: np.ndarray) -> Any:
-    """``sum_s w_s grad(alpha_s)`` per example, accumulated in step order."""
+    """``sum_s w_s grad(alpha_s)`` per example (n, *shape, T).
+
+    Rows are step-major (row ``r`` is step ``r // n`` of example ``r % n``); the points of a
+    batch are built by slicing, so they keep the inputs' memory layout, and each batch's
+    gradients are folded into the sum at once (one batch of gradients is held at a time).
+    """
     torch = torch_module()
     n = path.x.shape[0]
-    dev = path.x.device
-    steps = len(alphas)
-    ex = torch.arange(n, device=dev).repeat(steps)  # step-major: row r -> step r // n
-    alpha = torch.as_tensor(np.repeat(alphas, n), device=dev)
     acc = None
-    for s, e, g, _ in path.evaluate(ex, alpha, index):
+    for s, e in batched(n * len(alphas), path.batch_rows):
+        runs = _runs(s, e, n)
+        point = torch.cat(
+            [path.start[lo:hi] + float(alphas[st]) * path.diff[lo:hi] for st, lo, hi in runs]
+        )
+        point = same_layout(point, path.end)
+        idx = torch.cat([index[lo:hi] for _, lo, hi in runs])
+        if path.layer is None:
+            g, _ = gradients(path.model, point, idx)
+        else:
+            x_rows = torch.cat([path.x[lo:hi] for _, lo, hi in runs])
+            g, _ = gradients(path.model, x_rows, idx, layer=path.layer, layer_value=point)
         if acc is None:
-            acc = torch.zeros((n, *g.shape[1:]), dtype=g.dtype, device=dev)
-        r = s
-        while r < e:  # each contiguous run of one step
-            step = r // n
-            stop = min(e, (step + 1) * n)
-            lo, hi = r - step * n, stop - step * n
-            acc[lo:hi] += float(weights[step]) * g[r - s : stop - s]
-            r = stop
+            acc = torch.zeros((n, *g.shape[1:]), dtype=g.dtype, device=g.device)
+        full = [r for r in runs if r[1] == 0 and r[2] == n]
+        if len(full) == len(runs) and len(runs) > 1:  # whole steps: one weighted sum
+            w = torch.as_tensor([weights[st] for st, _, _ in runs], device=g.device)
+            w = w.to(g.dtype).reshape(-1, *([1] * g.ndim))
+            acc += (w * g.reshape(len(runs), n, *g.shape[1:])).sum(0)
+        else:
+            off = 0
+            for st, lo, hi in runs:
+                acc[lo:hi] += float(weights[st]) * g[off : off + hi - lo]
+                off += hi - lo
     return acc
 
 
@@ -559,9 +600,14 @@ class IntegratedGradients(GradientExplainer):
         b, kind = make_baseline(xt, baseline, blur_sigma=blur_sigma, random_state=self.random_state)
         with eval_semantics(self.model):
             rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))
-            preds = self._outputs(xt, rows)
-            targets = self._targets(target, preds.shape[1], xt.shape[0], xt.device)
-            path = _Path(self.model, xt, b, layer, rows)
+            n = xt.shape[0]
+            if layer is None:  # f(x) and f(baseline) in one call
+                both = self._outputs(torch_module().cat([xt, b]), rows)
+                preds, base_out = both[:n], both[n:]
+            else:
+                preds, base_out = self._outputs(xt, rows), None
+            targets = self._targets(target, preds.shape[1], n, xt.device)
+            path = _Path(self.model, xt, b, layer, rows, base_out)
             if adaptive:
                 acc, nodes, converged = _adaptive(path, targets.index, float(tolerance), steps)
             else:
@@ -682,7 +728,8 @@ class ExpectedGradients(GradientExplainer):
         for s, e in batched(n * S, batch_rows):
             xb, bb = x[ex[s:e]], self.baselines[b_idx[s:e]]
             a = al[s:e].reshape(-1, *([1] * (x.ndim - 1)))
-            g, _ = gradients(self.model, bb + a * (xb - bb), index[ex[s:e]])
+            point = same_layout(bb + a * (xb - bb), x)
+            g, _ = gradients(self.model, point, index[ex[s:e]])
             contrib = g * (xb - bb)[..., None]
             if total is None:
                 total = torch.zeros((n, *contrib.shape[1:]), dtype=contrib.dtype, device=dev)
