@@ -133,3 +133,25 @@ def test_bad_layers_and_models(cnn, x16) -> None:
     with pytest.raises(UnsupportedModelError, match=r"has none \(ReLUs applied with F\.relu"):
         wb.GuidedBackprop(net).explain(torch.rand(2, 1, 8, 8), target=0)
     assert _n_hooks(model) == 0
+
+
+def test_guided_backprop_handles_inplace_relus_like_captum_on_the_plain_twin() -> None:
+    torch.manual_seed(0)
+
+    def net(inplace: bool) -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3),
+            torch.nn.ReLU(inplace=inplace),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4 * 36, 8),
+            torch.nn.ReLU(inplace=inplace),
+            torch.nn.Linear(8, 3),
+        ).eval()
+
+    a, b = net(True), net(False)
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(3, 1, 8, 8)
+    got = wb.GuidedBackprop(a).explain(x, target=1).values
+    ref = captum_attr.GuidedBackprop(b).attribute(x.clone(), target=1)
+    np.testing.assert_allclose(got, _np(ref), rtol=1e-6, atol=1e-8)
+    assert _n_hooks(a) == 0
