@@ -64,27 +64,10 @@ def _interventional_tree(
     root: int,
     k_lo: int,
     k_hi: int,
-    left: np.ndarray,
-    right: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
+    layout: tuple,
     scale: np.ndarray,
     phi: np.ndarray,
-    side_of: np.ndarray,
-    fnode: np.ndarray,
-    fs: np.ndarray,
-    fe: np.ndarray,
-    fm: np.ndarray,
-    fphase: np.ndarray,
-    fassigned: np.ndarray,
-    path_feat: np.ndarray,
-    path_side: np.ndarray,
+    work: tuple,
 ) -> None:
     """Add one tree's interventional SHAP values of ``x`` against background rows ``Z[idx]``
     to ``phi`` (p, K), each background row weighted by ``scale`` (its weight).
@@ -95,6 +78,9 @@ def _interventional_tree(
     background gives ``+v a-1! b! / (a+b)!`` to each of the former and ``-v a! b-1! /
     (a+b)!`` to each of the latter (Lundberg et al. 2020, independent TreeSHAP).
     """
+    (left, right, feature, threshold, missing_left, is_categorical, cat_start, cat_len,
+     cat_values, value) = layout[:10]  # fmt: skip
+    side_of, fnode, fs, fe, fm, fphase, fassigned, path_feat, path_side = work
     n_bg = idx.shape[0]
     d = 0
     fnode[0] = root
@@ -239,38 +225,30 @@ def interventional_shap(
     X: np.ndarray,
     Z: np.ndarray,
     weights: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
-    tree_start: np.ndarray,
-    tree_output: np.ndarray,
+    layout: tuple,
     max_depth: int,
 ) -> np.ndarray:
     """Interventional SHAP values (n, p, K) of the raw output against weighted background
     rows ``Z`` (weights sum to one)."""
     n, p = X.shape
+    value, tree_start, tree_output = layout[9], layout[11], layout[12]
     K = value.shape[1]
     T = tree_start.shape[0] - 1
     D = max_depth + 2
     n_bg = Z.shape[0]
     out = np.zeros((n, p, K))
     for i in prange(n):
-        side_of = np.zeros(p, np.int64)
-        fnode = np.zeros(D, np.int64)
-        fs = np.zeros(D, np.int64)
-        fe = np.zeros(D, np.int64)
-        fm = np.zeros(D, np.int64)
-        fphase = np.zeros(D, np.int64)
-        fassigned = np.zeros(D, np.int64)
-        path_feat = np.zeros(D, np.int64)
-        path_side = np.zeros(D, np.int64)
+        work = (
+            np.zeros(p, np.int64),  # side_of: 1 from x, 2 from the background, 0 open
+            np.zeros(D, np.int64),  # fnode
+            np.zeros(D, np.int64),  # fs: segment start in idx
+            np.zeros(D, np.int64),  # fe: segment end
+            np.zeros(D, np.int64),  # fm: segment split point
+            np.zeros(D, np.int64),  # fphase
+            np.zeros(D, np.int64),  # fassigned
+            np.zeros(D, np.int64),  # path_feat
+            np.zeros(D, np.int64),  # path_side
+        )
         idx = np.arange(n_bg)
         for t in range(T):
             k_lo = 0 if tree_output[t] < 0 else tree_output[t]
@@ -282,27 +260,10 @@ def interventional_shap(
                 tree_start[t],
                 k_lo,
                 k_hi,
-                left,
-                right,
-                feature,
-                threshold,
-                missing_left,
-                is_categorical,
-                cat_start,
-                cat_len,
-                cat_values,
-                value,
+                layout,
                 weights,
                 out[i],
-                side_of,
-                fnode,
-                fs,
-                fe,
-                fm,
-                fphase,
-                fassigned,
-                path_feat,
-                path_side,
+                work,
             )
     return out
 
@@ -311,23 +272,13 @@ def interventional_shap(
 def interventional_shap_per_reference(
     X: np.ndarray,
     Z: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
-    tree_start: np.ndarray,
-    tree_output: np.ndarray,
+    layout: tuple,
     max_depth: int,
 ) -> np.ndarray:
     """Interventional SHAP values of the raw output for every (row, background row) pair:
     float64 (n, n_bg, p, K). Used when a non-linear output transform is explained."""
     n, p = X.shape
+    value, tree_start, tree_output = layout[9], layout[11], layout[12]
     K = value.shape[1]
     T = tree_start.shape[0] - 1
     D = max_depth + 2
@@ -335,15 +286,17 @@ def interventional_shap_per_reference(
     out = np.zeros((n, n_bg, p, K))
     one = np.ones(1)
     for i in prange(n):
-        side_of = np.zeros(p, np.int64)
-        fnode = np.zeros(D, np.int64)
-        fs = np.zeros(D, np.int64)
-        fe = np.zeros(D, np.int64)
-        fm = np.zeros(D, np.int64)
-        fphase = np.zeros(D, np.int64)
-        fassigned = np.zeros(D, np.int64)
-        path_feat = np.zeros(D, np.int64)
-        path_side = np.zeros(D, np.int64)
+        work = (
+            np.zeros(p, np.int64),  # side_of: 1 from x, 2 from the background, 0 open
+            np.zeros(D, np.int64),  # fnode
+            np.zeros(D, np.int64),  # fs: segment start in idx
+            np.zeros(D, np.int64),  # fe: segment end
+            np.zeros(D, np.int64),  # fm: segment split point
+            np.zeros(D, np.int64),  # fphase
+            np.zeros(D, np.int64),  # fassigned
+            np.zeros(D, np.int64),  # path_feat
+            np.zeros(D, np.int64),  # path_side
+        )
         idx = np.zeros(1, np.int64)
         for b in range(n_bg):
             idx[0] = 0
@@ -358,27 +311,10 @@ def interventional_shap_per_reference(
                     tree_start[t],
                     k_lo,
                     k_hi,
-                    left,
-                    right,
-                    feature,
-                    threshold,
-                    missing_left,
-                    is_categorical,
-                    cat_start,
-                    cat_len,
-                    cat_values,
-                    value,
+                    layout,
                     one,
                     out[i, b],
-                    side_of,
-                    fnode,
-                    fs,
-                    fe,
-                    fm,
-                    fphase,
-                    fassigned,
-                    path_feat,
-                    path_side,
+                    work,
                 )
     return out
 
@@ -394,7 +330,7 @@ def _popcount(v: int) -> int:
 
 
 @njit(cache=True)
-def leaf_paths(left: np.ndarray, right: np.ndarray, feature: np.ndarray, tree_start: np.ndarray):
+def leaf_paths(layout: tuple):
     """Root-to-leaf paths of every leaf: for the leaf-mask form of interventional TreeSHAP.
 
     Returns
@@ -407,6 +343,7 @@ def leaf_paths(left: np.ndarray, right: np.ndarray, feature: np.ndarray, tree_st
     feat_start : int64 (L + 1,) offsets into ``feat``: the leaf's distinct path features
     feat : int64
     """
+    left, right, feature, tree_start = layout[0], layout[1], layout[2], layout[11]
     N = left.shape[0]
     parent = np.full(N, -1, np.int64)
     for i in range(N):
@@ -485,15 +422,11 @@ def _violations(
     path_node: np.ndarray,
     path_dir: np.ndarray,
     path_bit: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
+    layout: tuple,
 ) -> int:
     """Bits of the path features for which ``x`` fails at least one split on the path."""
+    feature, threshold, missing_left, is_categorical = layout[2:6]
+    cat_start, cat_len, cat_values = layout[6:9]
     bad = 0
     for s in range(s0, s1):
         node = path_node[s]
@@ -516,21 +449,14 @@ def _violations(
 def background_masks(
     Z: np.ndarray,
     weights: np.ndarray,
-    path_start: np.ndarray,
-    path_node: np.ndarray,
-    path_dir: np.ndarray,
-    path_bit: np.ndarray,
-    feat_start: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
+    paths: tuple,
+    layout: tuple,
 ):
     """Per leaf, the distinct masks of path features the background rows satisfy, with the
-    summed weights of the rows: ``(mask_start (L+1,), mask (M,), mask_weight (M,))``."""
+    summed weights of the rows: ``(mask_start (L+1,), mask (M,), mask_weight (M,))``.
+    ``paths`` is the output of :func:`leaf_paths`.
+    """
+    path_start, path_node, path_dir, path_bit, feat_start = paths[2:7]
     L = path_start.shape[0] - 1
     n_bg = Z.shape[0]
     counts = np.zeros(L, np.int64)
@@ -547,13 +473,7 @@ def background_masks(
                 path_node,
                 path_dir,
                 path_bit,
-                feature,
-                threshold,
-                missing_left,
-                is_categorical,
-                cat_start,
-                cat_len,
-                cat_values,
+                layout,
             )
             ms[b] = full & ~bad
         order = np.argsort(ms)
@@ -582,27 +502,9 @@ def background_masks(
 @njit(parallel=True, cache=True)
 def interventional_shap_masks(
     X: np.ndarray,
-    leaf_node: np.ndarray,
-    leaf_tree: np.ndarray,
-    path_start: np.ndarray,
-    path_node: np.ndarray,
-    path_dir: np.ndarray,
-    path_bit: np.ndarray,
-    feat_start: np.ndarray,
-    feat: np.ndarray,
-    mask_start: np.ndarray,
-    mask: np.ndarray,
-    mask_weight: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
-    tree_start: np.ndarray,
-    tree_output: np.ndarray,
+    paths: tuple,
+    masks: tuple,
+    layout: tuple,
 ) -> np.ndarray:
     """Interventional SHAP values (n, p, K) from per-leaf background masks.
 
@@ -613,6 +515,11 @@ def interventional_shap_masks(
     (a+b)!`` to each of the latter and ``-v a! (b-1)! / (a+b)!`` to each of the former. The
     work per row is independent of the background size, only of the distinct masks.
     """
+    leaf_node, leaf_tree, path_start, path_node, path_dir, path_bit, feat_start, feat = paths
+    mask_start, mask, mask_weight = masks
+    feature, threshold, missing_left, is_categorical = layout[2:6]
+    cat_start, cat_len, cat_values, value = layout[6:10]
+    tree_start, tree_output = layout[11], layout[12]
     n, p = X.shape
     K = value.shape[1]
     L = leaf_node.shape[0]

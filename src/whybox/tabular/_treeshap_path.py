@@ -72,35 +72,13 @@ def _tree_shap_one(
     root: int,
     out_lo: int,
     out_hi: int,
-    left: np.ndarray,
-    right: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
-    cover: np.ndarray,
+    layout: tuple,
     tq: np.ndarray,
     wq: np.ndarray,
     cond_feature: int,
     cond_sign: int,
     phi: np.ndarray,
-    # work arrays (depth+2 rows)
-    fnode: np.ndarray,
-    fstate: np.ndarray,
-    fprev: np.ndarray,
-    fpold: np.ndarray,
-    fqold: np.ndarray,
-    ep: np.ndarray,
-    eq: np.ndarray,
-    P: np.ndarray,
-    Stot: np.ndarray,
-    excl: np.ndarray,
-    sret: np.ndarray,
-    last_occ: np.ndarray,
+    work: tuple,
 ) -> None:
     """Add one tree's path-dependent SHAP values for row ``x`` to ``phi`` (p, K).
 
@@ -108,6 +86,9 @@ def _tree_shap_one(
     ``p`` (``cond_sign = 1``, always present) or ``q`` (``cond_sign = -1``, always absent) and
     it receives no attribution.
     """
+    (left, right, feature, threshold, missing_left, is_categorical, cat_start, cat_len,
+     cat_values, value, cover) = layout[:11]  # fmt: skip
+    fnode, fstate, fprev, fpold, fqold, ep, eq, P, Stot, excl, sret, last_occ = work
     Q = tq.shape[0]
     if left[root] < 0:
         return
@@ -241,19 +222,7 @@ def _alloc(depth: int, Q: int, K: int, p: int):
 @njit(parallel=True, cache=True)
 def path_dependent_interactions(
     X: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    feature: np.ndarray,
-    threshold: np.ndarray,
-    missing_left: np.ndarray,
-    is_categorical: np.ndarray,
-    cat_start: np.ndarray,
-    cat_len: np.ndarray,
-    cat_values: np.ndarray,
-    value: np.ndarray,
-    cover: np.ndarray,
-    tree_start: np.ndarray,
-    tree_output: np.ndarray,
+    layout: tuple,
     max_depth: int,
     tq: np.ndarray,
     wq: np.ndarray,
@@ -266,14 +235,13 @@ def path_dependent_interactions(
     minus the row's other entries, so that rows add up to the SHAP values.
     """
     n, p = X.shape
+    value, tree_start, tree_output = layout[9], layout[11], layout[12]
     K = value.shape[1]
     T = tree_start.shape[0] - 1
     Q = tq.shape[0]
     out = np.zeros((n, p, p, K))
     for r in prange(n):
-        (fnode, fstate, fprev, fpold, fqold, ep, eq, P, Stot, excl, sret, last_occ) = _alloc(
-            max_depth, Q, K, p
-        )
+        work = _alloc(max_depth, Q, K, p)
         x = X[r]
         phi = np.zeros((p, K))
         on = np.zeros((p, K))
@@ -287,34 +255,13 @@ def path_dependent_interactions(
                 tree_start[t],
                 lo,
                 hi,
-                left,
-                right,
-                feature,
-                threshold,
-                missing_left,
-                is_categorical,
-                cat_start,
-                cat_len,
-                cat_values,
-                value,
-                cover,
+                layout,
                 tq,
                 wq,
                 -1,
                 0,
                 phi,
-                fnode,
-                fstate,
-                fprev,
-                fpold,
-                fqold,
-                ep,
-                eq,
-                P,
-                Stot,
-                excl,
-                sret,
-                last_occ,
+                work,
             )
             for a in range(tree_features_start[t], tree_features_start[t + 1]):
                 i = tree_features[a]
@@ -325,68 +272,26 @@ def path_dependent_interactions(
                     tree_start[t],
                     lo,
                     hi,
-                    left,
-                    right,
-                    feature,
-                    threshold,
-                    missing_left,
-                    is_categorical,
-                    cat_start,
-                    cat_len,
-                    cat_values,
-                    value,
-                    cover,
+                    layout,
                     tq,
                     wq,
                     i,
                     1,
                     on,
-                    fnode,
-                    fstate,
-                    fprev,
-                    fpold,
-                    fqold,
-                    ep,
-                    eq,
-                    P,
-                    Stot,
-                    excl,
-                    sret,
-                    last_occ,
+                    work,
                 )
                 _tree_shap_one(
                     x,
                     tree_start[t],
                     lo,
                     hi,
-                    left,
-                    right,
-                    feature,
-                    threshold,
-                    missing_left,
-                    is_categorical,
-                    cat_start,
-                    cat_len,
-                    cat_values,
-                    value,
-                    cover,
+                    layout,
                     tq,
                     wq,
                     i,
                     -1,
                     off,
-                    fnode,
-                    fstate,
-                    fprev,
-                    fpold,
-                    fqold,
-                    ep,
-                    eq,
-                    P,
-                    Stot,
-                    excl,
-                    sret,
-                    last_occ,
+                    work,
                 )
                 for j in range(p):
                     if j != i:

@@ -308,14 +308,11 @@ class TreeEnsemble:
     def predict_raw(self, Z: np.ndarray) -> np.ndarray:
         """Raw output (n, K) of encoded rows ``Z`` (from :meth:`encode`)."""
         Z = np.ascontiguousarray(Z, dtype=np.float64)
-        walk = [getattr(self, a) for a in _WALK.split()]
-        args = (self.tree_start, self.value, self.tree_output, self.base_offset)
-        return _predict(Z, *walk, *args)
+        return _predict(Z, self.layout, self.base_offset)
 
     def apply(self, Z: np.ndarray) -> np.ndarray:
         """Global index (n, T) of the leaf each encoded row reaches in each tree."""
-        walk = [getattr(self, a) for a in _WALK.split()]
-        return _apply(np.ascontiguousarray(Z, dtype=np.float64), *walk, self.tree_start)
+        return _apply(np.ascontiguousarray(Z, dtype=np.float64), self.layout)
 
 
 def _select_columns(X: pd.DataFrame, names: list[str] | None, p: int) -> pd.DataFrame:
@@ -394,7 +391,8 @@ def goes_left(xv, node, threshold, missing_left, is_categorical, cat_start, cat_
 
 
 @njit(cache=True, inline="always")
-def _leaf(Z, i, root, left, right, feature, threshold, missing_left, is_cat, cs, cl, cv):
+def _leaf(Z, i, root, layout):
+    left, right, feature, threshold, missing_left, is_cat, cs, cl, cv = layout[:9]
     node = root
     while left[node] >= 0:
         if goes_left(Z[i, feature[node]], node, threshold, missing_left, is_cat, cs, cl, cv):
@@ -405,16 +403,15 @@ def _leaf(Z, i, root, left, right, feature, threshold, missing_left, is_cat, cs,
 
 
 @njit(parallel=True, cache=True)
-def _predict(Z, left, right, feature, threshold, missing_left, is_cat, cs, cl, cv, tree_start,
-             value, tree_output, base_offset):  # fmt: skip
+def _predict(Z, layout, base_offset):
+    value, tree_start, tree_output = layout[9], layout[11], layout[12]
     n, K = Z.shape[0], value.shape[1]
     out = np.empty((n, K))
     for i in prange(n):
         for k in range(K):
             out[i, k] = base_offset[k]
         for t in range(tree_start.shape[0] - 1):
-            node = _leaf(Z, i, tree_start[t], left, right, feature, threshold, missing_left,
-                         is_cat, cs, cl, cv)  # fmt: skip
+            node = _leaf(Z, i, tree_start[t], layout)
             col = tree_output[t]
             if col < 0:
                 for k in range(K):
@@ -425,13 +422,13 @@ def _predict(Z, left, right, feature, threshold, missing_left, is_cat, cs, cl, c
 
 
 @njit(parallel=True, cache=True)
-def _apply(Z, left, right, feature, threshold, missing_left, is_cat, cs, cl, cv, tree_start):
+def _apply(Z, layout):
+    tree_start = layout[11]
     T = tree_start.shape[0] - 1
     out = np.empty((Z.shape[0], T), np.int64)
     for i in prange(Z.shape[0]):
         for t in range(T):
-            out[i, t] = _leaf(Z, i, tree_start[t], left, right, feature, threshold,
-                              missing_left, is_cat, cs, cl, cv)  # fmt: skip
+            out[i, t] = _leaf(Z, i, tree_start[t], layout)
     return out
 
 

@@ -35,7 +35,7 @@ Quadrature-TreeSHAP (2026), arXiv:2605.04497.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -190,6 +190,7 @@ class TreeShap(Explainer):
         self.background = background
         self._bg: tuple[np.ndarray, np.ndarray] | None = None
         self._masks: Any = None
+        self._paths: Any = None
         self._base_path: np.ndarray | None = None
         self._gl: tuple[np.ndarray, np.ndarray] | None = None
         self._depth = int(self.ensemble.max_depth)
@@ -208,24 +209,6 @@ class TreeShap(Explainer):
             self._bg = (np.ascontiguousarray(Z, dtype=np.float64), masker.weights)
 
     # ---------------------------------------------------------------- helpers
-    def _arrays(self) -> dict[str, np.ndarray]:
-        e = self.ensemble
-        return {
-            "left": e.left,
-            "right": e.right,
-            "feature": e.feature,
-            "threshold": e.threshold,
-            "missing_left": e.missing_left,
-            "is_categorical": e.is_categorical,
-            "cat_start": e.cat_start,
-            "cat_len": e.cat_len,
-            "cat_values": e.cat_values if len(e.cat_values) else np.zeros(1),
-            "value": np.ascontiguousarray(e.value, dtype=np.float64),
-            "cover": np.asarray(e.cover, dtype=np.float64),
-            "tree_start": e.tree_start,
-            "tree_output": e.tree_output,
-        }
-
     def _encode(self, X: Any) -> np.ndarray:
         return np.ascontiguousarray(self.ensemble.encode(X), dtype=np.float64)
 
@@ -333,132 +316,17 @@ class TreeShap(Explainer):
         self, X: Any, *, target: Any = None, progress: Any = None, **kwargs: Any
     ) -> Explanation:
         """The work of :meth:`explain`."""
-        from ._treeshap_interventional import (
-            background_masks,
-            interventional_shap,
-            interventional_shap_masks,
-            interventional_shap_per_reference,
-            leaf_paths,
-        )
-        from ._treeshap_path import ROW_BLOCK, path_dependent_shap
-
         X, names = self._prepare(X)
         e = self.ensemble
-        a = self._arrays()
-        idx, single = self._select(target)
-        n = X.shape[0]
-        K = e.n_outputs
-        values = np.zeros((n, len(names), len(idx)))
-        preds = np.zeros((n, K))
-        chunk = self._chunk(len(names) * K)
-        node_args = (
-            a["feature"],
-            a["threshold"],
-            a["missing_left"],
-            a["is_categorical"],
-            a["cat_start"],
-            a["cat_len"],
-            a["cat_values"],
-        )
         prob = self.model_output == "probability"
         if self.feature_perturbation == "tree_path_dependent":
-            depth = self._depth
-            if depth > MAX_PATH_DEPTH:
-                raise InvalidParameterError(
-                    f"trees of depth {depth} exceed the {MAX_PATH_DEPTH} levels path-dependent "
-                    "TreeSHAP supports here; pass background= to use interventional TreeSHAP, "
-                    "which has no depth limit."
-                )
-            tq, wq = self._quadrature()
-            base = self._expected_value_path()
+            compute, base = self._path_kernel(), self._expected_value_path()
         else:
-            Z, w = self._bg  # type: ignore[misc]
-            fz = e.predict_raw(Z)
-            if prob:
-                base = w @ _sigmoid(fz)
-            else:
-                base = w @ fz
-            lp = leaf_paths(a["left"], a["right"], a["feature"], a["tree_start"])
-            use_masks = False
-            if not prob and int(np.max(np.diff(lp[6]), initial=0)) <= 62:
-                if self._masks is None:
-                    self._masks = background_masks(
-                        Z, w, lp[2], lp[3], lp[4], lp[5], lp[6], *node_args
-                    )
-                use_masks = _masks_pay_off(e, lp, self._masks, Z.shape[0])
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            Xc = self._encode(X.iloc[start:stop] if isinstance(X, pd.DataFrame) else X[start:stop])
-            raw = e.predict_raw(Xc)
-            if start == 0:
-                self._verify(
-                    X.iloc[: min(200, stop)]
-                    if isinstance(X, pd.DataFrame)
-                    else X[: min(200, stop)],
-                    raw[: min(200, stop)],
-                )
-            if self.feature_perturbation == "tree_path_dependent":
-                phi = path_dependent_shap(Xc, e.layout, self._depth, tq, wq, ROW_BLOCK)
-            elif prob:
-                per = interventional_shap_per_reference(
-                    Xc,
-                    Z,
-                    a["left"],
-                    a["right"],
-                    *node_args,
-                    a["value"],
-                    a["tree_start"],
-                    a["tree_output"],
-                    self._depth,
-                )
-                gx = _sigmoid(raw)
-                gz = _sigmoid(fz)
-                diff = raw[:, None, :] - fz[None, :, :]
-                num = gx[:, None, :] - gz[None, :, :]
-                small = np.abs(diff) < 1e-12
-                factor = np.where(
-                    small, (gx * (1 - gx))[:, None, :], num / np.where(small, 1, diff)
-                )
-                phi = np.einsum("nbpk,nbk,b->npk", per, factor, w)
-            elif use_masks:
-                phi = interventional_shap_masks(
-                    Xc,
-                    *lp,
-                    *self._masks,
-                    *node_args,
-                    a["value"],
-                    a["tree_start"],
-                    a["tree_output"],
-                )
-            else:
-                phi = interventional_shap(
-                    Xc,
-                    Z,
-                    w,
-                    a["left"],
-                    a["right"],
-                    *node_args,
-                    a["value"],
-                    a["tree_start"],
-                    a["tree_output"],
-                    self._depth,
-                )
-            values[start:stop] = phi[:, :, idx]
-            preds[start:stop] = _sigmoid(raw) if prob else raw
-            if progress is not None:
-                progress(stop, n)
-        base_values = np.broadcast_to(np.asarray(base)[idx], (n, len(idx))).copy()
-        predictions = preds[:, idx]
-        gap = predictions - base_values - values.sum(axis=1)
-        scale = max(1.0, float(np.abs(predictions).max()))
-        if np.abs(gap).max() > 1e-6 * scale:
-            raise WhyboxError(
-                f"TreeSHAP values do not add up (completeness gap {np.abs(gap).max():.3g}); "
-                "refusing to return them. Please report this with the model type and version."
-            )
+            compute, base = self._interventional_kernel(prob)
+        values, base_values, predictions, idx = self._run(
+            X, target, (len(names),), compute, base, progress, _sigmoid if prob else None
+        )
         out_names = [str(e.output_names[i]) for i in idx]
-        if single:
-            values, base_values, predictions = values[:, :, 0], base_values[:, 0], predictions[:, 0]
         output = ("probability of " if prob else f"{e.raw_output}: ") + ", ".join(out_names)
         return Explanation(
             values,
@@ -481,6 +349,119 @@ class TreeShap(Explainer):
             n_evals=0,
             random_state=self.random_state,
         )
+
+    def _run(
+        self,
+        X: Any,
+        target: Any,
+        feature_shape: tuple[int, ...],
+        compute: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        base: np.ndarray,
+        progress: Any,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """Explain ``X`` chunk by chunk and check the result: the one loop of every mode.
+
+        ``compute(Z, raw)`` maps encoded rows (c, p) and their raw output (c, K) to values
+        (c, *feature_shape, K); ``transform`` maps the raw output to the explained one
+        (the logistic for probabilities). The parsed ensemble is checked against the model
+        on the first rows and the values must add up; either failure raises.
+
+        Returns
+        -------
+        values (n, *feature_shape[, k]), base_values (n[, k]), predictions (n[, k]) and the
+        selected output indices; the output axis is dropped when one output was asked for.
+        """
+        e = self.ensemble
+        idx, single = self._select(target)
+        n, K = X.shape[0], e.n_outputs
+        values = np.zeros((n, *feature_shape, len(idx)))
+        preds = np.zeros((n, K))
+        per_row = int(np.prod(feature_shape)) * K
+        chunk = self._chunk(per_row) if len(feature_shape) == 1 else self._chunk(per_row) // 4
+        chunk = max(1, chunk)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            Xc = self._encode(X.iloc[start:stop] if isinstance(X, pd.DataFrame) else X[start:stop])
+            raw = e.predict_raw(Xc)
+            if start == 0:
+                m = min(200, stop)
+                self._verify(X.iloc[:m] if isinstance(X, pd.DataFrame) else X[:m], raw[:m])
+            values[start:stop] = compute(Xc, raw)[..., idx]
+            preds[start:stop] = raw if transform is None else transform(raw)
+            if progress is not None:
+                progress(stop, n)
+        base_values = np.broadcast_to(np.asarray(base)[idx], (n, len(idx))).copy()
+        predictions = preds[:, idx]
+        gap = predictions - base_values - values.sum(axis=tuple(range(1, values.ndim - 1)))
+        scale = max(1.0, float(np.abs(predictions).max()))
+        if np.abs(gap).max() > 1e-6 * scale:
+            raise WhyboxError(
+                f"TreeSHAP values do not add up (completeness gap {np.abs(gap).max():.3g}); "
+                "refusing to return them. Please report this with the model type and version."
+            )
+        if single:
+            values, base_values, predictions = values[..., 0], base_values[:, 0], predictions[:, 0]
+        return values, base_values, predictions, idx
+
+    def _check_depth(self) -> None:
+        if self._depth > MAX_PATH_DEPTH:
+            raise InvalidParameterError(
+                f"trees of depth {self._depth} exceed the {MAX_PATH_DEPTH} levels path-dependent "
+                "TreeSHAP supports here; pass background= to use interventional TreeSHAP, "
+                "which has no depth limit."
+            )
+
+    def _path_kernel(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        from ._treeshap_path import ROW_BLOCK, path_dependent_shap
+
+        self._check_depth()
+        layout, depth = self.ensemble.layout, self._depth
+        tq, wq = self._quadrature()
+        return lambda Z, raw: path_dependent_shap(Z, layout, depth, tq, wq, ROW_BLOCK)
+
+    def _interventional_kernel(
+        self, prob: bool
+    ) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], np.ndarray]:
+        from ._treeshap_interventional import (
+            background_masks,
+            interventional_shap,
+            interventional_shap_masks,
+            interventional_shap_per_reference,
+            leaf_paths,
+        )
+
+        e, depth = self.ensemble, self._depth
+        layout = e.layout
+        Z, w = self._bg  # type: ignore[misc]
+        fz = e.predict_raw(Z)
+        if prob:
+            gz = _sigmoid(fz)
+
+            def per_reference(X: np.ndarray, raw: np.ndarray) -> np.ndarray:
+                # the logistic's secant between each background row and the row spreads
+                # the raw-scale values of the pair onto the probability scale
+                per = interventional_shap_per_reference(X, Z, layout, depth)
+                gx = _sigmoid(raw)
+                diff = raw[:, None, :] - fz[None, :, :]
+                num = gx[:, None, :] - gz[None, :, :]
+                small = np.abs(diff) < 1e-12
+                factor = np.where(
+                    small, (gx * (1 - gx))[:, None, :], num / np.where(small, 1, diff)
+                )
+                return np.einsum("nbpk,nbk,b->npk", per, factor, w)
+
+            return per_reference, w @ gz
+        if self._paths is None:
+            self._paths = leaf_paths(layout)
+        paths = self._paths
+        if int(np.max(np.diff(paths[6]), initial=0)) <= 62:  # path features fit a bit mask
+            if self._masks is None:
+                self._masks = background_masks(Z, w, paths, layout)
+            if _masks_pay_off(e, paths, self._masks, Z.shape[0]):
+                masks = self._masks
+                return (lambda X, raw: interventional_shap_masks(X, paths, masks, layout)), w @ fz
+        return (lambda X, raw: interventional_shap(X, Z, w, layout, depth)), w @ fz
 
     def explain_interactions(
         self, X: Any, *, target: Any = None, progress: Any = None
@@ -507,66 +488,26 @@ class TreeShap(Explainer):
                 "ShapleyInteractions(model, background=...) for interventional interactions."
             )
         X, names = self._prepare(X)
+        self._check_depth()
         e = self.ensemble
-        a = self._arrays()
-        idx, single = self._select(target)
-        depth = self._depth
-        if depth > MAX_PATH_DEPTH:
-            raise InvalidParameterError(
-                f"trees of depth {depth} exceed the {MAX_PATH_DEPTH} levels supported."
-            )
+        layout, depth = e.layout, self._depth
         tq, wq = self._quadrature()
-        tf, tfs = [], [0]
+        tf, tfs = [], [0]  # each tree's distinct split features
         for t in range(e.n_trees):
-            f = np.unique(a["feature"][a["tree_start"][t] : a["tree_start"][t + 1]])
-            f = f[f >= 0]
-            tf.extend(f.tolist())
+            f = np.unique(e.feature[e.tree_start[t] : e.tree_start[t + 1]])
+            tf.extend(f[f >= 0].tolist())
             tfs.append(len(tf))
-        n, p = X.shape[0], len(names)
-        values = np.zeros((n, p, p, len(idx)))
-        preds = np.zeros((n, e.n_outputs))
-        chunk = max(1, self._chunk(p * p * e.n_outputs) // 4)
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            Xc = self._encode(X.iloc[start:stop] if isinstance(X, pd.DataFrame) else X[start:stop])
-            raw = e.predict_raw(Xc)
-            inter = path_dependent_interactions(
-                Xc,
-                a["left"],
-                a["right"],
-                a["feature"],
-                a["threshold"],
-                a["missing_left"],
-                a["is_categorical"],
-                a["cat_start"],
-                a["cat_len"],
-                a["cat_values"],
-                a["value"],
-                a["cover"],
-                a["tree_start"],
-                a["tree_output"],
-                depth,
-                tq,
-                wq,
-                np.asarray(tf, dtype=np.int64),
-                np.asarray(tfs, dtype=np.int64),
-            )
-            values[start:stop] = inter[..., idx]
-            preds[start:stop] = raw
-            if progress is not None:
-                progress(stop, n)
-        base = self._expected_value_path()
-        base_values = np.broadcast_to(base[idx], (n, len(idx))).copy()
-        predictions = preds[:, idx]
-        gap = predictions - base_values - values.sum(axis=(1, 2))
-        if np.abs(gap).max() > 1e-6 * max(1.0, float(np.abs(predictions).max())):
-            raise WhyboxError(
-                f"SHAP interaction values do not add up (gap {np.abs(gap).max():.3g}); "
-                "refusing to return them. Please report this."
-            )
+        tf_, tfs_ = np.asarray(tf, dtype=np.int64), np.asarray(tfs, dtype=np.int64)
+        p = len(names)
+        values, base_values, predictions, idx = self._run(
+            X,
+            target,
+            (p, p),
+            lambda Z, raw: path_dependent_interactions(Z, layout, depth, tq, wq, tf_, tfs_),
+            self._expected_value_path(),
+            progress,
+        )
         out_names = [str(e.output_names[i]) for i in idx]
-        if single:
-            values, base_values, predictions = values[..., 0], base_values[:, 0], predictions[:, 0]
         return Explanation(
             values,
             base_values,
