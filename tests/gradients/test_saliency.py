@@ -127,8 +127,10 @@ def test_target_errors(cnn, x16) -> None:
     sal = wb.Saliency(model)
     with pytest.raises(InvalidParameterError, match="target 10 is out of range: the model has 10"):
         sal.explain(x16, target=10)
-    with pytest.raises(InvalidParameterError, match="the model has 10 outputs; pass target="):
-        sal.explain(x16)
+    every = sal.explain(x16[:2])  # no target: all outputs of a multi-output model (DESIGN)
+    np.testing.assert_array_equal(every.values, sal.explain(x16[:2], target="all").values)
+    assert every.values.shape == (2, 1, 8, 8, 10) and every.output_names[9] == "output 9"
+    np.testing.assert_array_equal(every.values[..., 4], sal.explain(x16[:2], target=4).values)
     with pytest.raises(InvalidParameterError, match=r"one output index per example.*\(16,\)"):
         sal.explain(x16, target=torch.tensor([1, 2]))
     with pytest.raises(InvalidParameterError, match="unknown target 'cat'"):

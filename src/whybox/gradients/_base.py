@@ -181,9 +181,9 @@ def resolve_targets(
 ) -> Targets:
     """Turn ``target`` into a :class:`Targets`.
 
-    Accepted: None (the only output, else an error naming the choices), an int or output
-    name, a list or tuple of them (several outputs, trailing axis), ``"all"``, or a 1-D
-    tensor / integer array of length n (one output per example, as in Captum).
+    Accepted: None (the only output, or all outputs of a model with several), an int or
+    output name, a list or tuple of them (several outputs, trailing axis), ``"all"``, or a
+    1-D tensor / integer array of length n (one output per example, as in Captum).
     """
     torch = torch_module()
     names = (
@@ -235,16 +235,10 @@ def resolve_targets(
                 description="model output of each example's target",
                 record=idx,
             )
-    if target is None:
-        if n_outputs != 1:
-            raise InvalidParameterError(
-                f"the model has {n_outputs} outputs; pass target= an output index (0 to "
-                f"{n_outputs - 1}), a list of them, 'all', or a tensor of one index per "
-                "example."
-            )
-        cols = [0]
-        single = True
-    elif isinstance(target, str) and target == "all" and "all" not in names:
+    if target is None and n_outputs == 1:
+        cols, single = [0], True
+    elif target is None or (isinstance(target, str) and target == "all" and "all" not in names):
+        # DESIGN: a model with several outputs is explained for all of them by default
         cols, single = list(range(n_outputs)), False
     elif isinstance(target, (list, tuple)):
         if len(target) == 0:
