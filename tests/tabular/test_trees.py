@@ -561,42 +561,16 @@ def test_encode_errors_name_the_columns():
     np.testing.assert_array_equal(ens.encode(X.assign(extra=1.0)), ens.encode(X.to_numpy()))
 
 
-def test_parse_speed_is_reasonable():
-    """Not a benchmark: a 500-tree depth-6 XGBoost model parses in well under a second."""
-    import time
-
+def test_large_xgboost_model_parses_whole():
+    """500 trees of depth 6 (the benchmark's size: its parse time is in bench_tree)."""
     rng = np.random.default_rng(27)
     X = rng.normal(size=(4000, 20))
     y = X[:, 0] * X[:, 1] + np.sin(X[:, 2]) + rng.normal(size=4000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         b = xgb.train({"max_depth": 6, "eta": 0.1, "nthread": 2}, xgb.DMatrix(X, label=y), 500)
-    parse_tree_model(b)  # numba caches loaded
-    t0 = time.perf_counter()
     ens = parse_tree_model(b)
-    assert time.perf_counter() - t0 < 2.0  # typically ~0.2 s; generous for slow CI machines
     assert ens.n_trees == 500 and ens.max_depth == 6
-
-
-def test_lightgbm_mixed_zero_and_nan_missing_types_are_refused():
-    # one training run gives each feature one missing type; a model whose splits on a
-    # feature mix 'Zero' and 'NaN' (e.g. continued training) is refused, not approximated
-    rng = np.random.default_rng(28)
-    X = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
-    X.loc[rng.random(400) < 0.2, "a"] = np.nan
-    b = lgb_fit(X, X["a"].fillna(0) + X["b"], "regression", rounds=3)
-    dump = b.dump_model()
-    assert dump["tree_info"][0]["tree_structure"]["missing_type"] in ("NaN", "None")
-
-    def mark(nd, missing_type):
-        if "split_index" in nd:
-            if nd["split_feature"] == 0:
-                nd["missing_type"] = missing_type
-            mark(nd["left_child"], missing_type)
-            mark(nd["right_child"], missing_type)
-
-    mark(dump["tree_info"][0]["tree_structure"], "NaN")
-    mark(dump["tree_info"][1]["tree_structure"], "Zero")
-    b.dump_model = lambda *args, **kw: dump
-    with pytest.raises(UnsupportedModelError, match=r"mixes the 'Zero' and 'NaN'.*\[0\]"):
-        parse_tree_model(b)
+    assert_same(
+        raw(ens, X[:500]), b.predict(xgb.DMatrix(X[:500]), output_margin=True), rtol=1e-6, atol=1e-5
+    )
