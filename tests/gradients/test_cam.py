@@ -155,3 +155,22 @@ def test_guided_backprop_handles_inplace_relus_like_captum_on_the_plain_twin() -
     ref = captum_attr.GuidedBackprop(b).attribute(x.clone(), target=1)
     np.testing.assert_allclose(got, _np(ref), rtol=1e-6, atol=1e-8)
     assert _n_hooks(a) == 0
+
+
+def test_smoothgrad_wraps_gradcam_as_the_mean_of_maps_on_the_same_noise(cnn, x16) -> None:
+    model, data = cnn
+    x, target = x16[:4], data.y_test[:4]
+    gc = wb.GradCam(model, layer="features.3")
+    got = wb.SmoothGrad(gc, noise=0.1, n_samples=3, random_state=1).explain(
+        x, target=target, upsample=False
+    )
+    rng = np.random.default_rng(1)  # the noise SmoothGrad documents
+    span = (x.reshape(4, -1).max(1).values - x.reshape(4, -1).min(1).values).double()
+    maps = []
+    for _ in range(3):
+        noisy = x.double() + 0.1 * span.reshape(-1, 1, 1, 1) * torch.as_tensor(
+            rng.standard_normal(tuple(x.shape))
+        )
+        maps.append(gc.explain(noisy.float(), target=target, upsample=False).values)
+    np.testing.assert_allclose(got.values, np.mean(maps, axis=0), rtol=1e-5, atol=1e-7)
+    assert got.values.shape == (4, 1, 4, 4)

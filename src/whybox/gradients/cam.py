@@ -144,6 +144,26 @@ class GradCam(GradientExplainer):
     def _params(self) -> dict[str, Any]:
         return {"layer": self.layer, "relu": self.relu}
 
+    def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
+        """Arguments when wrapped by SmoothGrad / VarGrad: ``upsample`` and ``mode``."""
+        unknown = set(kwargs) - {"upsample", "mode"}
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown argument(s) {sorted(unknown)} for the wrapped {type(self).__name__}; "
+                "allowed: ['mode', 'upsample']."
+            )
+        upsample = _check_bool("upsample", kwargs.get("upsample", True))
+        mode = check_in("mode", kwargs.get("mode", "bilinear"), _MODES)
+        return {"upsample": upsample, "mode": mode}
+
+    def _attribute(
+        self, x: Any, index: Any, batch_rows: int, *, upsample: bool = True, mode: str = "bilinear"
+    ) -> tuple[Any, dict[str, Any]]:
+        cam, _ = self._cam(x, index, batch_rows)
+        if upsample:
+            cam = self._resize(cam, x, mode)
+        return cam, {"n_evals": 1, "params": {**self._params(), "upsample": upsample}}
+
     def explain(
         self,
         x: Any,
@@ -287,6 +307,22 @@ class GuidedGradCam(GradCam):
 
     method = "guided_grad_cam"
 
+    def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
+        unknown = set(kwargs) - {"mode"}
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown argument(s) {sorted(unknown)} for the wrapped GuidedGradCam; "
+                "allowed: ['mode']."
+            )
+        return {"mode": check_in("mode", kwargs.get("mode", "bilinear"), _MODES)}
+
+    def _attribute(
+        self, x: Any, index: Any, batch_rows: int, *, mode: str = "bilinear", **kwargs: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        cam, _ = self._cam(x, index, batch_rows)
+        gb, _ = GuidedBackprop(self.model)._attribute(x, index, batch_rows)
+        return gb * self._resize(cam, x, mode), {"n_evals": 2, "params": self._params()}
+
     def explain(
         self,
         x: Any,
@@ -300,13 +336,10 @@ class GuidedGradCam(GradCam):
         rows_arg = check_batch_size(internal_batch_size)
         xt = self._inputs(x)
         rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))
-        guided = GuidedBackprop(self.model)
         with eval_semantics(self.model):
             preds = self._outputs(xt, rows)
             targets = self._targets(target, preds.shape[1], xt.shape[0], xt.device)
-            cam, _ = self._cam(xt, targets.index, rows)
-            gb, _ = guided._attribute(xt, targets.index, rows)
-        values = gb * self._resize(cam, xt, mode)
+            values, _ = self._attribute(xt, targets.index, rows, mode=mode)
         return self._explanation(
             values,
             x=xt,

@@ -274,6 +274,7 @@ class SmoothGrad(GradientExplainer):
             params=info["params"],
             n_evals=info["n_evals"],
             random_state=self.random_state,
+            value_shape=tuple(values.shape[1:-1]),
         )
 
 
