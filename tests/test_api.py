@@ -54,3 +54,47 @@ def test_available_methods():
     assert {"exact", "permutation", "kernel", "banzhaf", "interactions", "linear"} <= set(
         wb.available_methods()
     )
+
+
+def test_auto_picks_integrated_gradients_for_torch_modules():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    model.eval()
+    x = torch.randn(5, 4)
+    exp = wb.explain(model, x, target=1)
+    assert exp.method == "integrated_gradients"
+    assert exp.params["method_selection"].startswith("auto -> integrated_gradients")
+    # completeness against the model's own outputs at x and at the zero baseline
+    with torch.no_grad():
+        out = model(x)[:, 1]
+        gap = out - model(torch.zeros(1, 4))[:, 1] - torch.as_tensor(exp.values).sum(1)
+    assert float(gap.abs().max()) < 1e-3 * float(out.abs().max() + 1)
+    # a background of several rows: expected gradients, base value = mean output over it
+    bg = torch.randn(30, 4)
+    exp = wb.explain(model, x, background=bg, target=1)
+    assert exp.method == "expected_gradients"
+    with torch.no_grad():
+        np.testing.assert_allclose(exp.base_values, float(model(bg)[:, 1].mean()), rtol=1e-5)
+
+
+def test_auto_explains_images_through_an_image_masker():
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 1, 8, 8))
+    w = rng.normal(size=(1, 8, 8))
+
+    def f(Z):
+        return (np.asarray(Z) * w).sum(axis=(1, 2, 3))
+
+    masker = wb.ImageMasker(segments="grid", n_segments=4, fill="baseline", value=0.0)
+    exp = wb.explain(f, images, background=masker)
+    assert exp.method == "exact"
+    assert exp.values.shape == images.shape
+    # additive model: each grid segment's value is its own contribution against the 0 fill
+    seg = exp.meta["segments"][0]
+    for s in np.unique(seg):
+        cell = seg == s
+        expected = (images[0, 0] * w[0])[cell].sum()
+        np.testing.assert_allclose(exp.values[0, 0][cell].sum(), expected, atol=1e-10)
+    exp = wb.explain(f, images[:1], background=wb.ImageMasker(segments="grid", n_segments=25))
+    assert exp.method == "kernel"

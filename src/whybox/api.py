@@ -92,7 +92,21 @@ def _lime() -> type[Explainer]:
     return Lime
 
 
+def _integrated_gradients() -> type[Explainer]:
+    from .gradients import IntegratedGradients
+
+    return IntegratedGradients  # type: ignore[return-value]
+
+
+def _expected_gradients() -> type[Explainer]:
+    from .gradients import ExpectedGradients
+
+    return ExpectedGradients  # type: ignore[return-value]
+
+
 register_method("exact", _exact)
+register_method("integrated_gradients", _integrated_gradients)
+register_method("expected_gradients", _expected_gradients)
 register_method("lime", _lime)
 register_method("linear", _linear)
 register_method("tree", _tree)
@@ -102,8 +116,25 @@ register_method("permutation", _permutation)
 register_method("kernel", _kernel)
 
 
-def resolve_method(model: Any, X: Any, groups: Any = None) -> tuple[str, str]:
+def resolve_method(
+    model: Any, X: Any, groups: Any = None, background: Any = None
+) -> tuple[str, str]:
     """Choose a method for ``method="auto"``: returns (name, reason)."""
+    from .games.image import ImageMasker
+    from .models import is_torch_module
+
+    if isinstance(background, ImageMasker):
+        if background.segments == "grid" and background.n_segments <= AUTO_EXACT_MAX_PLAYERS:
+            return "exact", (
+                f"images with {background.n_segments} grid segments <= "
+                f"{AUTO_EXACT_MAX_PLAYERS}: exact Shapley values of the segments"
+            )
+        return "kernel", "images with an ImageMasker: KernelSHAP over the segments"
+    if is_torch_module(model):
+        return "integrated_gradients", (
+            "torch module: Integrated Gradients (Expected Gradients over a background of "
+            "several rows)"
+        )
     X = as_2d_input(X)
     check_nonempty(X)
     names = (
@@ -127,6 +158,37 @@ def resolve_method(model: Any, X: Any, groups: Any = None) -> tuple[str, str]:
     return "kernel", (
         f"{len(players)} players > {AUTO_EXACT_MAX_PLAYERS}: KernelSHAP with standard errors"
     )
+
+
+_GRADIENT_METHODS = ("integrated_gradients", "expected_gradients")
+
+
+def _explain_torch(
+    model: Any,
+    X: Any,
+    name: str,
+    background: Any,
+    target: Any,
+    random_state: int | None,
+    tolerance: float | None,
+    kwargs: dict[str, Any],
+) -> Explanation:
+    """Integrated Gradients of a torch module; a background of several rows (or
+    ``method="expected_gradients"``) gives Expected Gradients over it."""
+    from .gradients import ExpectedGradients, IntegratedGradients
+
+    n_bg = getattr(background, "shape", (1,))[0] if background is not None else 0
+    if name == "expected_gradients" or (n_bg > 1 and not isinstance(background, (int, float))):
+        if background is None:
+            raise InvalidParameterError(
+                "method='expected_gradients' needs background= rows to integrate from."
+            )
+        explainer = ExpectedGradients(model, background, random_state=random_state, **kwargs)
+        return explainer.explain(X, target=target)
+    extra = {"tolerance": tolerance} if tolerance is not None else {}
+    baseline = 0 if background is None else background
+    explainer = IntegratedGradients(model, random_state=random_state, **kwargs)
+    return explainer.explain(X, target=target, baseline=baseline, **extra)
 
 
 def explain(
@@ -173,11 +235,22 @@ def explain(
     -------
     Explanation
         With ``params["method_selection"]`` recording the choice.
+
+    Notes
+    -----
+    ``method="auto"`` picks TreeShap for tree ensembles, LinearShap for linear models,
+    Integrated Gradients for torch modules (Expected Gradients when ``background`` has several
+    rows), ExactShap or KernelShap over image segments when ``background`` is an
+    :class:`~whybox.games.image.ImageMasker`, ExactShap up to 16 players and KernelShap above.
     """
     if method == "auto":
-        name, reason = resolve_method(model, X, kwargs.get("groups"))
+        name, reason = resolve_method(model, X, kwargs.get("groups"), background)
     else:
         name, reason = method, "requested"
+    if name in _GRADIENT_METHODS:
+        exp = _explain_torch(model, X, name, background, target, random_state, tolerance, kwargs)
+        exp.params["method_selection"] = f"{method} -> {exp.method}: {reason}"
+        return exp
     cls = get_method(name)
     explainer = cls(model, background, link=link, random_state=random_state, **kwargs)
     extra = {k: v for k, v in (("budget", budget), ("tolerance", tolerance)) if v is not None}
