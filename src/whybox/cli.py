@@ -89,7 +89,7 @@ def quickstart(
     out: Path = typer.Option(Path("whybox-report"), "--out", help="Folder for index.html."),
     n: int = typer.Option(5000, "--n", min=200, help="Applicants to generate."),
     explain_rows: int = typer.Option(
-        100, "--explain-rows", min=3, help="Held-out applicants to explain."
+        50, "--explain-rows", min=3, help="Held-out applicants to explain."
     ),
     background_rows: int = typer.Option(
         50, "--background-rows", min=1, help="Training rows used as the background."
@@ -113,7 +113,7 @@ def quickstart(
 
     Generates whybox.zoo.credit data (with a known ground-truth logit), trains a
     HistGradientBoostingClassifier, explains held-out applicants' log-odds of default with
-    exact interventional Shapley values (and KernelSHAP, to compare), and writes
+    exact interventional Shapley values (and LIME, to compare), and writes
     OUT/index.html: data summary, global importance with intervals, beeswarm and heatmap,
     dependence, PDP/ICE and ALE plots, three denied applicants with their principal reasons
     and counterfactual recourse, a comparison with the truth, explanation quality
@@ -123,7 +123,8 @@ def quickstart(
         if vision:
             _quickstart_vision(out, images, seed)
         else:
-            _quickstart(out, n, explain_rows, background_rows, seed)
+            with _one_openmp_thread():
+                _quickstart(out, n, explain_rows, background_rows, seed)
     except WhyboxError as exc:
         _fail(exc)
 
@@ -160,6 +161,22 @@ def _quickstart_vision(out: Path, n_images: int, seed: int) -> None:
     console.print(f"report: {path}  ({time.perf_counter() - t0:.1f} s)")
 
 
+def _one_openmp_thread() -> Any:
+    """Run OpenMP code (the gradient-boosting model) on one thread.
+
+    The quickstart calls its model thousands of times on small batches; there, starting an
+    OpenMP team costs more than it saves, and on a busy machine far more (measured: 6x less
+    CPU on 20 calls of 300 rows).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
 CREDIT_PHRASES = {
     "income": "Income insufficient for the amount of credit requested",
     "debt_to_income": "Debt-to-income ratio ({value}) too high",
@@ -173,9 +190,9 @@ CREDIT_PHRASES = {
 }
 
 
-#: KernelSHAP budget (model evaluations per row) of the quickstart's comparison method
-QUICKSTART_KERNEL_BUDGET = 256
-#: explained rows scored by the quality metrics (and explained with KernelSHAP to compare)
+#: LIME samples per row (lime's default num_samples) of the quickstart's comparison method
+QUICKSTART_LIME_BUDGET = 5000
+#: explained rows scored by the quality metrics (and explained with LIME to compare)
 QUICKSTART_QUALITY_ROWS = 20
 #: what the quickstart's applicants cannot change (age) or only increase
 QUICKSTART_RECOURSE = {
@@ -190,7 +207,7 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import train_test_split
 
-    from .games.kernel import KernelShap
+    from .games.lime import Lime
     from .games.shapley import ExactShap
     from .report.builder import local_section, report
     from .report.sections import recourse_section
@@ -204,7 +221,7 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
     )
     with console.status("Training a HistGradientBoostingClassifier"):
         model = HistGradientBoostingClassifier(
-            max_iter=200, learning_rate=0.05, random_state=seed
+            max_iter=100, learning_rate=0.1, random_state=seed
         ).fit(X_train, y_train)
     background = X_train.sample(n=min(background_rows, len(X_train)), random_state=seed)
     explained = X_test.iloc[: min(explain_rows, len(X_test))]
@@ -216,13 +233,15 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
     finally:
         bar.close()
 
-    def kernel_fn(X: Any, random_state: int = seed) -> Any:
-        return KernelShap(
-            model, background=background, max_background=len(background), random_state=random_state
-        ).explain(X, target=1, link="logit", budget=QUICKSTART_KERNEL_BUDGET)
+    lime_background = X_train.sample(n=min(1000, len(X_train)), random_state=seed)
 
-    with console.status("Explaining again with KernelSHAP, to compare"):
-        kernel = kernel_fn(explained.iloc[:QUICKSTART_QUALITY_ROWS])
+    def lime_fn(X: Any, random_state: int = seed) -> Any:
+        return Lime(model, lime_background, random_state=random_state).explain(
+            X, target=1, link="logit", budget=QUICKSTART_LIME_BUDGET
+        )
+
+    with console.status("Explaining again with LIME, to compare"):
+        lime = lime_fn(explained.iloc[:QUICKSTART_QUALITY_ROWS])
     truth = credit_true_shap(explained, background)
     p_default = 1.0 / (1.0 + np.exp(-exp.predictions))
     denied = np.flatnonzero(p_default >= 0.5)
@@ -241,8 +260,8 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
             rows=[],
             truth=truth,
             background=background,
-            compare=kernel,
-            explain_fn=kernel_fn,
+            compare=lime,
+            explain_fn=lime_fn,
             quality_rows=QUICKSTART_QUALITY_ROWS,
             random_state=seed,
             title="whybox quickstart: why was this applicant denied?",

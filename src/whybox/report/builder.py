@@ -26,14 +26,42 @@ from ..explanation import Explanation, _atomic_write
 __all__ = ["Report", "figure_data_uri", "figures_section", "report"]
 
 
+#: artists with more marks than this are drawn as an embedded bitmap inside the SVG
+RASTER_ABOVE = 60
+
+
+def _rasterize_dense(fig: Any) -> None:
+    """Rasterize the dense layers of a figure (many dots, many lines), keep text and axes
+    vector: the SVG stays sharp where it matters and small where it would be huge."""
+    for ax in fig.axes:
+        marks = [max(len(c.get_offsets()), len(c.get_paths())) for c in ax.collections]
+        if sum(marks) > 3 * RASTER_ABOVE:  # e.g. a beeswarm: one collection per feature
+            for coll in ax.collections:
+                coll.set_rasterized(True)
+        else:
+            for coll, m in zip(ax.collections, marks, strict=True):
+                if m > RASTER_ABOVE:
+                    coll.set_rasterized(True)
+        if len(ax.lines) > RASTER_ABOVE // 3:
+            widest = max(line.get_linewidth() for line in ax.lines)
+            for line in ax.lines:
+                if line.get_linewidth() < widest:
+                    line.set_rasterized(True)
+
+
 def figure_data_uri(fig: Any) -> str:
-    """Render a matplotlib figure to an SVG ``data:`` URI (text drawn as paths) and close it."""
+    """Render a matplotlib figure to an SVG ``data:`` URI (text drawn as paths) and close it.
+
+    Dense layers (over ``RASTER_ABOVE`` dots or a few dozen lines) are embedded as bitmaps
+    at 110 dpi; text, axes and sparse marks stay vector.
+    """
     import matplotlib
     import matplotlib.pyplot as plt
 
+    _rasterize_dense(fig)
     buf = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "whybox"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        fig.savefig(buf, format="svg", bbox_inches="tight", dpi=150, metadata={"Date": None})
     plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -167,6 +195,7 @@ def figures_section(
     text: str = "",
     table: dict[str, Any] | None = None,
     id: str | None = None,
+    columns: int | None = None,
 ) -> dict[str, Any]:
     """A generic section: a responsive grid of captioned figures and an optional table.
 
@@ -183,6 +212,8 @@ def figures_section(
         ``{"columns": [...], "rows": [[...], ...]}`` shown below the figures.
     id : str, optional
         Anchor id of the section (default: assigned by :meth:`Report.add`).
+    columns : int, optional
+        Figures per grid row, 1 to 4 (default: as many as fit, at least 220 px wide).
 
     Returns
     -------
@@ -210,6 +241,8 @@ def figures_section(
     }
     if id is not None:
         section["id"] = str(id)
+    if columns is not None:
+        section["columns"] = check_int("columns", columns, minimum=1, maximum=4)
     _check_figures(section)
     return section
 
@@ -244,38 +277,64 @@ def summary_section(
     return {"kind": "summary", "id": "summary", "title": "Summary", "cards": cards, "table": table}
 
 
-def importance_section(exp: Explanation, max_display: int = 12) -> dict[str, Any]:
-    """Global importance (mean |value|) with 95% intervals over rows, and a beeswarm."""
+def importance_section(
+    exp: Explanation, max_display: int = 12, random_state: int = 0
+) -> dict[str, Any]:
+    """Global importance (mean |value|) with 95% intervals over rows, beeswarm and heatmap.
+
+    The interval is the bootstrap percentile interval over rows of
+    :func:`whybox.global_importance` (1000 resamples) when available, else mean ± 1.96
+    standard errors over rows.
+    """
+    import importlib
+
+    import matplotlib.pyplot as plt
+
     from ..viz import plots
 
     single = exp if not exp.multi_output else exp[:, :, 0]
     absval = np.abs(single.values)
     mean = absval.mean(axis=0)
     n = absval.shape[0]
-    se = absval.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+    try:
+        global_importance = importlib.import_module("whybox.tabular.importance").global_importance
+    except (ImportError, AttributeError):
+        global_importance = None
+    fig = None
+    if global_importance is not None and n > 1:
+        imp = global_importance(
+            single, confidence=0.95, n_bootstrap=1000, random_state=random_state
+        )
+        lower, upper = np.asarray(imp.lower, dtype=float), np.asarray(imp.upper, dtype=float)
+        how = "a 95% bootstrap percentile interval over rows (1000 resamples)"
+        fig, ax = plt.subplots(figsize=(8.0, 0.5 * min(max_display, len(mean)) + 1.5))
+        imp.plot(ax=ax, max_display=max_display)
+    else:
+        se = absval.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+        lower, upper = mean - 1.96 * se, mean + 1.96 * se
+        how = "mean ± 1.96 standard errors over rows"
     order = np.argsort(-mean, kind="stable")[:max_display]
     rows = [
         {
             "feature": single.feature_names[j],
             "value": _fmt(mean[j]),
             "interval": (
-                f"{_fmt(mean[j] - 1.96 * se[j])} – {_fmt(mean[j] + 1.96 * se[j])}"
-                if np.isfinite(se[j])
-                else "n/a"
+                f"{_fmt(lower[j])} – {_fmt(upper[j])}" if np.isfinite(lower[j]) else "n/a"
             ),
         }
         for j in order
     ]
-    ax = plots.bar(single, max_display=max_display)
+    if fig is None:
+        fig = plots.bar(single, max_display=max_display).figure
     section = {
         "kind": "importance",
         "id": "importance",
         "title": "Global importance",
         "lead": (
             f"Mean absolute contribution of each feature to the {exp.params.get('output', 'output')}"
-            f" over the {n} explained rows; the interval is mean ± 1.96 standard errors over rows."
+            f" over the {n} explained rows; the interval is {how}."
         ),
-        "figure": figure_data_uri(ax.figure),
+        "figure": figure_data_uri(fig),
         "alt": "bar chart of global feature importance",
         "rows": rows,
     }
@@ -511,7 +570,7 @@ def report(
     if data is not None:
         rep.add(data)
     if exp.is_tabular:
-        rep.add(importance_section(exp, max_display))
+        rep.add(importance_section(exp, max_display, random_state))
         single = exp if not exp.multi_output else exp[:, :, 0]
         top = [str(f) for f in single.top(min(top_features, len(single.feature_names))).index]
         effects = effects_section(exp, top, model=model, X=X, random_state=random_state)

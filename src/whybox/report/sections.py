@@ -92,6 +92,7 @@ def effects_section(
     model: Any = None,
     X: Any = None,
     n_rows: int = 200,
+    n_ice: int = 80,
     random_state: int = 0,
 ) -> dict[str, Any] | None:
     """Dependence plots of the top features, with PDP/ICE and ALE curves when available.
@@ -99,7 +100,8 @@ def effects_section(
     For each feature: the attribution against the feature's value (one dot per explained
     row); with ``model`` and ``X``, the partial dependence with ICE curves (Friedman 2001;
     Goldstein et al. 2015) and the accumulated local effects (Apley and Zhu 2020) of the
-    explained output on up to ``n_rows`` rows of ``X``.
+    explained output on a seeded sample of ``n_rows`` rows of ``X`` (``n_ice`` of them for
+    the partial dependence and its ICE curves, which are drawn one line per row).
     """
     import matplotlib.pyplot as plt
 
@@ -115,6 +117,10 @@ def effects_section(
     target, link = target_of(exp), exp.params.get("link")
     figures: list[dict[str, str]] = []
     notes: list[str] = []
+    if use_model and len(X) > n_rows:  # the curves average over a seeded sample of rows
+        rng = np.random.default_rng(random_state)
+        keep = np.sort(rng.choice(len(X), size=n_rows, replace=False))
+        X = X.iloc[keep] if isinstance(X, pd.DataFrame) else np.asarray(X)[keep]
     for name in features:
         ax = plots.scatter(single, name)
         ax.figure.set_size_inches(4.6, 3.4)
@@ -132,7 +138,7 @@ def effects_section(
                     kind="both",
                     target=target,
                     link=link,
-                    sample=min(n_rows, len(X)),
+                    sample=min(n_ice, len(X)),
                     random_state=random_state,
                 )
                 fig, ax = plt.subplots(figsize=(4.6, 3.4))
@@ -147,7 +153,7 @@ def effects_section(
                 notes.append(f"Partial dependence of {name} was not computed: {exc}")
         if ale_fn is not None:
             try:
-                res = ale_fn(model, X, name, target=target, link=link, random_state=random_state)
+                res = ale_fn(model, X, name, target=target, link=link)
                 fig, ax = plt.subplots(figsize=(4.6, 3.4))
                 res.plot(ax=ax)
                 figures.append(
@@ -167,7 +173,10 @@ def effects_section(
             else "."
         )
     )
-    section = figures_section("Feature effects", figures, text=text, id="effects")
+    per_feature = 1 + int(pd_fn is not None and use_model) + int(ale_fn is not None and use_model)
+    section = figures_section(
+        "Feature effects", figures, text=text, id="effects", columns=max(per_feature, 2)
+    )
     section["notes"] = notes
     return section
 
@@ -200,11 +209,11 @@ def recourse_section(
         res = cf.explain(x, n=n)
         table = res.table()
         changed = [c for c in table.columns if c not in _METRIC_COLS]
-        header = ["#", *changed, "valid", "prediction", "features changed", "distance"]
+        header = ["#", *changed, "reaches it", "new output", "features changed", "distance"]
         body = [
             [
                 str(k + 1),
-                *[str(table.iloc[k][c]) for c in changed],
+                *[str(table.iloc[k][c]).replace(" -> ", " → ") for c in changed],
                 "yes" if bool(table.iloc[k]["valid"]) else "no",
                 _fmt(float(table.iloc[k]["prediction"])),
                 _fmt(int(table.iloc[k]["sparsity"])),
@@ -216,12 +225,13 @@ def recourse_section(
             {
                 "title": headings[pos] if headings else f"Row {labels[i]}",
                 "text": (
-                    f"Prediction {_fmt(res.query_prediction)}; changes that reach "
-                    f"{res.desired}: {res.status}."
+                    f"Goal: {res.desired}; judged output now {_fmt(res.query_prediction)}. "
+                    f"Search: {res.status}."
                 ),
                 "header": header,
                 "rows": body,
                 "notes": [],
+                "result": res,  # kept for callers and tests; not rendered
             }
         )
     immutable = getattr(cf, "immutable", None)
@@ -233,9 +243,9 @@ def recourse_section(
         "title": "Counterfactual recourse",
         "lead": (
             "The smallest changes found that would have changed the decision, each a real "
-            "option for the applicant: `old -> new` for every changed feature, then whether "
-            "it flips the decision, the new prediction, how many features change and the "
-            "distance (in median absolute deviations)."
+            "option within the stated constraints: old → new for every changed feature, then "
+            "whether it reaches the goal, the new model output, how many features change and "
+            "the distance (in median absolute deviations per feature)."
             + (f" Never changed: {', '.join(fixed)}." if fixed else "")
         ),
         "blocks": items,
