@@ -52,10 +52,28 @@ def test_quickstart_writes_report(tmp_path):
     )
     assert result.exit_code == 0, result.output
     html = (out_dir / "index.html").read_text()
-    assert "Denied applicants and their principal reasons" in html
-    assert "Ground truth comparison" in html
+    headings = re.findall(r"<h2>([^<]+)</h2>", html)
+    assert headings == [
+        "Summary",
+        "Data",
+        "Global importance",
+        "Feature effects",
+        "Denied applicants and their principal reasons",
+        "Counterfactual recourse",
+        "Ground truth comparison",
+        "Explanation quality",
+        "Limitations",
+    ]
     assert "accuracy" in html and "ROC AUC" in html
-    assert len(re.findall(r"<h3>Applicant ", html)) == 3
+    # three denied applicants, each with a waterfall and with a recourse table
+    assert len(re.findall(r"<h3>Applicant ", html)) == 6
+    for h3 in (
+        "Faithfulness of the exact explanation",
+        "Stability of lime across random seeds",
+        "Agreement between exact and lime",
+        "Sampled estimates with wide intervals (lime)",
+    ):
+        assert f"<h3>{h3}</h3>" in html
     assert "http://" not in html and "https://" not in html
     assert "whybox quickstart" in result.output
 
@@ -234,3 +252,70 @@ def test_missing_data_file(linear_files):
         app, ["explain", str(tmp / "model.joblib"), str(tmp / "nope.csv"), "--trust-model"]
     )
     assert out.exit_code == 2 and "does not exist" in " ".join(out.output.split())
+
+
+# ---------------------------------------------------------------------- report
+@pytest.fixture
+def report_files(tmp_path):
+    """A saved explanation of a logistic regression, its model file and data with labels."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    y = (X["a"] - X["b"] + 0.5 * rng.normal(size=300) > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    joblib.dump(model, tmp_path / "model.joblib")
+    exp = wb.ExactShap(model, background=X.iloc[:30]).explain(X.iloc[:8], target=1)
+    exp.save(tmp_path / "exp.whybox")
+    X.assign(y=y).iloc[150:].to_csv(tmp_path / "test.csv", index=False)
+    X.iloc[:150].to_csv(tmp_path / "train.csv", index=False)
+    return tmp_path, model, X, y
+
+
+def test_report_command_writes_full_report(report_files):
+    from sklearn.metrics import accuracy_score
+
+    tmp, model, X, y = report_files
+    args = ["report", str(tmp / "exp.whybox"), str(tmp / "model.joblib"), str(tmp / "test.csv")]
+    args += ["--label", "y", "--train", str(tmp / "train.csv"), "--rows", "1,2"]
+    args += ["--out", str(tmp / "rep"), "--trust-model", "--title", "<b>credit</b>"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    html = (tmp / "rep" / "index.html").read_text()
+    headings = re.findall(r"<h2>([^<]+)</h2>", html)
+    assert headings[:4] == ["Summary", "Data", "Global importance", "Feature effects"]
+    assert "Local explanations" in headings and "Explanation quality" in headings
+    assert "Counterfactual recourse" not in headings  # not asked for
+    assert len(re.findall(r"<h3>Row ", html)) == 2
+    acc = accuracy_score(y.iloc[150:], model.predict(X.iloc[150:]))
+    assert f"{acc:.4g}" in html
+    assert "&lt;b&gt;credit&lt;/b&gt;" in html and "<b>credit</b>" not in html
+    assert "report written to" in result.output
+
+
+def test_report_command_refuses_pickle_without_trust(report_files):
+    tmp, *_ = report_files
+    args = ["report", str(tmp / "exp.whybox"), str(tmp / "model.joblib"), str(tmp / "test.csv")]
+    result = runner.invoke(app, [*args, "--out", str(tmp / "rep")])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "unpickling" in text and "--trust-model" in text
+    assert not (tmp / "rep").exists()
+
+
+def test_report_command_bad_inputs(report_files):
+    tmp, *_ = report_files
+    base = ["report", str(tmp / "exp.whybox"), str(tmp / "model.joblib"), str(tmp / "test.csv")]
+    base += ["--trust-model", "--out", str(tmp / "rep")]
+    result = runner.invoke(app, [*base, "--label", "outcome"])
+    assert result.exit_code == 2
+    assert "--label 'outcome' is not a column" in " ".join(result.output.split())
+    result = runner.invoke(app, [*base, "--rows", "one,two"])
+    assert result.exit_code == 2
+    assert "comma-separated row positions" in " ".join(result.output.split())
+    bare = wb.Explanation(np.zeros((2, 3)), 0.0, feature_names=["a", "b", "c"])
+    bare.save(tmp / "bare.whybox")
+    args = ["report", str(tmp / "bare.whybox"), str(tmp / "model.joblib"), str(tmp / "test.csv")]
+    result = runner.invoke(app, [*args, "--trust-model", "--out", str(tmp / "rep")])
+    assert result.exit_code == 2
+    assert "holds no data rows" in " ".join(result.output.split())

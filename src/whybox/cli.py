@@ -650,6 +650,108 @@ def evaluate(
         console.print(f"table written to {out}")
 
 
+# ---------------------------------------------------------------------- report
+def _names(text: str | None) -> list[str]:
+    return [] if not text else [t.strip() for t in text.split(",") if t.strip()]
+
+
+@app.command("report")
+def report_command(
+    explanation_path: Path = typer.Argument(
+        ..., metavar="EXPLANATION", help="A saved explanation (.whybox file) with its rows."
+    ),
+    model_path: Path = typer.Argument(
+        ..., metavar="MODEL", help="XGBoost .json/.ubj, LightGBM .txt, or a pickle/joblib file."
+    ),
+    data_path: Path = typer.Argument(
+        ...,
+        metavar="DATA",
+        help="Data the model is described on (CSV or Parquet): held-out rows, optionally with "
+        "the outcome as --label column.",
+    ),
+    out: Path = typer.Option(Path("whybox-report"), "--out", "-o", help="Folder or .html file."),
+    label: str | None = typer.Option(
+        None, "--label", "-y", help="Column of DATA holding the outcome (scores the model)."
+    ),
+    train: Path | None = typer.Option(
+        None,
+        "--train",
+        help="Training rows (CSV/Parquet): the range check and the counterfactual search space; "
+        "default: DATA.",
+    ),
+    rows: str | None = typer.Option(
+        None, "--rows", help="Explained rows to show locally, e.g. 0,3,7 (default: first 3)."
+    ),
+    recourse: bool = typer.Option(
+        False, "--recourse", help="Search counterfactual recourse for the rows shown."
+    ),
+    immutable: str | None = typer.Option(
+        None, "--immutable", help="With --recourse: features that may not change, e.g. age,sex."
+    ),
+    title: str = typer.Option("whybox report", "--title", help="Title of the page."),
+    trust_model: bool = typer.Option(
+        False,
+        "--trust-model",
+        help="Allow loading pickle/joblib model files. Unpickling runs code: only for files "
+        "you trust.",
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed of sampled parts."),
+) -> None:
+    """Write the full HTML report of a saved explanation of MODEL, described on DATA."""
+    try:
+        from .explanation import load
+        from .report import report as wb_report
+
+        exp = load(explanation_path)
+        model = load_model(model_path, trust_model)
+        X = _align_categoricals(model, load_data(data_path))
+        y = None
+        if label is not None:
+            if label not in X.columns:
+                raise InvalidParameterError(
+                    f"--label {label!r} is not a column of {str(data_path)!r}; its columns are "
+                    f"{[str(c) for c in X.columns]}."
+                )
+            y = X.pop(label)
+        if exp.data is None:
+            raise InvalidParameterError(
+                f"{str(explanation_path)!r} holds no data rows, and the report shows each "
+                "feature's values; save the explanation of a DataFrame or array with its data."
+            )
+        X_train = None if train is None else _align_categoricals(model, load_data(train))
+        chosen = None
+        if rows is not None:
+            try:
+                chosen = [int(r) for r in _names(rows)]
+            except ValueError as exc:
+                raise InvalidParameterError(
+                    f"--rows {rows!r} must be comma-separated row positions, e.g. 0,3,7."
+                ) from exc
+        has_sklearn_api = hasattr(model, "fit") and hasattr(model, "predict")
+        if y is not None and not has_sklearn_api:
+            err_console.print(
+                "note: --label is ignored for native boosters (no scikit-learn predict to score)."
+            )
+            y = None
+        options = {"immutable": _names(immutable), "random_state": seed} if recourse else None
+        rep = wb_report(
+            exp,
+            model=model,
+            X=X,
+            y=y,
+            X_train=X_train,
+            rows=chosen,
+            recourse=options,
+            title=title,
+            random_state=seed,
+        )
+        path = rep.save(out)
+    except WhyboxError as exc:
+        _fail(exc)
+    console.print(f"report written to {path}")
+    console.print("sections: " + ", ".join(str(sec["title"]) for sec in rep.sections))
+
+
 def main() -> None:
     """Entry point of the ``whybox`` console script."""
     app()
