@@ -16,7 +16,7 @@ import itertools
 import numpy as np
 import pytest
 
-from whybox.glassbox._ebm_boost import _best_pair_cut, _fit_tree
+from whybox.glassbox._ebm_boost import SQUARED, _best_pair_cut, _fit_tree, boost_pairs
 from whybox.glassbox._ebm_fast import fast_pair_gains, rank_pairs
 
 
@@ -112,13 +112,55 @@ def test_pair_tree_search_equals_enumeration(seed):
     G = rng.normal(size=(na, nb)) * C
     H = rng.uniform(0.5, 1.0, (na, nb)) * C
     work = [np.zeros(max(na, nb)) for _ in range(6)]
-    ga, *_ = _best_pair_cut(G, H, C, na, nb, 3.0, 0.0, 0.1, *work)
-    gb, *_ = _best_pair_cut(
-        np.ascontiguousarray(G.T), np.ascontiguousarray(H.T), np.ascontiguousarray(C.T),
-        nb, na, 3.0, 0.0, 0.1, *work,
-    )  # fmt: skip
+    leaves = np.zeros(8)
+    W = np.zeros((8, max(na, nb)))
+    ga, *_ = _best_pair_cut(G, H, C, na, nb, False, 3.0, 0.0, 0.1, *work, W, leaves)
+    gb, *_ = _best_pair_cut(G, H, C, nb, na, True, 3.0, 0.0, 0.1, *work, W, leaves)
     np.testing.assert_allclose(ga, _brute_pair_tree(G, H, C, 3, 0.1), rtol=1e-12)
     np.testing.assert_allclose(gb, _brute_pair_tree(G.T, H.T, C.T, 3, 0.1), rtol=1e-12)
+
+
+def _best_tree_fit(a, b, y, na, nb, min_leaf):
+    """Fitted values of the least-squares pair tree, by enumerating every tree."""
+    best_sse, best_fit = np.inf, None
+    for first, second, n1, n2 in ((a, b, na, nb), (b, a, nb, na)):
+        for i in range(n1 - 1):
+            fit = np.empty_like(y)
+            sse = 0.0
+            ok = True
+            for side in (first <= i, first > i):
+                if side.sum() < min_leaf:
+                    ok = False
+                    break
+                options = [(side,)]
+                for j in range(n2 - 1):
+                    lo, hi = side & (second <= j), side & (second > j)
+                    if lo.sum() >= min_leaf and hi.sum() >= min_leaf:
+                        options.append((lo, hi))
+                err = [sum(((y[m] - y[m].mean()) ** 2).sum() for m in leaves) for leaves in options]
+                for m in options[int(np.argmin(err))]:
+                    fit[m] = y[m].mean()
+                sse += min(err)
+            if ok and sse < best_sse - 1e-9:
+                best_sse, best_fit = sse, fit
+    return best_fit
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_pair_step_fits_the_best_tree_in_either_orientation(seed):
+    rng = np.random.default_rng(seed)
+    n, na, nb = 240, 4, 5
+    P = np.asfortranarray(np.column_stack([rng.integers(0, na, n), rng.integers(0, nb, n)]))
+    P = P.astype(np.uint16)
+    y = rng.normal(size=n) + 2.0 * (P[:, seed % 2] > 1) * (P[:, 1 - seed % 2] > 2)
+    F = np.zeros(n)
+    empty = np.zeros((0, 2), dtype=np.uint16)
+    boost_pairs(
+        P, y, empty, np.zeros(0), F, np.zeros(0), np.array([[0, 1]]), np.array([na, nb]),
+        SQUARED, 1.0, 10.0, 0.0, 0.0, 1, 0, 0.0, 0, 1,
+    )  # fmt: skip
+    want = _best_tree_fit(P[:, 0].astype(int), P[:, 1].astype(int), y, na, nb, 10)
+    np.testing.assert_allclose(F, want, atol=1e-10)
 
 
 def test_three_leaf_tree_finds_the_best_two_cut_partition_when_greedy_agrees():

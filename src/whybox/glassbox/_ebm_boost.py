@@ -21,7 +21,8 @@ Objectives: ``0`` = binary log-loss on the log-odds scale, ``1`` = squared error
 
 For the log-loss the kernels keep ``exp(-F)`` per row next to the scores ``F`` and multiply
 it by ``exp(-delta)`` of the leaf a row falls in (one exponential per leaf instead of one per
-row and step), recomputing it from ``F`` at the start of every round.
+row and step), recomputing it from ``F`` once per round. Applying a step and building the
+next term's histogram share one pass over the rows.
 
 References
 ----------
@@ -290,41 +291,66 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
     rounds_done = 0
     E_tr = np.ones(n_tr)
     ed = np.ones(maxb)
+    Gn = np.zeros(maxb)
+    Hn = np.zeros(maxb)
+    Cn = np.zeros(maxb)
+    _resync(F_tr, E_tr, objective)
+    G[: nbins[0]] = 0.0
+    H[: nbins[0]] = 0.0
+    C[: nbins[0]] = 0.0
+    for i in range(n_tr):
+        b = Btr[i, 0]
+        g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
+        G[b] += g
+        H[b] += h
+        C[b] += 1.0
     for r in range(max_rounds):
         random = r < smoothing_rounds
-        _resync(F_tr, E_tr, objective)
         for j in range(p):
+            # G, H, C hold term j's histogram (built while applying the previous step)
             nb = nbins[j]
-            G[:nb] = 0.0
-            H[:nb] = 0.0
-            C[:nb] = 0.0
-            for i in range(n_tr):
-                b = Btr[i, j]
-                g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
-                G[b] += g
-                H[b] += h
-                C[b] += 1.0
             n_order = nb - 2  # value bins 1 .. nb-2 (0 is missing, nb-1 unseen)
-            if n_order <= 0:
-                continue
-            if is_cat[j]:
-                for t in range(n_order):
-                    ratio[t] = G[t + 1] / (H[t + 1] + cat_smooth)
-                idx = np.argsort(ratio[:n_order])
-                for t in range(n_order):
-                    order[t] = idx[t] + 1
+            if n_order > 0:
+                if is_cat[j]:
+                    for t in range(n_order):
+                        ratio[t] = G[t + 1] / (H[t + 1] + cat_smooth)
+                    idx = np.argsort(ratio[:n_order])
+                    for t in range(n_order):
+                        order[t] = idx[t] + 1
+                else:
+                    for t in range(n_order):
+                        order[t] = t + 1
+                _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr,
+                          random, state, delta, seg_s, seg_e, seg_k, seg_gain)  # fmt: skip
             else:
-                for t in range(n_order):
-                    order[t] = t + 1
-            _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, random,
-                      state, delta, seg_s, seg_e, seg_k, seg_gain)  # fmt: skip
+                delta[:nb] = 0.0
             for b in range(nb):
                 scores[j, b] += delta[b]
             _exp_neg(delta, ed, nb)
+            # apply the step and build the next term's histogram in the same pass; after the
+            # last term of a round exp(-F) is recomputed from F
+            last = j + 1 == p
+            jn = 0 if last else j + 1
+            nbn = nbins[jn]
+            Gn[:nbn] = 0.0
+            Hn[:nbn] = 0.0
+            Cn[:nbn] = 0.0
             for i in range(n_tr):
                 b = Btr[i, j]
-                F_tr[i] += delta[b]
-                E_tr[i] *= ed[b]
+                f = F_tr[i] + delta[b]
+                F_tr[i] = f
+                e = 1.0
+                if objective == LOGLOSS:
+                    e = np.exp(-f) if last else E_tr[i] * ed[b]
+                    E_tr[i] = e
+                g, h = _grad_hess_e(e, f, ytr[i], objective)
+                bn = Btr[i, jn]
+                Gn[bn] += g
+                Hn[bn] += h
+                Cn[bn] += 1.0
+            G, Gn = Gn, G
+            H, Hn = Hn, H
+            C, Cn = Cn, C
             for i in range(n_va):
                 F_va[i] += delta[Bva[i, j]]
         rounds_done = r + 1
@@ -342,11 +368,21 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _best_pair_cut(G2, H2, C2, na, nb, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, Th, Tc):
-    """Best tree "cut a at i, then cut b within each side"; returns (gain, i, j_left, j_right).
+def _at(A, i, b, tr):
+    """``A[i, b]``, or ``A[b, i]`` when searching the transposed orientation."""
+    return A[b, i] if tr else A[i, b]
 
-    ``j_left`` / ``j_right`` are -1 where a side is better left as one leaf. Cuts next to
-    empty bins repeat the neighbouring cut and are skipped.
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _best_pair_cut(G2, H2, C2, na, nb, tr, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, Th, Tc, W, leaves):  # fmt: skip
+    """Best tree "cut the first feature at i, then the second within each side".
+
+    The histograms are ``(n_a, n_b)``; with ``tr`` the search runs on their transpose (cut the
+    second feature first) and ``na``, ``nb`` are the transposed sizes. Returns
+    ``(gain, i, j_left, j_right)``, with ``j_left`` / ``j_right`` = -1 where a side is better
+    left as one leaf, and writes the gradient and hessian sums of the four leaves (left-low,
+    left-high, right-low, right-high) to ``leaves`` (8,); ``W`` (8, n) is scratch space.
+    Cuts of the first feature next to empty bins repeat the neighbouring cut and are skipped.
     """
     for b in range(nb):
         Tg[b] = 0.0
@@ -357,9 +393,9 @@ def _best_pair_cut(G2, H2, C2, na, nb, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, 
         Lc[b] = 0.0
     for a in range(na):
         for b in range(nb):
-            Tg[b] += G2[a, b]
-            Th[b] += H2[a, b]
-            Tc[b] += C2[a, b]
+            Tg[b] += _at(G2, a, b, tr)
+            Th[b] += _at(H2, a, b, tr)
+            Tc[b] += _at(C2, a, b, tr)
     Gt = 0.0
     Ht = 0.0
     Ct = 0.0
@@ -378,9 +414,9 @@ def _best_pair_cut(G2, H2, C2, na, nb, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, 
     for i in range(na - 1):
         rc = 0.0
         for b in range(nb):
-            g = G2[i, b]
-            h = H2[i, b]
-            c = C2[i, b]
+            g = _at(G2, i, b, tr)
+            h = _at(H2, i, b, tr)
+            c = _at(C2, i, b, tr)
             Lg[b] += g
             Lh[b] += h
             Lc[b] += c
@@ -395,11 +431,16 @@ def _best_pair_cut(G2, H2, C2, na, nb, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, 
         sCR = Ct - sCL
         if sCL < min_leaf or sCR < min_leaf or sHL < min_hess or sHR < min_hess:
             continue
-        # best cut on b within each side, or none
-        side_l = sGL * sGL / (sHL + lam)
-        side_r = sGR * sGR / (sHR + lam)
-        jl = -1
-        jr = -1
+        # best cut on b within each side, or none: prefix sums, then every cut's value in
+        # one branch-free (vectorised) pass, then the argmax
+        pg = W[0]
+        ph = W[1]
+        pc = W[2]
+        qg = W[3]
+        qh = W[4]
+        qc = W[5]
+        vl = W[6]
+        vr = W[7]
         cg_l = 0.0
         ch_l = 0.0
         cc_l = 0.0
@@ -407,59 +448,84 @@ def _best_pair_cut(G2, H2, C2, na, nb, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, 
         ch_r = 0.0
         cc_r = 0.0
         for b in range(nb - 1):
-            c_l = Lc[b]
-            c_r = Tc[b] - c_l
-            if c_l > 0.0:
-                cg_l += Lg[b]
-                ch_l += Lh[b]
-                cc_l += c_l
-                if cc_l >= min_leaf and sCL - cc_l >= min_leaf and ch_l >= min_hess:
-                    if sHL - ch_l >= min_hess:
-                        v = cg_l * cg_l / (ch_l + lam) + (sGL - cg_l) ** 2 / (sHL - ch_l + lam)
-                        if v > side_l:
-                            side_l = v
-                            jl = b
-            if c_r > 0.0:
-                cg_r += Tg[b] - Lg[b]
-                ch_r += Th[b] - Lh[b]
-                cc_r += c_r
-                if cc_r >= min_leaf and sCR - cc_r >= min_leaf and ch_r >= min_hess:
-                    if sHR - ch_r >= min_hess:
-                        v = cg_r * cg_r / (ch_r + lam) + (sGR - cg_r) ** 2 / (sHR - ch_r + lam)
-                        if v > side_r:
-                            side_r = v
-                            jr = b
+            cg_l += Lg[b]
+            ch_l += Lh[b]
+            cc_l += Lc[b]
+            cg_r += Tg[b] - Lg[b]
+            ch_r += Th[b] - Lh[b]
+            cc_r += Tc[b] - Lc[b]
+            pg[b] = cg_l
+            ph[b] = ch_l
+            pc[b] = cc_l
+            qg[b] = cg_r
+            qh[b] = ch_r
+            qc[b] = cc_r
+        for b in range(nb - 1):
+            ok_l = (pc[b] >= min_leaf) & (sCL - pc[b] >= min_leaf)
+            ok_l = ok_l & (ph[b] >= min_hess) & (sHL - ph[b] >= min_hess)
+            v_l = pg[b] * pg[b] / (ph[b] + lam) + (sGL - pg[b]) ** 2 / (sHL - ph[b] + lam)
+            vl[b] = v_l if ok_l else -1e300
+            ok_r = (qc[b] >= min_leaf) & (sCR - qc[b] >= min_leaf)
+            ok_r = ok_r & (qh[b] >= min_hess) & (sHR - qh[b] >= min_hess)
+            v_r = qg[b] * qg[b] / (qh[b] + lam) + (sGR - qg[b]) ** 2 / (sHR - qh[b] + lam)
+            vr[b] = v_r if ok_r else -1e300
+        side_l = sGL * sGL / (sHL + lam)
+        side_r = sGR * sGR / (sHR + lam)
+        jl = -1
+        jr = -1
+        for b in range(nb - 1):
+            if vl[b] > side_l:
+                side_l = vl[b]
+                jl = b
+            if vr[b] > side_r:
+                side_r = vr[b]
+                jr = b
+        lg = pg[jl] if jl >= 0 else sGL
+        lh = ph[jl] if jl >= 0 else sHL
+        rg = qg[jr] if jr >= 0 else sGR
+        rh = qh[jr] if jr >= 0 else sHR
         gain = side_l + side_r - parent
         if gain > best_gain:
             best_gain = gain
             best_i = i
             best_jl = jl
             best_jr = jr
+            leaves[0] = lg
+            leaves[1] = lh
+            leaves[2] = sGL - lg
+            leaves[3] = sHL - lh
+            leaves[4] = rg
+            leaves[5] = rh
+            leaves[6] = sGR - rg
+            leaves[7] = sHR - rh
     return best_gain, best_i, best_jl, best_jr
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pair_leaves(G2, H2, na, nb, i, jl, jr, lam, lr, delta2):
-    """Newton steps of the (up to) four leaves of a pair tree, written to delta2 (na, nb)."""
-    for side in range(2):
-        a0 = 0 if side == 0 else i + 1
-        a1 = i + 1 if side == 0 else na
-        j = jl if side == 0 else jr
-        for part in range(2):
-            if j < 0 and part == 1:
-                break
-            b0 = 0 if (part == 0) else j + 1
-            b1 = (j + 1 if part == 0 else nb) if j >= 0 else nb
-            Gs = 0.0
-            Hs = 0.0
-            for a in range(a0, a1):
-                for b in range(b0, b1):
-                    Gs += G2[a, b]
-                    Hs += H2[a, b]
-            v = -lr * Gs / (Hs + lam) if Hs + lam > 1e-300 else 0.0
-            for a in range(a0, a1):
-                for b in range(b0, b1):
-                    delta2[a, b] = v
+def _pair_fill(na, nb, tr, i, jl, jr, leaves, lam, lr, d, scores_t, ed2):
+    """Write the pair tree's Newton steps to ``d``, add them to ``scores_t`` and put
+    ``exp(-step)`` in ``ed2`` (all ``(n_a, n_b)``; ``na``, ``nb`` in the searched orientation).
+    """
+    vals = np.zeros(4)
+    exps = np.ones(4)
+    for q in range(4):
+        Gs = leaves[2 * q]
+        Hs = leaves[2 * q + 1]
+        vals[q] = -lr * Gs / (Hs + lam) if Hs + lam > 1e-300 else 0.0
+        exps[q] = np.exp(-vals[q])
+    for x in range(na):
+        side = 0 if x <= i else 2
+        j = jl if x <= i else jr
+        for y in range(nb):
+            q = side + (1 if (j >= 0 and y > j) else 0)
+            if tr:
+                d[y, x] = vals[q]
+                scores_t[y, x] += vals[q]
+                ed2[y, x] = exps[q]
+            else:
+                d[x, y] = vals[q]
+                scores_t[x, y] += vals[q]
+                ed2[x, y] = exps[q]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -486,12 +552,12 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
         m = max(m, nbins[j])
     scores = np.zeros((q, m, m))
     best = np.zeros((q, m, m))
-    G2 = np.zeros((m, m))
-    H2 = np.zeros((m, m))
-    C2 = np.zeros((m, m))
-    G2t = np.zeros((m, m))
-    H2t = np.zeros((m, m))
-    C2t = np.zeros((m, m))
+    # gradient, hessian and count sums per cell, interleaved so one row touches one place
+    cur = np.zeros((m, m, 3))
+    nxt = np.zeros((m, m, 3))
+    leaves = np.zeros(8)
+    leaves_b = np.zeros(8)
+    W = np.zeros((8, m))
     delta2 = np.zeros((m, m))
     Lg = np.zeros(m)
     Lh = np.zeros(m)
@@ -506,57 +572,68 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
     rounds_done = 0
     E_tr = np.ones(n_tr)
     ed2 = np.ones((m, m))
+    _resync(F_tr, E_tr, objective)
+    if q > 0:
+        for i in range(n_tr):
+            a = Ptr[i, pairs[0, 0]]
+            b = Ptr[i, pairs[0, 1]]
+            g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
+            cur[a, b, 0] += g
+            cur[a, b, 1] += h
+            cur[a, b, 2] += 1.0
     for r in range(max_rounds):
         random = r < smoothing_rounds
-        _resync(F_tr, E_tr, objective)
         for t in range(q):
+            # cur holds pair t's histogram (built while applying the previous step)
             fa = pairs[t, 0]
             fb = pairs[t, 1]
             na = nbins[fa]
             nb = nbins[fb]
-            G2[:na, :nb] = 0.0
-            H2[:na, :nb] = 0.0
-            C2[:na, :nb] = 0.0
-            for i in range(n_tr):
-                a = Ptr[i, fa]
-                b = Ptr[i, fb]
-                g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
-                G2[a, b] += g
-                H2[a, b] += h
-                C2[a, b] += 1.0
-            gain_a, ia, jla, jra = _best_pair_cut(G2[:na, :nb], H2[:na, :nb], C2[:na, :nb],
-                                                  na, nb, min_leaf, min_hess, lam,
-                                                  Lg, Lh, Lc, Tg, Th, Tc)  # fmt: skip
-            for a in range(na):
-                for b in range(nb):
-                    G2t[b, a] = G2[a, b]
-                    H2t[b, a] = H2[a, b]
-                    C2t[b, a] = C2[a, b]
-            gain_b, ib, jlb, jrb = _best_pair_cut(G2t[:nb, :na], H2t[:nb, :na], C2t[:nb, :na],
-                                                  nb, na, min_leaf, min_hess, lam,
-                                                  Lg, Lh, Lc, Tg, Th, Tc)  # fmt: skip
+            Gv = cur[:na, :nb, 0]
+            Hv = cur[:na, :nb, 1]
+            Cv = cur[:na, :nb, 2]
+            gain_a, ia, jla, jra = _best_pair_cut(Gv, Hv, Cv, na, nb, False, min_leaf, min_hess,
+                                                  lam, Lg, Lh, Lc, Tg, Th, Tc, W, leaves)  # fmt: skip
+            gain_b, ib, jlb, jrb = _best_pair_cut(Gv, Hv, Cv, nb, na, True, min_leaf, min_hess,
+                                                  lam, Lg, Lh, Lc, Tg, Th, Tc, W, leaves_b)  # fmt: skip
             if random:
                 transposed = _next_uniform(state) < 0.5
             else:
                 transposed = gain_b > gain_a
             if (ia < 0 and not transposed) or (ib < 0 and transposed):
                 transposed = ib >= 0
-            if (ib < 0 and transposed) or (ia < 0 and not transposed):
-                continue
             d = delta2[:na, :nb]
-            if transposed:
-                _pair_leaves(G2t[:nb, :na], H2t[:nb, :na], nb, na, ib, jlb, jrb, lam, lr, d.T)
+            e2 = ed2[:na, :nb]
+            if (ib < 0 and transposed) or (ia < 0 and not transposed):
+                d[:, :] = 0.0  # no allowed cut: no step
+                e2[:, :] = 1.0
+            elif transposed:
+                _pair_fill(nb, na, True, ib, jlb, jrb, leaves_b, lam, lr, d, scores[t], e2)
             else:
-                _pair_leaves(G2[:na, :nb], H2[:na, :nb], na, nb, ia, jla, jra, lam, lr, d)
-            for a in range(na):
-                for b in range(nb):
-                    scores[t, a, b] += d[a, b]
-                _exp_neg(d[a], ed2[a], nb)
+                _pair_fill(na, nb, False, ia, jla, jra, leaves, lam, lr, d, scores[t], e2)
+            # apply the step and build the next pair's histogram in the same pass; after the
+            # last pair of a round exp(-F) is recomputed from F
+            last = t + 1 == q
+            tn = 0 if last else t + 1
+            ga = pairs[tn, 0]
+            gb = pairs[tn, 1]
+            nxt[: nbins[ga], : nbins[gb], :] = 0.0
             for i in range(n_tr):
                 a = Ptr[i, fa]
                 b = Ptr[i, fb]
-                F_tr[i] += d[a, b]
-                E_tr[i] *= ed2[a, b]
+                f = F_tr[i] + d[a, b]
+                F_tr[i] = f
+                e = 1.0
+                if objective == LOGLOSS:
+                    e = np.exp(-f) if last else E_tr[i] * e2[a, b]
+                    E_tr[i] = e
+                g, h = _grad_hess_e(e, f, ytr[i], objective)
+                an = Ptr[i, ga]
+                bn = Ptr[i, gb]
+                nxt[an, bn, 0] += g
+                nxt[an, bn, 1] += h
+                nxt[an, bn, 2] += 1.0
+            cur, nxt = nxt, cur
             for i in range(n_va):
                 F_va[i] += d[Pva[i, fa], Pva[i, fb]]
         rounds_done = r + 1
