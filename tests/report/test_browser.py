@@ -23,7 +23,7 @@ import whybox as wb
 from whybox.cli import app
 from whybox.explanation import Explanation
 
-from ._browser import Browser
+from ._browser import Browser, find_chromium
 
 EVIL = "<script>alert(1)</script>"
 EVIL_IMG = "<img src=x onerror=alert(2)>"
@@ -160,3 +160,15 @@ def test_the_dialog_check_can_fail(browser, tmp_path):
     browser.open(page)
     assert browser.dialogs() == ["1"]
     assert browser.evaluate("document.querySelectorAll('script').length") == 1
+
+
+def test_missing_chromium_fails_and_says_how_to_install(monkeypatch):
+    """Without Chromium the browser tests fail (never a silent skip), unless switched off."""
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("WHYBOX_CHROMIUM", raising=False)
+    monkeypatch.delenv("WHYBOX_SKIP_BROWSER", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
+        find_chromium()
+    monkeypatch.setenv("WHYBOX_SKIP_BROWSER", "1")
+    with pytest.raises(pytest.skip.Exception, match="switched off explicitly"):
+        find_chromium()
