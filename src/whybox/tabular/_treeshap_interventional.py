@@ -538,10 +538,17 @@ def interventional_shap_masks(
             mask_a[mi] = _popcount(full & ~mask[mi])
             mask_or[li] |= mask[mi]
     # Shapley weights w(a, b) = a! b! / (a + b + 1)! for a, b < max_f + 1
-    W = np.zeros((max_f + 1, max_f + 1))
+    # Shapley weights of a leaf's pair with a features from x and b from the background:
+    # Wp[a, b] = (a-1)! b! / (a+b)! for each x feature, Wn[a, b] = a! (b-1)! / (a+b)! for
+    # each background one; 0 where there is no such feature
+    Wp = np.zeros((max_f + 1, max_f + 1))
+    Wn = np.zeros((max_f + 1, max_f + 1))
     for a in range(max_f + 1):
         for b in range(max_f + 1):
-            W[a, b] = _shapley_weight(a, b)
+            if a > 0:
+                Wp[a, b] = _shapley_weight(a - 1, b)
+            if b > 0:
+                Wn[a, b] = _shapley_weight(a, b - 1)
     for i in prange(n):
         x = X[i]
         pos = np.zeros(max_f)
@@ -550,7 +557,9 @@ def interventional_shap_masks(
         for t in range(T):
             for node in range(tree_start[t], tree_start[t + 1]):
                 j = feature[node]
-                if j >= 0:
+                if j < 0:
+                    continue
+                if is_categorical[node]:
                     dec[node] = _goes_left(
                         x[j],
                         node,
@@ -561,6 +570,9 @@ def interventional_shap_masks(
                         cat_len,
                         cat_values,
                     )
+                else:  # branch-free form of the decision rule
+                    xv = x[j]
+                    dec[node] = (xv < threshold[node]) | ((xv != xv) & missing_left[node])
             k_lo = 0 if tree_output[t] < 0 else tree_output[t]
             k_hi = K if tree_output[t] < 0 else tree_output[t] + 1
             while li < L and leaf_tree[li] == t:
@@ -571,8 +583,7 @@ def interventional_shap_masks(
                     continue
                 R = 0
                 for s_ in range(path_start[li], path_start[li + 1]):
-                    if dec[path_node[s_]] != (path_dir[s_] == 0):
-                        R |= 1 << path_bit[s_]
+                    R |= np.int64(dec[path_node[s_]] == (path_dir[s_] != 0)) << path_bit[s_]
                 if (mask_or[li] & R) != R:
                     li += 1
                     continue
@@ -580,32 +591,24 @@ def interventional_shap_masks(
                 neg = 0.0
                 for u in range(nf):
                     pos[u] = 0.0
-                hit = False
                 for mi in range(mask_start[li], mask_start[li + 1]):
                     M = mask[mi]
-                    if (M & R) != R:
+                    if (M & R) != R:  # rows failing a feature of R never reach the leaf
                         continue
-                    a = mask_a[mi]
-                    if a + b == 0:
-                        continue
-                    hit = True
                     w = mask_weight[mi]
-                    if b > 0:
-                        neg += w * W[a, b - 1]
-                    if a > 0:
-                        wp = w * W[a - 1, b]
-                        for u in range(nf):
-                            if not (M >> u) & 1:
-                                pos[u] += wp
-                if hit:
-                    node = leaf_node[li]
-                    for k in range(k_lo, k_hi):
-                        v = value[node, k]
-                        for u in range(nf):
-                            j = feat[f0 + u]
-                            if (R >> u) & 1:
-                                out[i, j, k] -= v * neg
-                            else:
-                                out[i, j, k] += v * pos[u]
+                    a = mask_a[mi]
+                    neg += w * Wn[a, b]
+                    wp = w * Wp[a, b]
+                    for u in range(nf):
+                        pos[u] += wp * (1 - ((M >> u) & 1))
+                node = leaf_node[li]
+                for k in range(k_lo, k_hi):
+                    v = value[node, k]
+                    for u in range(nf):
+                        j = feat[f0 + u]
+                        if (R >> u) & 1:
+                            out[i, j, k] -= v * neg
+                        else:
+                            out[i, j, k] += v * pos[u]
                 li += 1
     return out
