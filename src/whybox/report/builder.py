@@ -283,25 +283,19 @@ def importance_section(
     """Global importance (mean |value|) with 95% intervals over rows, beeswarm and heatmap.
 
     The interval is the bootstrap percentile interval over rows of
-    :func:`whybox.global_importance` (1000 resamples) when available, else mean ± 1.96
-    standard errors over rows.
+    :func:`whybox.global_importance` (1000 resamples); with a single row there is none.
     """
-    import importlib
-
     import matplotlib.pyplot as plt
 
+    from ..tabular.importance import global_importance
     from ..viz import plots
 
     single = exp if not exp.multi_output else exp[:, :, 0]
     absval = np.abs(single.values)
     mean = absval.mean(axis=0)
     n = absval.shape[0]
-    try:
-        global_importance = importlib.import_module("whybox.tabular.importance").global_importance
-    except (ImportError, AttributeError):
-        global_importance = None
     fig = None
-    if global_importance is not None and n > 1:
+    if n > 1:
         imp = global_importance(
             single, confidence=0.95, n_bootstrap=1000, random_state=random_state
         )
@@ -310,9 +304,8 @@ def importance_section(
         fig, ax = plt.subplots(figsize=(8.0, 0.5 * min(max_display, len(mean)) + 1.5))
         imp.plot(ax=ax, max_display=max_display)
     else:
-        se = absval.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
-        lower, upper = mean - 1.96 * se, mean + 1.96 * se
-        how = "mean ± 1.96 standard errors over rows"
+        lower = upper = np.full_like(mean, np.nan)
+        how = "not defined for a single row"
     order = np.argsort(-mean, kind="stable")[:max_display]
     rows = [
         {

@@ -27,7 +27,6 @@ import pandas as pd
 
 from ..explanation import Explanation
 from .builder import _fmt
-from .sections import _optional
 
 __all__ = ["quality_section"]
 
@@ -105,9 +104,8 @@ def quality_section(
         Score only the first ``max_rows`` explained rows (the metrics call the model many
         times per row); None for all.
     """
-    evaluate = _optional("whybox.metrics", "evaluate")
-    if evaluate is None:
-        return None
+    from ..metrics import evaluate
+
     items: list[dict[str, Any]] = []
     rows_x = X if X is not None else exp.data
     if max_rows is not None and exp.n_rows > max_rows and not exp.is_ragged:

@@ -7,7 +7,6 @@ does not apply (the report then omits it). Plots are SVG ``data:`` URIs
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
@@ -18,14 +17,6 @@ from ..explanation import Explanation
 from .builder import _fmt, figure_data_uri, figures_section
 
 __all__ = ["data_section", "effects_section", "recourse_section", "target_of"]
-
-
-def _optional(module: str, name: str) -> Any:
-    """``module.name`` when that part of whybox is installed, else None."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
 
 
 def target_of(exp: Explanation) -> Any:
@@ -105,14 +96,13 @@ def effects_section(
     """
     import matplotlib.pyplot as plt
 
+    from ..tabular.ale import ale as ale_fn
+    from ..tabular.effects import partial_dependence as pd_fn
     from ..viz import plots
 
     if not exp.is_tabular or exp.data is None or not features:
         return None
     single = exp if not exp.multi_output else exp[:, :, 0]
-    can_plot = _optional("whybox.viz.effects", "plot_partial_dependence") is not None
-    pd_fn = _optional("whybox.tabular.effects", "partial_dependence") if can_plot else None
-    ale_fn = _optional("whybox.tabular.ale", "ale") if can_plot else None
     use_model = model is not None and X is not None
     target, link = target_of(exp), exp.params.get("link")
     figures: list[dict[str, str]] = []
@@ -129,38 +119,36 @@ def effects_section(
         )
         if not use_model:
             continue
-        if pd_fn is not None:
-            try:
-                res = pd_fn(
-                    model,
-                    X,
-                    name,
-                    kind="both",
-                    target=target,
-                    link=link,
-                    sample=min(n_ice, len(X)),
-                    random_state=random_state,
-                )
-                fig, ax = plt.subplots(figsize=(4.6, 3.4))
-                res.plot(ax=ax)
-                figures.append(
-                    {
-                        "src": figure_data_uri(fig),
-                        "caption": f"{name}: partial dependence (thick) and ICE curves",
-                    }
-                )
-            except WhyboxError as exc:
-                notes.append(f"Partial dependence of {name} was not computed: {exc}")
-        if ale_fn is not None:
-            try:
-                res = ale_fn(model, X, name, target=target, link=link)
-                fig, ax = plt.subplots(figsize=(4.6, 3.4))
-                res.plot(ax=ax)
-                figures.append(
-                    {"src": figure_data_uri(fig), "caption": f"{name}: accumulated local effects"}
-                )
-            except WhyboxError as exc:
-                notes.append(f"ALE of {name} was not computed: {exc}")
+        try:
+            res = pd_fn(
+                model,
+                X,
+                name,
+                kind="both",
+                target=target,
+                link=link,
+                sample=min(n_ice, len(X)),
+                random_state=random_state,
+            )
+            fig, ax = plt.subplots(figsize=(4.6, 3.4))
+            res.plot(ax=ax)
+            figures.append(
+                {
+                    "src": figure_data_uri(fig),
+                    "caption": f"{name}: partial dependence (thick) and ICE curves",
+                }
+            )
+        except WhyboxError as exc:
+            notes.append(f"Partial dependence of {name} was not computed: {exc}")
+        try:
+            res = ale_fn(model, X, name, target=target, link=link)
+            fig, ax = plt.subplots(figsize=(4.6, 3.4))
+            res.plot(ax=ax)
+            figures.append(
+                {"src": figure_data_uri(fig), "caption": f"{name}: accumulated local effects"}
+            )
+        except WhyboxError as exc:
+            notes.append(f"ALE of {name} was not computed: {exc}")
     text = (
         "For each of the most important features: its attribution against its value in each "
         "explained row"
@@ -173,7 +161,7 @@ def effects_section(
             else "."
         )
     )
-    per_feature = 1 + int(pd_fn is not None and use_model) + int(ale_fn is not None and use_model)
+    per_feature = 3 if use_model else 1
     section = figures_section(
         "Feature effects", figures, text=text, id="effects", columns=max(per_feature, 2)
     )
@@ -195,12 +183,16 @@ def recourse_section(
 
     ``options`` are keyword arguments of :class:`whybox.Counterfactuals` (``immutable``,
     ``ranges``, ``monotone``, ``time_budget``, ...), or a constructed ``Counterfactuals``.
-    Returns None when the counterfactual module is not available or no rows are given.
+    Returns None when no rows, data, model or training rows are given.
     """
-    cls = _optional("whybox.tabular.counterfactuals", "Counterfactuals")
-    if cls is None or not rows or exp.data is None or model is None or X_train is None:
+    from ..tabular.counterfactuals import Counterfactuals
+
+    if not rows or exp.data is None or model is None or X_train is None:
         return None
-    cf = options if isinstance(options, cls) else cls(model, X_train, **dict(options or {}))
+    if isinstance(options, Counterfactuals):
+        cf = options
+    else:
+        cf = Counterfactuals(model, X_train, **dict(options or {}))
     data = exp.data
     labels = exp.row_labels
     items = []
