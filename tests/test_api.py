@@ -98,3 +98,21 @@ def test_auto_explains_images_through_an_image_masker():
         np.testing.assert_allclose(exp.values[0, 0][cell].sum(), expected, atol=1e-10)
     exp = wb.explain(f, images[:1], background=wb.ImageMasker(segments="grid", n_segments=25))
     assert exp.method == "kernel"
+
+
+def test_auto_uses_an_ebms_own_terms():
+    from whybox.glassbox import ExplainableBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=0.5, size=300) > 0).astype(int)
+    ebm = ExplainableBoostingClassifier(outer_bags=2, interactions=0, max_rounds=200).fit(X, y)
+    exp = wb.explain(ebm, X[:10])
+    assert exp.method == ebm.explain_local(X[:10]).method
+    assert exp.params["method_selection"].startswith("auto -> ebm")
+    # exactly additive on the model's own log-odds
+    np.testing.assert_allclose(
+        exp.values.sum(axis=1) + exp.base_values, ebm.decision_function(X[:10]), atol=1e-10
+    )
+    with pytest.raises(InvalidParameterError, match="decision function"):
+        wb.explain(ebm, X[:10], target=0)

@@ -104,7 +104,14 @@ def _expected_gradients() -> type[Explainer]:
     return ExpectedGradients  # type: ignore[return-value]
 
 
+def _ebm() -> type[Explainer]:
+    from .glassbox.gam import _EBMBase
+
+    return _EBMBase  # type: ignore[return-value]
+
+
 register_method("exact", _exact)
+register_method("ebm", _ebm)
 register_method("integrated_gradients", _integrated_gradients)
 register_method("expected_gradients", _expected_gradients)
 register_method("lime", _lime)
@@ -123,6 +130,8 @@ def resolve_method(
     from .games.image import ImageMasker
     from .models import is_torch_module
 
+    if _is_ebm(model):
+        return "ebm", "explainable boosting machine: its exact additive terms (log-odds)"
     if isinstance(background, ImageMasker):
         if background.segments == "grid" and background.n_segments <= AUTO_EXACT_MAX_PLAYERS:
             return "exact", (
@@ -161,6 +170,24 @@ def resolve_method(
 
 
 _GRADIENT_METHODS = ("integrated_gradients", "expected_gradients")
+
+
+def _is_ebm(model: Any) -> bool:
+    from .glassbox.gam import _EBMBase
+
+    return isinstance(model, _EBMBase)
+
+
+def _explain_ebm(model: Any, X: Any, target: Any) -> Explanation:
+    """An EBM's exact local explanation: its own terms on its decision-function scale."""
+    classes = list(getattr(model, "classes_", []))
+    if target is not None and not (len(classes) == 2 and target in (1, classes[1])):
+        raise InvalidParameterError(
+            f"method='ebm' explains the EBM's decision function (the log-odds of class "
+            f"{classes[1] if classes else 'the prediction'}), got target={target!r}. Pass no "
+            "target, or use method='exact' / 'kernel' to explain another output."
+        )
+    return model.explain_local(X)
 
 
 def _explain_torch(
@@ -238,7 +265,8 @@ def explain(
 
     Notes
     -----
-    ``method="auto"`` picks TreeShap for tree ensembles, LinearShap for linear models,
+    ``method="auto"`` picks TreeShap for tree ensembles, LinearShap for linear models, an
+    explainable boosting machine's own exact terms (``"ebm"``),
     Integrated Gradients for torch modules (Expected Gradients when ``background`` has several
     rows), ExactShap or KernelShap over image segments when ``background`` is an
     :class:`~whybox.games.image.ImageMasker`, ExactShap up to 16 players and KernelShap above.
@@ -247,6 +275,15 @@ def explain(
         name, reason = resolve_method(model, X, kwargs.get("groups"), background)
     else:
         name, reason = method, "requested"
+    if name == "ebm":
+        if not _is_ebm(model):
+            raise InvalidParameterError(
+                f"method='ebm' needs a fitted whybox ExplainableBoostingClassifier or "
+                f"Regressor, got {type(model).__name__}."
+            )
+        exp = _explain_ebm(model, X, target)
+        exp.params["method_selection"] = f"{method} -> ebm: {reason}"
+        return exp
     if name in _GRADIENT_METHODS:
         exp = _explain_torch(model, X, name, background, target, random_state, tolerance, kwargs)
         exp.params["method_selection"] = f"{method} -> {exp.method}: {reason}"
