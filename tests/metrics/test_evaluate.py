@@ -125,3 +125,12 @@ def test_errors(linear_case):
         )
     with pytest.raises(InvalidParameterError, match="deletion= must be a dict"):
         wb.evaluate(exp, model, rows, deletion=3)
+
+
+def test_readings_explain_normalised_aucs_outside_zero_one():
+    from whybox.metrics.evaluate import _reading
+
+    assert "past its background level" in _reading("deletion", -0.38, {})
+    assert "past its background level" not in _reading("deletion", 0.2, {})
+    assert "past the prediction" in _reading("insertion", 1.29, {})
+    assert "past the prediction" not in _reading("insertion", 0.9, {})

@@ -97,10 +97,16 @@ def _reading(name: str, mean: float, extra: dict[str, Any]) -> str:
             if mean < 0.5
             else "no faster than a random ranking would"
         )
+        over = (
+            " Below 0: removing the top features first carries the output past its background "
+            "level, because the features left pull the other way."
+            if mean < 0
+            else ""
+        )
         return (
             f"Removing the features the explanation ranks highest first moves the output "
             f"{speed} to its background level (normalised AUC {mean:.2f}; 0.5 is what a random "
-            "ranking gives an additive model, lower is better)."
+            f"ranking gives an additive model, lower is better).{over}"
         )
     if name == "insertion":
         speed = (
@@ -110,10 +116,16 @@ def _reading(name: str, mean: float, extra: dict[str, Any]) -> str:
             if mean > 0.5
             else "no faster than a random ranking would"
         )
+        over = (
+            " Above 1: adding the top features first carries the output past the prediction, "
+            "because the features still absent pull the other way."
+            if mean > 1
+            else ""
+        )
         return (
             f"Adding the features the explanation ranks highest first recovers the prediction "
             f"{speed} (normalised AUC {mean:.2f}; 0.5 is what a random ranking gives an "
-            "additive model, higher is better)."
+            f"additive model, higher is better).{over}"
         )
     if name == "faithfulness_correlation":
         return (
