@@ -418,6 +418,7 @@ class TreeShap(Explainer):
         self._check_depth()
         layout, depth = self.ensemble.layout, self._depth
         tq, wq = self._quadrature()
+
         return lambda Z, raw: path_dependent_shap(Z, layout, depth, tq, wq, ROW_BLOCK)
 
     def _interventional_kernel(
@@ -558,23 +559,20 @@ class TreeShap(Explainer):
 
 @contextmanager
 def _numba_threads(n_jobs: int | None) -> Iterator[None]:
-    """Run numba kernels on ``n_jobs`` threads (None: numba's default, -1: all), handing
-    out their parallel iterations (row blocks, rows) one at a time: on a shared machine a
-    thread that gets less CPU then takes fewer of them instead of delaying the others."""
+    """Run numba kernels on ``n_jobs`` threads (None: numba's default, -1: all)."""
+    if n_jobs is None:
+        yield
+        return
     import numba
 
-    with numba.parallel_chunksize(1):
-        if n_jobs is None:
-            yield
-            return
-        most = numba.config.NUMBA_NUM_THREADS
-        n = most if n_jobs < 0 else max(1, min(int(n_jobs), most))
-        old = numba.get_num_threads()
-        numba.set_num_threads(n)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(old)
+    most = numba.config.NUMBA_NUM_THREADS
+    n = most if n_jobs < 0 else max(1, min(int(n_jobs), most))
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
