@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from whybox.zoo.cnn import DigitsData, digits_cnn  # not zoo/digits.py: it would shadow zoo.digits()
 from whybox.zoo.credit import (
     CREDIT_FEATURES,
     LOAN_PURPOSES,
@@ -27,7 +28,6 @@ from whybox.zoo.datasets import (
     load_sklearn,
     wine,
 )
-from whybox.zoo.digits import DigitsData, digits_cnn
 
 __all__ = [
     "CREDIT_FEATURES",
