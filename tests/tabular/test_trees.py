@@ -574,3 +574,27 @@ def test_large_xgboost_model_parses_whole():
     assert_same(
         raw(ens, X[:500]), b.predict(xgb.DMatrix(X[:500]), output_margin=True), rtol=1e-6, atol=1e-5
     )
+
+
+def test_lightgbm_mixed_zero_and_nan_missing_types_are_refused():
+    # one training run gives each feature one missing type; a model whose splits on a
+    # feature mix 'Zero' and 'NaN' (e.g. continued training) is refused, not approximated
+    rng = np.random.default_rng(28)
+    X = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
+    X.loc[rng.random(400) < 0.2, "a"] = np.nan
+    b = lgb_fit(X, X["a"].fillna(0) + X["b"], "regression", rounds=3)
+    dump = b.dump_model()
+    assert dump["tree_info"][0]["tree_structure"]["missing_type"] in ("NaN", "None")
+
+    def mark(nd, missing_type):
+        if "split_index" in nd:
+            if nd["split_feature"] == 0:
+                nd["missing_type"] = missing_type
+            mark(nd["left_child"], missing_type)
+            mark(nd["right_child"], missing_type)
+
+    mark(dump["tree_info"][0]["tree_structure"], "NaN")
+    mark(dump["tree_info"][1]["tree_structure"], "Zero")
+    b.dump_model = lambda *args, **kw: dump
+    with pytest.raises(UnsupportedModelError, match=r"mixes the 'Zero' and 'NaN'.*\[0\]"):
+        parse_tree_model(b)
