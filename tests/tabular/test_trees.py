@@ -598,3 +598,21 @@ def test_lightgbm_mixed_zero_and_nan_missing_types_are_refused():
     b.dump_model = lambda *args, **kw: dump
     with pytest.raises(UnsupportedModelError, match=r"mixes the 'Zero' and 'NaN'.*\[0\]"):
         parse_tree_model(b)
+
+
+def test_lightgbm_invalid_dump_json_is_refused_with_advice():
+    lgb = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a\tb", "c"])
+    y = X.iloc[:, 0] + X.iloc[:, 1]
+    model = lgb.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, y)
+    try:  # the oracle: does this LightGBM write invalid JSON for a tab in a name?
+        model.booster_.dump_model()
+    except ValueError:
+        with pytest.raises(UnsupportedModelError, match="tab"):
+            parse_tree_model(model)
+    else:  # a fixed LightGBM: the model parses and predicts as LightGBM does
+        ens = parse_tree_model(model)
+        np.testing.assert_allclose(
+            ens.predict_raw(ens.encode(X))[:, 0], model.predict(X, raw_score=True), atol=1e-10
+        )

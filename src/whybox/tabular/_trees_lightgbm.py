@@ -70,7 +70,14 @@ def _lgb_tree(root: dict, scale: float, zero_feats: set, nan_feats: set) -> dict
 def parse(model: Any) -> TreeEnsemble:
     """Parse a LightGBM model from ``dump_model()`` (see :func:`.trees.parse_tree_model`)."""
     booster = model.booster_ if _has_base(model, "lightgbm", "LGBMModel") else model
-    d = booster.dump_model()  # up to best_iteration when set, as predict
+    try:
+        d = booster.dump_model()  # up to best_iteration when set, as predict
+    except ValueError as exc:  # json.JSONDecodeError: LightGBM writes tabs in names unescaped
+        raise UnsupportedModelError(
+            f"LightGBM's dump_model() returned invalid JSON ({exc}); it does so when a feature "
+            "name contains a tab or another control character. Rename those features (e.g. "
+            "replace tabs with spaces) and refit, or explain the model with wb.KernelShap."
+        ) from exc
     K, infos = int(d.get("num_tree_per_iteration", 1)), d["tree_info"]
     # rf mode: LightGBM's raw_score (and pred_contrib) is the SUM of the trees, its
     # probability sigmoid(sum / n_iterations); the layout keeps the average
