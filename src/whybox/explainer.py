@@ -31,7 +31,7 @@ from ._validation import (
     check_nonempty,
 )
 from .errors import InvalidParameterError
-from .explanation import Explanation
+from .explanation import ROW_KEYS, Explanation
 from .games.game import DEFAULT_CHUNK_BYTES, TabularGame, group_matrix
 from .games.image import ImageGame, ImageMasker, as_image_batch, lime_image, spread_to_pixels
 from .games.maskers import Baseline, Independent, Masker
@@ -363,12 +363,20 @@ class TabularGameExplainer(Explainer):
             **self._params(**kwargs),
             **(special[1](self, **kwargs) if special is not None else {}),
         }
+        meta = self._meta(infos)
         meta = {
-            **self._meta(infos),
+            **meta,
             "segments": np.stack([r["segments"] for r in rows]),
             "segment_values": seg_values,
             "segment_std": seg_std,
             "n_segments": [int(r["phi"].shape[0]) for r in rows],
+            ROW_KEYS: [
+                *meta.get(ROW_KEYS, []),
+                "segments",
+                "segment_values",
+                "segment_std",
+                "n_segments",
+            ],
         }
         return Explanation(
             values,

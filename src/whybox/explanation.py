@@ -50,6 +50,9 @@ from ._persist import (
     _put_values,
 )
 
+#: ``meta`` key listing the meta entries that hold one value per row (see Explanation)
+ROW_KEYS = "row_keys"
+
 
 class Explanation:
     """Attributions for a batch of explained inputs, with everything needed to read them.
@@ -80,7 +83,10 @@ class Explanation:
     random_state : int or None
         Seed used, for reproducibility.
     meta : dict or None
-        Extra JSON-serialisable information (fidelity, timing, ...).
+        Extra JSON-serialisable information (fidelity, timing, ...). ``meta["row_keys"]``
+        lists the keys whose values hold one entry per explained row (an array with a leading
+        row axis, or a list): row selection (``exp[rows]``) selects those entries too, so
+        per-row information such as segment maps or completeness gaps stays aligned.
     """
 
     def __init__(
@@ -462,7 +468,12 @@ class Explanation:
             data = [self.data[i] for i in rows]
         else:
             data = np.asarray(self.data)[rows]
+        meta = self.meta
+        row_keys = [k for k in meta.get(ROW_KEYS, ()) if k in meta]
+        if row_keys:
+            meta = {**meta, **{k: take(meta[k]) for k in row_keys}}
         return self._replace(
+            meta=meta,
             values=take(self.values),
             base_values=self.base_values[rows],
             data=data,

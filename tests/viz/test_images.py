@@ -102,11 +102,22 @@ def test_segment_boundaries_of_a_small_map():
 def test_outline_without_segments_message():
     with pytest.raises(InvalidParameterError, match=r"outline=True needs the segment maps"):
         vi.image(_exp(), 0, outline=True)
-    # a row slice no longer aligns with the segment maps: outlines are refused, not wrong
+    # segment maps not declared per row (meta["row_keys"]) do not follow a row slice: they
+    # no longer align with its rows, so outlines are refused, not drawn wrong
     seg = grid_segments(8, 8, 4)
     exp = _exp(segments=np.stack([seg, seg]))
-    with pytest.raises(InvalidParameterError, match="row slice"):
+    with pytest.raises(InvalidParameterError, match="outline=True needs the segment maps"):
         vi.image(exp[1], 0, outline=True)
+
+
+def test_row_slice_keeps_declared_segment_maps_aligned():
+    a, b = grid_segments(8, 8, 4), grid_segments(8, 8, 16)
+    exp = _exp(segments=np.stack([a, b]))
+    exp.meta["row_keys"] = ["segments"]
+    ax = vi.image(exp[1], 0, outline=True)
+    lines = next(c for c in ax.collections if isinstance(c, LineCollection))
+    assert len(lines.get_segments()) == len(vi.segment_boundaries(b))  # row 1's map, not row 0's
+    assert len(vi.segment_boundaries(a)) != len(vi.segment_boundaries(b))
 
 
 def test_several_outputs_need_output():

@@ -54,7 +54,7 @@ import pandas as pd
 from .._validation import check_in, check_int
 from ..errors import InvalidInputError, InvalidParameterError
 from ..explainer import Explainer, ProgressFn, TabularGameExplainer
-from ..explanation import Explanation
+from ..explanation import ROW_KEYS, Explanation
 from ..models import ModelFunction
 from ..parallel import one_blas_thread, row_generator
 from .game import DEFAULT_CHUNK_BYTES
@@ -673,6 +673,7 @@ class Lime(TabularGameExplainer):
             "local_prediction": per_row("local_prediction"),
             "selected_features": per_row("selected"),
             "conditions": [i["conditions"] for i in infos],
+            ROW_KEYS: ["fidelity", "local_prediction", "selected_features", "conditions"],
         }
 
 

@@ -55,7 +55,7 @@ import numpy as np
 
 from whybox._validation import check_in, check_int, check_random_state
 from whybox.errors import InvalidInputError, InvalidParameterError
-from whybox.explanation import Explanation
+from whybox.explanation import ROW_KEYS, Explanation
 from whybox.internals import hooks
 
 from ._base import (
@@ -430,6 +430,7 @@ def _gap_meta(values: Any, predictions: Any, base: Any, single: bool) -> dict[st
         "completeness_gap": gap.tolist(),
         "relative_completeness_gap": rel.tolist(),
         "mean_relative_completeness_gap": float(rel.mean()),
+        ROW_KEYS: ["completeness_gap", "relative_completeness_gap"],
     }
 
 
@@ -622,6 +623,7 @@ class IntegratedGradients(GradientExplainer):
                 mean_steps=float(nodes.mean()),
                 converged=converged.tolist(),
             )
+            meta[ROW_KEYS] = [*meta[ROW_KEYS], "steps", "converged"]
         params = {
             "rule": "adaptive_trapezoid" if adaptive else rule,
             "steps": steps,

@@ -253,8 +253,8 @@ def image(
         if seg is None:
             raise InvalidParameterError(
                 "outline=True needs the segment maps of exp.meta['segments'] (written by "
-                "segment-based explainers for every row); this explanation has none, or is a "
-                "row slice of one. Plot from the full explanation with its row index."
+                "segment-based explainers for every row); this explanation has none. Explain "
+                "with an ImageMasker background to get them, or pass outline=False."
             )
         ax.add_collection(LineCollection(segment_boundaries(seg), colors="k", linewidths=0.8))
     if colorbar:
