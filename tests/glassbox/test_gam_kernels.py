@@ -16,7 +16,13 @@ import itertools
 import numpy as np
 import pytest
 
-from whybox.glassbox._ebm_boost import SQUARED, _best_pair_cut, _fit_tree, boost_pairs
+from whybox.glassbox._ebm_boost import (
+    SQUARED,
+    _best_pair_cut,
+    _fit_tree,
+    _pair_cut_work,
+    boost_pairs,
+)
 from whybox.glassbox._ebm_fast import fast_pair_gains, rank_pairs
 
 
@@ -104,18 +110,21 @@ def _brute_pair_tree(GG, HH, CC, min_leaf, lam):
     return best
 
 
+@pytest.mark.parametrize("shape", [(7, 6), (33, 54)])  # cut by cut; all cuts at once
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_pair_tree_search_equals_enumeration(seed):
+def test_pair_tree_search_equals_enumeration(seed, shape):
     rng = np.random.default_rng(seed)
-    na, nb = 7, 6
+    na, nb = shape
     C = rng.integers(0, 4, (na, nb)).astype(float)
     G = rng.normal(size=(na, nb)) * C
     H = rng.uniform(0.5, 1.0, (na, nb)) * C
-    work = [np.zeros(max(na, nb)) for _ in range(6)]
+    m = max(na, nb)
+    hist = np.zeros((m, m, 3))
+    hist[:na, :nb] = np.stack([G, H, C], axis=-1)
+    work = _pair_cut_work(m)
     leaves = np.zeros(8)
-    W = np.zeros((8, max(na, nb)))
-    ga, *_ = _best_pair_cut(G, H, C, na, nb, False, 3.0, 0.0, 0.1, *work, W, leaves)
-    gb, *_ = _best_pair_cut(G, H, C, nb, na, True, 3.0, 0.0, 0.1, *work, W, leaves)
+    ga, *_ = _best_pair_cut(hist, na, nb, False, 3.0, 0.0, 0.1, *work, leaves)
+    gb, *_ = _best_pair_cut(hist, nb, na, True, 3.0, 0.0, 0.1, *work, leaves)
     np.testing.assert_allclose(ga, _brute_pair_tree(G, H, C, 3, 0.1), rtol=1e-12)
     np.testing.assert_allclose(gb, _brute_pair_tree(G.T, H.T, C.T, 3, 0.1), rtol=1e-12)
 

@@ -368,14 +368,44 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _prefix_step(S, L, b, t, right, n):
+    """Row ``b`` of the prefix sums along ``b``: ``S[b] = S[b - 1] + L[b]`` (or of ``t - L[b]``
+    with ``right``), from zero. Rows are indexed in place: views would cost reference counts."""
+    if b == 0:
+        if right:
+            for i in range(n):
+                S[0, i] = 0.0 + (t - L[0, i])
+        else:
+            for i in range(n):
+                S[0, i] = 0.0 + L[0, i]
+    elif right:
+        for i in range(n):
+            S[b, i] = S[b - 1, i] + (t - L[b, i])
+    else:
+        for i in range(n):
+            S[b, i] = S[b - 1, i] + L[b, i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_cut_work(m):
+    """Scratch space of ``_best_pair_cut`` for histograms up to ``(m, m)``.
+
+    The cut axis is padded to a multiple of 32 so the vectorised loops run whole vectors.
+    """
+    mv = (m + 31) // 32 * 32
+    P = np.zeros((9, m, mv))
+    return P, np.zeros((10, mv)), np.zeros((2, mv), dtype=np.int64), np.zeros((14, m))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _at(A, i, b, tr):
     """``A[i, b]``, or ``A[b, i]`` when searching the transposed orientation."""
     return A[b, i] if tr else A[i, b]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _best_pair_cut(G2, H2, C2, na, nb, tr, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, Th, Tc, W, leaves):  # fmt: skip
-    """Best tree "cut the first feature at i, then the second within each side".
+def _best_pair_cut_rows(G2, H2, C2, na, nb, tr, min_leaf, min_hess, lam, Lg, Lh, Lc, Tg, Th, Tc, W, leaves):  # fmt: skip
+    """``_best_pair_cut`` cut by cut (the outer loop over ``i``): faster for few cuts.
 
     The histograms are ``(n_a, n_b)``; with ``tr`` the search runs on their transpose (cut the
     second feature first) and ``na``, ``nb`` are the transposed sizes. Returns
@@ -502,6 +532,275 @@ def _best_pair_cut(G2, H2, C2, na, nb, tr, min_leaf, min_hess, lam, Lg, Lh, Lc, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _side_step(Pg, Ph, Pc, b, S, best, at, n, min_leaf, min_hess, lam):
+    """Cut ``b`` of every side ``i`` (totals ``S[:, i]``: gradient, hessian, count), whose low
+    part has sums ``Pg[b, i]``, ``Ph[b, i]``, ``Pc[b, i]``: its value, -1e300 where a part
+    breaks the minimums; where it beats ``best[i]``, ``best[i]`` = value and ``at[i] = b``.
+    """
+    for i in range(n):
+        cg = Pg[b, i]
+        ch = Ph[b, i]
+        cc = Pc[b, i]
+        sh = S[1, i]
+        ok = (cc >= min_leaf) & (S[2, i] - cc >= min_leaf)
+        ok = ok & (ch >= min_hess) & (sh - ch >= min_hess)
+        d = S[0, i] - cg
+        val = cg * cg / (ch + lam) + d * d / (sh - ch + lam)
+        val = val if ok else -1e300
+        y = best[i]
+        up = val > y
+        best[i] = val if up else y
+        at[i] = b if up else at[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cols_sums(hist, na, nb, tr, P, V):
+    """The sums ``_best_pair_cut_cols`` starts from: the column sums of rows 0..i
+    (``P[0:3][b, i]``, transposed) and the running totals of rows 0..i in row-major order
+    (``V[0:3][i]``) with each row's count (``V[3][i]``)."""
+    Lg = P[0]
+    Lh = P[1]
+    Lc = P[2]
+    for b in range(nb):
+        cg = 0.0
+        ch = 0.0
+        cc = 0.0
+        for i in range(na):
+            x = b if tr else i
+            y = i if tr else b
+            cg += hist[x, y, 0]
+            ch += hist[x, y, 1]
+            cc += hist[x, y, 2]
+            Lg[b, i] = cg
+            Lh[b, i] = ch
+            Lc[b, i] = cc
+    gl = 0.0
+    hl = 0.0
+    cl = 0.0
+    for i in range(na):
+        rc = 0.0
+        for b in range(nb):
+            x = b if tr else i
+            y = i if tr else b
+            gl += hist[x, y, 0]
+            hl += hist[x, y, 1]
+            rc += hist[x, y, 2]
+        cl += rc
+        V[0, i] = gl
+        V[1, i] = hl
+        V[2, i] = cl
+        V[3, i] = rc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cols_sums_both(hist, na, nb, PA, VA, PB, VB):
+    """``_cols_sums`` of both orientations of the ``(na, nb)`` histogram (to ``PA``, ``VA``
+    and, transposed, ``PB``, ``VB``) in two passes over it instead of four: each pass runs
+    one orientation's running totals next to the other's column sums (the same order)."""
+    gl = 0.0
+    hl = 0.0
+    cl = 0.0
+    for a in range(na):
+        rc = 0.0
+        cg = 0.0
+        ch = 0.0
+        cc = 0.0
+        for b in range(nb):
+            g = hist[a, b, 0]
+            h = hist[a, b, 1]
+            c = hist[a, b, 2]
+            gl += g
+            hl += h
+            rc += c
+            cg += g
+            ch += h
+            cc += c
+            PB[0, a, b] = cg
+            PB[1, a, b] = ch
+            PB[2, a, b] = cc
+        cl += rc
+        VA[0, a] = gl
+        VA[1, a] = hl
+        VA[2, a] = cl
+        VA[3, a] = rc
+    gl = 0.0
+    hl = 0.0
+    cl = 0.0
+    for b in range(nb):
+        rc = 0.0
+        cg = 0.0
+        ch = 0.0
+        cc = 0.0
+        for a in range(na):
+            g = hist[a, b, 0]
+            h = hist[a, b, 1]
+            c = hist[a, b, 2]
+            gl += g
+            hl += h
+            rc += c
+            cg += g
+            ch += h
+            cc += c
+            PA[0, b, a] = cg
+            PA[1, b, a] = ch
+            PA[2, b, a] = cc
+        cl += rc
+        VB[0, b] = gl
+        VB[1, b] = hl
+        VB[2, b] = cl
+        VB[3, b] = rc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _best_pair_cut_cols(hist, na, nb, tr, min_leaf, min_hess, lam, P, V, J, leaves, fill):
+    """``_best_pair_cut`` for all cuts ``i`` at once: faster for many rows.
+
+    ``hist`` (m, m, 3) holds the gradient, hessian and count sums per cell; with ``tr`` the
+    search runs on its transpose (cut the second feature first) and ``na``, ``nb`` are the
+    transposed sizes. Returns ``(gain, i, j_left, j_right)``, with ``j_left`` / ``j_right`` = -1
+    where a side is better left as one leaf, and writes the gradient and hessian sums of the
+    four leaves (left-low, left-high, right-low, right-high) to ``leaves`` (8,). ``P``
+    (9, m, m), ``V`` (10, m) and ``J`` (2, m) are scratch space (``_pair_cut_work``);
+    without ``fill`` ``P[:3]`` and ``V[:4]`` already hold the sums (``_cols_sums_both``).
+    Cuts of the first feature next to empty bins repeat the neighbouring cut and are skipped.
+
+    All cuts ``i`` of the first feature are searched together: the loop over the second
+    feature's cuts ``b`` is the outer one and short loops over ``i``, without dependencies
+    between iterations, do the work (vectorised; they run over whole vectors, the padding
+    lanes' values are never read back). Each sum is accumulated in the same order
+    as by a search cut by cut (running totals in row-major order, prefix sums along ``b`` of
+    the column sums up to ``i``), so every value is the same to the last bit.
+    """
+    Lg = P[0]
+    Lh = P[1]
+    Lc = P[2]
+    PG = P[3]
+    PH = P[4]
+    PC = P[5]
+    QG = P[6]
+    QH = P[7]
+    QC = P[8]
+    sG = V[0]
+    sH = V[1]
+    sC = V[2]
+    rC = V[3]
+    sGR = V[4]
+    sHR = V[5]
+    sCR = V[6]
+    sl = V[7]
+    sr = V[8]
+    jl = J[0]
+    jr = J[1]
+    SL = V[0:3]
+    SR = V[4:7]
+    if fill:
+        _cols_sums(hist, na, nb, tr, P, V)
+    Gt = 0.0
+    Ht = 0.0
+    Ct = 0.0
+    for b in range(nb):
+        Gt += Lg[b, na - 1]
+        Ht += Lh[b, na - 1]
+        Ct += Lc[b, na - 1]
+    parent = Gt * Gt / (Ht + lam) if Ht + lam > 0 else 0.0
+    n1 = na - 1
+    nv = (n1 + 31) // 32 * 32  # n1 rounded up to whole vectors (at most P.shape[2])
+    for i in range(nv):
+        sgl = sG[i]
+        shl = sH[i]
+        sgr = Gt - sgl
+        shr = Ht - shl
+        sGR[i] = sgr
+        sHR[i] = shr
+        sCR[i] = Ct - sC[i]
+        sl[i] = sgl * sgl / (shl + lam)
+        sr[i] = sgr * sgr / (shr + lam)
+        jl[i] = -1
+        jr[i] = -1
+    # best cut on b within each side of every i, or none: prefix sums along b (PG[b, i]:
+    # left side's low part, QG[b, i]: right side's), each cut's value, the running argmax
+    # (the first of equal values)
+    for b in range(nb - 1):
+        tg = Lg[b, na - 1]
+        th = Lh[b, na - 1]
+        tc = Lc[b, na - 1]
+        _prefix_step(PG, Lg, b, 0.0, False, nv)
+        _prefix_step(PH, Lh, b, 0.0, False, nv)
+        _prefix_step(PC, Lc, b, 0.0, False, nv)
+        _prefix_step(QG, Lg, b, tg, True, nv)
+        _prefix_step(QH, Lh, b, th, True, nv)
+        _prefix_step(QC, Lc, b, tc, True, nv)
+        _side_step(PG, PH, PC, b, SL, sl, jl, nv, min_leaf, min_hess, lam)
+        _side_step(QG, QH, QC, b, SR, sr, jr, nv, min_leaf, min_hess, lam)
+    best_gain = 0.0
+    best_i = -1
+    best_jl = -1
+    best_jr = -1
+    for i in range(n1):
+        if rC[i] == 0.0 and i > 0:
+            continue  # the same split as the previous cut
+        if sC[i] < min_leaf or sCR[i] < min_leaf or sH[i] < min_hess or sHR[i] < min_hess:
+            continue
+        gain = sl[i] + sr[i] - parent
+        if gain > best_gain:
+            best_gain = gain
+            best_i = i
+            best_jl = jl[i]
+            best_jr = jr[i]
+            lg = PG[best_jl, i] if best_jl >= 0 else sG[i]
+            lh = PH[best_jl, i] if best_jl >= 0 else sH[i]
+            rg = QG[best_jr, i] if best_jr >= 0 else sGR[i]
+            rh = QH[best_jr, i] if best_jr >= 0 else sHR[i]
+            leaves[0] = lg
+            leaves[1] = lh
+            leaves[2] = sG[i] - lg
+            leaves[3] = sH[i] - lh
+            leaves[4] = rg
+            leaves[5] = rh
+            leaves[6] = sGR[i] - rg
+            leaves[7] = sHR[i] - rh
+    return best_gain, best_i, best_jl, best_jr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _use_cols(na):
+    """Whether ``_best_pair_cut_cols`` (all cuts at once) is the faster search: when the
+    ``na - 1`` cuts fill whole vectors of 32 with at most a fifth of them padding."""
+    n1 = na - 1
+    nv = (n1 + 31) // 32 * 32
+    return n1 >= 32 and 4 * (nv - n1) <= n1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _best_pair_cut(hist, na, nb, tr, min_leaf, min_hess, lam, P, V, J, W, leaves):
+    """Best tree "cut the first feature at i, then the second within each side".
+
+    ``hist`` (m, m, 3) holds the gradient, hessian and count sums per cell in its first
+    ``(n_a, n_b)`` cells; with ``tr`` the search runs on its transpose (cut the second
+    feature first) and ``na``, ``nb`` are the transposed sizes. Returns
+    ``(gain, i, j_left, j_right)``, with ``j_left`` / ``j_right`` = -1 where a side is better
+    left as one leaf, and writes the gradient and hessian sums of the four leaves (left-low,
+    left-high, right-low, right-high) to ``leaves`` (8,). ``P``, ``V``, ``J``, ``W`` are
+    scratch space (``_pair_cut_work``). Cuts of the first feature next to empty bins repeat
+    the neighbouring cut and are skipped.
+
+    Two searches give the same result to the last bit (every sum is accumulated in the same
+    order): cut by cut for few cuts ``i``, all cuts at once (vectorised over ``i``) when
+    they fill whole vectors.
+    """
+    if _use_cols(na):
+        return _best_pair_cut_cols(hist, na, nb, tr, min_leaf, min_hess, lam, P, V, J, leaves,
+                                   True)  # fmt: skip
+    na0 = nb if tr else na
+    nb0 = na if tr else nb
+    Gv = hist[:na0, :nb0, 0]
+    Hv = hist[:na0, :nb0, 1]
+    Cv = hist[:na0, :nb0, 2]
+    return _best_pair_cut_rows(Gv, Hv, Cv, na, nb, tr, min_leaf, min_hess, lam, W[0], W[1], W[2],
+                               W[3], W[4], W[5], W[6:], leaves)  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pair_fill(na, nb, tr, i, jl, jr, leaves, lam, lr, d, scores_t, ed2):
     """Write the pair tree's Newton steps to ``d``, add them to ``scores_t`` and put
     ``exp(-step)`` in ``ed2`` (all ``(n_a, n_b)``; ``na``, ``nb`` in the searched orientation).
@@ -557,14 +856,9 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
     nxt = np.zeros((m, m, 3))
     leaves = np.zeros(8)
     leaves_b = np.zeros(8)
-    W = np.zeros((8, m))
     delta2 = np.zeros((m, m))
-    Lg = np.zeros(m)
-    Lh = np.zeros(m)
-    Lc = np.zeros(m)
-    Tg = np.zeros(m)
-    Th = np.zeros(m)
-    Tc = np.zeros(m)
+    LT, V, J, W = _pair_cut_work(m)
+    LT2, V2, _, _ = _pair_cut_work(m)
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
     best_loss = _loss(F_va, yva, objective) if n_va > 0 else np.inf
@@ -572,6 +866,18 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
     rounds_done = 0
     E_tr = np.ones(n_tr)
     ed2 = np.ones((m, m))
+    # each row's cell of every pair, as a flat index into (m, m), computed once
+    cell_tr = np.empty((q, n_tr), dtype=np.int32)
+    cell_va = np.empty((q, n_va), dtype=np.int32)
+    for t in range(q):
+        fa = pairs[t, 0]
+        fb = pairs[t, 1]
+        for i in range(n_tr):
+            cell_tr[t, i] = np.int32(Ptr[i, fa]) * m + np.int32(Ptr[i, fb])
+        for i in range(n_va):
+            cell_va[t, i] = np.int32(Pva[i, fa]) * m + np.int32(Pva[i, fb])
+    d_flat = delta2.reshape(m * m)
+    e2_flat = ed2.reshape(m * m)
     _resync(F_tr, E_tr, objective)
     if q > 0:
         for i in range(n_tr):
@@ -589,13 +895,19 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
             fb = pairs[t, 1]
             na = nbins[fa]
             nb = nbins[fb]
-            Gv = cur[:na, :nb, 0]
-            Hv = cur[:na, :nb, 1]
-            Cv = cur[:na, :nb, 2]
-            gain_a, ia, jla, jra = _best_pair_cut(Gv, Hv, Cv, na, nb, False, min_leaf, min_hess,
-                                                  lam, Lg, Lh, Lc, Tg, Th, Tc, W, leaves)  # fmt: skip
-            gain_b, ib, jlb, jrb = _best_pair_cut(Gv, Hv, Cv, nb, na, True, min_leaf, min_hess,
-                                                  lam, Lg, Lh, Lc, Tg, Th, Tc, W, leaves_b)  # fmt: skip
+            if _use_cols(na) and _use_cols(nb):
+                _cols_sums_both(cur, na, nb, LT, V, LT2, V2)
+                gain_a, ia, jla, jra = _best_pair_cut_cols(cur, na, nb, False, min_leaf,
+                                                           min_hess, lam, LT, V, J, leaves,
+                                                           False)  # fmt: skip
+                gain_b, ib, jlb, jrb = _best_pair_cut_cols(cur, nb, na, True, min_leaf,
+                                                           min_hess, lam, LT2, V2, J, leaves_b,
+                                                           False)  # fmt: skip
+            else:
+                gain_a, ia, jla, jra = _best_pair_cut(cur, na, nb, False, min_leaf, min_hess,
+                                                      lam, LT, V, J, W, leaves)  # fmt: skip
+                gain_b, ib, jlb, jrb = _best_pair_cut(cur, nb, na, True, min_leaf, min_hess,
+                                                      lam, LT, V, J, W, leaves_b)  # fmt: skip
             if random:
                 transposed = _next_uniform(state) < 0.5
             else:
@@ -618,24 +930,26 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
             ga = pairs[tn, 0]
             gb = pairs[tn, 1]
             nxt[: nbins[ga], : nbins[gb], :] = 0.0
+            n_flat = nxt.reshape(m * m * 3)
+            c_t = cell_tr[t]
+            c_n = cell_tr[tn]
             for i in range(n_tr):
-                a = Ptr[i, fa]
-                b = Ptr[i, fb]
-                f = F_tr[i] + d[a, b]
+                c = c_t[i]
+                f = F_tr[i] + d_flat[c]
                 F_tr[i] = f
                 e = 1.0
                 if objective == LOGLOSS:
-                    e = np.exp(-f) if last else E_tr[i] * e2[a, b]
+                    e = np.exp(-f) if last else E_tr[i] * e2_flat[c]
                     E_tr[i] = e
                 g, h = _grad_hess_e(e, f, ytr[i], objective)
-                an = Ptr[i, ga]
-                bn = Ptr[i, gb]
-                nxt[an, bn, 0] += g
-                nxt[an, bn, 1] += h
-                nxt[an, bn, 2] += 1.0
+                k = 3 * c_n[i]
+                n_flat[k] += g
+                n_flat[k + 1] += h
+                n_flat[k + 2] += 1.0
             cur, nxt = nxt, cur
+            c_v = cell_va[t]
             for i in range(n_va):
-                F_va[i] += d[Pva[i, fa], Pva[i, fb]]
+                F_va[i] += d_flat[c_v[i]]
         rounds_done = r + 1
         if use_es:
             loss = _loss(F_va, yva, objective)
