@@ -772,7 +772,7 @@ def _use_cols(na):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _best_pair_cut(hist, na, nb, tr, min_leaf, min_hess, lam, P, V, J, W, leaves):
+def _best_pair_cut(hist, na, nb, tr, min_leaf, min_hess, lam, P, V, J, W, leaves, dense=True):
     """Best tree "cut the first feature at i, then the second within each side".
 
     ``hist`` (m, m, 3) holds the gradient, hessian and count sums per cell in its first
@@ -785,10 +785,11 @@ def _best_pair_cut(hist, na, nb, tr, min_leaf, min_hess, lam, P, V, J, W, leaves
     the neighbouring cut and are skipped.
 
     Two searches give the same result to the last bit (every sum is accumulated in the same
-    order): cut by cut for few cuts ``i``, all cuts at once (vectorised over ``i``) when
-    they fill whole vectors.
+    order): cut by cut for few cuts ``i`` or a sparse histogram (``dense`` false: the scalar
+    divisions of mostly empty cells are quick), all cuts at once (vectorised over ``i``)
+    when they fill whole vectors.
     """
-    if _use_cols(na):
+    if dense and _use_cols(na):
         return _best_pair_cut_cols(hist, na, nb, tr, min_leaf, min_hess, lam, P, V, J, leaves,
                                    True)  # fmt: skip
     na0 = nb if tr else na
@@ -895,7 +896,8 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
             fb = pairs[t, 1]
             na = nbins[fa]
             nb = nbins[fb]
-            if _use_cols(na) and _use_cols(nb):
+            dense = 4 * n_tr >= na * nb  # at least a row per four cells
+            if dense and _use_cols(na) and _use_cols(nb):
                 _cols_sums_both(cur, na, nb, LT, V, LT2, V2)
                 gain_a, ia, jla, jra = _best_pair_cut_cols(cur, na, nb, False, min_leaf,
                                                            min_hess, lam, LT, V, J, leaves,
@@ -905,9 +907,9 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
                                                            False)  # fmt: skip
             else:
                 gain_a, ia, jla, jra = _best_pair_cut(cur, na, nb, False, min_leaf, min_hess,
-                                                      lam, LT, V, J, W, leaves)  # fmt: skip
+                                                      lam, LT, V, J, W, leaves, dense)  # fmt: skip
                 gain_b, ib, jlb, jrb = _best_pair_cut(cur, nb, na, True, min_leaf, min_hess,
-                                                      lam, LT, V, J, W, leaves_b)  # fmt: skip
+                                                      lam, LT, V, J, W, leaves_b, dense)  # fmt: skip
             if random:
                 transposed = _next_uniform(state) < 0.5
             else:
