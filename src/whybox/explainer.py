@@ -232,17 +232,7 @@ class TabularGameExplainer(Explainer):
         players, _ = group_matrix(masker.feature_names, self.groups)
         self._check_players(len(players), **kwargs)
         n = X.shape[0]
-        task = _RowTask(self, fn, masker, X, kwargs)
-        chunks = map_chunks(
-            task,
-            n,
-            backend=self.backend,
-            n_jobs=self.n_jobs,
-            client=self.client,
-            chunk_size=self.chunk_size,
-            progress=progress,
-        )
-        rows = [r for chunk in chunks for r in chunk]
+        rows = self._map_rows(_RowTask(self, fn, masker, X, kwargs), n, progress)
         phis = [r[0] for r in rows]
         bases = [r[1] for r in rows]
         stds = [r[2] for r in rows]
@@ -281,6 +271,20 @@ class TabularGameExplainer(Explainer):
             meta=self._meta(infos),
         )
 
+    def _map_rows(self, task: Any, n: int, progress: ProgressFn | None) -> list[Any]:
+        """Run ``task`` over rows ``0..n`` on the explainer's backend: the per-row results in
+        row order, whatever the backend, ``n_jobs`` or chunk size."""
+        chunks = map_chunks(
+            task,
+            n,
+            backend=self.backend,
+            n_jobs=self.n_jobs,
+            client=self.client,
+            chunk_size=self.chunk_size,
+            progress=progress,
+        )
+        return [r for chunk in chunks for r in chunk]
+
     def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
 
@@ -318,17 +322,7 @@ class TabularGameExplainer(Explainer):
         # before the model is first called (wrap_model may probe it on one image)
         fn = wrap_model(self.model, target=target, link=link or self.link, X=images[:1])
         n = images.shape[0]
-        task = _ImageTask(self, fn, masker, images, channels, kwargs)
-        chunks = map_chunks(
-            task,
-            n,
-            backend=self.backend,
-            n_jobs=self.n_jobs,
-            client=self.client,
-            chunk_size=self.chunk_size,
-            progress=progress,
-        )
-        rows = [r for chunk in chunks for r in chunk]
+        rows = self._map_rows(_ImageTask(self, fn, masker, images, channels, kwargs), n, progress)
         image_shape = images.shape[1:]
         values = np.stack(
             [spread_to_pixels(r["phi"], r["segments"], image_shape, channels) for r in rows]
