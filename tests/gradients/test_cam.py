@@ -11,6 +11,7 @@ captum_attr = pytest.importorskip("captum.attr")
 
 import whybox as wb  # noqa: E402
 from whybox.errors import InvalidParameterError, UnsupportedModelError  # noqa: E402
+from whybox.parallel import row_generator  # noqa: E402  (the documented seeding scheme)
 
 
 def _np(t):
@@ -164,13 +165,14 @@ def test_smoothgrad_wraps_gradcam_as_the_mean_of_maps_on_the_same_noise(cnn, x16
     got = wb.SmoothGrad(gc, noise=0.1, n_samples=3, random_state=1).explain(
         x, target=target, upsample=False
     )
-    rng = np.random.default_rng(1)  # the noise SmoothGrad documents
+    # the noise SmoothGrad documents: each example's own stream (seed + content), 3 draws
+    eps = np.stack(
+        [row_generator(1, r).standard_normal((3, *r.shape)) for r in x.double().numpy()], axis=1
+    )
     span = (x.reshape(4, -1).max(1).values - x.reshape(4, -1).min(1).values).double()
     maps = []
-    for _ in range(3):
-        noisy = x.double() + 0.1 * span.reshape(-1, 1, 1, 1) * torch.as_tensor(
-            rng.standard_normal(tuple(x.shape))
-        )
+    for s in range(3):
+        noisy = x.double() + 0.1 * span.reshape(-1, 1, 1, 1) * torch.as_tensor(eps[s])
         maps.append(gc.explain(noisy.float(), target=target, upsample=False).values)
     np.testing.assert_allclose(got.values, np.mean(maps, axis=0), rtol=1e-5, atol=1e-7)
     assert got.values.shape == (4, 1, 4, 4)

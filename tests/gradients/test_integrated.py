@@ -13,6 +13,7 @@ import whybox as wb  # noqa: E402
 from whybox.errors import InvalidInputError, InvalidParameterError  # noqa: E402
 from whybox.gradients import quadrature  # noqa: E402
 from whybox.gradients.integrated import make_baseline  # noqa: E402
+from whybox.parallel import row_generator  # noqa: E402  (the documented seeding scheme)
 
 
 def _np(t):
@@ -183,7 +184,8 @@ def test_blur_uniform_constant_and_broadcast_baselines(cnn, x16) -> None:
     u, kind = make_baseline(x16, "uniform", blur_sigma=None, random_state=5)
     lo = x16.reshape(16, -1).min(1).values.reshape(-1, 1, 1, 1)
     hi = x16.reshape(16, -1).max(1).values.reshape(-1, 1, 1, 1)
-    expected = lo + (hi - lo) * torch.as_tensor(np.random.default_rng(5).random(x16.shape)).float()
+    draws = np.stack([row_generator(5, r).random(r.shape) for r in x16.double().numpy()])
+    expected = lo + (hi - lo) * torch.as_tensor(draws).float()
     np.testing.assert_allclose(_np(u), _np(expected), rtol=1e-6)
     exp_u = ig.explain(x16, target=0, baseline="uniform", steps=4)
     with torch.no_grad():
@@ -250,9 +252,10 @@ def test_expected_gradients_equals_the_closed_form_with_the_same_draws(batch) ->
     bg = rng.normal(size=(10, 6))
     eg = wb.ExpectedGradients(model, baselines=bg, n_samples=30, random_state=2)
     exp = eg.explain(x, internal_batch_size=batch)
-    draws = np.random.default_rng(2)
-    idx = draws.integers(0, 10, size=(4, 30))
-    alpha = draws.random((4, 30))
+    # each example's own stream (row_generator: seed + content): 30 indices, then 30 positions
+    gens = [row_generator(2, row) for row in x]
+    idx = np.array([g.integers(0, 10, size=30) for g in gens])
+    alpha = np.array([g.random(30) for g in gens])
     a, c = _np(model.a), _np(model.c)
     b = bg[idx]  # (4, 30, 6)
     point = b + alpha[..., None] * (x[:, None] - b)
@@ -280,3 +283,11 @@ def test_model_on_another_device_than_the_inputs() -> None:
     net = torch.nn.Linear(3, 2).to("meta")
     with pytest.raises(InvalidInputError, match="is on device 'cpu' but the model is on 'meta'"):
         wb.IntegratedGradients(net).explain(torch.ones(2, 3), target=0)
+
+
+def test_expected_gradients_of_an_example_do_not_depend_on_its_batch() -> None:
+    model = _Quadratic().eval()
+    rng = np.random.default_rng(1)
+    x, bg = rng.normal(size=(5, 6)), rng.normal(size=(10, 6))
+    eg = wb.ExpectedGradients(model, baselines=bg, n_samples=20, random_state=4)
+    np.testing.assert_allclose(eg.explain(x[2:4]).values, eg.explain(x).values[2:4], rtol=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -56,13 +57,22 @@ def test_batch_size_does_not_change_results_and_dtype_follows_model(cnn64, x16) 
 
 
 def _noisy_inputs(x, noise, n_samples, seed):
-    """The noise SmoothGrad documents: numpy default_rng(seed), one (n, ...) draw per sample,
-    scaled by noise * (max - min) of each example."""
-    rng = np.random.default_rng(seed)
+    """The noise SmoothGrad documents: each example's own numpy Generator, seeded by the seed
+    and the example's float64 content (blake2b of dtype, shape and bytes, as
+    whybox.parallel.row_seed does), drawing n_samples standard normals of its shape in turn,
+    scaled by noise * (max - min) of the example."""
     xn = x.detach().numpy().astype(np.float64)
+    eps = []
+    for row in xn:
+        digest = hashlib.blake2b(
+            str(row.dtype).encode() + str(row.shape).encode() + row.tobytes(), digest_size=16
+        ).digest()
+        seq = np.random.SeedSequence([seed, *np.frombuffer(digest, dtype=np.uint32).tolist()])
+        eps.append(np.random.default_rng(seq).standard_normal((n_samples, *row.shape)))
+    eps = np.stack(eps, axis=1)  # (n_samples, n, ...)
     span = xn.reshape(len(xn), -1).max(1) - xn.reshape(len(xn), -1).min(1)
     sigma = (noise * span).reshape(-1, 1, 1, 1)
-    return [xn + sigma * rng.standard_normal(xn.shape) for _ in range(n_samples)]
+    return [xn + sigma * eps[s] for s in range(n_samples)]
 
 
 def test_smoothgrad_and_vargrad_match_captum_on_the_same_noise(cnn, x16) -> None:
@@ -173,3 +183,11 @@ def test_training_mode_model_is_explained_in_eval_mode_and_restored() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         wb.Saliency(net).explain(x, target=1)
+
+
+def test_smoothgrad_noise_does_not_depend_on_the_batch(cnn, x16) -> None:
+    model, _ = cnn
+    sg = wb.SmoothGrad(wb.Saliency(model), noise=0.2, n_samples=6, random_state=3)
+    whole = sg.explain(x16[:6], target=2)
+    part = sg.explain(x16[3:5], target=2)
+    np.testing.assert_allclose(part.values, whole.values[3:5], rtol=1e-6, atol=1e-9)

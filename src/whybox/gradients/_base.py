@@ -385,6 +385,16 @@ def to_numpy(t: Any) -> np.ndarray:
     return t.detach().to("cpu").double().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
+def example_generators(random_state: Any, x: Any) -> list[np.random.Generator]:
+    """One numpy Generator per example of ``x`` (n, ...), seeded by ``random_state`` and the
+    example's content (:func:`whybox.parallel.row_generator` of its float64 values), so an
+    example draws the same noise whatever batch it is explained in."""
+    from whybox.parallel import row_generator
+
+    xs = to_numpy(x)
+    return [row_generator(random_state, xs[i]) for i in range(xs.shape[0])]
+
+
 class GradientExplainer(Explainer):
     """Base of the torch gradient explainers.
 

@@ -65,6 +65,7 @@ from ._base import (
     check_batch_size,
     default_batch_rows,
     eval_semantics,
+    example_generators,
     gradients,
     same_layout,
     to_numpy,
@@ -158,11 +159,14 @@ def make_baseline(
                     f"blur_sigma must be a positive number of pixels, got {blur_sigma!r}."
                 )
             return _gaussian_blur(x, float(sigma)), f"blur(sigma={float(sigma):g})"
-        rng = check_random_state(random_state)
+        check_random_state(random_state)
         flat = x.reshape(x.shape[0], -1)
         lo = flat.min(dim=1).values.reshape(-1, *([1] * (x.ndim - 1)))
         hi = flat.max(dim=1).values.reshape(-1, *([1] * (x.ndim - 1)))
-        u = torch.as_tensor(rng.random(tuple(x.shape)), device=x.device).to(x.dtype)
+        draws = np.stack(
+            [g.random(tuple(x.shape[1:])) for g in example_generators(random_state, x)]
+        )
+        u = torch.as_tensor(draws, device=x.device).to(x.dtype)
         return lo + (hi - lo) * u, "uniform"
     if isinstance(baseline, numbers.Number) and not isinstance(baseline, bool):
         value = float(baseline) if floating else int(baseline)
@@ -539,7 +543,7 @@ class IntegratedGradients(GradientExplainer):
         baseline : number, "zeros", "blur", "uniform", tensor or array
             A constant, a Gaussian blur of each input (``blur_sigma`` pixels, default a
             quarter of the image side), uniform noise in each input's range (seeded by
-            ``random_state``), or a tensor broadcastable to ``x``. For a distribution of
+            ``random_state`` and the input's content), or a tensor broadcastable to ``x``. For a distribution of
             baselines use :class:`ExpectedGradients`.
         steps : int, optional
             Nodes of the quadrature (default 50). With ``tolerance``: the most nodes per
@@ -666,8 +670,9 @@ class ExpectedGradients(GradientExplainer):
     n_samples : int, default 50
         Samples per example.
     random_state : int, optional
-        Seed of the draws (numpy, drawn for all examples at once: independent of the batch
-        size and the device).
+        Seed of the draws: each example draws from its own numpy stream, seeded by
+        ``random_state`` and the example's content, so its values do not depend on the batch
+        it is explained in, the batch size or the device.
     output_names : sequence of str, optional
 
     Notes
@@ -706,11 +711,14 @@ class ExpectedGradients(GradientExplainer):
             )
         return {}
 
-    def _draws(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = check_random_state(self.random_state)
-        idx = rng.integers(0, self.baselines.shape[0], size=(n, self.n_samples))
-        alpha = rng.random((n, self.n_samples))
-        return idx, alpha
+    def _draws(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Per example (its own content-seeded stream): ``n_samples`` baseline indices, then
+        ``n_samples`` path positions; (n, n_samples) each, independent of the batch."""
+        idx, alpha = [], []
+        for g in example_generators(self.random_state, x):
+            idx.append(g.integers(0, self.baselines.shape[0], size=self.n_samples))
+            alpha.append(g.random(self.n_samples))
+        return np.array(idx), np.array(alpha)
 
     def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
         torch = torch_module()
@@ -720,7 +728,7 @@ class ExpectedGradients(GradientExplainer):
                 f"inputs of shape {tuple(x.shape[1:])} per row do not match the baselines "
                 f"of shape {tuple(self.baselines.shape[1:])} per row."
             )
-        idx, alpha = self._draws(n)
+        idx, alpha = self._draws(x)
         S = self.n_samples
         # sample-major rows: row r -> sample r // n, example r % n
         ex = torch.arange(n, device=dev).repeat(S)

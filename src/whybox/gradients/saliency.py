@@ -36,6 +36,7 @@ from ._base import (
     check_batch_size,
     default_batch_rows,
     eval_semantics,
+    example_generators,
     gradients,
     torch_module,
 )
@@ -135,8 +136,10 @@ class SmoothGrad(GradientExplainer):
     n_samples : int, default 50
         Noisy copies per example.
     random_state : int, optional
-        Seed of the noise. The noise is drawn with numpy, sample by sample, so it is the
-        same whatever the batch size and the device.
+        Seed of the noise. Each example draws its noise from its own numpy stream, seeded
+        by ``random_state`` and the example's content (as the tabular estimators seed rows),
+        so it is the same whatever the batch it is explained in, the batch size and the
+        device.
     relative : bool, default True
         Whether ``noise`` is relative to each example's range.
 
@@ -184,7 +187,7 @@ class SmoothGrad(GradientExplainer):
     def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
         torch = torch_module()
         n = x.shape[0]
-        rng = np.random.default_rng(self.random_state)
+        rngs = example_generators(self.random_state, x)  # per example: batch-independent
         if self.relative:
             flat = x.reshape(n, -1)
             span = (flat.max(dim=1).values - flat.min(dim=1).values).to(x.dtype)
@@ -200,7 +203,8 @@ class SmoothGrad(GradientExplainer):
         inner_info: dict[str, Any] = {}
         for s0 in range(0, self.n_samples, per_call):
             s1 = min(s0 + per_call, self.n_samples)
-            eps = np.stack([rng.standard_normal(tuple(x.shape)) for _ in range(s0, s1)])
+            # samples s0..s1 of each example: the next (s1 - s0) draws of its own stream
+            eps = np.stack([g.standard_normal((s1 - s0, *x.shape[1:])) for g in rngs], axis=1)
             eps_t = torch.as_tensor(eps, device=x.device).to(x.dtype)
             noisy = (x[None] + sigma[None] * eps_t).reshape(-1, *x.shape[1:])
             reps = s1 - s0
