@@ -322,6 +322,14 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
 
 
 # ---------------------------------------------------------------------- explain
+#: the --trust-model option shared by every command that loads a model file
+_TRUST_MODEL = typer.Option(
+    False,
+    "--trust-model",
+    help="Allow loading pickle/joblib model files. Unpickling runs code: only for files you trust.",
+)
+
+
 def load_model(path: Path, trust_model: bool = False) -> Any:
     """Load a model file: XGBoost JSON/UBJ or LightGBM text (safe), pickle only if trusted."""
     if not path.exists():
@@ -471,12 +479,7 @@ def explain(
     report_dir: Path | None = typer.Option(
         None, "--report", help="Also write an HTML report to this folder."
     ),
-    trust_model: bool = typer.Option(
-        False,
-        "--trust-model",
-        help="Allow loading pickle/joblib model files. Unpickling runs code: only for files "
-        "you trust.",
-    ),
+    trust_model: bool = _TRUST_MODEL,
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     allow_nan: bool = typer.Option(
         False, "--allow-nan", help="Accept missing values (for models that handle them)."
@@ -589,12 +592,7 @@ def evaluate(
         None, "--link", help="identity or logit; default: the explanation's own."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the table as CSV."),
-    trust_model: bool = typer.Option(
-        False,
-        "--trust-model",
-        help="Allow loading pickle/joblib model files. Unpickling runs code: only for files "
-        "you trust.",
-    ),
+    trust_model: bool = _TRUST_MODEL,
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed of the sampled metrics."),
 ) -> None:
     """Score a saved explanation of MODEL with explanation-quality metrics."""
@@ -689,12 +687,7 @@ def report_command(
         None, "--immutable", help="With --recourse: features that may not change, e.g. age,sex."
     ),
     title: str = typer.Option("whybox report", "--title", help="Title of the page."),
-    trust_model: bool = typer.Option(
-        False,
-        "--trust-model",
-        help="Allow loading pickle/joblib model files. Unpickling runs code: only for files "
-        "you trust.",
-    ),
+    trust_model: bool = _TRUST_MODEL,
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed of sampled parts."),
 ) -> None:
     """Write the full HTML report of a saved explanation of MODEL, described on DATA."""
