@@ -21,7 +21,6 @@ from whybox._validation import check_int
 from whybox.errors import (
     InvalidInputError,
     InvalidParameterError,
-    MissingDependencyError,
     ModelCallError,
     UnsupportedModelError,
 )
@@ -41,11 +40,7 @@ class TrainingModeWarning(UserWarning):
 
 def torch_module() -> Any:
     """Import torch, or raise MissingDependencyError."""
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is installed in the test env
-        raise MissingDependencyError("torch", "torch", "gradient explanations") from exc
-    return torch
+    return hooks.require_torch("gradient explanations")
 
 
 def check_model(model: Any) -> Any:

@@ -30,19 +30,21 @@ __all__ = [
     "module_paths",
     "registered",
     "replace",
+    "require_torch",
 ]
 
 
-def _torch() -> Any:
+def require_torch(feature: str = "hooks on torch modules") -> Any:
+    """Import torch for ``feature``, or raise MissingDependencyError naming the extra."""
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - torch is installed in the test env
-        raise MissingDependencyError("torch", "torch", "hooks on torch modules") from exc
+        raise MissingDependencyError("torch", "torch", feature) from exc
     return torch
 
 
 def _check_module(model: Any) -> Any:
-    torch = _torch()
+    torch = require_torch()
     if not isinstance(model, torch.nn.Module):
         raise UnsupportedModelError(
             f"hooks need a torch.nn.Module, got {type(model).__name__}. Pass the torch model "
@@ -176,7 +178,7 @@ def replace(model: Any, path: str, value: Any, *, inputs: bool = False) -> Itera
     inputs : bool, default False
         Patch the module's first positional input instead of its output.
     """
-    torch = _torch()
+    torch = require_torch()
     module = get_module(model, path)
 
     def new_value(original: Any) -> Any:

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from .._validation import check_in
-from ..errors import InvalidParameterError, MissingDependencyError, UnsupportedModelError
+from ..errors import InvalidParameterError, UnsupportedModelError
+from ..internals.hooks import require_torch
 from ..models import is_torch_module
 from ._inputs import call_explain_fn, output_values
 from .agreement import _pearson_rows, spearman_rows
@@ -36,14 +37,6 @@ from .agreement import _pearson_rows, spearman_rows
 __all__ = ["model_randomisation", "randomisable_layers"]
 
 SIMILARITIES = ("spearman", "pearson")
-
-
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is installed in CI
-        raise MissingDependencyError("torch", "torch", "model_randomisation") from exc
-    return torch
 
 
 def randomisable_layers(model: Any) -> list[str]:
@@ -101,7 +94,7 @@ def model_randomisation(
     they were randomised, with columns ``mean``, ``std`` and ``n`` (or one column per row with
     ``per_row=True``). Lower similarity after randomisation is what a faithful method shows.
     """
-    torch = _torch()
+    torch = require_torch("model_randomisation")
     if not is_torch_module(model):
         raise UnsupportedModelError(
             f"model_randomisation re-initialises the layers of a torch.nn.Module; got "
