@@ -74,7 +74,7 @@ def run() -> dict[str, object]:
     from sklearn.ensemble import RandomForestRegressor
 
     import whybox as wb
-    from whybox.tabular.trees import parse_tree_model
+    from whybox.trees.parse import parse_tree_model
 
     res: dict[str, object] = {}
     Xr, yr = _data(5000, 20, seed=1)

@@ -21,10 +21,10 @@ _LAZY = {
     "ExactShap": "whybox.games.shapley",
     "PermutationShap": "whybox.games.shapley",
     "KernelShap": "whybox.games.kernel",
-    "LinearShap": "whybox.tabular.linear",
+    "LinearShap": "whybox.linear.shap",
     "Lime": "whybox.games.lime",
     "SubmodularPick": "whybox.games.lime",
-    "TreeShap": "whybox.tabular.treeshap",
+    "TreeShap": "whybox.trees.treeshap",
     "Banzhaf": "whybox.games.banzhaf",
     "ShapleyInteractions": "whybox.games.interactions",
     "Independent": "whybox.games.maskers",
@@ -38,12 +38,12 @@ _LAZY = {
     "wrap_model": "whybox.models",
     "evaluate": "whybox.metrics",
     "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
-    "reason_codes": "whybox.tabular.reasons",
-    "partial_dependence": "whybox.tabular.effects",
-    "ale": "whybox.tabular.ale",
-    "permutation_importance": "whybox.tabular.importance",
-    "global_importance": "whybox.tabular.importance",
-    "Counterfactuals": "whybox.tabular.counterfactuals",
+    "reason_codes": "whybox.recourse.reasons",
+    "partial_dependence": "whybox.inspection.partial_dependence",
+    "ale": "whybox.inspection.ale",
+    "permutation_importance": "whybox.inspection.importance",
+    "global_importance": "whybox.inspection.importance",
+    "Counterfactuals": "whybox.recourse.counterfactuals",
     "WhyboxError": "whybox.errors",
     "InvalidInputError": "whybox.errors",
     "InvalidParameterError": "whybox.errors",
@@ -70,7 +70,10 @@ _SUBMODULES = {
     "models",
     "errors",
     "testing",
-    "tabular",
+    "trees",
+    "inspection",
+    "recourse",
+    "linear",
     "glassbox",
     "metrics",
     "internals",
@@ -154,16 +157,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .gradients.cam import GradCam, GradCamPlusPlus, GuidedBackprop, GuidedGradCam
     from .gradients.integrated import ExpectedGradients, IntegratedGradients
     from .gradients.saliency import InputXGradient, Saliency, SmoothGrad, VarGrad
+    from .inspection.ale import ale
+    from .inspection.importance import global_importance, permutation_importance
+    from .inspection.partial_dependence import partial_dependence
+    from .linear.shap import LinearShap
     from .metrics import evaluate
     from .models import wrap_model
+    from .recourse.counterfactuals import Counterfactuals
+    from .recourse.reasons import reason_codes
     from .report import report
-    from .tabular.ale import ale
-    from .tabular.counterfactuals import Counterfactuals
-    from .tabular.effects import partial_dependence
-    from .tabular.importance import global_importance, permutation_importance
-    from .tabular.linear import LinearShap
-    from .tabular.reasons import reason_codes
-    from .tabular.treeshap import TreeShap
+    from .trees.treeshap import TreeShap
 
 
 def __getattr__(name: str) -> Any:

@@ -75,13 +75,13 @@ def _interactions() -> type[Explainer]:
 
 
 def _linear() -> type[Explainer]:
-    from .tabular.linear import LinearShap
+    from .linear.shap import LinearShap
 
     return LinearShap
 
 
 def _tree() -> type[Explainer]:
-    from .tabular.treeshap import TreeShap
+    from .trees.treeshap import TreeShap
 
     return TreeShap
 
@@ -152,8 +152,8 @@ def resolve_method(
         else [f"x{j}" for j in range(X.shape[1])]
     )
     players, _ = group_matrix(names, groups)
-    from .tabular.linear import is_linear_model
-    from .tabular.treeshap import is_tree_model
+    from .linear.shap import is_linear_model
+    from .trees.treeshap import is_tree_model
 
     if is_tree_model(model) and not groups:
         return "tree", "tree ensemble: exact TreeSHAP of its raw output"

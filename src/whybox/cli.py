@@ -209,9 +209,9 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
 
     from .games.lime import Lime
     from .games.shapley import ExactShap
+    from .recourse.reasons import reason_codes
     from .report.builder import local_section, report
     from .report.sections import recourse_section
-    from .tabular.reasons import reason_codes
     from .zoo import credit, credit_true_shap
 
     t0 = time.perf_counter()

@@ -287,7 +287,7 @@ def importance_section(
     """
     import matplotlib.pyplot as plt
 
-    from ..tabular.importance import global_importance
+    from ..inspection.importance import global_importance
     from ..viz import plots
 
     single = exp if not exp.multi_output else exp[:, :, 0]

@@ -96,8 +96,8 @@ def effects_section(
     """
     import matplotlib.pyplot as plt
 
-    from ..tabular.ale import ale as ale_fn
-    from ..tabular.effects import partial_dependence as pd_fn
+    from ..inspection.ale import ale as ale_fn
+    from ..inspection.partial_dependence import partial_dependence as pd_fn
     from ..viz import plots
 
     if not exp.is_tabular or exp.data is None or not features:
@@ -185,7 +185,7 @@ def recourse_section(
     ``ranges``, ``monotone``, ``time_budget``, ...), or a constructed ``Counterfactuals``.
     Returns None when no rows, data, model or training rows are given.
     """
-    from ..tabular.counterfactuals import Counterfactuals
+    from ..recourse.counterfactuals import Counterfactuals
 
     if not rows or exp.data is None or model is None or X_train is None:
         return None

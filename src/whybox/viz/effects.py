@@ -1,8 +1,8 @@
 """Matplotlib plots of global effects: partial dependence / ICE, ALE and feature importance.
 
-Each function takes a result object (:class:`~whybox.tabular.effects.PartialDependence`,
-:class:`~whybox.tabular.ale.AccumulatedLocalEffects`,
-:class:`~whybox.tabular.importance.FeatureImportance`) and returns the Axes it drew on; pass
+Each function takes a result object (:class:`~whybox.inspection.partial_dependence.PartialDependence`,
+:class:`~whybox.inspection.ale.AccumulatedLocalEffects`,
+:class:`~whybox.inspection.importance.FeatureImportance`) and returns the Axes it drew on; pass
 ``ax=`` to draw into an existing one. With several outputs pick one with ``output=``.
 
 Lines carry labels so that their data can be found again: ``"average"`` (the PDP),

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import UnsupportedModelError
 from ..models import model_type_name
-from .trees import InputEncoding, TreeEnsemble, _assemble, _concat, _le, _names_or_none, _outputs
+from .parse import InputEncoding, TreeEnsemble, _assemble, _concat, _le, _names_or_none, _outputs
 
 __all__ = ["parse"]
 

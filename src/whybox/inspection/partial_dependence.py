@@ -11,9 +11,9 @@ Two ways to compute the same numbers (``method=``):
 
 * ``"brute"``: call the model on the modified rows (any model ``wrap_model`` accepts,
   DataFrames keep their dtypes: a categorical column is set to a category of its dtype).
-* ``"tree"``: for tree ensembles that :func:`~whybox.tabular.trees.parse_tree_model` reads,
+* ``"tree"``: for tree ensembles that :func:`~whybox.trees.parse.parse_tree_model` reads,
   one traversal per tree and row gives the row's raw output at every grid point at once
-  (:mod:`whybox.tabular._effects_tree`); the raw output is then mapped to the requested output
+  (:mod:`whybox.inspection._partial_dependence_tree`); the raw output is then mapped to the requested output
   as the model itself does (sigmoid / softmax / exp, class selection, ``link="logit"``). The
   mapping is checked against the model's own output on the first rows.
 
@@ -446,7 +446,7 @@ def tree_curves(
     model: Any, mf: ModelFunction, X: Any, positions: list[int], points: list[np.ndarray]
 ) -> tuple[np.ndarray | None, str]:
     """ICE (n, G, k) through the exact tree path, or (None, reason) when it does not apply."""
-    from .trees import parse_tree_model
+    from ..trees.parse import parse_tree_model
 
     try:
         ens = parse_tree_model(model)
@@ -461,7 +461,7 @@ def tree_curves(
     cols = [_ensemble_column(ens, X, j) for j in positions]
     if any(c is None for c in cols):
         return None, "the feature is not one of the ensemble's columns"
-    from ._effects_tree import ensemble_ice
+    from ._partial_dependence_tree import ensemble_ice
 
     try:
         Z = ens.encode(X)

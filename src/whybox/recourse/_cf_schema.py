@@ -1,4 +1,4 @@
-"""Feature schema of :mod:`whybox.tabular.counterfactuals`: encode rows to floats and back.
+"""Feature schema of :mod:`whybox.recourse.counterfactuals`: encode rows to floats and back.
 
 Numeric features keep their values; categorical ones (pandas categoricals, strings, objects,
 bools and any column listed as categorical) become the index of their category. Decoding

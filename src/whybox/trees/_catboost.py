@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedModelError
-from .trees import TreeEnsemble, _assemble, _concat, _le, _names_or_none, _outputs
+from .parse import TreeEnsemble, _assemble, _concat, _le, _names_or_none, _outputs
 
 __all__ = ["parse"]
 

@@ -290,7 +290,9 @@ def test_tree_path_equals_brute_lightgbm_nan_and_categorical():
 def test_tree_path_grid_at_thresholds_is_exact(hgb, num):
     """Grid points exactly at split thresholds and beyond the data go the model's way."""
     X, _ = num
-    ens = wb.tabular.trees.parse_tree_model(hgb)
+    from whybox.trees.parse import parse_tree_model
+
+    ens = parse_tree_model(hgb)
     on_0 = ens.threshold[(ens.feature == 0) & (ens.left >= 0)]
     grid = np.unique(np.r_[np.nextafter(on_0, -np.inf), on_0, -5.0, 5.0])
     with warnings.catch_warnings():

@@ -8,7 +8,7 @@ import pytest
 
 from whybox.errors import InvalidParameterError
 from whybox.explanation import Explanation
-from whybox.tabular.reasons import default_phrase, reason_codes
+from whybox.recourse.reasons import default_phrase, reason_codes
 
 
 @pytest.fixture

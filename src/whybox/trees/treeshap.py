@@ -1,14 +1,14 @@
 """TreeSHAP: exact SHAP values of tree ensembles, in numba.
 
 ``TreeShap(model)`` parses scikit-learn, XGBoost, LightGBM (and CatBoost) ensembles into one
-array layout (:mod:`whybox.tabular.trees`) and explains them
+array layout (:mod:`whybox.trees.parse`) and explains them
 
 * path-dependently (no background; the trees' covers stand for the data distribution):
   quadrature TreeSHAP over one linear walk per tree, rows traversed in blocks
-  (:mod:`whybox.tabular._treeshap_path`);
+  (:mod:`whybox.trees._treeshap_path`);
 * interventionally against a background sample (``TreeShap(model, background=X_bg)``),
   optionally on the probability scale of boosted classifiers
-  (:mod:`whybox.tabular._treeshap_interventional`);
+  (:mod:`whybox.trees._treeshap_interventional`);
 
 and gives SHAP interaction values (path-dependent) with ``explain_interactions``.
 
@@ -143,7 +143,7 @@ class TreeShap(Explainer):
         allow_nan: bool = True,
         n_jobs: int | None = None,
     ) -> None:
-        from .trees import parse_tree_model
+        from .parse import parse_tree_model
 
         check_in("model_output", model_output, ("raw", "probability"))
         check_in(

@@ -28,7 +28,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeRegressor
 
 from whybox.errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
-from whybox.tabular.trees import SUPPORTED, TreeEnsemble, parse_tree_model
+from whybox.trees.parse import SUPPORTED, TreeEnsemble, parse_tree_model
 
 xgb = pytest.importorskip("xgboost")
 lgb = pytest.importorskip("lightgbm")

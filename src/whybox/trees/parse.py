@@ -5,8 +5,8 @@ RandomForest*, IsolationForest), GradientBoosting*, HistGradientBoosting*, XGBoo
 booster's JSON), LightGBM (``dump_model()``) and, when installed, CatBoost (its JSON) into a
 :class:`TreeEnsemble`: the nodes of all trees concatenated with global child indices, every
 tree stored parents-before-children (``left[i] > i``) without unreachable nodes. Each library
-has its parser module (``_trees_sklearn``, ``_trees_xgboost``, ``_trees_lightgbm``,
-``_trees_catboost``); this module holds the layout, its encoding and its kernels.
+has its parser module (``_sklearn``, ``_xgboost``, ``_lightgbm``,
+``_catboost``); this module holds the layout, its encoding and its kernels.
 
 One decision rule for every library (:func:`goes_left`)::
 
@@ -644,7 +644,7 @@ def parse_tree_model(model: Any) -> TreeEnsemble:
         raise InvalidParameterError(
             f"{model_type_name(model)} is not fitted: call fit before explaining it."
         )
-    parse = import_module(f"._trees_{kind}", __package__).parse  # one module per library
+    parse = import_module(f"._{kind}", __package__).parse  # one module per library
     try:
         return parse(model)
     except (AttributeError, KeyError, IndexError) as exc:

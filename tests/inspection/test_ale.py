@@ -15,7 +15,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 import whybox as wb
 from whybox.errors import InvalidInputError, InvalidParameterError
-from whybox.tabular.ale import ale_numeric
+from whybox.inspection.ale import ale_numeric
 
 N = 400
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UnsupportedModelError
 from ..models import _has_base
-from .trees import (
+from .parse import (
     _LGB_ZERO,
     InputEncoding,
     TreeEnsemble,

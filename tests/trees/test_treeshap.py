@@ -16,7 +16,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 import whybox as wb
 from whybox.errors import InvalidInputError, InvalidParameterError
-from whybox.tabular.treeshap import TreeShap
+from whybox.trees.treeshap import TreeShap
 
 xgb = pytest.importorskip("xgboost")
 lgb = pytest.importorskip("lightgbm")
@@ -265,7 +265,7 @@ def _distinct_path_features(ens):
 
 
 def test_quadrature_points_follow_distinct_path_features_and_are_tight():
-    from whybox.tabular._treeshap_path import (
+    from whybox.trees._treeshap_path import (
         gauss_legendre_01,
         max_path_features,
         path_dependent_shap,
@@ -293,7 +293,7 @@ def test_quadrature_points_follow_distinct_path_features_and_are_tight():
 
 
 def test_values_do_not_depend_on_block_size_or_threads():
-    from whybox.tabular._treeshap_path import path_dependent_shap
+    from whybox.trees._treeshap_path import path_dependent_shap
 
     X, _, _, ym = make_data(n=300, seed=8, nan=True)
     model = RandomForestClassifier(n_estimators=8, max_depth=8, random_state=0).fit(X.fillna(0), ym)

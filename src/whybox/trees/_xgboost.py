@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import UnsupportedModelError
 from ..models import _has_base
-from .trees import InputEncoding, TreeEnsemble, _assemble, _lt, _names_or_none, _outputs
+from .parse import InputEncoding, TreeEnsemble, _assemble, _lt, _names_or_none, _outputs
 
 __all__ = ["parse"]
 

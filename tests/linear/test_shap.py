@@ -9,7 +9,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
 import whybox as wb
 from whybox.errors import InvalidParameterError, UnsupportedModelError
-from whybox.tabular.linear import LinearShap
+from whybox.linear.shap import LinearShap
 
 
 @pytest.fixture(scope="module")

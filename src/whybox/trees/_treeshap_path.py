@@ -1,4 +1,4 @@
-"""numba kernels of path-dependent TreeSHAP on the flat tree layout of :mod:`whybox.tabular.trees`.
+"""numba kernels of path-dependent TreeSHAP on the flat tree layout of :mod:`whybox.trees.parse`.
 
 Path-dependent TreeSHAP by quadrature
 -------------------------------------
@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .trees import goes_left
+from .parse import goes_left
 
 __all__ = [
     "ROW_BLOCK",
@@ -558,7 +558,7 @@ def path_dependent_shap(
 ) -> np.ndarray:
     """Path-dependent SHAP values (n, p, K), rows traversed in blocks of ``block``.
 
-    ``layout`` is :attr:`whybox.tabular.trees.TreeEnsemble.layout`; ``tq``, ``wq`` the
+    ``layout`` is :attr:`whybox.trees.parse.TreeEnsemble.layout`; ``tq``, ``wq`` the
     quadrature of :func:`gauss_legendre_01`. A row's arithmetic does not depend on the other
     rows of its block, so the values do not depend on ``block`` or the number of threads.
     """

@@ -1,4 +1,4 @@
-"""Search internals of :mod:`whybox.tabular.counterfactuals`: pure array code.
+"""Search internals of :mod:`whybox.recourse.counterfactuals`: pure array code.
 
 Rows are encoded as float vectors ``z`` of length ``p``: numeric features hold their values,
 categorical features the index of their category. A :class:`Space` holds everything the

@@ -20,8 +20,8 @@ from threadpoolctl import threadpool_limits
 
 import whybox as wb
 from whybox.errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
-from whybox.tabular import _cf_search
-from whybox.tabular.counterfactuals import Counterfactuals
+from whybox.recourse import _cf_search
+from whybox.recourse.counterfactuals import Counterfactuals
 
 CONSTRAINTS = {
     "immutable": ["loan_purpose", "open_credit_lines"],

@@ -1,5 +1,5 @@
 """numba kernels of interventional TreeSHAP on the flat tree layout of
-:mod:`whybox.tabular.trees`.
+:mod:`whybox.trees.parse`.
 
 Two forms give the same values (the average over background rows ``z`` of the SHAP values of
 the game ``v(S) = f(x_S, z_{-S})``, Lundberg et al. 2020):
@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .trees import goes_left as _goes_left
+from .parse import goes_left as _goes_left
 
 __all__ = [
     "background_masks",

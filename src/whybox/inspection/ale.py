@@ -52,7 +52,7 @@ import pandas as pd
 from .._validation import as_2d_input, check_int, check_nonempty, check_random_state
 from ..errors import InvalidInputError, InvalidParameterError
 from ..models import ModelFunction, wrap_model
-from .effects import (
+from .partial_dependence import (
     _categorical_flags,
     categories_of,
     column,

@@ -4,7 +4,7 @@ With every feature but the ones of interest fixed at a row's values, a tree's ou
 function of those features alone, constant between the thresholds of the tree's splits on
 them. :func:`tree_ice` walks each tree once per row: at a split on another feature it follows
 the row, at a split on a feature of interest it sends every grid point the way the layout's
-decision rule (:func:`whybox.tabular.trees.goes_left`) sends it, so the grid points reaching
+decision rule (:func:`whybox.trees.parse.goes_left`) sends it, so the grid points reaching
 a leaf are exactly those whose modified row would reach it. The set of grid points travelling
 down a branch is the discrete form of the interval of ``x_j`` that branch allows; NaN and
 categorical grid values follow the same rule as in prediction.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .trees import TreeEnsemble, goes_left
+from ..trees.parse import TreeEnsemble, goes_left
 
 __all__ = ["ensemble_ice"]
 
