@@ -389,3 +389,18 @@ def test_explain_wraps_errors_of_a_callable(fitted):
         ExactShap(f, background=X.to_numpy()[:10]).explain(X.to_numpy()[:2])
     assert info.value.__cause__ is err
     assert "ZeroDivisionError" in str(info.value) and "shape (1, 3)" in str(info.value)
+
+
+def test_check_keywords_names_closest_constructor_and_shap_spellings():
+    from whybox._validation import check_keywords
+
+    allowed = ["budget", "target", "link", "progress", "tolerance"]
+    check_keywords({"budget": 1}, allowed, where="KernelShap.explain")  # known: no error
+    with pytest.raises(InvalidParameterError, match=r"budjet=\. Did you mean budget=\?"):
+        check_keywords({"budjet": 10}, allowed, where="KernelShap.explain")
+    with pytest.raises(InvalidParameterError, match=r"nsamples= \(shap's spelling\).*budget="):
+        check_keywords({"nsamples": 10}, allowed, where="KernelShap.explain")
+    with pytest.raises(
+        InvalidParameterError, match=r"belongs to the constructor.*KernelShap\(\.\.\., groups="
+    ):
+        check_keywords({"groups": {}}, allowed, where="KernelShap.explain", constructor=["groups"])

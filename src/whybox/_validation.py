@@ -6,8 +6,9 @@ parameter, the values allowed and the value received, and says what to do.
 
 from __future__ import annotations
 
+import difflib
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "check_finite",
     "check_in",
     "check_int",
+    "check_keywords",
     "check_nonempty",
     "check_random_state",
     "feature_names_of",
@@ -64,6 +66,91 @@ def check_int(
     if maximum is not None and value > maximum:
         raise InvalidParameterError(f"{name} must be at most {maximum}, got {value}.")
     return value
+
+
+#: shap's keyword spellings that users type, and what whybox calls them
+SHAP_SPELLINGS: dict[str, str] = {
+    "nsamples": "whybox's budget= (model evaluations per row, shap's nsamples / max_evals)",
+    "max_evals": "whybox's budget= (model evaluations per row, shap's nsamples / max_evals)",
+    "check_additivity": (
+        "whybox checks completeness on every call: read exp.completeness_gap(); an exact "
+        "method whose gap is large raises or warns with the figure, so there is nothing to "
+        "switch off"
+    ),
+    "l1_reg": "whybox's KernelShap has no l1_reg: it estimates every player (pass no l1_reg)",
+    "silent": "whybox prints nothing; pass progress= a callable(done, total) to follow a run",
+    "interactions": "whybox.ShapleyInteractions (or TreeShap.explain_interactions)",
+    "feature_perturbation": (
+        "whybox's TreeShap(..., background=None) for path-dependent values and "
+        "TreeShap(..., background=rows) for interventional values"
+    ),
+}
+
+
+def check_keywords(
+    kwargs: Mapping[str, Any],
+    allowed: Iterable[str],
+    *,
+    where: str,
+    constructor: Iterable[str] = (),
+    constructor_name: str | None = None,
+    spellings: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse keywords a public call does not read, naming the closest valid one.
+
+    Parameters
+    ----------
+    kwargs : mapping
+        The keywords received (``**kwargs`` of the call).
+    allowed : iterable of str
+        The keywords the call reads.
+    where : str
+        The call, for the message, e.g. ``"KernelShap.explain"``.
+    constructor : iterable of str
+        Keywords that belong to the explainer's constructor instead: a message says to move
+        them there.
+    constructor_name : str, optional
+        How the constructor is written in the message (default: ``where`` before the dot).
+    spellings : mapping, optional
+        Extra ``{keyword: advice}`` beside :data:`SHAP_SPELLINGS` (e.g. a peer's name).
+
+    Raises
+    ------
+    InvalidParameterError
+        For the first unknown keyword (all of them are listed).
+    """
+    allowed = list(allowed)
+    unknown = [k for k in kwargs if k not in allowed]
+    if not unknown:
+        return
+    constructor = list(constructor)
+    ctor = constructor_name or where.rpartition(".")[0] or where
+    advice = {**SHAP_SPELLINGS, **(spellings or {})}
+    k = unknown[0]
+    listed = f" (unknown: {unknown})" if len(unknown) > 1 else ""
+    if k in constructor:
+        raise InvalidParameterError(
+            f"{where}() got {k}=, which belongs to the constructor{listed}: pass it as "
+            f"{ctor}(..., {k}=...) and call {where}() without it."
+        )
+    if k in advice:
+        raise InvalidParameterError(
+            f"{where}() does not take {k}= (shap's spelling){listed}: use {advice[k]}. "
+            f"It takes: {sorted(allowed)}."
+        )
+    close = difflib.get_close_matches(k, [*allowed, *constructor], n=1, cutoff=0.6)
+    hint = ""
+    if close:
+        c = close[0]
+        hint = (
+            f" Did you mean {c}=?"
+            if c in allowed
+            else f" Did you mean {c}=? It belongs to the constructor: {ctor}(..., {c}=...)."
+        )
+    raise InvalidParameterError(
+        f"{where}() got an unexpected keyword {k}={listed}.{hint} It takes: {sorted(allowed)}"
+        + (f"; the constructor takes: {sorted(constructor)}." if constructor else ".")
+    )
 
 
 def check_random_state(random_state: Any) -> np.random.Generator:
