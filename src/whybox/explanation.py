@@ -20,6 +20,7 @@ position selects one output and drops the output axis.
 from __future__ import annotations
 
 import html
+import importlib
 import io
 import json
 import math
@@ -49,6 +50,17 @@ from ._persist import (
     _jsonable,
     _put_values,
 )
+
+#: Accessors served by packages that build on this module: attribute -> (module, class).
+#: The module is imported by name on first use, as pandas finds its plotting backend, so
+#: ``explanation`` never imports the layers above it (no import circle with ``viz``).
+_ACCESSORS = {"plot": ("whybox.viz.accessor", "PlotAccessor")}
+
+
+def _accessor(name: str) -> Any:
+    module, cls = _ACCESSORS[name]
+    return getattr(importlib.import_module(module), cls)
+
 
 #: ``meta`` key listing the meta entries that hold one value per row (see Explanation)
 ROW_KEYS = "row_keys"
@@ -623,9 +635,13 @@ class Explanation:
         return f"<div class='whybox-explanation'><p>{''.join(rows)}</p>{table}</div>"
 
     @property
-    def plot(self) -> PlotAccessor:
-        """Plotting methods: ``exp.plot.bar()``, ``.waterfall(i)``, ``.beeswarm()``, ..."""
-        return PlotAccessor(self)
+    def plot(self) -> Any:
+        """Plotting methods: ``exp.plot.bar()``, ``.waterfall(i)``, ``.beeswarm()``, ...
+
+        The accessor is :class:`whybox.viz.accessor.PlotAccessor`, found by name on first use
+        (see ``_ACCESSORS``): this module sits below ``whybox.viz`` and never imports it.
+        """
+        return _accessor("plot")(self)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -665,49 +681,6 @@ class Explanation:
                 zf.writestr(f"{name}.npy", b.getvalue())
         _atomic_write(path, buf.getvalue())
         return path
-
-
-class PlotAccessor:
-    """``exp.plot``: matplotlib plots of an Explanation; each returns the Axes."""
-
-    def __init__(self, exp: Explanation) -> None:
-        self._exp = exp
-
-    def bar(self, **kwargs: Any) -> Any:
-        from .viz import plots
-
-        return plots.bar(self._exp, **kwargs)
-
-    def waterfall(self, i: int = 0, **kwargs: Any) -> Any:
-        from .viz import plots
-
-        return plots.waterfall(self._exp, i, **kwargs)
-
-    def beeswarm(self, **kwargs: Any) -> Any:
-        from .viz import plots
-
-        return plots.beeswarm(self._exp, **kwargs)
-
-    def scatter(self, feature: str | int, **kwargs: Any) -> Any:
-        from .viz import plots
-
-        return plots.scatter(self._exp, feature, **kwargs)
-
-    def heatmap(self, **kwargs: Any) -> Any:
-        from .viz import plots_rows
-
-        return plots_rows.heatmap(self._exp, **kwargs)
-
-    def force(self, i: int = 0, **kwargs: Any) -> Any:
-        from .viz import plots_rows
-
-        return plots_rows.force(self._exp, i, **kwargs)
-
-    def image(self, i: int = 0, **kwargs: Any) -> Any:
-        """Heatmap of image ``i`` over the image (see :func:`whybox.viz.images.image`)."""
-        from .viz import images
-
-        return images.image(self._exp, i, **kwargs)
 
 
 # ---------------------------------------------------------------------- helpers

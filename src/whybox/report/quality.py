@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..explanation import Explanation
-from .builder import _fmt
+from ._page import _fmt
 
 __all__ = ["quality_section"]
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import WhyboxError
 from ..explanation import Explanation
-from .builder import _fmt, figure_data_uri, figures_section
+from ._page import _fmt, figure_data_uri, figures_section
 
 __all__ = ["data_section", "effects_section", "recourse_section", "target_of"]
 

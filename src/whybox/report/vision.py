@@ -39,7 +39,7 @@ import numpy as np
 from .._validation import check_in, check_int
 from ..errors import InvalidParameterError
 from ..explanation import Explanation
-from .builder import Report, figure_data_uri, figures_section
+from ._page import Report, figure_data_uri, figures_section
 
 __all__ = ["VISION_METHODS", "vision_report"]
 
