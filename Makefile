@@ -1,13 +1,15 @@
 # whybox: two commands on a fresh machine
 #   make demo   creates .venv, installs whybox[all], writes whybox-report/index.html
-#   make test   creates .venv, installs whybox[all,dev], runs ruff and the whole test suite
+#   make test   checks (and, as root, installs) the system packages the tests need, creates
+#               .venv, installs whybox[all,dev], runs ruff and the whole test suite
+#   make system-deps   only the system packages: Chromium, libGL, GLib, a font (scripts/system-deps.sh)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e '.[all,dev]'
 	@touch $@ $(VENV)/.installed-all
 
+# `demo` needs no system package: the quickstart report is written with matplotlib's own fonts.
 demo: $(VENV)/.installed-all
 	$(BIN)/whybox quickstart --out whybox-report
 
@@ -27,9 +30,15 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: $(VENV)/.installed-dev
+# First of all, so that a machine that lacks them stops before the long install and any test.
+system-deps:
+	@bash scripts/system-deps.sh
+
+# Agg: no plot window opens, on a desktop as on a server; the ten slowest tests are listed at
+# the end so that the suite's time stays visible as it grows.
+test: system-deps $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest
+	MPLBACKEND=Agg $(BIN)/python -m pytest --durations=10
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
