@@ -51,7 +51,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_finite, check_int, check_nonempty
 from ..errors import InvalidInputError, InvalidParameterError
-from ..explanation import Explanation
+from ..explanation import ROW_KEYS, Explanation
 from ._ebm_binning import FeatureBins, bin_matrix, fit_feature_bins, is_categorical_column
 from ._ebm_boost import LOGLOSS, SQUARED
 from ._ebm_fit import BoostSettings, FittedTerms, fit_ebm
@@ -62,6 +62,14 @@ __all__ = ["ExplainableBoostingClassifier", "ExplainableBoostingRegressor"]
 
 def _check_feature_names(est: BaseEstimator, X: Any, reset: bool) -> None:
     """scikit-learn's feature-name and feature-count bookkeeping, with whybox errors."""
+    if isinstance(X, pd.DataFrame):
+        have = [str(c) for c in X.columns]
+        duplicated = sorted({c for c in have if have.count(c) > 1})
+        if duplicated:
+            raise InvalidInputError(
+                f"X has duplicated column names: {duplicated}. Each feature must appear once; "
+                "rename or drop the duplicated columns."
+            )
     try:
         try:
             from sklearn.utils.validation import validate_data
@@ -74,8 +82,26 @@ def _check_feature_names(est: BaseEstimator, X: Any, reset: bool) -> None:
         raise
     except ValueError as exc:
         raise InvalidInputError(
-            f"{exc} Pass the same columns, in the same order, as at fit time."
+            f"{exc} Pass the columns the model was fitted on (in any order: DataFrame "
+            "columns are matched by name)."
         ) from exc
+
+
+def _align_by_name(est: BaseEstimator, X: Any) -> Any:
+    """A DataFrame with the fitted columns in another order, reordered by name.
+
+    Anything else (an array, other or missing names) is returned as it is, for
+    :func:`_check_feature_names` to check and report.
+    """
+    fitted = getattr(est, "feature_names_in_", None)
+    if not isinstance(X, pd.DataFrame) or fitted is None:
+        return X
+    have = [str(c) for c in X.columns]
+    fitted = [str(c) for c in fitted]
+    if have == fitted or len(set(have)) != len(have) or set(have) != set(fitted):
+        return X
+    position = {c: j for j, c in enumerate(have)}
+    return X.iloc[:, [position[c] for c in fitted]]
 
 
 def _as_table(X: Any, name: str = "X") -> np.ndarray | pd.DataFrame:
@@ -343,6 +369,7 @@ class _EBMBase(BaseEstimator):
     def _check_X(self, X: Any) -> np.ndarray | pd.DataFrame:
         check_is_fitted(self, "term_scores_")
         X = _as_table(X)
+        X = _align_by_name(self, X)
         _check_feature_names(self, X, reset=False)
         return X
 
@@ -370,8 +397,30 @@ class _EBMBase(BaseEstimator):
     def _output_name(self) -> str:
         return "prediction"
 
-    def explain_local(self, X: Any) -> Explanation:
+    def _output_labels(self) -> list[Any]:
+        """What ``target=`` picks from: the class labels, or ``["prediction"]``."""
+        return ["prediction"]
+
+    def _describe(self, j: int) -> str:
+        return "prediction"
+
+    def explain_local(self, X: Any, target: Any = None) -> Explanation:
         """Exact local explanation: each term's contribution to the decision function.
+
+        DataFrame columns are matched to the fitted feature names (any order); an array is
+        read by position.
+
+        Parameters
+        ----------
+        X : DataFrame or array (n, p)
+        target : None, label, index, list, "all" or a 1-D array of length n
+            The classifier explains the log-odds of ``classes_[1]`` by default; class 0 (by
+            label, index or the string of its label) is the negated log-odds, so its terms
+            are the negated terms. A list (or ``"all"``) explains several classes (a trailing
+            output axis); a 1-D array, Series or tensor of length n gives one class per row
+            (``output_names == ["per-example target"]``, the names in
+            ``params["target"]`` and ``meta["targets"]``). The regressor has one output,
+            ``"prediction"`` (target None, 0 or ``"prediction"``).
 
         Returns
         -------
@@ -381,23 +430,52 @@ class _EBMBase(BaseEstimator):
             ``values.sum(axis=1) + base_values == predictions`` to rounding.
             ``data`` holds the rows with one column per term: the feature values for main
             terms and NaN for pair terms (a pair has no single value).
+
+        Raises
+        ------
+        InvalidParameterError
+            For a target that is not a class (listing the classes) or a per-row target
+            whose length is not n.
         """
         Xc = self._check_X(X)
-        values = self._contributions(Xc)
-        n = values.shape[0]
-        base = np.full(n, self.intercept_)
+        raw = self._contributions(Xc)
+        n = raw.shape[0]
+        labels = self._output_labels()
+        picks, kind = _resolve_ebm_target(target, labels, n)
+        # the decision function explains the last label (classes_[1]); the other is negated
+        signs = np.where(np.asarray(picks) == len(labels) - 1, 1.0, -1.0)
+        names = [str(_plain(labels[j])) for j in picks]
+        base1 = np.full(n, self.intercept_)
+        params: dict[str, Any] = {"terms": [list(map(int, t)) for t in self.term_features_]}
+        meta: dict[str, Any] | None = None
+        if kind == "single":
+            values, base = raw * signs[0], base1 * signs[0]
+            output_names: list[str] | None = names
+            params["output"] = self._describe(picks[0])
+        elif kind == "several":
+            values = raw[:, :, None] * signs
+            base = base1[:, None] * signs
+            output_names = names
+            params["output"] = "; ".join(self._describe(j) for j in picks)
+        else:  # one target per row
+            values, base = raw * signs[:, None], base1 * signs
+            output_names = ["per-example target"]
+            params["output"] = "per-example target: " + "; ".join(
+                self._describe(j) for j in sorted(set(picks))
+            )
+            params["target"] = names
+            meta = {"targets": list(names), ROW_KEYS: ["targets"]}
         return Explanation(
             values,
             base,
             data=self._term_data(Xc),
             feature_names=self.term_names_,
+            output_names=output_names,
             predictions=base + values.sum(axis=1),
             method="ebm",
-            params={
-                "output": self._output_name(),
-                "terms": [list(map(int, t)) for t in self.term_features_],
-            },
+            params=params,
             n_evals=1,
+            meta=meta,
         )
 
     def _term_data(self, X: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
@@ -543,8 +621,16 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
         return self
 
     def _output_name(self) -> str:
-        label = self.classes_[1]
-        return f"log-odds of class {label.item() if hasattr(label, 'item') else label}"
+        return self._describe(1)
+
+    def _output_labels(self) -> list[Any]:
+        return [_plain(c) for c in self.classes_]
+
+    def _describe(self, j: int) -> str:
+        label = _plain(self.classes_[j])
+        if j == 1:
+            return f"log-odds of class {label}"
+        return f"log-odds of class {label} (negated margin: the log-odds of class 1 times -1)"
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Log-odds of ``classes_[1]``, shape (n,)."""
@@ -646,6 +732,66 @@ class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
 
 
 # ---------------------------------------------------------------------- helpers
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _is_per_row(target: Any) -> bool:
+    if isinstance(target, (np.ndarray, pd.Series)):
+        return True
+    return type(target).__module__.startswith("torch") and hasattr(target, "detach")
+
+
+def _resolve_one_ebm(t: Any, labels: list[Any]) -> int:
+    k = len(labels)
+    t = _plain(t)
+    t_bool = isinstance(t, bool)
+    for j, lab in enumerate(labels):  # a label first (True == 1: bools match bools only)
+        if isinstance(lab, (bool, np.bool_)) == t_bool and _equal(lab, t):
+            return j
+    if isinstance(t, str):  # "0" for the label 0
+        for j, lab in enumerate(labels):
+            if str(lab) == t:
+                return j
+    if isinstance(t, numbers.Integral) and not t_bool and -k <= t < k:
+        return int(t) % k
+    raise InvalidParameterError(
+        f"unknown target {t!r}: this model explains {labels}. Pass one of these labels, an "
+        f"index between 0 and {k - 1}, a list of them, 'all', or one per row (a 1-D array)."
+    )
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
+def _resolve_ebm_target(target: Any, labels: list[Any], n: int) -> tuple[list[int], str]:
+    """Indices into ``labels`` and the kind: "single", "several" or "per_row" (length n)."""
+    if target is None:
+        return [len(labels) - 1], "single"
+    if isinstance(target, str) and target == "all" and "all" not in labels:
+        return list(range(len(labels))), "several"
+    if _is_per_row(target):
+        arr = target.detach().cpu().numpy() if hasattr(target, "detach") else np.asarray(target)
+        if arr.ndim == 0:
+            return [_resolve_one_ebm(arr.item(), labels)], "single"
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise InvalidParameterError(
+                f"a per-row target (array, Series or tensor) must be 1-D with one entry per "
+                f"explained row ({n}), got shape {arr.shape}. Pass a list for several "
+                "outputs of every row."
+            )
+        return [_resolve_one_ebm(t, labels) for t in arr.tolist()], "per_row"
+    if isinstance(target, (list, tuple, pd.Index)):
+        if len(target) == 0:
+            raise InvalidParameterError("target is an empty list; name at least one output.")
+        return [_resolve_one_ebm(t, labels) for t in target], "several"
+    return [_resolve_one_ebm(target, labels)], "single"
+
+
 def _as_target(y: Any) -> np.ndarray:
     if y is None:
         raise InvalidInputError(
