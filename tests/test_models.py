@@ -124,8 +124,14 @@ def test_binary_decision_function_model(binary_data):
     model = LinearSVC(random_state=0).fit(X, y)
     fn = wrap_model(model)
     assert fn.kind == "decision" and fn.single_output
-    assert fn.output_description == "decision function decision 1"
+    assert fn.output_description == "decision function of class 1"
+    assert fn.output_names == ["1"]
     np.testing.assert_allclose(fn(X)[:, 0], model.decision_function(X), **EXACT)
+    # class 0 of a binary margin model is the negated decision function (CONTRACT 1)
+    zero = wrap_model(model, target=0)
+    assert zero.output_names == ["0"]
+    assert zero.output_description == "decision function of class 0 (negated)"
+    np.testing.assert_allclose(zero(X)[:, 0], -model.decision_function(X), **EXACT)
     with pytest.raises(InvalidParameterError, match=r"link='logit'.*does not output probabilities"):
         wrap_model(model, link="logit")
 
@@ -267,14 +273,15 @@ def test_pipeline_with_categorical_and_string_columns(credit_frame, credit_pipel
     np.testing.assert_allclose(fn(df)[:, 0], credit_pipeline.predict_proba(df)[:, 1], **EXACT)
 
 
-def test_prepare_reorders_columns_by_name(credit_frame, credit_pipeline):
+def test_prepare_keeps_the_callers_order_and_calls_match_by_name(credit_frame, credit_pipeline):
+    # CONTRACT 2: prepare validates and keeps the caller's column order; every call matches
+    # the columns to the model's by name
     df, _ = credit_frame
     fn = wrap_model(credit_pipeline)
     shuffled = df[["job", "age", "region", "income"]]
     prepared = fn.prepare(shuffled)
-    assert list(prepared.columns) == ["income", "age", "region", "job"]
+    assert prepared is shuffled
     assert isinstance(prepared["region"].dtype, pd.CategoricalDtype)
-    pd.testing.assert_frame_equal(prepared, df)
     np.testing.assert_allclose(fn(prepared)[:, 0], credit_pipeline.predict_proba(df)[:, 1], **EXACT)
 
 
