@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from whybox.errors import InvalidParameterError, ModelCallError
+from whybox.explainer import Explainer
+from whybox.explanation import Explanation
 from whybox.games.kernel import kernel_shapley
 from whybox.games.shapley import exact_shapley, permutation_shapley
 from whybox.testing import (
+    ALL_CHECKS,
+    NAN_SENTINEL,
     MobiusGame,
     additive_game,
+    check_explainer,
     check_shapley_estimator,
+    nan_sentinel_model,
     pairwise_game,
     random_game,
     unanimity_game,
@@ -144,3 +155,232 @@ def test_mobius_game_counts_and_adds():
     g = MobiusGame(3, {(0,): 1.0, (0, 2): 2.0}) + MobiusGame(3, {(1,): 3.0})
     v = g.value(np.array([[1, 1, 1], [1, 0, 1], [0, 1, 0]], dtype=bool))[:, 0]
     np.testing.assert_allclose(v, [6.0, 3.0, 3.0])
+
+
+# ------------------------------------------------------------- check_explainer's checks
+# A small exact explainer of a linear torch "classifier" (its output is the margin of class
+# 1), written here so that the checker's verdicts rest on a known-correct reference: exact
+# interventional SHAP of a linear margin is w_j (x_j - mean of the background's x_j). Each
+# broken subclass breaks one rule of the contract; each must fail the check of that rule.
+torch = pytest.importorskip("torch")
+
+
+class ToyNet(torch.nn.Module):
+    def __init__(self, names):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(len(names), 1).double()
+        self.register_buffer("seen", torch.zeros(1, dtype=torch.float64))
+        self.feature_names_in_ = list(names)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+class ToyShap(Explainer):
+    method = "toy"
+    keep_background_rows = None  # an int: use only that many rows
+    warn_summary = False
+    default_background = False
+    positional = False
+    ignore_target = False
+    per_row_as_class_1 = False
+    accept_any_keyword = False
+    check_finite = True
+    restore_mode = "always"  # "always", "on success", "never"
+    bump_buffer = False
+    inflate = 1.0
+    warn_gap = False
+
+    def __init__(self, model, background=None):
+        self.model, self.background = model, background
+
+    def _aligned(self, X):
+        if self.positional:
+            return np.array(X, dtype=float, order="C")
+        return X[self.model.feature_names_in_].to_numpy(dtype=float)
+
+    def explain(self, X, *, target=None, **kwargs):
+        if kwargs and not self.accept_any_keyword:
+            word = next(iter(kwargs))
+            close = difflib.get_close_matches(word, ["target"])
+            raise InvalidParameterError(
+                f"unknown keyword {word!r}" + (f"; did you mean {close[0]!r}?" if close else ".")
+            )
+        bg = self.background
+        if bg is None:
+            if not self.default_background:
+                raise InvalidParameterError("ToyShap needs background= rows.")
+            bg = X
+        if self.keep_background_rows is not None:
+            bg = bg.iloc[: self.keep_background_rows]
+            if self.warn_summary:
+                warnings.warn(
+                    f"max_background={len(bg)}: the background was summarised", stacklevel=2
+                )
+        Xn, Bn = self._aligned(X), self._aligned(bg)
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                pred = self.model(torch.from_numpy(Xn))[:, 0].numpy()
+                bout = self.model(torch.from_numpy(Bn))[:, 0].numpy()
+                if self.bump_buffer:
+                    self.model.seen += 1
+        finally:
+            if self.restore_mode == "always":
+                self.model.train(was)
+        if self.restore_mode == "on success":
+            self.model.train(was)
+        if self.check_finite and not (np.isfinite(pred).all() and np.isfinite(bout).all()):
+            raise ModelCallError(f"the model returned NaN for rows {np.where(~np.isfinite(pred))}")
+        w = self.model.lin.weight.detach().numpy()[0]
+        phi = (Xn - Bn.mean(axis=0)) * w * self.inflate
+        base = np.full(len(Xn), bout.mean())
+        if self.warn_gap:
+            gap = np.abs(phi.sum(1) - pred + base).max()
+            warnings.warn(f"completeness gap {gap:.2g}", stacklevel=2)
+        names = list(X.columns) if self.positional else self.model.feature_names_in_
+        order = [names.index(c) for c in X.columns]
+        phi = phi[:, order]
+        per_row = np.ndim(target) == 1 and not isinstance(target, (list, str))
+        if per_row and not self.per_row_as_class_1:
+            labels = [int(t) for t in np.asarray(target)]
+            sign = np.array([1.0 if t == 1 else -1.0 for t in labels])
+            output_names, params_target = ["per-example target"], [str(t) for t in labels]
+        else:
+            t = 1 if (target is None or self.ignore_target or per_row) else int(target)
+            sign = np.full(len(Xn), 1.0 if t == 1 else -1.0)
+            output_names, params_target = [str(t)], str(t)
+        return Explanation(
+            phi * sign[:, None],
+            base * sign,
+            data=X,
+            feature_names=[str(c) for c in X.columns],
+            output_names=output_names,
+            predictions=pred * sign,
+            method="toy",
+            params={
+                "output": "margin",
+                "target": params_target,
+                "background_rows": len(bg),
+            },
+        )
+
+
+def _broken(**attrs):
+    return type("Broken", (ToyShap,), attrs)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    rng = np.random.default_rng(0)
+    names = ["a", "b c", "d"]
+    X = pd.DataFrame(rng.normal(size=(50, 3)), columns=names)
+    model = ToyNet(names)
+    model.train()  # the checker must see the mode restored, not merely set
+    return model, X
+
+
+def _run_toy(cls, toy, **options):
+    model, X = toy
+    kwargs = {
+        "checks": "all",
+        "model": model,
+        "row_targets": np.array([0, 1, 1, 0, 1]),
+        "background": X.iloc[:40],
+        "efficiency_atol": 1e-9,
+        **options,
+    }
+
+    def make(background=X.iloc[10:30], model=model):
+        return cls(model, background)
+
+    return check_explainer(make, X.iloc[40:45], **kwargs)
+
+
+def test_the_reference_explainer_passes_every_check(toy):
+    exp = _run_toy(ToyShap, toy)
+    # the reference is right: exact SHAP of a linear model against a closed form
+    model, X = toy
+    w = model.lin.weight.detach().numpy()[0]
+    expected = (X.iloc[40:45].to_numpy() - X.iloc[10:30].to_numpy().mean(0)) * w
+    np.testing.assert_allclose(exp.values, expected, atol=1e-12)
+    # a summary that says so passes the background check
+    _run_toy(_broken(keep_background_rows=20, warn_summary=True), toy)
+    # a completeness gap that is reported with its figure passes
+    _run_toy(_broken(inflate=1.5, warn_gap=True), toy)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "check", "match"),
+    [
+        ({"ignore_target": True}, "binary_target", "negated|same output_names|neither"),
+        ({"per_row_as_class_1": True}, "row_targets", "per-example target|differ"),
+        ({"positional": True}, "column_order", "by position|change"),
+        ({"accept_any_keyword": True}, "keywords", "accepted without an error"),
+        ({"keep_background_rows": 20}, "background_whole", "background_rows.*20"),
+        ({"default_background": True}, "background_required", "without a background"),
+        ({"check_finite": False}, "nan_output", "did not raise ModelCallError"),
+        ({"restore_mode": "never"}, "model_unchanged", "training|changed"),
+        ({"restore_mode": "on success"}, "model_unchanged", "after the model raised"),
+        ({"bump_buffer": True}, "model_unchanged", "buffer seen changed"),
+        ({"inflate": 1.5}, "completeness", "efficiency fails"),
+    ],
+)
+def test_each_check_fails_on_an_explainer_that_breaks_its_rule(toy, attrs, check, match):
+    broken = _broken(**attrs)
+    with pytest.raises(AssertionError, match=match) as info:
+        _run_toy(broken, toy, checks=[check])
+    assert str(info.value).startswith(f"{check}:")
+    # the checks of the other rules pass it (those comparing with scalar targets excepted)
+    related = {"binary_target": {"row_targets"}, "completeness": set()}.get(check, set())
+    others = [c for c in ALL_CHECKS if c != check and c not in related]
+    toy[0].train()
+    _run_toy(broken, toy, checks=others)
+    toy[0].train()
+
+
+def test_collect_failures_lists_every_failed_check(toy):
+    broken = _broken(ignore_target=True, accept_any_keyword=True)
+    with pytest.raises(AssertionError) as info:
+        _run_toy(broken, toy, collect_failures=True)
+    lines = str(info.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["binary_target", "row_targets", "keywords"]
+
+
+def test_the_checks_report_an_exception_inside_them_as_a_failure(toy):
+    class Crashes(ToyShap):
+        def explain(self, X, *, target=None, **kwargs):
+            if np.ndim(target) == 1:
+                raise TypeError("per-row targets not supported")
+            return super().explain(X, target=target, **kwargs)
+
+    with pytest.raises(AssertionError, match="row_targets: raised TypeError: per-row targets"):
+        _run_toy(Crashes, toy, checks=["row_targets"])
+
+
+def test_nan_sentinel_model_restores_every_kind_of_model(toy):
+    from sklearn.linear_model import LogisticRegression
+
+    model, X = toy
+    X1 = X.copy()
+    X1.iloc[0, 0] = NAN_SENTINEL
+    lr = LogisticRegression().fit(X, (X["a"] > 0).astype(int))
+    with nan_sentinel_model(lr) as m:
+        assert m is lr
+        p = m.predict_proba(X1)
+        assert np.isnan(p[0]).all() and np.isfinite(p[1:]).all()
+    assert "predict_proba" not in vars(lr) and np.isfinite(lr.predict_proba(X1)).all()
+    with nan_sentinel_model(lambda Z: np.asarray(Z)[:, 0]) as f:
+        out = f(X1.to_numpy())
+        assert np.isnan(out[0]) and np.isfinite(out[1:]).all()
+    with nan_sentinel_model(model) as m:
+        out = m(torch.from_numpy(X1.to_numpy()))
+        assert torch.isnan(out[0]).all() and torch.isfinite(out[1:]).all()
+    assert not model._forward_hooks
+
+
+def test_unknown_check_names_are_refused(toy):
+    with pytest.raises(ValueError, match="unknown check"):
+        _run_toy(ToyShap, toy, checks=["colum_order"])
