@@ -1,18 +1,37 @@
-"""The ``whybox`` command line: ``whybox quickstart`` and ``whybox explain``."""
+"""The ``whybox`` command line: ``quickstart``, ``explain``, ``evaluate`` and ``report``.
+
+Every problem with the command line's input (a missing, empty or malformed file, an unusable
+output path, a column mismatch) is one line on stderr naming the problem and what to do, with
+exit code 2, and nothing is written: input files are read and output paths checked
+(:mod:`whybox._cli_inputs`) before any work, and outputs are written only once all of it has
+succeeded. Missing folders on the way to an output are created then (``mkdir -p``).
+"""
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from ._cli_inputs import (
+    PICKLE_SUFFIXES,
+    check_output_file,
+    check_output_report,
+    load_data,
+    load_model,
+    make_parents,
+    match_columns,
+)
 from .errors import InvalidInputError, InvalidParameterError, MissingDependencyError, WhyboxError
+
+__all__ = ["PICKLE_SUFFIXES", "app", "load_data", "load_model", "main"]
 
 app = typer.Typer(
     name="whybox",
@@ -23,8 +42,6 @@ app = typer.Typer(
 )
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav", ".dill")
 
 
 def _version(value: bool) -> None:
@@ -78,15 +95,55 @@ class _ProgressAfter:
             self.bar.stop()
 
 
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+#: the library's keywords and the command-line options that set them
+CLI_OPTIONS = {
+    "background": "--background FILE",
+    "link": "--link",
+    "target": "--target",
+    "method": "--method",
+    "allow_nan": "--allow-nan",
+    "random_state": "--seed",
+    "n_jobs": "--n-jobs",
+    "metrics": "--metrics",
+}
+
+
+def _cli_hint(message: str, options: tuple[str, ...]) -> str:
+    """Say which option sets each library keyword that ``message`` names (``background=``)."""
+    said = [
+        f"{key}= is {CLI_OPTIONS[key]}"
+        for key in options
+        if re.search(rf"(?<![\w.]){key}=", message) and CLI_OPTIONS[key] not in message
+    ]
+    return f" (at the command line: {'; '.join(said)})" if said else ""
+
+
+def _fail(exc: Exception, options: tuple[str, ...] = ()) -> None:
+    """Print ``exc`` as one line on stderr, verbatim (no Rich markup), and exit with code 2."""
+    message = " ".join(str(exc).split()) + _cli_hint(str(exc), options)
+    err_console.print("[bold red]error:[/] " + escape(message), markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _write(path: Path, write: Any) -> Any:
+    """Create the missing folders above ``path`` and write it; an OSError is one line too."""
+    try:
+        make_parents(path)
+        return write(path)
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"cannot write {str(path)!r}: {exc.strerror or exc}; choose another path."
+        ) from exc
 
 
 # ---------------------------------------------------------------------- quickstart
 @app.command()
 def quickstart(
-    out: Path = typer.Option(Path("whybox-report"), "--out", help="Folder for index.html."),
+    out: Path = typer.Option(
+        Path("whybox-report"),
+        "--out",
+        help="Folder for index.html (missing folders are created), or a .html file.",
+    ),
     n: int = typer.Option(5000, "--n", min=200, help="Applicants to generate."),
     explain_rows: int = typer.Option(
         50, "--explain-rows", min=3, help="Held-out applicants to explain."
@@ -120,6 +177,7 @@ def quickstart(
     (faithfulness, stability, agreement) and the limitations found.
     """
     try:
+        out = check_output_report(out, "--out")
         if vision:
             _quickstart_vision(out, images, seed)
         else:
@@ -150,7 +208,7 @@ def _quickstart_vision(out: Path, n_images: int, seed: int) -> None:
                 "predicted digit."
             ),
         )
-    path = rep.save(Path(out))
+    path = _write(out, rep.save)
     table = Table(title="whybox quickstart --vision")
     for col in rep.sections[0]["table"]["columns"]:
         table.add_column(str(col))
@@ -207,8 +265,8 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import train_test_split
 
-    from .games.lime import Lime
-    from .games.shapley import ExactShap
+    from .agnostic.lime import Lime
+    from .agnostic.shapley import ExactShap
     from .recourse.reasons import reason_codes
     from .report.builder import local_section, report
     from .report.sections import recourse_section
@@ -305,7 +363,7 @@ def _quickstart(out: Path, n: int, explain_rows: int, background_rows: int, seed
         )
         if recourse is not None:
             rep.insert_after("local", recourse)
-    path = rep.save(Path(out))
+    path = _write(out, rep.save)
     elapsed = time.perf_counter() - t0
 
     acc = rep.sections[0]["cards"]
@@ -328,77 +386,6 @@ _TRUST_MODEL = typer.Option(
     "--trust-model",
     help="Allow loading pickle/joblib model files. Unpickling runs code: only for files you trust.",
 )
-
-
-def load_model(path: Path, trust_model: bool = False) -> Any:
-    """Load a model file: XGBoost JSON/UBJ or LightGBM text (safe), pickle only if trusted."""
-    if not path.exists():
-        raise InvalidInputError(f"model file {str(path)!r} does not exist.")
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        if not trust_model:
-            raise InvalidParameterError(
-                f"refusing to load {str(path)!r}: it is a pickle/joblib file, and unpickling "
-                "runs whatever code the file contains. Load it only if you created it or trust "
-                "its source, by passing --trust-model. Safer: save XGBoost models with "
-                "booster.save_model('model.json') and LightGBM with save_model('model.txt')."
-            )
-        import joblib
-
-        return joblib.load(path)
-    if suffix in (".json", ".ubj"):
-        if suffix == ".json":
-            try:
-                head = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidInputError(f"{str(path)!r} is not valid JSON: {exc}.") from exc
-            if not isinstance(head, dict) or "learner" not in head:
-                raise InvalidInputError(
-                    f"{str(path)!r} is JSON but not an XGBoost model (no 'learner' key)."
-                )
-        try:
-            import xgboost as xgb
-        except ImportError as exc:
-            raise MissingDependencyError("xgboost", "dev", "loading an XGBoost model") from exc
-        booster = xgb.Booster()
-        booster.load_model(str(path))
-        return booster
-    if suffix in (".txt", ".lgb", ".model"):
-        with path.open("r", errors="replace") as fh:
-            first = fh.readline().strip()
-        if first != "tree":
-            raise InvalidInputError(
-                f"{str(path)!r} is not a LightGBM text model (its first line is {first[:40]!r}, "
-                "expected 'tree')."
-            )
-        try:
-            import lightgbm as lgb
-        except ImportError as exc:
-            raise MissingDependencyError("lightgbm", "dev", "loading a LightGBM model") from exc
-        return lgb.Booster(model_file=str(path))
-    raise InvalidParameterError(
-        f"unknown model file type {suffix!r} for {str(path)!r}. Supported: XGBoost .json/.ubj, "
-        f"LightGBM .txt, or (with --trust-model) pickle/joblib files {list(PICKLE_SUFFIXES)}."
-    )
-
-
-def load_data(path: Path) -> Any:
-    """Read a CSV or Parquet file into a DataFrame."""
-    import pandas as pd
-
-    if not path.exists():
-        raise InvalidInputError(f"data file {str(path)!r} does not exist.")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".txt", ".tsv"):
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    if suffix in (".parquet", ".pq"):
-        try:
-            return pd.read_parquet(path)
-        except ImportError as exc:
-            raise MissingDependencyError("pyarrow", "all", "reading Parquet files") from exc
-    raise InvalidParameterError(
-        f"unknown data file type {suffix!r} for {str(path)!r}; use .csv, .tsv or .parquet."
-    )
 
 
 def _parse_target(target: str | None) -> Any:
@@ -456,6 +443,25 @@ def _connect_scheduler(address: str, timeout: float | None = None) -> Any:
     )
 
 
+#: the --link option of explain (evaluate's defaults to the explanation's own)
+_LINK_HELP = (
+    "Output scale. identity (default): a classifier's class probability (its decision "
+    "function if it has no probabilities), a regressor's prediction. logit: the log-odds of "
+    "the class probability. TreeSHAP explains a boosted classifier (XGBoost, LightGBM) exactly "
+    "and fast on the log-odds (--link logit); its probability is not additive over the trees "
+    "and needs --background."
+)
+_TARGET_HELP = (
+    "Output(s) to explain: a class label or index (a label is matched first), a,b for several, "
+    "or all. Default: the positive class of a binary classifier, every class of a multiclass "
+    "one, a regressor's prediction."
+)
+_ALLOW_NAN_HELP = (
+    "Accept missing values in the rows, for models that handle them (XGBoost, LightGBM, "
+    "HistGradientBoosting)."
+)
+
+
 @app.command()
 def explain(
     model_path: Path = typer.Argument(
@@ -463,27 +469,33 @@ def explain(
     ),
     data_path: Path = typer.Argument(..., metavar="DATA", help="Rows to explain: CSV or Parquet."),
     method: str = typer.Option("auto", "--method", "-m", help="Method name, or auto."),
-    target: str | None = typer.Option(
-        None, "--target", "-t", help="Output(s) to explain: class label or index, a,b list, or all."
-    ),
-    link: str = typer.Option("identity", "--link", help="identity or logit (log-odds)."),
+    target: str | None = typer.Option(None, "--target", "-t", help=_TARGET_HELP),
+    link: str = typer.Option("identity", "--link", help=_LINK_HELP),
     background: Path | None = typer.Option(
-        None, "--background", "-b", help="Background rows (CSV/Parquet); default: sample of DATA."
+        None,
+        "--background",
+        "-b",
+        help="Rows that stand for the data (CSV/Parquet), e.g. a sample of the training rows: "
+        "what an absent feature is replaced with, used whole. Model-agnostic methods (exact, "
+        "kernel, permutation, lime) need it; TreeSHAP on a tree model's raw output does not. "
+        "The explained rows are never used in its place.",
     ),
     out: Path = typer.Option(
         Path("explanation.whybox"),
         "--out",
         "-o",
-        help="Output file: .whybox (lossless, no pickle) or .csv (values table).",
+        help="Output file: .whybox (lossless, no pickle) or .csv (values table). Replaced if "
+        "it exists; missing folders are created.",
     ),
     report_dir: Path | None = typer.Option(
-        None, "--report", help="Also write an HTML report to this folder."
+        None,
+        "--report",
+        help="Also write an HTML report: a folder (index.html in it; missing folders are "
+        "created) or a .html file.",
     ),
     trust_model: bool = _TRUST_MODEL,
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
-    allow_nan: bool = typer.Option(
-        False, "--allow-nan", help="Accept missing values (for models that handle them)."
-    ),
+    allow_nan: bool = typer.Option(False, "--allow-nan", help=_ALLOW_NAN_HELP),
     n_jobs: int | None = typer.Option(
         None,
         "--n-jobs",
@@ -495,11 +507,16 @@ def explain(
         None,
         "--scheduler",
         help="Run on an existing Dask cluster: the scheduler's address, e.g. "
-        "tcp://10.0.0.5:8786 (needs whybox[dask] here and whybox on the workers). Results "
-        "are identical to a serial run.",
+        "tcp://10.0.0.5:8786 (needs "
+        + escape("whybox[dask]")
+        + " here and whybox on the workers). Results are identical to a serial run.",
     ),
 ) -> None:
-    """Explain MODEL's predictions on the rows of DATA and save the Explanation."""
+    """Explain MODEL's predictions on the rows of DATA and save the Explanation.
+
+    Nothing is written unless everything succeeds; a bad file or path is one line and exit
+    code 2.
+    """
     client = None
     try:
         from .api import explain as wb_explain
@@ -509,9 +526,20 @@ def explain(
                 "--scheduler and --n-jobs choose different executors; pass one of them "
                 "(on a Dask cluster, the cluster's workers set the parallelism)."
             )
+        inputs = (model_path, data_path, background)
+        check_output_file(out, "--out", example="explanation.whybox", inputs=inputs)
+        report_file = None
+        if report_dir is not None:
+            report_file = check_output_report(report_dir, "--report", inputs=inputs)
+            if report_file.resolve() == out.resolve():
+                raise InvalidParameterError(
+                    f"--out and --report both name {str(out)!r}; give them different paths."
+                )
         model = load_model(model_path, trust_model)
         X = _align_categoricals(model, load_data(data_path))
-        bg = None if background is None else _align_categoricals(model, load_data(background))
+        bg = None
+        if background is not None:
+            bg = _align_categoricals(model, load_data(background, "background file"))
         parallel: dict[str, Any] = {}
         if n_jobs is not None:
             parallel = {"n_jobs": n_jobs, "backend": "processes"}
@@ -534,33 +562,57 @@ def explain(
             )
         finally:
             bar.close()
+        rep = None
+        if report_file is not None:
+            from .report import report
+
+            rep = report(exp, title=f"whybox: {model_path.name}")
         if out.suffix.lower() == ".csv":
             from .explanation import _atomic_write
 
-            _atomic_write(out, exp.to_frame().to_csv().encode("utf-8"))
+            payload = exp.to_frame().to_csv().encode("utf-8")
+            _write(out, lambda p: _atomic_write(p, payload))
         else:
-            exp.save(out)
-        if report_dir is not None:
-            from .report import report
-
-            rpath = report(exp, title=f"whybox: {model_path.name}").save(report_dir)
+            _write(out, exp.save)
+        if rep is not None:
+            rpath = _write(report_file, rep.save)
             console.print(f"report written to {rpath}")
     except WhyboxError as exc:
-        _fail(exc)
+        _fail(exc, ("background", "link", "target", "method", "allow_nan", "random_state"))
     finally:
         if client is not None:
             client.close()
-    table = Table(title=f"{exp.method}: {exp.params.get('output', '')}")
+    table = Table(title=escape(f"{exp.method}: {exp.params.get('output', '')}"))
     table.add_column("feature")
     table.add_column("mean |value|", justify="right")
     top = exp.top(min(10, len(exp.feature_names)))
     for name, val in top.items():
-        table.add_row(str(name), f"{val:.4g}")
+        table.add_row(escape(str(name)), f"{val:.4g}")
     console.print(table)
-    console.print(f"{exp.n_rows} rows explained; saved to {out}")
+    console.print(f"{exp.n_rows} rows explained; saved to {escape(str(out))}")
 
 
 # ---------------------------------------------------------------------- evaluate
+def _explained_columns(exp: Any) -> list[str] | None:
+    """The column names of the rows saved with ``exp`` (None when they carry no names)."""
+    columns = getattr(exp.data, "columns", None)
+    return None if columns is None else [str(c) for c in columns]
+
+
+def _nan_option(fn: Any, allow_nan: bool, where: str) -> dict[str, Any]:
+    """``{"allow_nan": allow_nan}`` for a library function that takes it."""
+    import inspect
+
+    if "allow_nan" in inspect.signature(fn).parameters:
+        return {"allow_nan": allow_nan}
+    if allow_nan:  # pragma: no cover - only while the library function lacks the option
+        raise InvalidParameterError(
+            f"--allow-nan is not supported by {where} in this version of whybox; remove the "
+            "rows with missing values or impute them."
+        )
+    return {}
+
+
 @app.command()
 def evaluate(
     explanation_path: Path = typer.Argument(
@@ -572,7 +624,8 @@ def evaluate(
     data_path: Path | None = typer.Argument(
         None,
         metavar="[DATA]",
-        help="The explained rows (CSV or Parquet); default: the rows saved with the explanation.",
+        help="The explained rows (CSV or Parquet), columns matched by name; default: the rows "
+        "saved with the explanation.",
     ),
     metric_names: str = typer.Option(
         "deletion,insertion,faithfulness_correlation,infidelity",
@@ -591,23 +644,45 @@ def evaluate(
     link: str | None = typer.Option(
         None, "--link", help="identity or logit; default: the explanation's own."
     ),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the table as CSV."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Also write the table as CSV (replaced if it exists; missing folders are created).",
+    ),
     trust_model: bool = _TRUST_MODEL,
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed of the sampled metrics."),
+    allow_nan: bool = typer.Option(False, "--allow-nan", help=_ALLOW_NAN_HELP),
 ) -> None:
     """Score a saved explanation of MODEL with explanation-quality metrics."""
     try:
         from .explanation import _atomic_write, load
         from .metrics import evaluate as wb_evaluate
 
-        exp = load(explanation_path)
+        inputs = (explanation_path, model_path, data_path, background)
+        if out is not None:
+            check_output_file(out, "--out", example="quality.csv", inputs=inputs)
+        nan = _nan_option(wb_evaluate, allow_nan, "wb.evaluate")
+        exp = _load_explanation(explanation_path, load)
         model = load_model(model_path, trust_model)
-        X = None if data_path is None else _align_categoricals(model, load_data(data_path))
+        X = None
+        if data_path is not None:
+            X = load_data(data_path)
+            columns = _explained_columns(exp)
+            if columns is not None:
+                X = match_columns(X, columns, what="data file", path=data_path)
+            X = _align_categoricals(model, X)
         if X is None and exp.data is None:
             raise InvalidParameterError(
                 f"{str(explanation_path)!r} holds no data rows; pass the explained rows as DATA."
             )
-        bg = None if background is None else _align_categoricals(model, load_data(background))
+        bg = None
+        if background is not None:
+            bg = load_data(background, "background file")
+            columns = _explained_columns(exp)
+            if columns is not None:
+                bg = match_columns(bg, columns, what="background file", path=background)
+            bg = _align_categoricals(model, bg)
         names = [m.strip() for m in metric_names.split(",") if m.strip()]
         table = wb_evaluate(
             exp,
@@ -618,13 +693,13 @@ def evaluate(
             target=_parse_target(target),
             link=link,
             random_state=seed,
+            **nan,
         )
         if out is not None:
-            _atomic_write(out, table.to_csv().encode("utf-8"))
+            payload = table.to_csv().encode("utf-8")
+            _write(out, lambda p: _atomic_write(p, payload))
     except WhyboxError as exc:
-        _fail(exc)
-    from rich.markup import escape
-
+        _fail(exc, ("background", "link", "target", "allow_nan", "random_state", "metrics"))
     view = Table(
         title=escape(f"explanation quality: {exp.method} ({exp.params.get('output', '')})")
     )
@@ -645,7 +720,18 @@ def evaluate(
         )
     console.print(view)
     if out is not None:
-        console.print(f"table written to {out}")
+        console.print(f"table written to {escape(str(out))}")
+
+
+def _load_explanation(path: Path, load: Any) -> Any:
+    """``wb.load(path)``, with a missing file or folder said in one line."""
+    if not path.exists():
+        raise InvalidInputError(f"explanation file {str(path)!r} does not exist; check the path.")
+    if path.is_dir():
+        raise InvalidInputError(
+            f"explanation file {str(path)!r} is a folder; pass the .whybox file itself."
+        )
+    return load(path)
 
 
 # ---------------------------------------------------------------------- report
@@ -664,12 +750,21 @@ def report_command(
     data_path: Path = typer.Argument(
         ...,
         metavar="DATA",
-        help="Data the model is described on (CSV or Parquet): held-out rows, optionally with "
-        "the outcome as --label column.",
+        help="Data the model is described on (CSV or Parquet): held-out rows with every feature "
+        "of the explanation (matched by name), optionally with the outcome as --label column.",
     ),
-    out: Path = typer.Option(Path("whybox-report"), "--out", "-o", help="Folder or .html file."),
+    out: Path = typer.Option(
+        Path("whybox-report"),
+        "--out",
+        "-o",
+        help="Folder (index.html in it; missing folders are created) or .html file.",
+    ),
     label: str | None = typer.Option(
-        None, "--label", "-y", help="Column of DATA holding the outcome (scores the model)."
+        None,
+        "--label",
+        "-y",
+        help="Column of DATA (and of --train) holding the outcome (scores the model); not a "
+        "feature.",
     ),
     train: Path | None = typer.Option(
         None,
@@ -689,29 +784,15 @@ def report_command(
     title: str = typer.Option("whybox report", "--title", help="Title of the page."),
     trust_model: bool = _TRUST_MODEL,
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed of sampled parts."),
+    allow_nan: bool = typer.Option(False, "--allow-nan", help=_ALLOW_NAN_HELP),
 ) -> None:
     """Write the full HTML report of a saved explanation of MODEL, described on DATA."""
     try:
         from .explanation import load
         from .report import report as wb_report
 
-        exp = load(explanation_path)
-        model = load_model(model_path, trust_model)
-        X = _align_categoricals(model, load_data(data_path))
-        y = None
-        if label is not None:
-            if label not in X.columns:
-                raise InvalidParameterError(
-                    f"--label {label!r} is not a column of {str(data_path)!r}; its columns are "
-                    f"{[str(c) for c in X.columns]}."
-                )
-            y = X.pop(label)
-        if exp.data is None:
-            raise InvalidParameterError(
-                f"{str(explanation_path)!r} holds no data rows, and the report shows each "
-                "feature's values; save the explanation of a DataFrame or array with its data."
-            )
-        X_train = None if train is None else _align_categoricals(model, load_data(train))
+        inputs = (explanation_path, model_path, data_path, train)
+        target_file = check_output_report(out, "--out", inputs=inputs)
         chosen = None
         if rows is not None:
             try:
@@ -720,10 +801,42 @@ def report_command(
                 raise InvalidParameterError(
                     f"--rows {rows!r} must be comma-separated row positions, e.g. 0,3,7."
                 ) from exc
+        nan = _nan_option(wb_report, allow_nan, "wb.report")
+        exp = _load_explanation(explanation_path, load)
+        model = load_model(model_path, trust_model)
+        if exp.data is None:
+            raise InvalidParameterError(
+                f"{str(explanation_path)!r} holds no data rows, and the report shows each "
+                "feature's values; save the explanation of a DataFrame or array with its data."
+            )
+        columns = _explained_columns(exp)
+        X = load_data(data_path)
+        y = None
+        if label is not None:
+            if label not in X.columns:
+                raise InvalidParameterError(
+                    f"--label {label!r} is not a column of {str(data_path)!r}; its columns are "
+                    f"{[str(c) for c in X.columns]}."
+                )
+            y = X.pop(label)
+        if columns is not None:
+            X = match_columns(X, columns, what="data file", path=data_path, label=label)
+        X = _align_categoricals(model, X)
+        X_train = None
+        if train is not None:
+            X_train = load_data(train, "--train file")
+            if label is not None and label in X_train.columns:
+                X_train = X_train.drop(columns=[label])
+            if columns is not None:
+                X_train = match_columns(
+                    X_train, columns, what="--train file", path=train, label=label
+                )
+            X_train = _align_categoricals(model, X_train)
         has_sklearn_api = hasattr(model, "fit") and hasattr(model, "predict")
         if y is not None and not has_sklearn_api:
             err_console.print(
-                "note: --label is ignored for native boosters (no scikit-learn predict to score)."
+                "note: --label is ignored for native boosters (no scikit-learn predict to score).",
+                markup=False,
             )
             y = None
         options = {"immutable": _names(immutable), "random_state": seed} if recourse else None
@@ -737,12 +850,13 @@ def report_command(
             recourse=options,
             title=title,
             random_state=seed,
+            **nan,
         )
-        path = rep.save(out)
+        path = _write(target_file, rep.save)
     except WhyboxError as exc:
-        _fail(exc)
-    console.print(f"report written to {path}")
-    console.print("sections: " + ", ".join(str(sec["title"]) for sec in rep.sections))
+        _fail(exc, ("allow_nan", "random_state"))
+    console.print(f"report written to {escape(str(path))}")
+    console.print("sections: " + ", ".join(escape(str(sec["title"])) for sec in rep.sections))
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ The work function is serialised with cloudpickle (closures and lambdas work); a
 ``distributed.Client`` it refers to (e.g. through an explainer's ``client=``) is a
 connection, not data, and is replaced by ``None`` on the workers. An exception raised in a
 worker (e.g. :class:`~whybox.errors.ModelCallError`) is re-raised in the caller with its type,
-and the remaining chunks are cancelled.
+and the remaining chunks are cancelled. A Client closed while a call runs on it raises
+:class:`ClusterError` (a :class:`~whybox.errors.WhyboxError`) naming the rows whose chunks were
+cancelled.
 
 Reproducibility does not depend on how rows are mapped: every stochastic estimate draws from a
 generator seeded by ``random_state`` *and the content of the explained row*
@@ -41,10 +43,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidParameterError, MissingDependencyError
+from .errors import InvalidParameterError, MissingDependencyError, WhyboxError
 
 __all__ = [
     "BACKENDS",
+    "ClusterError",
     "chunk_bounds",
     "map_chunks",
     "one_blas_thread",
@@ -421,15 +424,64 @@ def _map_dask(
         for i, b in enumerate(bounds)
     ]
     sizes = {f.key: stop - start for f, (start, stop) in zip(futures, bounds, strict=True)}
+    finished: set[str] = set()
     try:
         done = 0
         for fut in as_completed(futures, loop=client.loop):
             if fut.status != "finished":
                 fut.result()  # raises the worker's exception (or CancelledError) with its type
+            finished.add(fut.key)
             done += sizes[fut.key]
             if progress is not None:
                 progress(done, n)
-        return client.gather(futures)
+        results = client.gather(futures)
+    except Exception as exc:
+        if _client_closed(client, exc):
+            raise _closed_error(futures, bounds, n, finished) from exc
+        raise
     finally:
         # on success this just releases the keys; on an error it stops the other chunks
-        client.cancel([*futures, fn_future])
+        try:
+            client.cancel([*futures, fn_future])
+        except Exception as exc:
+            # a closed client has already released its keys; anything else is a real fault,
+            # raised here only if no other exception is on its way out
+            if not _client_closed(client, exc) and sys.exc_info()[0] is None:
+                raise
+    return results
+
+
+class ClusterError(WhyboxError, RuntimeError):
+    """The Dask cluster stopped serving a call (e.g. its Client was closed mid-run)."""
+
+
+def _client_closed(client: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` comes from ``client`` having been closed (or its event loop stopped)."""
+    if getattr(client, "status", "running") in ("closing", "closed"):
+        return True
+    name = type(exc).__name__
+    return name == "ClosedClientError" or (
+        isinstance(exc, RuntimeError) and "IOLoop is closed" in str(exc)
+    )
+
+
+def _closed_error(
+    futures: Sequence[Any], bounds: Sequence[tuple[int, int]], n: int, finished: set[str]
+) -> ClusterError:
+    """A ClusterError naming the rows whose chunks were cancelled by the closed client."""
+    lost = [b for f, b in zip(futures, bounds, strict=True) if f.key not in finished]
+    rows = sum(stop - start for start, stop in lost)
+    merged: list[list[int]] = []
+    for start, stop in lost:  # consecutive chunks as one span of rows
+        if merged and merged[-1][1] == start:
+            merged[-1][1] = stop
+        else:
+            merged.append([start, stop])
+    spans = ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in merged[:5])
+    more = f" and {len(merged) - 5} more spans" if len(merged) > 5 else ""
+    return ClusterError(
+        f"the Dask client was closed while whybox was running on it: {len(lost)} of "
+        f"{len(bounds)} chunks of rows were cancelled ({rows} of {n} rows: {spans}{more}), and no "
+        "result is returned. Keep the Client open until the call returns (close it afterwards, "
+        "e.g. with 'with Client(...) as client:' around the call), then run it again."
+    )
