@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from safetensors.numpy import load_file  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
 import whybox as wb  # noqa: E402
@@ -32,8 +33,8 @@ def test_data_is_sklearns_digits_scaled_and_split(tmp_path) -> None:
     assert {n for n, _ in model.named_modules()} >= {"features.3", "fc", "features.1"}
 
 
-def test_trained_model_is_accurate() -> None:
-    model, data = wb.zoo.digits_cnn(random_state=0)  # the default cache: trained once
+def test_trained_model_is_accurate(digits_cnn) -> None:
+    model, data = digits_cnn  # the session fixture: the machine's cache, trained once
     with torch.no_grad():
         pred = model(data.X_test).argmax(1)
     acc = float((pred == data.y_test).float().mean())
@@ -44,9 +45,11 @@ def test_trained_model_is_accurate() -> None:
 def test_cache_round_trips_as_plain_arrays(tmp_path) -> None:
     model, data = wb.zoo.digits_cnn(random_state=1, epochs=1, cache_dir=tmp_path)
     files = list(tmp_path.iterdir())
-    assert len(files) == 1 and files[0].suffix == ".npz"
-    with np.load(files[0], allow_pickle=False) as arrays:  # plain arrays, no pickle
-        assert set(arrays.files) == set(model.state_dict())
+    assert len(files) == 1 and files[0].suffix == ".safetensors"
+    arrays = load_file(str(files[0]))  # plain arrays, no pickle
+    assert set(arrays) == set(model.state_dict())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(arrays[k], v.numpy())
     again, _ = wb.zoo.digits_cnn(random_state=1, epochs=1, cache_dir=tmp_path)  # from the cache
     with torch.no_grad():
         torch.testing.assert_close(again(data.X_test), model(data.X_test), rtol=0, atol=0)
@@ -60,11 +63,35 @@ def test_seeded_training_is_reproducible_and_damaged_cache_retrains(tmp_path) ->
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
     (path,) = tmp_path.iterdir()
-    path.write_bytes(b"not an npz file")
-    d, _ = wb.zoo.digits_cnn(random_state=3, epochs=1, cache_dir=tmp_path)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.warns(UserWarning, match="could not be used"):
+        d, _ = wb.zoo.digits_cnn(random_state=3, epochs=1, cache_dir=tmp_path)
     assert all(torch.equal(sa[k], d.state_dict()[k]) for k in sa)
-    with np.load(path, allow_pickle=False) as arrays:
-        assert set(arrays.files) == set(sa)
+    assert set(load_file(str(path))) == set(sa)
+
+
+def test_the_cache_loads_without_training(tmp_path, monkeypatch) -> None:
+    """Trained once: a second call never enters the training loop."""
+    import whybox.zoo.cnn as cnn
+
+    calls = []
+    real = cnn._train
+    monkeypatch.setattr(cnn, "_train", lambda *a: (calls.append(1), real(*a))[1])
+    a, _ = wb.zoo.digits_cnn(random_state=5, epochs=1, cache_dir=tmp_path)
+    b, _ = wb.zoo.digits_cnn(random_state=5, epochs=1, cache_dir=tmp_path)
+    wb.zoo.digits_cnn(random_state=5, epochs=2, cache_dir=tmp_path)  # another config
+    assert len(calls) == 2
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_the_callers_torch_rng_is_untouched(tmp_path) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    wb.zoo.digits_cnn(random_state=6, epochs=1, cache_dir=tmp_path)  # trains
+    torch.manual_seed(123)
+    wb.zoo.digits_cnn(random_state=6, epochs=1, cache_dir=tmp_path)  # loads
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
 
 
 def test_bad_parameters() -> None:

@@ -6,10 +6,13 @@
 - :func:`load_sklearn` and the named helpers :func:`breast_cancer`, :func:`diabetes`,
   :func:`digits`, :func:`iris`, :func:`wine`: scikit-learn's bundled data sets (no downloads).
 - :func:`digits_cnn`: a small seeded CNN trained on the 8x8 digits (needs torch), cached.
+- :func:`cached_model`: the cache behind the trained toy models: a trainer runs once per
+  (name, code version, config, seed) and its weights are kept as safetensors (no pickle).
 """
 
 from __future__ import annotations
 
+from whybox.zoo.cache import cached_model
 from whybox.zoo.cnn import DigitsData, digits_cnn  # not zoo/digits.py: it would shadow zoo.digits()
 from whybox.zoo.credit import (
     CREDIT_FEATURES,
@@ -36,6 +39,7 @@ __all__ = [
     "CreditData",
     "DigitsData",
     "breast_cancer",
+    "cached_model",
     "credit",
     "credit_true_logit",
     "credit_true_shap",

@@ -16,28 +16,27 @@ Average pooling and the width keep the network's output close to linear along
 Integrated-Gradients paths (fewer, smaller kinks than max pooling): 64 Gauss-Legendre steps
 reach a mean relative completeness gap below 1e-3 on the test images.
 
-The weights are cached as a plain ``.npz`` file of arrays (no pickle) under the user cache
-folder: ``$WHYBOX_CACHE``, else ``$XDG_CACHE_HOME/whybox``, else ``~/.cache/whybox``. The file
-is written atomically, so concurrent first calls never see a half-written cache.
+The weights are cached by :func:`whybox.zoo.cache.cached_model`: a safetensors file (plain
+arrays, no pickle) under the user cache folder (``$WHYBOX_CACHE``, else
+``$XDG_CACHE_HOME/whybox``, else ``~/.cache/whybox``), keyed by a hash of the recipe version,
+``epochs`` and ``random_state``, written atomically, so the model is trained once per machine.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from whybox._persist import _atomic_write
 from whybox._validation import check_int
 from whybox.errors import InvalidParameterError, MissingDependencyError
+from whybox.zoo.cache import cached_model
 
 __all__ = ["DigitsData", "digits_cnn"]
 
-_VERSION = 2  # bump when the architecture or the training recipe changes
+_VERSION = "2"  # bump when the architecture or the training recipe changes
 
 
 @dataclass
@@ -65,17 +64,6 @@ class DigitsData:
     images: np.ndarray
     target_names: list[str]
     test_accuracy: float
-
-
-def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("WHYBOX_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "whybox"
 
 
 def _build(nn: Any) -> Any:
@@ -177,29 +165,25 @@ def digits_cnn(
     Xt_tr, Xt_te = torch.from_numpy(X_tr), torch.from_numpy(X_te)
     yt_tr, yt_te = torch.from_numpy(y_tr), torch.from_numpy(y_te)
 
-    path = _cache_dir(cache_dir) / f"digits_cnn_v{_VERSION}_seed{random_state}_e{epochs}.npz"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
+    def train(config: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = _build(torch.nn)
+        _train(torch, net, Xt_tr, yt_tr, seed, config["epochs"])
+        return {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+
+    weights = cached_model(
+        "digits_cnn",
+        train,
+        {"epochs": epochs},
+        random_state,
+        version=_VERSION,
+        cache_dir=cache_dir,
+        cache=bool(cache),
+    )
+    with torch.random.fork_rng(devices=[]):  # the caller's torch RNG is left as it was
         model = _build(torch.nn)
-    loaded = False
-    if cache and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as arrays:
-                state = {k: torch.from_numpy(arrays[k].copy()) for k in arrays.files}
-            model.load_state_dict(state)
-            loaded = True
-        except Exception:  # a damaged or foreign file: retrain and overwrite it
-            loaded = False
-    if not loaded:
-        _train(torch, model, Xt_tr, yt_tr, random_state, epochs)
-        if cache:
-            buf = io.BytesIO()
-            np.savez(buf, **{k: v.detach().numpy() for k, v in model.state_dict().items()})
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _atomic_write(path, buf.getvalue())
-            except OSError:  # a read-only home: the model is still usable
-                pass
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)

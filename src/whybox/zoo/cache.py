@@ -1,0 +1,213 @@
+"""A disk cache for the zoo's trained toy models: train once per machine, load afterwards.
+
+:func:`cached_model` calls a trainer ``train(config, seed) -> {name: array}`` once and stores
+the arrays it returns as a safetensors file (plain little-endian arrays and a JSON header: no
+pickle, nothing executed on load), under the cache folder: ``$WHYBOX_CACHE``, else
+``$XDG_CACHE_HOME/whybox``, else ``~/.cache/whybox``. The file name holds a hash of
+(model name, trainer ``version``, ``config``, ``seed``), so a change to any of them trains anew,
+and the file's own metadata repeats them and is checked on load. Files are written to a
+temporary name and renamed, so a reader (another test process, say) never sees half a file.
+
+Bump ``version`` whenever the trainer's code or recipe changes: the hash cannot see code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whybox._persist import _atomic_write
+from whybox._validation import check_int
+from whybox.errors import InvalidParameterError, MissingDependencyError
+
+__all__ = ["cache_folder", "cache_key", "cache_path", "cached_model"]
+
+Trainer = Callable[[dict[str, Any], int], Mapping[str, np.ndarray]]
+
+
+def cache_folder(path: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder: ``path`` if given, else ``$WHYBOX_CACHE``, else the user cache.
+
+    The user cache is ``$XDG_CACHE_HOME/whybox`` or, without that variable,
+    ``~/.cache/whybox``.
+    """
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("WHYBOX_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "whybox"
+
+
+def _identity(name: str, config: Mapping[str, Any], seed: int, version: str) -> str:
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise InvalidParameterError(
+            f"name must be a non-empty string of letters, digits, '-', '_' or '.', got {name!r}."
+        )
+    if not isinstance(version, str) or not version:
+        raise InvalidParameterError(
+            f"version must be a non-empty string naming the trainer's code version, got "
+            f"{version!r}; bump it whenever the training code or recipe changes."
+        )
+    if not isinstance(config, Mapping):
+        raise InvalidParameterError(
+            f"config must be a dict of the training settings, got {type(config).__name__}."
+        )
+    seed = check_int("seed", seed, minimum=0)
+    try:
+        return json.dumps(
+            {"name": name, "version": version, "config": dict(config), "seed": seed},
+            sort_keys=True,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"config must hold only JSON values (str, int, float, bool, None, lists and dicts "
+            f"of them) so that it can key the cache; {exc}. Pass e.g. a layer size as an int, "
+            "not an object."
+        ) from exc
+
+
+def cache_key(name: str, config: Mapping[str, Any], seed: int, *, version: str) -> str:
+    """The hex SHA-256 of (name, version, config, seed), in canonical JSON."""
+    return hashlib.sha256(_identity(name, config, seed, version).encode()).hexdigest()
+
+
+def cache_path(
+    name: str,
+    config: Mapping[str, Any],
+    seed: int,
+    *,
+    version: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Where :func:`cached_model` keeps these weights: ``<folder>/<name>-<key[:20]>.safetensors``."""
+    key = cache_key(name, config, seed, version=version)
+    return cache_folder(cache_dir) / f"{name}-{key[:20]}.safetensors"
+
+
+def _safetensors() -> tuple[Any, Any]:
+    """(safetensors.numpy, safetensors.safe_open): pure numpy, torch is not needed."""
+    try:
+        from safetensors import numpy as st
+        from safetensors import safe_open
+    except ImportError as exc:
+        raise MissingDependencyError("safetensors", "llm", "the zoo's model cache") from exc
+    return st, safe_open
+
+
+def _check_weights(weights: Any, name: str) -> dict[str, np.ndarray]:
+    if not isinstance(weights, Mapping) or not weights:
+        raise InvalidParameterError(
+            f"the trainer of {name!r} must return a non-empty dict of parameter name -> numpy "
+            f"array, got {type(weights).__name__}."
+        )
+    out = {}
+    for key, value in weights.items():
+        if not isinstance(key, str) or not isinstance(value, np.ndarray):
+            raise InvalidParameterError(
+                f"the trainer of {name!r} must return str -> numpy array; entry {key!r} is a "
+                f"{type(value).__name__} (convert torch tensors with .detach().cpu().numpy())."
+            )
+        out[key] = np.ascontiguousarray(value)
+    return out
+
+
+def _load(path: Path, identity: str) -> dict[str, np.ndarray]:
+    """The arrays of a cache file whose metadata names this identity; raises if anything is off."""
+    _, safe_open = _safetensors()
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = fh.metadata() or {}
+        if meta.get("whybox_identity") != identity:
+            raise ValueError("its metadata names another model, config, seed or version")
+        return {k: fh.get_tensor(k) for k in fh.keys()}
+
+
+def cached_model(
+    name: str,
+    train: Trainer,
+    config: Mapping[str, Any],
+    seed: int,
+    *,
+    version: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache: bool = True,
+) -> dict[str, np.ndarray]:
+    """The weights ``train(config, seed)`` returns, trained once and then loaded from disk.
+
+    Parameters
+    ----------
+    name : str
+        The toy model's name (letters, digits, ``-``, ``_``, ``.``): the start of the file name.
+    train : callable
+        ``train(config, seed) -> {parameter name: numpy array}``. It must be deterministic
+        given its arguments. Called only when the cache holds no valid file.
+    config : dict
+        The training settings (JSON values only): part of the key.
+    seed : int
+        The training seed (>= 0): part of the key.
+    version : str
+        The trainer's code version: part of the key. Bump it when the code changes.
+    cache_dir : path, optional
+        The cache folder (default: :func:`cache_folder`).
+    cache : bool, default True
+        False trains without reading or writing the cache.
+
+    Returns
+    -------
+    dict of str to ndarray
+        The weights, as ``train`` returned them (dtype and shape kept).
+
+    Raises
+    ------
+    InvalidParameterError
+        For a bad name, version, seed or config (not JSON), or a trainer that returns something
+        other than a dict of arrays.
+    MissingDependencyError
+        If ``safetensors`` is not installed (``pip install 'whybox[llm]'``).
+
+    Notes
+    -----
+    A cache file that cannot be read (truncated, not safetensors) or whose metadata names
+    another identity is replaced by a fresh training, with a ``UserWarning`` naming the file. A
+    cache folder that cannot be written (a read-only home) only costs the next call a retraining.
+    """
+    identity = _identity(name, config, seed, version)
+    if not isinstance(cache, (bool, np.bool_)):
+        raise InvalidParameterError(f"cache must be True or False, got {cache!r}.")
+    if not callable(train):
+        raise InvalidParameterError(
+            f"train must be a callable (config, seed) -> dict of arrays, got {train!r}."
+        )
+    seed = check_int("seed", seed, minimum=0)
+    path = cache_path(name, config, seed, version=version, cache_dir=cache_dir)
+    if cache and path.is_file():
+        _safetensors()  # a missing package is an error, not a damaged file
+        try:
+            return _load(path, identity)
+        except Exception as exc:  # damaged, foreign or truncated: train again and replace it
+            warnings.warn(
+                f"the zoo cache file {str(path)!r} could not be used ({exc}); training "
+                f"{name!r} again and replacing it.",
+                UserWarning,
+                stacklevel=2,
+            )
+    weights = _check_weights(train(dict(config), seed), name)
+    if cache:
+        st, _ = _safetensors()
+        payload = st.save(weights, metadata={"whybox_identity": identity})
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, payload)
+        except (OSError, InvalidParameterError):  # a read-only cache: the weights still serve
+            pass
+    return weights
