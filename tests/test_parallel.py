@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 import whybox as wb
 from whybox import cli as whybox_cli
+from whybox.agnostic.shapley import ExactShap
 from whybox.cli import app
 from whybox.errors import InvalidParameterError, ModelCallError
-from whybox.games.shapley import ExactShap
 from whybox.parallel import (
     BACKENDS,
     chunk_bounds,
@@ -522,7 +522,7 @@ def test_cli_scheduler_with_n_jobs_is_refused(cli_files):
 def test_client_alone_selects_dask_and_explainer_pickles_without_it(client):
     import pickle
 
-    from whybox.games.shapley import ExactShap
+    from whybox.agnostic.shapley import ExactShap
 
     X = np.random.default_rng(0).normal(size=(6, 3))
     explainer = ExactShap(lambda Z: Z.sum(axis=1), background=X, client=client)

@@ -18,15 +18,15 @@ _LAZY = {
     "explain": "whybox.api",
     "available_methods": "whybox.api",
     "register_method": "whybox.api",
-    "ExactShap": "whybox.games.shapley",
-    "PermutationShap": "whybox.games.shapley",
-    "KernelShap": "whybox.games.kernel",
+    "ExactShap": "whybox.agnostic.shapley",
+    "PermutationShap": "whybox.agnostic.shapley",
+    "KernelShap": "whybox.agnostic.kernel",
     "LinearShap": "whybox.linear.shap",
-    "Lime": "whybox.games.lime",
-    "SubmodularPick": "whybox.games.lime",
+    "Lime": "whybox.agnostic.lime",
+    "SubmodularPick": "whybox.agnostic.lime",
     "TreeShap": "whybox.trees.treeshap",
-    "Banzhaf": "whybox.games.banzhaf",
-    "ShapleyInteractions": "whybox.games.interactions",
+    "Banzhaf": "whybox.agnostic.banzhaf",
+    "ShapleyInteractions": "whybox.agnostic.interactions",
     "Independent": "whybox.games.maskers",
     "Baseline": "whybox.games.maskers",
     "kmeans": "whybox.games.maskers",
@@ -134,6 +134,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .agnostic.banzhaf import Banzhaf
+    from .agnostic.interactions import ShapleyInteractions
+    from .agnostic.kernel import KernelShap
+    from .agnostic.lime import Lime, SubmodularPick
+    from .agnostic.shapley import ExactShap, PermutationShap
     from .api import available_methods, explain, register_method
     from .errors import (
         InvalidInputError,
@@ -144,15 +149,10 @@ if TYPE_CHECKING:  # pragma: no cover
         WhyboxError,
     )
     from .explanation import Explanation, load
-    from .games.banzhaf import Banzhaf
     from .games.game import TabularGame
     from .games.image import ImageGame, ImageMasker, segment
-    from .games.interactions import ShapleyInteractions
-    from .games.kernel import KernelShap
-    from .games.lime import Lime, SubmodularPick
     from .games.maskers import Baseline, Independent, kmeans
     from .games.occlusion import Occlusion
-    from .games.shapley import ExactShap, PermutationShap
     from .glassbox.gam import ExplainableBoostingClassifier, ExplainableBoostingRegressor
     from .gradients.cam import GradCam, GradCamPlusPlus, GuidedBackprop, GuidedGradCam
     from .gradients.integrated import ExpectedGradients, IntegratedGradients

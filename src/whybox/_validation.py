@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "check_keywords",
     "check_nonempty",
     "check_random_state",
+    "check_unique_columns",
     "feature_names_of",
     "n_rows",
 ]
@@ -187,12 +189,34 @@ def feature_names_of(X: Any) -> list[str]:
     return [f"x{j}" for j in range(p)]
 
 
+def check_unique_columns(X: Any, name: str = "X") -> None:
+    """Raise InvalidInputError when a DataFrame names a column twice.
+
+    whybox matches columns by name (to the model's fitted names, and a background to the
+    explained rows), so a repeated name is ambiguous. Names are compared as strings, as they
+    are reported.
+    """
+    if not isinstance(X, pd.DataFrame):
+        return
+    counts = Counter(str(c) for c in X.columns)
+    duplicated = sorted(c for c, k in counts.items() if k > 1)
+    if not duplicated:
+        return
+    raise InvalidInputError(
+        f"{name} has duplicated column names: {duplicated}. Columns are matched by name, so "
+        f"each must appear once: rename or drop the repeats (e.g. "
+        f"{name}.loc[:, ~{name}.columns.duplicated()])."
+    )
+
+
 def as_2d_input(X: Any, name: str = "X") -> np.ndarray | pd.DataFrame:
     """Accept a DataFrame, a Series, a list or an array and return a DataFrame or 2-D array.
 
     A 1-D array is read as one row (shape (1, p)), as scikit-learn users pass a single sample.
+    A DataFrame whose column names repeat is refused: columns are matched by name.
     """
     if isinstance(X, pd.DataFrame):
+        check_unique_columns(X, name=name)
         return X
     if isinstance(X, pd.Series):
         return X.to_frame().T.infer_objects()

@@ -45,31 +45,31 @@ def get_method(name: str) -> type[Explainer]:
 
 
 def _exact() -> type[Explainer]:
-    from .games.shapley import ExactShap
+    from .agnostic.shapley import ExactShap
 
     return ExactShap
 
 
 def _permutation() -> type[Explainer]:
-    from .games.shapley import PermutationShap
+    from .agnostic.shapley import PermutationShap
 
     return PermutationShap
 
 
 def _kernel() -> type[Explainer]:
-    from .games.kernel import KernelShap
+    from .agnostic.kernel import KernelShap
 
     return KernelShap
 
 
 def _banzhaf() -> type[Explainer]:
-    from .games.banzhaf import Banzhaf
+    from .agnostic.banzhaf import Banzhaf
 
     return Banzhaf
 
 
 def _interactions() -> type[Explainer]:
-    from .games.interactions import ShapleyInteractions
+    from .agnostic.interactions import ShapleyInteractions
 
     return ShapleyInteractions
 
@@ -87,7 +87,7 @@ def _tree() -> type[Explainer]:
 
 
 def _lime() -> type[Explainer]:
-    from .games.lime import Lime
+    from .agnostic.lime import Lime
 
     return Lime
 

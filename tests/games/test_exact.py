@@ -15,9 +15,10 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from whybox.agnostic.shapley import ExactShap
 from whybox.errors import InvalidInputError, InvalidParameterError
 from whybox.games.game import BaseGame
-from whybox.games.shapley import ExactShap, all_coalitions, exact_shapley
+from whybox.games.shapley import all_coalitions, exact_shapley
 from whybox.testing import check_explainer
 
 
@@ -195,10 +196,14 @@ def test_pipeline_with_categorical_and_string_columns_keeps_dtypes():
     assert isinstance(exp.data, pd.DataFrame)
     assert exp.data.dtypes.equals(df.dtypes)
     assert exp.feature_names == ["income", "purpose", "region", "age"]
-    # columns in another order are reordered by name
-    shuffled = df.iloc[40:45][["age", "region", "income", "purpose"]]
+    # columns in another order are matched by name and reported in the caller's order
+    order = ["age", "region", "income", "purpose"]
+    shuffled = df.iloc[40:45][order]
     exp2 = ExactShap(model, background=df.iloc[:30]).explain(shuffled)
-    np.testing.assert_allclose(exp2.values, exp.values, atol=1e-12)
+    assert exp2.feature_names == order
+    assert list(exp2.data.columns) == order
+    idx = [exp.feature_names.index(c) for c in order]
+    np.testing.assert_allclose(exp2.values, exp.values[:, idx], atol=1e-12)
 
 
 def test_groups_sum_of_members_for_additive_model():
@@ -282,6 +287,12 @@ class BrokenExactShap(ExactShap):
         return phi * 1.01, base, std, info
 
 
+class SilentBrokenExactShap(BrokenExactShap):
+    """The same, with the explainer's own completeness warning switched off."""
+
+    efficient = False
+
+
 class NondeterministicExactShap(ExactShap):
     def _estimate(self, game, rng, **kwargs):
         phi, base, std, info = super()._estimate(game, rng, **kwargs)
@@ -294,7 +305,11 @@ def test_conformance_suite_accepts_exact_and_rejects_broken_estimators():
     X = rng.normal(size=(40, 4))
     f = lambda Z: Z[:, 0] * Z[:, 1] + np.exp(Z[:, 2]) - Z[:, 3]  # noqa: E731
     check_explainer(lambda: ExactShap(f, background=X[:15]), X[20:24])
+    # the explainer's own completeness check catches the broken estimator ...
+    with pytest.warns(UserWarning, match=r"do not add up to prediction - base value"):
+        BrokenExactShap(f, background=X[:15]).explain(X[20:24])
+    # ... and the conformance suite catches it when that check is off (a silent estimator)
     with pytest.raises(AssertionError, match="efficiency"):
-        check_explainer(lambda: BrokenExactShap(f, background=X[:15]), X[20:24])
+        check_explainer(lambda: SilentBrokenExactShap(f, background=X[:15]), X[20:24])
     with pytest.raises(AssertionError, match="deterministic"):
         check_explainer(lambda: NondeterministicExactShap(f, background=X[:15]), X[20:24])

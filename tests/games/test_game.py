@@ -164,7 +164,7 @@ def test_kmeans_summary_of_mixed_frame_keeps_dtypes():
 
 def test_weighted_background_equals_repeated_rows():
     # a weight of 2 on a row is the same game as that row appearing twice
-    from whybox.games.shapley import ExactShap
+    from whybox.agnostic.shapley import ExactShap
 
     bg = np.array([[0.0, 1.0], [2.0, -1.0]])
     f = lambda Z: Z[:, 0] * Z[:, 1] + Z[:, 0]  # noqa: E731

@@ -9,11 +9,10 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import RandomForestClassifier
 
 import whybox as wb
+from whybox.agnostic.lime import Lime, SubmodularPick
 from whybox.errors import InvalidInputError, InvalidParameterError
 from whybox.games.lime import (
-    Lime,
-    SubmodularPick,
-    _Space,
+    InterpretableSpace,
     bin_edges,
     default_kernel_width,
     fit_surrogate,
@@ -93,7 +92,7 @@ def test_bin_edges_and_names_equal_lime_discretizers(cancer):
         ("decile", lime_disc.DecileDiscretizer),
     ):
         disc = cls(X, [], names)
-        space = _Space(Independent(X, max_samples=len(X)), kind, set())
+        space = InterpretableSpace(Independent(X, max_samples=len(X)), kind, set())
         for j in range(X.shape[1]):
             edges = bin_edges(X[:, j], kind)
             np.testing.assert_array_equal(edges, disc.mins[j][1:])
@@ -104,7 +103,7 @@ def test_bin_edges_and_names_equal_lime_discretizers(cancer):
 def test_interpretable_samples_are_lime_bins(cancer):
     X, _ = cancer
     disc = lime_disc.QuartileDiscretizer(X, [], [str(j) for j in range(X.shape[1])])
-    space = _Space(Independent(X, max_samples=len(X)), "quartile", set())
+    space = InterpretableSpace(Independent(X, max_samples=len(X)), "quartile", set())
     for i in (0, 7):
         data, Z = space.sample(X[i], 400, np.random.default_rng(i))
         np.testing.assert_array_equal(data[0], X[i])

@@ -19,16 +19,13 @@ learning. AISTATS.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..explainer import TabularGameExplainer
-from .game import Game, TabularGame, as_value_matrix
+from .game import Game, as_value_matrix
 from .shapley import MAX_EXACT_PLAYERS, _check_budget, all_coalitions, default_budget
 
-__all__ = ["Banzhaf", "banzhaf_min_budget", "exact_banzhaf", "msr_banzhaf"]
+__all__ = ["banzhaf_min_budget", "exact_banzhaf", "msr_banzhaf"]
 
 
 def banzhaf_min_budget(n_players: int) -> int:
@@ -87,44 +84,3 @@ def msr_banzhaf(
         beta[j] = a.mean(axis=0) - b.mean(axis=0)
         std[j] = np.sqrt(a.var(axis=0, ddof=1) / len(a) + b.var(axis=0, ddof=1) / len(b))
     return beta, std, v0
-
-
-class Banzhaf(TabularGameExplainer):
-    """Interventional Banzhaf values of any model: exact for small games, MSR otherwise.
-
-    The values do not satisfy efficiency, so ``exp.completeness_gap()`` is not zero; it is
-    reported as what it is. ``exp.std`` holds standard errors (zero when exact).
-
-    Notes
-    -----
-    ``.explain(X, budget=None, target=None, link=None)``: exact when ``2**n <= budget``.
-
-    References
-    ----------
-    Banzhaf (1965); Wang and Jia (2023), AISTATS.
-    """
-
-    method = "banzhaf"
-
-    def _check_players(self, n_players: int, **kwargs: Any) -> None:
-        budget = kwargs.get("budget")
-        if budget is not None and budget < 2**n_players:
-            _check_budget(budget, banzhaf_min_budget(n_players), n_players, "Banzhaf (MSR)")
-
-    def _estimate(
-        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        n = game.n_players
-        budget = kwargs.get("budget") or default_budget(n)
-        if n <= MAX_EXACT_PLAYERS and 2**n <= budget:
-            beta, v0 = exact_banzhaf(game)
-            return beta, v0, np.zeros_like(beta), {"exact": True}
-        beta, std, v0 = msr_banzhaf(game, rng, budget=budget)
-        return beta, v0, std, {"exact": False}
-
-    def _params(self, **kwargs: Any) -> dict[str, Any]:
-        return {
-            "estimator": "Banzhaf values (exact or maximum sample reuse)",
-            "budget": kwargs.get("budget"),
-            "efficient": False,
-        }

@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..explainer import TabularGameExplainer
-from .game import Game, TabularGame, as_value_matrix
+from .game import Game, as_value_matrix
 from .shapley import (
     MAX_EXACT_PLAYERS,
     _check_budget,
@@ -44,7 +43,6 @@ from .shapley import (
 )
 
 __all__ = [
-    "ShapleyInteractions",
     "exact_interactions",
     "interaction_matrix",
     "sampled_interactions",
@@ -167,39 +165,3 @@ def sampled_interactions(
             "min_pair_draws": int(offdiag_counts.min()) if n > 1 else 0,
         },
     )
-
-
-class ShapleyInteractions(TabularGameExplainer):
-    """SHAP interaction values of any model: values of shape (n_rows, p, p[, k]).
-
-    Exact from all coalitions when ``2**n`` fits the budget (and n <= 20), else sampled
-    from permutations with standard errors. Each row of the matrix adds up to the feature's
-    Shapley value, and the matrix to ``prediction - base value``.
-
-    Notes
-    -----
-    ``.explain(X, budget=None, target=None, link=None)``.
-
-    References
-    ----------
-    Grabisch and Roubens (1999); Lundberg et al. (2020), Nature Machine Intelligence.
-    """
-
-    method = "interactions"
-
-    def _estimate(
-        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        n = game.n_players
-        budget = kwargs.get("budget") or default_budget(n)
-        if n <= MAX_EXACT_PLAYERS and 2**n <= budget:
-            Phi, v0 = exact_interactions(game)
-            return Phi, v0, np.zeros_like(Phi), {"exact": True}
-        Phi, std, v0, info = sampled_interactions(game, rng, budget=budget)
-        return Phi, v0, std, {"exact": False, **info}
-
-    def _value_names(self, players: list[str]) -> list[str]:
-        return [f"{a} × {b}" for a in players for b in players]
-
-    def _params(self, **kwargs: Any) -> dict[str, Any]:
-        return {"estimator": "Shapley interaction index (pairs)", "budget": kwargs.get("budget")}

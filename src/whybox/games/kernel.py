@@ -49,9 +49,9 @@ import numpy as np
 from ..errors import InvalidParameterError
 from ..parallel import one_blas_thread
 from .game import Game, as_value_matrix
-from .shapley import SamplingShapExplainer, _check_budget, default_budget, exact_shapley
+from .shapley import _check_budget, default_budget, exact_shapley
 
-__all__ = ["KernelShap", "kernel_min_budget", "kernel_shapley"]
+__all__ = ["kernel_min_budget", "kernel_shapley"]
 
 
 def kernel_min_budget(n_players: int) -> int:
@@ -423,32 +423,3 @@ def _pair_block(
     """Coalitions ``[canon; complements]`` with their weights and group id."""
     Z = np.concatenate([canon, ~canon])
     return Z, np.concatenate([w, w]), np.full(len(Z), group)
-
-
-class KernelShap(SamplingShapExplainer):
-    """Interventional Shapley values by KernelSHAP with standard errors.
-
-    Paired coalitions, exact enumeration of the extreme coalition sizes, leverage-score
-    sampling of the rest and an exact efficiency constraint (see the module docstring).
-    ``exp.std`` holds standard errors; ``.explain(X, tolerance=...)`` stops early.
-
-    Parameters
-    ----------
-    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
-    n_jobs, backend, client, chunk_size
-        See :class:`whybox.explainer.TabularGameExplainer`.
-
-    Notes
-    -----
-    ``.explain(X, budget=None, tolerance=None, target=None, link=None)``: ``budget`` is the
-    number of coalitions per row (default ``2 n + 2048``, at least ``2 n + 2``).
-
-    References
-    ----------
-    Lundberg and Lee (2017); Covert and Lee (2021); Musco and Witter (2024).
-    """
-
-    method = "kernel"
-    estimator = staticmethod(kernel_shapley)
-    min_budget = staticmethod(kernel_min_budget)
-    description = "KernelSHAP (paired, leverage-stratified, control variate, exact efficiency)"

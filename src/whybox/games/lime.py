@@ -2,7 +2,9 @@
 
 A row ``x`` is perturbed, the model is called on the perturbations, and a kernel-weighted
 ridge regression on a few *interpretable* features is fitted around ``x`` (Ribeiro, Singh and
-Guestrin 2016). :class:`Lime` follows lime's ``LimeTabularExplainer``:
+Guestrin 2016). This module holds LIME's numerical core; the explainer users construct,
+:class:`whybox.agnostic.lime.Lime`, applies it to each row and follows lime's
+``LimeTabularExplainer``:
 
 * **Interpretable features.** With ``discretize="quartile"`` (lime's default) or ``"decile"``
   the bin edges of a numeric feature are the background's percentiles (repeated edges dropped,
@@ -43,7 +45,6 @@ for heteroskedasticity. Econometrica 48(4). (The standard errors.)
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -53,20 +54,16 @@ import pandas as pd
 
 from .._validation import check_in, check_int
 from ..errors import InvalidInputError, InvalidParameterError
-from ..explainer import Explainer, ProgressFn, TabularGameExplainer
-from ..explanation import ROW_KEYS, Explanation
-from ..models import ModelFunction
-from ..parallel import one_blas_thread, row_generator
-from .game import DEFAULT_CHUNK_BYTES
+from ..parallel import one_blas_thread
 from .maskers import Masker
 
 __all__ = [
-    "Lime",
-    "SubmodularPick",
+    "InterpretableSpace",
     "SurrogateFit",
     "bin_edges",
     "default_kernel_width",
     "fit_surrogate",
+    "fit_surrogates",
     "kernel_weights",
     "submodular_pick",
 ]
@@ -74,8 +71,6 @@ __all__ = [
 SELECTIONS = ("auto", "forward_selection", "highest_weights", "lasso_path", "none")
 DISCRETIZERS = ("quartile", "decile", None)
 _PERCENTILES = {"quartile": [25, 50, 75], "decile": [10, 20, 30, 40, 50, 60, 70, 80, 90]}
-#: ``max_background=None`` keeps every background row (lime uses the whole training set)
-_ALL_ROWS = 2**62
 
 
 # ------------------------------------------------------------------ pure building blocks
@@ -295,9 +290,36 @@ def fit_surrogate(
     return _fit(_Gram(Z, w), y, n_features, feature_selection, float(alpha))
 
 
+def fit_surrogates(
+    Z: np.ndarray,
+    Y: np.ndarray,
+    width: float,
+    n_features: int,
+    feature_selection: str = "auto",
+    alpha: float = 1.0,
+) -> list[SurrogateFit]:
+    """One surrogate per output column of ``Y`` (m, k) around sample 0 of ``Z`` (m, p).
+
+    The kernel weights are :func:`kernel_weights` of each sample's Euclidean distance to
+    ``Z[0]`` with ``width``; all fits share one weighted Gram matrix and run on one BLAS
+    thread (tiny problems: threads only add overhead, and one thread keeps results
+    bit-identical across machines and workers).
+    """
+    with one_blas_thread():
+        gram = _Gram(Z, kernel_weights(np.sqrt(((Z - Z[0]) ** 2).sum(axis=1)), width))
+        return [
+            _fit(gram, Y[:, o], n_features, feature_selection, alpha) for o in range(Y.shape[1])
+        ]
+
+
 # ------------------------------------------------------------------ interpretable space
-class _Space:
-    """The interpretable representation of one background and its perturbation sampler."""
+class InterpretableSpace:
+    """The interpretable representation of one background and its perturbation sampler.
+
+    ``masker`` holds the background (lime's training data), ``discretize`` the numeric
+    features' representation and ``categorical`` the positions of features compared by
+    equality.
+    """
 
     def __init__(self, masker: Masker, discretize: str | None, categorical: set[int]) -> None:
         bg = masker.background
@@ -433,250 +455,6 @@ class _Space:
         return pd.DataFrame(out)
 
 
-# ------------------------------------------------------------------ explainer
-class Lime(TabularGameExplainer):
-    """LIME for tabular models: faithful to lime's defaults, seeded, fast, with standard errors.
-
-    Parameters
-    ----------
-    model : object
-        Any model :func:`whybox.models.wrap_model` supports.
-    background : DataFrame, array of shape (n_bg, p), or Masker, optional
-        lime's training data: bin edges, means, standard deviations and the marginals that
-        perturbations are drawn from. Defaults to the explained X.
-    n_features : int
-        Features in each explanation (lime's ``num_features``).
-    kernel_width : float, optional
-        Width of the exponential kernel; default ``0.75 sqrt(p)``.
-    discretize : {"quartile", "decile", None}
-        Interpretable representation of numeric features (lime's ``discretizer``, ``None``
-        for ``discretize_continuous=False``).
-    feature_selection : {"auto", "forward_selection", "highest_weights", "lasso_path", "none"}
-        lime's feature selection (``"auto"``: forward selection up to 6 features, else highest
-        weights; ``"none"``: every feature).
-    ridge_alpha : float
-        Penalty of the final ridge surrogate (lime's ``Ridge(alpha=1)``).
-    categorical_features : list of int or str, optional
-        Numeric columns (positions or names) to treat as categorical; non-numeric and bool
-        columns always are.
-    link, random_state, allow_nan, n_jobs, backend, client, chunk_size, chunk_bytes
-        See :class:`whybox.explainer.TabularGameExplainer`. ``chunk_bytes`` bounds one model
-        call (a row's ``budget`` samples are sent in pieces above it).
-    max_background : int or None
-        Background rows kept (subsampled above this); None keeps all, as lime does.
-    groups : None
-        Not supported: LIME explains single features.
-
-    Notes
-    -----
-    ``exp.values[i, j]`` is the surrogate coefficient of feature ``j`` times ``x_j``'s
-    interpretable value: the coefficient itself with discretisation (``x``'s own value is 1),
-    coefficient times ``(x_j - mean_j) / std_j`` without; 0 for unselected features.
-    ``exp.base_values`` is the intercept, ``exp.std`` the standard errors (same scaling),
-    ``exp.meta["fidelity"]`` the weighted R^2 per row, ``exp.meta["local_prediction"]`` the
-    surrogate's prediction at ``x``, ``exp.meta["selected_features"]`` the chosen features in
-    selection order and ``exp.meta["conditions"]`` lime's readable interpretable features
-    (``"mean radius <= 13.37"``).
-
-    Examples
-    --------
-    >>> exp = Lime(model, background=X_train, n_features=5).explain(X[:10])  # doctest: +SKIP
-    >>> exp.top(5), exp.meta["fidelity"]  # doctest: +SKIP
-    """
-
-    method = "lime"
-
-    def __init__(
-        self,
-        model: Any,
-        background: Any = None,
-        *,
-        n_features: int = 10,
-        kernel_width: float | None = None,
-        discretize: str | None = "quartile",
-        feature_selection: str = "auto",
-        ridge_alpha: float = 1.0,
-        categorical_features: Sequence[int | str] | None = None,
-        link: str = "identity",
-        random_state: int | None = 0,
-        allow_nan: bool = False,
-        n_jobs: int | None = None,
-        backend: str = "serial",
-        client: Any = None,
-        chunk_size: int | None = None,
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-        max_background: int | None = None,
-        groups: Any = None,
-    ) -> None:
-        if groups:
-            raise InvalidParameterError(
-                "Lime does not support groups=: its interpretable features are single columns. "
-                "Drop groups=, or use KernelShap / ExactShap to explain feature groups."
-            )
-        super().__init__(
-            model,
-            background,
-            max_background=_ALL_ROWS if max_background is None else max_background,
-            link=link,
-            random_state=random_state,
-            allow_nan=allow_nan,
-            chunk_bytes=chunk_bytes,
-            n_jobs=n_jobs,
-            backend=backend,
-            client=client,
-            chunk_size=chunk_size,
-        )
-        self.n_features = check_int("n_features", n_features, minimum=1)
-        if kernel_width is not None and not (_is_real(kernel_width) and kernel_width > 0):
-            raise InvalidParameterError(
-                f"kernel_width must be a positive finite number or None (lime's default "
-                f"0.75 * sqrt(n_features)), got {kernel_width!r}."
-            )
-        self.kernel_width = None if kernel_width is None else float(kernel_width)
-        self.discretize = check_in("discretize", discretize, DISCRETIZERS)
-        self.feature_selection = check_in("feature_selection", feature_selection, SELECTIONS)
-        if not (_is_real(ridge_alpha) and ridge_alpha >= 0):
-            raise InvalidParameterError(
-                f"ridge_alpha must be a finite number >= 0 (lime uses 1.0), got {ridge_alpha!r}."
-            )
-        self.ridge_alpha = float(ridge_alpha)
-        cats = list(categorical_features or [])
-        for c in cats:
-            if isinstance(c, bool) or not isinstance(c, (numbers.Integral, str)):
-                raise InvalidParameterError(
-                    "categorical_features must list column positions (int) or names (str); "
-                    f"got {c!r} of type {type(c).__name__}."
-                )
-        self.categorical_features = cats
-        self._space: tuple[Masker, _Space] | None = None
-        self._width = self.kernel_width
-
-    def explain(  # type: ignore[override]
-        self,
-        X: Any,
-        *,
-        budget: int = 5000,
-        target: Any = None,
-        link: str | None = None,
-        progress: ProgressFn | None = None,
-    ) -> Explanation:
-        """Explain each row of ``X`` (DataFrame or array (n, p)) with a local surrogate.
-
-        ``budget`` is the number of perturbation samples per row, the row itself being the
-        first (lime's ``num_samples``): one model call of ``budget`` rows per explained row.
-        ``target``, ``link`` and ``progress`` are as for every explainer. Returns an
-        Explanation with ``values`` (n, p), or (n, p, k) for several outputs (each fitted
-        separately), ``base_values`` the intercepts, ``std`` the standard errors and
-        ``n_evals == budget``.
-        """
-        budget = check_int("budget", budget, minimum=2)
-        return super().explain(X, target=target, link=link, progress=progress, budget=budget)
-
-    def _masker(self, X: Any) -> Masker:
-        masker = super()._masker(X)
-        self._space = (masker, self._build_space(masker))
-        return masker
-
-    def _build_space(self, masker: Masker) -> _Space:
-        if masker.n_rows < 2:
-            raise InvalidParameterError(
-                f"Lime draws perturbations from the background's distribution, but the "
-                f"background has {masker.n_rows} row (a Baseline?): every sample would be the "
-                "same. Pass training rows as background (lime's training_data)."
-            )
-        names, cats = list(masker.feature_names), set()
-        for c in self.categorical_features:
-            if isinstance(c, str) and c not in names:
-                raise InvalidParameterError(
-                    f"categorical_features names {c!r}, which is not a column; columns are {names}."
-                )
-            if not isinstance(c, str) and not -len(names) <= c < len(names):
-                raise InvalidParameterError(
-                    f"categorical_features has position {c}, but X has {len(names)} columns "
-                    f"(positions 0..{len(names) - 1})."
-                )
-            cats.add(names.index(c) if isinstance(c, str) else int(c) % len(names))
-        return _Space(masker, self.discretize, cats)
-
-    def _check_players(self, n_players: int, **kwargs: Any) -> None:
-        budget = kwargs["budget"]
-        n_coef = n_players if self.feature_selection == "none" else min(self.n_features, n_players)
-        minimum = n_coef + 2
-        if budget < minimum:
-            raise InvalidParameterError(
-                f"budget={budget} is below the minimum of {minimum} samples: the surrogate has "
-                f"{n_coef} coefficients and an intercept, and its standard errors need one "
-                f"more sample. Pass budget >= {minimum} (lime's default is 5000)."
-            )
-        self._width = self.kernel_width or default_kernel_width(n_players)
-
-    def _explain_row(
-        self, fn: ModelFunction, masker: Masker, x: Any, kwargs: dict[str, Any]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        if self._space is None or self._space[0] is not masker:
-            self._space = (masker, self._build_space(masker))
-        space = self._space[1]
-        budget = int(kwargs["budget"])
-        rng = row_generator(self.random_state, x)
-        data, Z = space.sample(x, budget, rng)
-        step = max(1, int(self.chunk_bytes // max(1, masker.row_nbytes)))
-        if budget <= step:
-            y = fn(data)
-        else:
-            take = data.iloc if isinstance(data, pd.DataFrame) else data
-            y = np.concatenate([fn(take[s : s + step]) for s in range(0, budget, step)])
-        width = self.kernel_width or default_kernel_width(space.p)
-        values, std = np.zeros((space.p, y.shape[1])), np.zeros((space.p, y.shape[1]))
-        intercept = np.zeros(y.shape[1])
-        fits = []
-        # tiny problems: threaded BLAS only adds overhead, and its spinning threads slow the
-        # model down; one thread also keeps results bit-identical across machines and workers
-        with one_blas_thread():
-            gram = _Gram(Z, kernel_weights(np.sqrt(((Z - Z[0]) ** 2).sum(axis=1)), width))
-            for o in range(y.shape[1]):
-                fit = _fit(gram, y[:, o], self.n_features, self.feature_selection, self.ridge_alpha)
-                values[fit.used, o] = fit.coef * Z[0, fit.used]
-                std[fit.used, o] = fit.std * np.abs(Z[0, fit.used])
-                intercept[o] = fit.intercept
-                fits.append(fit)
-        xv = space.row_values(x)
-        info = {
-            "n_evals": budget,
-            "single": fn.single_output,
-            "fidelity": [f.score for f in fits],
-            "local_prediction": [f.local_prediction for f in fits],
-            "selected": [[space.names[j] for j in f.used] for f in fits],
-            "conditions": space.describe(xv),
-        }
-        return values, intercept, std, info
-
-    def _params(self, **kwargs: Any) -> dict[str, Any]:
-        return {
-            "estimator": "LIME: kernel-weighted ridge surrogate on interpretable features",
-            "budget": int(kwargs["budget"]),
-            "n_features": self.n_features,
-            "kernel_width": self._width,
-            "discretize": self.discretize,
-            "feature_selection": self.feature_selection,
-            "ridge_alpha": self.ridge_alpha,
-            "categorical_features": [str(c) for c in self.categorical_features],
-        }
-
-    def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
-        def per_row(key: str) -> list[Any]:
-            return [i[key][0] if i["single"] else i[key] for i in infos]
-
-        fidelity = per_row("fidelity")
-        return {
-            "fidelity": fidelity,
-            "fidelity_mean": float(np.mean([i["fidelity"] for i in infos])),
-            "local_prediction": per_row("local_prediction"),
-            "selected_features": per_row("selected"),
-            "conditions": [i["conditions"] for i in infos],
-            ROW_KEYS: ["fidelity", "local_prediction", "selected_features", "conditions"],
-        }
-
-
 # ------------------------------------------------------------------ SP-LIME
 def submodular_pick(W: Any, n_picks: int) -> tuple[list[int], list[float], np.ndarray]:
     """SP-LIME's greedy pick (Ribeiro et al. 2016, Algorithm 2), as ``lime.submodular_pick``.
@@ -714,73 +492,3 @@ def submodular_pick(W: Any, n_picks: int) -> tuple[list[int], list[float], np.nd
         covered |= present[best]
         left[best] = False
     return picked, coverage, importance
-
-
-class SubmodularPick(Explainer):
-    """SP-LIME: explain every row with :class:`Lime`, then pick a few non-redundant rows that
-    together cover the globally important features (Ribeiro et al. 2016, Algorithm 2).
-
-    ``model``, ``background``, ``random_state`` and ``**lime_kwargs`` (``n_features``,
-    ``discretize``, ...) are :class:`Lime`'s. The explanation matrix ``W`` is ``exp.values`` (one column per feature). lime keys its
-    columns by the explanation's text instead, so with discretisation two rows in different
-    bins of a feature count as different columns there; whybox reports per-feature global
-    importance. lime's ``method="sample"`` explains a random subset: pass that subset as X.
-    """
-
-    method = "lime"
-
-    def __init__(
-        self,
-        model: Any,
-        background: Any = None,
-        *,
-        random_state: int | None = 0,
-        **lime_kwargs: Any,
-    ) -> None:
-        self.lime = Lime(model, background, random_state=random_state, **lime_kwargs)
-        self.random_state = random_state
-
-    def explain(  # type: ignore[override]
-        self,
-        X: Any,
-        *,
-        n_picks: int = 5,
-        budget: int = 5000,
-        target: Any = None,
-        link: str | None = None,
-        progress: ProgressFn | None = None,
-    ) -> Explanation:
-        """Explain every row of ``X`` (arguments as :meth:`Lime.explain`); return the
-        Explanation of the ``n_picks`` picked rows in pick order, with ``meta["picked_indices"]``
-        (positions in X), ``meta["coverage"]`` (after each pick), ``meta["global_importance"]``
-        (per feature) and Lime's per-row meta of the picked rows.
-        """
-        n_picks = check_int("n_picks", n_picks, minimum=1)
-        budget = check_int("budget", budget, minimum=2)
-        Xp, fn = self.lime._prepare(X, target, link)
-        if n_picks > Xp.shape[0]:
-            raise InvalidParameterError(
-                f"n_picks={n_picks} is more than the {Xp.shape[0]} rows of X; pass n_picks <= "
-                f"{Xp.shape[0]} or more rows."
-            )
-        if not fn.single_output:
-            raise InvalidParameterError(
-                f"SP-LIME picks rows for one output, but target={target!r} selects "
-                f"{fn.output_names}. Pass one class or output as target=."
-            )
-        exp = self.lime.explain(X, budget=budget, target=target, link=link, progress=progress)
-        picked, coverage, importance = submodular_pick(exp.values, n_picks)
-        out = exp[picked]
-        meta = {
-            k: [v[i] for i in picked] if isinstance(v, list) and len(v) == exp.n_rows else v
-            for k, v in exp.meta.items()
-        }
-        meta.update(
-            picked_indices=picked,
-            coverage=coverage,
-            global_importance=importance.tolist(),
-            candidates=exp.n_rows,
-        )
-        out.meta = meta
-        out.params["pick"] = f"SP-LIME submodular pick of {n_picks} of {exp.n_rows} rows"
-        return out

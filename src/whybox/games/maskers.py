@@ -6,9 +6,12 @@ A masker holds the rows that stand in for absent features and composes, for one 
 (categoricals, strings, nullable types), so scikit-learn Pipelines with encoders work
 unchanged.
 
-* :class:`Independent` — interventional (marginal) absence over a background sample
+* :class:`Independent` — interventional (marginal) absence over background rows
   (Janzing, Minorics and Bloebaum 2020), optionally weighted.
 * :class:`Baseline` — absence as a fixed reference value (a single background row).
+* :func:`kmeans` — a weighted summary of a large background.
+* :func:`summarise_background` — a background used whole, or sampled only when asked, with a
+  warning that measures what the sample changes.
 
 References
 ----------
@@ -18,7 +21,9 @@ explainable AI: a causal problem. AISTATS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +32,17 @@ import pandas as pd
 from .._validation import as_2d_input, check_finite, check_int, check_nonempty, check_random_state
 from ..errors import InvalidInputError, InvalidParameterError
 
-__all__ = ["Baseline", "Independent", "Masker", "kmeans"]
+__all__ = [
+    "LARGE_BACKGROUND",
+    "Baseline",
+    "Independent",
+    "Masker",
+    "kmeans",
+    "summarise_background",
+]
+
+#: Background rows above which explaining warns about run time (cost grows with the rows).
+LARGE_BACKGROUND = 1000
 
 
 class _Column:
@@ -115,6 +130,24 @@ class Masker:
     def n_rows(self) -> int:
         return int(self.background.shape[0])
 
+    def aligned_to(self, X: Any) -> Masker:
+        """This masker with its background's columns in the order of DataFrame ``X``.
+
+        Columns are matched by name; a background without exactly ``X``'s columns is refused
+        (:class:`~whybox.errors.InvalidInputError` listing the missing and extra ones). An
+        array ``X`` or background is positional and is returned unchanged.
+        """
+        bg = self.background
+        if not (isinstance(X, pd.DataFrame) and isinstance(bg, pd.DataFrame)):
+            return self
+        self.check_compatible(X)  # the same columns, by name
+        order = [bg.columns.get_loc(c) for c in X.columns]
+        if order == list(range(bg.shape[1])):
+            return self
+        new = copy.copy(self)
+        new._set_background(bg.iloc[:, order], self.weights)
+        return new
+
     def check_compatible(self, X: Any, *, allow_nan: bool = False) -> Any:
         """Check that ``X`` has the background's columns; return it aligned to them."""
         bg = self.background
@@ -201,9 +234,10 @@ class Independent(Masker):
     ----------
     background : DataFrame or array of shape (n_bg, p)
         Reference data, typically a sample of the training set.
-    max_samples : int
+    max_samples : int, optional
         Background rows kept; a larger background is subsampled without replacement
-        (seeded by ``random_state``), as shap's Independent masker does.
+        (seeded by ``random_state``). Default None: every row is kept (shap's Independent
+        masker keeps 100 by default; whybox never drops rows unless asked).
     weights : array of shape (n_bg,), optional
         Weights of the background rows (normalised to sum to one).
     random_state : int, Generator or None
@@ -216,7 +250,7 @@ class Independent(Masker):
         self,
         background: Any,
         *,
-        max_samples: int = 100,
+        max_samples: int | None = None,
         weights: Any = None,
         random_state: Any = 0,
         allow_nan: bool = False,
@@ -224,10 +258,11 @@ class Independent(Masker):
         bg = as_2d_input(background, name="background")
         check_nonempty(bg, name="background")
         check_finite(bg, name="background", allow_nan=allow_nan)
-        max_samples = check_int("max_samples", max_samples, minimum=1)
-        self.max_samples = max_samples
         n = bg.shape[0]
-        if n > max_samples:
+        if max_samples is not None:
+            max_samples = check_int("max_samples", max_samples, minimum=1)
+        self.max_samples = max_samples
+        if max_samples is not None and n > max_samples:
             rng = check_random_state(random_state)
             idx = np.sort(rng.choice(n, size=max_samples, replace=False))
             bg = bg.iloc[idx] if isinstance(bg, pd.DataFrame) else bg[idx]
@@ -298,6 +333,105 @@ class Baseline(Masker):
         if vals.reshape(-1).size != p:
             raise InvalidParameterError(f"baseline has {vals.size} values but X has {p} columns.")
         return vals.reshape(1, p)
+
+
+def summarise_background(
+    background: Any,
+    max_background: int | None = None,
+    *,
+    weights: Any = None,
+    random_state: Any = 0,
+    allow_nan: bool = False,
+    evaluate: Callable[[Any], Any] | None = None,
+    remedies: Sequence[str] = ("max_background=None", "wb.kmeans(background, k=100)"),
+    warn_large: bool = True,
+) -> Independent:
+    """The :class:`Independent` masker of a background: whole, or a sample only when asked.
+
+    Parameters
+    ----------
+    background : DataFrame, array of shape (n_bg, p), or Independent
+        The rows that stand for the data (an Independent masker's rows and weights).
+    max_background : int, optional
+        Rows to keep. None (default) keeps them all. Below ``n_bg`` a sample is drawn
+        without replacement with ``random_state``, and a ``UserWarning`` names
+        ``max_background`` and the measured effect: the largest, over outputs, of
+        ``|weighted mean of evaluate over all rows - mean over the sample|`` (one extra call
+        of ``evaluate`` on the whole background).
+    weights : array of shape (n_bg,), optional
+        Row weights (an Independent masker's own are used when it is given).
+    random_state : int, Generator or None
+        Seed of the sample.
+    allow_nan : bool
+        Accept NaN in the background.
+    evaluate : callable, optional
+        ``rows -> (m,) or (m, k)`` model outputs, to measure the effect of sampling.
+    remedies : sequence of str
+        How the user keeps or summarises every row, named in the warnings.
+    warn_large : bool
+        Warn about run time above :data:`LARGE_BACKGROUND` rows (for methods whose cost grows
+        with the background rows; LIME only draws from it).
+
+    Returns
+    -------
+    Independent
+
+    Warns
+    -----
+    UserWarning
+        When a sample is drawn (with its measured effect), and when more than
+        :data:`LARGE_BACKGROUND` rows are kept (run time grows with them; the result is
+        correct).
+    """
+    if isinstance(background, Masker):
+        weights = background.weights if weights is None else weights
+        background = background.background
+    bg = as_2d_input(background, name="background")
+    check_nonempty(bg, name="background")
+    check_finite(bg, name="background", allow_nan=allow_nan)
+    n = int(bg.shape[0])
+    full = Independent(bg, weights=weights, allow_nan=allow_nan)
+    if max_background is None or n <= check_int("max_background", max_background, minimum=1):
+        masker = full
+    else:
+        masker = Independent(
+            bg,
+            max_samples=max_background,
+            weights=weights,
+            random_state=random_state,
+            allow_nan=allow_nan,
+        )
+        effect = ""
+        if evaluate is not None:
+            full_mean = full.weights @ _as_matrix(evaluate(full.background))
+            sample_mean = masker.weights @ _as_matrix(evaluate(masker.background))
+            gap = float(np.max(np.abs(full_mean - sample_mean)))
+            effect = (
+                f"; the mean model output over the sample differs from that over all {n} rows "
+                f"by {gap:.3g}, which shifts every base value by as much"
+            )
+        warnings.warn(
+            f"max_background={max_background} keeps a random sample of {max_background} of the "
+            f"{n} background rows (random_state={random_state!r}){effect}. To use every row "
+            f"pass {' or '.join(remedies)}.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if warn_large and masker.n_rows > LARGE_BACKGROUND:
+        warnings.warn(
+            f"the background has {masker.n_rows} rows: each coalition costs one model row per "
+            f"background row, so run time grows with them (the result is correct). To go "
+            f"faster summarise it with max_background= (a random sample) or "
+            f"wb.kmeans(background, k=100) (a weighted summary).",
+            UserWarning,
+            stacklevel=3,
+        )
+    return masker
+
+
+def _as_matrix(values: Any) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return v[:, None] if v.ndim == 1 else v.reshape(v.shape[0], -1)
 
 
 def kmeans(

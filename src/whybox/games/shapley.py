@@ -34,22 +34,17 @@ NeurIPS.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from math import comb
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from .._validation import check_int
 from ..errors import InvalidParameterError
-from ..explainer import TabularGameExplainer
-from .game import Game, TabularGame, as_value_matrix
+from .game import Game, as_value_matrix
 
 __all__ = [
     "MAX_EXACT_PLAYERS",
-    "ExactShap",
-    "PermutationShap",
-    "SamplingShapExplainer",
     "all_coalitions",
     "default_budget",
     "exact_shapley",
@@ -108,50 +103,6 @@ def exact_shapley(game: Game) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         w = weight_of_size[sizes[without]]
         phi[j] = w @ (v[without | bit] - v[without])
     return phi, v[0].copy(), v[-1].copy()
-
-
-class ExactShap(TabularGameExplainer):
-    """Interventional Shapley values of any model, exactly, for up to ~16 features.
-
-    Every coalition of features (or feature groups) is evaluated against the background,
-    all coalitions of a row going to the model in as few calls as the memory bound allows.
-    Efficiency holds to rounding: ``exp.completeness_gap()`` is ~1e-15.
-
-    Parameters
-    ----------
-    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes
-        See :class:`whybox.explainer.TabularGameExplainer`.
-
-    Examples
-    --------
-    >>> exp = ExactShap(model, background=X_train).explain(X_test[:10])  # doctest: +SKIP
-    >>> exp.completeness_gap()  # doctest: +SKIP
-
-    References
-    ----------
-    Shapley (1953); Lundberg and Lee (2017), NeurIPS.
-    """
-
-    method = "exact"
-
-    def _check_players(self, n_players: int, **kwargs: Any) -> None:
-        check_int("number of players", n_players, minimum=1)
-        if n_players > MAX_EXACT_PLAYERS:
-            raise InvalidParameterError(
-                f"ExactShap enumerates all 2**n coalitions and refuses more than "
-                f"{MAX_EXACT_PLAYERS} players; this problem has {n_players}. Use KernelShap or "
-                "PermutationShap (sampling estimators with standard errors), or pass groups= to "
-                "explain groups of features as single players."
-            )
-
-    def _estimate(
-        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        phi, v_empty, _ = exact_shapley(game)
-        return phi, v_empty, np.zeros_like(phi), {}  # exact: no sampling error
-
-    def _params(self, **kwargs: Any) -> dict[str, Any]:
-        return {"estimator": "exact enumeration of all coalitions"}
 
 
 def default_budget(n_players: int) -> int:
@@ -258,67 +209,3 @@ def permutation_shapley(
     phi = est.mean(axis=0)
     std = est.std(axis=0, ddof=1) / np.sqrt(est.shape[0])
     return phi, std, v0, {"pairs": int(est.shape[0]), "converged": converged}
-
-
-class SamplingShapExplainer(TabularGameExplainer):
-    """Shared machinery of the sampling Shapley explainers (budget, tolerance, errors).
-
-    Subclasses set ``estimator`` (``(game, rng, budget=, tolerance=) -> (phi, std, v_empty,
-    info)``), ``min_budget`` (players -> fewest coalitions) and ``description``.
-    """
-
-    estimator: ClassVar[Callable[..., Any]]
-    min_budget: ClassVar[Callable[[int], int]]
-    description: ClassVar[str] = ""
-
-    def _check_players(self, n_players: int, **kwargs: Any) -> None:
-        budget = kwargs.get("budget")
-        if budget is not None:
-            _check_budget(budget, type(self).min_budget(n_players), n_players, type(self).__name__)
-
-    def _estimate(
-        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
-        phi, std, v0, info = type(self).estimator(
-            game, rng, budget=kwargs.get("budget"), tolerance=kwargs.get("tolerance")
-        )
-        return phi, v0, std, info
-
-    def _params(self, **kwargs: Any) -> dict[str, Any]:
-        return {
-            "estimator": self.description,
-            "budget": kwargs.get("budget"),
-            "tolerance": kwargs.get("tolerance"),
-        }
-
-    def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
-        keys = [k for k in (infos[0] if infos else {}) if k != "n_evals"]
-        return {k: [i.get(k) for i in infos] for k in keys}
-
-
-class PermutationShap(SamplingShapExplainer):
-    """Interventional Shapley values by antithetic permutation sampling, with standard errors.
-
-    Efficiency holds exactly whatever the budget; ``exp.std`` holds standard errors and
-    ``.explain(X, tolerance=...)`` stops early once the largest is below the tolerance.
-
-    Parameters
-    ----------
-    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
-    n_jobs, backend, client, chunk_size
-        See :class:`whybox.explainer.TabularGameExplainer`.
-
-    Notes
-    -----
-    ``.explain(X, budget=None, tolerance=None, target=None, link=None)``: ``budget`` is the
-    number of coalitions per row (default ``2 n + 2048``).
-
-    References
-    ----------
-    Castro et al. (2009); Mitchell et al. (2022), JMLR 23(43).
-    """
-
-    method = "permutation"
-    estimator = staticmethod(permutation_shapley)
-    min_budget = staticmethod(permutation_min_budget)
-    description = "antithetic permutation sampling"

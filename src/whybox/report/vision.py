@@ -77,8 +77,8 @@ def _kernel_shap(
     random_state: int,
 ) -> Explanation:
     """Image KernelSHAP of each image for its own target, stacked into one Explanation."""
+    from ..agnostic.kernel import KernelShap
     from ..games.image import ImageMasker
-    from ..games.kernel import KernelShap
 
     explainer = KernelShap(
         model,

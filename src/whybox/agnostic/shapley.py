@@ -1,0 +1,200 @@
+"""Shapley-value explainers of any model: exact enumeration and permutation sampling.
+
+:class:`ExactShap` and :class:`PermutationShap` apply :func:`whybox.games.shapley.exact_shapley`
+and :func:`whybox.games.shapley.permutation_shapley` to the interventional game of each
+explained row (:class:`~whybox.games.game.TabularGame`) or image
+(:class:`~whybox.games.image.ImageGame`). :class:`SamplingShapExplainer` is the shared base of
+the sampling explainers (this one and :class:`whybox.agnostic.kernel.KernelShap`).
+
+References
+----------
+Shapley, L. S. (1953). A value for n-person games. Contributions to the Theory of Games II.
+
+Castro, J., Gomez, D. and Tejada, J. (2009). Polynomial calculation of the Shapley value
+based on sampling. Computers & Operations Research 36(5).
+
+Mitchell, R., Cooper, J., Frank, E. and Holmes, G. (2022). Sampling permutations for Shapley
+value estimation. JMLR 23(43).
+
+Lundberg, S. M. and Lee, S.-I. (2017). A unified approach to interpreting model predictions.
+NeurIPS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._validation import check_int
+from ..errors import InvalidParameterError
+from ..explainer import ProgressFn
+from ..explanation import Explanation
+from ..games.game import TabularGame
+from ..games.shapley import (
+    MAX_EXACT_PLAYERS,
+    _check_budget,
+    exact_shapley,
+    permutation_min_budget,
+    permutation_shapley,
+)
+from ._base import TabularGameExplainer
+
+__all__ = ["ExactShap", "PermutationShap", "SamplingShapExplainer"]
+
+
+class ExactShap(TabularGameExplainer):
+    """Interventional Shapley values of any model, exactly, for up to ~16 features.
+
+    Every coalition of features (or feature groups) is evaluated against the background,
+    all coalitions of a row going to the model in as few calls as the memory bound allows.
+    Efficiency holds to rounding: ``exp.completeness_gap()`` is ~1e-15.
+
+    Parameters
+    ----------
+    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
+    n_jobs, backend, client, chunk_size
+        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``background`` is required.
+
+    Examples
+    --------
+    >>> exp = ExactShap(model, background=X_train).explain(X_test[:10])  # doctest: +SKIP
+    >>> exp.completeness_gap()  # doctest: +SKIP
+
+    References
+    ----------
+    Shapley (1953); Lundberg and Lee (2017), NeurIPS.
+    """
+
+    method = "exact"
+
+    def explain(
+        self,
+        X: Any,
+        *,
+        target: Any = None,
+        link: str | None = None,
+        progress: ProgressFn | None = None,
+        **kwargs: Any,
+    ) -> Explanation:
+        """Exact Shapley values of each row of ``X`` (or image, with an ImageMasker).
+
+        ``target``, ``link`` and ``progress`` are as
+        :meth:`whybox.agnostic._base.TabularGameExplainer.explain`; no other keyword is read
+        (``groups=`` belongs to the constructor; nothing is sampled, so there is no budget).
+        """
+        self._check_keywords(kwargs)
+        return self._run(X, target=target, link=link, progress=progress, options={})
+
+    def _check_players(self, n_players: int, **kwargs: Any) -> None:
+        check_int("number of players", n_players, minimum=1)
+        if n_players > MAX_EXACT_PLAYERS:
+            raise InvalidParameterError(
+                f"ExactShap enumerates all 2**n coalitions and refuses more than "
+                f"{MAX_EXACT_PLAYERS} players; this problem has {n_players}. Use KernelShap or "
+                "PermutationShap (sampling estimators with standard errors), or pass groups= to "
+                "explain groups of features as single players."
+            )
+
+    def _estimate(
+        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+        phi, v_empty, _ = exact_shapley(game)
+        return phi, v_empty, np.zeros_like(phi), {}  # exact: no sampling error
+
+    def _params(self, **kwargs: Any) -> dict[str, Any]:
+        return {"estimator": "exact enumeration of all coalitions"}
+
+
+class SamplingShapExplainer(TabularGameExplainer):
+    """Shared machinery of the sampling Shapley explainers (budget, tolerance, errors).
+
+    Subclasses set ``estimator`` (``(game, rng, budget=, tolerance=) -> (phi, std, v_empty,
+    info)``), ``min_budget`` (players -> fewest coalitions) and ``description``.
+    """
+
+    estimator: ClassVar[Callable[..., Any]]
+    min_budget: ClassVar[Callable[[int], int]]
+    description: ClassVar[str] = ""
+    precision_parameter = "budget= (or tolerance=)"
+
+    def explain(
+        self,
+        X: Any,
+        *,
+        budget: int | None = None,
+        tolerance: float | None = None,
+        target: Any = None,
+        link: str | None = None,
+        progress: ProgressFn | None = None,
+        **kwargs: Any,
+    ) -> Explanation:
+        """Shapley values of each row of ``X`` (or image, with an ImageMasker), sampled.
+
+        Parameters
+        ----------
+        X : DataFrame, array (n, p), or images with an ImageMasker
+        budget : int, optional
+            Coalitions evaluated per row (default ``2 n + 2048``, shap's ``nsamples`` /
+            ``max_evals``).
+        tolerance : float, optional
+            Stop early once the largest standard error is below this.
+        target, link, progress
+            As :meth:`whybox.agnostic._base.TabularGameExplainer.explain`.
+        """
+        self._check_keywords(kwargs)
+        options = {"budget": budget, "tolerance": tolerance}
+        return self._run(X, target=target, link=link, progress=progress, options=options)
+
+    def _check_players(self, n_players: int, **kwargs: Any) -> None:
+        budget = kwargs.get("budget")
+        if budget is not None:
+            _check_budget(budget, type(self).min_budget(n_players), n_players, type(self).__name__)
+
+    def _estimate(
+        self, game: TabularGame, rng: np.random.Generator, **kwargs: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+        phi, std, v0, info = type(self).estimator(
+            game, rng, budget=kwargs.get("budget"), tolerance=kwargs.get("tolerance")
+        )
+        return phi, v0, std, info
+
+    def _params(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "estimator": self.description,
+            "budget": kwargs.get("budget"),
+            "tolerance": kwargs.get("tolerance"),
+        }
+
+    def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [k for k in (infos[0] if infos else {}) if k != "n_evals"]
+        return {k: [i.get(k) for i in infos] for k in keys}
+
+
+class PermutationShap(SamplingShapExplainer):
+    """Interventional Shapley values by antithetic permutation sampling, with standard errors.
+
+    Efficiency holds exactly whatever the budget; ``exp.std`` holds standard errors and
+    ``.explain(X, tolerance=...)`` stops early once the largest is below the tolerance.
+
+    Parameters
+    ----------
+    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
+    n_jobs, backend, client, chunk_size
+        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``background`` is required.
+
+    Notes
+    -----
+    ``.explain(X, budget=None, tolerance=None, target=None, link=None)``: ``budget`` is the
+    number of coalitions per row (default ``2 n + 2048``).
+
+    References
+    ----------
+    Castro et al. (2009); Mitchell et al. (2022), JMLR 23(43).
+    """
+
+    method = "permutation"
+    estimator = staticmethod(permutation_shapley)
+    min_budget = staticmethod(permutation_min_budget)
+    description = "antithetic permutation sampling"
