@@ -141,7 +141,7 @@ def test_target_errors(cnn, x16) -> None:
     np.testing.assert_array_equal(every.values, sal.explain(x16[:2], target="all").values)
     assert every.values.shape == (2, 1, 8, 8, 10) and every.output_names[9] == "output 9"
     np.testing.assert_array_equal(every.values[..., 4], sal.explain(x16[:2], target=4).values)
-    with pytest.raises(InvalidParameterError, match=r"one output index per example.*\(16,\)"):
+    with pytest.raises(InvalidParameterError, match=r"one output per explained row.*\(16,\)"):
         sal.explain(x16, target=torch.tensor([1, 2]))
     with pytest.raises(InvalidParameterError, match="unknown target 'cat'"):
         sal.explain(x16, target="cat")

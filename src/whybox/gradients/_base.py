@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,10 +25,13 @@ from whybox.errors import (
     UnsupportedModelError,
 )
 from whybox.explainer import Explainer
-from whybox.explanation import Explanation
+from whybox.explanation import PER_ROW_OUTPUT, ROW_KEYS, Explanation
 from whybox.internals import hooks
 
 __all__ = ["GradientExplainer", "Targets", "TrainingModeWarning"]
+
+#: Fraction of the output scale a completeness gap may reach before an explanation warns
+GAP_TOLERANCE = 0.01
 
 #: Default bound on the input elements of one batch (rows x elements per row).
 DEFAULT_BATCH_ELEMENTS = 2**22
@@ -135,25 +138,162 @@ def as_input_tensor(
     return t
 
 
-def call_model(model: Any, x: Any) -> Any:
-    """``model(x)`` as a (m, k) tensor (tuples: first element; ``.logits`` when present)."""
+def check_output_selector(output: Any) -> Any:
+    """``output=``: None, an int (element of a tuple output) or a str (key of a dict output)."""
+    if output is None or isinstance(output, str):
+        return output
+    if isinstance(output, (bool, np.bool_)) or not isinstance(output, numbers.Integral):
+        raise InvalidParameterError(
+            f"output= selects the prediction in what the model's forward returns: an int "
+            f"(element of a tuple, e.g. output=1 for (aux, logits)) or a str (key of a dict, "
+            f"e.g. output='logits'); got {output!r} of type {type(output).__name__}."
+        )
+    return int(output)
+
+
+def _describe_forward(out: Any) -> str:
+    torch = torch_module()
+    if isinstance(out, torch.Tensor):
+        return f"tensor of shape {tuple(out.shape)}"
+    return type(out).__name__
+
+
+def select_output(out: Any, output: Any = None) -> tuple[Any, str]:
+    """The prediction tensor in what a forward returned, and how it was found (in words).
+
+    A tensor is used as it is; a dict or Hugging Face ``ModelOutput`` gives its ``"logits"``
+    (or the key ``output``); a tuple or list needs ``output=`` the index of the prediction:
+    whybox never guesses that element 0 is the prediction.
+    """
+    torch = torch_module()
+    how = ""
+    if isinstance(out, Mapping):
+        keys = list(out.keys())
+        key = "logits" if output is None else output
+        if isinstance(key, int) and key not in out:
+            if not -len(keys) <= key < len(keys):
+                raise InvalidParameterError(
+                    f"output={key} is out of range: the model returns a {type(out).__name__} "
+                    f"with {len(keys)} entries {keys}. Pass output= one of these keys."
+                )
+            key = keys[key]
+        if key not in out:
+            raise InvalidParameterError(
+                f"the model returns a {type(out).__name__} with keys {keys} and no {key!r}"
+                + (
+                    ": whybox explains a dict output's 'logits'. Pass output= the key of the "
+                    "prediction to the explainer, e.g. output="
+                    if output is None
+                    else ". Pass output= one of its keys, e.g. output="
+                )
+                + f"{keys[0]!r}."
+                if keys
+                else f"the model returns an empty {type(out).__name__}; it has no prediction."
+            )
+        how = f"{key!r} of the forward's {type(out).__name__}"
+        out = out[key]
+    elif isinstance(out, (tuple, list)):
+        if output is None:
+            shapes = ", ".join(_describe_forward(o) for o in out)
+            raise InvalidParameterError(
+                f"the model returns a {type(out).__name__} of {len(out)} elements ({shapes}); "
+                "whybox does not guess which one is the prediction. Pass output= its index "
+                "to the explainer, e.g. wb.IntegratedGradients(model, output=1) for a forward "
+                "returning (aux, logits)."
+            )
+        if isinstance(output, str):
+            raise InvalidParameterError(
+                f"output={output!r} is a key, but the model returns a {type(out).__name__} of "
+                f"{len(out)} elements; pass output= an index between 0 and {len(out) - 1}."
+            )
+        if not -len(out) <= output < len(out):
+            raise InvalidParameterError(
+                f"output={output} is out of range: the model returns a {type(out).__name__} "
+                f"of {len(out)} elements; pass an index between 0 and {len(out) - 1}."
+            )
+        how = f"element {output} of the forward's {type(out).__name__}"
+        out = out[output]
+    elif not isinstance(out, torch.Tensor) and hasattr(out, "logits") and output is None:
+        how = f"'logits' of the forward's {type(out).__name__}"
+        out = out.logits
+    elif output is not None:
+        raise InvalidParameterError(
+            f"output={output!r} selects an element of a tuple or dict output, but the model "
+            f"returns a {_describe_forward(out)}; pass output=None (the default)."
+        )
+    if not isinstance(out, torch.Tensor) or not (out.is_floating_point() or out.is_complex()):
+        raise InvalidParameterError(
+            f"the model's prediction is a {_describe_forward(out)}"
+            + (f" of dtype {out.dtype}" if isinstance(out, torch.Tensor) else "")
+            + ", not a floating-point tensor of outputs; pass output= the index or key of "
+            "the prediction in what the forward returns."
+        )
+    return out, how
+
+
+def forward(model: Any, x: Any) -> Any:
+    """``model(x)`` as it returns it; an exception becomes a ModelCallError."""
     try:
-        out = model(x)
+        return model(x)
     except Exception as exc:
         raise ModelCallError(
             f"the model raised {type(exc).__name__}: {exc} on a batch of inputs of shape "
             f"{tuple(x.shape)}. Check that it accepts such inputs; the original error is "
             "chained above."
         ) from exc
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if hasattr(out, "logits"):
-        out = out.logits
+
+
+def as_matrix(out: Any) -> Any:
+    """Outputs (m, ...) as a (m, k) tensor."""
     if out.ndim == 1:
-        out = out[:, None]
-    elif out.ndim > 2:
-        out = out.reshape(out.shape[0], -1)
+        return out[:, None]
+    if out.ndim > 2:
+        return out.reshape(out.shape[0], -1)
     return out
+
+
+def call_model(model: Any, x: Any, output: Any = None) -> Any:
+    """``model(x)`` as a (m, k) tensor; see :func:`select_output` for ``output``."""
+    return as_matrix(select_output(forward(model, x), output)[0])
+
+
+def _row_list(rows: Sequence[int]) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:10])
+    return f"[{shown}{', ...' if len(rows) > 10 else ''}] ({len(rows)} row(s))"
+
+
+def check_finite(t: Any, what: str, rows: Any = None, of: str = "the explained inputs") -> None:
+    """Raise ModelCallError naming the rows where ``t`` (m, ...) has NaN or inf entries.
+
+    ``rows`` gives the explained row of each of the m entries (default: their positions);
+    ``of`` names what they are rows of.
+    """
+    torch = torch_module()
+    bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+    if not bool(bad.any()):
+        return
+    pos = np.flatnonzero(bad.cpu().numpy())
+    ids = np.asarray(rows if rows is not None else np.arange(t.shape[0]))
+    hit = np.unique(ids[pos]) if len(ids) == t.shape[0] else pos
+    raise ModelCallError(
+        f"the model returned NaN or infinite {what} for rows {_row_list(hit)} of {of}; "
+        "attributions of such outputs are meaningless. Check those inputs "
+        "and the model (e.g. a log of 0 or a division by zero), or leave those rows out."
+    )
+
+
+def output_scale(selected: np.ndarray) -> np.ndarray:
+    """The output scale of the completeness warnings, per explained output.
+
+    ``selected`` (n, T) are the explained outputs; the scale is their standard deviation over
+    the rows (n > 1), or their largest absolute value when that is 0 or n == 1 (1 when every
+    output is 0).
+    """
+    sel = np.asarray(selected, dtype=float).reshape(selected.shape[0], -1)
+    scale = sel.std(axis=0) if sel.shape[0] > 1 else np.zeros(sel.shape[1])
+    fallback = np.abs(sel).max(axis=0)
+    scale = np.where(scale > 0, scale, fallback)
+    return np.where(scale > 0, scale, 1.0)
 
 
 @dataclass
@@ -161,7 +301,8 @@ class Targets:
     """Resolved output selection.
 
     ``index`` is an int64 tensor of shape (n, T): the output explained in column ``t`` for
-    each row (per-example targets give T = 1 with different indices per row).
+    each row (per-example targets give T = 1 with different indices per row, and
+    ``row_names`` the name of each row's output).
     """
 
     index: Any
@@ -169,6 +310,18 @@ class Targets:
     single: bool
     description: str
     record: Any
+    row_names: list[str] | None = None
+
+
+def _per_row_array(target: Any, torch: Any) -> np.ndarray | None:
+    """A 1-D tensor / numpy array / pandas Series target as a numpy array (else None)."""
+    if isinstance(target, torch.Tensor):
+        return target.detach().cpu().numpy()
+    if isinstance(target, np.ndarray):
+        return target
+    if type(target).__name__ == "Series" and hasattr(target, "to_numpy"):
+        return np.asarray(target.to_numpy())
+    return None
 
 
 def resolve_targets(
@@ -178,7 +331,8 @@ def resolve_targets(
 
     Accepted: None (the only output, or all outputs of a model with several), an int or
     output name, a list or tuple of them (several outputs, trailing axis), ``"all"``, or a
-    1-D tensor / integer array of length n (one output per example, as in Captum).
+    1-D tensor / array / Series of length n of output indices or names (one output per
+    example, as in Captum).
     """
     torch = torch_module()
     names = (
@@ -193,12 +347,16 @@ def resolve_targets(
         )
 
     def one(t: Any) -> int:
+        if isinstance(t, np.generic):
+            t = t.item()
         if isinstance(t, str):
             if t in names:
                 return names.index(t)
             raise InvalidParameterError(
                 f"unknown target {t!r}: the outputs are named {names}. Pass one of these "
-                f"names or an output index between 0 and {n_outputs - 1}."
+                f"names or an output index between 0 and {n_outputs - 1}"
+                + ("" if output_names is not None else " (or give output_names= to the explainer)")
+                + "."
             )
         if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral):
             raise InvalidParameterError(
@@ -212,30 +370,40 @@ def resolve_targets(
             )
         return int(t) % n_outputs
 
-    if isinstance(target, torch.Tensor) or isinstance(target, np.ndarray):
-        arr = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) else target
+    arr = _per_row_array(target, torch)
+    if arr is not None:
         if arr.ndim == 0:
             target = arr.item()
         else:
-            if arr.ndim != 1 or arr.shape[0] != n or not np.issubdtype(arr.dtype, np.integer):
+            if arr.ndim != 1 or arr.shape[0] != n:
                 raise InvalidParameterError(
-                    f"a tensor or array target gives one output index per example: expected "
-                    f"integers of shape ({n},), got dtype {arr.dtype} and shape {arr.shape}."
+                    f"a tensor, array or Series target gives one output per explained row: "
+                    f"expected shape ({n},), got shape {arr.shape}. For several outputs of "
+                    "every row pass a list, e.g. target=[0, 1]."
                 )
-            idx = [one(int(t)) for t in arr]
+            if arr.dtype.kind == "f":
+                if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+                    raise InvalidParameterError(
+                        "a per-row target holds output indices or names; got non-integer "
+                        f"numbers (dtype {arr.dtype}). Pass integer indices, e.g. y.long()."
+                    )
+                arr = arr.astype(np.int64)
+            idx = [one(t) for t in arr.tolist()]
+            row_names = [names[i] for i in idx]
             return Targets(
                 index=torch.as_tensor(idx, dtype=torch.int64, device=device)[:, None],
-                names=["per-example target"],
+                names=[PER_ROW_OUTPUT],
                 single=True,
-                description="model output of each example's target",
-                record=idx,
+                description="each row's own target output",
+                record=row_names,
+                row_names=row_names,
             )
     if target is None and n_outputs == 1:
         cols, single = [0], True
     elif target is None or (isinstance(target, str) and target == "all" and "all" not in names):
         # DESIGN: a model with several outputs is explained for all of them by default
         cols, single = list(range(n_outputs)), False
-    elif isinstance(target, (list, tuple)):
+    elif isinstance(target, (list, tuple)) or type(target).__name__ == "Index":
         if len(target) == 0:
             raise InvalidParameterError("target is an empty list; name at least one output.")
         cols, single = [one(t) for t in target], False
@@ -270,6 +438,8 @@ def gradients(
     *,
     layer: str | None = None,
     layer_value: Any = None,
+    output: Any = None,
+    rows: Any = None,
 ) -> tuple[Any, Any]:
     """Gradients of the selected outputs of one batch.
 
@@ -283,6 +453,10 @@ def gradients(
     layer, layer_value : optional
         With a layer path, ``layer_value`` (m, *layer_shape) replaces that layer's output
         and the gradients are taken with respect to it.
+    output : int or str, optional
+        Selector of the prediction in the forward's result (see :func:`select_output`).
+    rows : sequence of int, optional
+        The explained row of each of the m inputs, named when outputs or gradients are NaN.
 
     Returns
     -------
@@ -295,18 +469,23 @@ def gradients(
     with torch.enable_grad():
         if layer is None:
             wrt = x.detach().requires_grad_(True)
-            out = call_model(model, wrt)
+            out = call_model(model, wrt, output)
         else:
             wrt = layer_value.detach().requires_grad_(True)
-            with hooks.replace(model, layer, lambda _orig: wrt):
-                out = call_model(model, x)
+            # a copy stands in, so a model that changes the layer's output in place
+            # (out += identity, ReLU(inplace=True)) never writes into the leaf
+            with hooks.replace(model, layer, lambda _orig: wrt.clone()):
+                out = call_model(model, x, output)
+        check_finite(out.detach(), "outputs", rows)
         n_targets = index.shape[1]
         grads = []
         for t in range(n_targets):
             sel = out.gather(1, index[:, t : t + 1]).sum()
             (g,) = torch.autograd.grad(sel, wrt, retain_graph=t < n_targets - 1)
             grads.append(g)
-    return torch.stack(grads, dim=-1), out.detach()
+    g = torch.stack(grads, dim=-1)
+    check_finite(g, "gradients", rows)
+    return g, out.detach()
 
 
 def same_layout(t: Any, ref: Any) -> Any:
@@ -329,8 +508,15 @@ def same_layout(t: Any, ref: Any) -> Any:
     return out
 
 
-def layer_gradients(model: Any, x: Any, index: Any, layer: str) -> tuple[Any, Any, Any]:
+def layer_gradients(
+    model: Any, x: Any, index: Any, layer: str, *, output: Any = None, rows: Any = None
+) -> tuple[Any, Any, Any]:
     """One forward/backward pass: the layer's output ``A`` and the gradients w.r.t. it.
+
+    The layer's output is recorded where it leaves the module and the rest of the forward
+    pass runs on a copy (:func:`whybox.internals.hooks.capture`), so layers whose output the
+    model then changes in place (a batch norm before ``out += identity``, a convolution
+    before ``ReLU(inplace=True)``) work, and the model's outputs are unchanged.
 
     Returns
     -------
@@ -340,24 +526,31 @@ def layer_gradients(model: Any, x: Any, index: Any, layer: str) -> tuple[Any, An
     """
     torch = torch_module()
     box: list[Any] = []
+    module = hooks.get_module(model, layer)
 
-    def leaf(orig: Any) -> Any:
+    def hook(mod: Any, args: Any, orig: Any) -> Any:
         if not isinstance(orig, torch.Tensor) or not orig.is_floating_point():
             raise InvalidParameterError(
                 f"the output of layer {layer!r} is {type(orig).__name__}"
                 + (f" of dtype {orig.dtype}" if isinstance(orig, torch.Tensor) else "")
                 + ", not one floating-point tensor; choose another layer."
             )
-        box.append(orig.detach().requires_grad_(True))
-        return box[-1]
+        # frozen weights and inputs: the output is outside the graph; make it a leaf
+        a = orig if orig.requires_grad else orig.detach().requires_grad_(True)
+        box.append(a)
+        return a.clone()
 
-    with torch.enable_grad(), hooks.replace(model, layer, leaf):
-        out = call_model(model, x)
+    with torch.enable_grad(), hooks.registered([module.register_forward_hook(hook)]):
+        out = call_model(model, x, output)
     if len(box) != 1:
         raise InvalidParameterError(
-            f"layer {layer!r} ran {len(box)} times in one forward pass; layer methods need a "
-            "module that runs exactly once."
+            f"layer {layer!r} ran {len(box)} times in one forward pass, so its output is not "
+            "one tensor; layer methods need a module that runs exactly once. A module reused "
+            "inside a block (e.g. the ReLU of a ResNet BasicBlock, applied twice) has no "
+            "single output: pass the block's path (whose output is that of its last ReLU) or "
+            "the module just before the ReLU."
         )
+    check_finite(out.detach(), "outputs", rows)
     A = box[0]
     grads = []
     with torch.enable_grad():
@@ -365,7 +558,26 @@ def layer_gradients(model: Any, x: Any, index: Any, layer: str) -> tuple[Any, An
             sel = out.gather(1, index[:, t : t + 1]).sum()
             (g,) = torch.autograd.grad(sel, A, retain_graph=t < index.shape[1] - 1)
             grads.append(g)
-    return A.detach(), torch.stack(grads, dim=-1), out.detach()
+    g = torch.stack(grads, dim=-1)
+    check_finite(g, "gradients", rows)
+    return A.detach(), g, out.detach()
+
+
+def gap_meta(values: Any, predictions: Any, base: Any, single: bool) -> dict[str, Any]:
+    """Per-example completeness gaps, laid out like ``base_values``: (n,) or (n, k)."""
+    v = to_numpy(values)
+    sums = v.reshape(v.shape[0], -1, v.shape[-1]).sum(axis=1)
+    p, b = to_numpy(predictions), to_numpy(base)
+    gap = p - b - sums
+    rel = np.abs(gap) / np.maximum(np.abs(p - b), 1e-12)
+    if single:
+        gap, rel = gap[:, 0], rel[:, 0]
+    return {
+        "completeness_gap": gap.tolist(),
+        "relative_completeness_gap": rel.tolist(),
+        "mean_relative_completeness_gap": float(rel.mean()),
+        ROW_KEYS: ["completeness_gap", "relative_completeness_gap"],
+    }
 
 
 def feature_names(shape: Sequence[int]) -> list[str]:
@@ -397,34 +609,123 @@ class GradientExplainer(Explainer):
     ----------
     model : torch.nn.Module
         The network; explained in eval mode on its own device and dtype.
+    output : int or str, optional
+        Where the prediction is in what the forward returns: the index in a tuple (e.g.
+        ``output=1`` for ``(aux, logits)``) or the key in a dict. A dict or Hugging Face
+        ``ModelOutput`` defaults to its ``"logits"``; a tuple has no default.
     output_names : sequence of str, optional
         Names of the model's outputs (e.g. class names), usable as ``target=``.
     """
 
     method = ""
+    #: Captum's keyword spellings, and what whybox calls them
+    _CAPTUM_SPELLINGS: ClassVar[dict[str, str]] = {
+        "n_steps": "steps= (nodes of the quadrature)",
+        "baselines": "baseline= (IntegratedGradients.explain) or baselines= on the "
+        "ExpectedGradients constructor",
+        "additional_forward_args": (
+            "nothing: whybox calls model(x) with one input; wrap the model in a "
+            "torch.nn.Module whose forward(x) passes the extra arguments"
+        ),
+        "return_convergence_delta": (
+            "exp.completeness_gap() (also meta['completeness_gap']): every explanation carries it"
+        ),
+        "nt_type": "the classes wb.SmoothGrad (mean) and wb.VarGrad (variance)",
+        "nt_samples": "n_samples= on the wb.SmoothGrad / wb.VarGrad constructor",
+        "nt_samples_batch_size": "internal_batch_size=",
+        "stdevs": "noise= (with relative=False for input units) on the wb.SmoothGrad constructor",
+        "abs": "absolute= on the wb.Saliency constructor",
+        "relu_attributions": "relu= on the wb.GradCam constructor",
+        "attribute_to_layer_input": (
+            "layer= attributes to a module's output; pass the path of the module before it"
+        ),
+        "attr_dim_summation": "GradCam maps are summed over channels (values (n, 1, ...))",
+        "sliding_window_shapes": "window= on the wb.Occlusion constructor",
+        "strides": "stride= on the wb.Occlusion constructor",
+        "perturbations_per_eval": "batch_size= on the wb.Occlusion constructor",
+        "show_progress": "progress= a callable(done, total) (wb.Occlusion)",
+    }
 
-    def __init__(self, model: Any, *, output_names: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self, model: Any, *, output: Any = None, output_names: Sequence[Any] | None = None
+    ) -> None:
         check_model(model)
         self.model = model
+        self.output = check_output_selector(output)
         self.output_names = None if output_names is None else [str(o) for o in output_names]
+        self._forward_how = ""
+
+    def _check_keywords(self, kwargs: dict[str, Any], allowed: Sequence[str]) -> None:
+        """Refuse keywords ``explain`` does not read (Captum's spellings get whybox's)."""
+        from whybox._validation import check_keywords
+
+        name = type(self).__name__
+        check_keywords(
+            kwargs,
+            allowed,
+            where=f"{name}.explain",
+            constructor=self._constructor_keywords(),
+            constructor_name=name,
+            spellings=self._CAPTUM_SPELLINGS,
+        )
+
+    def _constructor_keywords(self) -> list[str]:
+        import inspect
+
+        params = inspect.signature(type(self).__init__).parameters
+        return [p for p in params if p not in ("self", "model")]
 
     # -- pieces used by subclasses ----------------------------------------------------
     def _inputs(self, x: Any, *, allow_integer: bool = False) -> Any:
         device, dtype = device_dtype(self.model)
         return as_input_tensor(x, device, dtype, allow_integer=allow_integer)
 
-    def _outputs(self, x: Any, batch_rows: int) -> Any:
+    def _outputs(self, x: Any, batch_rows: int, *, of: str = "the explained inputs") -> Any:
+        """Model outputs (n, k) of ``x`` in batches; NaN / inf rows raise ModelCallError."""
         torch = torch_module()
+        parts = []
         with torch.no_grad():
-            return torch.cat(
-                [
-                    call_model(self.model, x[s : s + batch_rows])
-                    for s in range(0, len(x), batch_rows)
-                ]
-            )
+            for s in range(0, len(x), batch_rows):
+                out, how = select_output(forward(self.model, x[s : s + batch_rows]), self.output)
+                self._forward_how = how
+                parts.append(as_matrix(out))
+        out = torch.cat(parts)
+        check_finite(out, "outputs", of=of)
+        return out
 
     def _targets(self, target: Any, n_outputs: int, n: int, device: Any) -> Targets:
         return resolve_targets(target, n_outputs, n, device, self.output_names)
+
+    def _output_words(self, targets: Targets) -> str:
+        """params["output"]: the explained output in words."""
+        how = f"; {self._forward_how}" if self._forward_how else ""
+        return f"{targets.description} (raw model output{how})"
+
+    def _warn_gap(
+        self,
+        gap: np.ndarray,
+        selected: np.ndarray,
+        remedy: str,
+        *,
+        figure: str | None = None,
+        stacklevel: int = 4,
+    ) -> None:
+        """Warn when a completeness gap (n, T) exceeds GAP_TOLERANCE of the output scale."""
+        scale = output_scale(selected)
+        ratio = np.abs(np.asarray(gap, dtype=float).reshape(len(gap), -1)) / scale
+        if not np.isfinite(ratio).all() or ratio.max() <= GAP_TOLERANCE:
+            return
+        worst = int(np.argmax(ratio.max(axis=1)))
+        warnings.warn(
+            f"{type(self).__name__}: the completeness gap f(x) - base - sum(values) reaches "
+            f"{float(np.abs(gap).max()):.3g} (row {worst}), "
+            f"{float(ratio.max()):.1%} of the output scale {float(scale.max()):.3g} "
+            f"(the std of the explained outputs), above the {GAP_TOLERANCE:.0%} whybox "
+            f"accepts silently{figure or ''}. {remedy} exp.completeness_gap() gives it "
+            "per row.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
     def _explanation(
         self,
@@ -448,6 +749,10 @@ class GradientExplainer(Explainer):
         if targets.single:
             vals, sel_pred, base = vals[..., 0], sel_pred[:, 0], base[:, 0]
         shape = tuple(value_shape) if value_shape is not None else tuple(x.shape[1:])
+        meta = dict(meta or {})
+        if targets.row_names is not None:
+            meta["targets"] = list(targets.row_names)
+            meta[ROW_KEYS] = [*meta.get(ROW_KEYS, []), "targets"]
         return Explanation(
             vals,
             base,
@@ -461,21 +766,23 @@ class GradientExplainer(Explainer):
             predictions=sel_pred,
             method=self.method,
             params={
-                "output": targets.description,
+                "output": self._output_words(targets),
                 "target": targets.record,
                 "model_type": type(self.model).__name__,
+                **({"output_selector": self.output} if self.output is not None else {}),
                 **params,
             },
             n_evals=n_evals,
             random_state=random_state,
-            meta=meta,
+            meta=meta or None,
         )
 
     def _attribute(
-        self, x: Any, index: Any, batch_rows: int, **kwargs: Any
+        self, x: Any, index: Any, batch_rows: int, *, rows: Any = None, **kwargs: Any
     ) -> tuple[Any, dict[str, Any]]:  # pragma: no cover - abstract
         """Attributions (m, *shape, T) of inputs ``x`` for targets ``index`` (m, T).
 
+        ``rows`` (m,) names the explained row of each input in errors (default: positions).
         ``info`` may hold ``base_values`` (m, T) tensors and ``n_evals`` (gradient
         evaluations per row).
         """
@@ -484,12 +791,19 @@ class GradientExplainer(Explainer):
     def _params(self) -> dict[str, Any]:
         return {}
 
+    #: keywords a wrapping SmoothGrad / VarGrad may pass on to this method
+    _WRAPPED_KEYWORDS: tuple[str, ...] = ()
+
     def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
         """Method arguments resolved once for all of ``x`` (used by SmoothGrad / VarGrad)."""
-        if kwargs:
-            raise InvalidParameterError(
-                f"{type(self).__name__} takes no extra explain arguments, got {sorted(kwargs)}."
-            )
+        from whybox._validation import check_keywords
+
+        check_keywords(
+            kwargs,
+            self._WRAPPED_KEYWORDS,
+            where="SmoothGrad.explain",
+            spellings=self._CAPTUM_SPELLINGS,
+        )
         return {}
 
     def _explain_plain(

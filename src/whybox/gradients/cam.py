@@ -103,7 +103,17 @@ class GradCam(GradientExplainer):
         Path of the module in ``model.named_modules()``, typically the last convolution.
     relu : bool, default True
         Apply the ReLU of the paper to the map (Captum's ``relu_attributions``).
+    output : int or str, optional
+        The prediction in what the forward returns: index in a tuple, key in a dict (a dict
+        or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
     output_names : sequence of str, optional
+
+    Notes
+    -----
+    Any module that runs once per forward pass can be the layer, also one whose output the
+    model then changes in place (the last batch norm of a ResNet block before
+    ``out += identity``, a convolution before ``ReLU(inplace=True)``): its output is recorded
+    as it leaves the module and the rest of the forward pass runs on a copy.
 
     References
     ----------
@@ -115,19 +125,28 @@ class GradCam(GradientExplainer):
     _plus_plus = False
 
     def __init__(
-        self, model: Any, layer: str, *, relu: bool = True, output_names: Any = None
+        self,
+        model: Any,
+        layer: str,
+        *,
+        relu: bool = True,
+        output: Any = None,
+        output_names: Any = None,
     ) -> None:
-        super().__init__(model, output_names=output_names)
+        super().__init__(model, output=output, output_names=output_names)
         hooks.get_module(model, layer)
         self.layer = layer
         self.relu = _check_bool("relu", relu)
 
-    def _cam(self, x: Any, index: Any, batch_rows: int) -> tuple[Any, Any]:
+    def _cam(self, x: Any, index: Any, batch_rows: int, rows: Any = None) -> tuple[Any, Any]:
         """Layer-resolution maps (m, 1, *spatial, T) and model outputs (m, k)."""
         torch = torch_module()
+        ids = np.arange(len(x)) if rows is None else np.asarray(rows)
         maps, outs = [], []
         for s, e in batched(len(x), batch_rows):
-            A, g, out = layer_gradients(self.model, x[s:e], index[s:e], self.layer)
+            A, g, out = layer_gradients(
+                self.model, x[s:e], index[s:e], self.layer, output=self.output, rows=ids[s:e]
+            )
             if A.ndim < 3:
                 raise InvalidParameterError(
                     f"layer {self.layer!r} outputs shape {tuple(A.shape)}; Grad-CAM needs "
@@ -144,22 +163,26 @@ class GradCam(GradientExplainer):
     def _params(self) -> dict[str, Any]:
         return {"layer": self.layer, "relu": self.relu}
 
+    _WRAPPED_KEYWORDS = ("upsample", "mode")
+
     def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
         """Arguments when wrapped by SmoothGrad / VarGrad: ``upsample`` and ``mode``."""
-        unknown = set(kwargs) - {"upsample", "mode"}
-        if unknown:
-            raise InvalidParameterError(
-                f"unknown argument(s) {sorted(unknown)} for the wrapped {type(self).__name__}; "
-                "allowed: ['mode', 'upsample']."
-            )
+        super()._prepare_kwargs(x, **kwargs)
         upsample = _check_bool("upsample", kwargs.get("upsample", True))
         mode = check_in("mode", kwargs.get("mode", "bilinear"), _MODES)
         return {"upsample": upsample, "mode": mode}
 
     def _attribute(
-        self, x: Any, index: Any, batch_rows: int, *, upsample: bool = True, mode: str = "bilinear"
+        self,
+        x: Any,
+        index: Any,
+        batch_rows: int,
+        *,
+        rows: Any = None,
+        upsample: bool = True,
+        mode: str = "bilinear",
     ) -> tuple[Any, dict[str, Any]]:
-        cam, _ = self._cam(x, index, batch_rows)
+        cam, _ = self._cam(x, index, batch_rows, rows)
         if upsample:
             cam = self._resize(cam, x, mode)
         return cam, {"n_evals": 1, "params": {**self._params(), "upsample": upsample}}
@@ -172,6 +195,7 @@ class GradCam(GradientExplainer):
         upsample: bool = True,
         mode: str = "bilinear",
         internal_batch_size: int | None = None,
+        **kwargs: Any,
     ) -> Explanation:
         """Class activation maps of ``x``.
 
@@ -191,6 +215,7 @@ class GradCam(GradientExplainer):
         Explanation
             ``values`` (n, 1, *spatial[, k]); base values 0, predictions f(x).
         """
+        self._check_keywords(kwargs, ["target", "upsample", "mode", "internal_batch_size"])
         upsample = _check_bool("upsample", upsample)
         check_in("mode", mode, _MODES)
         rows_arg = check_batch_size(internal_batch_size)
@@ -247,7 +272,8 @@ def guided_relus(model: Any) -> Iterator[int]:
     class _Guide(torch.autograd.Function):
         @staticmethod
         def forward(ctx: Any, out: Any) -> Any:
-            return out.view_as(out)
+            # a copy, not a view: the model may change the ReLU's output in place next
+            return out.clone()
 
         @staticmethod
         def backward(ctx: Any, grad: Any) -> Any:
@@ -282,16 +308,31 @@ class GuidedBackprop(GradientExplainer):
 
     method = "guided_backprop"
 
-    def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
+    def _attribute(
+        self, x: Any, index: Any, batch_rows: int, *, rows: Any = None, **kwargs: Any
+    ) -> Any:
         torch = torch_module()
+        ids = np.arange(len(x)) if rows is None else np.asarray(rows)
         with guided_relus(self.model) as count:
             parts = [
-                gradients(self.model, x[s:e], index[s:e])[0] for s, e in batched(len(x), batch_rows)
+                gradients(self.model, x[s:e], index[s:e], output=self.output, rows=ids[s:e])[0]
+                for s, e in batched(len(x), batch_rows)
             ]
         return torch.cat(parts), {"n_evals": 1, "params": {"guided_relus": count}}
 
-    def explain(self, x: Any, target: Any = None, *, internal_batch_size: int | None = None):
-        """Guided gradients of ``x``: values (n, *input_shape[, k]), base values 0."""
+    def explain(
+        self,
+        x: Any,
+        target: Any = None,
+        *,
+        internal_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> Explanation:
+        """Guided gradients of ``x``: values (n, *input_shape[, k]), base values 0.
+
+        An unknown keyword raises InvalidParameterError.
+        """
+        self._check_keywords(kwargs, ["target", "internal_batch_size"])
         return self._explain_plain(x, target, internal_batch_size)
 
 
@@ -307,20 +348,25 @@ class GuidedGradCam(GradCam):
 
     method = "guided_grad_cam"
 
+    _WRAPPED_KEYWORDS = ("mode",)
+
     def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
-        unknown = set(kwargs) - {"mode"}
-        if unknown:
-            raise InvalidParameterError(
-                f"unknown argument(s) {sorted(unknown)} for the wrapped GuidedGradCam; "
-                "allowed: ['mode']."
-            )
+        GradientExplainer._prepare_kwargs(self, x, **kwargs)
         return {"mode": check_in("mode", kwargs.get("mode", "bilinear"), _MODES)}
 
     def _attribute(
-        self, x: Any, index: Any, batch_rows: int, *, mode: str = "bilinear", **kwargs: Any
+        self,
+        x: Any,
+        index: Any,
+        batch_rows: int,
+        *,
+        rows: Any = None,
+        mode: str = "bilinear",
+        **kwargs: Any,
     ) -> tuple[Any, dict[str, Any]]:
-        cam, _ = self._cam(x, index, batch_rows)
-        gb, _ = GuidedBackprop(self.model)._attribute(x, index, batch_rows)
+        cam, _ = self._cam(x, index, batch_rows, rows)
+        guided = GuidedBackprop(self.model, output=self.output)
+        gb, _ = guided._attribute(x, index, batch_rows, rows=rows)
         return gb * self._resize(cam, x, mode), {"n_evals": 2, "params": self._params()}
 
     def explain(
@@ -330,8 +376,13 @@ class GuidedGradCam(GradCam):
         *,
         mode: str = "bilinear",
         internal_batch_size: int | None = None,
+        **kwargs: Any,
     ) -> Explanation:
-        """Guided Grad-CAM of ``x``: values (n, *input_shape[, k]), base values 0."""
+        """Guided Grad-CAM of ``x``: values (n, *input_shape[, k]), base values 0.
+
+        An unknown keyword raises InvalidParameterError.
+        """
+        self._check_keywords(kwargs, ["target", "mode", "internal_batch_size"])
         check_in("mode", mode, _MODES)
         rows_arg = check_batch_size(internal_batch_size)
         xt = self._inputs(x)

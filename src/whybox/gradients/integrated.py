@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -63,16 +64,18 @@ from ._base import (
     batched,
     call_model,
     check_batch_size,
+    check_finite,
     default_batch_rows,
     eval_semantics,
     example_generators,
+    gap_meta,
     gradients,
     same_layout,
     to_numpy,
     torch_module,
 )
 
-__all__ = ["RULES", "ExpectedGradients", "IntegratedGradients", "quadrature"]
+__all__ = ["RULES", "ExpectedGradients", "IntegratedGradients", "make_baseline", "quadrature"]
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 _INITIAL_INTERVALS = 8  # adaptive mode starts from 9 equally spaced nodes
@@ -219,9 +222,11 @@ class _Path:
         layer: str | None,
         batch_rows: int,
         base_out: Any = None,
+        output: Any = None,
     ) -> None:
         torch = torch_module()
         self.model, self.x, self.layer, self.batch_rows = model, x, layer, batch_rows
+        self.output = output
         if layer is None:
             self.start, self.end = b, x
         else:
@@ -235,21 +240,22 @@ class _Path:
         with torch.no_grad():
             if layer is None:
                 self.base_out = torch.cat(
-                    [call_model(model, b[s:e]) for s, e in batched(len(b), batch_rows)]
+                    [call_model(model, b[s:e], output) for s, e in batched(len(b), batch_rows)]
                 )
             else:
                 parts = []
                 for s, e in batched(len(x), batch_rows):
                     with hooks.replace(model, layer, self.start[s:e]):
-                        parts.append(call_model(model, x[s:e]))
+                        parts.append(call_model(model, x[s:e], output))
                 self.base_out = torch.cat(parts)
+        check_finite(self.base_out, "outputs at the baseline")
 
     def _layer_output(self, module: Any, inp: Any) -> Any:
         torch = torch_module()
         parts = []
         for s, e in batched(len(inp), self.batch_rows):
             with torch.no_grad(), hooks.capture(self.model, self.layer, detach=True) as cache:
-                call_model(self.model, inp[s:e])
+                call_model(self.model, inp[s:e], self.output)
             out = cache.get(self.layer)
             if not isinstance(out, torch.Tensor):
                 raise InvalidParameterError(
@@ -275,11 +281,18 @@ class _Path:
             a = alpha[s:e].to(self.diff.dtype).reshape(-1, *([1] * (self.diff.ndim - 1)))
             point = same_layout(self.start[rows] + a * self.diff[rows], self.end)
             idx = index[rows]
+            ids = rows.cpu().numpy()
             if self.layer is None:
-                g, out = gradients(self.model, point, idx)
+                g, out = gradients(self.model, point, idx, output=self.output, rows=ids)
             else:
                 g, out = gradients(
-                    self.model, self.x[rows], idx, layer=self.layer, layer_value=point
+                    self.model,
+                    self.x[rows],
+                    idx,
+                    layer=self.layer,
+                    layer_value=point,
+                    output=self.output,
+                    rows=ids,
                 )
             yield s, e, g, out.gather(1, idx)
 
@@ -296,7 +309,9 @@ def _runs(s: int, e: int, n: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _fixed(path: _Path, index: Any, alphas: np.ndarray, weights: np.ndarray) -> Any:
+def _fixed(
+    path: _Path, index: Any, alphas: np.ndarray, weights: np.ndarray, rows: Any = None
+) -> Any:
     """``sum_s w_s grad(alpha_s)`` per example (n, *shape, T).
 
     Rows are step-major (row ``r`` is step ``r // n`` of example ``r % n``); the points of a
@@ -305,19 +320,29 @@ def _fixed(path: _Path, index: Any, alphas: np.ndarray, weights: np.ndarray) -> 
     """
     torch = torch_module()
     n = path.x.shape[0]
+    ids_all = np.arange(n) if rows is None else np.asarray(rows)
     acc = None
     for s, e in batched(n * len(alphas), path.batch_rows):
         runs = _runs(s, e, n)
+        ids = np.concatenate([ids_all[lo:hi] for _, lo, hi in runs])
         point = torch.cat(
             [path.start[lo:hi] + float(alphas[st]) * path.diff[lo:hi] for st, lo, hi in runs]
         )
         point = same_layout(point, path.end)
         idx = torch.cat([index[lo:hi] for _, lo, hi in runs])
         if path.layer is None:
-            g, _ = gradients(path.model, point, idx)
+            g, _ = gradients(path.model, point, idx, output=path.output, rows=ids)
         else:
             x_rows = torch.cat([path.x[lo:hi] for _, lo, hi in runs])
-            g, _ = gradients(path.model, x_rows, idx, layer=path.layer, layer_value=point)
+            g, _ = gradients(
+                path.model,
+                x_rows,
+                idx,
+                layer=path.layer,
+                layer_value=point,
+                output=path.output,
+                rows=ids,
+            )
         if acc is None:
             acc = torch.zeros((n, *g.shape[1:]), dtype=g.dtype, device=g.device)
         full = [r for r in runs if r[1] == 0 and r[2] == n]
@@ -421,21 +446,7 @@ def _adaptive(
     return torch.stack(acc), nodes, converged
 
 
-def _gap_meta(values: Any, predictions: Any, base: Any, single: bool) -> dict[str, Any]:
-    """Per-example completeness gaps, laid out like ``base_values``: (n,) or (n, k)."""
-    v = to_numpy(values)
-    sums = v.reshape(v.shape[0], -1, v.shape[-1]).sum(axis=1)
-    p, b = to_numpy(predictions), to_numpy(base)
-    gap = p - b - sums
-    rel = np.abs(gap) / np.maximum(np.abs(p - b), 1e-12)
-    if single:
-        gap, rel = gap[:, 0], rel[:, 0]
-    return {
-        "completeness_gap": gap.tolist(),
-        "relative_completeness_gap": rel.tolist(),
-        "mean_relative_completeness_gap": float(rel.mean()),
-        ROW_KEYS: ["completeness_gap", "relative_completeness_gap"],
-    }
+_gap_meta = gap_meta
 
 
 class IntegratedGradients(GradientExplainer):
@@ -448,10 +459,21 @@ class IntegratedGradients(GradientExplainer):
     multiply_by_inputs : bool, default True
         Multiply the integrated gradient by ``x - baseline`` (IG proper). False returns the
         path-averaged gradient, which does not satisfy completeness.
+    output : int or str, optional
+        The prediction in what the forward returns: index in a tuple, key in a dict (a dict
+        or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
     output_names : sequence of str, optional
         Names of the model outputs, usable as ``target=``.
     random_state : int, optional
         Seed of the ``"uniform"`` baseline.
+
+    Notes
+    -----
+    Completeness is checked on every call: a fixed rule whose completeness gap
+    ``f(x) - f(baseline) - sum(values)`` exceeds 1% of the output scale (the standard
+    deviation of the explained outputs over the rows; their largest absolute value for one
+    row) warns with the figure and names ``steps=`` and ``tolerance=``; adaptive mode warns
+    when an example stops at the node cap (``steps=``) above ``tolerance``.
 
     References
     ----------
@@ -465,23 +487,20 @@ class IntegratedGradients(GradientExplainer):
         model: Any,
         *,
         multiply_by_inputs: bool = True,
+        output: Any = None,
         output_names: Any = None,
         random_state: int | None = 0,
     ) -> None:
-        super().__init__(model, output_names=output_names)
+        super().__init__(model, output=output, output_names=output_names)
         self.multiply_by_inputs = bool(multiply_by_inputs)
         check_random_state(random_state)
         self.random_state = random_state
 
+    _WRAPPED_KEYWORDS = ("baseline", "steps", "method", "blur_sigma")
+
     def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
         """Resolve the baseline once for the wrapped-by-SmoothGrad case."""
-        allowed = {"baseline", "steps", "method", "blur_sigma"}
-        unknown = set(kwargs) - allowed
-        if unknown:
-            raise InvalidParameterError(
-                f"unknown argument(s) {sorted(unknown)} for the wrapped IntegratedGradients; "
-                f"allowed: {sorted(allowed)}."
-            )
+        super()._prepare_kwargs(x, **kwargs)
         b, kind = make_baseline(
             x,
             kwargs.get("baseline", 0),
@@ -503,14 +522,15 @@ class IntegratedGradients(GradientExplainer):
         baseline_kind: str,
         steps: int,
         rule: str,
+        rows: Any = None,
     ) -> tuple[Any, dict[str, Any]]:
         n = x.shape[0]
         b = baseline_tensor
         if b.shape[0] != n:  # repeated rows of SmoothGrad
             b = b.repeat(n // b.shape[0], *([1] * (b.ndim - 1)))
-        path = _Path(self.model, x, b, None, batch_rows)
+        path = _Path(self.model, x, b, None, batch_rows, output=self.output)
         alphas, weights = quadrature(rule, steps)
-        acc = _fixed(path, index, alphas, weights)
+        acc = _fixed(path, index, alphas, weights, rows)
         values = acc * path.diff[..., None] if self.multiply_by_inputs else acc
         info = {
             "base_values": path.base_out.gather(1, index),
@@ -518,6 +538,42 @@ class IntegratedGradients(GradientExplainer):
             "params": {"rule": rule, "steps": steps, "baseline": baseline_kind},
         }
         return values, info
+
+    def _warn_completeness(
+        self,
+        meta: dict[str, Any],
+        selected: np.ndarray,
+        steps: int,
+        tolerance: float | None,
+        converged: np.ndarray | None,
+    ) -> None:
+        """Warn about a poor quadrature: an adaptive example stopped at the node cap above
+        its tolerance, or a fixed rule's gap above 1% of the output scale."""
+        if converged is not None:
+            if converged.all():
+                return
+            rel = np.asarray(meta["relative_completeness_gap"], dtype=float)
+            rel = rel.reshape(len(rel), -1).max(axis=1)
+            bad = np.flatnonzero(~converged)
+            shown = ", ".join(str(int(i)) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+            warnings.warn(
+                f"IntegratedGradients: {len(bad)} of {len(converged)} example(s) (rows "
+                f"[{shown}]) stopped at the node cap steps={steps} with a relative "
+                f"completeness gap up to {float(rel[bad].max()):.3g}, above "
+                f"tolerance={tolerance:g}. Raise steps= (the most nodes per example) or "
+                "loosen tolerance=; exp.meta['converged'] and "
+                "exp.meta['relative_completeness_gap'] give them per row.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        gap = np.asarray(meta["completeness_gap"], dtype=float)
+        self._warn_gap(
+            gap.reshape(len(gap), -1),
+            selected,
+            f"Raise steps= (now {steps}) or pass tolerance= (e.g. tolerance=1e-3) for "
+            "adaptive steps that refine each example until its gap is that small.",
+        )
 
     def explain(
         self,
@@ -531,6 +587,7 @@ class IntegratedGradients(GradientExplainer):
         tolerance: float | None = None,
         layer: str | None = None,
         blur_sigma: float | None = None,
+        **kwargs: Any,
     ) -> Explanation:
         """Integrated Gradients of ``x``.
 
@@ -568,7 +625,26 @@ class IntegratedGradients(GradientExplainer):
         Explanation
             ``values`` (n, *shape) or (n, *shape, k); ``base_values`` f(baseline);
             ``predictions`` f(x); ``meta`` holds the per-example completeness gaps.
+
+        Warns
+        -----
+        UserWarning
+            When the completeness gap exceeds 1% of the output scale (fixed rules), or an
+            example stops at the node cap above ``tolerance`` (adaptive mode).
         """
+        self._check_keywords(
+            kwargs,
+            [
+                "target",
+                "baseline",
+                "steps",
+                "method",
+                "internal_batch_size",
+                "tolerance",
+                "layer",
+                "blur_sigma",
+            ],
+        )
         rows_arg = check_batch_size(internal_batch_size)
         adaptive = tolerance is not None
         if adaptive:
@@ -612,7 +688,7 @@ class IntegratedGradients(GradientExplainer):
             else:
                 preds, base_out = self._outputs(xt, rows), None
             targets = self._targets(target, preds.shape[1], n, xt.device)
-            path = _Path(self.model, xt, b, layer, rows, base_out)
+            path = _Path(self.model, xt, b, layer, rows, base_out, output=self.output)
             if adaptive:
                 acc, nodes, converged = _adaptive(path, targets.index, float(tolerance), steps)
             else:
@@ -621,6 +697,14 @@ class IntegratedGradients(GradientExplainer):
         values = acc * path.diff[..., None] if self.multiply_by_inputs else acc
         base = path.base_out.gather(1, targets.index)
         meta = _gap_meta(values, preds.gather(1, targets.index), base, targets.single)
+        if self.multiply_by_inputs:
+            self._warn_completeness(
+                meta,
+                to_numpy(preds.gather(1, targets.index)),
+                steps,
+                tolerance,
+                converged if adaptive else None,
+            )
         if adaptive:
             meta.update(
                 steps=nodes.tolist(),
@@ -654,137 +738,5 @@ class IntegratedGradients(GradientExplainer):
         )
 
 
-class ExpectedGradients(GradientExplainer):
-    """Expected Gradients / GradientSHAP: IG averaged over a distribution of baselines.
-
-    For each example, ``n_samples`` pairs (baseline ``b`` drawn uniformly from
-    ``baselines``, ``alpha ~ U(0, 1)``) give the Monte-Carlo estimate
-    ``mean[(x - b) * grad f(b + alpha (x - b))]`` of
-    ``E_b[IG(x; b)]``, whose sum approximates ``f(x) - E_b f(b)``.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    baselines : tensor or array of shape (m, *input_shape)
-        The baseline distribution (e.g. training images).
-    n_samples : int, default 50
-        Samples per example.
-    random_state : int, optional
-        Seed of the draws: each example draws from its own numpy stream, seeded by
-        ``random_state`` and the example's content, so its values do not depend on the batch
-        it is explained in, the batch size or the device.
-    output_names : sequence of str, optional
-
-    Notes
-    -----
-    ``base_values`` is the mean of f over all of ``baselines``, so ``completeness_gap()``
-    measures the Monte-Carlo error; ``std`` holds the standard errors of the values.
-
-    References
-    ----------
-    Erion et al. (2021), Improving performance of deep learning models with axiomatic
-    attribution priors and expected gradients. Nature Machine Intelligence.
-    Lundberg, Lee (2017), A unified approach to interpreting model predictions. NeurIPS.
-    """
-
-    method = "expected_gradients"
-
-    def __init__(
-        self,
-        model: Any,
-        baselines: Any,
-        *,
-        n_samples: int = 50,
-        random_state: int | None = 0,
-        output_names: Any = None,
-    ) -> None:
-        super().__init__(model, output_names=output_names)
-        self.baselines = self._inputs(baselines)
-        self.n_samples = check_int("n_samples", n_samples, minimum=1)
-        check_random_state(random_state)
-        self.random_state = random_state
-
-    def _prepare_kwargs(self, x: Any, **kwargs: Any) -> dict[str, Any]:
-        if kwargs:
-            raise InvalidParameterError(
-                f"ExpectedGradients takes no extra arguments, got {sorted(kwargs)}."
-            )
-        return {}
-
-    def _draws(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Per example (its own content-seeded stream): ``n_samples`` baseline indices, then
-        ``n_samples`` path positions; (n, n_samples) each, independent of the batch."""
-        idx, alpha = [], []
-        for g in example_generators(self.random_state, x):
-            idx.append(g.integers(0, self.baselines.shape[0], size=self.n_samples))
-            alpha.append(g.random(self.n_samples))
-        return np.array(idx), np.array(alpha)
-
-    def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
-        torch = torch_module()
-        n, dev = x.shape[0], x.device
-        if x.shape[1:] != self.baselines.shape[1:]:
-            raise InvalidInputError(
-                f"inputs of shape {tuple(x.shape[1:])} per row do not match the baselines "
-                f"of shape {tuple(self.baselines.shape[1:])} per row."
-            )
-        idx, alpha = self._draws(x)
-        S = self.n_samples
-        # sample-major rows: row r -> sample r // n, example r % n
-        ex = torch.arange(n, device=dev).repeat(S)
-        b_idx = torch.as_tensor(idx.T.reshape(-1), device=dev)
-        al = torch.as_tensor(alpha.T.reshape(-1), device=dev).to(x.dtype)
-        total = total_sq = None
-        for s, e in batched(n * S, batch_rows):
-            xb, bb = x[ex[s:e]], self.baselines[b_idx[s:e]]
-            a = al[s:e].reshape(-1, *([1] * (x.ndim - 1)))
-            point = same_layout(bb + a * (xb - bb), x)
-            g, _ = gradients(self.model, point, index[ex[s:e]])
-            contrib = g * (xb - bb)[..., None]
-            if total is None:
-                total = torch.zeros((n, *contrib.shape[1:]), dtype=contrib.dtype, device=dev)
-                total_sq = torch.zeros_like(total)
-            r = s
-            while r < e:  # contiguous runs of one sample, summed in sample order
-                sample = r // n
-                stop = min(e, (sample + 1) * n)
-                c = contrib[r - s : stop - s]
-                total[r - sample * n : stop - sample * n] += c
-                total_sq[r - sample * n : stop - sample * n] += c * c
-                r = stop
-        mean = total / S
-        var = (total_sq / S - mean * mean).clamp_min(0)
-        std = (var * S / max(S - 1, 1)).sqrt() / math.sqrt(S)
-        return mean, {"n_evals": S, "std": std}
-
-    def explain(
-        self, x: Any, target: Any = None, *, internal_batch_size: int | None = None
-    ) -> Explanation:
-        """Expected gradients of ``x``: values (n, *input_shape[, k]) with standard errors."""
-        rows_arg = check_batch_size(internal_batch_size)
-        xt = self._inputs(x)
-        rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))
-        with eval_semantics(self.model):
-            preds = self._outputs(xt, rows)
-            targets = self._targets(target, preds.shape[1], xt.shape[0], xt.device)
-            values, info = self._attribute(xt, targets.index, rows)
-            bg_out = self._outputs(self.baselines, rows)
-        base = bg_out.mean(0, keepdim=True).expand(xt.shape[0], -1).gather(1, targets.index)
-        exp = self._explanation(
-            values,
-            x=xt,
-            targets=targets,
-            predictions=preds,
-            base_values=base,
-            params={
-                "n_samples": self.n_samples,
-                "baseline": "distribution",
-                "background_rows": int(self.baselines.shape[0]),
-            },
-            n_evals=self.n_samples,
-            meta=_gap_meta(values, preds.gather(1, targets.index), base, targets.single),
-            random_state=self.random_state,
-        )
-        std = to_numpy(info["std"])
-        exp.std = std[..., 0] if targets.single else std
-        return exp
+# ExpectedGradients lives in .expected; importable from here as before
+from .expected import ExpectedGradients  # noqa: E402

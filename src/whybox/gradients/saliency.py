@@ -44,10 +44,19 @@ from ._base import (
 __all__ = ["InputXGradient", "Saliency", "SmoothGrad", "VarGrad"]
 
 
-def _input_gradients(model: Any, x: Any, index: Any, batch_rows: int) -> Any:
-    """Gradients (m, *shape, T) of the selected outputs, in batches of ``batch_rows``."""
+def _input_gradients(
+    model: Any, x: Any, index: Any, batch_rows: int, output: Any = None, rows: Any = None
+) -> Any:
+    """Gradients (m, *shape, T) of the selected outputs, in batches of ``batch_rows``.
+
+    ``rows`` (m,) gives the explained row of each input, for error messages.
+    """
     torch = torch_module()
-    parts = [gradients(model, x[s:e], index[s:e])[0] for s, e in batched(len(x), batch_rows)]
+    ids = np.arange(len(x)) if rows is None else np.asarray(rows)
+    parts = [
+        gradients(model, x[s:e], index[s:e], output=output, rows=ids[s:e])[0]
+        for s, e in batched(len(x), batch_rows)
+    ]
     return torch.cat(parts)
 
 
@@ -59,6 +68,9 @@ class Saliency(GradientExplainer):
     model : torch.nn.Module
     absolute : bool, default True
         Return ``|gradient|`` (the classic saliency map) or the signed gradient.
+    output : int or str, optional
+        The prediction in what the forward returns: index in a tuple, key in a dict (a dict
+        or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
     output_names : sequence of str, optional
         Names of the model outputs, usable as ``target=``.
 
@@ -69,8 +81,15 @@ class Saliency(GradientExplainer):
 
     method = "saliency"
 
-    def __init__(self, model: Any, *, absolute: bool = True, output_names: Any = None) -> None:
-        super().__init__(model, output_names=output_names)
+    def __init__(
+        self,
+        model: Any,
+        *,
+        absolute: bool = True,
+        output: Any = None,
+        output_names: Any = None,
+    ) -> None:
+        super().__init__(model, output=output, output_names=output_names)
         if not isinstance(absolute, (bool, np.bool_)):
             raise InvalidParameterError(f"absolute must be True or False, got {absolute!r}.")
         self.absolute = bool(absolute)
@@ -78,11 +97,20 @@ class Saliency(GradientExplainer):
     def _params(self) -> dict[str, Any]:
         return {"absolute": self.absolute}
 
-    def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
-        g = _input_gradients(self.model, x, index, batch_rows)
+    def _attribute(
+        self, x: Any, index: Any, batch_rows: int, *, rows: Any = None, **kwargs: Any
+    ) -> Any:
+        g = _input_gradients(self.model, x, index, batch_rows, self.output, rows)
         return (g.abs() if self.absolute else g), {"n_evals": 1}
 
-    def explain(self, x: Any, target: Any = None, *, internal_batch_size: int | None = None):
+    def explain(
+        self,
+        x: Any,
+        target: Any = None,
+        *,
+        internal_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> Explanation:
         """Saliency maps of ``x``.
 
         Parameters
@@ -99,6 +127,7 @@ class Saliency(GradientExplainer):
         Explanation
             ``values`` (n, *input_shape) or (n, *input_shape, k); base values 0.
         """
+        self._check_keywords(kwargs, ["target", "internal_batch_size"])
         return self._explain_plain(x, target, internal_batch_size)
 
 
@@ -112,12 +141,26 @@ class InputXGradient(GradientExplainer):
 
     method = "input_x_gradient"
 
-    def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
-        g = _input_gradients(self.model, x, index, batch_rows)
+    def _attribute(
+        self, x: Any, index: Any, batch_rows: int, *, rows: Any = None, **kwargs: Any
+    ) -> Any:
+        g = _input_gradients(self.model, x, index, batch_rows, self.output, rows)
         return g * x[..., None], {"n_evals": 1}
 
-    def explain(self, x: Any, target: Any = None, *, internal_batch_size: int | None = None):
-        """Input x gradient of ``x``: values (n, *input_shape[, k]), base values 0."""
+    def explain(
+        self,
+        x: Any,
+        target: Any = None,
+        *,
+        internal_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> Explanation:
+        """Input x gradient of ``x``: values (n, *input_shape[, k]), base values 0.
+
+        Parameters as :meth:`Saliency.explain`; an unknown keyword raises
+        InvalidParameterError.
+        """
+        self._check_keywords(kwargs, ["target", "internal_batch_size"])
         return self._explain_plain(x, target, internal_batch_size)
 
 
@@ -166,7 +209,9 @@ class SmoothGrad(GradientExplainer):
                 f"wb.Saliency(model) or wb.IntegratedGradients(model); got "
                 f"{type(explainer).__name__}."
             )
-        super().__init__(explainer.model, output_names=explainer.output_names)
+        super().__init__(
+            explainer.model, output=explainer.output, output_names=explainer.output_names
+        )
         self.explainer = explainer
         if (
             isinstance(noise, bool)
@@ -184,9 +229,12 @@ class SmoothGrad(GradientExplainer):
         self.random_state = random_state
         self.relative = bool(relative)
 
-    def _attribute(self, x: Any, index: Any, batch_rows: int, **kwargs: Any) -> Any:
+    def _attribute(
+        self, x: Any, index: Any, batch_rows: int, *, rows: Any = None, **kwargs: Any
+    ) -> Any:
         torch = torch_module()
         n = x.shape[0]
+        ids = np.arange(n) if rows is None else np.asarray(rows)
         rngs = example_generators(self.random_state, x)  # per example: batch-independent
         if self.relative:
             flat = x.reshape(n, -1)
@@ -209,7 +257,7 @@ class SmoothGrad(GradientExplainer):
             noisy = (x[None] + sigma[None] * eps_t).reshape(-1, *x.shape[1:])
             reps = s1 - s0
             attr, inner_info = self.explainer._attribute(
-                noisy, index.repeat(reps, 1), batch_rows, **kwargs
+                noisy, index.repeat(reps, 1), batch_rows, rows=np.tile(ids, reps), **kwargs
             )
             attr = attr.reshape(reps, n, *attr.shape[1:])
             for r in range(reps):  # fixed summation order: independent of the batch size
@@ -253,7 +301,8 @@ class SmoothGrad(GradientExplainer):
             Rows per forward/backward pass (of the wrapped method's own inputs).
         **kwargs
             Passed to the wrapped method (e.g. ``baseline=``, ``steps=``, ``method=`` for
-            IntegratedGradients).
+            IntegratedGradients); a keyword the wrapped method does not read raises
+            InvalidParameterError.
 
         Returns
         -------
@@ -261,6 +310,9 @@ class SmoothGrad(GradientExplainer):
             ``values`` (n, *input_shape[, k]); for a wrapped IntegratedGradients the base
             values are f(baseline).
         """
+        self._check_keywords(
+            kwargs, ["target", "internal_batch_size", *self.explainer._WRAPPED_KEYWORDS]
+        )
         rows_arg = check_batch_size(internal_batch_size)
         xt = self._inputs(x)
         rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))

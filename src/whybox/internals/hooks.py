@@ -137,17 +137,27 @@ def capture(
     ------
     ActivationCache
         Filled as the model runs inside the ``with`` block; kept after it.
+
+    Notes
+    -----
+    A recorded output is the module's output as it left the module, even when the model
+    later changes it in place (``out += identity`` after a batch norm, a following
+    ``ReLU(inplace=True)``): the rest of the forward pass runs on a copy of it (the same
+    values, so the model's outputs are unchanged bit for bit), and the recorded tensor stays
+    in the autograd graph, so gradients with respect to it are the gradients with respect to
+    the module's output. This costs one copy of each captured output.
     """
     paths = [paths] if isinstance(paths, str) else list(paths)
     modules = {p: get_module(model, p) for p in paths}
     cache = ActivationCache()
 
-    def make(path: str) -> Callable[..., None]:
-        def hook(module: Any, args: tuple[Any, ...], output: Any) -> None:
+    def make(path: str) -> Callable[..., Any]:
+        def hook(module: Any, args: tuple[Any, ...], output: Any) -> Any:
             cache[path] = _maybe_detach(output, detach)
             cache.calls[path] = cache.calls.get(path, 0) + 1
             if inputs:
                 cache.inputs[path] = tuple(_maybe_detach(a, detach) for a in args)
+            return _fresh_copy(output)
 
         return hook
 
@@ -155,6 +165,18 @@ def capture(
         for path, module in modules.items():
             handles.append(module.register_forward_hook(make(path)))
         yield cache
+
+
+def _fresh_copy(value: Any) -> Any:
+    """A copy of a tensor output (or of the tensors of a tuple output) for the rest of the
+    forward pass, so in-place changes downstream leave the recorded one intact."""
+    torch = require_torch()
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, tuple) and any(isinstance(v, torch.Tensor) for v in value):
+        copied = tuple(v.clone() if isinstance(v, torch.Tensor) else v for v in value)
+        return type(value)(*copied) if hasattr(value, "_fields") else copied
+    return None
 
 
 def _maybe_detach(value: Any, detach: bool) -> Any:
@@ -177,6 +199,12 @@ def replace(model: Any, path: str, value: Any, *, inputs: bool = False) -> Itera
         ``value(original) -> replacement``.
     inputs : bool, default False
         Patch the module's first positional input instead of its output.
+
+    Notes
+    -----
+    A tensor ``value`` stands in as a copy, so a model that changes the layer's output in
+    place (``out += identity``) never writes into ``value``. A callable's result is used as
+    returned.
     """
     torch = require_torch()
     module = get_module(model, path)
@@ -186,7 +214,8 @@ def replace(model: Any, path: str, value: Any, *, inputs: bool = False) -> Itera
             return value(original)
         if isinstance(original, torch.Tensor):
             try:
-                return torch.broadcast_to(value, original.shape)
+                # a copy: the model may change its layer's output in place (out += identity)
+                return torch.broadcast_to(value, original.shape).clone()
             except RuntimeError as exc:
                 raise InvalidParameterError(
                     f"the replacement of shape {tuple(value.shape)} cannot stand in for the "
