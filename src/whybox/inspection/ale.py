@@ -55,6 +55,9 @@ from ..models import ModelFunction, wrap_model
 from .partial_dependence import (
     _categorical_flags,
     categories_of,
+    check_global_target,
+    check_plot_keywords,
+    check_unique_columns,
     column,
     is_categorical_column,
     numeric_values,
@@ -119,6 +122,7 @@ class AccumulatedLocalEffects:
         :func:`whybox.viz.effects.plot_ale`."""
         from ..viz.effects import plot_ale
 
+        check_plot_keywords(kwargs, plot_ale, "AccumulatedLocalEffects.plot")
         return plot_ale(self, ax=ax, **kwargs)
 
     def to_frame(self) -> pd.DataFrame:
@@ -339,13 +343,23 @@ def ale(
     model : object
         Any model :func:`whybox.wrap_model` accepts.
     X : DataFrame or array (n, p)
-        The data the effects are averaged over.
+        The data the effects are averaged over, every row (nothing is subsampled). A
+        DataFrame's columns are matched to the model's fitted feature names by name, in any
+        order (LightGBM's renaming of spaces to underscores included); an array is positional
+        (the model's order). Rows whose own feature value is missing are left out; missing
+        values in the other columns go to the model as they are (for models that handle NaN,
+        such as XGBoost, LightGBM and HistGradientBoosting; other models refuse them with
+        their own error).
     feature : str, int, or a pair of them
-        Column name or position; a pair of numeric features gives the second-order ALE.
+        Column name or position in X (the user's order); a pair of numeric features gives
+        the second-order ALE. Results are named by X's column names.
     bins : int, default 20
         Number of quantile bins of a numeric feature (fewer when quantiles coincide).
     target, link
-        Output selection and scale, as in :func:`whybox.wrap_model`.
+        Output selection and scale, as in :func:`whybox.wrap_model`: a class label or index
+        (``"0"`` for the label 0), a list of them, or ``"all"``; class 0 of a binary margin
+        model is the negated margin. ``output_names`` name the class. One target for all
+        rows: a per-row array is refused.
     categorical : None, bool, or list of column names / positions
         Features to treat as categorical; None: pandas categorical, string, object and bool
         columns.
@@ -377,10 +391,12 @@ def ale(
         raise InvalidParameterError(f"confidence must be a number in (0, 1), got {confidence!r}.")
     if not 0 < confidence < 1:
         raise InvalidParameterError(f"confidence must be in (0, 1), got {confidence}.")
+    target = check_global_target(target, "ale")
     X = as_2d_input(X)
     check_nonempty(X)
+    check_unique_columns(X)
     mf = wrap_model(model, target=target, link="identity" if link is None else link, X=X)
-    X = mf.prepare(X)
+    X = mf.prepare(X)  # checks the columns; keeps X's order (the model call matches names)
     pair = isinstance(feature, (tuple, list))
     feats = list(feature) if pair else [feature]
     if pair and len(feats) != 2:

@@ -5,9 +5,11 @@ a score drops when a feature's column (or a group of columns, permuted together 
 permutation) is shuffled across rows: ``importance = score(X) - score(X permuted)``, repeated
 ``n_repeats`` times. Feature (group) ``g`` draws its permutations from
 ``numpy.random.default_rng(random_state).spawn(n_players)[g]``, ``n_repeats`` calls of
-``permutation(n)``, so results do not depend on ``n_jobs``. ``importances_std`` is the
-standard deviation over repeats (``ddof=0``, as scikit-learn reports it); ``lower`` and
-``upper`` a Student-t confidence interval of the mean.
+``permutation(n)``, so results do not depend on ``n_jobs``; ``g`` is the player's position
+in the model's fitted column order (X's order for arrays and models fitted without names),
+so a DataFrame with its columns in another order gives the same values per name.
+``importances_std`` is the standard deviation over repeats (``ddof=0``, as scikit-learn
+reports it); ``lower`` and ``upper`` a Student-t confidence interval of the mean.
 
 :func:`global_importance` turns any tabular :class:`~whybox.explanation.Explanation` (SHAP,
 LIME, gradients, ...) into the mean absolute attribution per feature, with a bootstrap over
@@ -129,7 +131,9 @@ class FeatureImportance:
         """Horizontal bars, largest first, with error bars; see
         :func:`whybox.viz.effects.plot_importance`."""
         from ..viz.effects import plot_importance
+        from .partial_dependence import check_plot_keywords
 
+        check_plot_keywords(kwargs, plot_importance, "FeatureImportance.plot")
         return plot_importance(self, ax=ax, max_display=max_display, output=output, **kwargs)
 
 
@@ -193,6 +197,20 @@ def _scorer(estimator: Any, scoring: Any) -> Any:
         ) from exc
 
 
+def _streams(mf: Any, X: Any, names: list[str], players: list[str], groups: Any) -> list[int]:
+    """Each player's random stream: its position among the players of the model's fitted
+    column order, so that reordering X's columns leaves every player's draws unchanged."""
+    if not isinstance(X, pd.DataFrame) or mf.feature_names_in is None:
+        return list(range(len(players)))
+    order, _ = mf._column_order([str(c) for c in X.columns])
+    canonical, _ = group_matrix([names[j] for j in order], groups)
+    return [canonical.index(g) for g in players]
+
+
+def _same(X: Any) -> Any:
+    return X
+
+
 def _permuted(X: Any, cols: np.ndarray, perm: np.ndarray) -> Any:
     if isinstance(X, pd.DataFrame):
         out = X.copy()
@@ -243,6 +261,11 @@ def permutation_importance(
         :func:`whybox.wrap_model` accepts (scored through an adapter: a classifier with
         ``predict_proba`` for probability outputs, else a regressor over the selected output).
     X : DataFrame or array (n, p)
+        A DataFrame's columns are matched to the model's fitted feature names by name, in
+        any order (LightGBM's renaming of spaces to underscores included); results are in X's
+        order under X's names. An array is positional (the model's order). Missing values
+        go to the model as they are (for models that handle NaN, e.g. XGBoost, LightGBM,
+        HistGradientBoosting; other models refuse them with their own error).
     y : array (n,) or (n, k)
         True targets.
     scoring : None, str or callable
@@ -252,7 +275,9 @@ def permutation_importance(
     groups : mapping of group name to column names, optional
         Columns permuted together; ungrouped columns stay single features.
     target, link
-        Output selection (models scored through the adapter).
+        Output selection (models scored through the adapter): a class label or index
+        (``"0"`` for the label 0), a list of them, or ``"all"``; class 0 of a binary margin
+        model is the negated margin. One target for all rows: a per-row array is refused.
     confidence : float, default 0.95
     random_state : int, Generator or None
     n_jobs : int or None
@@ -267,10 +292,14 @@ def permutation_importance(
     ----------
     Breiman (2001); Fisher, Rudin & Dominici (2019); see the module docstring.
     """
+    from .partial_dependence import check_global_target, check_unique_columns
+
     n_repeats = check_int("n_repeats", n_repeats, minimum=1)
     confidence = _check_confidence(confidence)
+    target = check_global_target(target, "permutation_importance")
     X = as_2d_input(X)
     check_nonempty(X)
+    check_unique_columns(X)
     n = len(X)
     y_arr = np.asarray(y)
     if y_arr.ndim == 0 or y_arr.shape[0] != n:
@@ -280,13 +309,21 @@ def permutation_importance(
         )
     if _has_sklearn_api(model) and target is None and link is None:
         est, output = model, None
+        # scored directly: the estimator gets its columns in its fitted order and names
+        mf = wrap_model(model)
+        scored = mf._to_model
     else:
         est, output = _adapter(model, X, target, link)
+        mf = wrap_model(model, target="all", X=X)
+        scored = _same
+    mf.prepare(X)  # missing / unexpected columns: an error listing them
+
     scorer = _scorer(est, scoring)
     names = feature_names_of(X)
     players, membership = group_matrix(names, groups)
-    baseline = _score(scorer, est, X, y)
-    rngs = check_random_state(random_state).spawn(len(players))
+    baseline = _score(scorer, est, scored(X), y)
+    spawned = check_random_state(random_state).spawn(len(players))
+    rngs = [spawned[g] for g in _streams(mf, X, names, players, groups)]
 
     def work(start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, n_repeats))
@@ -294,7 +331,8 @@ def permutation_importance(
             cols = np.flatnonzero(membership[g])
             for r in range(n_repeats):
                 perm = rngs[g].permutation(n)
-                out[g - start, r] = baseline - _score(scorer, est, _permuted(X, cols, perm), y)
+                Xp = scored(_permuted(X, cols, perm))
+                out[g - start, r] = baseline - _score(scorer, est, Xp, y)
         return out
 
     parts = map_chunks(work, len(players), backend="processes", n_jobs=n_jobs, chunk_size=1)

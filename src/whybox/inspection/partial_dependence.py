@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._validation import as_2d_input, check_in, check_int, check_nonempty, check_random_state
+from .._validation import (
+    as_2d_input,
+    check_in,
+    check_int,
+    check_keywords,
+    check_nonempty,
+    check_random_state,
+)
 from ..errors import InvalidInputError, InvalidParameterError, WhyboxError
 from ..models import ModelFunction, wrap_model
 
@@ -105,6 +112,7 @@ class PartialDependence:
         :func:`whybox.viz.effects.plot_partial_dependence`."""
         from ..viz.effects import plot_partial_dependence
 
+        check_plot_keywords(kwargs, plot_partial_dependence, "PartialDependence.plot")
         return plot_partial_dependence(self, ax=ax, **kwargs)
 
     def to_frame(self) -> pd.DataFrame:
@@ -132,6 +140,54 @@ class PartialDependence:
 
 
 # ------------------------------------------------------------------ shared helpers
+def check_plot_keywords(kwargs: dict[str, Any], fn: Any, where: str) -> None:
+    """Refuse a keyword the plotting function ``fn`` does not take (InvalidParameterError)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    allowed = [k for k, v in list(params.items())[1:] if v.kind is v.KEYWORD_ONLY or k == "ax"]
+    check_keywords(kwargs, allowed, where=where)
+
+
+def check_unique_columns(X: Any, name: str = "X") -> None:
+    """Raise InvalidInputError when a DataFrame has duplicated column names."""
+    if not isinstance(X, pd.DataFrame):
+        return
+    have = [str(c) for c in X.columns]
+    duplicated = sorted({c for c in have if have.count(c) > 1})
+    if duplicated:
+        raise InvalidInputError(
+            f"{name} has duplicated column names: {duplicated}. Each feature must appear once "
+            "(columns are matched to the model by name); rename or drop the duplicates."
+        )
+
+
+def is_per_row_target(target: Any) -> bool:
+    """A 1-D numpy array, pandas Series or torch tensor: one target per row (CONTRACT §1)."""
+    if isinstance(target, (np.ndarray, pd.Series)):
+        return np.ndim(target) == 1
+    return type(target).__module__.startswith("torch") and np.ndim(target) == 1
+
+
+def check_global_target(target: Any, where: str) -> Any:
+    """``target`` for a method that summarises over rows: one output (or a list) for all rows.
+
+    A 0-d array becomes its scalar; a per-row target (1-D array, Series or tensor) is refused,
+    as the method has no single row to give it to.
+    """
+    if isinstance(target, np.ndarray) and target.ndim == 0:
+        return target.item()
+    if is_per_row_target(target):
+        raise InvalidParameterError(
+            f"{where} summarises over the rows, so target= names the output(s) for all rows: "
+            "a class label or index (e.g. target=0 or target='0'), a list of them, or 'all'. "
+            f"It got a 1-D {type(target).__name__} of {len(target)} entries, which whybox reads "
+            "as one target per row (for per-row explanations such as wb.explain). Pass "
+            "target=list(...) to explain several outputs."
+        )
+    return target
+
+
 def resolve_feature(X: Any, feature: Any, what: str = "feature") -> tuple[str, int]:
     """Name and column position of ``feature`` (a column name or an integer position)."""
     names = [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
@@ -436,7 +492,7 @@ def _ensemble_column(ens: Any, X: Any, j: int) -> int | None:
     if ens.feature_names is None or not isinstance(X, pd.DataFrame):
         return j
     name = str(X.columns[j])
-    for cand in (name, re.sub(r"\s", "_", name)):
+    for cand in (name, name.replace(" ", "_")):  # LightGBM writes each space as "_"
         if cand in ens.feature_names:
             return ens.feature_names.index(cand)
     return None
@@ -505,9 +561,16 @@ def partial_dependence(
     model : object
         Any model :func:`whybox.wrap_model` accepts.
     X : DataFrame or array (n, p)
-        Rows whose curves are computed; DataFrames keep their dtypes when a column is set.
+        Rows whose curves are computed, all of them (``sample=`` is the only way to use
+        fewer); DataFrames keep their dtypes when a column is set. A DataFrame's columns are
+        matched to the model's fitted feature names by name, in any order (LightGBM's
+        renaming of spaces to underscores included); an array is positional (the model's
+        order). Missing values (NaN) are passed to the model as they are, for models that
+        handle them (XGBoost, LightGBM, HistGradientBoosting); other models refuse them with
+        their own error. They never enter the grid.
     feature : str, int, or a pair of them
-        Column name or position; a tuple/list of two gives the 2-D partial dependence.
+        Column name or position in X (the user's order); a tuple/list of two gives the 2-D
+        partial dependence. Results are named by X's column names.
     grid : array-like, or a pair of array-likes for a pair, optional
         Values to set the feature to. A numeric grid reaching outside the data range warns.
     grid_resolution : int, default 20
@@ -520,7 +583,9 @@ def partial_dependence(
         Subtract each ICE curve's value at the first grid point (then the PDP starts at 0).
     target, link
         Output selection and scale, as in :func:`whybox.wrap_model` (``link=None`` is
-        ``"identity"``).
+        ``"identity"``): a class label or index (``"0"`` for the label 0), a list of them, or
+        ``"all"``; class 0 of a binary margin model is the negated margin. ``output_names``
+        name the class. One target for all rows: a per-row array is refused.
     categorical : None, bool, or list of column names / positions
         Features to treat as categorical (grid = their categories). None: pandas categorical,
         string, object and bool columns.
@@ -529,6 +594,7 @@ def partial_dependence(
         calls; ``"auto"``: the tree path when it applies.
     sample : int, optional
         Use this many rows of X drawn without replacement (``random_state``), in X's order.
+        None (the default) uses every row.
     sample_weight : array (n,), optional
         Weights of the rows in the average.
     random_state : int, Generator or None
@@ -554,10 +620,12 @@ def partial_dependence(
     check_in("method", method, METHODS)
     grid_resolution = check_int("grid_resolution", grid_resolution, minimum=2)
     percentiles = _check_percentiles(percentiles)
+    target = check_global_target(target, "partial_dependence")
     X = as_2d_input(X)
     check_nonempty(X)
+    check_unique_columns(X)
     mf = wrap_model(model, target=target, link="identity" if link is None else link, X=X)
-    X = mf.prepare(X)
+    X = mf.prepare(X)  # checks the columns; keeps X's order (the model call matches names)
     pair = isinstance(feature, (tuple, list))
     feats = list(feature) if pair else [feature]
     if pair and len(feats) != 2:
