@@ -62,6 +62,9 @@ def _accessor(name: str) -> Any:
     return getattr(importlib.import_module(module), cls)
 
 
+#: ``output_names`` of an Explanation with one explained output per row (its own target)
+PER_ROW_OUTPUT = "per-example target"
+
 #: ``meta`` key listing the meta entries that hold one value per row (see Explanation)
 ROW_KEYS = "row_keys"
 
@@ -595,6 +598,9 @@ class Explanation:
         params = dict(self.params)
         if scalar:
             params["output"] = names[idx]
+            params["target"] = names[idx]  # the output explained, as the model names it
+        else:
+            params["target"] = [names[i] for i in idx]
         return self._replace(
             values=take(self.values),
             base_values=self.base_values[:, idx],
@@ -602,6 +608,83 @@ class Explanation:
             predictions=None if self.predictions is None else self.predictions[:, idx],
             output_names=[names[idx]] if scalar else [names[i] for i in idx],
             params=params,
+        )
+
+    # ------------------------------------------------------------ per-row targets
+    @property
+    def row_targets(self) -> list[str] | None:
+        """The output explained in each row when it differs by row (one target per row).
+
+        ``meta["targets"]`` (sliced with the rows), else a per-row list in
+        ``params["target"]`` when ``output_names == ["per-example target"]``; None for an
+        Explanation of the same output(s) in every row.
+        """
+        t = self.meta.get("targets")
+        if isinstance(t, (list, tuple, np.ndarray)) and len(t) == self.n_rows:
+            return [str(v) for v in t]
+        t = self.params.get("target")
+        if (
+            self.output_names == [PER_ROW_OUTPUT]
+            and isinstance(t, (list, tuple))
+            and len(t) == self.n_rows
+        ):
+            return [str(v) for v in t]
+        return None
+
+    def per_row_output(self, outputs: Any) -> Explanation:
+        """Keep one explained output per row: row ``i`` keeps output ``outputs[i]``.
+
+        Parameters
+        ----------
+        outputs : sequence of length n
+            Output names, or indices (an int is an index), one per row (e.g. each row's
+            predicted class:
+            ``exp.per_row_output(exp.predictions.argmax(1))``).
+
+        Returns
+        -------
+        Explanation
+            Values (n, *feature_shape), ``output_names == ["per-example target"]``,
+            ``params["target"]`` and ``meta["targets"]`` the per-row output names (a row key,
+            so ``exp[rows]`` keeps them aligned).
+        """
+        if not self.multi_output:
+            raise InvalidParameterError(
+                "per_row_output picks one of several explained outputs per row, and this "
+                "Explanation explains a single output."
+            )
+        names = list(self.output_names or [])
+        out = list(outputs) if not isinstance(outputs, np.ndarray) else outputs.tolist()
+        if len(out) != self.n_rows:
+            raise InvalidParameterError(
+                f"per_row_output needs one output per row: {self.n_rows} rows, got {len(out)}."
+            )
+        idx = np.array([_output_position(o, names) for o in out], dtype=int)
+        rows = np.arange(self.n_rows)
+
+        def take(a: Any) -> Any:
+            if a is None:
+                return None
+            if isinstance(a, list):
+                return [x[..., j] for x, j in zip(a, idx, strict=True)]
+            return np.moveaxis(a, -1, 1)[rows, idx]
+
+        chosen = [names[j] for j in idx]
+        meta = {**self.meta, "targets": chosen}
+        meta[ROW_KEYS] = [*[k for k in self.meta.get(ROW_KEYS, []) if k != "targets"], "targets"]
+        output = self.params.get("output")
+        return self._replace(
+            values=take(self.values),
+            base_values=self.base_values[rows, idx],
+            std=take(self.std),
+            predictions=None if self.predictions is None else self.predictions[rows, idx],
+            output_names=[PER_ROW_OUTPUT],
+            params={
+                **self.params,
+                "target": chosen,
+                "output": (f"{output}: " if output else "") + "one output per row",
+            },
+            meta=meta,
         )
 
     # ------------------------------------------------------------------ display
@@ -688,6 +771,19 @@ def _is_nested_names(names: Any) -> bool:
     return (
         isinstance(names, (list, tuple)) and len(names) > 0 and isinstance(names[0], (list, tuple))
     )
+
+
+def _output_position(k: Any, names: list[str]) -> int:
+    """Index of output ``k`` (a name, or an index) among ``names``."""
+    if (
+        isinstance(k, numbers.Integral)
+        and not isinstance(k, bool)
+        and -len(names) <= k < len(names)
+    ):
+        return int(k) % len(names)
+    if str(k) in names:
+        return names.index(str(k))
+    raise InvalidParameterError(f"unknown output {k!r}. Known outputs: {names}.")
 
 
 def _is_full_slice(k: Any) -> bool:

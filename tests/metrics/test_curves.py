@@ -179,8 +179,12 @@ def test_multi_output_needs_target():
     y = np.digitize(X[:, 0], [-0.5, 0.5])
     model = LogisticRegression().fit(X, y)
     exp = wb.ExactShap(model, background=X[:20]).explain(X[:4])
+    # an explanation of every class is scored for each row's predicted class
+    pred = metrics.deletion(exp, model, X[:4], background=X[:20])
+    proba = model.predict_proba(X[:4])
+    np.testing.assert_allclose(pred.values[:, 0], proba.max(axis=1))
     with pytest.raises(InvalidParameterError, match="explains 3 outputs"):
-        metrics.deletion(exp, model, X[:4], background=X[:20])
+        metrics.deletion(exp[:, :, [0, 1, 2]]._replace(params={}), model, X[:4], background=X[:20])
     c = metrics.deletion(exp, model, X[:4], background=X[:20], target=2)
     np.testing.assert_allclose(c.values[:, 0], model.predict_proba(X[:4])[:, 2])
     assert W.shape == (6,)

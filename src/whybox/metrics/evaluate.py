@@ -25,13 +25,34 @@ import pandas as pd
 from .._validation import check_in
 from ..errors import InvalidParameterError
 from ..explanation import Explanation
+from ._inputs import default_image_masker, is_image_batch
 from .agreement import agreement
-from .faithfulness import Curve, deletion, faithfulness_correlation, infidelity, insertion
+from .faithfulness import Curve, deletion, faithfulness_correlation, insertion
+from .infidelity import infidelity
 from .robustness import max_sensitivity, stability
 
-__all__ = ["DEFAULT_METRICS", "METRICS", "evaluate"]
+__all__ = ["DEFAULT_METRICS", "IMAGE_METRICS", "METRICS", "default_metrics", "evaluate"]
 
 DEFAULT_METRICS = ("deletion", "insertion", "faithfulness_correlation", "infidelity")
+#: the default metrics of image explanations: pixels (or the explanation's segments) are
+#: removed, inserted, or perturbed with Gaussian noise (infidelity over pixels)
+IMAGE_METRICS = ("deletion", "insertion", "faithfulness_correlation", "infidelity")
+
+
+def default_metrics(exp: Any, X: Any = None) -> tuple[str, ...]:
+    """The metrics that apply to an explanation's kind, for ``metrics=None``.
+
+    Tabular rows: :data:`DEFAULT_METRICS`, without infidelity when no feature is numeric
+    (it adds noise to numeric inputs). Images: :data:`IMAGE_METRICS`.
+    """
+    if is_image_batch(exp, X):
+        return IMAGE_METRICS
+    data = X if X is not None else getattr(exp, "data", None)
+    if isinstance(data, pd.DataFrame) and not any(
+        pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in data.dtypes
+    ):
+        return tuple(m for m in DEFAULT_METRICS if m != "infidelity")
+    return DEFAULT_METRICS
 
 
 @dataclass(frozen=True)
@@ -161,13 +182,14 @@ def evaluate(
     model: Any,
     X: Any = None,
     *,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = None,
     background: Any = None,
     target: Any = None,
     link: str | None = None,
     random_state: int | None = 0,
     explain_fn: Callable[..., Any] | None = None,
     other: Any = None,
+    allow_nan: bool = False,
     **options: Any,
 ) -> pd.DataFrame:
     """Score one explanation with several quality metrics; one table row per metric.
@@ -175,19 +197,28 @@ def evaluate(
     Parameters
     ----------
     exp : Explanation
-        The explanation scored (tabular, one output or ``target=``).
+        The explanation scored: tabular rows or images.
     model : object
         The explained model.
-    X : DataFrame or array, optional
+    X : DataFrame, array or image batch, optional
         The explained rows (default: ``exp.data``).
-    metrics : sequence of str
+    metrics : sequence of str, optional
         Any of ``"deletion"``, ``"insertion"``, ``"faithfulness_correlation"``,
         ``"infidelity"``, ``"max_sensitivity"`` and ``"stability"`` (these two need
-        ``explain_fn``), and ``"agreement"`` (needs ``other``).
+        ``explain_fn``), and ``"agreement"`` (needs ``other``). Default: the metrics that
+        apply to the explanation's kind (:func:`default_metrics`): deletion, insertion,
+        faithfulness correlation and infidelity (tabular rows without a numeric feature:
+        no infidelity; images: over pixels).
     background : optional
-        What a removed feature becomes (see :func:`whybox.metrics.deletion`).
+        What a removed feature becomes (see :func:`whybox.metrics.deletion`): rows, a
+        baseline value, any masker (``wb.Baseline(0.0)``, ``wb.Independent``, ``wb.kmeans``,
+        ``wb.ImageMasker``). Images default to every pixel removed to 0 (or the
+        explanation's own segments and fill).
     target, link : optional
-        The output scored; default: the one the explanation explains.
+        The output scored; default: the one the explanation explains, read from it (the
+        class explained; one target per row when each row explains its own, as
+        ``meta["targets"]`` records; an explanation of every class is scored for each row's
+        predicted class, ``target="predicted"``).
     random_state : int or None
         Seed of every sampled metric.
     explain_fn : callable, optional
@@ -195,6 +226,9 @@ def evaluate(
         for max-sensitivity (called with perturbed X) and stability (called with each seed).
     other : Explanation, optional
         A second explanation of the same rows, for ``"agreement"``.
+    allow_nan : bool, default False
+        Accept missing values (NaN) in X for models that handle them (XGBoost, LightGBM,
+        HistGradientBoosting); without it they are refused with a message naming this option.
     **options
         Options of the metrics: a keyword that some metric accepts (``n_steps=``,
         ``n_samples=``, ``noise=``, ...) goes to every metric that accepts it; a dict under a
@@ -206,6 +240,8 @@ def evaluate(
     value), ``higher_is_better``, ``statistic`` (what the number is) and ``reading`` (one
     sentence).
     """
+    if metrics is None:
+        metrics = default_metrics(exp, X)
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     if not names:
         raise InvalidParameterError(f"metrics is empty; name at least one of {list(METRICS)}.")
@@ -225,6 +261,12 @@ def evaluate(
             f"option(s) {unknown} are not accepted by any of the metrics {names}. Check the "
             "spelling, or pass a metric's own options as a dict under its name."
         )
+    if (
+        background is None
+        and is_image_batch(exp, X)
+        and any(METRICS[m].needs is None for m in names)
+    ):
+        background = default_image_masker(exp, X)
     rows = []
     for name in names:
         spec = METRICS[name]
@@ -233,6 +275,7 @@ def evaluate(
             "target": target,
             "link": link,
             "random_state": random_state,
+            "allow_nan": allow_nan,
         }
         kw = {k: v for k, v in {**common, **options}.items() if k in accepted[name]}
         kw.update(per_metric.get(name, {}))

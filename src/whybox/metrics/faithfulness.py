@@ -10,7 +10,7 @@
 * :func:`faithfulness_correlation` — Pearson correlation, over random subsets ``S`` of a
   fixed size, between the attributions summed over ``S`` and the drop in output when ``S`` is
   removed (Bhatt, Weller and Moura 2020).
-* :func:`infidelity` — expected squared error between the attribution-predicted change
+* :func:`infidelity` (module :mod:`whybox.metrics.infidelity`) — expected squared error between the attribution-predicted change
   ``I . a`` and the actual change ``f(x) - f(x - I)`` under random perturbations ``I``, with the
   optional optimal scaling of the attributions (Yeh et al. 2019).
 
@@ -52,21 +52,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from .._validation import as_2d_input, check_in, check_int
+from .._validation import check_in, check_int
 from ..errors import InvalidInputError, InvalidParameterError
 from ..games.game import Game, as_value_matrix
-from ..games.maskers import Masker
 from ..parallel import row_generator
-from ._inputs import image_setup, is_image_masker, noise_scale, numeric_matrix, rebuild_like, setup
+from ._inputs import image_setup, is_image_masker, setup
+from .infidelity import LOCAL_METHODS, infidelity, infidelity_from_perturbations
 
 __all__ = [
+    "LOCAL_METHODS",
     "Curve",
     "deletion",
     "deletion_curve",
     "faithfulness_correlation",
     "infidelity",
+    "infidelity_from_perturbations",
     "insertion",
     "insertion_curve",
     "ranking",
@@ -340,6 +341,7 @@ def _tabular_curve(
     link: str | None,
     n_steps: int | None,
     by: str,
+    allow_nan: bool = False,
 ) -> Curve:
     check_in("by", by, ("prediction", "value", "abs"))
     if is_image_masker(background):
@@ -347,9 +349,11 @@ def _tabular_curve(
         players = None
         output = games[0].model_fn.output_description
     else:
-        s = setup(exp, model, X, target=target, link=link, background=background)
+        s = setup(
+            exp, model, X, target=target, link=link, background=background, allow_nan=allow_nan
+        )
         games, values = [s.game(i) for i in range(s.n)], list(s.values)
-        players, output = s.players, s.fn.output_description
+        players, output = s.players, s.outputs.description
     if len({g.n_players for g in games}) > 1:
         # images cut into different numbers of segments: one curve per image, stacked
         if n_steps is None:
@@ -397,6 +401,7 @@ def deletion(
     link: str | None = None,
     n_steps: int | None = None,
     by: str = "prediction",
+    allow_nan: bool = False,
 ) -> Curve:
     """Deletion curve of a tabular explanation: remove features most-important-first.
 
@@ -418,6 +423,10 @@ def deletion(
         The output scored; default: the one the explanation explains.
     n_steps : int, optional
         Points of the curve (default: one per feature, at most 100).
+    allow_nan : bool, default False
+        Accept missing values (NaN) in X and the background, for models that handle them
+        (XGBoost, LightGBM, HistGradientBoosting): a missing value stays missing while present
+        and is replaced like any other value when removed.
     by : {"prediction", "value", "abs"}
         How "most important" is read. ``"prediction"`` (default): the features that moved
         this row's output from the background level towards its prediction come first
@@ -431,7 +440,9 @@ def deletion(
     Curve
         Lower ``normalized_auc`` is better.
     """
-    return _tabular_curve("deletion", exp, model, X, background, target, link, n_steps, by)
+    return _tabular_curve(
+        "deletion", exp, model, X, background, target, link, n_steps, by, allow_nan
+    )
 
 
 def insertion(
@@ -444,12 +455,15 @@ def insertion(
     link: str | None = None,
     n_steps: int | None = None,
     by: str = "prediction",
+    allow_nan: bool = False,
 ) -> Curve:
     """Insertion curve: start from the background and insert features most-important-first.
 
     Same parameters as :func:`deletion`; higher ``normalized_auc`` is better.
     """
-    return _tabular_curve("insertion", exp, model, X, background, target, link, n_steps, by)
+    return _tabular_curve(
+        "insertion", exp, model, X, background, target, link, n_steps, by, allow_nan
+    )
 
 
 # ------------------------------------------------------------ faithfulness correlation
@@ -530,6 +544,7 @@ def faithfulness_correlation(
     link: str | None = None,
     random_state: int | None = 0,
     subsets: Any = None,
+    allow_nan: bool = False,
 ) -> np.ndarray:
     """Faithfulness correlation of Bhatt, Weller and Moura (2020), one number per row.
 
@@ -551,6 +566,8 @@ def faithfulness_correlation(
     subsets : array, optional
         The subsets to use instead of random ones: player indices (n, n_samples, subset_size)
         or a boolean mask (n, n_samples, P), True where removed.
+    allow_nan : bool, default False
+        Accept missing values in X, as for :func:`deletion`.
 
     Returns
     -------
@@ -565,7 +582,9 @@ def faithfulness_correlation(
             )
         rows = lambda i: games[i].image  # noqa: E731 - the content that seeds row i's draws
     else:
-        s = setup(exp, model, X, target=target, link=link, background=background)
+        s = setup(
+            exp, model, X, target=target, link=link, background=background, allow_nan=allow_nan
+        )
         games, values, rows = [s.game(i) for i in range(s.n)], list(s.values), s.row
     n, P = len(games), games[0].n_players
     if P < 2:
@@ -579,204 +598,3 @@ def faithfulness_correlation(
     return np.array(
         [faithfulness_correlation_game(games[i], values[i], masks[i]) for i in range(n)]
     )
-
-
-# --------------------------------------------------------------------- infidelity
-#: methods whose attributions are local slopes (no factor x - baseline): infidelity compares
-#: them with the raw perturbation
-LOCAL_METHODS = frozenset({"saliency", "gradient", "smoothgrad", "vargrad", "guided_backprop"})
-
-
-def infidelity_from_perturbations(
-    f_x: np.ndarray,
-    f_perturbed: np.ndarray,
-    attributions: np.ndarray,
-    perturbations: np.ndarray,
-    *,
-    inputs: np.ndarray | None = None,
-    baselines: np.ndarray | None = None,
-    optimal_scaling: bool = False,
-) -> np.ndarray:
-    """Yeh et al.'s infidelity from given perturbations and model outputs.
-
-    Parameters
-    ----------
-    f_x : array of shape (n,)
-        Outputs on the explained inputs.
-    f_perturbed : array of shape (n, s)
-        Outputs on ``x - I`` for each perturbation ``I``.
-    attributions : array of shape (n, p)
-    perturbations : array of shape (n, s, p)
-        The perturbations ``I``.
-    inputs, baselines : arrays of shape (n, p) and (p,) or (n, p), optional
-        For attributions that already multiply by ``x - baseline`` (Shapley values,
-        integrated gradients, input x gradient): the perturbation is divided by
-        ``x - baseline`` before the dot product, as Captum's ``multiply_by_inputs`` does, so
-        that ``I . a`` predicts the change of an additive model exactly. Where
-        ``x = baseline`` the perturbation is divided by 1 (as in Captum).
-    optimal_scaling : bool
-        Scale each row's attributions by ``beta = E[(I.a) df] / E[(I.a)^2]`` first (the
-        scale minimising the error; Yeh et al. report infidelity after it).
-
-    Returns
-    -------
-    ndarray of shape (n,)
-        ``E[(I.a - (f(x) - f(x - I)))^2]``; lower is better.
-    """
-    pert = perturbations
-    if baselines is not None:
-        if inputs is None:
-            raise InvalidParameterError("baselines need the inputs they are subtracted from.")
-        span = inputs - np.broadcast_to(baselines, inputs.shape)
-        pert = pert / np.where(span != 0, span, 1.0)[:, None, :]  # as Captum's safe_div
-    dots = np.einsum("nsp,np->ns", pert, attributions)
-    drops = f_x[:, None] - f_perturbed
-    if optimal_scaling:
-        num = (dots * drops).mean(axis=1)
-        den = (dots * dots).mean(axis=1)
-        beta = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-        dots = beta[:, None] * dots
-    return ((dots - drops) ** 2).mean(axis=1)
-
-
-def infidelity(
-    exp: Any,
-    model: Any,
-    X: Any = None,
-    *,
-    perturbation: Any = "gaussian",
-    noise: float = 0.1,
-    n_samples: int = 50,
-    scale: Any = None,
-    multiply_by_inputs: bool | None = None,
-    optimal_scaling: bool = False,
-    background: Any = None,
-    target: Any = None,
-    link: str | None = None,
-    random_state: int | None = 0,
-) -> np.ndarray:
-    """Infidelity of Yeh et al. (2019), one number per row (lower is better).
-
-    ``E_I[(I . a - (f(x) - f(x - I)))^2]`` over random perturbations ``I``.
-
-    Parameters
-    ----------
-    exp, model, X, target, link
-        As for :func:`deletion`. Perturbations are differences of inputs, so only numeric
-        features are perturbed; categorical, string and bool columns keep their values (their
-        attributions are then not tested by this metric).
-    perturbation : {"gaussian", "subset"} or array of shape (n, n_samples, p)
-        ``"gaussian"``: ``I ~ N(0, (noise * scale)^2)`` per feature. ``"subset"``: a random
-        subset of features (each with probability 1/2) is replaced by a random background
-        row ``z``, ``I = (x - z)`` on the subset and 0 elsewhere (Yeh et al.'s noisy-baseline
-        removal). An array gives the perturbations ``I`` themselves.
-    noise : float
-        Standard deviation of the Gaussian perturbation.
-    n_samples : int
-        Perturbations per row.
-    scale : None, "std" or array of shape (p,)
-        Unit of ``noise`` per feature: the features' own units (None), their standard
-        deviation over X ("std"), or given numbers.
-    multiply_by_inputs : bool, optional
-        Whether the attributions already multiply by ``x - baseline`` (Shapley values, LIME,
-        integrated gradients, input x gradient). Then ``I`` is divided by ``x - baseline``
-        before the dot product (Captum's ``multiply_by_inputs``), with the baseline the mean
-        of ``background``; otherwise (saliency-style slopes; Quantus's form) ``I`` is used
-        as it is. Default: True unless ``exp.method`` is a gradient-only method
-        (saliency, SmoothGrad, VarGrad, guided backprop).
-    optimal_scaling : bool
-        Rescale the attributions of each row by the error-minimising factor first (Yeh et
-        al.'s reported variant; Captum's ``normalize=True``).
-    background : DataFrame or array, optional
-        Reference rows: their mean is the baseline of ``multiply_by_inputs`` and they are
-        the replacement rows of ``perturbation="subset"`` (default: up to 100 rows of X;
-        pass the explainer's background so the baseline is the one the values are
-        measured from).
-    random_state : int or None
-        Seed; each row draws from a generator seeded by it and the row's content.
-
-    Returns
-    -------
-    ndarray of shape (n,)
-    """
-    s = setup(exp, model, X, target=target, link=link, background=None, need_masker=False)
-    Xf, numeric = numeric_matrix(s.X, "infidelity")
-    n, p = Xf.shape
-    if s.values.shape[1] != p:
-        raise InvalidInputError(
-            f"infidelity needs one attribution per input feature; got {s.values.shape[1]} for "
-            f"{p} features (grouped explanations cannot be scored by infidelity)."
-        )
-    if multiply_by_inputs is None:
-        method = getattr(exp, "method", "")
-        multiply_by_inputs = str(method).lower() not in LOCAL_METHODS
-    bg = _background_matrix(background, s.X, Xf)
-    if isinstance(perturbation, str):
-        check_in("perturbation", perturbation, ("gaussian", "subset"))
-        n_samples = check_int("n_samples", n_samples, minimum=1)
-        if perturbation == "gaussian":
-            if not (np.isfinite(noise) and noise > 0):
-                raise InvalidParameterError(f"noise must be a positive number, got {noise!r}.")
-            sd = float(noise) * noise_scale(scale, Xf)
-            pert = np.stack(
-                [row_generator(random_state, Xf[i]).normal(size=(n_samples, p)) for i in range(n)]
-            )
-            pert = pert * (sd * numeric)
-        else:
-            pert = np.empty((n, n_samples, p))
-            for i in range(n):
-                rng = row_generator(random_state, Xf[i])
-                mask = rng.random((n_samples, p)) < 0.5
-                z = bg[rng.integers(bg.shape[0], size=n_samples)]
-                pert[i] = np.where(mask & numeric, Xf[i] - z, 0.0)
-    else:
-        pert = np.asarray(perturbation, dtype=float)
-        if pert.ndim != 3 or pert.shape[0] != n or pert.shape[2] != p:
-            raise InvalidParameterError(
-                f"perturbation given as an array must have shape ({n}, n_samples, {p}); got "
-                f"{pert.shape}."
-            )
-        if not np.all(np.isfinite(pert)):
-            raise InvalidParameterError("perturbation contains NaN or infinite values.")
-        if np.any(pert[:, :, ~numeric] != 0):
-            raise InvalidParameterError(
-                "perturbation is non-zero on non-numeric features "
-                f"{[str(c) for c in np.asarray(s.players)[~numeric]]}; perturb numeric "
-                "features only."
-            )
-    n_s = pert.shape[1]
-    perturbed = (Xf[:, None, :] - pert).reshape(n * n_s, p)
-    f_x = s.predict()
-    rows = np.repeat(np.arange(n), n_s)
-    f_pert = s.fn(rebuild_like(s.X, perturbed, rows))[:, 0].reshape(n, n_s)
-    return infidelity_from_perturbations(
-        f_x,
-        f_pert,
-        s.values,
-        pert,
-        inputs=Xf if multiply_by_inputs else None,
-        baselines=bg.mean(axis=0) if multiply_by_inputs else None,
-        optimal_scaling=bool(optimal_scaling),
-    )
-
-
-def _background_matrix(background: Any, X: Any, Xf: np.ndarray) -> np.ndarray:
-    """Reference rows of infidelity as a float matrix with X's columns."""
-    if background is None:
-        return Xf[:100]
-    if isinstance(background, Masker):
-        background = background.background
-    bg = as_2d_input(background, name="background")
-    if isinstance(bg, pd.DataFrame) and isinstance(X, pd.DataFrame):
-        missing = [c for c in X.columns if c not in bg.columns]
-        if missing:
-            raise InvalidInputError(
-                f"background lacks X's columns {missing}; pass rows with X's columns."
-            )
-        bg = bg[list(X.columns)]
-    out, _ = numeric_matrix(bg, "infidelity")
-    if out.shape[1] != Xf.shape[1]:
-        raise InvalidInputError(
-            f"background has {out.shape[1]} columns but X has {Xf.shape[1]}; they must match."
-        )
-    return out

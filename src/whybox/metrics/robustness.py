@@ -51,9 +51,11 @@ def max_sensitivity(
     explain_fn : callable
         ``explain_fn(X) -> Explanation or array (n, p)``: the explanation method under test,
         e.g. ``lambda X: wb.ExactShap(model, background=bg).explain(X)``.
-    X : DataFrame or array of shape (n, p)
+    X : DataFrame or array of shape (n, p), or a batch of images
         Rows to explain; only numeric features are perturbed (categorical, string and bool
-        columns keep their values).
+        columns keep their values). Images (array or torch tensor of 3 or more axes) have
+        every pixel and channel perturbed, and ``explain_fn`` gets perturbed images of the
+        same type, shape and dtype.
     radius : float
         Half-width of the box ``[-radius, radius]^p`` the perturbations are drawn from, in
         units of ``scale``.
@@ -74,10 +76,23 @@ def max_sensitivity(
     -------
     ndarray of shape (n,)
     """
-    X = as_2d_input(X)
-    check_nonempty(X)
-    check_finite(X)
-    Xf, numeric = numeric_matrix(X, "max_sensitivity")
+    images = _image_batch(X)
+    if images is not None:  # every pixel and channel a feature
+        Xf = images.reshape(images.shape[0], -1).astype(float)
+        numeric = np.ones(Xf.shape[1], dtype=bool)
+
+        def rebuild(Z: np.ndarray) -> Any:
+            return _like_input(X, Z.reshape(images.shape).astype(images.dtype))
+
+    else:
+        X = as_2d_input(X)
+        check_nonempty(X)
+        check_finite(X)
+        Xf, numeric = numeric_matrix(X, "max_sensitivity")
+
+        def rebuild(Z: np.ndarray) -> Any:
+            return rebuild_like(X, Z)
+
     n, p = Xf.shape
     if perturbations is None:
         n_samples = check_int("n_samples", n_samples, minimum=1)
@@ -108,7 +123,7 @@ def max_sensitivity(
     worst = np.zeros(n)
     for d in D:
         a = output_values(
-            call_explain_fn(explain_fn, "explain_fn", rebuild_like(X, Xf + d)), n, "explain_fn"
+            call_explain_fn(explain_fn, "explain_fn", rebuild(Xf + d)), n, "explain_fn"
         )
         if a.shape != a0.shape:
             raise InvalidParameterError(
@@ -117,6 +132,25 @@ def max_sensitivity(
             )
         worst = np.maximum(worst, np.linalg.norm(a - a0, axis=1) / denom)
     return worst
+
+
+def _image_batch(X: Any) -> np.ndarray | None:
+    """X as a float numpy batch of images when it has 3 or more axes, else None."""
+    if isinstance(X, pd.DataFrame) or len(np.shape(X)) < 3:
+        return None
+    from ..games.image import as_image_batch
+
+    images, _ = as_image_batch(X, "auto", name="X")
+    return images
+
+
+def _like_input(X: Any, arr: np.ndarray) -> Any:
+    """``arr`` as the type of ``X`` (a torch tensor on X's device and dtype, or an array)."""
+    if hasattr(X, "detach") and hasattr(X, "device"):
+        import torch
+
+        return torch.as_tensor(arr, dtype=X.dtype, device=X.device)
+    return arr
 
 
 def stability(
