@@ -159,8 +159,7 @@ def image_case():
 
 
 def test_image_explanations_get_image_metrics(image_case):
-    net, x, exp = image_case
-    assert metrics.evaluate.__module__ == "whybox.metrics.evaluate"
+    net, _, exp = image_case
     table = wb.evaluate(exp, net)
     assert list(table.index) == ["deletion", "insertion", "faithfulness_correlation", "infidelity"]
     assert (table["n"] == 4).all()
@@ -180,7 +179,7 @@ def test_image_metrics_accept_an_image_masker(image_case):
 
 def test_max_sensitivity_accepts_images(image_case):
     torch = pytest.importorskip("torch")
-    net, x, exp = image_case
+    net, x, _ = image_case
 
     def saliency(images):
         assert isinstance(images, torch.Tensor) and images.shape == x.shape
