@@ -44,12 +44,18 @@ WEIGHTS = np.array([1.0, -2.0, 0.5, 3.0])
 # ------------------------------------------------------------------ module-level helpers
 # (module level, so that worker processes can unpickle them by reference)
 def linear_model(X):
-    return np.asarray(X, dtype=float) @ WEIGHTS[: np.shape(X)[1]]
+    """X @ WEIGHTS, accumulated column by column without BLAS: each row's output has the same
+    bits in any batch, so the exact-equality checks test whybox, not a BLAS kernel's blocking."""
+    X = np.asarray(X, dtype=float)
+    out = X[:, 0] * WEIGHTS[0]
+    for j in range(1, X.shape[1]):
+        out = out + X[:, j] * WEIGHTS[j]
+    return out
 
 
 def slow_model(X):
     time.sleep(0.25)
-    return np.asarray(X, dtype=float) @ WEIGHTS[: np.shape(X)[1]]
+    return linear_model(X)
 
 
 def fails_on_batches(X):
