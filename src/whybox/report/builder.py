@@ -17,38 +17,33 @@ from .._validation import check_int
 from ..errors import InvalidParameterError
 from ..explanation import Explanation
 from ._page import RASTER_ABOVE, Report, _fmt, figure_data_uri, figures_section
+from .sections import one_output_per_row, summary_section
 
-__all__ = ["RASTER_ABOVE", "Report", "figure_data_uri", "figures_section", "report"]
+__all__ = [
+    "RASTER_ABOVE",
+    "Report",
+    "classes_section",
+    "figure_data_uri",
+    "figures_section",
+    "importance_section",
+    "local_section",
+    "report",
+    "summary_section",
+    "truth_section",
+]
+
+#: above this many explained rows the importance interval is the normal approximation
+#: (the bootstrap's 1000 resamples would cost 1000 passes over the rows)
+BOOTSTRAP_MAX_ROWS = 20_000
 
 
-def summary_section(
-    exp: Explanation, model: Any = None, metrics: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Model, data and method at a glance."""
-    cards = [
-        ("method", exp.method),
-        ("rows explained", _fmt(exp.n_rows)),
-        ("features", _fmt(len(exp.feature_names)) if not exp.is_ragged else "varies"),
-    ]
-    for k, v in (metrics or {}).items():
-        cards.append((k, _fmt(v)))
-    table = [("explained output", str(exp.params.get("output", "model output")))]
-    if model is not None:
-        table.append(("model", type(model).__name__))
-    elif "model_type" in exp.params:
-        table.append(("model", str(exp.params["model_type"])))
-    if "background_rows" in exp.params:
-        table.append(("background rows", _fmt(exp.params["background_rows"])))
-    if exp.n_evals is not None:
-        table.append(("model evaluations per row", _fmt(exp.n_evals)))
-    if exp.predictions is not None:
-        gap = np.abs(exp.completeness_gap()).max()
-        table.append(("largest completeness gap", f"{gap:.2e} (prediction − base − sum of values)"))
-    if exp.random_state is not None:
-        table.append(("random_state", str(exp.random_state)))
-    if "method_selection" in exp.params:
-        table.append(("method selection", str(exp.params["method_selection"])))
-    return {"kind": "summary", "id": "summary", "title": "Summary", "cards": cards, "table": table}
+def _sample_note(n: int, limit: int) -> str:
+    return (
+        f" It shows a random sample of {limit:,} of the {n:,} explained rows (seeded), so "
+        "the page is built in time proportional to the rows."
+        if n > limit
+        else ""
+    )
 
 
 def importance_section(
@@ -57,12 +52,17 @@ def importance_section(
     """Global importance (mean |value|) with 95% intervals over rows, beeswarm and heatmap.
 
     The interval is the bootstrap percentile interval over rows of
-    :func:`whybox.global_importance` (1000 resamples); with a single row there is none.
+    :func:`whybox.global_importance` (1000 resamples), or above ``BOOTSTRAP_MAX_ROWS`` rows
+    the normal approximation; with a single row there is none. The beeswarm and the heatmap
+    draw a seeded sample of rows beyond their sizes (``whybox.viz.plots.MAX_ROWS``,
+    ``whybox.viz.plots_rows.HEATMAP_MAX_ROWS``) and the page says so.
     """
     import matplotlib.pyplot as plt
 
     from ..inspection.importance import global_importance
     from ..viz import plots
+    from ..viz.plots import MAX_ROWS
+    from ..viz.plots_rows import HEATMAP_MAX_ROWS, heatmap
 
     single = exp if not exp.multi_output else exp[:, :, 0]
     absval = np.abs(single.values)
@@ -70,11 +70,20 @@ def importance_section(
     n = absval.shape[0]
     fig = None
     if n > 1:
+        boot = n <= BOOTSTRAP_MAX_ROWS
         imp = global_importance(
-            single, confidence=0.95, n_bootstrap=1000, random_state=random_state
+            single,
+            confidence=0.95,
+            n_bootstrap=1000 if boot else 0,
+            random_state=random_state,
         )
         lower, upper = np.asarray(imp.lower, dtype=float), np.asarray(imp.upper, dtype=float)
-        how = "a 95% bootstrap percentile interval over rows (1000 resamples)"
+        how = (
+            "a 95% bootstrap percentile interval over rows (1000 resamples)"
+            if boot
+            else "a 95% normal-approximation interval (mean ± 1.96 standard errors over rows; "
+            f"used above {BOOTSTRAP_MAX_ROWS:,} rows, where it matches the bootstrap)"
+        )
         fig, ax = plt.subplots(figsize=(8.0, 0.5 * min(max_display, len(mean)) + 1.5))
         imp.plot(ax=ax, max_display=max_display)
     else:
@@ -106,21 +115,19 @@ def importance_section(
         "rows": rows,
     }
     if single.data is not None and n > 1:
-        ax2 = plots.beeswarm(single, max_display=max_display)
+        ax2 = plots.beeswarm(single, max_display=max_display, random_state=random_state)
         section["more"] = [
             {
                 "title": "Every explained row",
                 "note": (
                     "One dot per row and feature: position is the contribution, colour the "
-                    "feature's value (blue low, red high)."
+                    "feature's value (blue low, red high)." + _sample_note(n, MAX_ROWS)
                 ),
                 "src": figure_data_uri(ax2.figure),
             }
         ]
     if n > 2:
-        from ..viz.plots_rows import heatmap
-
-        ax3 = heatmap(single, max_display=max_display)
+        ax3 = heatmap(single, max_display=max_display, random_state=random_state)
         ax3.figure.set_size_inches(8.0, 0.35 * min(max_display, len(single.feature_names)) + 2)
         section.setdefault("more", []).append(
             {
@@ -129,6 +136,7 @@ def importance_section(
                     "One column per explained row (rows explained alike are grouped), one "
                     "line per feature, red for a positive contribution and blue for a "
                     "negative one; the line above is the model output."
+                    + _sample_note(n, HEATMAP_MAX_ROWS)
                 ),
                 "src": figure_data_uri(ax3.figure),
             }
@@ -152,6 +160,7 @@ def local_section(
 
     single = exp if not exp.multi_output else exp[:, :, 0]
     labels = single.row_labels
+    targets = single.row_targets
     items = []
     for pos, i in enumerate(rows):
         check_int("row", i, minimum=0, maximum=exp.n_rows - 1)
@@ -169,7 +178,9 @@ def local_section(
         )
         items.append(
             {
-                "heading": headings[pos] if headings else f"Row {labels[i]}",
+                "heading": headings[pos]
+                if headings
+                else f"Row {labels[i]}" + (f" · explained output {targets[i]}" if targets else ""),
                 "figure": figure_data_uri(ax.figure),
                 "summary": summaries[pos] if summaries else default_summary,
                 "reasons": row_reasons,
@@ -269,17 +280,35 @@ def report(
     subtitle: str | None = None,
     max_display: int = 12,
     random_state: int = 0,
+    allow_nan: bool = False,
+    max_images: int = 8,
 ) -> Report:
-    """Build the standard report of an Explanation.
+    """Build the report of an Explanation: tabular rows, several classes, or images.
 
     Sections that do not apply are omitted: without ``model`` and ``X`` there are no effect
     curves and no faithfulness metrics; without ``recourse`` no counterfactuals; the
     limitations section appears only when a check finds something.
 
+    What is reported follows the Explanation:
+
+    * one output (a class, the prediction): every section is about that output, and the
+      model is evaluated on it (``params["target"]``, ``params["link"]``);
+    * one target per row (``meta["targets"]``): each row is read for its own output;
+    * several classes (``target="all"``): each row is shown for the class the model
+      predicts for it (the largest of ``exp.predictions``), and a "Classes" section gives the
+      global importance of every class side by side;
+    * images: the vision report, each image with its attribution map, with ``model`` its
+      faithfulness (deletion, insertion, faithfulness correlation, infidelity over pixels)
+      and, for a torch CNN, the other attribution methods on the same images
+      (:func:`whybox.report.vision.explanation_report`).
+
+    Every plot and section costs at most O(n log n) in the rows: the beeswarm, dependence
+    plots and heatmap draw a seeded sample of rows beyond a documented size, and say so.
+
     Parameters
     ----------
     exp : Explanation
-        A tabular explanation (other layouts get the summary only).
+        The explanation reported.
     model : object, optional
         The explained model: its type is shown; with ``X`` its effect curves (PDP/ICE, ALE)
         and faithfulness metrics; with ``X`` and ``y`` its accuracy.
@@ -313,7 +342,12 @@ def report(
     top_features : int, default 3
         Features that get effect plots.
     random_state : int, default 0
-        Seeds the row samples of the effect curves.
+        Seeds the row samples of the effect curves and of the plots.
+    allow_nan : bool, default False
+        Accept missing values (NaN) in the rows for models that handle them (XGBoost,
+        LightGBM, HistGradientBoosting), for the quality metrics.
+    max_images : int, default 8
+        Images shown by the report of an image explanation (the first ones).
 
     Returns
     -------
@@ -323,9 +357,29 @@ def report(
     from .limitations import limitations_section
     from .quality import quality_section
     from .sections import data_section, effects_section, recourse_section
+    from .vision import explanation_report
 
     check_int("max_display", max_display, minimum=1)
     check_int("top_features", top_features, minimum=0)
+    if not isinstance(exp, Explanation):
+        raise InvalidParameterError(
+            f"report() takes an Explanation first, got {type(exp).__name__}. Explain the rows "
+            "first, e.g. exp = wb.explain(model, X, background=X_train.sample(100))."
+        )
+    if not exp.is_ragged and len(exp.feature_shape) >= 2:
+        return explanation_report(
+            exp,
+            model=model,
+            X=X,
+            max_images=max_images,
+            title=title if title != "whybox report" else None,
+            subtitle=subtitle,
+            random_state=random_state,
+        )
+    classes = None
+    if exp.multi_output and exp.is_tabular:
+        classes = classes_section(exp, max_display)
+        exp = one_output_per_row(exp)
     metrics_ = model_metrics(model, X, y) if model is not None and y is not None else {}
     rep = Report(
         title=title,
@@ -336,6 +390,8 @@ def report(
     data = data_section(X, y)
     if data is not None:
         rep.add(data)
+    if classes is not None:
+        rep.add(classes)
     if exp.is_tabular:
         rep.add(importance_section(exp, max_display, random_state))
         single = exp if not exp.multi_output else exp[:, :, 0]
@@ -370,6 +426,7 @@ def report(
             explain_fn=explain_fn,
             max_rows=quality_rows,
             random_state=random_state,
+            allow_nan=allow_nan,
         )
         if q is not None:
             rep.add(q)
@@ -379,6 +436,37 @@ def report(
     if lim is not None:
         rep.add(lim)
     return rep
+
+
+def classes_section(exp: Explanation, max_display: int = 12) -> dict[str, Any]:
+    """Global importance of every explained output (class) side by side, and how often
+    each is the predicted one."""
+    imp = exp.mean_abs()
+    names = list(exp.output_names or [])
+    order = np.argsort(-imp.to_numpy().mean(axis=1), kind="stable")[:max_display]
+    header = ["feature", *[f"{c}: mean |value|" for c in names]]
+    rows = [[str(imp.index[j]), *[_fmt(v) for v in imp.iloc[j].to_numpy()]] for j in order]
+    notes = []
+    if exp.predictions is not None:
+        counts = np.bincount(np.argmax(exp.predictions, axis=1), minlength=len(names))
+        notes.append(
+            "Predicted (largest output) in the explained rows: "
+            + ", ".join(f"{c} {k:,}" for c, k in zip(names, counts, strict=True))
+            + "."
+        )
+    return {
+        "kind": "table",
+        "id": "classes",
+        "title": "Classes",
+        "lead": (
+            f"This explanation covers {len(names)} outputs ({', '.join(names)}). The sections "
+            "below read each row for the class the model predicts for it; this table gives "
+            "each class's global importance (mean absolute contribution over every row)."
+        ),
+        "header": header,
+        "rows": rows,
+        "notes": notes,
+    }
 
 
 def model_metrics(model: Any, X: Any, y: Any) -> dict[str, Any]:

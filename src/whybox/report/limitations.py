@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidInputError
 from ..explanation import Explanation
 
 __all__ = ["correlated_pairs", "limitations_section", "out_of_range", "wide_intervals"]
@@ -72,16 +73,25 @@ def correlated_pairs(X: Any, threshold: float = 0.8) -> list[dict[str, Any]]:
         never reported.
     """
     frame = _frame(X)
-    cols = [(str(c), _numeric(frame[c])) for c in frame.columns]
+    cols = [(str(c), _numeric(frame.iloc[:, j])) for j, c in enumerate(frame.columns)]
     cols = [(c, v) for c, v in cols if v is not None]
     out = []
+    # columns without missing values: one correlation matrix, O(n p^2)
+    whole = [k for k, (_, v) in enumerate(cols) if not np.isnan(v).any() and v.std() > 0]
+    r_whole = (
+        np.corrcoef(np.stack([cols[k][1] for k in whole])) if len(whole) > 1 else np.zeros((0, 0))
+    )
+    pos = {k: i for i, k in enumerate(whole)}
     for a in range(len(cols)):
         for b in range(a + 1, len(cols)):
-            x, y = cols[a][1], cols[b][1]
-            ok = ~(np.isnan(x) | np.isnan(y))
-            if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
-                continue
-            r = float(np.corrcoef(x[ok], y[ok])[0, 1])
+            if a in pos and b in pos and len(cols[a][1]) >= 3:
+                r = float(r_whole[pos[a], pos[b]])
+            else:
+                x, y = cols[a][1], cols[b][1]
+                ok = ~(np.isnan(x) | np.isnan(y))
+                if ok.sum() < 3 or x[ok].std() == 0 or y[ok].std() == 0:
+                    continue
+                r = float(np.corrcoef(x[ok], y[ok])[0, 1])
             if abs(r) > threshold:
                 out.append({"a": cols[a][0], "b": cols[b][0], "r": r})
     out.sort(key=lambda d: -abs(d["r"]))
@@ -96,7 +106,14 @@ def out_of_range(exp: Explanation, X_train: Any) -> list[dict[str, Any]]:
     exp : Explanation
         A tabular Explanation with ``data`` (the explained rows).
     X_train : DataFrame or array of shape (m, p)
-        The training data, with the same columns as ``exp.data``.
+        The training data. A DataFrame's columns are matched to the explained features by
+        name (in any order; extra columns are ignored), an array's by position.
+
+    Raises
+    ------
+    InvalidInputError
+        When a DataFrame lacks explained features (named), or an array has another number
+        of columns.
 
     Returns
     -------
@@ -110,12 +127,10 @@ def out_of_range(exp: Explanation, X_train: Any) -> list[dict[str, Any]]:
         return []
     names = list(exp.feature_names)
     data = _frame(exp.data, names)
-    train = _frame(X_train, names)
+    train = _aligned_training(_frame(X_train, names), data)
     labels = exp.row_labels
     out = []
     for j, name in enumerate(names):
-        if j >= data.shape[1] or j >= train.shape[1]:
-            break
         col, ref = data.iloc[:, j], train.iloc[:, j]
         x, r = _numeric(col), _numeric(ref)
         if x is not None and r is not None:
@@ -128,7 +143,7 @@ def out_of_range(exp: Explanation, X_train: Any) -> list[dict[str, Any]]:
         else:
             seen = set(ref.dropna().astype(str))
             vals = col.astype(object)
-            bad = np.flatnonzero([not pd.isna(v) and str(v) not in seen for v in vals])
+            bad = np.flatnonzero((~vals.isna() & ~vals.astype(str).isin(seen)).to_numpy())
             cats = sorted(seen)
             rng = ", ".join(cats[:8]) + (" …" if len(cats) > 8 else "")
             shown = [str(vals.iloc[i]) for i in bad]
@@ -142,6 +157,29 @@ def out_of_range(exp: Explanation, X_train: Any) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _aligned_training(train: pd.DataFrame, data: pd.DataFrame) -> pd.DataFrame:
+    """The training columns in the order of the explained data: by name, or by position
+    for an array (whose columns carry no names)."""
+    names = [str(c) for c in data.columns]
+    if not isinstance(train.columns, pd.RangeIndex):
+        by_name = {str(c): c for c in train.columns}
+        missing = [c for c in names if c not in by_name]
+        if missing:
+            raise InvalidInputError(
+                f"X_train lacks the explained features {missing}; the range check matches "
+                "columns by name. Pass training rows with every explained feature (columns "
+                "in any order)."
+            )
+        return train[[by_name[c] for c in names]]
+    if train.shape[1] != len(names):
+        raise InvalidInputError(
+            f"X_train has {train.shape[1]} columns but {len(names)} features were explained; "
+            "an array is matched by position, so it needs exactly the explained columns in "
+            "the same order (or pass a DataFrame, matched by name)."
+        )
+    return train
 
 
 def wide_intervals(exp: Explanation, threshold: float = 0.1) -> list[dict[str, Any]]:

@@ -78,6 +78,7 @@ def quality_section(
     k: int = 3,
     max_rows: int | None = 20,
     random_state: int = 0,
+    allow_nan: bool = False,
 ) -> dict[str, Any] | None:
     """The explanation-quality section, or None when nothing could be measured.
 
@@ -103,6 +104,8 @@ def quality_section(
     max_rows : int or None, default 20
         Score only the first ``max_rows`` explained rows (the metrics call the model many
         times per row); None for all.
+    allow_nan : bool, default False
+        Accept missing values in the rows, for models that handle them.
     """
     from ..metrics import evaluate
 
@@ -113,7 +116,8 @@ def quality_section(
         compare = None if compare is None else compare[:max_rows]
         if rows_x is not None:
             rows_x = rows_x.iloc[:max_rows] if hasattr(rows_x, "iloc") else rows_x[:max_rows]
-    if model is not None and rows_x is not None and exp.is_tabular:
+    images = not exp.is_ragged and len(exp.feature_shape) >= 2
+    if model is not None and rows_x is not None and (exp.is_tabular or images):
         names = list(metrics) if metrics is not None else list(FAITHFULNESS)
         notes = []
         if metrics is None and not _numeric_only(rows_x):
@@ -123,7 +127,13 @@ def quality_section(
                 "are categorical."
             )
         table = evaluate(
-            exp, model, rows_x, metrics=names, background=background, random_state=random_state
+            exp,
+            model,
+            rows_x,
+            metrics=names,
+            background=background,
+            random_state=random_state,
+            allow_nan=allow_nan,
         )
         items.append(
             {

@@ -1,4 +1,4 @@
-"""Report sections that need the model and data: data summary, effects, recourse.
+"""Report sections: summary, data summary, effects, recourse.
 
 Each builder returns a section dict for :meth:`whybox.report.Report.add`, or None when it
 does not apply (the report then omits it). Plots are SVG ``data:`` URIs
@@ -16,15 +16,70 @@ from ..errors import WhyboxError
 from ..explanation import Explanation
 from ._page import _fmt, figure_data_uri, figures_section
 
-__all__ = ["data_section", "effects_section", "recourse_section", "target_of"]
+__all__ = [
+    "data_section",
+    "effects_section",
+    "one_output_per_row",
+    "recourse_section",
+    "summary_section",
+    "target_of",
+]
 
 
 def target_of(exp: Explanation) -> Any:
-    """The explained output as ``target=`` for the model adapter (class indices as ints)."""
-    t = exp.params.get("target")
+    """The explained output as ``target=`` for the model adapter (class indices as ints).
+
+    With one target per row: the target explained in most rows (effect curves show one
+    output).
+    """
+    rows = exp.row_targets
+    t = max(set(rows), key=rows.count) if rows else exp.params.get("target")
     if isinstance(t, str) and t.lstrip("-").isdigit():
         return int(t)
     return t
+
+
+def summary_section(
+    exp: Explanation, model: Any = None, metrics: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Model, data and method at a glance."""
+    cards = [
+        ("method", exp.method),
+        ("rows explained", _fmt(exp.n_rows)),
+        ("features", _fmt(len(exp.feature_names)) if not exp.is_ragged else "varies"),
+    ]
+    for k, v in (metrics or {}).items():
+        cards.append((k, _fmt(v)))
+    table = [("explained output", str(exp.params.get("output", "model output")))]
+    if model is not None:
+        table.append(("model", type(model).__name__))
+    elif "model_type" in exp.params:
+        table.append(("model", str(exp.params["model_type"])))
+    if "background_rows" in exp.params:
+        table.append(("background rows", _fmt(exp.params["background_rows"])))
+    if exp.n_evals is not None:
+        table.append(("model evaluations per row", _fmt(exp.n_evals)))
+    if exp.predictions is not None:
+        gap = np.abs(exp.completeness_gap()).max()
+        table.append(("largest completeness gap", f"{gap:.2e} (prediction − base − sum of values)"))
+    if exp.random_state is not None:
+        table.append(("random_state", str(exp.random_state)))
+    if "method_selection" in exp.params:
+        table.append(("method selection", str(exp.params["method_selection"])))
+    return {"kind": "summary", "id": "summary", "title": "Summary", "cards": cards, "table": table}
+
+
+def one_output_per_row(exp: Explanation) -> Explanation:
+    """A multi-output Explanation read one output per row: each row's predicted class.
+
+    Outputs that are not classes (a multi-output regressor), or an Explanation without
+    predictions, are read for their first output (the "Classes" section shows them all).
+    """
+    out = str(exp.params.get("output", ""))
+    is_class = "class" in out or "decision function" in out
+    if is_class and exp.predictions is not None:
+        return exp.per_row_output(np.argmax(exp.predictions, axis=1))
+    return exp[:, :, 0]
 
 
 def data_section(X: Any, y: Any = None, *, max_rows: int = 40) -> dict[str, Any] | None:
@@ -107,6 +162,11 @@ def effects_section(
     target, link = target_of(exp), exp.params.get("link")
     figures: list[dict[str, str]] = []
     notes: list[str] = []
+    if use_model and exp.row_targets:
+        notes.append(
+            f"Each row explains its own output; the partial dependence and ALE curves show "
+            f"{target}, the output explained in most rows."
+        )
     if use_model and len(X) > n_rows:  # the curves average over a seeded sample of rows
         rng = np.random.default_rng(random_state)
         keep = np.sort(rng.choice(len(X), size=n_rows, replace=False))

@@ -40,8 +40,10 @@ from .._validation import check_in, check_int
 from ..errors import InvalidParameterError
 from ..explanation import Explanation
 from ._page import Report, figure_data_uri, figures_section
+from .quality import quality_section
+from .sections import one_output_per_row, summary_section
 
-__all__ = ["VISION_METHODS", "vision_report"]
+__all__ = ["VISION_METHODS", "explanation_report", "vision_report"]
 
 #: method key -> column title
 VISION_METHODS = {
@@ -364,3 +366,129 @@ def _curves_section(
         table={"columns": ["image"] + [f"{cols[m]} (del / ins)" for m in methods], "rows": rows},
         id="curves",
     )
+
+
+def _target_indices(exp: Explanation, n: int) -> np.ndarray | None:
+    """The class index explained in each image, or None where it cannot be read."""
+    rows = exp.row_targets
+    recorded = rows if rows is not None else [exp.params.get("target")] * n
+    out = []
+    for t in recorded[:n]:
+        text = str(t)
+        if text.startswith("output "):
+            text = text[len("output ") :]
+        if not text.lstrip("-").isdigit():
+            return None
+        out.append(int(text))
+    return np.asarray(out, dtype=np.int64)
+
+
+def explanation_report(
+    exp: Explanation,
+    *,
+    model: Any = None,
+    X: Any = None,
+    max_images: int = 8,
+    compare_methods: Sequence[str] | None = None,
+    title: str | None = None,
+    subtitle: str | None = None,
+    random_state: int = 0,
+) -> Report:
+    """The report of an image Explanation: what ``wb.report(exp)`` builds for images.
+
+    Parameters
+    ----------
+    exp : Explanation
+        Attributions of images (feature shape (c, h, w), (h, w, c) or (h, w)). Several
+        outputs are read for each image's predicted class.
+    model : optional
+        The explained model: with it the explanation's faithfulness over pixels
+        (:func:`whybox.evaluate`'s image metrics) and, for a torch CNN, the other methods
+        of :func:`vision_report` on the same images and targets, side by side.
+    X : optional
+        The explained images (default ``exp.data``).
+    max_images : int, default 8
+        The first images shown (and scored).
+    compare_methods : sequence of str, optional
+        Keys of :data:`VISION_METHODS` compared with ``model`` (default: all that apply;
+        Grad-CAM needs a convolution). ``[]`` for none.
+
+    Returns
+    -------
+    Report
+        A summary, the images with their attribution maps, and with ``model`` the quality
+        table and the method comparison.
+    """
+    from ..models import is_torch_module
+    from ..viz.images import image as image_plot
+
+    max_images = check_int("max_images", max_images, minimum=1)
+    if exp.multi_output:
+        exp = one_output_per_row(exp)
+    if X is None:
+        X = exp.data
+    elif exp.data is None:
+        exp = exp._replace(data=X)
+    n_show = min(max_images, exp.n_rows)
+    shown = exp[:n_show]
+    rows = shown.row_targets
+    rep = Report(
+        title=title or "whybox vision report: which pixels drove the prediction?",
+        subtitle=subtitle
+        or (
+            f"{exp.method} explanation of {exp.params.get('output', 'the model output')} on "
+            f"{exp.n_rows} image(s)"
+        ),
+    )
+    rep.add(summary_section(exp, model))
+    figures = []
+    for i in range(n_show):
+        ax = image_plot(shown, i, colorbar=False)
+        ax.figure.set_size_inches(3.2, 3.2)
+        caption = f"image {i}"
+        if rows:
+            caption += f": explained output {rows[i]}"
+        if shown.predictions is not None:
+            caption += f" (output {shown.predictions[i]:.4g})"
+        figures.append({"src": figure_data_uri(ax.figure), "caption": caption})
+    rep.add(
+        figures_section(
+            "Attributions",
+            figures,
+            text=(
+                f"Each image with its {exp.method} attribution map: red pixels raise the "
+                "explained output, blue ones lower it."
+                + (
+                    f" The first {n_show} of {exp.n_rows} images are shown."
+                    if n_show < exp.n_rows
+                    else ""
+                )
+            ),
+            id="attributions",
+        )
+    )
+    if model is not None and X is not None:
+        images = X[:n_show]
+        q = quality_section(shown, model=model, X=images, max_rows=None, random_state=random_state)
+        if q is not None:
+            rep.add(q)
+        if is_torch_module(model):
+            methods = list(VISION_METHODS) if compare_methods is None else list(compare_methods)
+            if "grad_cam" in methods:
+                try:
+                    _last_conv(model)
+                except InvalidParameterError:
+                    methods.remove("grad_cam")
+            if methods:
+                other = vision_report(
+                    model,
+                    images,
+                    targets=_target_indices(shown, n_show),
+                    methods=methods,
+                    random_state=random_state,
+                )
+                for section in other.sections:
+                    section["title"] = f"Other methods: {section['title'].lower()}"
+                    section["id"] = f"compare-{section['id']}"
+                    rep.add(section)
+    return rep

@@ -79,6 +79,29 @@ def _prepare(exp: Explanation, output: str | int | None, what: str) -> Explanati
     return exp
 
 
+#: plots of one dot (or column) per row draw at most this many rows by default: beyond it a
+#: seeded random sample of rows is drawn and the axis label says so (cost O(n) in the rows)
+MAX_ROWS = 5000
+
+
+def _sample_rows(exp: Explanation, max_rows: Any, random_state: Any = 0) -> tuple[Any, str]:
+    """``exp`` itself, or a seeded random sample of ``max_rows`` of its rows (in row order),
+    with the note the plot shows (empty when every row is drawn)."""
+    if max_rows is None:
+        return exp, ""
+    if isinstance(max_rows, bool) or not isinstance(max_rows, numbers.Integral) or max_rows < 1:
+        raise InvalidParameterError(
+            f"max_rows must be a positive integer (rows drawn) or None (every row), got "
+            f"{max_rows!r}."
+        )
+    n = exp.n_rows
+    if n <= max_rows:
+        return exp, ""
+    rng = np.random.default_rng(random_state)
+    keep = np.sort(rng.choice(n, size=int(max_rows), replace=False))
+    return exp[keep], f"a random sample of {int(max_rows):,} of {n:,} rows"
+
+
 def _check_max_display(max_display: Any) -> int:
     if (
         isinstance(max_display, bool)
@@ -483,6 +506,8 @@ def beeswarm(
     ax: Axes | None = None,
     output: str | int | None = None,
     color_bar: bool = True,
+    max_rows: int | None = MAX_ROWS,
+    random_state: int = 0,
 ) -> Axes:
     """Beeswarm summary plot: every row's attribution for every important feature.
 
@@ -508,6 +533,12 @@ def beeswarm(
         Output to plot when ``exp`` explains several outputs (required then).
     color_bar : bool, default True
         Draw a "Feature value" colour bar (only when data is available).
+    max_rows : int or None, default 5000
+        Most rows drawn: with more, a random sample of ``max_rows`` rows (seeded by
+        ``random_state``) is drawn and the x label says so; the feature order still comes
+        from every row. None draws every row.
+    random_state : int, default 0
+        Seed of the row sample.
 
     Returns
     -------
@@ -518,8 +549,9 @@ def beeswarm(
     exp = _prepare(exp, output, "beeswarm")
     max_display = _check_max_display(max_display)
     names = list(exp.feature_names)
+    importance = exp.mean_abs().to_numpy(dtype=float)  # from every row
+    exp, note = _sample_rows(exp, max_rows, random_state)
     values = np.asarray(exp.values, dtype=float)
-    importance = exp.mean_abs().to_numpy(dtype=float)
     order = np.argsort(-importance, kind="stable")
     shown, rest = _split(order, max_display)
     has_data = exp.data is not None
@@ -555,7 +587,7 @@ def beeswarm(
     positions = np.arange(k, dtype=float)[::-1]
     _set_yticklabels(ax, positions, [name for name, _, _ in lines])
     ax.set_ylim(-0.6, k - 0.4)
-    ax.set_xlabel("attribution (impact on model output)")
+    ax.set_xlabel("attribution (impact on model output)" + (f"; {note}" if note else ""))
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     if color_bar and has_data:
@@ -575,6 +607,8 @@ def scatter(
     ax: Axes | None = None,
     output: str | int | None = None,
     color: str | int | None = None,
+    max_rows: int | None = MAX_ROWS,
+    random_state: int = 0,
 ) -> Axes:
     """Dependence plot: a feature's attribution against its value, one dot per row.
 
@@ -596,6 +630,11 @@ def scatter(
     color : str or int, optional
         Another feature whose data value colours the dots (low blue, high red; categories by
         code; missing grey), with a colour bar.
+    max_rows : int or None, default 5000
+        Most rows drawn: with more, a random sample of ``max_rows`` rows (seeded by
+        ``random_state``) and the title says so. None draws every row.
+    random_state : int, default 0
+        Seed of the row sample.
 
     Returns
     -------
@@ -611,6 +650,7 @@ def scatter(
         )
     j = _resolve_feature(exp, feature, "feature")
     name = exp.feature_names[j]
+    exp, note = _sample_rows(exp, max_rows, random_state)
     x, cats = _encode(_column(exp, j))
     y = np.asarray(exp.values, dtype=float)[:, j]
 
@@ -654,6 +694,8 @@ def scatter(
     ax.axhline(0.0, color="#999999", linewidth=0.8, zorder=0)
     ax.set_xlabel(name, **_TEXT)
     ax.set_ylabel(f"attribution of {name}", **_TEXT)
+    if note:
+        ax.set_title(note, fontsize=8, loc="left")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return ax
