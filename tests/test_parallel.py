@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -442,6 +443,53 @@ def test_closed_client_is_a_clear_error(data, client):
     c.close()
     with pytest.raises(InvalidParameterError, match="not running"):
         ExactShap(linear_model, background=bg, backend="dask", client=c).explain(X)
+
+
+def _slow_chunk(start, stop):
+    time.sleep(0.2)
+    return list(range(start, stop))
+
+
+@pytest.mark.parametrize("closer", ["progress callback", "other thread"])
+def test_client_closed_during_a_run_is_a_whybox_error_naming_the_cancelled_rows(client, closer):
+    """Closing the Client mid-run (after the first chunk; in the caller's progress callback, or
+    from another thread) is a WhyboxError naming the rows whose chunks were cancelled, not
+    distributed's ClosedClientError (or "IOLoop is closed") from the cleanup."""
+    from distributed import Client
+
+    from whybox.errors import WhyboxError
+    from whybox.parallel import ClusterError
+
+    c = Client(client.scheduler.address, set_as_default=False)
+    done = []
+    first = threading.Event()
+    if closer == "other thread":
+        closing = threading.Thread(target=lambda: (first.wait(30), c.close()))
+        closing.start()
+
+    def close_after_first(rows_done, n):
+        done.append(rows_done)
+        if len(done) == 1:
+            if closer == "other thread":
+                first.set()
+                closing.join(30)
+            else:
+                c.close()
+
+    with pytest.raises(ClusterError) as info:
+        map_chunks(
+            _slow_chunk, 8, backend="dask", client=c, chunk_size=1, progress=close_after_first
+        )
+    assert isinstance(info.value, WhyboxError) and isinstance(info.value, RuntimeError)
+    text = str(info.value)
+    assert text.startswith("the Dask client was closed while whybox was running on it")
+    m = re.search(r"(\d+) of 8 chunks of rows were cancelled \((\d+) of 8 rows: ([\d, -]+)\)", text)
+    assert m and int(m.group(1)) == int(m.group(2)) >= 1, text
+    # the rows named are those not finished before the close: at most the 7 after the first
+    assert int(m.group(1)) <= 8 - len(done)
+    assert "Keep the Client open until the call returns" in text
+    # the cluster serves the next call on an open client
+    assert map_chunks(_slow_chunk, 2, backend="dask", client=client, chunk_size=2) == [[0, 1]]
 
 
 # ------------------------------------------------------------------ CLI

@@ -102,7 +102,6 @@ CLI_OPTIONS = {
     "target": "--target",
     "method": "--method",
     "allow_nan": "--allow-nan",
-    "random_state": "--seed",
     "n_jobs": "--n-jobs",
     "metrics": "--metrics",
 }
@@ -578,7 +577,7 @@ def explain(
             rpath = _write(report_file, rep.save)
             console.print(f"report written to {rpath}")
     except WhyboxError as exc:
-        _fail(exc, ("background", "link", "target", "method", "allow_nan", "random_state"))
+        _fail(exc, ("background", "link", "target", "method", "allow_nan"))
     finally:
         if client is not None:
             client.close()
@@ -699,7 +698,7 @@ def evaluate(
             payload = table.to_csv().encode("utf-8")
             _write(out, lambda p: _atomic_write(p, payload))
     except WhyboxError as exc:
-        _fail(exc, ("background", "link", "target", "allow_nan", "random_state", "metrics"))
+        _fail(exc, ("background", "link", "target", "allow_nan", "metrics"))
     view = Table(
         title=escape(f"explanation quality: {exp.method} ({exp.params.get('output', '')})")
     )
@@ -854,7 +853,7 @@ def report_command(
         )
         path = _write(target_file, rep.save)
     except WhyboxError as exc:
-        _fail(exc, ("allow_nan", "random_state"))
+        _fail(exc, ("allow_nan",))
     console.print(f"report written to {escape(str(path))}")
     console.print("sections: " + ", ".join(escape(str(sec["title"])) for sec in rep.sections))
 
