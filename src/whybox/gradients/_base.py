@@ -680,8 +680,11 @@ class GradientExplainer(Explainer):
         device, dtype = device_dtype(self.model)
         return as_input_tensor(x, device, dtype, allow_integer=allow_integer)
 
-    def _outputs(self, x: Any, batch_rows: int, *, of: str = "the explained inputs") -> Any:
-        """Model outputs (n, k) of ``x`` in batches; NaN / inf rows raise ModelCallError."""
+    def _outputs(
+        self, x: Any, batch_rows: int, *, of: str = "the explained inputs", check: bool = True
+    ) -> Any:
+        """Model outputs (n, k) of ``x`` in batches; NaN / inf rows raise ModelCallError
+        (unless ``check=False``: the caller checks)."""
         torch = torch_module()
         parts = []
         with torch.no_grad():
@@ -690,7 +693,8 @@ class GradientExplainer(Explainer):
                 self._forward_how = how
                 parts.append(as_matrix(out))
         out = torch.cat(parts)
-        check_finite(out, "outputs", of=of)
+        if check:
+            check_finite(out, "outputs", of=of)
         return out
 
     def _targets(self, target: Any, n_outputs: int, n: int, device: Any) -> Targets:

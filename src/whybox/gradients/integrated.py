@@ -683,8 +683,10 @@ class IntegratedGradients(GradientExplainer):
             rows = rows_arg or default_batch_rows(int(np.prod(xt.shape[1:])))
             n = xt.shape[0]
             if layer is None:  # f(x) and f(baseline) in one call
-                both = self._outputs(torch_module().cat([xt, b]), rows)
+                both = self._outputs(torch_module().cat([xt, b]), rows, check=False)
                 preds, base_out = both[:n], both[n:]
+                check_finite(preds, "outputs")
+                check_finite(base_out, "outputs at the baseline")
             else:
                 preds, base_out = self._outputs(xt, rows), None
             targets = self._targets(target, preds.shape[1], n, xt.device)
