@@ -35,6 +35,7 @@ Quadrature-TreeSHAP (2026), arXiv:2605.04497.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,23 +43,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validation import as_2d_input, check_finite, check_in, check_int, check_nonempty
+from .._targets import PER_ROW_NAME, TargetSelection, resolve_target
+from .._validation import (
+    as_2d_input,
+    check_finite,
+    check_in,
+    check_int,
+    check_keywords,
+    check_nonempty,
+)
 from ..errors import (
     InvalidInputError,
     InvalidParameterError,
-    UnsupportedModelError,
     WhyboxError,
 )
 from ..explainer import Explainer
-from ..explanation import Explanation
+from ..explanation import ROW_KEYS, Explanation
 from ..games.maskers import Independent, Masker
 from ..models import model_type_name
+from ._treeshap_checks import _output_layout, _probability_error, raw_model_output
 
 __all__ = ["MAX_PATH_DEPTH", "TreeShap", "is_tree_model"]
 
 #: deepest trees explained path-dependently (Gauss-Legendre points = depth / 2)
 MAX_PATH_DEPTH = 128
 _CHUNK_BYTES = 64 * 2**20
+#: backgrounds above this many rows warn about run time (they are still used whole)
+_LARGE_BACKGROUND = 1000
+#: keywords of the constructor, for the message when one is passed to explain
+_CONSTRUCTOR = (
+    "background",
+    "model_output",
+    "feature_perturbation",
+    "max_background",
+    "random_state",
+    "chunk_rows",
+    "link",
+    "allow_nan",
+    "n_jobs",
+)
 
 _TREE_CLASSES = {
     "DecisionTreeClassifier",
@@ -105,21 +128,40 @@ class TreeShap(Explainer):
         With a background, interventional TreeSHAP (absent features take background
         values); without, path-dependent TreeSHAP.
     model_output : {"raw", "probability"}
-        ``"raw"``: the ensemble's raw output (log-odds margin of boosted classifiers,
-        averaged leaf values of forests). ``"probability"``: the logistic transform of a
-        boosted binary classifier's margin (interventional only, as in shap).
+        ``"raw"``: the ensemble's raw output, explained exactly (log-odds margin of boosted
+        classifiers, averaged class fractions of forests, the prediction of regressors).
+        ``"probability"``: shap's rescaled interventional approximation on the probability
+        scale of a boosted binary classifier (each background row's raw-scale values are
+        scaled by the logistic's secant). It is NOT the Shapley value of the probability
+        (the logistic does not decompose over trees): every call warns with its error
+        measured against exact enumeration (or a permutation estimate) on the first row, and
+        ``params["output"]`` says "approximate". For exact values of the probability use
+        ``wb.explain(model, X, background=...)`` (ExactShap / KernelShap over the background).
     feature_perturbation : {"auto", "interventional", "tree_path_dependent"}
         ``"auto"``: interventional when a background is given.
-    max_background : int
-        Background rows kept (subsampled with ``random_state``).
+    max_background : int or None
+        None (default): the background is used whole. An int below its rows draws that many
+        with ``random_state`` and warns with the measured effect (how far the mean model
+        output moves). A background of more than 1000 rows warns about run time.
     random_state : int or None
     chunk_rows : int, optional
         Rows explained per chunk (bounds the memory beyond the output array).
     link : {"identity", "logit"}
-        Accepted for the API's sake: ``"logit"`` is allowed for boosted binary classifiers,
-        whose raw output already is the log-odds.
+        ``"logit"`` (log-odds) is allowed where the raw output IS the log-odds: boosted
+        binary classifiers with a logistic link. Other ensembles refuse it (a forest's
+        log-odds is not additive over trees: use ``wb.explain(..., link="logit",
+        background=...)``).
     n_jobs : int, optional
         Threads of the numba kernels (default: numba's, all cores).
+
+    Notes
+    -----
+    ``target`` follows :mod:`whybox._targets`: for a boosted binary classifier (one margin
+    for class 1) ``target=0`` explains class 0 as the NEGATED margin (values, base value and
+    prediction negated; ``1 - p`` with ``model_output="probability"``); ``"all"`` is the one
+    margin the model computes (class 1); ``target=[0, 1]`` gives both; a 1-D array / tensor /
+    Series gives one target per row. Values come back in the caller's column order under the
+    caller's names (columns are matched to the model's by name).
 
     Examples
     --------
@@ -136,7 +178,7 @@ class TreeShap(Explainer):
         *,
         model_output: str = "raw",
         feature_perturbation: str = "auto",
-        max_background: int = 100,
+        max_background: int | None = None,
         random_state: int | None = 0,
         chunk_rows: int | None = None,
         link: str = "identity",
@@ -153,13 +195,17 @@ class TreeShap(Explainer):
         )
         self.model = model
         self.ensemble = parse_tree_model(model)
+        self._labels, self._columns, self._is_classifier = _output_layout(model, self.ensemble)
         check_in("link", link, ("identity", "logit"))
         if link == "logit" and self.ensemble.link != "logistic":
             raise InvalidParameterError(
                 "link='logit' asks for log-odds, but this ensemble's raw output is "
-                f"{self.ensemble.raw_output!r}; TreeShap explains the raw output, or the "
-                "probability with model_output='probability'."
+                f"{self.ensemble.raw_output!r}, which is not a log-odds margin (and its "
+                "log-odds are not additive over trees); TreeShap explains the raw output. For "
+                "the log-odds use wb.explain(model, X, link='logit', background=X_train_sample) "
+                "(exact Shapley values over the background), or link='identity' here."
             )
+        self.link = link
         if feature_perturbation == "auto":
             feature_perturbation = "tree_path_dependent" if background is None else "interventional"
         if feature_perturbation == "interventional" and background is None:
@@ -173,17 +219,22 @@ class TreeShap(Explainer):
                     "model_output='probability' is explained interventionally (the logistic "
                     "transform does not decompose over trees): pass background=."
                 )
-            if self.ensemble.link != "logistic":
+            if self.ensemble.link != "logistic" or self.ensemble.n_outputs != 1:
                 raise InvalidParameterError(
                     f"model_output='probability' needs a boosted binary classifier (logistic "
                     f"link); this model's raw output is {self.ensemble.raw_output!r} with link "
-                    f"{self.ensemble.link!r}."
+                    f"{self.ensemble.link!r}. Its raw output (model_output='raw') is what "
+                    "TreeShap explains exactly."
                 )
         self.model_output = model_output
         self.n_jobs = n_jobs
         self.feature_perturbation = feature_perturbation
         self.random_state = random_state
-        self.max_background = check_int("max_background", max_background, minimum=1)
+        self.max_background = (
+            None
+            if max_background is None
+            else check_int("max_background", max_background, minimum=1)
+        )
         self.chunk_rows = (
             None if chunk_rows is None else check_int("chunk_rows", chunk_rows, minimum=1)
         )
@@ -194,60 +245,147 @@ class TreeShap(Explainer):
         self._base_path: np.ndarray | None = None
         self._gl: tuple[np.ndarray, np.ndarray] | None = None
         self._depth = int(self.ensemble.max_depth)
+        self.background_effect: float | None = None
         if feature_perturbation == "interventional":
-            masker = (
-                background
-                if isinstance(background, Masker)
-                else Independent(
-                    background,
-                    max_samples=max_background,
-                    random_state=random_state,
-                    allow_nan=True,
-                )
+            self._bg = self._background(background)
+
+    def _background(self, background: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The encoded background and its weights: whole, or sampled with a warning."""
+        e = self.ensemble
+        if isinstance(background, Masker):
+            masker = background
+        else:
+            bg = as_2d_input(background, name="background")
+            check_nonempty(bg, name="background")
+            n_bg = int(bg.shape[0])
+            keep = n_bg if self.max_background is None else min(self.max_background, n_bg)
+            masker = Independent(
+                bg, max_samples=keep, random_state=self.random_state, allow_nan=True
             )
-            Z = self.ensemble.encode(masker.background)
-            self._bg = (np.ascontiguousarray(Z, dtype=np.float64), masker.weights)
+            if keep < n_bg:
+                full = self._explained_scale(e.predict_raw(self._encode(bg))).mean(axis=0)
+                Zs = self._encode(masker.background)
+                sample = masker.weights @ self._explained_scale(e.predict_raw(Zs))
+                self.background_effect = float(np.abs(full - sample).max())
+                warnings.warn(
+                    f"TreeShap: max_background={keep} keeps {keep} of the {n_bg} background "
+                    f"rows (drawn with random_state={self.random_state!r}); the mean model "
+                    f"output over the sample differs from the full background's by "
+                    f"{self.background_effect:.3g} (the base value and the values move with "
+                    "it). Pass max_background=None to use every row, or summarise them with "
+                    "background=wb.kmeans(background, k).",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            elif n_bg > _LARGE_BACKGROUND:
+                warnings.warn(
+                    f"TreeShap: a background of {n_bg} rows is used whole; interventional "
+                    "TreeSHAP's run time grows with the background rows (results are exact "
+                    "either way). To summarise it pass max_background= (a random sample, its "
+                    "effect measured) or background=wb.kmeans(background, k) (weighted "
+                    "representative rows).",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        Z = e.encode(masker.background)
+        return np.ascontiguousarray(Z, dtype=np.float64), masker.weights
+
+    def _explained_scale(self, raw: np.ndarray) -> np.ndarray:
+        return _sigmoid(raw) if self.model_output == "probability" else raw
 
     # ---------------------------------------------------------------- helpers
     def _encode(self, X: Any) -> np.ndarray:
         return np.ascontiguousarray(self.ensemble.encode(X), dtype=np.float64)
 
-    def _select(self, target: Any) -> tuple[list[int], bool]:
+    def _select(self, target: Any, n_rows: int) -> tuple[TargetSelection, str]:
+        """The outputs ``target`` picks (:mod:`whybox._targets`) and their description."""
+        all_idx = [1] if self._binary_margin else None
+        sel = resolve_target(
+            target,
+            self._labels,
+            is_classifier=self._is_classifier,
+            n_rows=n_rows,
+            all_indices=all_idx,
+            default=[1] if self._binary_margin else None,
+        )
+        names = [str(c) for c in self._labels]
+        if sel.row_targets is not None:
+            return sel, f"{self._scale()} of each row's target ({PER_ROW_NAME}s)"
+        return sel, self._describe([names[j] for j in sel.indices], sel.indices)
+
+    @property
+    def _binary_margin(self) -> bool:
+        return self.ensemble.n_outputs == 1 and len(self._labels) == 2
+
+    def _scale(self) -> str:
         e = self.ensemble
-        names = list(e.output_names)
-        k = len(names)
-        binary_probs = k == 2 and e.raw_output.startswith("probability")
-        if target is None:
-            if k == 1:
-                return [0], True
-            if binary_probs:
-                return [1], True
-            return list(range(k)), False
-        if isinstance(target, str) and target == "all":
-            return list(range(k)), False
-        many = isinstance(target, (list, tuple, np.ndarray))
-        out = []
-        for t in target if many else [target]:
-            if str(t) in names:
-                out.append(names.index(str(t)))
-            elif isinstance(t, (int, np.integer)) and not isinstance(t, bool) and -k <= t < k:
-                out.append(int(t) % k)
-            else:
-                raise InvalidParameterError(
-                    f"unknown target {t!r}: this ensemble's outputs are {names} "
-                    f"({e.raw_output}). Pass an output name or index, a list, or 'all'."
-                )
-        return out, not many
+        if self.model_output == "probability":
+            return "probability"
+        if self._binary_margin and e.link == "logistic":
+            return "log-odds"
+        if e.raw_output.startswith("probability"):
+            return "probability"
+        return e.raw_output
+
+    def _describe(self, names: list[str], idx: list[int]) -> str:
+        """``params["output"]`` in words (see :mod:`whybox.models`)."""
+        scale = self._scale()
+        if self._binary_margin:
+            neg = "1 - p" if self.model_output == "probability" else "negated margin"
+            parts = [n + (f" ({neg})" if j == 0 else "") for n, j in zip(names, idx, strict=True)]
+            out = f"{scale} of class " + ", ".join(parts)
+        elif self._is_classifier:
+            out = f"{scale} of class " + ", ".join(names)
+        elif scale.startswith("prediction"):
+            out = ", ".join(names)
+        else:
+            out = f"{scale}: " + ", ".join(names)
+        if self.model_output == "probability":
+            out += (
+                " (approximate: shap's rescaled interventional TreeSHAP, not exact Shapley "
+                "values of the probability)"
+            )
+        return out
 
     def _chunk(self, n_cols: int) -> int:
         if self.chunk_rows is not None:
             return self.chunk_rows
         return max(256, _CHUNK_BYTES // max(1, 8 * n_cols))
 
-    def _prepare(self, X: Any) -> tuple[Any, list[str]]:
+    def _prepare(self, X: Any) -> tuple[Any, Any, list[str], np.ndarray | None]:
+        """Validate ``X``: (X as given, X in the model's column order, the caller's names,
+        the permutation from model positions to the caller's or None)."""
         X = as_2d_input(X)
         check_nonempty(X)
         e = self.ensemble
+        if isinstance(X, pd.DataFrame):
+            have = [str(c) for c in X.columns]
+            dup = sorted({c for c in have if have.count(c) > 1})
+            if dup:
+                raise InvalidInputError(
+                    f"X has duplicated column names: {dup}; each feature must appear once."
+                )
+        if isinstance(X, pd.DataFrame) and e.feature_names is not None:
+            # the ensemble matches the columns as the library does (LightGBM renames them)
+            selected = e.select_columns(X)
+            if selected.shape[1] != X.shape[1]:
+                chosen = set(selected.columns)
+                extra = [c for c in X.columns if c not in chosen]
+                raise InvalidInputError(
+                    f"X has columns the model was not fitted on: {extra}. Expected exactly: "
+                    f"{list(e.feature_names)} (in any order); drop the other columns."
+                )
+            pos = {c: j for j, c in enumerate(X.columns)}
+            order = np.asarray([pos[c] for c in selected.columns], dtype=np.int64)
+            inverse = None if np.array_equal(order, np.arange(len(order))) else np.argsort(order)
+            check_finite(X, allow_nan=True)  # NaN is missing; infinities are refused
+            return X, selected, [str(c) for c in X.columns], inverse
+        if X.shape[1] != e.n_features:
+            raise InvalidInputError(
+                f"X has {X.shape[1]} features but the model was trained on {e.n_features}."
+                " A numpy array is read by position: pass the same features, in the same "
+                "order, as at fit time (or a DataFrame, matched by column name)."
+            )
         names = (
             list(e.feature_names)
             if e.feature_names is not None
@@ -257,25 +395,8 @@ class TreeShap(Explainer):
                 else [f"x{j}" for j in range(X.shape[1])]
             )
         )
-        if isinstance(X, pd.DataFrame) and e.feature_names is not None:
-            # the ensemble matches the columns as the library does (LightGBM renames them)
-            selected = e.select_columns(X)
-            if selected.shape[1] != X.shape[1]:
-                chosen = set(selected.columns)
-                extra = [c for c in X.columns if c not in chosen]
-                raise InvalidInputError(
-                    f"X has columns the model was not fitted on: {extra}. Expected exactly: "
-                    f"{list(e.feature_names)}; drop the other columns."
-                )
-            X = selected
-            names = [str(c) for c in X.columns]  # the caller's names, in the model's order
-        elif X.shape[1] != e.n_features:
-            raise InvalidInputError(
-                f"X has {X.shape[1]} features but the model was trained on {e.n_features}."
-                " Pass the same features, in the same order, as at fit time."
-            )
-        check_finite(X, allow_nan=True)  # NaN is missing; infinities are refused
-        return X, names
+        check_finite(X, allow_nan=True)
+        return X, X, names, None
 
     def _verify(self, X: Any, raw: np.ndarray) -> None:
         """The parsed ensemble must reproduce the model's own raw output."""
@@ -303,31 +424,71 @@ class TreeShap(Explainer):
         Parameters
         ----------
         X : DataFrame or array (n, p)
-            Rows to explain (NaN allowed where the model handles missing values).
+            Rows to explain (NaN allowed where the model handles missing values). A
+            DataFrame's columns are matched to the model's by name; values come back in
+            its column order.
         target : optional
-            Output(s): class label or index, list, or ``"all"``; defaults as in the module
-            docstring of :mod:`whybox.models`.
+            Output(s): class label or index, list, ``"all"``, or a 1-D array / tensor /
+            Series with one target per row (see the class Notes).
         progress : callable(done, total), optional
-        """
-        with _numba_threads(self.n_jobs):
-            return self._explain(X, target=target, progress=progress, **kwargs)
 
-    def _explain(
-        self, X: Any, *, target: Any = None, progress: Any = None, **kwargs: Any
-    ) -> Explanation:
+        Raises
+        ------
+        InvalidParameterError
+            For an unknown keyword (e.g. shap's ``check_additivity``: whybox always checks).
+        """
+        check_keywords(
+            kwargs,
+            ("target", "progress"),
+            where="TreeShap.explain",
+            constructor=_CONSTRUCTOR,
+        )
+        with _numba_threads(self.n_jobs):
+            return self._explain(X, target=target, progress=progress)
+
+    def _explain(self, X: Any, *, target: Any = None, progress: Any = None) -> Explanation:
         """The work of :meth:`explain`."""
-        X, names = self._prepare(X)
+        X, Xm, names, inverse = self._prepare(X)
         e = self.ensemble
         prob = self.model_output == "probability"
         if self.feature_perturbation == "tree_path_dependent":
             compute, base = self._path_kernel(), self._expected_value_path()
         else:
             compute, base = self._interventional_kernel(prob)
-        values, base_values, predictions, idx = self._run(
-            X, target, (len(names),), compute, base, progress, _sigmoid if prob else None
+        sel, output = self._select(target, X.shape[0])
+        values, base_values, predictions = self._run(
+            Xm, sel, (len(names),), compute, base, progress, _sigmoid if prob else None
         )
-        out_names = [str(e.output_names[i]) for i in idx]
-        output = ("probability of " if prob else f"{e.raw_output}: ") + ", ".join(out_names)
+        approx = _probability_error(self, Xm, values, sel) if prob else None
+        if inverse is not None:
+            values = values[:, inverse]
+        out_names, params_target, meta = self._target_names(sel)
+        params = {
+            "output": output,
+            "target": params_target,
+            "link": self.link,
+            "model_output": self.model_output,
+            "exact": not prob,
+            "feature_perturbation": self.feature_perturbation,
+            "model_type": model_type_name(self.model),
+            "background_rows": None if self._bg is None else int(self._bg[0].shape[0]),
+            "n_trees": int(e.n_trees),
+            "max_depth": self._depth,
+        }
+        if self.background_effect is not None:
+            params["background_effect"] = self.background_effect
+        if approx is not None:
+            err, how = approx
+            params["approximation_error"] = err
+            warnings.warn(
+                f"TreeShap(model_output='probability') is shap's rescaled approximation, not "
+                f"the Shapley values of the probability: on the first explained row its values "
+                f"differ from the exact ones by up to {err:.3g} ({how}). For exact values use "
+                "wb.explain(model, X, background=...) (ExactShap / KernelShap over the "
+                "background), or explain the log-odds exactly with model_output='raw'.",
+                UserWarning,
+                stacklevel=3,
+            )
         return Explanation(
             values,
             base_values,
@@ -337,48 +498,56 @@ class TreeShap(Explainer):
             std=None,  # exact: no sampling error (and no second n x p array)
             predictions=predictions,
             method=self.method,
-            params={
-                "output": output,
-                "model_output": self.model_output,
-                "feature_perturbation": self.feature_perturbation,
-                "model_type": model_type_name(self.model),
-                "background_rows": None if self._bg is None else int(self._bg[0].shape[0]),
-                "n_trees": int(e.n_trees),
-                "max_depth": self._depth,
-            },
+            params=params,
             n_evals=0,
             random_state=self.random_state,
+            meta=meta,
         )
+
+    def _target_names(self, sel: TargetSelection) -> tuple[list[str], Any, dict[str, Any]]:
+        """output_names, params["target"] and meta of a selection."""
+        names = [str(c) for c in self._labels]
+        if sel.row_targets is not None:
+            per_row = [names[j] for j in sel.row_targets]
+            return [PER_ROW_NAME], per_row, {"targets": per_row, ROW_KEYS: ["targets"]}
+        out = [names[j] for j in sel.indices]
+        return out, (out[0] if sel.single else out), {}
 
     def _run(
         self,
         X: Any,
-        target: Any,
+        sel: TargetSelection,
         feature_shape: tuple[int, ...],
         compute: Callable[[np.ndarray, np.ndarray], np.ndarray],
         base: np.ndarray,
         progress: Any,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Explain ``X`` chunk by chunk and check the result: the one loop of every mode.
 
         ``compute(Z, raw)`` maps encoded rows (c, p) and their raw output (c, K) to values
         (c, *feature_shape, K); ``transform`` maps the raw output to the explained one
-        (the logistic for probabilities). The parsed ensemble is checked against the model
-        on the first rows and the values must add up; either failure raises.
+        (the logistic for probabilities). Each selected output is an ensemble column times
+        a sign (class 0 of a binary margin model: -1; on probabilities ``1 - p``). The
+        parsed ensemble is checked against the model on the first rows and the values must
+        add up; either failure raises.
 
         Returns
         -------
-        values (n, *feature_shape[, k]), base_values (n[, k]), predictions (n[, k]) and the
-        selected output indices; the output axis is dropped when one output was asked for.
+        values (n, *feature_shape[, k]), base_values (n[, k]) and predictions (n[, k]); the
+        output axis is dropped when one output (or one per row) was asked for.
         """
         e = self.ensemble
-        idx, single = self._select(target)
         n, K = X.shape[0], e.n_outputs
-        values = np.zeros((n, *feature_shape, len(idx)))
+        per_row = sel.row_targets is not None
+        chosen = sel.row_targets if per_row else sel.indices
+        cols = np.asarray([self._columns[j][0] for j in chosen], dtype=np.int64)
+        signs = np.asarray([self._columns[j][1] for j in chosen], dtype=float)
+        k = 1 if per_row else len(cols)
+        values = np.zeros((n, *feature_shape, k))
         preds = np.zeros((n, K))
-        per_row = int(np.prod(feature_shape)) * K
-        chunk = self._chunk(per_row) if len(feature_shape) == 1 else self._chunk(per_row) // 4
+        per = int(np.prod(feature_shape)) * K
+        chunk = self._chunk(per) if len(feature_shape) == 1 else self._chunk(per) // 4
         chunk = max(1, chunk)
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
@@ -387,12 +556,26 @@ class TreeShap(Explainer):
             if start == 0:
                 m = min(200, stop)
                 self._verify(X.iloc[:m] if isinstance(X, pd.DataFrame) else X[:m], raw[:m])
-            values[start:stop] = compute(Xc, raw)[..., idx]
+            v = compute(Xc, raw)
+            if per_row:
+                rows = np.arange(stop - start)
+                picked = v[rows, ..., cols[start:stop]]  # (c, *feature_shape)
+                shape = (-1,) + (1,) * len(feature_shape)
+                values[start:stop, ..., 0] = picked * signs[start:stop].reshape(shape)
+            else:
+                values[start:stop] = v[..., cols] * signs
             preds[start:stop] = raw if transform is None else transform(raw)
             if progress is not None:
                 progress(stop, n)
-        base_values = np.broadcast_to(np.asarray(base)[idx], (n, len(idx))).copy()
-        predictions = preds[:, idx]
+        base_all = np.asarray(base, dtype=float)
+        # class 0 on the probability scale is 1 - p: offset 1 where the sign is -1
+        offset = (1.0 - signs) / 2.0 if transform is not None else np.zeros_like(signs)
+        if per_row:
+            base_values = (offset + signs * base_all[cols])[:, None]
+            predictions = (offset + signs * preds[np.arange(n), cols])[:, None]
+        else:
+            base_values = np.broadcast_to(offset + signs * base_all[cols], (n, k)).copy()
+            predictions = offset + signs * preds[:, cols]
         gap = predictions - base_values - values.sum(axis=tuple(range(1, values.ndim - 1)))
         scale = max(1.0, float(np.abs(predictions).max()))
         if np.abs(gap).max() > 1e-6 * scale:
@@ -400,9 +583,9 @@ class TreeShap(Explainer):
                 f"TreeSHAP values do not add up (completeness gap {np.abs(gap).max():.3g}); "
                 "refusing to return them. Please report this with the model type and version."
             )
-        if single:
+        if per_row or sel.single:
             values, base_values, predictions = values[..., 0], base_values[:, 0], predictions[:, 0]
-        return values, base_values, predictions, idx
+        return values, base_values, predictions
 
     def _check_depth(self) -> None:
         if self._depth > MAX_PATH_DEPTH:
@@ -465,13 +648,20 @@ class TreeShap(Explainer):
         return (lambda X, raw: interventional_shap(X, Z, w, layout, depth)), w @ fz
 
     def explain_interactions(
-        self, X: Any, *, target: Any = None, progress: Any = None
+        self, X: Any, *, target: Any = None, progress: Any = None, **kwargs: Any
     ) -> Explanation:
         """Path-dependent SHAP interaction values: values (n, p, p) or (n, p, p, k).
 
         Row ``i`` of each matrix adds up to feature ``i``'s SHAP value; the matrix adds up to
-        ``prediction - base value``.
+        ``prediction - base value``. ``target`` as in :meth:`explain`; features in the
+        caller's column order.
         """
+        check_keywords(
+            kwargs,
+            ("target", "progress"),
+            where="TreeShap.explain_interactions",
+            constructor=_CONSTRUCTOR,
+        )
         with _numba_threads(self.n_jobs):
             return self._explain_interactions(X, target=target, progress=progress)
 
@@ -488,7 +678,7 @@ class TreeShap(Explainer):
                 "TreeShap(model) without background, or use "
                 "ShapleyInteractions(model, background=...) for interventional interactions."
             )
-        X, names = self._prepare(X)
+        X, Xm, names, inverse = self._prepare(X)
         self._check_depth()
         e = self.ensemble
         layout, depth = e.layout, self._depth
@@ -500,15 +690,18 @@ class TreeShap(Explainer):
             tfs.append(len(tf))
         tf_, tfs_ = np.asarray(tf, dtype=np.int64), np.asarray(tfs, dtype=np.int64)
         p = len(names)
-        values, base_values, predictions, idx = self._run(
-            X,
-            target,
+        sel, output = self._select(target, X.shape[0])
+        values, base_values, predictions = self._run(
+            Xm,
+            sel,
             (p, p),
             lambda Z, raw: path_dependent_interactions(Z, layout, depth, tq, wq, tf_, tfs_),
             self._expected_value_path(),
             progress,
         )
-        out_names = [str(e.output_names[i]) for i in idx]
+        if inverse is not None:
+            values = values[:, inverse][:, :, inverse]
+        out_names, params_target, meta = self._target_names(sel)
         return Explanation(
             values,
             base_values,
@@ -519,13 +712,15 @@ class TreeShap(Explainer):
             predictions=predictions,
             method="tree_interactions",
             params={
-                "output": f"{e.raw_output}: " + ", ".join(out_names),
+                "output": output,
+                "target": params_target,
                 "feature_perturbation": "tree_path_dependent",
                 "model_type": model_type_name(self.model),
                 "features": names,
             },
             n_evals=0,
             random_state=self.random_state,
+            meta=meta,
         )
 
     def _quadrature(self) -> tuple[np.ndarray, np.ndarray]:
@@ -594,49 +789,3 @@ def _masks_pay_off(
     cost_masks = path_work + mask_work
     cost_walk = 16.0 * n_bg * e.n_trees * (e.max_depth + 1)
     return cost_masks < cost_walk
-
-
-def raw_model_output(model: Any, X: Any) -> np.ndarray | None:
-    """The model's own raw output (what the parsed ensemble must reproduce), or None when
-    it cannot be asked for."""
-    mod = type(model).__module__
-    try:
-        if mod.startswith("xgboost"):
-            import xgboost as xgb
-
-            sk_api = hasattr(model, "get_booster")
-            booster = model.get_booster() if sk_api else model
-            missing = getattr(model, "missing", np.nan) if sk_api else np.nan
-            dm = (
-                xgb.DMatrix(X, enable_categorical=True, missing=missing)
-                if isinstance(X, pd.DataFrame)
-                else xgb.DMatrix(
-                    np.asarray(X, float), missing=missing, feature_names=booster.feature_names
-                )
-            )
-            best = booster.attr("best_iteration") if sk_api else None
-            # the scikit-learn API predicts with the trees up to best_iteration (early
-            # stopping), and so does the parsed ensemble
-            rounds = (0, int(best) + 1) if best is not None else (0, 0)
-            return booster.predict(dm, output_margin=True, iteration_range=rounds)
-        if mod.startswith("lightgbm"):
-            booster = model.booster_ if hasattr(model, "booster_") else model
-            return booster.predict(X, raw_score=True)
-        if mod.startswith("sklearn"):
-            name = type(model).__name__
-            if name.startswith("HistGradientBoosting"):
-                return model._raw_predict(X)
-            if name == "GradientBoostingClassifier":
-                return model.decision_function(X)
-            if name == "GradientBoostingRegressor":
-                return model.predict(X)
-            if hasattr(model, "predict_proba") and not name.startswith("IsolationForest"):
-                return model.predict_proba(X)
-            if hasattr(model, "predict") and not name.startswith("IsolationForest"):
-                out = model.predict(X)
-                return out
-    except (UnsupportedModelError, InvalidParameterError):
-        raise
-    except Exception:
-        return None
-    return None
