@@ -29,12 +29,17 @@ from .errors import InvalidInputError, InvalidParameterError, MissingDependencyE
 __all__ = [
     "HTML_SUFFIXES",
     "PICKLE_SUFFIXES",
+    "align_categoricals",
     "check_output_file",
     "check_output_report",
+    "explained_columns",
     "load_data",
+    "load_explanation",
     "load_model",
     "make_parents",
     "match_columns",
+    "nan_option",
+    "parse_target",
     "report_target",
 ]
 
@@ -356,3 +361,66 @@ def check_output_report(path: Path, option: str, *, inputs: Iterable[Any] = ()) 
 def make_parents(path: Path) -> None:
     """Create the missing folders above ``path`` (after the work, just before writing)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------- options and rows
+def parse_target(target: str | None) -> Any:
+    """``--target``: ``None``, ``"all"``, one label or index, or a comma-separated list.
+
+    Integers are passed as ints (a class label is matched first, then an index), other
+    strings as they are.
+    """
+    if target is None:
+        return None
+    parts = [t.strip() for t in target.split(",") if t.strip()]
+
+    def one(t: str) -> Any:
+        try:
+            return int(t)
+        except ValueError:
+            return t
+
+    if len(parts) == 1:
+        return parts[0] if parts[0] == "all" else one(parts[0])
+    return [one(t) for t in parts]
+
+
+def align_categoricals(model: Any, X: Any) -> Any:
+    """Give columns an XGBoost booster declares categorical the pandas category dtype."""
+    types = getattr(model, "feature_types", None)
+    names = getattr(model, "feature_names", None)
+    if types and names:
+        X = X.copy()
+        for name, t in zip(names, types, strict=False):
+            if t == "c" and name in X.columns:
+                X[name] = X[name].astype("category")
+    return X
+
+
+def explained_columns(exp: Any) -> list[str] | None:
+    """The column names of the rows saved with ``exp`` (None when they carry no names)."""
+    columns = getattr(exp.data, "columns", None)
+    return None if columns is None else [str(c) for c in columns]
+
+
+def nan_option(fn: Any, allow_nan: bool, where: str) -> dict[str, Any]:
+    """``{"allow_nan": allow_nan}`` for a library function that takes it."""
+    import inspect
+
+    if "allow_nan" in inspect.signature(fn).parameters:
+        return {"allow_nan": allow_nan}
+    if allow_nan:  # pragma: no cover - only while the library function lacks the option
+        raise InvalidParameterError(
+            f"--allow-nan is not supported by {where} in this version of whybox; remove the "
+            "rows with missing values or impute them."
+        )
+    return {}
+
+
+def load_explanation(path: Path) -> Any:
+    """``wb.load(path)``, with a missing file or a folder said in one line."""
+    from .explanation import load
+
+    path = Path(path)
+    _check_input_file(path, "explanation file")
+    return load(path)

@@ -22,14 +22,19 @@ from rich.table import Table
 from . import __version__
 from ._cli_inputs import (
     PICKLE_SUFFIXES,
+    align_categoricals,
     check_output_file,
     check_output_report,
+    explained_columns,
     load_data,
+    load_explanation,
     load_model,
     make_parents,
     match_columns,
+    nan_option,
+    parse_target,
 )
-from .errors import InvalidInputError, InvalidParameterError, MissingDependencyError, WhyboxError
+from .errors import InvalidParameterError, MissingDependencyError, WhyboxError
 
 __all__ = ["PICKLE_SUFFIXES", "app", "load_data", "load_model", "main"]
 
@@ -387,34 +392,6 @@ _TRUST_MODEL = typer.Option(
 )
 
 
-def _parse_target(target: str | None) -> Any:
-    if target is None:
-        return None
-    parts = [t.strip() for t in target.split(",") if t.strip()]
-
-    def one(t: str) -> Any:
-        try:
-            return int(t)
-        except ValueError:
-            return t
-
-    if len(parts) == 1:
-        return parts[0] if parts[0] == "all" else one(parts[0])
-    return [one(t) for t in parts]
-
-
-def _align_categoricals(model: Any, X: Any) -> Any:
-    """Give columns an XGBoost booster declares categorical the pandas category dtype."""
-    types = getattr(model, "feature_types", None)
-    names = getattr(model, "feature_names", None)
-    if types and names:
-        X = X.copy()
-        for name, t in zip(names, types, strict=False):
-            if t == "c" and name in X.columns:
-                X[name] = X[name].astype("category")
-    return X
-
-
 #: seconds ``--scheduler`` waits to connect to the Dask scheduler
 SCHEDULER_TIMEOUT = 10
 
@@ -535,10 +512,10 @@ def explain(
                     f"--out and --report both name {str(out)!r}; give them different paths."
                 )
         model = load_model(model_path, trust_model)
-        X = _align_categoricals(model, load_data(data_path))
+        X = align_categoricals(model, load_data(data_path))
         bg = None
         if background is not None:
-            bg = _align_categoricals(model, load_data(background, "background file"))
+            bg = align_categoricals(model, load_data(background, "background file"))
         parallel: dict[str, Any] = {}
         if n_jobs is not None:
             parallel = {"n_jobs": n_jobs, "backend": "processes"}
@@ -552,7 +529,7 @@ def explain(
                 X,
                 method,
                 background=bg,
-                target=_parse_target(target),
+                target=parse_target(target),
                 link=link,
                 random_state=seed,
                 allow_nan=allow_nan,
@@ -592,26 +569,6 @@ def explain(
 
 
 # ---------------------------------------------------------------------- evaluate
-def _explained_columns(exp: Any) -> list[str] | None:
-    """The column names of the rows saved with ``exp`` (None when they carry no names)."""
-    columns = getattr(exp.data, "columns", None)
-    return None if columns is None else [str(c) for c in columns]
-
-
-def _nan_option(fn: Any, allow_nan: bool, where: str) -> dict[str, Any]:
-    """``{"allow_nan": allow_nan}`` for a library function that takes it."""
-    import inspect
-
-    if "allow_nan" in inspect.signature(fn).parameters:
-        return {"allow_nan": allow_nan}
-    if allow_nan:  # pragma: no cover - only while the library function lacks the option
-        raise InvalidParameterError(
-            f"--allow-nan is not supported by {where} in this version of whybox; remove the "
-            "rows with missing values or impute them."
-        )
-    return {}
-
-
 @app.command()
 def evaluate(
     explanation_path: Path = typer.Argument(
@@ -655,22 +612,22 @@ def evaluate(
 ) -> None:
     """Score a saved explanation of MODEL with explanation-quality metrics."""
     try:
-        from .explanation import _atomic_write, load
+        from .explanation import _atomic_write
         from .metrics import evaluate as wb_evaluate
 
         inputs = (explanation_path, model_path, data_path, background)
         if out is not None:
             check_output_file(out, "--out", example="quality.csv", inputs=inputs)
-        nan = _nan_option(wb_evaluate, allow_nan, "wb.evaluate")
-        exp = _load_explanation(explanation_path, load)
+        nan = nan_option(wb_evaluate, allow_nan, "wb.evaluate")
+        exp = load_explanation(explanation_path)
         model = load_model(model_path, trust_model)
         X = None
         if data_path is not None:
             X = load_data(data_path)
-            columns = _explained_columns(exp)
+            columns = explained_columns(exp)
             if columns is not None:
                 X = match_columns(X, columns, what="data file", path=data_path)
-            X = _align_categoricals(model, X)
+            X = align_categoricals(model, X)
         if X is None and exp.data is None:
             raise InvalidParameterError(
                 f"{str(explanation_path)!r} holds no data rows; pass the explained rows as DATA."
@@ -678,10 +635,10 @@ def evaluate(
         bg = None
         if background is not None:
             bg = load_data(background, "background file")
-            columns = _explained_columns(exp)
+            columns = explained_columns(exp)
             if columns is not None:
                 bg = match_columns(bg, columns, what="background file", path=background)
-            bg = _align_categoricals(model, bg)
+            bg = align_categoricals(model, bg)
         names = [m.strip() for m in metric_names.split(",") if m.strip()]
         table = wb_evaluate(
             exp,
@@ -689,7 +646,7 @@ def evaluate(
             X,
             metrics=names,
             background=bg,
-            target=_parse_target(target),
+            target=parse_target(target),
             link=link,
             random_state=seed,
             **nan,
@@ -720,17 +677,6 @@ def evaluate(
     console.print(view)
     if out is not None:
         console.print(f"table written to {escape(str(out))}")
-
-
-def _load_explanation(path: Path, load: Any) -> Any:
-    """``wb.load(path)``, with a missing file or folder said in one line."""
-    if not path.exists():
-        raise InvalidInputError(f"explanation file {str(path)!r} does not exist; check the path.")
-    if path.is_dir():
-        raise InvalidInputError(
-            f"explanation file {str(path)!r} is a folder; pass the .whybox file itself."
-        )
-    return load(path)
 
 
 # ---------------------------------------------------------------------- report
@@ -787,7 +733,6 @@ def report_command(
 ) -> None:
     """Write the full HTML report of a saved explanation of MODEL, described on DATA."""
     try:
-        from .explanation import load
         from .report import report as wb_report
 
         inputs = (explanation_path, model_path, data_path, train)
@@ -800,15 +745,15 @@ def report_command(
                 raise InvalidParameterError(
                     f"--rows {rows!r} must be comma-separated row positions, e.g. 0,3,7."
                 ) from exc
-        nan = _nan_option(wb_report, allow_nan, "wb.report")
-        exp = _load_explanation(explanation_path, load)
+        nan = nan_option(wb_report, allow_nan, "wb.report")
+        exp = load_explanation(explanation_path)
         model = load_model(model_path, trust_model)
         if exp.data is None:
             raise InvalidParameterError(
                 f"{str(explanation_path)!r} holds no data rows, and the report shows each "
                 "feature's values; save the explanation of a DataFrame or array with its data."
             )
-        columns = _explained_columns(exp)
+        columns = explained_columns(exp)
         X = load_data(data_path)
         y = None
         if label is not None:
@@ -820,7 +765,7 @@ def report_command(
             y = X.pop(label)
         if columns is not None:
             X = match_columns(X, columns, what="data file", path=data_path, label=label)
-        X = _align_categoricals(model, X)
+        X = align_categoricals(model, X)
         X_train = None
         if train is not None:
             X_train = load_data(train, "--train file")
@@ -830,7 +775,7 @@ def report_command(
                 X_train = match_columns(
                     X_train, columns, what="--train file", path=train, label=label
                 )
-            X_train = _align_categoricals(model, X_train)
+            X_train = align_categoricals(model, X_train)
         has_sklearn_api = hasattr(model, "fit") and hasattr(model, "predict")
         if y is not None and not has_sklearn_api:
             err_console.print(
