@@ -67,4 +67,7 @@ def test_refuses_non_linear_models_and_bad_targets(data):
         LinearShap(lambda Z: Z.sum(1))
     model = LinearRegression().fit(X, X["a"])
     with pytest.raises(InvalidParameterError, match="unknown target"):
-        LinearShap(model).explain(X.iloc[:2], target=3)
+        LinearShap(model, background=X).explain(X.iloc[:2], target=3)
+    # CONTRACT 3: the explained rows never stand in for a background
+    with pytest.raises(InvalidParameterError, match=r"needs background=.*X_train.sample"):
+        LinearShap(model)

@@ -18,11 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validation import as_2d_input, check_finite, check_nonempty
+from .._targets import PER_ROW_NAME, resolve_target
+from .._validation import (
+    as_2d_input,
+    check_finite,
+    check_in,
+    check_int,
+    check_keywords,
+    check_nonempty,
+)
 from ..errors import InvalidParameterError, UnsupportedModelError
 from ..explainer import Explainer
-from ..explanation import Explanation
-from ..games.maskers import Independent, Masker
+from ..explanation import ROW_KEYS, Explanation
+from ..games.maskers import Baseline, Independent, Masker
 from ..models import model_type_name, wrap_model
 
 __all__ = ["LinearShap", "is_linear_model"]
@@ -47,11 +55,31 @@ class LinearShap(Explainer):
     ----------
     model : fitted linear model
         Anything with ``coef_`` and ``intercept_`` (LinearRegression, Ridge, Lasso,
-        LogisticRegression, SGD*, LinearSVC, ...). The explained output is the model's raw
-        linear output: the prediction for regressors, the decision function (log-odds for
-        logistic regression) for classifiers.
+        LogisticRegression, SGD*, LinearSVC, RidgeClassifier, ...). The explained output is
+        the model's raw linear output: the prediction of a regressor, the decision function
+        of a classifier -- for logistic regression that is the log-odds.
     background : DataFrame, array or Independent masker
-        Reference rows; only their (weighted) mean is used.
+        Reference rows standing for the data (only their weighted mean is used), e.g.
+        ``X_train.sample(100, random_state=0)``. Required: the explained rows never stand in.
+    link : {"identity", "logit"}
+        Accepted where it names the explained scale: ``"logit"`` for logistic regression
+        (its decision function is the log-odds), ``"identity"`` for regressors and
+        classifiers without probabilities. A classifier whose decision function is not a
+        log-odds (an SVM with probabilities) refuses ``"logit"``, and logistic regression
+        refuses ``"identity"`` (its probability is not linear: use ExactShap / KernelShap).
+    random_state : int or None
+        Seed of the background sample when ``max_background`` subsamples.
+    max_background : int or None
+        None (default): the background is used whole.
+    allow_nan : bool
+        Accepted for the API's sake; linear models do not take NaN.
+
+    Notes
+    -----
+    ``target`` follows :mod:`whybox._targets`: for a binary classifier (one decision
+    function, for ``classes_[1]``) ``target=0`` (or the label ``classes_[0]``) is the
+    negated decision function; ``"all"`` is the one decision function; ``[0, 1]`` both; a 1-D
+    array / tensor / Series gives one target per row.
 
     Examples
     --------
@@ -64,115 +92,203 @@ class LinearShap(Explainer):
 
     method = "linear"
 
-    def __init__(self, model: Any, background: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        background: Any = None,
+        *,
+        link: str | None = None,
+        random_state: int | None = 0,
+        max_background: int | None = None,
+        allow_nan: bool = False,
+    ) -> None:
         if not is_linear_model(model):
             raise UnsupportedModelError(
                 f"LinearShap needs a fitted linear model with coef_ and intercept_; got "
                 f"{model_type_name(model)}. Use ExactShap or KernelShap for other models."
             )
-        unknown = set(kwargs) - {"random_state", "link", "max_background", "allow_nan"}
-        if unknown:
+        if background is None:
             raise InvalidParameterError(
-                f"LinearShap does not take {sorted(unknown)}; it takes model and background."
+                "LinearShap needs background= rows that stand for the data (e.g. "
+                "background=X_train.sample(100, random_state=0)) or background=wb.Baseline(...)"
+                "; the explained rows never stand in for them."
             )
-        if kwargs.get("link", "identity") != "identity":
+        check_in("link", link, (None, "identity", "logit"))
+        logistic = _is_logistic(model)
+        if link == "logit" and not logistic:
             raise InvalidParameterError(
-                "LinearShap explains the model's linear output (log-odds for logistic "
-                "regression), which is already the link scale; pass link='identity'."
+                f"link='logit' is the log-odds of a class probability, but the linear output of "
+                f"{model_type_name(model)} is "
+                + ("a prediction" if not hasattr(model, "classes_") else "not a log-odds")
+                + ": LinearShap explains it with link='identity'. For the log-odds of a "
+                "calibrated probability use ExactShap or KernelShap."
+            )
+        if link == "identity" and logistic:
+            raise InvalidParameterError(
+                "LinearShap explains logistic regression's decision function, the log-odds "
+                "(link='logit'); its probability (link='identity') is not linear in the "
+                "features: use wb.explain(model, X, background=...) or ExactShap for the "
+                "probability."
             )
         self.model = model
         self.background = background
-        self.random_state = kwargs.get("random_state", 0)
-        self.max_background = kwargs.get("max_background", 100_000)
+        self.link = link or ("logit" if logistic else "identity")
+        self.random_state = random_state
+        self.max_background = (
+            None
+            if max_background is None
+            else check_int("max_background", max_background, minimum=1)
+        )
+        self.allow_nan = allow_nan
 
     def explain(
         self, X: Any, *, target: Any = None, progress: Any = None, **kwargs: Any
     ) -> Explanation:
         """Explain each row of ``X``: values of shape (n, p) or (n, p, k).
 
-        ``target`` selects outputs of multiclass models (class label or index, list, "all").
+        ``target`` selects outputs (class label or index, list, ``"all"``, or one per row;
+        see the class Notes). A DataFrame's columns are matched to the model's by name and
+        the values come back in its column order.
         """
+        check_keywords(
+            kwargs,
+            ("target", "progress"),
+            where="LinearShap.explain",
+            constructor=("background", "link", "random_state", "max_background", "allow_nan"),
+        )
         X = as_2d_input(X)
         check_nonempty(X)
         check_finite(X)
-        names_in = getattr(self.model, "feature_names_in_", None)
         fn = wrap_model(self.model, target=None, X=X)
         X = fn.prepare(X)
-        Xn = _numeric(X)
         coef = np.atleast_2d(np.asarray(self.model.coef_, dtype=float))  # (k, p)
         intercept = np.atleast_1d(np.asarray(self.model.intercept_, dtype=float))
+        Xn = _numeric(fn._to_model(X))  # the model's column order
         if coef.shape[1] != Xn.shape[1]:
             raise InvalidParameterError(
                 f"X has {Xn.shape[1]} features but the model has {coef.shape[1]} coefficients."
             )
-        bg = self.background if self.background is not None else X
-        masker = (
-            bg
-            if isinstance(bg, Masker)
-            else Independent(bg, max_samples=self.max_background, random_state=self.random_state)
-        )
-        mu = masker.weights @ _numeric(masker.background)
-        values = Xn[:, :, None] * coef.T[None, :, :] - (mu[:, None] * coef.T)[None, :, :]
+        bg = self.background
+        if isinstance(bg, Baseline):
+            masker = bg.bound(X)
+        elif isinstance(bg, Masker):
+            masker = bg
+        else:
+            bg_rows = as_2d_input(bg, name="background")
+            n_bg = bg_rows.shape[0]
+            keep = n_bg if self.max_background is None else min(self.max_background, n_bg)
+            masker = Independent(bg_rows, max_samples=keep, random_state=self.random_state)
+        mu = masker.weights @ _numeric(fn._to_model(masker.background))
+        contrib = Xn[:, :, None] * coef.T[None, :, :] - (mu[:, None] * coef.T)[None, :, :]
         base = np.broadcast_to(intercept + coef @ mu, (Xn.shape[0], coef.shape[0])).copy()
         pred = Xn @ coef.T + intercept
         classes = getattr(self.model, "classes_", None)
-        if coef.shape[0] == 1:
-            names = [f"decision {classes[-1]}"] if classes is not None else ["prediction"]
-        else:
-            names = (
-                [str(c) for c in classes]
-                if classes is not None
-                else [f"output {j}" for j in range(coef.shape[0])]
+        labels: list[Any]
+        if classes is not None and coef.shape[0] == 1 and len(classes) == 2:
+            # binary: one decision function for classes_[1]; class 0 is its negation
+            labels = list(np.asarray(classes).tolist())
+            columns = [(0, -1.0), (0, 1.0)]
+            sel = resolve_target(
+                target, labels, is_classifier=True, n_rows=Xn.shape[0], all_indices=[1]
             )
-        sign = 1.0
-        if coef.shape[0] == 1 and classes is not None and len(classes) == 2:
-            # binary: one decision function, the log-odds of classes_[1]
-            if target is not None and not (isinstance(target, str) and target == "all"):
-                if target in (classes[1], 1) and not (target == 0 and classes[1] != 0):
-                    pass
-                elif target == classes[0] or target == 0:
-                    sign, names = -1.0, [f"decision {classes[0]}"]
-                else:
-                    raise InvalidParameterError(
-                        f"unknown target {target!r}: the classes are {list(classes)}."
-                    )
-            target = None
-        idx, single = _select(target, names, classes)
-        values, base, pred = (sign * values[:, :, idx], sign * base[:, idx], sign * pred[:, idx])
-        out_names = [names[i] for i in idx]
-        if single:
-            values, base, pred = values[:, :, 0], base[:, 0], pred[:, 0]
-        is_logistic = type(self.model).__name__ in ("LogisticRegression", "LogisticRegressionCV")
-        output = ("log-odds (decision function) " if is_logistic else "") + ", ".join(out_names)
+        else:
+            labels = (
+                list(np.asarray(classes).tolist())
+                if classes is not None and len(classes) == coef.shape[0]
+                else (
+                    ["prediction"]
+                    if coef.shape[0] == 1
+                    else [f"prediction {j}" for j in range(coef.shape[0])]
+                )
+            )
+            columns = [(j, 1.0) for j in range(coef.shape[0])]
+            sel = resolve_target(
+                target, labels, is_classifier=classes is not None, n_rows=Xn.shape[0]
+            )
+        names = [str(c) for c in labels]
+        order = (
+            fn._column_order([str(c) for c in X.columns])[0]
+            if isinstance(X, pd.DataFrame) and fn.feature_names_in is not None
+            else None
+        )
+        inverse = None if order is None else np.argsort(order)
+        if sel.row_targets is not None:
+            cols = np.asarray([columns[j][0] for j in sel.row_targets])
+            signs = np.asarray([columns[j][1] for j in sel.row_targets])
+            rows = np.arange(Xn.shape[0])
+            values = contrib[rows, :, cols] * signs[:, None]
+            base_v = base[rows, cols] * signs
+            pred_v = pred[rows, cols] * signs
+            out_names = [PER_ROW_NAME]
+            per_row = [names[j] for j in sel.row_targets]
+            params_target: Any = per_row
+            meta = {"targets": per_row, ROW_KEYS: ["targets"]}
+            output = f"{self._scale()} of each row's target ({PER_ROW_NAME}s)"
+        else:
+            cols = np.asarray([columns[j][0] for j in sel.indices])
+            signs = np.asarray([columns[j][1] for j in sel.indices])
+            values = contrib[:, :, cols] * signs
+            base_v, pred_v = base[:, cols] * signs, pred[:, cols] * signs
+            out_names = [names[j] for j in sel.indices]
+            params_target = out_names[0] if sel.single else out_names
+            meta = {}
+            output = self._describe(
+                names, sel.indices, binary=len(columns) == 2 and columns[0][1] < 0
+            )
+            if sel.single:
+                values, base_v, pred_v = values[:, :, 0], base_v[:, 0], pred_v[:, 0]
+        if inverse is not None:
+            values = values[:, inverse]
         return Explanation(
             values,
-            base,
+            base_v,
             data=X,
-            feature_names=[
-                str(c)
-                for c in (
-                    names_in
-                    if names_in is not None
-                    else (
-                        X.columns
-                        if isinstance(X, pd.DataFrame)
-                        else [f"x{j}" for j in range(Xn.shape[1])]
-                    )
+            feature_names=(
+                [str(c) for c in X.columns]
+                if isinstance(X, pd.DataFrame)
+                else (
+                    list(fn.feature_names_in)
+                    if fn.feature_names_in is not None
+                    else [f"x{j}" for j in range(Xn.shape[1])]
                 )
-            ],
+            ),
             output_names=out_names,
             std=np.zeros_like(values),
-            predictions=pred,
+            predictions=pred_v,
             method=self.method,
             params={
                 "output": output,
+                "target": params_target,
+                "link": self.link,
                 "model_type": fn.model_type,
                 "background_rows": masker.n_rows,
                 "estimator": "exact linear SHAP from coefficients",
             },
             n_evals=0,
             random_state=self.random_state,
+            meta=meta,
         )
+
+    def _scale(self) -> str:
+        if self.link == "logit":
+            return "log-odds"
+        return "decision function" if hasattr(self.model, "classes_") else "prediction"
+
+    def _describe(self, names: list[str], idx: list[int], *, binary: bool) -> str:
+        """``params["output"]`` in words (see :mod:`whybox.models`)."""
+        if not hasattr(self.model, "classes_"):
+            return ", ".join(names[j] for j in idx)
+        neg = "negated margin" if self.link == "logit" else "negated"
+        parts = [names[j] + (f" ({neg})" if binary and j == 0 else "") for j in idx]
+        return f"{self._scale()} of class " + ", ".join(parts)
+
+
+def _is_logistic(model: Any) -> bool:
+    """Linear models whose decision function is the log-odds of ``classes_[1]``."""
+    name = type(model).__name__
+    if name in ("LogisticRegression", "LogisticRegressionCV"):
+        return True
+    return name == "SGDClassifier" and getattr(model, "loss", "") in ("log_loss", "log")
 
 
 def _numeric(X: Any) -> np.ndarray:
@@ -185,24 +301,3 @@ def _numeric(X: Any) -> np.ndarray:
             )
         return X.to_numpy(dtype=float)
     return np.asarray(X, dtype=float)
-
-
-def _select(target: Any, names: list[str], classes: Any) -> tuple[list[int], bool]:
-    k = len(names)
-    if target is None:
-        return (list(range(k)), k == 1) if k > 1 else ([0], True)
-    if isinstance(target, str) and target == "all":
-        return list(range(k)), False
-    targets = target if isinstance(target, (list, tuple)) else [target]
-    labels = list(classes) if classes is not None and len(classes) == k else names
-    idx = []
-    for t in targets:
-        if t in labels:
-            idx.append(labels.index(t))
-        elif isinstance(t, (int, np.integer)) and -k <= t < k:
-            idx.append(int(t) % k)
-        else:
-            raise InvalidParameterError(
-                f"unknown target {t!r}: the model's linear outputs are {names}."
-            )
-    return idx, not isinstance(target, (list, tuple))
