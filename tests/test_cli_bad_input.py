@@ -103,6 +103,11 @@ BAD_INPUTS: list[BadInput] = [
         (*_X, "{d}/malformed.csv", "-o", f"{_NEW}/e.whybox"),
         r"data file '.*malformed\.csv' is not a well-formed CSV file \(.*\); every row needs",
     ),
+    BadInput(
+        "failed-run-keeps-existing-out",
+        (*_X, "{d}/malformed.csv", "-o", "{d}/exp.whybox", "--report", "{d}/a_folder"),
+        r"data file '.*malformed\.csv' is not a well-formed CSV",
+    ),
     BadInput("empty-csv", (*_X, "{d}/empty.csv"), r"data file '.*empty\.csv' is empty"),
     BadInput("blank-csv", (*_X, "{d}/blank.csv"), r"data file '.*blank\.csv' is empty"),
     BadInput(
