@@ -72,7 +72,8 @@ class Schema:
         return X.iloc[:, j] if isinstance(X, pd.DataFrame) else np.asarray(X)[:, j]
 
     def encode(self, X: Any, name: str) -> np.ndarray:
-        """Rows (m, p) -> float codes (m, p); unknown categories and NaN are refused."""
+        """Rows (m, p) -> float codes (m, p); a missing numeric value stays NaN (the model
+        decides what it means); unknown or missing categories and infinities are refused."""
         m = len(X)
         Z = np.empty((m, self.p))
         for j in range(self.p):
@@ -87,11 +88,11 @@ class Schema:
                     f"column {self.columns[j]!r} of {name} is numeric in X_train but holds "
                     f"non-numeric values here ({exc}). Pass numbers for it."
                 ) from exc
-            if not np.isfinite(v).all():
+            if np.isinf(v).any():
                 raise InvalidInputError(
-                    f"column {self.columns[j]!r} of {name} has {int((~np.isfinite(v)).sum())} "
-                    "NaN or infinite value(s); counterfactual search needs complete rows. "
-                    "Impute or drop those rows first."
+                    f"column {self.columns[j]!r} of {name} has {int(np.isinf(v).sum())} "
+                    "infinite value(s); counterfactual search needs finite numbers (missing "
+                    "values may be NaN). Replace them first."
                 )
             Z[:, j] = v
         return Z
@@ -329,10 +330,17 @@ def _numeric(values: pd.Series) -> bool:
 
 
 def _numeric_column(s: Schema, j: int, v: np.ndarray) -> None:
-    if not np.isfinite(v).all():
+    if np.isinf(v).any():
         raise InvalidInputError(
-            f"column {s.columns[j]!r} of X_train has {int((~np.isfinite(v)).sum())} NaN or "
-            "infinite value(s); counterfactual search needs complete rows. Impute or drop them."
+            f"column {s.columns[j]!r} of X_train has {int(np.isinf(v).sum())} infinite "
+            "value(s); counterfactual search needs finite numbers (missing values may be "
+            "NaN). Replace them first."
+        )
+    v = v[~np.isnan(v)]  # missing values: the model's business; ranges use the rest
+    if v.size == 0:
+        raise InvalidInputError(
+            f"column {s.columns[j]!r} of X_train has only missing values; it has no range "
+            "to search. Drop the column (and from the model) or fill it."
         )
     dtype = s.dtypes[j]
     s.is_int[j] = getattr(dtype, "kind", "f") in "iu" or bool(np.all(v == np.round(v)))

@@ -28,6 +28,18 @@ zero, e.g. mostly-zero counts; 1 for constant columns); a changed categorical fe
 distance to the 5 nearest training rows; ``lof`` is scikit-learn's local outlier factor of the
 row against the training rows (about 1 for inliers, larger for outliers).
 
+Columns and missing values
+--------------------------
+The model is called with rows like ``X_train``: the user's columns, names and order; the
+model function matches a DataFrame's columns to the model's fitted names on every call (any
+order, LightGBM's renamed columns included), and a query DataFrame is matched to
+``X_train``'s columns by name. Missing numeric values (NaN) follow the model: ranges and
+scales use the values present, rows of ``X_train`` with a missing value are left out of the
+reference rows (seeds and plausibility), and a feature missing in the query stays missing in
+every counterfactual (it is not searched; the model, e.g. XGBoost, LightGBM or
+HistGradientBoosting, decides what a missing value means; a model that refuses NaN raises
+its own error). Missing categories are refused.
+
 References
 ----------
 Wachter, S., Mittelstadt, B. and Russell, C. (2017). Counterfactual explanations without
@@ -56,7 +68,8 @@ import pandas as pd
 
 from .._validation import as_2d_input, check_in, check_int, check_nonempty, check_random_state
 from ..errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
-from ..models import ModelFunction, describe_outputs, is_torch_module, wrap_model
+from ..inspection.partial_dependence import check_unique_columns, is_per_row_target
+from ..models import ModelFunction, describe_outputs, eval_mode, is_torch_module, wrap_model
 from ._cf_schema import Schema, build_schema
 from ._cf_search import (
     Oracle,
@@ -264,8 +277,9 @@ class Counterfactuals:
         budget unless a batch is slower than every earlier one; when the budget binds, the
         result may depend on the machine's speed (otherwise it depends only on
         ``random_state``). Running out is a normal outcome, reported in ``status``.
-    max_reference : int
-        Training rows kept for seeds and plausibility (a seeded sample above this).
+    max_reference : int or None
+        Training rows kept for seeds and plausibility: above this, a seeded sample, with a
+        ``UserWarning`` naming it (ranges and scales always use every row); None keeps all.
     random_state : int or None
         Seed of every random choice.
     """
@@ -284,17 +298,27 @@ class Counterfactuals:
         desired_proba: float | None = None,
         method: str = "auto",
         time_budget: float = 2.0,
-        max_reference: int = 20_000,
+        max_reference: int | None = 20_000,
         random_state: int | None = 0,
     ) -> None:
         check_in("method", method, _METHODS)
+        for what, value in (("target", target), ("desired", desired)):
+            if is_per_row_target(value):
+                raise InvalidParameterError(
+                    f"{what}= is one outcome (a class label or index, or (lo, hi) for a "
+                    f"regressor); got a 1-D {type(value).__name__}. Counterfactuals explain "
+                    "one row at a time: pass each row's desired class to explain(x, desired=)."
+                )
         self.time_budget = _check_budget(time_budget)
-        self.max_reference = check_int("max_reference", max_reference, minimum=2)
+        self.max_reference = (
+            None if max_reference is None else check_int("max_reference", max_reference, minimum=2)
+        )
         check_random_state(random_state)
         self.model, self.method, self.random_state = model, method, random_state
         self.target, self.desired, self.desired_proba = target, desired, desired_proba
         X = as_2d_input(X_train, "X_train")
         check_nonempty(X, "X_train")
+        check_unique_columns(X, "X_train")
         if len(X) < 2:
             raise InvalidInputError(
                 "X_train has 1 row; counterfactual search needs the training (or reference) "
@@ -340,7 +364,25 @@ class Counterfactuals:
         self.model_fn: ModelFunction = wrap_model(model, target="all", X=head)
         rng = check_random_state(random_state)
         Z = schema.encode(X, "X_train")
-        if len(Z) > self.max_reference:
+        complete = ~np.isnan(Z).any(axis=1)
+        if complete.sum() < 2:
+            raise InvalidInputError(
+                f"X_train has {int(complete.sum())} row(s) without a missing value; the "
+                "reference rows (seeds and plausibility) need at least 2 complete rows. Pass "
+                "more rows, or impute the missing values."
+            )
+        Z = Z[complete]
+        if self.max_reference is not None and len(Z) > self.max_reference:
+            import warnings
+
+            warnings.warn(
+                f"X_train has {len(Z)} complete rows; Counterfactuals keeps a seeded sample of "
+                f"max_reference={self.max_reference} of them as reference rows (seeds and "
+                "plausibility; ranges and scales use every row). Pass max_reference=None to "
+                "use them all (slower).",
+                UserWarning,
+                stacklevel=2,
+            )
             Z = Z[np.sort(rng.choice(len(Z), self.max_reference, replace=False))]
         self._Z_ref = Z
         self._out_ref = self._call(Z)
@@ -379,7 +421,7 @@ class Counterfactuals:
         return dist.mean(axis=1), -self._lof.score_samples(E)
 
     # ------------------------------------------------------------------ the query
-    def _space(self, x0: np.ndarray) -> Space:
+    def _space(self, x0: np.ndarray, missing: np.ndarray | None = None) -> Space:
         s = self.schema
         lo, hi = s.lo.copy(), s.hi.copy()
         allowed = {j: a.copy() for j, a in s.allowed.items()}
@@ -397,9 +439,12 @@ class Counterfactuals:
                 lo[j] = max(lo[j], x0[j])
             else:
                 hi[j] = min(hi[j], x0[j])
-        for j in self.immutable:
+        frozen = list(self.immutable)
+        if missing is not None:  # missing in the query: not searched, stays missing
+            frozen += [j for j in np.flatnonzero(missing) if j not in frozen]
+        for j in frozen:
             name = s.columns[j]
-            if j in self.ranges:
+            if j in self.ranges and (missing is None or not missing[j]):
                 r = self.ranges[j]
                 inside = (
                     bool(r[int(x0[j])])
@@ -464,9 +509,23 @@ class Counterfactuals:
         deadline = t0 + 0.95 * budget  # the rest is for the metrics of the rows found
         s = self.schema
         q = self._query(x)
-        x0 = s.encode(q, "x")[0]
-        space = self._space(x0)
-        out_q = self._call(x0[None, :])
+        x_query = s.encode(q, "x")[0]
+        missing = np.isnan(x_query)
+        # a missing value is not searched: the search sees a placeholder (the training
+        # median) that never changes, and the model sees NaN there on every call
+        x0 = np.where(missing, s.center, x_query)
+        if missing.any() and self.method == "gradient":
+            raise InvalidParameterError(
+                f"method='gradient' needs a complete query, but x has missing values in "
+                f"{[s.columns[j] for j in np.flatnonzero(missing)]}. Use method='search' "
+                "(missing values stay missing) or fill them."
+            )
+        space = self._space(x0, missing)
+
+        def call(Z: np.ndarray) -> np.ndarray:
+            return self._call(_with_missing(Z, missing))
+
+        out_q = call(x0[None, :])
         outcome = self._outcome(
             out_q,
             self.desired if desired is None else desired,
@@ -476,15 +535,19 @@ class Counterfactuals:
         rng = check_random_state(self.random_state)
 
         def evaluate(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            o = self._call(Z)
+            o = call(Z)
             return outcome.margin(o), outcome.value(o)
 
         oracle = Oracle(evaluate, deadline, strict)
         seeds = self._seeds(space, outcome, strict)
         already = bool(oracle.valid(outcome.margin(out_q))[0])
-        use_gradient = not already and (
-            self.method == "gradient"
-            or (self.method == "auto" and is_torch_module(self.model) and not s.is_cat.any())
+        use_gradient = (
+            not already
+            and not missing.any()
+            and (
+                self.method == "gradient"
+                or (self.method == "auto" and is_torch_module(self.model) and not s.is_cat.any())
+            )
         )
         method = "search"
         pool = None
@@ -492,9 +555,9 @@ class Counterfactuals:
             starts = gradient_starts(space, seeds, n, rng)
             # the gradient gets 60% of the time left, the evaluation and refinement the rest
             g_deadline = time.perf_counter() + 0.6 * (deadline - time.perf_counter())
-            G = space.project(
-                run_gradient(self.model, space, starts, outcome.torch_margin, g_deadline)
-            )
+            with eval_mode(self.model):  # CONTRACT §6: eval mode, restored afterwards
+                G = run_gradient(self.model, space, starts, outcome.torch_margin, g_deadline)
+            G = space.project(G)
             m, v = oracle(G)
             ok = oracle.valid(m)
             pool = Pool(space.p)
@@ -506,8 +569,8 @@ class Counterfactuals:
         res = run_search(space, oracle, seeds, n, rng, pool=pool, explore=explore)
         Zc = res.Z
         plaus, lof = self._plausibility(Zc)
-        frame = s.to_frame(s.decode(Zc))
-        qf = s.to_frame(s.decode(x0[None, :]))  # the query with the dtypes of X_train
+        frame = s.to_frame(s.decode(_with_missing(Zc, missing)))
+        qf = s.to_frame(s.decode(x_query[None, :]))  # the query with the dtypes of X_train
         return CounterfactualResult(
             query=qf,
             counterfactuals=frame,
@@ -566,6 +629,15 @@ class Counterfactuals:
         )
 
 
+def _with_missing(Z: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """``Z`` with the query's missing features set back to NaN (a copy when any)."""
+    if not missing.any():
+        return Z
+    Z = np.array(Z, dtype=float, copy=True)
+    Z[:, missing] = np.nan
+    return Z
+
+
 # ------------------------------------------------------------------------ desired outcome
 def _is_interval(d: Any) -> bool:
     return isinstance(d, (tuple, list)) and len(d) == 2
@@ -595,10 +667,13 @@ def _class_index(d: Any, labels: list[Any], what: str) -> int:
             f"class to reach, one of {labels}. Use desired_proba= for a probability threshold."
         )
     j = _match_label(d, labels)
+    if j is None and isinstance(d, numbers.Integral) and not isinstance(d, (bool, np.bool_)):
+        if -len(labels) <= int(d) < len(labels):  # not a label: an index (CONTRACT §1)
+            j = int(d) % len(labels)
     if j is None:
         raise InvalidParameterError(
             f"desired={d!r} is not a {what} of this model: its {what}es are {labels}. Pass one "
-            "of these as desired= (or target=)."
+            "of these (or its index, or the string of a label) as desired= (or target=)."
         )
     return j
 
