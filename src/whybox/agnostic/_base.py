@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import numpy as np
@@ -73,17 +73,6 @@ ROUNDING = 1e-9
 def _row_fn(fn: ModelFunction, i: int) -> ModelFunction:
     """The model function that row ``i`` is explained with (its own target, if any)."""
     return fn.for_row(i) if fn.per_row else fn
-
-
-@contextmanager
-def _model_in_eval_mode(model: Any) -> Iterator[None]:
-    """A torch module in eval mode for the whole explanation (one warning if it was
-    training), every submodule's mode restored afterwards; anything else untouched."""
-    if not is_torch_module(model):
-        yield
-        return
-    with eval_mode(model):
-        yield
 
 
 class TabularGameExplainer(Explainer):
@@ -218,6 +207,14 @@ class TabularGameExplainer(Explainer):
     def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
 
+    def _reorder(self, values: np.ndarray, order: list[int] | None) -> np.ndarray:
+        """Per-row values (n, P, ...) with their players in ``order`` (None: as they are)."""
+        return values if order is None else values[:, order]
+
+    def _reorder_info(self, info: dict[str, Any], order: list[int] | None) -> dict[str, Any]:
+        """A row's ``info`` with its per-player entries in ``order`` (None: as it is)."""
+        return info
+
     # keywords -------------------------------------------------------------------------
     def _check_keywords(self, kwargs: Mapping[str, Any]) -> None:
         """Refuse keywords ``.explain`` does not read (see :func:`check_keywords`)."""
@@ -283,7 +280,9 @@ class TabularGameExplainer(Explainer):
         options: dict[str, Any],
     ) -> Explanation:
         """Explain ``X`` with the method's ``options`` (checked keywords of ``.explain``)."""
-        with _model_in_eval_mode(self.model):
+        # a torch module in eval mode for the whole explanation (one warning if it was
+        # training); every submodule's mode restored afterwards, also after an error
+        with eval_mode(self.model) if is_torch_module(self.model) else nullcontext():
             if isinstance(self.background, ImageMasker):
                 exp = self._explain_images(
                     X, target=target, link=link, progress=progress, **options
@@ -342,12 +341,18 @@ class TabularGameExplainer(Explainer):
         X = masker.check_compatible(X, allow_nan=self.allow_nan)
         players, _ = group_matrix(masker.feature_names, self.groups)
         self._check_players(len(players), **kwargs)
-        rows = self._map_rows(_RowTask(self, fn, masker, X, kwargs), n, progress)
-        infos = [r[3] for r in rows]
-        values = np.stack([r[0] for r in rows])  # (n, P, k)
+        # rows are explained with their columns in the model's order, so that sampled
+        # estimates, whose draws follow the players' positions and the row's content, do not
+        # depend on the caller's column order; values come back in the caller's order
+        Xc, masker_c, back = _in_model_order(X, masker, fn, self.groups, players)
+        rows = self._map_rows(_RowTask(self, fn, masker_c, Xc, kwargs), n, progress)
+        infos = [self._reorder_info(r[3], back) for r in rows]
+        values = self._reorder(np.stack([r[0] for r in rows]), back)  # (n, P, k)
         base_values = np.stack([r[1] for r in rows])  # (n, k)
         stds = [r[2] for r in rows]
-        std = None if any(s is None for s in stds) else np.stack(stds)  # type: ignore[arg-type]
+        std = (
+            None if any(s is None for s in stds) else self._reorder(np.stack(stds), back)  # type: ignore[arg-type]
+        )
         predictions = fn.row_outputs(X)[:, None] if fn.per_row else fn(X)
         params = {
             **self._output_params(fn),
@@ -540,6 +545,23 @@ class TabularGameExplainer(Explainer):
         state = self.__dict__.copy()
         state["client"] = None
         return state
+
+
+def _in_model_order(
+    X: Any, masker: Masker, fn: ModelFunction, groups: Any, players: list[str]
+) -> tuple[Any, Masker, list[int] | None]:
+    """X and the masker with their columns in the order the model was fitted on, and the
+    positions of the caller's players among the reordered ones (None when nothing moves: an
+    array, a model that knows no feature names, or columns already in its order)."""
+    if not isinstance(X, pd.DataFrame) or fn.feature_names_in is None:
+        return X, masker, None
+    names = [str(c) for c in X.columns]
+    order, _ = fn._column_order(names)  # the model's columns among X's, LightGBM's renaming too
+    if order == list(range(len(names))):
+        return X, masker, None
+    Xc = X.iloc[:, order]
+    canon, _ = group_matrix([names[j] for j in order], groups)
+    return Xc, masker.aligned_to(Xc), [canon.index(p) for p in players]
 
 
 def _with_targets(meta: dict[str, Any], fn: ModelFunction) -> dict[str, Any]:

@@ -74,6 +74,9 @@ class ShapleyInteractions(TabularGameExplainer):
         Phi, std, v0, info = sampled_interactions(game, rng, budget=budget)
         return Phi, v0, std, {"exact": False, **info}
 
+    def _reorder(self, values: np.ndarray, order: list[int] | None) -> np.ndarray:
+        return values if order is None else values[:, order][:, :, order]
+
     def _value_names(self, players: list[str]) -> list[str]:
         return [f"{a} × {b}" for a in players for b in players]
 

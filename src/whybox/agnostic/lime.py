@@ -166,6 +166,7 @@ class Lime(TabularGameExplainer):
                 )
         self.categorical_features = cats
         self._space: tuple[Masker, InterpretableSpace] | None = None
+        self._categorical_names: set[str] = set()
         self._width = self.kernel_width
 
     def explain(  # type: ignore[override]
@@ -194,6 +195,8 @@ class Lime(TabularGameExplainer):
 
     def _masker(self, X: Any, fn: ModelFunction) -> Masker:
         masker = super()._masker(X, fn)
+        # positions refer to the caller's columns: resolved to names before rows are explained
+        self._categorical_names = self._resolve_categorical(list(masker.feature_names))
         self._space = (masker, self._build_space(masker))
         return masker
 
@@ -204,7 +207,13 @@ class Lime(TabularGameExplainer):
                 f"background has {masker.n_rows} row (a Baseline?): every sample would be the "
                 "same. Pass training rows as background (lime's training_data)."
             )
-        names, cats = list(masker.feature_names), set()
+        names = list(masker.feature_names)
+        cats = {names.index(c) for c in self._categorical_names}
+        return InterpretableSpace(masker, self.discretize, cats)
+
+    def _resolve_categorical(self, names: list[str]) -> set[str]:
+        """The names of ``categorical_features`` (positions in ``names``), checked."""
+        cats = set()
         for c in self.categorical_features:
             if isinstance(c, str) and c not in names:
                 raise InvalidParameterError(
@@ -215,8 +224,13 @@ class Lime(TabularGameExplainer):
                     f"categorical_features has position {c}, but X has {len(names)} columns "
                     f"(positions 0..{len(names) - 1})."
                 )
-            cats.add(names.index(c) if isinstance(c, str) else int(c) % len(names))
-        return InterpretableSpace(masker, self.discretize, cats)
+            cats.add(c if isinstance(c, str) else names[int(c) % len(names)])
+        return cats
+
+    def _reorder_info(self, info: dict[str, Any], order: list[int] | None) -> dict[str, Any]:
+        if order is None:
+            return info
+        return {**info, "conditions": [info["conditions"][j] for j in order]}
 
     def _check_players(self, n_players: int, **kwargs: Any) -> None:
         budget = kwargs["budget"]
