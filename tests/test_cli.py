@@ -132,6 +132,8 @@ def test_csv_output_and_report(linear_files):
             str(tmp / "model.joblib"),
             str(tmp / "rows.csv"),
             "--trust-model",
+            "--background",
+            str(tmp / "bg.csv"),
             "--out",
             str(tmp / "v.csv"),
             "--report",

@@ -452,9 +452,8 @@ def explain(
         "--background",
         "-b",
         help="Rows that stand for the data (CSV/Parquet), e.g. a sample of the training rows: "
-        "what an absent feature is replaced with, used whole. Model-agnostic methods (exact, "
-        "kernel, permutation, lime) need it; TreeSHAP on a tree model's raw output does not. "
-        "The explained rows are never used in its place.",
+        "what an absent feature is replaced with, used whole. Every method needs it except "
+        "TreeSHAP on a tree model's raw output; the explained rows never stand in for it.",
     ),
     out: Path = typer.Option(
         Path("explanation.whybox"),
