@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._validation import as_2d_input, check_nonempty
-from .errors import InvalidParameterError
+from ._validation import as_2d_input, check_keywords, check_nonempty
+from .errors import InvalidParameterError, WhyboxError
 from .explainer import Explainer
 from .explanation import Explanation
 from .games.game import group_matrix
+from .models import model_type_name
 
 __all__ = ["available_methods", "explain", "get_method", "register_method"]
 
@@ -124,9 +125,27 @@ register_method("kernel", _kernel)
 
 
 def resolve_method(
-    model: Any, X: Any, groups: Any = None, background: Any = None
+    model: Any,
+    X: Any,
+    groups: Any = None,
+    background: Any = None,
+    link: str = "identity",
 ) -> tuple[str, str]:
-    """Choose a method for ``method="auto"``: returns (name, reason)."""
+    """Choose a method for ``method="auto"``: returns (name, reason).
+
+    The fastest method that is EXACT for the output ``link`` selects (see
+    :mod:`whybox.models`): TreeShap for the raw output of a tree ensemble (the probability
+    of a random forest classifier, the log-odds of a boosted binary classifier with
+    ``link="logit"``, a regressor's prediction), LinearShap for the decision function /
+    log-odds of a linear model; otherwise ExactShap (at most 16 players) or KernelShap (with
+    standard errors) over the background.
+
+    Raises
+    ------
+    InvalidParameterError
+        When no fast exact method exists for the output and no background was given: the
+        message names both remedies (``background=``, or the link for which one exists).
+    """
     from .games.image import ImageMasker
     from .models import is_torch_module
 
@@ -140,9 +159,14 @@ def resolve_method(
             )
         return "kernel", "images with an ImageMasker: KernelSHAP over the segments"
     if is_torch_module(model):
+        n_bg = _n_background_rows(background)
+        if n_bg > 1:
+            return "expected_gradients", (
+                f"torch module with a background of {n_bg} rows: Expected Gradients over it"
+            )
         return "integrated_gradients", (
-            "torch module: Integrated Gradients (Expected Gradients over a background of "
-            "several rows)"
+            "torch module: Integrated Gradients from "
+            + ("the zero baseline" if background is None else "the given baseline")
         )
     X = as_2d_input(X)
     check_nonempty(X)
@@ -152,21 +176,160 @@ def resolve_method(
         else [f"x{j}" for j in range(X.shape[1])]
     )
     players, _ = group_matrix(names, groups)
-    from .linear.shap import is_linear_model
-    from .trees.treeshap import is_tree_model
-
-    if is_tree_model(model) and not groups:
-        return "tree", "tree ensemble: exact TreeSHAP of its raw output"
-    if is_linear_model(model) and not groups:
-        return "linear", "linear model: exact SHAP values from its coefficients"
+    fast, why_not, remedy = _fast_exact(model, link, groups)
+    if fast is not None:
+        return fast
+    if background is None:
+        raise InvalidParameterError(
+            f"{why_not}, and the model-agnostic methods that would explain it exactly or with "
+            "standard errors need background= rows that stand for the data (e.g. "
+            "background=X_train.sample(100, random_state=0)) or background=wb.Baseline(...)"
+            + (f"; or {remedy}" if remedy else "")
+            + "."
+        )
     if len(players) <= AUTO_EXACT_MAX_PLAYERS:
         return "exact", (
-            f"{len(players)} players <= {AUTO_EXACT_MAX_PLAYERS}: exact interventional Shapley "
-            "values over all coalitions"
+            f"{why_not}: ExactShap over the background ({len(players)} players <= "
+            f"{AUTO_EXACT_MAX_PLAYERS}: every coalition)" + (f"; {remedy}" if remedy else "")
         )
     return "kernel", (
-        f"{len(players)} players > {AUTO_EXACT_MAX_PLAYERS}: KernelSHAP with standard errors"
+        f"{why_not}: KernelSHAP over the background with standard errors ({len(players)} "
+        f"players > {AUTO_EXACT_MAX_PLAYERS})" + (f"; {remedy}" if remedy else "")
     )
+
+
+def _n_background_rows(background: Any) -> int:
+    if background is None or isinstance(background, (int, float)):
+        return 0
+    return int(getattr(background, "shape", (1,))[0]) if hasattr(background, "shape") else 1
+
+
+def _fast_exact(
+    model: Any, link: str, groups: Any
+) -> tuple[tuple[str, str] | None, str, str | None]:
+    """((name, reason) of a fast exact method, or None; why there is none; the remedy)."""
+    from .linear.shap import _is_logistic, is_linear_model
+    from .models import wrap_model
+    from .trees.treeshap import is_tree_model
+
+    fn = wrap_model(model, link=link, X=None) if _known_outputs(model) else None
+    output = fn.output_description if fn is not None else "this output"
+    if groups:
+        return None, f"feature groups ({output})", None
+    if is_tree_model(model):
+        from .trees.parse import parse_tree_model
+
+        e = parse_tree_model(model)
+        is_clf = hasattr(model, "classes_") or (fn is not None and fn.kind == "probability")
+        binary_logistic = e.n_outputs == 1 and e.link == "logistic"
+        if type(model).__name__ == "IsolationForest":
+            return (
+                ("tree", "tree ensemble: exact TreeSHAP of its raw output (average path length)"),
+                "",
+                None,
+            )
+        if link == "logit":
+            if is_clf and binary_logistic:
+                return (
+                    (
+                        "tree",
+                        f"boosted binary classifier: exact TreeSHAP of its margin, the "
+                        f"log-odds ({output})",
+                    ),
+                    "",
+                    None,
+                )
+            return (
+                None,
+                (
+                    f"the log-odds of {type(model).__name__}'s probability is not additive over "
+                    f"its trees ({output})"
+                ),
+                None,
+            )
+        if not is_clf and e.link == "identity" and not e.raw_output.startswith("probability"):
+            return ("tree", f"tree ensemble: exact TreeSHAP of its prediction ({output})"), "", None
+        if is_clf and e.raw_output.startswith("probability"):
+            return (
+                (
+                    "tree",
+                    f"tree ensemble averaging class fractions: exact TreeSHAP of its "
+                    f"probability ({output})",
+                ),
+                "",
+                None,
+            )
+        if is_clf:
+            return (
+                None,
+                (f"the probability of a boosted ensemble is not additive over trees ({output})"),
+                (
+                    "pass link='logit' for exact TreeSHAP of the log-odds"
+                    if binary_logistic
+                    else None
+                ),
+            )
+        return (
+            None,
+            (
+                f"the prediction of {type(model).__name__} ({e.raw_output} through a {e.link} link) "
+                f"is not additive over trees ({output})"
+            ),
+            None,
+        )
+    if is_linear_model(model):
+        classes = getattr(model, "classes_", None)
+        logistic = _is_logistic(model)
+        if classes is None and link == "identity":
+            return (
+                ("linear", f"linear model: exact SHAP values from its coefficients ({output})"),
+                "",
+                None,
+            )
+        if classes is not None and logistic and link == "logit" and len(classes) == 2:
+            return (
+                (
+                    "linear",
+                    f"logistic regression: exact SHAP values of its decision "
+                    f"function, the log-odds ({output})",
+                ),
+                "",
+                None,
+            )
+        if classes is not None and not hasattr(model, "predict_proba") and link == "identity":
+            return (
+                (
+                    "linear",
+                    f"linear classifier: exact SHAP values of its decision function ({output})",
+                ),
+                "",
+                None,
+            )
+        if logistic and link == "identity":
+            return (
+                None,
+                (
+                    f"the probability of a logistic regression is not linear in the features "
+                    f"({output})"
+                ),
+                (
+                    "pass link='logit' for exact LinearShap of the log-odds"
+                    if classes is not None and len(classes) == 2
+                    else None
+                ),
+            )
+        return None, f"{output} of this linear model is not its linear output", None
+    return None, f"no fast exact method for {model_type_name(model)} ({output})", None
+
+
+def _known_outputs(model: Any) -> bool:
+    """Models whose outputs wrap_model knows without a call (not torch / callables)."""
+    from .models import describe_outputs
+
+    try:
+        return describe_outputs(model) is not None or hasattr(model, "predict")
+    except WhyboxError:
+        return False
 
 
 _GRADIENT_METHODS = ("integrated_gradients", "expected_gradients")
@@ -210,10 +373,12 @@ def _explain_torch(
             raise InvalidParameterError(
                 "method='expected_gradients' needs background= rows to integrate from."
             )
+        _check_constructor_keywords(ExpectedGradients, kwargs)
         explainer = ExpectedGradients(model, background, random_state=random_state, **kwargs)
         return explainer.explain(X, target=target)
     extra = {"tolerance": tolerance} if tolerance is not None else {}
     baseline = 0 if background is None else background
+    _check_constructor_keywords(IntegratedGradients, kwargs)
     explainer = IntegratedGradients(model, random_state=random_state, **kwargs)
     return explainer.explain(X, target=target, baseline=baseline, **extra)
 
@@ -242,12 +407,18 @@ def explain(
         Rows to explain.
     method : str
         ``"auto"`` or a registered name (see :func:`available_methods`).
-    background : DataFrame or array, optional
-        Reference rows for absent features; defaults to a sample of ``X``.
+    background : DataFrame, array or masker, optional
+        Rows that stand for the data (absent features take their values), used whole. A
+        model-agnostic method needs one (the explained rows never stand in); TreeShap
+        without one is path-dependent.
     target : optional
-        Output(s) to explain (class label or index, list, or ``"all"``).
+        Output(s) to explain: class label or index, list, ``"all"``, or a 1-D array / tensor
+        / Series with one target per row (see :mod:`whybox.models`).
     link : {"identity", "logit"}
-        Output scale.
+        The output explained (one rule for every model type, see :mod:`whybox.models`):
+        ``"identity"`` the class probability (the decision function of classifiers without
+        probabilities, the prediction of regressors, the raw output of torch modules and
+        callables); ``"logit"`` the log-odds of the class probability.
     random_state : int or None
         Seed of every random choice.
     progress : callable(done, total), optional
@@ -256,7 +427,8 @@ def explain(
         For sampling methods: coalitions (or samples) per row, and the standard error at
         which to stop early.
     **kwargs
-        Passed to the explainer's constructor (e.g. ``groups=``, ``max_background=``).
+        Passed to the chosen explainer's constructor (e.g. ``groups=``, ``max_background=``);
+        a keyword it does not take is refused, naming the closest one.
 
     Returns
     -------
@@ -265,14 +437,18 @@ def explain(
 
     Notes
     -----
-    ``method="auto"`` picks TreeShap for tree ensembles, LinearShap for linear models, an
-    explainable boosting machine's own exact terms (``"ebm"``),
-    Integrated Gradients for torch modules (Expected Gradients when ``background`` has several
-    rows), ExactShap or KernelShap over image segments when ``background`` is an
-    :class:`~whybox.games.image.ImageMasker`, ExactShap up to 16 players and KernelShap above.
+    ``method="auto"`` picks the fastest method that is exact for the output ``link`` selects
+    (:func:`resolve_method`): TreeShap for a tree ensemble's raw output (a forest's
+    probability, a boosted binary classifier's log-odds with ``link="logit"``, a regressor's
+    prediction), LinearShap for a linear model's decision function / log-odds, an
+    explainable boosting machine's own exact terms (``"ebm"``), Integrated Gradients for
+    torch modules (Expected Gradients when ``background`` has several rows), ExactShap or
+    KernelShap over image segments when ``background`` is an
+    :class:`~whybox.games.image.ImageMasker`; otherwise ExactShap up to 16 players and
+    KernelShap above, over the background. ``params["method_selection"]`` says why.
     """
     if method == "auto":
-        name, reason = resolve_method(model, X, kwargs.get("groups"), background)
+        name, reason = resolve_method(model, X, kwargs.get("groups"), background, link)
     else:
         name, reason = method, "requested"
     if name == "ebm":
@@ -281,6 +457,7 @@ def explain(
                 f"method='ebm' needs a fitted whybox ExplainableBoostingClassifier or "
                 f"Regressor, got {type(model).__name__}."
             )
+        check_keywords(kwargs, (), where="wb.explain")
         exp = _explain_ebm(model, X, target)
         exp.params["method_selection"] = f"{method} -> ebm: {reason}"
         return exp
@@ -289,8 +466,41 @@ def explain(
         exp.params["method_selection"] = f"{method} -> {exp.method}: {reason}"
         return exp
     cls = get_method(name)
+    _check_constructor_keywords(cls, kwargs)
     explainer = cls(model, background, link=link, random_state=random_state, **kwargs)
     extra = {k: v for k, v in (("budget", budget), ("tolerance", tolerance)) if v is not None}
     exp = explainer.explain(X, target=target, progress=progress, **extra)
     exp.params["method_selection"] = f"{method} -> {name}: {reason}"
     return exp
+
+
+#: wb.explain's own keywords: never passed on as constructor keywords
+_EXPLAIN_KEYWORDS = ("model", "background", "link", "random_state", "self")
+
+
+def _check_constructor_keywords(cls: type, kwargs: dict[str, Any]) -> None:
+    """Refuse a keyword the chosen explainer's constructor does not take, naming the
+    closest (wb.explain passes its **kwargs to the constructor)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return
+    params = sig.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    allowed = [p.name for p in params if p.name not in _EXPLAIN_KEYWORDS]
+    check_keywords(
+        kwargs,
+        allowed,
+        where="wb.explain",
+        spellings={
+            "model_output": (
+                "wb.explain's link= ('identity': the probability; 'logit': the log-odds), or "
+                "wb.TreeShap(model, model_output=...) directly"
+            ),
+        }
+        if "model_output" not in allowed
+        else None,
+    )

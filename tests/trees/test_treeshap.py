@@ -220,11 +220,23 @@ def test_hist_gradient_boosting_categories_and_nans_against_brute_force_shapley(
 
 
 def test_auto_picks_tree_and_records_output():
+    # CONTRACT 5 (behaviour change): link='identity' is the probability for every
+    # classifier, which is not additive over boosted trees -- without a background there is
+    # no exact method for it; link='logit' is the margin, exact with TreeSHAP
     X, _, yb, _ = make_data()
     model = xgb.XGBClassifier(n_estimators=10, max_depth=3).fit(X, yb)
-    exp = wb.explain(model, X.iloc[:5])
+    with pytest.raises(InvalidParameterError, match=r"background=.*link='logit'"):
+        wb.explain(model, X.iloc[:5])
+    exp = wb.explain(model, X.iloc[:5], link="logit")
     assert exp.method == "tree"
-    assert "margin" in exp.params["output"] or "log-odds" in exp.params["output"]
+    assert exp.params["output"] == "log-odds of class 1"
+    assert exp.params["method_selection"].startswith("auto -> tree")
+    contribs = model.get_booster().predict(xgb.DMatrix(X.iloc[:5]), pred_contribs=True)
+    np.testing.assert_allclose(exp.values, contribs[:, :-1], atol=1e-5)
+    prob = wb.explain(model, X.iloc[:5], background=X.iloc[100:130])
+    assert prob.method == "exact" and prob.params["output"] == "probability of class 1"
+    assert "not additive over trees" in prob.params["method_selection"]
+    np.testing.assert_allclose(prob.predictions, model.predict_proba(X.iloc[:5])[:, 1], atol=1e-7)
 
 
 def test_bad_inputs():
