@@ -215,8 +215,8 @@ def test_permutation_importance_target_class_0(hgb, cancer):
 
 def test_global_importance_of_a_reordered_explanation(hgb, cancer):
     X, _ = cancer
-    a = wb.global_importance(wb.explain(hgb, X.iloc[:40]), n_bootstrap=0)
-    b = wb.global_importance(wb.explain(hgb, _reversed(X).iloc[:40]), n_bootstrap=0)
+    a = wb.global_importance(wb.explain(hgb, X.iloc[:40], link="logit"), n_bootstrap=0)
+    b = wb.global_importance(wb.explain(hgb, _reversed(X).iloc[:40], link="logit"), n_bootstrap=0)
     assert b.feature_names == list(X.columns[::-1])
     per_name = dict(zip(a.feature_names, a.importances_mean, strict=True))
     np.testing.assert_allclose(
