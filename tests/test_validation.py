@@ -163,6 +163,17 @@ def test_as_2d_input_shapes():
         as_2d_input([[1.0, 2.0], [3.0]])
 
 
+def test_as_2d_input_refuses_repeated_column_names():
+    # pandas itself returns a DataFrame for df["a"] here, which broke the maskers (issue 13)
+    df = pd.DataFrame([[1.0, 2.0, 3.0, 4.0]], columns=["a", "b", "a", 1])
+    df = pd.concat([df, df.iloc[:, [3]].set_axis(["1"], axis=1)], axis=1)
+    with pytest.raises(InvalidInputError) as info:
+        as_2d_input(df, name="background")
+    msg = str(info.value)
+    assert msg.startswith("background has duplicated column names: ['1', 'a']")
+    assert "columns.duplicated()" in msg  # what to do
+
+
 def test_feature_names_of():
     assert feature_names_of(pd.DataFrame({"b": [1], 3: [2]})) == ["b", "3"]
     assert feature_names_of(np.zeros((2, 3))) == ["x0", "x1", "x2"]
