@@ -197,7 +197,7 @@ def test_wb_explain_without_background_no_longer_returns_zeros():
     data = load_wine(as_frame=True)
     X = data.data.iloc[:, :4]
     svr = SVR().fit(X, data.target)
-    with pytest.raises(InvalidParameterError, match="needs background="):
+    with pytest.raises(InvalidParameterError, match=r"needs? background="):
         wb.explain(svr, X.iloc[[0]])
 
 

@@ -280,6 +280,14 @@ class TabularGameExplainer(Explainer):
         options: dict[str, Any],
     ) -> Explanation:
         """Explain ``X`` with the method's ``options`` (checked keywords of ``.explain``)."""
+        if self.background is None:
+            raise InvalidParameterError(
+                f"{type(self).__name__} needs background= rows that stand for the data (e.g. "
+                "background=X_train.sample(100, random_state=0)) or "
+                "background=wb.Baseline(...) for a fixed reference; for images, "
+                "background=wb.ImageMasker(...). The explained rows are never used in their "
+                "place: with one row every value would be 0."
+            )
         # a torch module in eval mode for the whole explanation (one warning if it was
         # training); every submodule's mode restored afterwards, also after an error
         with eval_mode(self.model) if is_torch_module(self.model) else nullcontext():
@@ -295,14 +303,6 @@ class TabularGameExplainer(Explainer):
     # tabular --------------------------------------------------------------------------
     def _masker(self, X: Any, fn: ModelFunction) -> Masker:
         bg = self.background
-        if bg is None:
-            raise InvalidParameterError(
-                f"{type(self).__name__} needs background= rows that stand for the data (e.g. "
-                "background=X_train.sample(100, random_state=0)) or "
-                "background=wb.Baseline(...) for a fixed reference; for images, "
-                "background=wb.ImageMasker(...). The explained rows are never used in their "
-                "place: with one row every value would be 0."
-            )
         if isinstance(bg, Baseline):
             return bg.bound(X).aligned_to(X)
         if isinstance(bg, Masker) and not isinstance(bg, Independent):
