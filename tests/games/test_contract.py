@@ -193,6 +193,13 @@ def test_no_background_is_an_error_with_the_advice(name):
     assert "wb.Baseline(" in msg
 
 
+def test_images_without_a_masker_get_the_advice():
+    f = lambda Z: np.asarray(Z, dtype=float).reshape(len(Z), -1).sum(axis=1)  # noqa: E731
+    images = np.zeros((2, 1, 4, 4))
+    with pytest.raises(InvalidParameterError, match=r"wb\.ImageMasker\("):
+        wb.KernelShap(f).explain(images, budget=16)
+
+
 def test_wb_explain_without_background_no_longer_returns_zeros():
     data = load_wine(as_frame=True)
     X = data.data.iloc[:, :4]
