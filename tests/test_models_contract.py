@@ -49,6 +49,9 @@ def test_per_row_targets_select_one_output_per_row(binary_data):
         fn = wb.wrap_model(model, target=target, n_rows=6)
         assert fn.row_targets == t.tolist()
         assert fn.row_target_names == [str(v) for v in t]
+        assert (
+            fn.output_description == "probability of each row's target class (per-example targets)"
+        )
         np.testing.assert_allclose(fn.row_outputs(X[:6]), proba[np.arange(6), t], **EXACT)
         for i in range(6):
             one = fn.for_row(i)

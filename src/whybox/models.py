@@ -169,7 +169,7 @@ class ModelFunction:
     _transform: str = field(default="none", repr=False)
     #: all output names (str), for per-output descriptions
     _all_names: list[str] = field(default_factory=list, repr=False)
-    _describe: Callable[[list[int]], str] | None = field(default=None, repr=False)
+    _describe: Callable[..., str] | None = field(default=None, repr=False)
     _rename: Callable[[Any], str] | None = field(default=None, repr=False)
     _orders: dict[tuple[str, ...], tuple[list[int], bool]] = field(default_factory=dict, repr=False)
 
@@ -454,32 +454,38 @@ def _probe_outputs(raw: _Raw, X_example: Any, align: Callable[[Any], Any]) -> in
     return 1 if out.ndim <= 1 else int(np.prod(out.shape[1:]))
 
 
-def _describer(raw: _Raw, names: list[str], link: str, margin: bool) -> Callable[[list[int]], str]:
+def _describer(raw: _Raw, names: list[str], link: str, margin: bool) -> Callable[..., str]:
     """``indices -> output_description`` (see the module docstring)."""
     binary = raw.is_classifier and len(names) == 2
 
     def label(j: int, negated: str) -> str:
         return names[j] + (f" ({negated})" if j == 0 and binary and negated else "")
 
-    def describe(idx: list[int]) -> str:
+    def describe(idx: list[int], per_row: bool = False) -> str:
+        cls = "each row's target class" if per_row else None
+        out = "each row's target output" if per_row else None
         if raw.kind == "probability":
             if link == "logit" and margin:
-                return "log-odds of class " + ", ".join(label(j, "negated margin") for j in idx)
+                return "log-odds of " + (
+                    cls or "class " + ", ".join(label(j, "negated margin") for j in idx)
+                )
             if link == "logit":
                 return (
-                    "log-odds of class "
-                    + ", ".join(names[j] for j in idx)
+                    "log-odds of "
+                    + (cls or "class " + ", ".join(names[j] for j in idx))
                     + " (logit of the probability)"
                 )
-            return "probability of class " + ", ".join(names[j] for j in idx)
+            return "probability of " + (cls or "class " + ", ".join(names[j] for j in idx))
         if raw.kind == "decision":
             neg = "negated" if raw.binary_margin else ""
-            return "decision function of class " + ", ".join(label(j, neg) for j in idx)
+            return "decision function of " + (
+                cls or "class " + ", ".join(label(j, neg) for j in idx)
+            )
         if raw.kind == "regression":
-            return ", ".join(names[j] for j in idx)
+            return out or ", ".join(names[j] for j in idx)
         if link == "logit":
-            return "logit of " + ", ".join(names[j] for j in idx)
-        return ", ".join(names[j] for j in idx) + " (raw model output)"
+            return "logit of " + (out or ", ".join(names[j] for j in idx))
+        return (out or ", ".join(names[j] for j in idx)) + " (raw model output)"
 
     return describe
 
@@ -592,12 +598,7 @@ def wrap_model(
     if sel.row_targets is not None:
         indices = list(range(k))
         out_names = names
-        desc = describe([sel.row_targets[0]]).replace(
-            names[sel.row_targets[0]], "each row's target", 1
-        )
-        if raw.binary_margin or margin:
-            desc = desc.split(" (negated")[0]
-        desc += f" ({PER_ROW_NAME}s)"
+        desc = describe([], per_row=True) + f" ({PER_ROW_NAME}s)"
         single = False
     else:
         indices, single = sel.indices, sel.single
