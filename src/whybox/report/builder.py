@@ -395,7 +395,8 @@ def report(
     if exp.is_tabular:
         rep.add(importance_section(exp, max_display, random_state))
         single = exp if not exp.multi_output else exp[:, :, 0]
-        top = [str(f) for f in single.top(min(top_features, len(single.feature_names))).index]
+        n_top = min(top_features, len(single.feature_names))
+        top = [str(f) for f in single.top(n_top).index] if n_top else []
         effects = effects_section(exp, top, model=model, X=X, random_state=random_state)
         if effects is not None:
             rep.add(effects)
