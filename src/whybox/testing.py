@@ -174,13 +174,15 @@ def check_explainer(
     explain_kwargs : dict, optional
         Passed to every ``.explain`` (the checks that set ``target=`` replace it).
     efficiency_atol, efficiency_rtol : float
-        Largest completeness gap allowed for methods without standard errors:
-        ``efficiency_atol + efficiency_rtol * scale``, scale being the contract's output
-        scale (std of the predictions over the rows; max |prediction| for one row). A larger
-        gap passes only if the explainer warned (UserWarning) about it with the figure.
+        Largest completeness gap allowed: ``efficiency_atol + efficiency_rtol * scale``,
+        scale being the contract's output scale (std of the predictions over the rows; max
+        |prediction| for one row), e.g. ``efficiency_rtol=0.01`` for the contract's 1%. A
+        larger gap passes only if the explainer warned (UserWarning) about it with the
+        figure.
     n_sigma : float
-        For sampled methods (``std`` filled): the gap must be within ``n_sigma`` times the
-        standard error of the sum of the values (treating rows' errors as independent); the
+        With ``efficiency_rtol == 0`` (the default) and ``std`` filled (sampled methods),
+        the gap may instead be within ``n_sigma`` times the standard error of the sum of the
+        values (treating rows' errors as independent), plus ``efficiency_atol``. The
         column-order check compares values within ``n_sigma`` combined standard errors.
     checks : collection of str, "all" or None
         The checks to run, by name (see :data:`ALL_CHECKS`); None runs :data:`BASIC_CHECKS`.
@@ -352,14 +354,13 @@ def _check_completeness(c: _Context) -> None:
     gap = np.abs(np.asarray(exp.completeness_gap(), dtype=float))
     if np.isnan(gap).any():
         _fail("the completeness gap is NaN (NaN values, base values or predictions).")
-    if exp.std is None:
+    if exp.std is None or c.efficiency_rtol > 0:  # the contract's rule: a fraction of scale
         bound = c.efficiency_atol + c.efficiency_rtol * _output_scale(exp.predictions)
         ok = gap.max() <= bound
         detail = f"largest completeness gap {gap.max():.3e} > {bound:.3e}"
     else:
         se = np.sqrt((np.asarray(exp.std) ** 2).sum(axis=exp.feature_axes))
-        slack = c.efficiency_atol + c.efficiency_rtol * _output_scale(exp.predictions)
-        ok = bool(np.all(gap <= c.n_sigma * se + slack))
+        ok = bool(np.all(gap <= c.n_sigma * se + c.efficiency_atol))
         detail = (
             f"completeness gap {gap.max():.3e} exceeds {c.n_sigma} standard errors of the sum "
             "of values"

@@ -49,6 +49,26 @@ def checker() -> Any:
     return load_checker()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> Any:
+    """One thread per library: the matrix runs thousands of tiny model calls, where thread
+    pools only add overhead (and spin on a shared machine)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a test dependency
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------- data
 @cache
 def table(kind: str = "numeric") -> pd.DataFrame:
