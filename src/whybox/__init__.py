@@ -34,7 +34,7 @@ _LAZY = {
     "ImageGame": "whybox.games.image",
     "ImageMasker": "whybox.games.image",
     "segment": "whybox.games.image",
-    "Occlusion": "whybox.games.occlusion",
+    "Occlusion": "whybox.agnostic.occlusion",
     "wrap_model": "whybox.models",
     "evaluate": "whybox.metrics",
     "report": "whybox.report",  # the callable module, see whybox/report/__init__.py
@@ -138,6 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .agnostic.interactions import ShapleyInteractions
     from .agnostic.kernel import KernelShap
     from .agnostic.lime import Lime, SubmodularPick
+    from .agnostic.occlusion import Occlusion
     from .agnostic.shapley import ExactShap, PermutationShap
     from .api import available_methods, explain, register_method
     from .errors import (
@@ -152,7 +153,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .games.game import TabularGame
     from .games.image import ImageGame, ImageMasker, segment
     from .games.maskers import Baseline, Independent, kmeans
-    from .games.occlusion import Occlusion
     from .glassbox.gam import ExplainableBoostingClassifier, ExplainableBoostingRegressor
     from .gradients.cam import GradCam, GradCamPlusPlus, GuidedBackprop, GuidedGradCam
     from .gradients.integrated import ExpectedGradients, IntegratedGradients
