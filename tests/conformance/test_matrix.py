@@ -287,3 +287,10 @@ def test_every_cell_is_run_or_not_applicable():
     # every explainer and every model type is exercised somewhere
     assert {e for e, _, _ in CELLS} == set(EXPLAINERS)
     assert {m for _, m, _ in CELLS} == set(MODELS)
+
+
+def test_every_check_runs_somewhere(checker):
+    used = set()
+    for e, m, o in CELLS:
+        used.update(checks_for(e, m, o, resolved="exact" if e == "auto" else None))
+    assert used == set(checker.ALL_CHECKS)
