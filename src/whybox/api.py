@@ -491,9 +491,11 @@ def _check_constructor_keywords(cls: type, kwargs: dict[str, Any]) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return
     allowed = [p.name for p in params if p.name not in _EXPLAIN_KEYWORDS]
+    # wb.explain's own keywords never arrive in kwargs, but a typo of one should name it
+    own = ["target", "method", "background", "link", "random_state", "progress", "budget"]
     check_keywords(
         kwargs,
-        allowed,
+        [*allowed, *(k for k in [*own, "tolerance"] if k not in allowed)],
         where="wb.explain",
         spellings={
             "model_output": (
