@@ -21,6 +21,7 @@ import os
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import whybox as wb
@@ -73,7 +74,9 @@ def not_applicable(explainer: str, model_type: str, output: str) -> str | None:
         return "needs coef_ and intercept_ on the model itself (a pipeline's are inside it)"
     if explainer == "TreeShap" and model_type not in TREES:
         return "needs a tree ensemble"
-    if explainer in GRADIENT and model_type not in TORCH:
+    if explainer == "Occlusion" and model_type == "pipeline":
+        return "a numeric baseline cannot stand in for a string column"
+    if explainer in GRADIENT and explainer != "Occlusion" and model_type not in TORCH:
         return "needs a torch module (gradients or tensor inputs)"
     if explainer == "GradCam" and model_type != "torch_cnn":
         return "needs a convolutional layer with spatial maps"
@@ -132,12 +135,16 @@ def _inputs(model_type: str, torch_inputs: bool) -> tuple[Any, Any, Any]:
     return X, take(N_BG), take(N_BG_BIG)
 
 
-def _row_targets(output: str, torch_targets: bool) -> Any:
+def _row_targets(output: str, model_type: str, torch_targets: bool) -> Any:
+    """One target per row: a tensor for torch explainers (Captum's habit), a Series for the
+    pipeline (indexed like its rows), a numpy array otherwise."""
     t = np.array([0, 1, 0] if output == "binary" else [2, 0, 1])
     if torch_targets:
         import torch
 
         return torch.from_numpy(t)
+    if model_type == "pipeline":
+        return pd.Series(t, index=table("mixed").index[N_FIT - N_EXPLAIN :])
     return t
 
 
@@ -219,7 +226,7 @@ def checks_for(explainer: str, model_type: str, output: str, resolved: str | Non
 
 def run_cell(checker: Any, explainer: str, model_type: str, output: str) -> Any:
     m = model(model_type, output)
-    torch_inputs = explainer in GRADIENT
+    torch_inputs = explainer in GRADIENT and model_type in TORCH
     X, bg, bg_big = _inputs(model_type, torch_inputs)
     make, explain_kwargs = _factory(explainer, model_type, m, bg)
     resolved = None
@@ -229,7 +236,7 @@ def run_cell(checker: Any, explainer: str, model_type: str, output: str) -> Any:
     approximate = explainer in ("IntegratedGradients", "ExpectedGradients") or (
         explainer == "auto" and resolved in ("integrated_gradients", "expected_gradients")
     )
-    torch_model = model_type in TORCH
+    float32 = model_type in (*TORCH, "xgboost")  # outputs rounded to float32
     return checker.check_explainer(
         make,
         X,
@@ -238,9 +245,11 @@ def run_cell(checker: Any, explainer: str, model_type: str, output: str) -> Any:
         efficiency_atol=1e-8,
         # exact methods: rounding of float32 models; IG/EG: the contract's warning threshold
         efficiency_rtol=0.01 if approximate else 1e-6,
-        rtol=1e-4 if torch_model else 1e-6,
-        atol=1e-5 if torch_model else 1e-8,
-        row_targets=_row_targets(output, torch_inputs) if output != "regression" else None,
+        rtol=1e-4 if float32 else 1e-6,
+        atol=1e-5 if float32 else 1e-8,
+        row_targets=_row_targets(output, model_type, torch_inputs)
+        if output != "regression"
+        else None,
         background=bg_big,
         model=m,
         shap_spellings={
@@ -294,3 +303,25 @@ def test_every_check_runs_somewhere(checker):
     for e, m, o in CELLS:
         used.update(checks_for(e, m, o, resolved="exact" if e == "auto" else None))
     assert used == set(checker.ALL_CHECKS)
+
+
+#: not-applicable cells whose reason is a requirement the explainer checks itself: explaining
+#: them must be refused with a WhyboxError (never a raw error, never a silent result)
+REFUSED = [
+    cell
+    for cell, reason in NOT_APPLICABLE.items()
+    if reason.startswith("needs") or reason.startswith("explains whybox's own")
+]
+
+
+@pytest.mark.parametrize(
+    ("explainer", "model_type", "output"),
+    REFUSED,
+    ids=[f"{e}-{m}-{o}" for e, m, o in REFUSED],
+)
+def test_not_applicable_cell_is_refused(explainer, model_type, output):
+    m = model(model_type, output)
+    X, bg, _ = _inputs(model_type, torch_inputs=False)
+    make, explain_kwargs = _factory(explainer, model_type, m, bg)
+    with pytest.raises(wb.WhyboxError):
+        make().explain(X, **explain_kwargs)
