@@ -191,6 +191,7 @@ class ToyShap(Explainer):
     bump_buffer = False
     inflate = 1.0
     warn_gap = False
+    silent_about_training = False
 
     def __init__(self, model, background=None):
         self.model, self.background = model, background
@@ -220,6 +221,8 @@ class ToyShap(Explainer):
                 )
         Xn, Bn = self._aligned(X), self._aligned(bg)
         was = self.model.training
+        if was and not self.silent_about_training:
+            warnings.warn("the model is in training mode; explained in eval mode", stacklevel=2)
         self.model.eval()
         try:
             with torch.no_grad():
@@ -325,6 +328,7 @@ def test_the_reference_explainer_passes_every_check(toy):
         ({"restore_mode": "never"}, "model_unchanged", "training|changed"),
         ({"restore_mode": "on success"}, "model_unchanged", "after the model raised"),
         ({"bump_buffer": True}, "model_unchanged", "buffer seen changed"),
+        ({"silent_about_training": True}, "model_unchanged", "did not warn"),
         ({"inflate": 1.5}, "completeness", "efficiency fails"),
     ],
 )

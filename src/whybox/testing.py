@@ -215,7 +215,8 @@ def check_explainer(
           (written into one input of row 0): explaining raises ModelCallError;
         * ``model_unchanged`` -- the torch ``model``'s parameters, buffers and every
           module's training flag are bit-identical after an explain, and after an explain
-          during which the model raised.
+          during which the model raised; a model in training mode is warned about (a
+          UserWarning mentioning "training mode").
     rtol, atol : float
         Tolerance of the "same values" comparisons (batch, targets, column order); ``atol``
         is relative to the values' scale. Float32 models need about ``1e-5``.
@@ -690,6 +691,8 @@ def _check_model_unchanged(c: _Context) -> None:
     if not _is_torch_module(model):
         _fail("model_unchanged needs model= a torch module.")
     before = c.initial_state  # taken before the first explain of X
+    if before["modes"].get("module <root>") and not _warned(c.caught, "training mode"):
+        _fail("the model was in training mode and explain did not warn (UserWarning) about it.")
     c.explain()
     diff = _state_diff(before, _torch_state(model))
     if diff:
