@@ -226,6 +226,8 @@ def checks_for(explainer: str, model_type: str, output: str, resolved: str | Non
 
 def run_cell(checker: Any, explainer: str, model_type: str, output: str) -> Any:
     m = model(model_type, output)
+    if model_type in TORCH:  # as built, whatever an earlier (failing) cell left behind
+        m.train(model_type == "torch_cnn")
     torch_inputs = explainer in GRADIENT and model_type in TORCH
     X, bg, bg_big = _inputs(model_type, torch_inputs)
     make, explain_kwargs = _factory(explainer, model_type, m, bg)
