@@ -114,5 +114,10 @@ def test_auto_uses_an_ebms_own_terms():
     np.testing.assert_allclose(
         exp.values.sum(axis=1) + exp.base_values, ebm.decision_function(X[:10]), atol=1e-10
     )
-    with pytest.raises(InvalidParameterError, match="decision function"):
-        wb.explain(ebm, X[:10], target=0)
+    # CONTRACT 1 (behaviour change: target=0 was refused): class 0 of the binary EBM is its
+    # negated log-odds
+    zero = wb.explain(ebm, X[:10], target=0)
+    assert zero.output_names == ["0"]
+    np.testing.assert_allclose(
+        zero.values.sum(axis=1) + zero.base_values, -ebm.decision_function(X[:10]), atol=1e-10
+    )

@@ -342,15 +342,9 @@ def _is_ebm(model: Any) -> bool:
 
 
 def _explain_ebm(model: Any, X: Any, target: Any) -> Explanation:
-    """An EBM's exact local explanation: its own terms on its decision-function scale."""
-    classes = list(getattr(model, "classes_", []))
-    if target is not None and not (len(classes) == 2 and target in (1, classes[1])):
-        raise InvalidParameterError(
-            f"method='ebm' explains the EBM's decision function (the log-odds of class "
-            f"{classes[1] if classes else 'the prediction'}), got target={target!r}. Pass no "
-            "target, or use method='exact' / 'kernel' to explain another output."
-        )
-    return model.explain_local(X)
+    """An EBM's exact local explanation: its own terms on its decision-function scale
+    (class 0 of the classifier is the negated log-odds; per-row targets as everywhere)."""
+    return model.explain_local(X, target=target)
 
 
 def _explain_torch(
@@ -457,7 +451,11 @@ def explain(
                 f"method='ebm' needs a fitted whybox ExplainableBoostingClassifier or "
                 f"Regressor, got {type(model).__name__}."
             )
-        check_keywords(kwargs, (), where="wb.explain")
+        check_keywords(
+            kwargs,
+            ["target", "method", "background", "link", "random_state", "progress", "budget"],
+            where="wb.explain",
+        )
         exp = _explain_ebm(model, X, target)
         exp.params["method_selection"] = f"{method} -> ebm: {reason}"
         return exp
