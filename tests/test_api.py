@@ -107,7 +107,17 @@ def test_auto_uses_an_ebms_own_terms():
     X = rng.normal(size=(300, 3))
     y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(scale=0.5, size=300) > 0).astype(int)
     ebm = ExplainableBoostingClassifier(outer_bags=2, interactions=0, max_rounds=200).fit(X, y)
-    exp = wb.explain(ebm, X[:10])
+    # link -> output, one rule for every model (CONTRACT 5): the probability (the default) is
+    # not additive over the EBM's terms, so auto needs a background or link='logit'
+    with pytest.raises(InvalidParameterError, match="link='logit'"):
+        wb.explain(ebm, X[:10])
+    prob = wb.explain(ebm, X[:3], background=X[100:140])
+    assert prob.method == "exact"
+    np.testing.assert_allclose(prob.predictions, ebm.predict_proba(X[:3])[:, 1], atol=1e-12)
+    np.testing.assert_allclose(prob.completeness_gap(), 0.0, atol=1e-10)
+    with pytest.raises(InvalidParameterError, match="link='logit'"):
+        wb.explain(ebm, X[:10], method="ebm")
+    exp = wb.explain(ebm, X[:10], link="logit")
     assert exp.method == ebm.explain_local(X[:10]).method
     assert exp.params["method_selection"].startswith("auto -> ebm")
     # exactly additive on the model's own log-odds
@@ -116,7 +126,7 @@ def test_auto_uses_an_ebms_own_terms():
     )
     # CONTRACT 1 (behaviour change: target=0 was refused): class 0 of the binary EBM is its
     # negated log-odds
-    zero = wb.explain(ebm, X[:10], target=0)
+    zero = wb.explain(ebm, X[:10], target=0, link="logit")
     assert zero.output_names == ["0"]
     np.testing.assert_allclose(
         zero.values.sum(axis=1) + zero.base_values, -ebm.decision_function(X[:10]), atol=1e-10

@@ -149,8 +149,13 @@ def resolve_method(
     from .games.image import ImageMasker
     from .models import is_torch_module
 
-    if _is_ebm(model):
-        return "ebm", "explainable boosting machine: its exact additive terms (log-odds)"
+    ebm_classifier = _is_ebm(model) and hasattr(model, "classes_")
+    if _is_ebm(model) and (not ebm_classifier or link == "logit"):
+        return "ebm", (
+            "explainable boosting machine: its exact additive terms ("
+            + ("log-odds" if ebm_classifier else "prediction")
+            + ")"
+        )
     if isinstance(background, ImageMasker):
         if background.segments == "grid" and background.n_segments <= AUTO_EXACT_MAX_PLAYERS:
             return "exact", (
@@ -176,7 +181,15 @@ def resolve_method(
         else [f"x{j}" for j in range(X.shape[1])]
     )
     players, _ = group_matrix(names, groups)
-    fast, why_not, remedy = _fast_exact(model, link, groups)
+    if ebm_classifier:  # link="identity": the probability, which its terms do not add up to
+        fast, why_not, remedy = (
+            None,
+            "the probability of an explainable boosting classifier is not additive over its "
+            "terms (they add up to the log-odds)",
+            "pass link='logit' for the EBM's own exact terms",
+        )
+    else:
+        fast, why_not, remedy = _fast_exact(model, link, groups)
     if fast is not None:
         return fast
     if background is None:
@@ -456,6 +469,12 @@ def explain(
             ["target", "method", "background", "link", "random_state", "progress", "budget"],
             where="wb.explain",
         )
+        if hasattr(model, "classes_") and link != "logit":
+            raise InvalidParameterError(
+                f"method='ebm' explains the classifier's own terms, which add up to its "
+                f"log-odds, but link={link!r} asks for the probability. Pass link='logit', or "
+                "method='exact' / 'kernel' with background= rows to explain the probability."
+            )
         exp = _explain_ebm(model, X, target)
         exp.params["method_selection"] = f"{method} -> ebm: {reason}"
         return exp
