@@ -109,12 +109,14 @@ class AutoExplain:
 
 
 class EbmExplain(AutoExplain):
-    """``wb.explain(ebm, X, method="ebm")``: the EBM's own exact terms."""
+    """``wb.explain(ebm, X, method="ebm")``: the EBM's own exact terms, on their scale: the
+    log-odds for a classifier (``link="logit"``, contract 5), the prediction for a regressor."""
 
     method = "ebm"
 
     def explain(self, X: Any, **kwargs: Any) -> Any:
-        return wb.explain(self.model, X, method="ebm", **kwargs)
+        link = "logit" if hasattr(self.model, "classes_") else "identity"
+        return wb.explain(self.model, X, method="ebm", link=link, **kwargs)
 
 
 # ---------------------------------------------------------------------- one cell
