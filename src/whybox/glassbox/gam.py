@@ -440,6 +440,11 @@ class _EBMBase(BaseEstimator):
         """
         Xc = self._check_X(X)
         raw = self._contributions(Xc)
+        order = self._user_term_order(X, Xc)
+        term_names = [self.term_names_[t] for t in order]
+        raw = raw[:, order]
+        if order != list(range(len(order))):
+            Xc = X  # the caller's column order (main terms follow it; pairs stay last)
         n = raw.shape[0]
         labels = self._output_labels()
         picks, kind = _resolve_ebm_target(target, labels, n)
@@ -470,7 +475,7 @@ class _EBMBase(BaseEstimator):
             values,
             base,
             data=self._term_data(Xc),
-            feature_names=self.term_names_,
+            feature_names=term_names,
             output_names=output_names,
             predictions=base + values.sum(axis=1),
             method="ebm",
@@ -478,6 +483,20 @@ class _EBMBase(BaseEstimator):
             n_evals=1,
             meta=meta,
         )
+
+    def _user_term_order(self, X: Any, aligned: Any) -> list[int]:
+        """Term indices in the caller's order: the main terms of a DataFrame whose columns
+        came in another order than at fit time follow the caller's columns (values come back
+        under the caller's order, as every whybox explainer returns them); pairs stay last."""
+        n_terms = len(self.term_features_)
+        if not isinstance(X, pd.DataFrame) or aligned is X:
+            return list(range(n_terms))
+        fitted = [str(c) for c in aligned.columns]
+        main = {feats[0]: t for t, feats in enumerate(self.term_features_) if len(feats) == 1}
+        pos = {c: j for j, c in enumerate(fitted)}
+        firsts = [main[pos[str(c)]] for c in X.columns if pos[str(c)] in main]
+        rest = [t for t in range(n_terms) if t not in set(firsts)]
+        return firsts + rest
 
     def _term_data(self, X: np.ndarray | pd.DataFrame) -> np.ndarray | pd.DataFrame:
         """The explained rows with one column per term: the features, then NaN per pair."""
