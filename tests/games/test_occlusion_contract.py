@@ -182,3 +182,24 @@ def test_nan_outputs_name_the_rows_and_the_mode_is_restored_after_the_error() ->
 
     with pytest.raises(ModelCallError, match=r"rows \[3\] of X"):
         wb.Occlusion(fn, **KW).explain(x.numpy())
+
+
+def test_occlusion_on_a_table_matches_columns_by_name_and_refuses_text_columns():
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from whybox.errors import InvalidInputError
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
+    model = LinearRegression().fit(X, X["a"] + 2 * X["b"] - X["c"])
+    rev = X[["c", "b", "a"]].iloc[:5]
+    exp = wb.Occlusion(model, window=(1,), baseline=0.0).explain(rev)
+    assert exp.feature_names == ["c", "b", "a"]
+    # leave-one-out drop of a linear model, by hand: coef * (x - 0), per name
+    coef = dict(zip(X.columns, model.coef_, strict=True))
+    expected = np.column_stack([coef[c] * rev[c].to_numpy() for c in rev.columns])
+    np.testing.assert_allclose(exp.values, expected, atol=1e-10)
+    np.testing.assert_allclose(exp.predictions, model.predict(rev[list(X.columns)]), atol=1e-12)
+    with pytest.raises(InvalidInputError, match="non-numeric columns"):
+        wb.Occlusion(model, window=(1,)).explain(rev.assign(c=["x"] * 5))

@@ -23,10 +23,11 @@ for PyTorch. arXiv:2009.07896. (The ``Occlusion`` conventions matched here.)
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .._targets import PER_ROW_NAME, is_per_row_target
 from .._validation import check_in, check_int, check_keywords
@@ -214,13 +215,13 @@ class Occlusion(Explainer):
             return [one(t) for t in target]
         return one(target)
 
-    def _wrap(self, target: Any, link: str, images: np.ndarray) -> ModelFunction:
+    def _wrap(self, target: Any, link: str, images: Any, n: int) -> ModelFunction:
         fn = wrap_model(
             self.model,
             target=self._target_indices(target),
             link=link,
             X=images[:1],
-            n_rows=images.shape[0],
+            n_rows=n,
             output=self.output,
         )
         if self.output_names is not None:
@@ -240,8 +241,15 @@ class Occlusion(Explainer):
     def _explain(
         self, X: Any, target: Any, link: str | None, progress: ProgressFn | None
     ) -> Explanation:
+        columns = _numeric_columns(X)
         images, channels = _as_inputs(X, self.channels)
         n, shape = images.shape[0], images.shape[1:]
+
+        def call(batch: np.ndarray) -> Any:
+            # a table goes to the model as a DataFrame under the caller's names, so that the
+            # model function matches its columns to the fitted ones by name (contract 2)
+            return fn(batch if columns is None else pd.DataFrame(batch, columns=columns))
+
         window = _as_shape("window", self.window, len(shape))
         stride = _as_shape("stride", self.stride, len(shape))
         boxes = window_boxes(shape, window, stride)
@@ -256,7 +264,12 @@ class Occlusion(Explainer):
                     f"{shape}; pass a scalar, an array broadcastable to {shape}, or one "
                     f"baseline per input, shape {(n, *shape)}."
                 ) from None
-        fn = self._wrap(target, link or self.link, images)
+        fn = self._wrap(
+            target,
+            link or self.link,
+            images if columns is None else pd.DataFrame(images[:1], columns=columns),
+            n,
+        )
         fills = np.broadcast_to(base if per_row else base[None], (n, *shape)).astype(images.dtype)
         n_win = len(boxes)
         rows_budget = max(1, int(self.chunk_bytes // max(1, images[0].nbytes)))
@@ -280,7 +293,7 @@ class Occlusion(Explainer):
                     occ[(slice(None), t, *boxes[j])] = fill[(slice(None), *boxes[j])]
                 parts = [x[:, None], fill[:, None], occ] if w0 == 0 else [occ]
                 batch = np.concatenate(parts, axis=1).reshape(-1, *shape)
-                y = _evaluate(fn, batch, m, start)
+                y = _evaluate(call, batch, m, start)
                 y = y.reshape(m, len(parts) - 1 + len(js), -1)
                 if w0 == 0:
                     ends, y = y[:, :2], y[:, 2:]
@@ -325,7 +338,8 @@ class Occlusion(Explainer):
         return Explanation(
             vals,
             base_values,
-            data=images,
+            data=images if columns is None else X,
+            feature_names=None if columns is None else columns,
             output_names=output_names,
             predictions=predictions,
             method=self.method,
@@ -359,11 +373,36 @@ _CAPTUM_SPELLINGS = {
 }
 
 
-def _evaluate(fn: ModelFunction, batch: np.ndarray, m: int, start: int) -> np.ndarray:
-    """``fn(batch)`` for the occluded copies of inputs ``start .. start + m``; a NaN or inf
+def _numeric_columns(X: Any) -> list[str] | None:
+    """The column names of a DataFrame of numbers (None for other inputs); a DataFrame with
+    other columns is refused: occlusion fills windows with a numeric baseline."""
+    if not isinstance(X, pd.DataFrame):
+        return None
+    other = [str(c) for c, dt in X.dtypes.items() if not pd.api.types.is_numeric_dtype(dt)]
+    if other:
+        raise InvalidInputError(
+            f"Occlusion fills windows of the input with a numeric baseline, but X has "
+            f"non-numeric columns {other}. Explain such a table with a model-agnostic game "
+            "(wb.ExactShap / wb.KernelShap with background= rows), whose absent features take "
+            "real values from the background."
+        )
+    names = [str(c) for c in X.columns]
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        raise InvalidInputError(
+            f"X has duplicated column names {dup}; each feature must appear once. Rename or "
+            "drop the duplicates."
+        )
+    return names
+
+
+def _evaluate(
+    call: Callable[[np.ndarray], Any], batch: np.ndarray, m: int, start: int
+) -> np.ndarray:
+    """``call(batch)`` for the occluded copies of inputs ``start .. start + m``; a NaN or inf
     output is a ModelCallError naming the explained rows whose copies gave it."""
     try:
-        return np.asarray(fn(batch), dtype=float)
+        return np.asarray(call(batch), dtype=float)
     except ModelCallError as exc:
         if "NaN" not in str(exc) and "inf" not in str(exc):
             raise
@@ -371,7 +410,7 @@ def _evaluate(fn: ModelFunction, batch: np.ndarray, m: int, start: int) -> np.nd
         bad = []
         for r in range(m):
             try:
-                fn(batch[r * per : (r + 1) * per])
+                call(batch[r * per : (r + 1) * per])
             except ModelCallError:
                 bad.append(start + r)
         shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
