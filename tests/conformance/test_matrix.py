@@ -75,7 +75,7 @@ def not_applicable(explainer: str, model_type: str, output: str) -> str | None:
     if explainer == "TreeShap" and model_type not in TREES:
         return "needs a tree ensemble"
     if explainer == "Occlusion" and model_type == "pipeline":
-        return "a numeric baseline cannot stand in for a string column"
+        return "needs numeric columns (a constant baseline cannot stand in for a string column)"
     if explainer in GRADIENT and explainer != "Occlusion" and model_type not in TORCH:
         return "needs a torch module (gradients or tensor inputs)"
     if explainer == "GradCam" and model_type != "torch_cnn":
