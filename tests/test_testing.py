@@ -192,6 +192,8 @@ class ToyShap(Explainer):
     inflate = 1.0
     warn_gap = False
     silent_about_training = False
+    any_target_length = False
+    no_meta_targets = False
 
     def __init__(self, model, background=None):
         self.model, self.background = model, background
@@ -247,10 +249,15 @@ class ToyShap(Explainer):
         order = [names.index(c) for c in X.columns]
         phi = phi[:, order]
         per_row = np.ndim(target) == 1 and not isinstance(target, (list, str))
+        meta = {}
+        if per_row and len(target) != len(Xn) and not self.any_target_length:
+            raise InvalidParameterError(f"{len(target)} targets for {len(Xn)} rows.")
         if per_row and not self.per_row_as_class_1:
-            labels = [int(t) for t in np.asarray(target)]
+            labels = [int(t) for t in np.resize(np.asarray(target), len(Xn))]
             sign = np.array([1.0 if t == 1 else -1.0 for t in labels])
             output_names, params_target = ["per-example target"], [str(t) for t in labels]
+            if not self.no_meta_targets:
+                meta = {"targets": params_target, "row_keys": ["targets"]}
         else:
             t = 1 if (target is None or self.ignore_target or per_row) else int(target)
             sign = np.full(len(Xn), 1.0 if t == 1 else -1.0)
@@ -268,6 +275,7 @@ class ToyShap(Explainer):
                 "target": params_target,
                 "background_rows": len(bg),
             },
+            meta=meta,
         )
 
 
@@ -320,6 +328,8 @@ def test_the_reference_explainer_passes_every_check(toy):
     [
         ({"ignore_target": True}, "binary_target", "negated|same output_names|neither"),
         ({"per_row_as_class_1": True}, "row_targets", "per-example target|differ"),
+        ({"no_meta_targets": True}, "row_targets", "meta\\['targets'\\]"),
+        ({"any_target_length": True}, "row_targets", "4 per-row targets for 5 rows were accepted"),
         ({"positional": True}, "column_order", "by position|change"),
         ({"accept_any_keyword": True}, "keywords", "accepted without an error"),
         ({"keep_background_rows": 20}, "background_whole", "background_rows.*20"),

@@ -199,8 +199,9 @@ def check_explainer(
           complement (``1 - p``, probabilities); the output names differ and name the class;
         * ``row_targets`` -- ``target=row_targets`` (one target per row: an array, tensor or
           Series of length n) equals one run per distinct scalar target, row by row, with
-          ``output_names == ["per-example target"]`` and ``params["target"]`` the per-row
-          output names;
+          ``output_names == ["per-example target"]``, ``params["target"]`` and
+          ``meta["targets"]`` the per-row output names (a row key of ``meta["row_keys"]``);
+          n - 1 targets raise InvalidParameterError;
         * ``column_order`` -- X's columns reversed (a DataFrame): the same values, base
           values and predictions per column name, returned in the reversed (user's) order;
         * ``keywords`` -- a typo of the keyword ``typo_of`` raises InvalidParameterError
@@ -465,6 +466,24 @@ def _check_row_targets(c: _Context) -> None:
         wrong = [i for i in rows if str(per_row[i]) != name]
         if wrong:
             _fail(f"params['target'] names rows {wrong} {per_row[wrong[0]]!r}, expected {name!r}.")
+    meta = exp.meta or {}
+    if meta.get("targets") != per_row or "targets" not in meta.get("row_keys", ()):
+        _fail(
+            "meta['targets'] must hold the per-row output names and be listed in "
+            f"meta['row_keys'] (so exp[rows] slices it); got {meta.get('targets')!r} and "
+            f"{meta.get('row_keys')!r}."
+        )
+    short = _take(targets, slice(0, c.n - 1))
+    try:
+        c.explain(target=short)
+    except InvalidParameterError:
+        return
+    except Exception as e:
+        _fail(
+            f"{c.n - 1} per-row targets for {c.n} rows raised {type(e).__name__} "
+            f"({_one_line(e, 150)}), not InvalidParameterError."
+        )
+    _fail(f"{c.n - 1} per-row targets for {c.n} rows were accepted without an error.")
 
 
 def _check_column_order(c: _Context) -> None:
