@@ -1,2 +1,2 @@
 """Model-agnostic explainers users construct: ExactShap, PermutationShap, KernelShap, Banzhaf,
-ShapleyInteractions and Lime, each applying an estimator of the game core (``whybox.games``)."""
+ShapleyInteractions, Lime and Occlusion, each applying a game of the core (``whybox.games``)."""
