@@ -48,7 +48,10 @@ PACKAGE = "whybox"
 
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["whybox", "whybox.errors"]),
-    ("validation", ["whybox._validation", "whybox._targets", "whybox._persist"]),
+    (
+        "validation",
+        ["whybox._validation", "whybox._targets", "whybox._persist", "whybox._selection"],
+    ),
     ("data", ["whybox.zoo"]),
     ("core", ["whybox.explanation", "whybox.models", "whybox._adapters", "whybox.parallel"]),
     ("viz", ["whybox.viz"]),
