@@ -10,15 +10,15 @@ the rows selected.
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from .errors import InvalidParameterError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .explanation import Explanation
+#: the Explanation the mixin serves (typed without importing explanation.py: no import circle)
+_E = TypeVar("_E", bound="Selection")
 
 __all__ = ["PER_ROW_OUTPUT", "ROW_KEYS", "Selection"]
 
@@ -33,7 +33,7 @@ class Selection:
     """Row, feature and output selection of an Explanation (a mixin; see the module)."""
 
     # ------------------------------------------------------------------ indexing
-    def __getitem__(self, key: Any) -> Explanation:
+    def __getitem__(self: _E, key: Any) -> _E:
         if not isinstance(key, tuple):
             key = (key,)
         if len(key) > 3:
@@ -74,7 +74,7 @@ class Selection:
             f"rows are selected by an int, a slice, a list of ints or a boolean mask; got {key!r}."
         )
 
-    def _take_rows(self, rows: np.ndarray) -> Explanation:
+    def _take_rows(self: _E, rows: np.ndarray) -> _E:
         def take(a: Any) -> Any:
             if a is None:
                 return None
@@ -139,7 +139,7 @@ class Selection:
             return np.flatnonzero(arr)
         return np.array([one(k) for k in key], dtype=int)
 
-    def _take_features(self, key: Any) -> Explanation:
+    def _take_features(self: _E, key: Any) -> _E:
         self._require_tabular("selecting features")
         cols = self._feature_index(key)
         if isinstance(self.data, pd.DataFrame):
@@ -156,7 +156,7 @@ class Selection:
             params={**self.params, "feature_subset": True},
         )
 
-    def _take_outputs(self, key: Any) -> Explanation:
+    def _take_outputs(self: _E, key: Any) -> _E:
         if not self.multi_output:
             raise InvalidParameterError(
                 "this Explanation explains a single output; there is no output axis to index."
@@ -238,7 +238,7 @@ class Selection:
             return [str(v) for v in t]
         return None
 
-    def per_row_output(self, outputs: Any) -> Explanation:
+    def per_row_output(self: _E, outputs: Any) -> _E:
         """Keep one explained output per row: row ``i`` keeps output ``outputs[i]``.
 
         Parameters
