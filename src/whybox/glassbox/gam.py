@@ -49,7 +49,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_finite, check_int, check_nonempty
+from .._validation import check_finite, check_int, check_nonempty, check_unique_columns
 from ..errors import InvalidInputError, InvalidParameterError
 from ..explanation import ROW_KEYS, Explanation
 from ._ebm_binning import FeatureBins, bin_matrix, fit_feature_bins, is_categorical_column
@@ -63,14 +63,7 @@ __all__ = ["ExplainableBoostingClassifier", "ExplainableBoostingRegressor"]
 
 def _check_feature_names(est: BaseEstimator, X: Any, reset: bool) -> None:
     """scikit-learn's feature-name and feature-count bookkeeping, with whybox errors."""
-    if isinstance(X, pd.DataFrame):
-        have = [str(c) for c in X.columns]
-        duplicated = sorted({c for c in have if have.count(c) > 1})
-        if duplicated:
-            raise InvalidInputError(
-                f"X has duplicated column names: {duplicated}. Each feature must appear once; "
-                "rename or drop the duplicated columns."
-            )
+    check_unique_columns(X)
     try:
         try:
             from sklearn.utils.validation import validate_data

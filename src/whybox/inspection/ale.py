@@ -49,7 +49,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._validation import as_2d_input, check_int, check_nonempty, check_random_state
+from .._validation import (
+    as_2d_input,
+    check_int,
+    check_nonempty,
+    check_random_state,
+    check_unique_columns,
+)
 from ..errors import InvalidInputError, InvalidParameterError
 from ..models import ModelFunction, wrap_model
 from .partial_dependence import (
@@ -57,7 +63,6 @@ from .partial_dependence import (
     categories_of,
     check_global_target,
     check_plot_keywords,
-    check_unique_columns,
     column,
     is_categorical_column,
     numeric_values,

@@ -292,7 +292,8 @@ def permutation_importance(
     ----------
     Breiman (2001); Fisher, Rudin & Dominici (2019); see the module docstring.
     """
-    from .partial_dependence import check_global_target, check_unique_columns
+    from .._validation import check_unique_columns
+    from .partial_dependence import check_global_target
 
     n_repeats = check_int("n_repeats", n_repeats, minimum=1)
     confidence = _check_confidence(confidence)

@@ -46,6 +46,7 @@ from .._validation import (
     check_keywords,
     check_nonempty,
     check_random_state,
+    check_unique_columns,
 )
 from ..errors import InvalidInputError, InvalidParameterError, WhyboxError
 from ..models import ModelFunction, wrap_model
@@ -147,19 +148,6 @@ def check_plot_keywords(kwargs: dict[str, Any], fn: Any, where: str) -> None:
     params = inspect.signature(fn).parameters
     allowed = [k for k, v in list(params.items())[1:] if v.kind is v.KEYWORD_ONLY or k == "ax"]
     check_keywords(kwargs, allowed, where=where)
-
-
-def check_unique_columns(X: Any, name: str = "X") -> None:
-    """Raise InvalidInputError when a DataFrame has duplicated column names."""
-    if not isinstance(X, pd.DataFrame):
-        return
-    have = [str(c) for c in X.columns]
-    duplicated = sorted({c for c in have if have.count(c) > 1})
-    if duplicated:
-        raise InvalidInputError(
-            f"{name} has duplicated column names: {duplicated}. Each feature must appear once "
-            "(columns are matched to the model by name); rename or drop the duplicates."
-        )
 
 
 def is_per_row_target(target: Any) -> bool:

@@ -66,9 +66,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validation import as_2d_input, check_in, check_int, check_nonempty, check_random_state
+from .._validation import (
+    as_2d_input,
+    check_in,
+    check_int,
+    check_nonempty,
+    check_random_state,
+    check_unique_columns,
+)
 from ..errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
-from ..inspection.partial_dependence import check_unique_columns, is_per_row_target
+from ..inspection.partial_dependence import is_per_row_target
 from ..models import ModelFunction, eval_mode, is_torch_module, wrap_model
 from ._cf_outcome import resolve_outcome
 from ._cf_schema import Schema, build_schema

@@ -358,13 +358,6 @@ class TreeShap(Explainer):
         X = as_2d_input(X)
         check_nonempty(X)
         e = self.ensemble
-        if isinstance(X, pd.DataFrame):
-            have = [str(c) for c in X.columns]
-            dup = sorted({c for c in have if have.count(c) > 1})
-            if dup:
-                raise InvalidInputError(
-                    f"X has duplicated column names: {dup}; each feature must appear once."
-                )
         if isinstance(X, pd.DataFrame) and e.feature_names is not None:
             # the ensemble matches the columns as the library does (LightGBM renames them)
             selected = e.select_columns(X)
