@@ -71,3 +71,24 @@ def test_refuses_non_linear_models_and_bad_targets(data):
     # CONTRACT 3: the explained rows never stand in for a background
     with pytest.raises(InvalidParameterError, match=r"needs background=.*X_train.sample"):
         LinearShap(model)
+
+
+def test_max_background_sample_warns_with_its_measured_effect():
+    """A background sample is drawn only when asked, and then says how far it moves the base
+    value (before: LinearShap kept max_background rows without a word)."""
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 4))
+    model = LinearRegression().fit(X, X @ np.array([1.0, -2.0, 0.5, 3.0]) + 1.0)
+    with pytest.warns(UserWarning, match=r"max_background=40 keeps a random sample of 40") as rec:
+        exp = wb.LinearShap(model, background=X, max_background=40).explain(X[:3])
+    # the base value is the mean prediction over the kept sample; the warned figure is its
+    # distance from the mean prediction over all 300 rows (computed from sklearn's predict)
+    full_mean = model.predict(X).mean()
+    shift = abs(exp.base_values[0] - full_mean)
+    assert shift > 0
+    (msg,) = [str(w.message) for w in rec if "max_background" in str(w.message)]
+    assert f"by {shift:.3g}" in msg
+    whole = wb.LinearShap(model, background=X).explain(X[:3])
+    np.testing.assert_allclose(whole.base_values, full_mean, atol=1e-10)

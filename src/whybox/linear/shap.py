@@ -30,7 +30,7 @@ from .._validation import (
 from ..errors import InvalidParameterError, UnsupportedModelError
 from ..explainer import Explainer
 from ..explanation import ROW_KEYS, Explanation
-from ..games.maskers import Baseline, Independent, Masker
+from ..games.maskers import Baseline, Masker, summarise_background
 from ..models import model_type_name, wrap_model
 
 __all__ = ["LinearShap", "is_linear_model"]
@@ -174,10 +174,15 @@ class LinearShap(Explainer):
         elif isinstance(bg, Masker):
             masker = bg
         else:
-            bg_rows = as_2d_input(bg, name="background")
-            n_bg = bg_rows.shape[0]
-            keep = n_bg if self.max_background is None else min(self.max_background, n_bg)
-            masker = Independent(bg_rows, max_samples=keep, random_state=self.random_state)
+            # whole, or a sample only when max_background asks, warning with its effect on the
+            # mean of the linear output (the shared rule of every explainer's background)
+            masker = summarise_background(
+                bg,
+                self.max_background,
+                random_state=self.random_state,
+                allow_nan=self.allow_nan,
+                evaluate=lambda rows: _numeric(fn._to_model(rows)) @ coef.T + intercept,
+            )
         mu = masker.weights @ _numeric(fn._to_model(masker.background))
         contrib = Xn[:, :, None] * coef.T[None, :, :] - (mu[:, None] * coef.T)[None, :, :]
         base = np.broadcast_to(intercept + coef @ mu, (Xn.shape[0], coef.shape[0])).copy()
