@@ -1,0 +1,806 @@
+"""Probes: scikit-learn estimators fitted on activations, with control tasks and selectivity.
+
+A probe asks whether a property ``y`` can be read off a layer's activations ``X`` (shape
+``(n_examples, d)``). A high accuracy alone says little: a probe with enough capacity may
+*memorise* the answer from the identity of the input (the word) rather than read a property
+the model represents. :class:`Probe` therefore reports, with every fit, the accuracy of the same
+probe on a **control task** (Hewitt & Liang 2019): every word type (every group of examples,
+``groups=``) gets a random label drawn from the empirical label distribution, so the control
+labels are a function of identity only. **Selectivity** = task accuracy - control accuracy,
+both on the same held-out split. A selective probe reads the property; an unselective one
+could have memorised it.
+
+Two probe families:
+
+- linear probes: ``kind="logistic"`` (L2-penalised logistic regression, ``C``) or
+  ``kind="ridge"`` (:class:`sklearn.linear_model.RidgeClassifier`, ``alpha``);
+  :class:`RegressionProbe` fits ridge regression to a continuous target;
+- k-sparse probes (``k=``): the ``k`` neurons ranked first by the difference of class means
+  (``select="mean_diff"``) or by entry along an L1 path (``select="l1"``), then the linear probe
+  on those only (Gurnee et al. 2023).
+
+Layer sweeps (:meth:`Probe.sweep`, :func:`probe_layers`) fit one probe per layer on the same
+split and report held-out accuracy with a Wilson score interval (Wilson 1927; Brown, Cai &
+DasGupta 2001), or R² with a percentile bootstrap over the held-out examples (Efron & Tibshirani
+1993).
+
+References
+----------
+Hewitt, J. & Liang, P. (2019). Designing and interpreting probes with control tasks. EMNLP.
+Gurnee, W., Nanda, N., Pauly, M., Harvey, K., Troitskii, D. & Bertsimas, D. (2023). Finding
+neurons in a haystack: case studies with sparse probing. TMLR.
+Wilson, E. B. (1927). Probable inference, the law of succession, and statistical inference.
+JASA 22, 209-212.
+Brown, L. D., Cai, T. T. & DasGupta, A. (2001). Interval estimation for a binomial proportion.
+Statistical Science 16, 101-133.
+Efron, B. & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+Alain, G. & Bengio, Y. (2017). Understanding intermediate layers using linear classifier
+probes. ICLR workshop.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier, lars_path
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.svm import l1_min_c
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from whybox.errors import InvalidInputError, InvalidParameterError
+
+__all__ = [
+    "Probe",
+    "ProbeReport",
+    "ProbeSweep",
+    "RegressionProbe",
+    "bootstrap_interval",
+    "control_labels",
+    "wilson_interval",
+]
+
+
+# ------------------------------------------------------------------ intervals
+def wilson_interval(successes: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]:
+    """Wilson score interval of a binomial proportion.
+
+    Parameters
+    ----------
+    successes : int or array of int
+        Number of successes (correct held-out predictions).
+    n : int or array of int
+        Number of trials (held-out examples), ``>= 1``.
+    confidence : float, default 0.95
+
+    Returns
+    -------
+    (low, high) : floats or arrays, within ``[0, 1]``.
+
+    Notes
+    -----
+    Unlike the Wald interval it never leaves [0, 1] and keeps close to nominal coverage at
+    small ``n`` and accuracies near 0 or 1 (Brown, Cai & DasGupta 2001).
+
+    References
+    ----------
+    Wilson (1927); Brown, Cai & DasGupta (2001).
+    """
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    denom = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
+
+
+def bootstrap_interval(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    metric: Any,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    random_state: Any = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(y_true, y_pred)`` over the examples.
+
+    Resamples the held-out examples with replacement ``n_boot`` times (Efron & Tibshirani
+    1993, ch. 13) and returns the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
+    quantiles of the metric.
+    """
+    rng = check_random_state(random_state)
+    n = len(y_true)
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.randint(0, n, size=n)
+        values[b] = metric(y_true[idx], y_pred[idx])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (math.nan, math.nan)
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+# ------------------------------------------------------------------ control tasks
+def control_labels(y: Any, groups: Any = None, random_state: Any = None) -> np.ndarray:
+    """Labels of a control task (Hewitt & Liang 2019): one random label per group.
+
+    Parameters
+    ----------
+    y : array of shape (n,)
+        The task's labels (or targets); their empirical distribution is what the control
+        labels are drawn from.
+    groups : array of shape (n,), optional
+        The identity of each example, e.g. its word type (token id). Every example of a group
+        gets the same control label. ``None``: each example is its own group.
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        ``y_control[i] = label[groups[i]]`` with ``label[g]`` drawn independently for each group
+        from the empirical distribution of ``y``.
+    """
+    y = np.asarray(y)
+    codes = _group_codes(groups, len(y))
+    rng = check_random_state(random_state)
+    per_group = y[rng.randint(0, len(y), size=codes.max() + 1)]
+    return per_group[codes]
+
+
+def _group_codes(groups: Any, n: int) -> np.ndarray:
+    if groups is None:
+        return np.arange(n)
+    groups = _to_numpy(groups)
+    if groups.ndim != 1 or len(groups) != n:
+        raise InvalidInputError(
+            f"groups must be one id per example, shape ({n},), got shape {groups.shape}. Pass "
+            "e.g. the token id (word type) of each example, or None for one group per example."
+        )
+    codes, _ = pd.factorize(groups, use_na_sentinel=False)
+    return codes
+
+
+def _to_numpy(a: Any) -> np.ndarray:
+    """A numpy view of an array-like or torch tensor (half precision becomes float32)."""
+    if type(a).__module__.startswith("torch") and hasattr(a, "detach"):
+        a = a.detach().cpu()
+        if a.is_floating_point() and a.element_size() < 4:
+            a = a.float()
+        return a.numpy()
+    return np.asarray(a)
+
+
+def _accept_tensors(X: Any) -> Any:
+    return _to_numpy(X) if type(X).__module__.startswith("torch") else X
+
+
+# ------------------------------------------------------------------ the report
+@dataclass(frozen=True)
+class ProbeReport:
+    """What a fitted probe reports: held-out score, control score, selectivity.
+
+    Attributes
+    ----------
+    metric : str
+        ``"accuracy"`` (:class:`Probe`) or ``"r2"`` (:class:`RegressionProbe`).
+    score, score_ci : float, (float, float)
+        Held-out score of the probe on the task, and its confidence interval.
+    control_score : float
+        Held-out score of the same probe family on the control task (NaN with ``control=False``).
+    selectivity : float
+        ``score - control_score`` (Hewitt & Liang 2019).
+    baseline : float
+        Held-out score of always predicting the training majority class (R² 0 for regression).
+    n_train, n_test, n_groups : int
+    selected : ndarray or None
+        Columns a k-sparse probe uses (fitted on all examples when ``refit=True``).
+    confidence : float
+    note : str
+        Why a score is NaN, if one is.
+    """
+
+    metric: str
+    score: float
+    score_ci: tuple[float, float]
+    control_score: float
+    selectivity: float
+    baseline: float
+    n_train: int
+    n_test: int
+    n_groups: int
+    selected: np.ndarray | None = None
+    confidence: float = 0.95
+    note: str = ""
+
+    def __str__(self) -> str:
+        lo, hi = self.score_ci
+        pct = f"{100 * self.confidence:g}%"
+        text = (
+            f"{self.metric} {self.score:.3f} [{pct} CI {lo:.3f}, {hi:.3f}] on {self.n_test} "
+            f"held-out examples; control {self.control_score:.3f} ({self.n_groups} groups); "
+            f"selectivity {self.selectivity:.3f}; majority baseline {self.baseline:.3f}"
+        )
+        if self.selected is not None:
+            text += f"; {len(self.selected)} neurons {list(map(int, self.selected))}"
+        return text + (f" ({self.note})" if self.note else "")
+
+
+class _Fitted:
+    """One fitted probe: optional standardisation, a column selection, a linear model."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, selected: np.ndarray, model: Any):
+        self.mean, self.scale, self.selected, self.model = mean, scale, selected, model
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (X[:, self.selected] - self.mean) / self.scale
+
+
+class _hybridmethod:
+    """``Probe.sweep(...)`` uses the default probe; ``Probe(k=8).sweep(...)`` that one."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, obj: Any, cls: type) -> Any:
+        return functools.partial(self.func, obj if obj is not None else cls())
+
+
+# ------------------------------------------------------------------ the shared machinery
+class _ProbeBase(BaseEstimator):
+    _metric = "accuracy"
+    _selectors: tuple[str, ...] = ()
+
+    # -- parameter checks (in fit, as scikit-learn does)
+    def _check_params(self, n_features: int) -> None:
+        if self.k is not None:
+            if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+                raise InvalidParameterError(
+                    f"k must be None (a dense probe) or a positive int (neurons kept), got "
+                    f"{self.k!r}."
+                )
+            if self.k > n_features:
+                raise InvalidParameterError(
+                    f"k={self.k} neurons asked for, but the activations have only "
+                    f"n_features={n_features} columns. Pass k <= {n_features}, or k=None for a dense probe."
+                )
+        if self.select not in self._selectors:
+            raise InvalidParameterError(
+                f"select={self.select!r} is not supported. Expected one of: "
+                + ", ".join(repr(s) for s in self._selectors)
+                + "."
+            )
+        if not isinstance(self.test_size, (float, int)) or not 0 < self.test_size < 1:
+            raise InvalidParameterError(
+                f"test_size must be a fraction in (0, 1) of the examples held out for the "
+                f"report, got {self.test_size!r}."
+            )
+        if not 0 < self.confidence < 1:
+            raise InvalidParameterError(
+                f"confidence must be in (0, 1), e.g. 0.95, got {self.confidence!r}."
+            )
+
+    def _fit_one(self, X: np.ndarray, y: np.ndarray) -> _Fitted:
+        if self.k is None:
+            selected = np.arange(X.shape[1])
+        else:
+            selected = self._select(X, y, int(self.k))
+        Xs = X[:, selected]
+        if self.standardize:
+            mean = Xs.mean(axis=0)
+            scale = Xs.std(axis=0)
+            scale[scale == 0] = 1.0
+        else:
+            mean = np.zeros(Xs.shape[1], dtype=Xs.dtype)
+            scale = np.ones(Xs.shape[1], dtype=Xs.dtype)
+        model = self._make_model().fit((Xs - mean) / scale, y)
+        return _Fitted(mean, scale, selected, model)
+
+    def _split(self, y: np.ndarray, rs: Any) -> tuple[np.ndarray, np.ndarray] | str:
+        n = len(y)
+        n_test = math.ceil(self.test_size * n)
+        if n < 4 or n_test < 1 or n - n_test < 2:
+            return f"{n} examples are too few to hold out a test split"
+        stratify = None
+        if self._metric == "accuracy":
+            _, counts = np.unique(y, return_counts=True)
+            if counts.min() >= 2 and n_test >= len(counts) and n - n_test >= len(counts):
+                stratify = y
+        idx = np.arange(n)
+        train, test = train_test_split(
+            idx, test_size=self.test_size, random_state=rs, stratify=stratify
+        )
+        if self._metric == "accuracy" and len(np.unique(y[train])) < 2:
+            return "the training split holds a single class"
+        return np.sort(train), np.sort(test)
+
+    def _fit(self, X: Any, y: Any, groups: Any) -> Any:
+        X, y = validate_data(self, _accept_tensors(X), _accept_tensors(y), dtype="numeric")
+        y = self._check_targets(y)
+        self._check_params(X.shape[1])
+        codes = _group_codes(groups, len(y))
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        split = self._split(y, seed)
+        note = ""
+        score = control = baseline = math.nan
+        ci = (math.nan, math.nan)
+        if isinstance(split, str):
+            note = split
+            train = np.arange(len(y))
+            self.test_index_ = np.array([], dtype=int)
+        else:
+            train, test = split
+            self.test_index_ = test
+            held = self._fit_one(X[train], y[train])
+            y_hat = held.model.predict(held.transform(X[test]))
+            score, ci = self._score_with_ci(y[test], y_hat, seed)
+            baseline = self._baseline(y[train], y[test])
+            if self.control:
+                y_ctrl = control_labels(y, codes, random_state=seed + 1)
+                self.control_y_ = y_ctrl
+                if self._metric == "accuracy" and len(np.unique(y_ctrl[train])) < 2:
+                    # one control class in training: the probe can only predict it
+                    control = float(np.mean(y_ctrl[test] == y_ctrl[train][0]))
+                else:
+                    ctrl = self._fit_one(X[train], y_ctrl[train])
+                    y_ctrl_hat = ctrl.model.predict(ctrl.transform(X[test]))
+                    control = self._metric_fn(y_ctrl[test], y_ctrl_hat)
+        fitted = self._fit_one(X, y) if (self.refit or isinstance(split, str)) else held
+        self._set_fitted(fitted, X.shape[1])
+        self.report_ = ProbeReport(
+            metric=self._metric,
+            score=float(score),
+            score_ci=(float(ci[0]), float(ci[1])),
+            control_score=float(control),
+            selectivity=float(score - control),
+            baseline=float(baseline),
+            n_train=len(train),
+            n_test=len(self.test_index_),
+            n_groups=int(codes.max() + 1) if len(codes) else 0,
+            selected=None if self.k is None else fitted.selected.copy(),
+            confidence=self.confidence,
+            note=note or ("" if self.control else "control=False"),
+        )
+        self.score_ = self.report_.score
+        self.score_ci_ = self.report_.score_ci
+        self.control_score_ = self.report_.control_score
+        self.selectivity_ = self.report_.selectivity
+        return self
+
+    def _set_fitted(self, fitted: _Fitted, n_features: int) -> None:
+        self.fitted_ = fitted
+        self.estimator_ = fitted.model
+        # iterations of the final fit (1 for ridge's direct solvers), as scikit-learn reports
+        n_iter = getattr(fitted.model, "n_iter_", None)
+        self.n_iter_ = int(np.max(n_iter)) if n_iter is not None else 1
+        self.selected_ = fitted.selected
+        # coefficients in the space of the activations as given (zeros off the selection)
+        coef = np.atleast_2d(fitted.model.coef_) / fitted.scale
+        full = np.zeros((coef.shape[0], n_features), dtype=np.float64)
+        full[:, fitted.selected] = coef
+        intercept = np.atleast_1d(fitted.model.intercept_) - coef @ fitted.mean
+        if np.ndim(fitted.model.coef_) == 1:
+            full, intercept = full[0], intercept[0]
+        self.coef_ = full
+        self.intercept_ = intercept
+
+    def _decision(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "fitted_")
+        X = validate_data(self, _accept_tensors(X), dtype="numeric", reset=False)
+        return X, self.fitted_.transform(X)
+
+    @property
+    def direction_(self) -> np.ndarray:
+        """Unit vector along the probe's weights (binary / regression), shape (d,)."""
+        check_is_fitted(self, "fitted_")
+        w = np.atleast_2d(self.coef_)
+        if w.shape[0] != 1:
+            raise InvalidParameterError(
+                f"direction_ is defined for a binary or regression probe; this one has "
+                f"{w.shape[0]} classes. Read coef_[c] for the direction of class c."
+            )
+        return w[0] / np.linalg.norm(w[0])
+
+    @_hybridmethod
+    def sweep(
+        self, activations_by_layer: Any, y: Any, groups: Any = None, **params: Any
+    ) -> ProbeSweep:
+        """Fit one probe per layer on the same held-out split.
+
+        Parameters
+        ----------
+        activations_by_layer : mapping layer -> array (n, d), sequence of arrays, or an
+            array / tensor of shape (n_layers, n, d)
+        y : array of shape (n,)
+        groups : array of shape (n,), optional
+            Word type / identity of each example for the control task.
+        **params
+            Probe parameters that override this probe's (``k=8``, ``C=0.1``, ...).
+
+        Returns
+        -------
+        ProbeSweep
+            Per layer: held-out score with its confidence interval, control score, selectivity.
+        """
+        if isinstance(activations_by_layer, Mapping):
+            layers = list(activations_by_layer)
+            arrays = [activations_by_layer[k] for k in layers]
+        else:
+            arrays = list(activations_by_layer)
+            layers = list(range(len(arrays)))
+        if not arrays:
+            raise InvalidInputError("activations_by_layer is empty: pass one array per layer.")
+        probes = []
+        for layer, acts in zip(layers, arrays, strict=True):
+            probe = clone(self).set_params(**params)
+            try:
+                probe.fit(acts, y, groups=groups)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"layer {layer!r}: {exc}") from exc
+            probes.append(probe)
+        return ProbeSweep.from_probes(layers, probes)
+
+
+# ------------------------------------------------------------------ classifier
+class Probe(ClassifierMixin, _ProbeBase):
+    """A linear or k-sparse classifier probe on activations, reporting its selectivity.
+
+    Parameters
+    ----------
+    kind : {"logistic", "ridge"}, default "logistic"
+        :class:`~sklearn.linear_model.LogisticRegression` (L2, ``C``) or
+        :class:`~sklearn.linear_model.RidgeClassifier` (``alpha``).
+    C : float, default 1.0
+        Inverse L2 strength of the logistic probe.
+    alpha : float, default 1.0
+        L2 strength of the ridge probe.
+    k : int or None, default None
+        Keep only ``k`` neurons (columns): a k-sparse probe (Gurnee et al. 2023).
+    select : {"mean_diff", "l1"}, default "mean_diff"
+        How a k-sparse probe ranks neurons: largest ``|mean(x_j | y=c) - mean(x_j | y!=c)|``
+        (maximised over classes ``c``), or order of entry along an L1-penalised logistic
+        regularisation path (one-vs-rest for several classes).
+    standardize : bool, default False
+        Standardise the kept columns (training mean and std) before the linear model.
+        ``coef_`` and ``intercept_`` are always in the units of the activations as passed.
+    control : bool, default True
+        Fit the same probe on a control task and report ``control_score_`` / ``selectivity_``.
+    test_size : float, default 0.25
+        Fraction of examples held out (stratified when each class has two members) for
+        ``score_``, ``control_score_`` and the interval.
+    refit : bool, default True
+        After the report, refit on all examples (``predict`` uses that fit); ``False`` keeps
+        the fit on the training split.
+    max_iter : int, default 1000
+    confidence : float, default 0.95
+        Level of the Wilson interval ``score_ci_``.
+    random_state : int, RandomState or None
+        Seeds the split and the control labels.
+
+    Attributes
+    ----------
+    classes_ : ndarray (n_classes,)
+    coef_ : ndarray (1, d) for two classes, else (n_classes, d)
+        In the units of the activations, zero off the selected neurons (scikit-learn's
+        layout, as ``LogisticRegression.coef_``).
+    intercept_ : ndarray (1,) or (n_classes,)
+    selected_ : ndarray of int
+        The columns the probe reads (all of them for a dense probe).
+    estimator_ : the fitted scikit-learn model on the selected (standardised) columns.
+    n_iter_ : int, iterations of the final fit (1 for the ridge probe's direct solver).
+    score_, score_ci_, control_score_, selectivity_ : held-out report, also ``report_``.
+    test_index_ : ndarray of int, the held-out examples; ``control_y_`` the control labels.
+
+    Examples
+    --------
+    >>> probe = Probe(k=16, random_state=0).fit(acts, labels, groups=token_ids)  # doctest: +SKIP
+    >>> print(probe.report_)                                                     # doctest: +SKIP
+
+    References
+    ----------
+    Alain & Bengio (2017); Hewitt & Liang (2019); Gurnee et al. (2023).
+    """
+
+    _selectors = ("mean_diff", "l1")
+
+    def __init__(
+        self,
+        kind: str = "logistic",
+        *,
+        C: float = 1.0,
+        alpha: float = 1.0,
+        k: int | None = None,
+        select: str = "mean_diff",
+        standardize: bool = False,
+        control: bool = True,
+        test_size: float = 0.25,
+        refit: bool = True,
+        max_iter: int = 1000,
+        confidence: float = 0.95,
+        random_state: Any = None,
+    ) -> None:
+        self.kind = kind
+        self.C = C
+        self.alpha = alpha
+        self.k = k
+        self.select = select
+        self.standardize = standardize
+        self.control = control
+        self.test_size = test_size
+        self.refit = refit
+        self.max_iter = max_iter
+        self.confidence = confidence
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> Probe:
+        """Fit the probe, and report its held-out score, control score and selectivity.
+
+        Parameters
+        ----------
+        X : array or tensor of shape (n, d)
+            Activations, one row per example.
+        y : array of shape (n,)
+            Class labels.
+        groups : array of shape (n,), optional
+            Identity of each example (word type / token id) for the control task.
+        """
+        if self.kind not in ("logistic", "ridge"):
+            raise InvalidParameterError(
+                f"kind={self.kind!r} is not supported. Expected 'logistic' or 'ridge' (for a "
+                "continuous target use RegressionProbe)."
+            )
+        return self._fit(X, y, groups)
+
+    def _check_targets(self, y: np.ndarray) -> np.ndarray:
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise InvalidInputError(
+                f"y holds 1 class ({self.classes_[0]!r}); a probe needs examples of at least "
+                "two classes."
+            )
+        return y
+
+    def _make_model(self) -> Any:
+        if self.kind == "logistic":
+            return LogisticRegression(C=self.C, max_iter=self.max_iter)
+        return RidgeClassifier(alpha=self.alpha)
+
+    def _select(self, X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+        classes = np.unique(y)
+        if self.select == "mean_diff":
+            diffs = [X[y == c].mean(axis=0) - X[y != c].mean(axis=0) for c in classes]
+            score = np.max(np.abs(diffs), axis=0)
+            return np.sort(np.argsort(-score, kind="stable")[:k])
+        return np.sort(_l1_path_select(X, y, k, classes))
+
+    _metric_fn = staticmethod(accuracy_score)
+
+    def _score_with_ci(self, y_true: np.ndarray, y_pred: np.ndarray, seed: int) -> Any:
+        correct = int(np.sum(y_true == y_pred))
+        return correct / len(y_true), wilson_interval(correct, len(y_true), self.confidence)
+
+    def _baseline(self, y_train: np.ndarray, y_test: np.ndarray) -> float:
+        values, counts = np.unique(y_train, return_counts=True)
+        return float(np.mean(y_test == values[np.argmax(counts)]))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Decision values of the linear model, shape (n,) for two classes else (n, n_classes)."""
+        _, Z = self._decision(X)
+        return self.estimator_.decision_function(Z)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels, shape (n,)."""
+        _, Z = self._decision(X)
+        return self.estimator_.predict(Z)
+
+    @available_if(lambda self: self.kind == "logistic")
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of the logistic probe, shape (n, n_classes)."""
+        _, Z = self._decision(X)
+        return self.estimator_.predict_proba(Z)
+
+    @available_if(lambda self: self.kind == "logistic")
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log class probabilities of the logistic probe, shape (n, n_classes)."""
+        _, Z = self._decision(X)
+        return self.estimator_.predict_log_proba(Z)
+
+
+def _l1_path_select(X: np.ndarray, y: np.ndarray, k: int, classes: np.ndarray) -> np.ndarray:
+    """The first ``k`` columns to enter an L1-penalised logistic path (one-vs-rest).
+
+    ``C`` grows geometrically from the smallest value with a non-empty support
+    (:func:`sklearn.svm.l1_min_c`); at the first ``C`` whose support (union over classes)
+    reaches ``k`` columns, the ``k`` with the largest ``|coef|`` are kept.
+    """
+    targets = [y == classes[1]] if len(classes) == 2 else [y == c for c in classes]
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+    Xs = (X - X.mean(axis=0)) / scale
+    c0 = min(l1_min_c(Xs, t.astype(int), loss="log") for t in targets)
+    best = np.zeros(X.shape[1])
+    for C in c0 * np.logspace(0.01, 4, 40):
+        weight = np.zeros(X.shape[1])
+        for t in targets:
+            model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=1000)
+            weight = np.maximum(weight, np.abs(model.fit(Xs, t.astype(int)).coef_[0]))
+        best = weight
+        if np.count_nonzero(weight) >= k:
+            break
+    return np.argsort(-best, kind="stable")[:k]
+
+
+# ------------------------------------------------------------------ regressor
+class RegressionProbe(RegressorMixin, _ProbeBase):
+    """A ridge (optionally k-sparse) regression probe for a continuous property.
+
+    Parameters as :class:`Probe`, with ``alpha`` the ridge strength and ``select`` one of
+    ``"corr"`` (largest ``|Pearson r|`` with the target) or ``"l1"`` (order of entry on the
+    lasso path, :func:`sklearn.linear_model.lars_path`). The control task gives each group a
+    target drawn from the empirical target distribution; ``score_`` is held-out R² with a
+    percentile bootstrap interval over the held-out examples (``n_boot`` resamples).
+
+    References
+    ----------
+    Hewitt & Liang (2019); Gurnee et al. (2023); Efron & Tibshirani (1993).
+    """
+
+    _metric = "r2"
+    _selectors = ("corr", "l1")
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 1.0,
+        k: int | None = None,
+        select: str = "corr",
+        standardize: bool = False,
+        control: bool = True,
+        test_size: float = 0.25,
+        refit: bool = True,
+        confidence: float = 0.95,
+        n_boot: int = 1000,
+        random_state: Any = None,
+    ) -> None:
+        self.alpha = alpha
+        self.k = k
+        self.select = select
+        self.standardize = standardize
+        self.control = control
+        self.test_size = test_size
+        self.refit = refit
+        self.confidence = confidence
+        self.n_boot = n_boot
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any, groups: Any = None) -> RegressionProbe:
+        """Fit the probe and report held-out R², control R² and selectivity (see :class:`Probe`)."""
+        return self._fit(X, y, groups)
+
+    def _check_targets(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, dtype=np.float64)
+
+    def _make_model(self) -> Any:
+        return Ridge(alpha=self.alpha)
+
+    def _select(self, X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+        if self.select == "corr":
+            Xc, yc = X - X.mean(axis=0), y - y.mean()
+            denom = np.sqrt((Xc**2).sum(axis=0) * (yc**2).sum())
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = np.where(denom > 0, (Xc * yc[:, None]).sum(axis=0) / denom, 0.0)
+            return np.sort(np.argsort(-np.abs(r), kind="stable")[:k])
+        _, active, _ = lars_path(X.astype(np.float64), y, method="lasso", max_iter=4 * k)
+        order = list(dict.fromkeys(int(a) for a in active))
+        if len(order) < k:  # the path stopped early: fill by |correlation|
+            rest = [
+                j for j in np.argsort(-np.abs((X - X.mean(0)).T @ (y - y.mean()))) if j not in order
+            ]
+            order += [int(j) for j in rest]
+        return np.sort(np.array(order[:k]))
+
+    @staticmethod
+    def _metric_fn(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        if len(y_true) < 2 or np.all(y_true == y_true[0]):
+            return math.nan
+        return float(r2_score(y_true, y_pred))
+
+    def _score_with_ci(self, y_true: np.ndarray, y_pred: np.ndarray, seed: int) -> Any:
+        score = self._metric_fn(y_true, y_pred)
+        ci = bootstrap_interval(
+            y_true,
+            y_pred,
+            self._metric_fn,
+            confidence=self.confidence,
+            n_boot=self.n_boot,
+            random_state=seed,
+        )
+        return score, ci
+
+    def _baseline(self, y_train: np.ndarray, y_test: np.ndarray) -> float:
+        return self._metric_fn(y_test, np.full(len(y_test), y_train.mean()))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted targets, shape (n,)."""
+        _, Z = self._decision(X)
+        return self.estimator_.predict(Z)
+
+
+# ------------------------------------------------------------------ sweeps
+@dataclass(frozen=True)
+class ProbeSweep:
+    """Per-layer probe results of :meth:`Probe.sweep` / :func:`probe_layers`.
+
+    Attributes
+    ----------
+    layers : list
+    metric : str
+    score, ci_low, ci_high, control_score, selectivity : ndarray (n_layers,)
+    n_test : ndarray of int (n_layers,)
+    probes : list of fitted probes, one per layer.
+    """
+
+    layers: list[Any]
+    metric: str
+    score: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    control_score: np.ndarray
+    selectivity: np.ndarray
+    n_test: np.ndarray
+    probes: list[Any] = field(repr=False)
+    confidence: float = 0.95
+
+    @classmethod
+    def from_probes(cls, layers: Sequence[Any], probes: Sequence[Any]) -> ProbeSweep:
+        reports = [p.report_ for p in probes]
+        return cls(
+            layers=list(layers),
+            metric=reports[0].metric,
+            score=np.array([r.score for r in reports]),
+            ci_low=np.array([r.score_ci[0] for r in reports]),
+            ci_high=np.array([r.score_ci[1] for r in reports]),
+            control_score=np.array([r.control_score for r in reports]),
+            selectivity=np.array([r.selectivity for r in reports]),
+            n_test=np.array([r.n_test for r in reports]),
+            probes=list(probes),
+            confidence=reports[0].confidence,
+        )
+
+    @property
+    def best_layer(self) -> Any:
+        """The layer with the highest held-out score."""
+        return self.layers[int(np.nanargmax(self.score))]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer: score, ci_low, ci_high, control_score, selectivity, n_test."""
+        return pd.DataFrame(
+            {
+                "layer": self.layers,
+                self.metric: self.score,
+                "ci_low": self.ci_low,
+                "ci_high": self.ci_high,
+                "control": self.control_score,
+                "selectivity": self.selectivity,
+                "n_test": self.n_test,
+            }
+        ).set_index("layer")
