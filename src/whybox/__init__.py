@@ -62,6 +62,18 @@ _LAZY = {
     "GradCamPlusPlus": "whybox.gradients.cam",
     "GuidedGradCam": "whybox.gradients.cam",
     "GuidedBackprop": "whybox.gradients.cam",
+    # model internals of transformers (torch; imported on first use)
+    "Anatomy": "whybox.internals.anatomy",
+    "run_with_cache": "whybox.internals.cache",
+    "ActivationCache": "whybox.internals.cache",
+    "logit_lens": "whybox.internals.lens",
+    "direct_logit_attribution": "whybox.internals.lens",
+    "TunedLens": "whybox.internals.tuned_lens",
+    "activation_patching": "whybox.internals.patching",
+    "attribution_patching": "whybox.internals.patching",
+    "path_patching": "whybox.internals.patching",
+    "Probe": "whybox.internals.probing",
+    "SteeringVector": "whybox.internals.steering",
 }
 _SUBMODULES = {
     "zoo",

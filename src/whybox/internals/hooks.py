@@ -17,17 +17,28 @@ Examples
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from whybox.errors import InvalidParameterError, MissingDependencyError, UnsupportedModelError
+from whybox.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    MissingDependencyError,
+    ModelCallError,
+    UnsupportedModelError,
+    WhyboxError,
+)
 
 __all__ = [
     "ActivationCache",
+    "HookPoint",
     "capture",
+    "forward",
     "get_module",
     "module_paths",
+    "on_points",
     "registered",
     "replace",
     "require_torch",
@@ -239,3 +250,305 @@ def replace(model: Any, path: str, value: Any, *, inputs: bool = False) -> Itera
 
             handles.append(module.register_forward_hook(hook))
         yield
+
+
+# --------------------------------------------------------------------------------------
+# Hook points: a named tensor inside a forward pass (a module's output or input, or a
+# view of it: split by heads, a slice of a fused projection), read or rewritten by hooks.
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """Where a named activation lives in a model's forward pass.
+
+    Parameters
+    ----------
+    name : str
+        The name it is asked for by (``"blocks.3.resid_post"`` or a module path).
+    path : str
+        Dotted path of the module in ``model.named_modules()``.
+    io : {"output", "input"}
+        The module's output (``index`` into a tuple output) or its input (positional
+        argument ``index``, or keyword argument ``kwarg`` when passed by keyword).
+    index : int, default 0
+    kwarg : str or None
+    heads : int or None
+        Split the last dimension into ``(heads, -1)``: the view is
+        ``(batch, pos, heads, d_head)``.
+    part : (start, stop) or None
+        A slice of the last dimension (one of q, k, v in a fused projection), taken before
+        the head split.
+    groups : (n_groups, n_parts, index) or None
+        A fused projection laid out per head (GPT-NeoX ``query_key_value``): the last
+        dimension is viewed as ``(n_groups, n_parts, -1)`` and part ``index`` is taken; the
+        view is ``(batch, pos, n_groups, d_head)``.
+    layer : int or None
+        The block the point belongs to (None for embeddings, final norm, logits).
+    """
+
+    name: str
+    path: str
+    io: Literal["output", "input"] = "output"
+    index: int = 0
+    kwarg: str | None = None
+    heads: int | None = None
+    part: tuple[int, int] | None = None
+    groups: tuple[int, int, int] | None = None
+    layer: int | None = None
+
+    def view(self, tensor: Any) -> Any:
+        """The activation this point names, as a view of ``tensor`` (no copy)."""
+        t = tensor
+        if self.groups is not None:
+            n_groups, n_parts, idx = self.groups
+            return t.view(*t.shape[:-1], n_groups, n_parts, -1)[..., idx, :]
+        if self.part is not None:
+            t = t[..., self.part[0] : self.part[1]]
+        if self.heads is not None:
+            t = t.reshape(*t.shape[:-1], self.heads, t.shape[-1] // self.heads)
+        return t
+
+    def join(self, tensor: Any, new: Any) -> Any:
+        """``tensor`` with this point's view replaced by ``new`` (a new tensor)."""
+        view = self.view(tensor)
+        if tuple(new.shape) != tuple(view.shape):
+            raise InvalidParameterError(
+                f"the replacement for {self.name!r} has shape {tuple(new.shape)}, expected "
+                f"{tuple(view.shape)} (the shape of the activation it replaces). Return a "
+                "tensor of that shape from the hook function, or None to leave it unchanged."
+            )
+        new = new.to(dtype=tensor.dtype, device=tensor.device)
+        if self.groups is None and self.part is None:
+            return new.reshape(tensor.shape)
+        out = tensor.clone()
+        self.view(out).copy_(new)
+        return out
+
+
+HookFn = Callable[[Any], Any]
+
+
+def _get_tensor(point: HookPoint, container: Any, torch: Any) -> Any:
+    if isinstance(container, torch.Tensor):
+        return container
+    if isinstance(container, tuple | list) and len(container) > point.index:
+        return container[point.index]
+    if hasattr(container, "to_tuple"):  # a ModelOutput
+        return container.to_tuple()[point.index]
+    raise UnsupportedModelError(
+        f"the module at {point.path!r} returned {type(container).__name__}, not a tensor or a "
+        f"tuple with an element {point.index}: the hook point {point.name!r} cannot read it. "
+        "Name the module whose output is the tensor you want, or pass its path to Anatomy."
+    )
+
+
+def _put_tensor(point: HookPoint, container: Any, new: Any, torch: Any) -> Any:
+    if isinstance(container, torch.Tensor):
+        return new
+    if isinstance(container, tuple):
+        items = list(container)
+        items[point.index] = new
+        return type(container)(*items) if hasattr(container, "_fields") else tuple(items)
+    if isinstance(container, list):
+        items = list(container)
+        items[point.index] = new
+        return items
+    key = list(container.keys())[point.index]  # a ModelOutput
+    container[key] = new
+    return container
+
+
+def _apply(point: HookPoint, fns: list[HookFn], tensor: Any) -> Any:
+    """Run ``fns`` on the point's view of ``tensor``; the new tensor, or None if unchanged."""
+    if not hasattr(tensor, "shape"):
+        raise UnsupportedModelError(
+            f"the hook point {point.name!r} (module {point.path!r}) carried "
+            f"{type(tensor).__name__}, not a tensor, in this forward pass."
+        )
+    current = tensor
+    changed = False
+    for fn in fns:
+        result = fn(point.view(current))
+        if result is not None:
+            current = point.join(current, result)
+            changed = True
+    return current if changed else None
+
+
+@contextmanager
+def on_points(model: Any, fns: Sequence[tuple[HookPoint, HookFn]]) -> Iterator[None]:
+    """Run functions on named activations during the forward passes inside the block.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    fns : sequence of (HookPoint, callable)
+        ``fn(view)`` receives the point's activation (head-split or sliced as the point
+        says). Return None to leave the model untouched (its outputs stay equal bit for
+        bit), or a tensor of the view's shape to stand in for it. Several functions on one
+        point run in order, each seeing the previous one's replacement.
+
+    Notes
+    -----
+    Hooks are removed on exit, also when the forward pass or a function raises.
+    """
+    torch = require_torch()
+    _check_module(model)
+    out_groups: dict[str, list[tuple[HookPoint, HookFn]]] = {}
+    in_groups: dict[str, list[tuple[HookPoint, HookFn]]] = {}
+    for point, fn in fns:
+        if not isinstance(point, HookPoint):
+            raise InvalidParameterError(
+                f"on_points takes (HookPoint, function) pairs, got {type(point).__name__}. "
+                "Get hook points from Anatomy.of(model).point(name)."
+            )
+        (out_groups if point.io == "output" else in_groups).setdefault(point.path, []).append(
+            (point, fn)
+        )
+
+    def make_out(pairs: list[tuple[HookPoint, HookFn]]) -> Callable[..., Any]:
+        def hook(module: Any, args: tuple[Any, ...], output: Any) -> Any:
+            container = output
+            changed = False
+            for point, fn in pairs:
+                new = _apply(point, [fn], _get_tensor(point, container, torch))
+                if new is not None:
+                    container = _put_tensor(point, container, new, torch)
+                    changed = True
+            return container if changed else None
+
+        return hook
+
+    def make_in(pairs: list[tuple[HookPoint, HookFn]]) -> Callable[..., Any]:
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            args_l, kwargs_d = list(args), dict(kwargs)
+            changed = False
+            for point, fn in pairs:
+                if len(args_l) > point.index:
+                    tensor = args_l[point.index]
+                elif point.kwarg is not None and point.kwarg in kwargs_d:
+                    tensor = kwargs_d[point.kwarg]
+                else:
+                    raise UnsupportedModelError(
+                        f"the module at {point.path!r} was called without input "
+                        f"{point.index} ({point.kwarg or 'positional'}): the hook point "
+                        f"{point.name!r} cannot read it. Pass the module path to Anatomy."
+                    )
+                new = _apply(point, [fn], tensor)
+                if new is not None:
+                    changed = True
+                    if len(args_l) > point.index:
+                        args_l[point.index] = new
+                    else:
+                        kwargs_d[point.kwarg] = new  # type: ignore[index]
+            return (tuple(args_l), kwargs_d) if changed else None
+
+        return hook
+
+    with registered([]) as handles:
+        for path, pairs in in_groups.items():
+            module = get_module(model, path)
+            handles.append(module.register_forward_pre_hook(make_in(pairs), with_kwargs=True))
+        for path, pairs in out_groups.items():
+            module = get_module(model, path)
+            handles.append(module.register_forward_hook(make_out(pairs)))
+        yield
+
+
+def model_device(model: Any) -> Any:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    torch = require_torch()
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def as_model_inputs(model: Any, inputs: Any, *, vocab_size: int | None = None) -> dict[str, Any]:
+    """Model keyword arguments from a tensor of input ids or a mapping (BatchEncoding).
+
+    Checks that every tensor is on the model's device and that input ids are inside the
+    model's vocabulary.
+    """
+    torch = require_torch()
+    if isinstance(inputs, torch.Tensor):
+        kwargs: dict[str, Any] = {"input_ids": inputs}
+    elif isinstance(inputs, Mapping):
+        kwargs = dict(inputs)
+    else:
+        raise InvalidInputError(
+            f"inputs must be a tensor of token ids (batch, pos) or a mapping of model keyword "
+            f"arguments such as a tokenizer's BatchEncoding, got {type(inputs).__name__}. "
+            "Tokenize text first: tokenizer(texts, return_tensors='pt')."
+        )
+    device = model_device(model)
+    for key, value in kwargs.items():
+        if isinstance(value, torch.Tensor) and value.device != device:
+            raise InvalidInputError(
+                f"input {key!r} is on {value.device} but the model is on {device}. Move the "
+                f"inputs with .to({str(device)!r}) (or the model with model.to(...))."
+            )
+    ids = kwargs.get("input_ids")
+    if isinstance(ids, torch.Tensor):
+        if ids.ndim == 1:
+            kwargs["input_ids"] = ids = ids.unsqueeze(0)
+        if ids.ndim != 2 or ids.dtype not in (torch.int64, torch.int32):
+            raise InvalidInputError(
+                f"input_ids must be integer token ids of shape (batch, pos), got dtype "
+                f"{ids.dtype} and shape {tuple(ids.shape)}."
+            )
+        if ids.numel() == 0:
+            raise InvalidInputError("input_ids is empty: pass at least one token.")
+        if vocab_size is not None and int(ids.max()) >= vocab_size:
+            raise InvalidInputError(
+                f"input_ids holds token id {int(ids.max())}, but the model's vocabulary has "
+                f"{vocab_size} tokens: the tokenizer does not match the model. Use the "
+                "tokenizer the model was trained with (AutoTokenizer.from_pretrained on the "
+                "model's folder)."
+            )
+        if int(ids.min()) < 0:
+            raise InvalidInputError(
+                f"input_ids holds the negative token id {int(ids.min())}; token ids are >= 0."
+            )
+    return kwargs
+
+
+def output_logits(output: Any) -> Any:
+    """The logits of a model output: ``.logits``, else ``.last_hidden_state``, else the
+    tensor itself (or a tuple's first element)."""
+    torch = require_torch()
+    for attr in ("logits", "last_hidden_state"):
+        value = getattr(output, attr, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise UnsupportedModelError(
+        f"the model returned {type(output).__name__}, which has no logits, last_hidden_state "
+        "or tensor to read. Wrap the model so that it returns a tensor."
+    )
+
+
+def forward(
+    model: Any, inputs: Any, *, grad: bool = False, vocab_size: int | None = None, **kwargs: Any
+) -> Any:
+    """Run ``model`` on ``inputs`` (token ids or a mapping of keyword arguments).
+
+    Returns the logits tensor (see :func:`output_logits`). Runs under ``torch.no_grad()``
+    unless ``grad``. An exception raised by the model becomes a :class:`ModelCallError`.
+    """
+    torch = require_torch()
+    model_kwargs = as_model_inputs(model, inputs, vocab_size=vocab_size)
+    model_kwargs.update(kwargs)
+    with torch.set_grad_enabled(grad):
+        try:
+            output = model(**model_kwargs)
+        except WhyboxError:
+            raise
+        except Exception as exc:
+            shapes = {k: tuple(v.shape) for k, v in model_kwargs.items() if hasattr(v, "shape")}
+            raise ModelCallError(
+                f"the model raised {type(exc).__name__}: {exc} (inputs {shapes})."
+            ) from exc
+    return output_logits(output)

@@ -1,0 +1,1044 @@
+"""Where the parts of a transformer are: blocks, attention, heads, MLP, norms, unembedding.
+
+``Anatomy.of(model)`` finds them in the user's own model, without converting it: from the
+config (layer, head and width counts), the modules' shapes, and the order in which modules
+run in one short probe forward pass (read-only hooks; the model is left as it was). Names of
+known families are only hints, so an architecture never seen before is found the same way;
+a part that cannot be found is named in the error with the keyword that supplies it.
+
+Standard hook names (TransformerLens's, without the ``hook_`` prefix, which is accepted too)
+map to the model's own module paths::
+
+    embed, pos_embed
+    blocks.{i}.resid_pre | resid_mid | resid_post
+    blocks.{i}.ln1 | ln2
+    blocks.{i}.attn.q | k | v | pattern | head_out | out
+    blocks.{i}.mlp.post | out
+    ln_final, unembed
+
+Raw module paths (``"model.layers.3.mlp"``) work as names too.
+
+References
+----------
+.. [1] Elhage et al. (2021), "A Mathematical Framework for Transformer Circuits".
+.. [2] Nanda & Bloom (2022), TransformerLens (the hook-name convention).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from whybox.errors import InvalidParameterError, UnsupportedModelError
+from whybox.internals.hooks import (
+    HookPoint,
+    get_module,
+    model_device,
+    registered,
+    require_torch,
+)
+
+__all__ = ["Anatomy", "HookPoint"]
+
+_BLOCK_SITES = (
+    "resid_pre",
+    "ln1",
+    "attn.q",
+    "attn.k",
+    "attn.v",
+    "attn.pattern",
+    "attn.head_out",
+    "attn.out",
+    "resid_mid",
+    "ln2",
+    "mlp.post",
+    "mlp.out",
+    "resid_post",
+)
+
+# TransformerLens names accepted as aliases of the standard ones.
+_TL_ALIASES = {
+    "hook_embed": "embed",
+    "hook_pos_embed": "pos_embed",
+    "hook_resid_pre": "resid_pre",
+    "hook_resid_mid": "resid_mid",
+    "hook_resid_post": "resid_post",
+    "ln1.hook_normalized": "ln1",
+    "ln2.hook_normalized": "ln2",
+    "attn.hook_q": "attn.q",
+    "attn.hook_k": "attn.k",
+    "attn.hook_v": "attn.v",
+    "attn.hook_pattern": "attn.pattern",
+    "attn.hook_z": "attn.head_out",
+    "hook_attn_out": "attn.out",
+    "mlp.hook_post": "mlp.post",
+    "hook_mlp_out": "mlp.out",
+    "ln_final.hook_normalized": "ln_final",
+}
+
+_NORM_RE = re.compile(r"norm", re.IGNORECASE)
+_HINTS = {
+    "q": re.compile(r"(^|[._])(q|query|q_proj|q_lin|wq)$", re.IGNORECASE),
+    "k": re.compile(r"(^|[._])(k|key|k_proj|k_lin|wk)$", re.IGNORECASE),
+    "v": re.compile(r"(^|[._])(v|value|v_proj|v_lin|wv)$", re.IGNORECASE),
+}
+# fused q/k/v projections whose output is laid out per head ((heads, 3, d_head))
+_PER_HEAD_QKV = ("query_key_value",)
+_QKV_HINT = re.compile(r"qkv|query_key_value|c_attn", re.IGNORECASE)
+
+_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Anatomy]] = weakref.WeakKeyDictionary()
+
+
+def _cfg(config: Any, *names: str) -> Any:
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    text = getattr(config, "text_config", None)
+    if text is not None and text is not config:
+        return _cfg(text, *names)
+    return None
+
+
+def _linear_shape(module: Any, torch: Any) -> tuple[int, int] | None:
+    """(in_features, out_features) of a linear-like module, or None."""
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features, module.out_features
+    weight = getattr(module, "weight", None)
+    if (
+        isinstance(weight, torch.Tensor)
+        and weight.ndim == 2
+        and hasattr(module, "nf")  # transformers' Conv1D: weight is (in, out)
+    ):
+        return int(weight.shape[0]), int(weight.shape[1])
+    return None
+
+
+def _is_norm(module: Any, d_model: int, torch: Any) -> bool:
+    if isinstance(module, torch.nn.LayerNorm | getattr(torch.nn, "RMSNorm", torch.nn.LayerNorm)):
+        shape = tuple(module.normalized_shape)
+        return shape == (d_model,)
+    if _NORM_RE.search(type(module).__name__) and not list(module.children()):
+        weight = getattr(module, "weight", None)
+        return weight is not None and tuple(weight.shape) == (d_model,)
+    return False
+
+
+def _common_prefix(paths: Sequence[str]) -> str:
+    parts = [p.split(".") for p in paths]
+    out: list[str] = []
+    for items in zip(*parts, strict=False):
+        if len(set(items)) != 1:
+            break
+        out.append(items[0])
+    # a leaf's own path is not its parent
+    if out and any(len(p) == len(out) for p in parts):
+        out = out[:-1]
+    return ".".join(out)
+
+
+@dataclass
+class _Block:
+    """Relative module paths inside one block ("" is the block itself)."""
+
+    attn: str
+    o: str
+    q: str | None
+    k: str | None
+    v: str | None
+    qkv: str | None
+    qkv_layout: str | None
+    pattern: str | None
+    mlp: str | None
+    mlp_down: str
+    ln1: str | None
+    ln2: str | None
+    post_attn_norm: str | None
+    post_mlp_norm: str | None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Anatomy:
+    """The parts of a transformer, found in the user's model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``transformers`` model (decoder or encoder) or any torch model whose blocks are an
+        ``nn.ModuleList``.
+    blocks : str, optional
+        Path of the ``nn.ModuleList`` of blocks (``"model.layers"``).
+    embed, pos_embed, final_norm, unembed : str, optional
+        Paths of the token embedding, learned position embedding, final norm and
+        unembedding (``lm_head``).
+    attn, q, k, v, qkv, o, mlp, mlp_down, ln1, ln2 : str, optional
+        Paths *inside a block* (``"self_attn.o_proj"``) of the attention module, its
+        projections (``qkv`` for a fused one), the MLP, its down projection and the norms.
+    qkv_layout : {"contiguous", "per_head"}, optional
+        How a fused q/k/v output is laid out: ``[q | k | v]`` or ``(heads, 3, d_head)``.
+    n_layers, n_heads, n_kv_heads, d_model, d_head, vocab_size : int, optional
+        Override the config's counts (needed for a model without a ``config``).
+    example_inputs : tensor or mapping, optional
+        Inputs for the probe forward pass, for a model that does not take ``input_ids``.
+
+    Attributes
+    ----------
+    n_layers, n_heads, n_kv_heads, d_model, d_head, d_mlp : int
+    vocab_size : int or None
+    is_causal : bool
+        Whether a position only sees earlier positions (decoders).
+    norm_position : {"pre", "post"}
+        Pre-LN blocks (GPT-2, Llama) or post-LN blocks (BERT).
+    parallel_residual : bool
+        Attention and MLP read the same residual (GPT-NeoX, Phi): no ``resid_mid``.
+    logit_softcap : float or None
+        Gemma 2's final ``tanh`` soft cap of the logits, applied by :meth:`to_logits`.
+
+    Examples
+    --------
+    >>> anat = Anatomy.of(model)                      # doctest: +SKIP
+    >>> anat.path("blocks.3.mlp.out")                 # doctest: +SKIP
+    'transformer.h.3.mlp'
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        blocks: str | None = None,
+        embed: str | None = None,
+        pos_embed: str | None = None,
+        final_norm: str | None = None,
+        unembed: str | None = None,
+        attn: str | None = None,
+        q: str | None = None,
+        k: str | None = None,
+        v: str | None = None,
+        qkv: str | None = None,
+        o: str | None = None,
+        mlp: str | None = None,
+        mlp_down: str | None = None,
+        ln1: str | None = None,
+        ln2: str | None = None,
+        qkv_layout: str | None = None,
+        n_layers: int | None = None,
+        n_heads: int | None = None,
+        n_kv_heads: int | None = None,
+        d_model: int | None = None,
+        d_head: int | None = None,
+        vocab_size: int | None = None,
+        example_inputs: Any = None,
+    ) -> None:
+        torch = require_torch("Anatomy")
+        if not isinstance(model, torch.nn.Module):
+            raise UnsupportedModelError(
+                f"Anatomy needs a torch.nn.Module (a transformers model), got "
+                f"{type(model).__name__}. For a pipeline pass its .model."
+            )
+        if qkv_layout not in (None, "contiguous", "per_head"):
+            raise InvalidParameterError(
+                f"qkv_layout must be 'contiguous' ([q | k | v]) or 'per_head' "
+                f"((heads, 3, d_head)), got {qkv_layout!r}."
+            )
+        self._model_ref = weakref.ref(model)
+        config = getattr(model, "config", None)
+        self.d_model = int(d_model or _cfg(config, "hidden_size", "n_embd", "d_model", "dim") or 0)
+        self.n_heads = int(n_heads or _cfg(config, "num_attention_heads", "n_head", "n_heads") or 0)
+        self.vocab_size = vocab_size or _cfg(config, "vocab_size")
+        modules = dict(model.named_modules())
+        self._modules = modules
+
+        # -- blocks ------------------------------------------------------------------------
+        n_cfg = n_layers or _cfg(config, "num_hidden_layers", "n_layer", "n_layers")
+        self.blocks_path = blocks if blocks is not None else self._find_blocks(n_cfg, torch)
+        block_list = get_module(model, self.blocks_path)
+        if not isinstance(block_list, torch.nn.ModuleList) or len(block_list) == 0:
+            raise UnsupportedModelError(
+                f"{self.blocks_path!r} is {type(block_list).__name__}, not a non-empty "
+                "nn.ModuleList of blocks. Pass Anatomy(model, blocks='path.to.layers')."
+            )
+        self.n_layers = len(block_list)
+        if not self.d_model:
+            self.d_model = self._guess_d_model(block_list[0], torch)
+        if not self.n_heads:
+            raise UnsupportedModelError(
+                "could not find the number of attention heads: the model has no config with "
+                "num_attention_heads. Pass Anatomy(model, n_heads=...)."
+            )
+        self.d_head = int(
+            d_head
+            or _cfg(config, "head_dim", "attention_head_size")
+            or self.d_model // self.n_heads
+        )
+        self.n_kv_heads = int(
+            n_kv_heads or _cfg(config, "num_key_value_heads", "n_kv_heads") or self.n_heads
+        )
+        self.logit_softcap = _cfg(config, "final_logit_softcapping")
+
+        # -- embedding, unembedding ---------------------------------------------------------
+        self.embed_path = embed if embed is not None else self._find_embed(model, torch)
+        if self.vocab_size is None:
+            emb = get_module(model, self.embed_path)
+            self.vocab_size = int(getattr(emb, "num_embeddings", 0)) or None
+        self.unembed_path = unembed if unembed is not None else self._find_unembed(model, torch)
+        self.pos_embed_path = pos_embed if pos_embed is not None else self._find_pos_embed(torch)
+
+        # -- probe forward: call order, causality, residual layout --------------------------
+        overrides = {
+            "attn": attn, "q": q, "k": k, "v": v, "qkv": qkv, "o": o, "mlp": mlp,
+            "mlp_down": mlp_down, "ln1": ln1, "ln2": ln2,
+        }  # fmt: skip
+        probe = self._probe(model, block_list, example_inputs, torch)
+        self.is_causal = probe["causal"]
+        self._block = self._find_block_parts(block_list[0], probe, overrides, qkv_layout, torch)
+        self.norm_position = probe["norm_position"]
+        self.parallel_residual = probe["parallel"]
+        self._pattern_ok = probe["pattern_ok"]
+        found_norm, self.head_path = self._find_head(probe, torch)
+        self.final_norm_path = final_norm if final_norm is not None else found_norm
+        down = get_module(block_list[0], self._block.mlp_down)
+        self.d_mlp = int(_linear_shape(down, torch)[0])  # type: ignore[index]
+        self._points = self._build_points()
+
+    # ------------------------------------------------------------------ construction ----
+    @classmethod
+    def of(cls, model: Any, **overrides: Any) -> Anatomy:
+        """The anatomy of ``model`` (computed once per model and overrides, then reused)."""
+        key = tuple(sorted((k, repr(v)) for k, v in overrides.items()))
+        try:
+            per_model = _CACHE.setdefault(model, {})
+        except TypeError:  # not weak-referenceable
+            return cls(model, **overrides)
+        if key not in per_model:
+            per_model[key] = cls(model, **overrides)
+        return per_model[key]
+
+    @property
+    def model(self) -> Any:
+        model = self._model_ref()
+        if model is None:
+            raise UnsupportedModelError("the model this Anatomy describes no longer exists.")
+        return model
+
+    def _find_blocks(self, n_cfg: int | None, torch: Any) -> str:
+        candidates = []
+        for name, module in self._modules.items():
+            if not isinstance(module, torch.nn.ModuleList) or len(module) == 0:
+                continue
+            kinds = {type(m) for m in module}
+            if len(kinds) != 1:
+                continue
+            n_params = sum(p.numel() for p in module.parameters())
+            if n_params == 0:
+                continue
+            candidates.append((name, len(module), n_params))
+        if n_cfg is not None:
+            matching = [c for c in candidates if c[1] == n_cfg]
+            if matching:
+                return max(matching, key=lambda c: c[2])[0]
+        if candidates:
+            return max(candidates, key=lambda c: c[2])[0]
+        raise UnsupportedModelError(
+            "could not find the model's blocks: no nn.ModuleList of identical modules with "
+            "parameters" + (f" and {n_cfg} entries (config)" if n_cfg else "") + ". Pass "
+            "Anatomy(model, blocks='path.to.layers')."
+        )
+
+    def _guess_d_model(self, block: Any, torch: Any) -> int:
+        for module in block.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                return int(module.normalized_shape[0])
+        raise UnsupportedModelError(
+            "could not find the model width: no config with hidden_size and no LayerNorm in a "
+            "block. Pass Anatomy(model, d_model=...)."
+        )
+
+    def _path_of(self, target: Any) -> str | None:
+        for name, module in self._modules.items():
+            if module is target:
+                return name
+        return None
+
+    def _outside_blocks(self, name: str) -> bool:
+        return not (name == self.blocks_path or name.startswith(self.blocks_path + "."))
+
+    def _find_embed(self, model: Any, torch: Any) -> str:
+        getter = getattr(model, "get_input_embeddings", None)
+        if callable(getter):
+            try:
+                emb = getter()
+            except (NotImplementedError, AttributeError):
+                emb = None
+            path = self._path_of(emb) if emb is not None else None
+            if path is not None:
+                return path
+        embeddings = [
+            (n, m)
+            for n, m in self._modules.items()
+            if isinstance(m, torch.nn.Embedding) and self._outside_blocks(n)
+        ]
+        if self.vocab_size:
+            embeddings = [e for e in embeddings if e[1].num_embeddings == self.vocab_size]
+        if not embeddings:
+            raise UnsupportedModelError(
+                "could not find the token embedding: no nn.Embedding outside the blocks"
+                + (f" with {self.vocab_size} rows (vocab_size)" if self.vocab_size else "")
+                + ". Pass Anatomy(model, embed='path.to.embedding')."
+            )
+        return max(embeddings, key=lambda e: e[1].num_embeddings)[0]
+
+    def _find_unembed(self, model: Any, torch: Any) -> str | None:
+        getter = getattr(model, "get_output_embeddings", None)
+        if callable(getter):
+            try:
+                head = getter()
+            except (NotImplementedError, AttributeError):
+                head = None
+            path = self._path_of(head) if head is not None else None
+            if path is not None:
+                return path
+        for name, module in self._modules.items():
+            shape = _linear_shape(module, torch)
+            if (
+                shape is not None
+                and self._outside_blocks(name)
+                and shape == (self.d_model, self.vocab_size)
+            ):
+                return name
+        return None
+
+    def _find_pos_embed(self, torch: Any) -> str | None:
+        for name, module in self._modules.items():
+            if (
+                isinstance(module, torch.nn.Embedding)
+                and name != self.embed_path
+                and self._outside_blocks(name)
+                and re.search(r"pos|wpe", name.rsplit(".", 1)[-1], re.IGNORECASE)
+                and module.embedding_dim == self.d_model
+            ):
+                return name
+        return None
+
+    def _probe(self, model: Any, block_list: Any, example_inputs: Any, torch: Any) -> dict:
+        """One read-only forward pass on a two-row batch that differs in its last token."""
+        from whybox.internals.hooks import as_model_inputs, output_logits
+
+        device = model_device(model)
+        if example_inputs is None:
+            vocab = int(self.vocab_size or 8)
+            row = [min(i + 1, vocab - 1) for i in range(4)]
+            last = min(5, vocab - 1) if vocab - 1 != row[-1] else 0
+            ids = torch.tensor([row, [*row[:-1], last]], device=device)
+            example_inputs = {"input_ids": ids}
+        kwargs = as_model_inputs(model, example_inputs)
+        order: list[str] = []
+        seen_in: dict[str, Any] = {}
+        seen_out: dict[str, Any] = {}
+        block0 = self.blocks_path + ".0"
+        last_block = f"{self.blocks_path}.{len(block_list) - 1}"
+        watched = {
+            n: m
+            for n, m in self._modules.items()
+            if n.startswith(block0 + ".") or n == block0 or (self._outside_blocks(n) and n)
+        }
+
+        def make(name: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+            def pre(module: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+                order.append(name)
+                first = args[0] if args else kw.get("hidden_states")
+                if isinstance(first, torch.Tensor):
+                    seen_in.setdefault(name, first.detach())
+
+            def post(module: Any, args: tuple[Any, ...], output: Any) -> None:
+                out = output[0] if isinstance(output, tuple) and output else output
+                seen_out.setdefault(name, output if isinstance(output, tuple) else out)
+
+            return pre, post
+
+        was_training = model.training
+        with registered([]) as handles:
+            for name, module in watched.items():
+                pre, post = make(name)
+                handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+                handles.append(module.register_forward_hook(post))
+            if last_block not in watched:
+                pre, post = make(last_block)
+                mod = self._modules[last_block]
+                handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
+                handles.append(mod.register_forward_hook(post))
+            try:
+                model.eval()
+                with torch.no_grad():
+                    output = model(**kwargs)
+            except Exception as exc:
+                raise UnsupportedModelError(
+                    f"the probe forward pass that locates the model's parts failed "
+                    f"({type(exc).__name__}: {exc}). Pass inputs the model accepts: "
+                    "Anatomy(model, example_inputs={...})."
+                ) from exc
+            finally:
+                model.train(was_training)
+        logits = output_logits(output)
+        block_out = seen_out.get(block0)
+        block_out = block_out[0] if isinstance(block_out, tuple) else block_out
+        causal = False
+        if isinstance(block_out, torch.Tensor) and block_out.shape[0] >= 2:
+            causal = bool(torch.equal(block_out[0, :-1], block_out[1, :-1]))
+        return {
+            "order": order,
+            "in": seen_in,
+            "out": seen_out,
+            "causal": causal,
+            "logits": logits,
+            "block0": block0,
+            "last_block": last_block,
+            "norm_position": "pre",
+            "parallel": False,
+            "pattern_ok": False,
+        }
+
+    def _find_block_parts(
+        self,
+        block: Any,
+        probe: dict,
+        overrides: dict[str, str | None],
+        qkv_layout: str | None,
+        torch: Any,
+    ) -> _Block:
+        block0 = probe["block0"]
+        rel = {n: m for n, m in block.named_modules() if n}
+        order = [n[len(block0) + 1 :] for n in probe["order"] if n.startswith(block0 + ".")]
+        pos = {n: i for i, n in reversed(list(enumerate(order)))}
+        linears = {n: _linear_shape(m, torch) for n, m in rel.items()}
+        linears = {n: s for n, s in linears.items() if s is not None}
+        d, hq, hkv = self.d_model, self.n_heads * self.d_head, self.n_kv_heads * self.d_head
+
+        def need(part: str, what: str) -> UnsupportedModelError:
+            return UnsupportedModelError(
+                f"could not find the {what} in block {block0!r} (a {type(block).__name__}). "
+                f"Pass its path inside the block: Anatomy(model, {part}='...'); the block's "
+                f"modules are {sorted(rel)[:20]}."
+            )
+
+        def check(part: str) -> str | None:
+            path = overrides.get(part)
+            if path is not None and path not in rel and path != "":
+                raise InvalidParameterError(
+                    f"{part}={path!r} is not a module path inside block {block0!r}. Its "
+                    f"modules: {sorted(rel)[:20]}."
+                )
+            return path
+
+        def ran(name: str) -> bool:
+            return name in pos
+
+        # output projection: in = heads * d_head, out = d_model, runs after q/k/v
+        o = check("o")
+        q, k, v, qkv = check("q"), check("k"), check("v"), check("qkv")
+        if qkv is None and q is None:
+            fused = sorted(
+                (n for n, (i, out) in linears.items() if i == d and out == hq + 2 * hkv and ran(n)),
+                key=lambda n: (not _QKV_HINT.search(n.rsplit(".", 1)[-1]), pos[n]),
+            )
+            if fused:
+                separate_before = [
+                    n
+                    for n, (i, out) in linears.items()
+                    if i == d and out in (hq, hkv) and ran(n) and pos[n] < pos[fused[0]]
+                ]
+                if len(separate_before) < 3:
+                    qkv = fused[0]
+        if qkv is None and (q is None or k is None or v is None):
+            q_c = [n for n, (i, out) in linears.items() if i == d and out == hq and ran(n)]
+            kv_c = [n for n, (i, out) in linears.items() if i == d and out == hkv and ran(n)]
+            q, k, v = self._pick_qkv(q, k, v, q_c, kv_c, pos)
+            if q is None or k is None or v is None:
+                raise need("q", "query / key / value projections (or a fused qkv)")
+        first_qkv = min(pos.get(n, 1 << 30) for n in (qkv, q, k, v) if n is not None)
+        if o is None:
+            o_c = [
+                n
+                for n, (i, out) in linears.items()
+                if i == hq and out == d and ran(n) and pos[n] > first_qkv
+                and n not in (q, k, v, qkv)
+            ]  # fmt: skip
+            if not o_c:
+                raise need("o", "attention output projection")
+            o = min(o_c, key=lambda n: pos[n])
+        attn = check("attn") or _common_prefix([n for n in (q, k, v, qkv, o) if n])
+        # the module that returns the attention pattern: the one holding q/k/v whose output
+        # tuple has a (batch, heads, q, k) tensor
+        pattern_mod = None
+        for cand in sorted({_common_prefix([n for n in (q, k, v, qkv) if n]), attn}, key=len):
+            out = probe["out"].get(block0 + "." + cand if cand else block0)
+            if isinstance(out, tuple) and len(out) > 1:
+                pattern_mod = cand
+                w = out[1]
+                self_ok = isinstance(w, torch.Tensor) and w.ndim == 4 and w.shape[1] == self.n_heads
+                probe["pattern_ok"] = bool(self_ok)
+                if self_ok:
+                    break
+        # MLP: down projection in = d_mlp (> d_model usually), out = d_model, after o
+        down = check("mlp_down")
+        if down is None:
+            down_c = [
+                n
+                for n, (i, out) in linears.items()
+                if out == d and n != o and ran(n) and pos[n] > pos[o] and i != hq
+            ]
+            if not down_c:
+                down_c = [
+                    n for n, (i, out) in linears.items() if out == d and n != o and ran(n)
+                    and not n.startswith(attn + ".")
+                ]  # fmt: skip
+            if not down_c:
+                raise need("mlp_down", "MLP down projection")
+            down = max(down_c, key=lambda n: pos[n])
+        d_mlp = _linear_shape(rel[down], torch)[0]  # type: ignore[index]
+        ups = [
+            n
+            for n, (i, out) in linears.items()
+            if i == d and out == d_mlp and ran(n) and n not in (q, k, v, qkv)
+            and not (attn and n.startswith(attn + "."))
+        ]  # fmt: skip
+        mlp = check("mlp")
+        if mlp is None:
+            mlp = _common_prefix([down, *ups]) if ups else None
+            if mlp == "" or mlp == attn:
+                mlp = None  # no single MLP module (BERT's intermediate / output)
+        # norms
+        norms = [n for n in order if n in rel and _is_norm(rel[n], d, torch)]
+        norms = list(dict.fromkeys(norms))
+        first_mod = order[0] if order else ""
+        first_top = first_mod.split(".")[0]
+        pre_ln = bool(norms) and (first_mod in norms or first_top in norms)
+        probe["norm_position"] = "pre" if pre_ln else "post"
+        ln1 = check("ln1")
+        ln2 = check("ln2")
+        post_attn_norm = post_mlp_norm = None
+        mlp_first = min(pos[n] for n in [down, *ups])
+        parallel = False
+        if pre_ln:
+            ln1 = ln1 or next(n for n in norms if pos[n] < first_qkv)
+            between = [n for n in norms if pos[o] < pos[n] < mlp_first and n != ln1]
+            if ln2 is None:
+                ln2 = between[-1] if between else None
+            post_attn_norm = between[0] if len(between) >= 2 else None
+            after = [n for n in norms if pos[n] > pos[down]]
+            post_mlp_norm = after[0] if after else None
+            if ln2 is None:
+                parallel = True  # the MLP reads ln1's output (Phi, GPT-J)
+                ln2 = ln1
+            else:
+                resid_in = probe["in"].get(block0)
+                ln2_in = probe["in"].get(block0 + "." + ln2)
+                parallel = (
+                    isinstance(resid_in, torch.Tensor)
+                    and isinstance(ln2_in, torch.Tensor)
+                    and resid_in.shape == ln2_in.shape
+                    and bool(torch.equal(resid_in, ln2_in))
+                )
+        probe["parallel"] = parallel
+        layout = None
+        if qkv is not None:
+            layout = qkv_layout or (
+                "per_head" if qkv.rsplit(".", 1)[-1] in _PER_HEAD_QKV else "contiguous"
+            )
+        return _Block(
+            attn=attn,
+            o=o,
+            q=q,
+            k=k,
+            v=v,
+            qkv=qkv,
+            qkv_layout=layout,
+            pattern=pattern_mod,
+            mlp=mlp,
+            mlp_down=down,
+            ln1=ln1,
+            ln2=ln2,
+            post_attn_norm=post_attn_norm,
+            post_mlp_norm=post_mlp_norm,
+        )
+
+    @staticmethod
+    def _pick_qkv(
+        q: str | None,
+        k: str | None,
+        v: str | None,
+        q_c: list[str],
+        kv_c: list[str],
+        pos: dict[str, int],
+    ) -> tuple[str | None, str | None, str | None]:
+        pool = list(dict.fromkeys(q_c + kv_c))
+        for role in ("q", "k", "v"):
+            chosen = {"q": q, "k": k, "v": v}[role]
+            if chosen is not None:
+                continue
+            cands = q_c if role == "q" else kv_c
+            hinted = [n for n in cands if _HINTS[role].search(n)]
+            if len(hinted) == 1:
+                if role == "q":
+                    q = hinted[0]
+                elif role == "k":
+                    k = hinted[0]
+                else:
+                    v = hinted[0]
+        # fall back on call order: q, k, v run in that order before the output projection
+        taken = {n for n in (q, k, v) if n}
+        rest = sorted((n for n in pool if n not in taken), key=lambda n: pos[n])
+        if q is None and rest:
+            q = rest.pop(0)
+        if k is None and rest:
+            k = rest.pop(0)
+        if v is None and rest:
+            v = rest.pop(0)
+        return q, k, v
+
+    def _find_head(self, probe: dict, torch: Any) -> tuple[str | None, str | None]:
+        """(final norm, head module) from the parametrised modules that run after the last
+        block: ``[norm, unembed]`` is a final norm (GPT-2, Llama); a longer chain (BERT's
+        masked-LM transform) is a head module, when one module holds all of it."""
+        order = probe["order"]
+        last = probe["last_block"]
+        if last not in order:
+            return None, None
+        start = len(order) - 1 - order[::-1].index(last)
+        after = [
+            n
+            for n in dict.fromkeys(order[start + 1 :])
+            if n and self._outside_blocks(n)
+            and not list(self._modules[n].children())
+            and any(True for _ in self._modules[n].parameters(recurse=False))
+        ]  # fmt: skip
+        if self.unembed_path in after:
+            after = after[: after.index(self.unembed_path) + 1]
+        if not after:
+            return None, None
+        if after == [self.unembed_path]:
+            return None, None
+        if (
+            len(after) == 2
+            and after[1] == self.unembed_path
+            and _is_norm(self._modules[after[0]], self.d_model, torch)
+        ):
+            return after[0], None
+        if len(after) == 1 and _is_norm(self._modules[after[0]], self.d_model, torch):
+            return after[0], None
+        head = _common_prefix(after)
+        return None, (head or None)
+
+    # ------------------------------------------------------------------ hook points -----
+    def _build_points(self) -> dict[str, HookPoint]:
+        b = self._block
+        pts: dict[str, HookPoint] = {}
+        pts["embed"] = HookPoint("embed", self.embed_path)
+        if self.pos_embed_path is not None:
+            pts["pos_embed"] = HookPoint("pos_embed", self.pos_embed_path)
+        hq, hkv = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
+        for i in range(self.n_layers):
+            blk = f"{self.blocks_path}.{i}"
+
+            def p(rel: str, blk: str = blk) -> str:
+                return f"{blk}.{rel}" if rel else blk
+
+            def add(site: str, path: str, i: int = i, **kw: Any) -> None:
+                name = f"blocks.{i}.{site}"
+                pts[name] = HookPoint(name, path, layer=i, **kw)
+
+            add("resid_pre", blk, io="input", kwarg="hidden_states")
+            if self.norm_position == "pre" and b.ln1 is not None:
+                add("ln1", p(b.ln1))
+            if b.qkv is not None:
+                if b.qkv_layout == "per_head":
+                    for j, s in enumerate("qkv"):
+                        add(f"attn.{s}", p(b.qkv), groups=(self.n_heads, 3, j))
+                else:
+                    bounds = {"q": (0, hq), "k": (hq, hq + hkv), "v": (hq + hkv, hq + 2 * hkv)}
+                    for s, part in bounds.items():
+                        heads = self.n_heads if s == "q" else self.n_kv_heads
+                        add(f"attn.{s}", p(b.qkv), part=part, heads=heads)
+            else:
+                add("attn.q", p(b.q), heads=self.n_heads)  # type: ignore[arg-type]
+                add("attn.k", p(b.k), heads=self.n_kv_heads)  # type: ignore[arg-type]
+                add("attn.v", p(b.v), heads=self.n_kv_heads)  # type: ignore[arg-type]
+            if b.pattern is not None:
+                add("attn.pattern", p(b.pattern), index=1)
+            add("attn.head_out", p(b.o), io="input", heads=self.n_heads)
+            if self.norm_position == "post":
+                add("attn.out", p(b.o))
+            elif b.post_attn_norm is not None:
+                add("attn.out", p(b.post_attn_norm))
+            else:
+                add("attn.out", p(b.attn))
+            if not self.parallel_residual:
+                if self.norm_position == "pre" and b.ln2 is not None:
+                    add("resid_mid", p(b.ln2), io="input", kwarg="hidden_states")
+                else:
+                    first_mlp = self._first_mlp_module()
+                    add("resid_mid", p(first_mlp), io="input", kwarg="hidden_states")
+            if self.norm_position == "pre" and b.ln2 is not None:
+                add("ln2", p(b.ln2))
+            add("mlp.post", p(b.mlp_down), io="input")
+            if self.norm_position == "post" or b.mlp is None:
+                add("mlp.out", p(b.mlp_down))
+            elif b.post_mlp_norm is not None:
+                add("mlp.out", p(b.post_mlp_norm))
+            else:
+                add("mlp.out", p(b.mlp))
+            add("resid_post", blk)
+        if self.final_norm_path is not None:
+            pts["ln_final"] = HookPoint("ln_final", self.final_norm_path)
+        if self.unembed_path is not None:
+            pts["unembed"] = HookPoint("unembed", self.unembed_path)
+        return pts
+
+    def _first_mlp_module(self) -> str:
+        """Inside a block, the first module of the MLP sublayer (post-LN models)."""
+        torch = require_torch()
+        block = self._modules[f"{self.blocks_path}.0"]
+        down = self._block.mlp_down
+        d_mlp = _linear_shape(block.get_submodule(down), torch)[0]  # type: ignore[index]
+        for n, m in block.named_modules():
+            shape = _linear_shape(m, torch)
+            if shape == (self.d_model, d_mlp):
+                return n
+        return down
+
+    # ------------------------------------------------------------------ public API ------
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Every standard hook name, in forward order; ``pattern`` is a glob filter."""
+        names = list(self._points)
+        if pattern is None:
+            return names
+        return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+    def _canonical(self, name: str) -> str:
+        if name in self._points:
+            return name
+        m = re.fullmatch(r"blocks\.(\d+)\.(.+)", name)
+        if m and m.group(2) in _TL_ALIASES:
+            return f"blocks.{m.group(1)}.{_TL_ALIASES[m.group(2)]}"
+        return _TL_ALIASES.get(name, name)
+
+    def point(self, name: str) -> HookPoint:
+        """The hook point of a standard name (or TransformerLens alias) or a module path.
+
+        Raises
+        ------
+        InvalidParameterError
+            For a name that is neither; the message lists the nearest valid names.
+        UnsupportedModelError
+            For ``attn.pattern`` on a model whose attention does not return its weights.
+        """
+        if not isinstance(name, str):
+            raise InvalidParameterError(
+                f"a hook name must be a str such as 'blocks.0.resid_post', got "
+                f"{type(name).__name__}."
+            )
+        canon = self._canonical(name)
+        if canon in self._points:
+            if canon.endswith("attn.pattern") and not self._pattern_ok:
+                raise UnsupportedModelError(
+                    f"{name!r}: this model's attention does not return its pattern (attention "
+                    f"implementation {self._attn_impl()!r}). Load the model with "
+                    "attn_implementation='eager' (from_pretrained(..., "
+                    "attn_implementation='eager') or model.set_attn_implementation('eager'))."
+                )
+            return self._points[canon]
+        if name in self._modules:
+            return HookPoint(name, name)
+        m = re.fullmatch(r"blocks\.(\d+)\..+", canon)
+        if m and int(m.group(1)) >= self.n_layers:
+            raise InvalidParameterError(
+                f"{name!r}: the model has {self.n_layers} blocks (0 to {self.n_layers - 1})."
+            )
+        if m and canon.endswith("resid_mid") and self.parallel_residual:
+            raise InvalidParameterError(
+                f"{name!r}: this model adds attention and MLP to the same residual stream "
+                "(parallel residual), so there is no residual between them. Use resid_pre, "
+                "attn.out, mlp.out or resid_post."
+            )
+        pool = list(self._points) + [n for n in self._modules if n]
+        close = difflib.get_close_matches(name, pool, n=5, cutoff=0.5)
+        raise InvalidParameterError(
+            f"no hook point named {name!r}. "
+            + (f"Nearest: {', '.join(repr(c) for c in close)}. " if close else "")
+            + "Standard names are 'embed', 'blocks.{i}.resid_pre|resid_mid|resid_post', "
+            "'blocks.{i}.attn.q|k|v|pattern|head_out|out', 'blocks.{i}.mlp.post|out', "
+            "'ln_final', 'unembed' (Anatomy.names() lists them); module paths of "
+            "model.named_modules() work too."
+        )
+
+    def _attn_impl(self) -> str:
+        config = getattr(self.model, "config", None)
+        return str(getattr(config, "_attn_implementation", "unknown"))
+
+    def path(self, name: str) -> str:
+        """The module path a hook name lives on (a module path is returned unchanged)."""
+        return self.point(name).path
+
+    def module(self, name: str) -> Any:
+        """The module a hook name lives on."""
+        return get_module(self.model, self.path(name))
+
+    def resolve(self, names: str | Sequence[str] | Callable[[str], bool] | None) -> list[HookPoint]:
+        """Hook points for names, globs (``"blocks.*.resid_post"``) or a predicate.
+
+        ``None`` selects every standard name except ``attn.pattern`` when the model's
+        attention does not return it.
+        """
+        if names is None:
+            return [
+                self._points[n]
+                for n in self._points
+                if self._pattern_ok or not n.endswith("attn.pattern")
+            ]
+        if callable(names) and not isinstance(names, str):
+            return [self.point(n) for n in self._points if names(n)]
+        items = [names] if isinstance(names, str) else list(names)
+        out: list[HookPoint] = []
+        for item in items:
+            if isinstance(item, str) and any(ch in item for ch in "*?["):
+                matched = [n for n in self._points if fnmatch.fnmatchcase(n, item)]
+                if not matched:
+                    self.point(item.replace("*", "0"))  # raises with the nearest names
+                    raise InvalidParameterError(f"no hook name matches the pattern {item!r}.")
+                out.extend(self.point(n) for n in matched)
+            else:
+                out.append(self.point(item))
+        return list(dict.fromkeys(out))
+
+    @property
+    def embed(self) -> Any:
+        """The token embedding module."""
+        return get_module(self.model, self.embed_path)
+
+    @property
+    def final_norm(self) -> Any:
+        """The model's own final norm module, or None (BERT has none)."""
+        return (
+            None if self.final_norm_path is None else get_module(self.model, self.final_norm_path)
+        )
+
+    @property
+    def unembed(self) -> Any:
+        """The unembedding (``lm_head``) module, or None for a model without one."""
+        return None if self.unembed_path is None else get_module(self.model, self.unembed_path)
+
+    def block(self, layer: int) -> Any:
+        """The block module of ``layer``."""
+        self._check_layer(layer)
+        return get_module(self.model, f"{self.blocks_path}.{layer}")
+
+    def _check_layer(self, layer: int) -> None:
+        if not isinstance(layer, int) or not 0 <= layer < self.n_layers:
+            raise InvalidParameterError(
+                f"layer {layer!r} is out of range: the model has {self.n_layers} blocks "
+                f"(0 to {self.n_layers - 1})."
+            )
+
+    def _weight_in_out(self, module: Any) -> Any:
+        """A linear-like module's weight as (in_features, out_features)."""
+        torch = require_torch()
+        if isinstance(module, torch.nn.Linear):
+            return module.weight.T
+        return module.weight
+
+    def W_O(self, layer: int) -> Any:
+        """Output projection of ``layer`` split by heads, (n_heads, d_head, d_model)."""
+        o = get_module(self.block(layer), self._block.o)
+        w = self._weight_in_out(o)
+        return w.reshape(self.n_heads, self.d_head, self.d_model)
+
+    def b_O(self, layer: int) -> Any:
+        """Output projection bias of ``layer`` (d_model,), or None."""
+        return getattr(get_module(self.block(layer), self._block.o), "bias", None)
+
+    def W_U(self) -> Any:
+        """Unembedding matrix (d_model, vocab)."""
+        head = self._require_unembed()
+        return self._weight_in_out(head)
+
+    def b_U(self) -> Any:
+        """Unembedding bias (vocab,), or None."""
+        return getattr(self._require_unembed(), "bias", None)
+
+    def _require_unembed(self) -> Any:
+        head = self.unembed
+        if head is None:
+            raise UnsupportedModelError(
+                f"{type(self.model).__name__} has no unembedding (lm_head): it outputs hidden "
+                "states, not logits. Load the model with its language-model head "
+                "(AutoModelForCausalLM / AutoModelForMaskedLM), or pass "
+                "Anatomy(model, unembed='path.to.head')."
+            )
+        return head
+
+    def to_logits(self, normed: Any) -> Any:
+        """Logits from final-norm outputs (batch..., d_model): the unembedding, then
+        Gemma 2's soft cap when the config has one."""
+        torch = require_torch()
+        logits = self._require_unembed()(normed)
+        if self.logit_softcap:
+            cap = float(self.logit_softcap)
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    def logits_from_resid(self, resid: Any) -> Any:
+        """Logits from residual-stream vectors (batch..., d_model), through the model's own
+        final norm and unembedding (or its prediction head, e.g. BERT's masked-LM head)."""
+        if self.head_path is not None:
+            return get_module(self.model, self.head_path)(resid)
+        norm = self.final_norm
+        return self.to_logits(norm(resid) if norm is not None else resid)
+
+    def __repr__(self) -> str:
+        return (
+            f"Anatomy({type(self.model).__name__}: {self.n_layers} layers, {self.n_heads} "
+            f"heads ({self.n_kv_heads} kv), d_model={self.d_model}, d_head={self.d_head}, "
+            f"d_mlp={self.d_mlp}, blocks={self.blocks_path!r}, {self.norm_position}-LN"
+            + (", parallel residual" if self.parallel_residual else "")
+            + (", causal" if self.is_causal else "")
+            + ")"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Counts and module paths found, as a plain dict (for reports and errors)."""
+        b = self._block
+        return {
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+            "d_model": self.d_model,
+            "d_head": self.d_head,
+            "d_mlp": self.d_mlp,
+            "vocab_size": self.vocab_size,
+            "is_causal": self.is_causal,
+            "norm_position": self.norm_position,
+            "parallel_residual": self.parallel_residual,
+            "embed": self.embed_path,
+            "pos_embed": self.pos_embed_path,
+            "blocks": self.blocks_path,
+            "attn": b.attn,
+            "q": b.q,
+            "k": b.k,
+            "v": b.v,
+            "qkv": b.qkv,
+            "qkv_layout": b.qkv_layout,
+            "o": b.o,
+            "mlp": b.mlp,
+            "mlp_down": b.mlp_down,
+            "ln1": b.ln1,
+            "ln2": b.ln2,
+            "post_attn_norm": b.post_attn_norm,
+            "post_mlp_norm": b.post_mlp_norm,
+            "final_norm": self.final_norm_path,
+            "head": self.head_path,
+            "unembed": self.unembed_path,
+        }
