@@ -382,3 +382,33 @@ def test_unfindable_parts_are_named_with_the_keyword_that_supplies_them():
         Anatomy(flat, n_heads=1)
     with pytest.raises(UnsupportedModelError, match=r"torch\.nn\.Module"):
         Anatomy("not a model")
+
+
+def test_the_probe_pass_leaves_the_model_as_it_was():
+    model = build("gpt2").train()
+    before_cfg = model.config.to_dict()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    Anatomy(model)
+    assert model.training
+    assert model.config.to_dict() == before_cfg
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert hooks_left(model) == []
+
+
+def test_inputs_that_do_not_fit_the_model_are_refused():
+    from whybox.errors import InvalidInputError
+
+    model = build("gpt2")
+    anat = Anatomy.of(model)
+    with pytest.raises(InvalidInputError, match="tokenizer does not match the model"):
+        hooks.forward(model, torch.tensor([[5, 96]]), vocab_size=anat.vocab_size)
+    with pytest.raises(InvalidInputError, match=r"on meta but the model is on cpu"):
+        hooks.forward(model, torch.tensor([[5, 6]], device="meta"))
+    with pytest.raises(InvalidInputError, match="tensor of token ids"):
+        hooks.forward(model, "some text")
+    with pytest.raises(InvalidInputError, match="empty"):
+        hooks.forward(model, torch.zeros((1, 0), dtype=torch.long))
+    logits = hooks.forward(model, {"input_ids": input_ids()})
+    assert torch.equal(logits, _run(model, input_ids()).logits)
