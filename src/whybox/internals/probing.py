@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier, lars_path
 from sklearn.metrics import accuracy_score, r2_score
@@ -60,6 +59,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from whybox.errors import InvalidInputError, InvalidParameterError
+from whybox.internals._probe_support import (
+    _to_numpy,
+    bootstrap_interval,
+    control_labels,
+    group_codes,
+    wilson_interval,
+)
 
 __all__ = [
     "Probe",
@@ -68,124 +74,9 @@ __all__ = [
     "RegressionProbe",
     "bootstrap_interval",
     "control_labels",
+    "probe_layers",
     "wilson_interval",
 ]
-
-
-# ------------------------------------------------------------------ intervals
-def wilson_interval(successes: Any, n: Any, confidence: float = 0.95) -> tuple[Any, Any]:
-    """Wilson score interval of a binomial proportion.
-
-    Parameters
-    ----------
-    successes : int or array of int
-        Number of successes (correct held-out predictions).
-    n : int or array of int
-        Number of trials (held-out examples), ``>= 1``.
-    confidence : float, default 0.95
-
-    Returns
-    -------
-    (low, high) : floats or arrays, within ``[0, 1]``.
-
-    Notes
-    -----
-    Unlike the Wald interval it never leaves [0, 1] and keeps close to nominal coverage at
-    small ``n`` and accuracies near 0 or 1 (Brown, Cai & DasGupta 2001).
-
-    References
-    ----------
-    Wilson (1927); Brown, Cai & DasGupta (2001).
-    """
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(n, dtype=float)
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    p = k / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-    low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
-    if low.ndim == 0:
-        return float(low), float(high)
-    return low, high
-
-
-def bootstrap_interval(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    metric: Any,
-    *,
-    confidence: float = 0.95,
-    n_boot: int = 1000,
-    random_state: Any = None,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric(y_true, y_pred)`` over the examples.
-
-    Resamples the held-out examples with replacement ``n_boot`` times (Efron & Tibshirani
-    1993, ch. 13) and returns the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
-    quantiles of the metric.
-    """
-    rng = check_random_state(random_state)
-    n = len(y_true)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.randint(0, n, size=n)
-        values[b] = metric(y_true[idx], y_pred[idx])
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return (math.nan, math.nan)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
-
-
-# ------------------------------------------------------------------ control tasks
-def control_labels(y: Any, groups: Any = None, random_state: Any = None) -> np.ndarray:
-    """Labels of a control task (Hewitt & Liang 2019): one random label per group.
-
-    Parameters
-    ----------
-    y : array of shape (n,)
-        The task's labels (or targets); their empirical distribution is what the control
-        labels are drawn from.
-    groups : array of shape (n,), optional
-        The identity of each example, e.g. its word type (token id). Every example of a group
-        gets the same control label. ``None``: each example is its own group.
-    random_state : int, RandomState or None
-
-    Returns
-    -------
-    ndarray of shape (n,)
-        ``y_control[i] = label[groups[i]]`` with ``label[g]`` drawn independently for each group
-        from the empirical distribution of ``y``.
-    """
-    y = np.asarray(y)
-    codes = _group_codes(groups, len(y))
-    rng = check_random_state(random_state)
-    per_group = y[rng.randint(0, len(y), size=codes.max() + 1)]
-    return per_group[codes]
-
-
-def _group_codes(groups: Any, n: int) -> np.ndarray:
-    if groups is None:
-        return np.arange(n)
-    groups = _to_numpy(groups)
-    if groups.ndim != 1 or len(groups) != n:
-        raise InvalidInputError(
-            f"groups must be one id per example, shape ({n},), got shape {groups.shape}. Pass "
-            "e.g. the token id (word type) of each example, or None for one group per example."
-        )
-    codes, _ = pd.factorize(groups, use_na_sentinel=False)
-    return codes
-
-
-def _to_numpy(a: Any) -> np.ndarray:
-    """A numpy view of an array-like or torch tensor (half precision becomes float32)."""
-    if type(a).__module__.startswith("torch") and hasattr(a, "detach"):
-        a = a.detach().cpu()
-        if a.is_floating_point() and a.element_size() < 4:
-            a = a.float()
-        return a.numpy()
-    return np.asarray(a)
 
 
 def _accept_tensors(X: Any) -> Any:
@@ -336,7 +227,7 @@ class _ProbeBase(BaseEstimator):
         X, y = validate_data(self, _accept_tensors(X), _accept_tensors(y), dtype="numeric")
         y = self._check_targets(y)
         self._check_params(X.shape[1])
-        codes = _group_codes(groups, len(y))
+        codes = group_codes(groups, len(y))
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         split = self._split(y, seed)
         note = ""
@@ -804,3 +695,104 @@ class ProbeSweep:
                 "n_test": self.n_test,
             }
         ).set_index("layer")
+
+
+# ------------------------------------------------------------------ layers of a model
+def probe_layers(
+    model: Any,
+    inputs: Any,
+    labels: Any,
+    *,
+    layers: Sequence[int] | None = None,
+    site: str = "resid_post",
+    position: Any = -1,
+    tokenizer: Any = None,
+    groups: Any = None,
+    probe: Any = None,
+    anatomy: Any = None,
+    batch_size: int = 32,
+    **params: Any,
+) -> ProbeSweep:
+    """Probe a property at every layer of a model: one probe per layer, same held-out split.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``transformers`` model (or any model :class:`~whybox.internals.anatomy.Anatomy`
+        understands).
+    inputs : list of str, tensor of token ids (batch, pos), list of token-id lists, or a
+        ``BatchEncoding`` (pads dropped by its attention mask)
+    labels : array (n,) for one label per example; for ``position="all"`` one label per
+        token, as a list of per-example sequences (or a (batch, pos) array)
+    layers : sequence of int, optional
+        Default: every layer.
+    site : str, default "resid_post"
+        The hook name inside a block: ``"resid_pre"``, ``"resid_mid"``, ``"resid_post"``,
+        ``"attn.out"``, ``"mlp.out"``, ``"mlp.post"`` (neurons, for k-sparse probes) ...
+    position : int, "mean" or "all", default -1
+        Which token's activation represents an example: an index (``-1`` the last), the mean
+        over tokens, or every token as its own example (``"all"``, a token-level probe).
+    tokenizer : tokenizer, optional
+        Needed when ``inputs`` are texts.
+    groups : array, optional
+        Word type of each example for the control task. Default with ``position="all"``: the
+        token id (Hewitt & Liang's word types); else one group per example.
+    probe : Probe or RegressionProbe, optional
+        The probe to fit at each layer (default ``Probe()``); ``**params`` override its
+        parameters (``k=8``, ``random_state=0``).
+    anatomy : Anatomy, optional
+    batch_size : int, default 32
+
+    Returns
+    -------
+    ProbeSweep
+        Per-layer held-out score with its interval, control score and selectivity; each
+        fitted probe carries ``hook_name_`` and ``position_`` (where it reads), which
+        :meth:`whybox.internals.steering.SteeringVector.effect` uses.
+
+    References
+    ----------
+    Alain & Bengio (2017); Hewitt & Liang (2019).
+    """
+    from whybox.internals._probe_support import check_layer, collect, sequences
+    from whybox.internals.anatomy import Anatomy
+
+    anat = anatomy if anatomy is not None else Anatomy.of(model)
+    if layers is None:
+        layers = list(range(anat.n_layers))
+    layers = [check_layer(layer, anat.n_layers) for layer in layers]
+    points = [anat.point(f"blocks.{layer}.{site}") for layer in layers]
+    seqs = sequences(inputs, tokenizer)
+    acts = collect(model, seqs, points, position, batch_size=batch_size, vocab_size=anat.vocab_size)
+    if position == "all":
+        per_example = [np.asarray(_to_numpy(lab)).reshape(-1) for lab in labels]
+        lengths = [len(s) for s in seqs]
+        if len(per_example) != len(seqs) or any(
+            len(a) < n for a, n in zip(per_example, lengths, strict=True)
+        ):
+            raise InvalidInputError(
+                f"position='all' needs one label per token: {len(seqs)} label sequences of "
+                f"lengths {lengths[:8]}{'...' if len(lengths) > 8 else ''}, got "
+                f"{len(per_example)} sequences of lengths {[len(a) for a in per_example[:8]]}."
+            )
+        y = np.concatenate([a[:n] for a, n in zip(per_example, lengths, strict=True)])
+        if groups is None:
+            groups = np.concatenate([s.cpu().numpy() for s in seqs])
+    else:
+        y = _to_numpy(labels).reshape(-1) if np.ndim(_to_numpy(labels)) > 1 else _to_numpy(labels)
+        if len(y) != len(seqs):
+            raise InvalidInputError(
+                f"labels has {len(y)} entries for {len(seqs)} inputs: pass one label per input "
+                "(or position='all' with one label per token)."
+            )
+    template = probe if probe is not None else Probe()
+    sweep = template.sweep(
+        {int(layer): acts[p.name] for layer, p in zip(layers, points, strict=True)},
+        y,
+        groups=groups,
+        **params,
+    )
+    for p, fitted in zip(points, sweep.probes, strict=True):
+        fitted.hook_name_ = p.name
+        fitted.position_ = position
+    return sweep
