@@ -34,6 +34,7 @@ from ._cli_inputs import (
     nan_option,
     parse_target,
 )
+from ._cli_internals import register as _register_internals
 from .errors import InvalidParameterError, MissingDependencyError, WhyboxError
 
 __all__ = ["PICKLE_SUFFIXES", "app", "load_data", "load_model", "main"]
@@ -800,6 +801,9 @@ def report_command(
         _fail(exc, ("allow_nan",))
     console.print(f"report written to {escape(str(path))}")
     console.print("sections: " + ", ".join(escape(str(sec["title"])) for sec in rep.sections))
+
+
+_register_internals(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
 
 
 def main() -> None:

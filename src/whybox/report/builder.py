@@ -297,6 +297,9 @@ def report(
     * several classes (``target="all"``): each row is shown for the class the model
       predicts for it (the largest of ``exp.predictions``), and a "Classes" section gives the
       global importance of every class side by side;
+    * model internals (a patching grid, a direct logit attribution, a
+      :class:`~whybox.internals.lens.LogitLens`, or a list of them): heatmaps and logit-lens
+      tables (:func:`whybox.report.internals.internals_report`);
     * images: the vision report, each image with its attribution map, with ``model`` its
       faithfulness (deletion, insertion, faithfulness correlation, infidelity over pixels)
       and, for a torch CNN, the other attribution methods on the same images
@@ -308,7 +311,8 @@ def report(
     Parameters
     ----------
     exp : Explanation
-        The explanation reported.
+        The explanation reported (or, for model internals, a LogitLens, or a list of
+        patching / direct logit attribution Explanations and LogitLenses).
     model : object, optional
         The explained model: its type is shown; with ``X`` its effect curves (PDP/ICE, ALE)
         and faithfulness metrics; with ``X`` and ``y`` its accuracy.
@@ -354,6 +358,7 @@ def report(
     Report
         ``report(...).save("report.html")`` writes the page.
     """
+    from .internals import internals_report, is_internals
     from .limitations import limitations_section
     from .quality import quality_section
     from .sections import data_section, effects_section, recourse_section
@@ -361,6 +366,10 @@ def report(
 
     check_int("max_display", max_display, minimum=1)
     check_int("top_features", top_features, minimum=0)
+    items = exp if isinstance(exp, (list, tuple)) else [exp]
+    if items and all(is_internals(o) for o in items):
+        own = title if title != "whybox report" else "whybox: model internals"
+        return internals_report(*items, title=own, subtitle=subtitle)
     if not isinstance(exp, Explanation):
         raise InvalidParameterError(
             f"report() takes an Explanation first, got {type(exp).__name__}. Explain the rows "
