@@ -349,3 +349,71 @@ def test_too_few_examples_for_a_split_still_fit_and_say_why() -> None:
     assert math.isnan(probe.score_)
     assert "too few" in probe.report_.note
     assert probe.predict(X).shape == (3,)
+
+
+# ------------------------------------------------------------------ probes on a model's layers
+def test_probe_layers_fits_each_layer_on_the_activations_a_hook_captures() -> None:
+    torch = pytest.importorskip("torch")
+    from tests.internals.tiny import build
+    from whybox.internals import hooks
+    from whybox.internals.probing import probe_layers
+
+    model = build("gpt2")
+    rng = np.random.default_rng(0)
+    # two lengths, so that equal-length inputs are batched apart and put back in order
+    inputs = [list(rng.integers(4, 96, size=5 + i % 2)) for i in range(60)]
+    labels = np.array([s[-1] % 2 for s in inputs])
+    sweep = probe_layers(model, inputs, labels, layers=[0, 2], random_state=0)
+    manual = {}
+    for layer in (0, 2):
+        rows = []
+        for s in inputs:
+            with torch.no_grad(), hooks.capture(model, f"transformer.h.{layer}") as cache:
+                model(torch.tensor([s]))
+            rows.append(cache[f"transformer.h.{layer}"][0, -1])
+        manual[layer] = torch.stack(rows).numpy()
+    expected = Probe.sweep(manual, labels, random_state=0)
+    assert sweep.layers == [0, 2]
+    np.testing.assert_array_equal(sweep.score, expected.score)
+    np.testing.assert_array_equal(sweep.control_score, expected.control_score)
+    for fitted, ref in zip(sweep.probes, expected.probes, strict=True):
+        np.testing.assert_allclose(fitted.coef_, ref.coef_, rtol=1e-5, atol=1e-6)
+    assert sweep.probes[1].hook_name_ == "blocks.2.resid_post"
+    assert sweep.probes[1].position_ == -1
+
+
+def test_token_level_probe_layers_use_token_ids_as_word_types() -> None:
+    torch = pytest.importorskip("torch")
+    from tests.internals.tiny import build
+    from whybox.internals import hooks
+    from whybox.internals.probing import probe_layers
+
+    model = build("gpt2")
+    ids = torch.randint(4, 30, (12, 6), generator=torch.Generator().manual_seed(1))
+    tags = (ids % 3 == 0).long()  # a property of the word type
+    sweep = probe_layers(model, ids, tags, layers=[1], position="all", random_state=0, C=10.0)
+    with torch.no_grad(), hooks.capture(model, "transformer.h.1") as cache:
+        model(ids)
+    acts = cache["transformer.h.1"].reshape(-1, 32).numpy()
+    ref = Probe(random_state=0, C=10.0).fit(acts, tags.reshape(-1), groups=ids.reshape(-1))
+    assert sweep.score[0] == ref.score_ and sweep.control_score[0] == ref.control_score_
+    assert sweep.probes[0].report_.n_groups == len(torch.unique(ids))
+
+
+def test_probe_layers_bad_input() -> None:
+    pytest.importorskip("torch")
+    from tests.internals.tiny import build, input_ids
+    from whybox.internals.probing import probe_layers
+
+    model = build("gpt2")
+    ids = input_ids(8, 5)
+    with pytest.raises(InvalidParameterError, match=r"layer 3 is out of range.*\(0 to 2"):
+        probe_layers(model, ids, np.arange(8) % 2, layers=[3])
+    with pytest.raises(InvalidInputError, match="labels has 7 entries for 8 inputs"):
+        probe_layers(model, ids, np.arange(7) % 2)
+    with pytest.raises(InvalidInputError, match="one label per token"):
+        probe_layers(model, ids, np.arange(8) % 2, position="all")
+    with pytest.raises(InvalidParameterError, match="position must be"):
+        probe_layers(model, ids, np.arange(8) % 2, position="last")
+    with pytest.raises(InvalidParameterError, match="no hook point named"):
+        probe_layers(model, ids, np.arange(8) % 2, site="resid_postt")
