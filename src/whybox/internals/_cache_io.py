@@ -92,6 +92,70 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def save_file(
+    path: Path,
+    acts: dict[str, Any],
+    grads: dict[str, Any] | None,
+    layers: dict[str, int | None],
+    n_layers: int | None,
+) -> Path:
+    """Write activations (and gradients) to one safetensors file: a temporary file in the
+    same folder, renamed over ``path`` (a reader never sees half a file)."""
+    st = safetensors_torch()
+    if not path.parent.is_dir():
+        raise InvalidParameterError(
+            f"cannot save to {str(path)!r}: the folder {str(path.parent)!r} does not exist. "
+            "Create it first or choose another path."
+        )
+    tensors = {f"act/{n}": t.detach().cpu().contiguous() for n, t in acts.items()}
+    if grads is not None:
+        tensors.update({f"grad/{n}": t.detach().cpu().contiguous() for n, t in grads.items()})
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "names": json.dumps(list(acts)),
+        "grads": json.dumps(list(grads) if grads is not None else None),
+        "layers": json.dumps(layers),
+        "n_layers": json.dumps(n_layers),
+    }
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    try:
+        st.save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_file(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None, dict, int | None]:
+    """Activations, gradients, layer of each name and block count of a saved cache."""
+    st = safetensors_torch()
+    try:
+        with st.safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise InvalidInputError(
+                    f"{str(path)!r} is a safetensors file but not a saved ActivationCache (its "
+                    f"metadata has format={meta.get('format')!r}). Load it with "
+                    "safetensors.torch.load_file instead."
+                )
+            names = json.loads(meta["names"])
+            grad_names = json.loads(meta.get("grads", "null"))
+            acts = {n: fh.get_tensor(f"act/{n}") for n in names}
+            grads = {n: fh.get_tensor(f"grad/{n}") for n in grad_names} if grad_names else None
+            layers = json.loads(meta.get("layers", "{}"))
+            n_layers = json.loads(meta.get("n_layers", "null"))
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        raise InvalidInputError(
+            f"{str(path)!r} could not be read as a saved ActivationCache "
+            f"({type(exc).__name__}: {exc}). Pass a file written by cache.save()."
+        ) from exc
+    return acts, grads, layers, n_layers
+
+
 def load_folder(folder: Path, torch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The index and the tensors (memory-mapped, copy-on-write) of an offload folder."""
     import numpy as np

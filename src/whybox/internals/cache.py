@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import os
 import re
-import secrets
 import shutil
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,7 +36,6 @@ from typing import Any
 
 from whybox._validation import check_int
 from whybox.errors import (
-    InvalidInputError,
     InvalidParameterError,
     ModelCallError,
     WhyboxError,
@@ -49,17 +46,8 @@ from whybox.internals.hooks import require_torch
 
 __all__ = ["ActivationCache", "run_with_cache"]
 
-_OWN_KEYWORDS = (
-    "names",
-    "anatomy",
-    "device",
-    "dtype",
-    "max_bytes",
-    "offload_dir",
-    "with_grad",
-    "metric",
-    "batch_size",
-)
+_OWN_KEYWORDS = ("names", "anatomy", "device", "dtype", "max_bytes", "offload_dir")
+_OWN_KEYWORDS += ("with_grad", "metric", "batch_size")
 
 
 class _MissingActivation(InvalidParameterError, KeyError):
@@ -240,7 +228,7 @@ class ActivationCache(Mapping):
             found = sorted(
                 (self._layers[n], n)
                 for n in self._acts
-                if self._layers.get(n) is not None and _site_of(n, self.anatomy) == site
+                if self._layers.get(n) is not None and _site_of(n) == site
             )
             n_layers = self.n_layers
             wanted = list(range(n_layers)) if n_layers else [layer for layer, _ in found]
@@ -398,34 +386,8 @@ class ActivationCache(Mapping):
         -------
         pathlib.Path
         """
-        st = io.safetensors_torch()
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise InvalidParameterError(
-                f"cannot save to {str(path)!r}: the folder {str(path.parent)!r} does not "
-                "exist. Create it first or choose another path."
-            )
-        tensors = {f"act/{n}": t.detach().cpu().contiguous() for n, t in self._acts.items()}
-        if self._grad is not None:
-            tensors.update(
-                {f"grad/{n}": t.detach().cpu().contiguous() for n, t in self._grad._acts.items()}
-            )
-        meta = {
-            "format": io.FORMAT,
-            "version": io.VERSION,
-            "names": json.dumps(self.names),
-            "grads": json.dumps(self._grad.names if self._grad is not None else None),
-            "layers": json.dumps(self._layers),
-            "n_layers": json.dumps(self.n_layers),
-        }
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            st.save_file(tensors, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        grads = self._grad._acts if self._grad is not None else None
+        return io.save_file(Path(path), self._acts, grads, self._layers, self.n_layers)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: Any = "cpu") -> ActivationCache:
@@ -461,29 +423,7 @@ class ActivationCache(Mapping):
                 f"no file or folder at {str(path)!r}: pass the path given to cache.save() or "
                 "a cache's offload_dir."
             )
-        st = io.safetensors_torch()
-        try:
-            with st.safe_open(str(path), framework="pt", device="cpu") as fh:
-                meta = fh.metadata() or {}
-                if meta.get("format") != io.FORMAT:
-                    raise InvalidInputError(
-                        f"{str(path)!r} is a safetensors file but not a saved ActivationCache "
-                        f"(its metadata has format={meta.get('format')!r}). Load it with "
-                        "safetensors.torch.load_file instead."
-                    )
-                names = json.loads(meta["names"])
-                grad_names = json.loads(meta.get("grads", "null"))
-                acts = {n: fh.get_tensor(f"act/{n}") for n in names}
-                grads = {n: fh.get_tensor(f"grad/{n}") for n in grad_names} if grad_names else None
-                layers = json.loads(meta.get("layers", "{}"))
-                n_layers = json.loads(meta.get("n_layers", "null"))
-        except WhyboxError:
-            raise
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{str(path)!r} could not be read as a saved ActivationCache "
-                f"({type(exc).__name__}: {exc}). Pass a file written by cache.save()."
-            ) from exc
+        acts, grads, layers, n_layers = io.load_file(path)
         cache = cls(acts, grads=grads, layers=layers, n_layers=n_layers)
         return cache.to(dev) if dev is not None and dev.type != "cpu" else cache
 
@@ -507,7 +447,7 @@ def _canonical(key: str, anatomy: Any) -> str:
     return key
 
 
-def _site_of(name: str, anatomy: Any) -> str | None:
+def _site_of(name: str) -> str | None:
     m = re.fullmatch(r"blocks\.\d+\.(.+)", name)
     return m.group(1) if m else None
 
