@@ -272,6 +272,34 @@ def test_effect_on_a_target_token_is_the_change_in_its_log_probability(gpt2):
     assert list(frame.index) == coefs and frame["change"].iloc[0] == 0.0
 
 
+@pytest.mark.parametrize("arch", ["gemma2", "gpt_neox", "bert"])
+def test_effect_reads_the_models_own_logits(arch):
+    # Gemma 2 soft-caps its logits after the unembedding: the effect must see the cap
+    model = build(arch)
+    inputs = [[5, 6, 7, 8], [9, 10, 11, 12]]
+    vec = SteeringVector(_vector(32, scale=2.0), layer=0)
+    eff = vec.effect(model, inputs, target_token=20, coefs=[3.0])
+    with torch.no_grad(), vec.apply(model, coef=3.0):
+        logits = model(torch.tensor(inputs)).logits[:, -1].double()
+    np.testing.assert_allclose(eff.values[0], torch.log_softmax(logits, -1)[:, 20], atol=1e-9)
+
+
+def test_effect_on_a_target_token_needs_a_language_model_head():
+    import transformers
+
+    from whybox.errors import UnsupportedModelError
+
+    cfg = transformers.BertConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+        vocab_size=96,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    encoder = transformers.BertModel(cfg).eval()
+    vec = SteeringVector(_vector(32), layer=0)
+    with pytest.raises(UnsupportedModelError, match=r"no language-model head.*probe="):
+        vec.effect(encoder, [[5, 6, 7]], target_token=3)
+
+
 def test_effect_on_a_probe_along_its_own_direction_is_linear_in_the_coefficient(gpt2):
     rng = np.random.default_rng(0)
     inputs = [list(rng.integers(4, 96, size=5)) for _ in range(40)]

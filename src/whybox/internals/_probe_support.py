@@ -241,6 +241,7 @@ def collect(
     batch_size: int = 32,
     context: Any = None,
     vocab_size: int | None = None,
+    logits: bool = False,
 ) -> dict[str, Any]:
     """Activations (float32, CPU) at hook ``points`` for each sequence at ``position``.
 
@@ -249,6 +250,8 @@ def collect(
     or the total number of tokens for ``position="all"`` (sequence order, then token order).
     ``context`` (a callable returning a context manager) wraps each forward pass (steering);
     ``vocab_size`` refuses token ids outside the model's vocabulary (a tokenizer mismatch).
+    ``logits=True`` also returns the model's own output (``hooks.forward``: logits, after
+    any final soft cap) under the key ``"logits"``.
     """
     import contextlib
 
@@ -260,7 +263,8 @@ def collect(
     by_len: dict[int, list[int]] = {}
     for i, s in enumerate(seqs):
         by_len.setdefault(len(s), []).append(i)
-    rows: dict[str, list[Any]] = {p.name: [None] * len(seqs) for p in points}
+    names = [p.name for p in points] + (["logits"] if logits else [])
+    rows: dict[str, list[Any]] = {name: [None] * len(seqs) for name in names}
     for length, idx in by_len.items():
         pos = positions_of(length, position)
         for start in range(0, len(idx), batch_size):
@@ -270,14 +274,16 @@ def collect(
             readers = [(p, functools.partial(_read, seen, p.name)) for p in points]
             ctx = context() if context is not None else contextlib.nullcontext()
             with ctx, hooks.on_points(model, readers):
-                hooks.forward(model, ids, vocab_size=vocab_size)
-            for p in points:
-                if p.name not in seen:
+                output = hooks.forward(model, ids, vocab_size=vocab_size)
+            if logits:
+                seen["logits"] = output.detach()
+            for name in names:
+                if name not in seen:
                     raise InvalidParameterError(
-                        f"the hook point {p.name!r} did not run in the forward pass; pick a "
+                        f"the hook point {name!r} did not run in the forward pass; pick a "
                         "point the model's forward uses."
                     )
-                t = seen[p.name].float().cpu()
+                t = seen[name].float().cpu()
                 t = t.reshape(t.shape[0], t.shape[1], -1)  # (batch, pos, width)
                 if pos == "mean":
                     picked = t.mean(dim=1)
@@ -286,7 +292,7 @@ def collect(
                 else:
                     picked = t[:, pos[0]]
                 for j, i in enumerate(chunk):
-                    rows[p.name][i] = picked[j]
+                    rows[name][i] = picked[j]
     out = {}
     for name, r in rows.items():
         out[name] = torch.cat(r) if position == "all" else torch.stack(r)

@@ -52,7 +52,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from whybox.errors import InvalidInputError, InvalidParameterError, MissingDependencyError
+from whybox.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    MissingDependencyError,
+    UnsupportedModelError,
+)
 from whybox.internals._probe_support import check_layer, collect, sequences
 
 __all__ = ["SteeringEffect", "SteeringVector"]
@@ -543,11 +548,17 @@ class SteeringVector:
         kw = dict(batch_size=batch_size, vocab_size=anat.vocab_size)
         if target_token is not None:
             token = _token_id(target_token, tokenizer, anat.vocab_size)
-            point = anat.point("unembed")
             metric = f"logprob({target_token!r})"
 
             def measure(ctx: Any) -> np.ndarray:
-                logits = collect(model, seqs, [point], -1, context=ctx, **kw)[point.name]
+                logits = collect(model, seqs, [], -1, context=ctx, logits=True, **kw)["logits"]
+                if logits.shape[-1] != anat.vocab_size:
+                    raise UnsupportedModelError(
+                        f"the model outputs {logits.shape[-1]} values per token, not logits over "
+                        f"its {anat.vocab_size}-token vocabulary (no language-model head). "
+                        "Measure the effect with probe= instead, or load the model with its "
+                        "head (AutoModelForCausalLM / AutoModelForMaskedLM)."
+                    )
                 return torch.log_softmax(logits.double(), dim=-1)[:, token].numpy()
 
         else:
