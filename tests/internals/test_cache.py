@@ -189,6 +189,12 @@ def test_names_filters_and_shapes():
     assert mixed.names.index("blocks.0.attn.out") < mixed.names.index(path)
 
 
+def test_public_names():
+    import whybox as wb
+
+    assert wb.run_with_cache is run_with_cache and wb.ActivationCache is ActivationCache
+
+
 def test_default_names_skip_pattern_without_eager_attention():
     model = build("gpt2", attn_implementation="sdpa")
     _, cache = run_with_cache(model, input_ids())
