@@ -23,8 +23,12 @@ def tiny_decoder(request):
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory):
-    """A byte-level BPE tokenizer (vocab 96) trained offline on Python's own documentation
-    text, saved and reloaded with ``AutoTokenizer.from_pretrained`` (as the oracles need)."""
+    """A byte-level BPE tokenizer trained offline on Python's own documentation text, saved
+    and reloaded with ``AutoTokenizer.from_pretrained`` (as the oracles need).
+
+    Its vocabulary (``len(tok)``, about 140: the byte alphabet seen plus merges) is larger
+    than the tiny models' ``VOCAB``: a test that feeds its ids to a model builds the model
+    with ``vocab_size=len(tok)``."""
     from pydoc_data.topics import topics
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
