@@ -372,7 +372,9 @@ def test_probe_layers_fits_each_layer_on_the_activations_a_hook_captures() -> No
                 model(torch.tensor([s]))
             rows.append(cache[f"transformer.h.{layer}"][0, -1])
         manual[layer] = torch.stack(rows).numpy()
-    expected = Probe.sweep(manual, labels, random_state=0)
+    # default control groups: the token read (the last one), Hewitt & Liang's word type
+    last = np.array([s[-1] for s in inputs])
+    expected = Probe.sweep(manual, labels, groups=last, random_state=0)
     assert sweep.layers == [0, 2]
     np.testing.assert_array_equal(sweep.score, expected.score)
     np.testing.assert_array_equal(sweep.control_score, expected.control_score)
@@ -380,6 +382,9 @@ def test_probe_layers_fits_each_layer_on_the_activations_a_hook_captures() -> No
         np.testing.assert_allclose(fitted.coef_, ref.coef_, rtol=1e-5, atol=1e-6)
     assert sweep.probes[1].hook_name_ == "blocks.2.resid_post"
     assert sweep.probes[1].position_ == -1
+    assert sweep.probes[0].report_.n_groups == len(set(last.tolist()))
+    by_text = probe_layers(model, inputs, labels, layers=[0], position="mean", random_state=0)
+    assert by_text.probes[0].report_.n_groups == len({tuple(s) for s in inputs})
 
 
 def test_token_level_probe_layers_use_token_ids_as_word_types() -> None:

@@ -735,8 +735,10 @@ def probe_layers(
     tokenizer : tokenizer, optional
         Needed when ``inputs`` are texts.
     groups : array, optional
-        Word type of each example for the control task. Default with ``position="all"``: the
-        token id (Hewitt & Liang's word types); else one group per example.
+        Identity of each example for the control task. Default: the id of the token read
+        (Hewitt & Liang's word type) for an int position or ``"all"``; the whole token
+        sequence for ``"mean"``. A property that is a function of the token read is then
+        matched by the control task, and its selectivity is low.
     probe : Probe or RegressionProbe, optional
         The probe to fit at each layer (default ``Probe()``); ``**params`` override its
         parameters (``k=8``, ``random_state=0``).
@@ -785,6 +787,10 @@ def probe_layers(
                 f"labels has {len(y)} entries for {len(seqs)} inputs: pass one label per input "
                 "(or position='all' with one label per token)."
             )
+        if groups is None and position == "mean":
+            groups = np.array([",".join(map(str, s.tolist())) for s in seqs])
+        elif groups is None:
+            groups = np.array([int(s[position]) for s in seqs])
     template = probe if probe is not None else Probe()
     sweep = template.sweep(
         {int(layer): acts[p.name] for layer, p in zip(layers, points, strict=True)},
