@@ -327,7 +327,7 @@ def patching_section(
                                 "lines": [_fmt(float(grid[r, c]), 3)],
                                 "shade": _shade(float(effect[r, c]), scale),
                                 "title": f"{row_labels[r]}, {col_labels[c]}: "
-                                f"{_fmt(float(grid[r, c]))}",
+                                f"{float(grid[r, c]):.7g}",
                                 "num": True,
                             }
                             for c in range(grid.shape[1])
@@ -352,7 +352,7 @@ def patching_section(
                             {
                                 "lines": [_fmt(float(grid.ravel()[k]), 3)],
                                 "shade": _shade(float(effect.ravel()[k]), scale),
-                                "title": "",
+                                "title": f"{float(grid.ravel()[k]):.7g}",
                                 "num": True,
                             }
                         ],
@@ -575,7 +575,7 @@ def dla_section(
                             {
                                 "lines": [_fmt(float(vals[j]))],
                                 "shade": _shade(float(vals[j]), scale),
-                                "title": "",
+                                "title": f"{float(vals[j]):.7g}",
                                 "num": True,
                             }
                         ],
