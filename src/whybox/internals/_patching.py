@@ -10,7 +10,7 @@ import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -173,11 +173,12 @@ class Pair:
     window: tuple[int, ...]  # target positions that have a counterpart in the source
     offset: int  # source position = target position + offset
     vocab_size: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keywords for every forward
 
 
 def forward(model: Any, inputs: dict[str, Any], pair: Pair, *, grad: bool = False) -> Any:
     """The model's logits on ``inputs`` (device and vocabulary checked by hooks.forward)."""
-    return hooks.forward(model, inputs, grad=grad, vocab_size=pair.vocab_size)
+    return hooks.forward(model, inputs, grad=grad, vocab_size=pair.vocab_size, **pair.extra)
 
 
 # ------------------------------------------------------------------ the grid
@@ -221,6 +222,18 @@ def pair_runs(
     else:
         window, offset = tuple(range(n)), 0
     return Pair(c, k, target, source, bc, window, offset, vocab_size)
+
+
+def no_kv_cache(model: Any) -> dict[str, Any]:
+    """``{"use_cache": False}`` for a model whose forward takes it: patched runs never
+    generate, and a key-value cache of every batched row would only cost memory."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return {}
+    return {"use_cache": False} if "use_cache" in params else {}
 
 
 def index_list(values: Any, size: int, what: str, allowed: Sequence[int] | None = None) -> list:
@@ -532,11 +545,19 @@ def first_order(
         delta = src[:, tpos + pair.offset].double() - tgt[:, tpos].double()
         # (n_window,) for vector sites, (n_window, heads) for head sites
         per_layer[layer] = (delta * g[:, tpos].double()).sum(-1).sum(0).cpu().numpy()
-    out = np.empty(len(grid.cells))
-    for j, cell in enumerate(grid.cells):
-        c = per_layer[cell.layer][[p - first for p in cell.pos]]
-        out[j] = c.sum() if cell.head is None else c[:, cell.head].sum()
-    return out
+    blocks = []
+    for layer in grid.index[0]:
+        first_cell = next(c for c in grid.cells if c.layer == layer)
+        positions = grid.index[1] if grid.by in ("pos", "head_pos") else first_cell.pos
+        block = per_layer[layer][[p - first for p in positions]]
+        if grid.by == "pos":
+            block = block.reshape(len(positions), -1).sum(1)  # all heads of a head site
+        elif grid.by == "layer":
+            block = block.sum(keepdims=True)
+        elif grid.by == "head":
+            block = block.sum(0)
+        blocks.append(block.ravel())  # head_pos: (positions, heads) row-major, as the cells
+    return np.concatenate(blocks)
 
 
 def agreement(estimate: np.ndarray, real: np.ndarray) -> dict[str, Any]:

@@ -152,6 +152,7 @@ def activation_patching(
     torch = E.torch_()
     anat = E.anatomy_of(model, anatomy)
     pair = E.pair_runs(clean, corrupted, direction, align, anat.vocab_size)
+    pair.extra = E.no_kv_cache(model)
     grid = E.build_grid(anat, pair, site, by, layers, positions)
     points = [grid.points[layer] for layer in sorted(grid.points)]
     layer_order = sorted(grid.points)
@@ -247,6 +248,7 @@ def attribution_patching(
     torch = E.torch_()
     anat = E.anatomy_of(model, anatomy)
     pair = E.pair_runs(clean, corrupted, direction, align, anat.vocab_size)
+    pair.extra = E.no_kv_cache(model)
     grid = E.build_grid(anat, pair, site, by, layers, positions)
     layer_order = sorted(grid.points)
     points = [grid.points[layer] for layer in layer_order]
@@ -347,6 +349,7 @@ def path_patching(
     torch = E.torch_()
     anat = E.anatomy_of(model, anatomy)
     pair = E.pair_runs(clean, corrupted, direction, align, anat.vocab_size)
+    pair.extra = E.no_kv_cache(model)
     recv = E.parse_receivers(anat, receivers)
     limit = anat.n_layers if recv is None else max(r[0] for r in recv)
     if limit == 0:
