@@ -184,6 +184,9 @@ def test_from_pairs_is_the_mean_difference_of_captured_activations(gpt2):
             manual = acts(positive, layer, how).mean(0) - acts(negative, layer, how).mean(0)
             torch.testing.assert_close(vec.vector[i], manual, rtol=1e-6, atol=1e-7)
         assert vec.layers == (0, 2) and vec.meta["n_pairs"] == 3
+    last = SteeringVector.from_pairs(gpt2, positive, negative, layer=-1)
+    both = SteeringVector.from_pairs(gpt2, positive, negative, layer=[0, 2])
+    assert last.layers == (2,) and torch.equal(last.vector[0], both.vector[1])
     with pytest.raises(InvalidInputError, match="3 positive and 2 negative"):
         SteeringVector.from_pairs(gpt2, positive, negative[:2], layer=0)
 

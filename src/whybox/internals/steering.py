@@ -306,8 +306,8 @@ class SteeringVector:
                 "the last token) or 'mean'."
             )
         layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
-        probe_vec = cls(np.zeros(anat.d_model), layer=layers, site=site)
-        points = probe_vec.points(model, anat)
+        layers = [check_layer(v, anat.n_layers) for v in layers]  # -1: the last block
+        points = cls(np.zeros(anat.d_model), layer=layers, site=site).points(model, anat)
         pos = sequences(positive, tokenizer, what="positive")
         neg = sequences(negative, tokenizer, what="negative")
         if len(pos) != len(neg):
@@ -374,18 +374,16 @@ class SteeringVector:
             if offset == 0:
                 state["prompt"] = length
 
-        def adder(row: Any) -> Any:
+        def adder(row: Any, name: str) -> Any:
             def fn(t: Any) -> Any:
                 if t.shape[-1] != row.shape[0]:
                     raise InvalidParameterError(
-                        _width_message(
-                            row.shape[0], int(t.shape[-1]), points[0].name, "its last axis"
-                        )
+                        _width_message(row.shape[0], int(t.shape[-1]), name, "its last axis")
                     )
                 if t.ndim < 2:
                     raise InvalidParameterError(
-                        f"{points[0].name!r} gives a tensor of shape {tuple(t.shape)}; steering "
-                        "needs (batch, pos, d) activations."
+                        f"{name!r} gives a tensor of shape {tuple(t.shape)}; steering needs "
+                        "(batch, pos, d) activations."
                     )
                 n_pos = t.shape[1]
                 prompt = state["prompt"] if state["prompt"] is not None else n_pos
@@ -394,13 +392,12 @@ class SteeringVector:
                 add = (coef * row).to(device=t.device, dtype=t.dtype)
                 if mask is None:
                     return t + add
-                # unselected positions get + 0.0 * add: the same values, bit for bit
-                weight = mask.to(t.dtype).reshape(1, n_pos, *([1] * (t.ndim - 2)))
-                return t + weight * add
+                # unselected positions keep their values bit for bit
+                return torch.where(mask.reshape(1, n_pos, *([1] * (t.ndim - 2))), t + add, t)
 
             return fn
 
-        pairs = [(p, adder(self.vector[i])) for i, p in enumerate(points)]
+        pairs = [(p, adder(self.vector[i], p.name)) for i, p in enumerate(points)]
         handle = model.register_forward_pre_hook(track, with_kwargs=True)
         with hooks.registered([handle]), hooks.on_points(model, pairs):
             yield self
