@@ -231,6 +231,35 @@ def test_explanation_layout_and_grid(runs):
     assert exp.output_names == ["logit_diff"] and exp.method == "activation_patching"
 
 
+def test_subsets_and_mappings_agree_with_the_full_grid(runs):
+    """A sub-grid (layers in any order, some positions) holds the full grid's cells; a
+    BatchEncoding-like mapping with an attention mask gives the same grid as the ids."""
+    model = build("qwen2")
+    clean, corrupted = runs
+    full = activation_patching(model, clean, corrupted, logit_diff, site="attn.head_out",
+                               by="head_pos")  # fmt: skip
+    cells = dict(zip(full.feature_names, full.values[0], strict=True))
+    sub = activation_patching(model, clean, corrupted, logit_diff, site="attn.head_out",
+                              by="head", layers=[2, 1], positions=[-1])  # fmt: skip
+    close(sub.values[0], [cells[n + "@pos5"] for n in sub.feature_names], rtol=1e-5)
+    attr_full = attribution_patching(model, clean, corrupted, logit_diff, site="mlp.out")
+    attr_sub = attribution_patching(model, clean, corrupted, logit_diff, site="mlp.out",
+                                    layers=[2, 0], positions=[4, 1])  # fmt: skip
+    by_name = dict(zip(attr_full.feature_names, attr_full.values[0], strict=True))
+    close(attr_sub.values[0], [by_name[n] for n in attr_sub.feature_names], rtol=1e-6)
+    assert attr_sub.feature_names == ["L2@pos4", "L2@pos1", "L0@pos4", "L0@pos1"]
+    mask = torch.ones_like(clean)
+    mapped = activation_patching(
+        model,
+        {"input_ids": clean, "attention_mask": mask},
+        {"input_ids": corrupted, "attention_mask": mask},
+        logit_diff,
+        site="attn.head_out",
+        by="head_pos",
+    )
+    close(mapped.values[0], full.values[0], rtol=1e-5)
+
+
 # ------------------------------------------------------------------ attribution patching
 
 

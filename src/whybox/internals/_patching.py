@@ -43,12 +43,19 @@ def as_inputs(x: Any, name: str) -> dict[str, Any]:
             f"tokenizer({name}, return_tensors='pt')."
         )
     if isinstance(x, Mapping):
-        out = {k: torch.as_tensor(v) for k, v in x.items() if v is not None}
+        # tensors and array-likes get a batch axis; flags such as output_attentions pass as given
+        out = {
+            k: v if isinstance(v, (bool, str)) else torch.as_tensor(v)
+            for k, v in x.items()
+            if v is not None
+        }
     else:
         out = {"input_ids": torch.as_tensor(x)}
-    if not out:
+    if not any(isinstance(v, torch.Tensor) for v in out.values()):
         raise InvalidInputError(f"{name} is empty: pass token ids of shape (batch, pos).")
     for key, value in out.items():
+        if not isinstance(value, torch.Tensor):
+            continue
         if value.ndim == 1:
             out[key] = value = value[None]
         if value.ndim < 2 or value.shape[0] == 0 or value.shape[1] == 0:
@@ -60,7 +67,10 @@ def as_inputs(x: Any, name: str) -> dict[str, Any]:
 
 
 def shape_of(inputs: dict[str, Any]) -> tuple[int, int]:
-    first = inputs.get("input_ids", next(iter(inputs.values())))
+    """(rows, positions) of the inputs: of input_ids, else of the first tensor."""
+    first = inputs.get("input_ids")
+    if first is None:
+        first = next(v for v in inputs.values() if hasattr(v, "shape"))
     return int(first.shape[0]), int(first.shape[1])
 
 
@@ -68,7 +78,10 @@ def repeat_rows(inputs: dict[str, Any], n: int) -> dict[str, Any]:
     """Inputs stacked ``n`` times along the batch axis (cell-major: rows i*B..(i+1)*B-1)."""
     if n == 1:
         return inputs
-    return {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in inputs.items()}
+    return {
+        k: v.repeat(n, *([1] * (v.ndim - 1))) if hasattr(v, "repeat") else v
+        for k, v in inputs.items()
+    }
 
 
 def metric_value(metric: Callable[[Any], Any], logits: Any, *, grad: bool = False) -> Any:
@@ -271,7 +284,6 @@ class Grid:
     axes: list[str]
     index: list[list[int]]
     points: dict[int, Any]  # layer -> HookPoint
-    head_dim: int | None  # the axis of heads in the view (2), None for vector sites
 
 
 def site_point(anat: Any, site: str, layer: int) -> Any:
@@ -334,7 +346,7 @@ def build_grid(
         ]
         shape = [len(layer_list), len(pos_list), heads]
         axes, index = ["layer", "position", "head"], [pos_list, list(range(heads))]
-    return Grid(site, by, cells, shape, axes, [layer_list, *index], points, 2 if heads else None)
+    return Grid(site, by, cells, shape, axes, [layer_list, *index], points)
 
 
 # ------------------------------------------------------------------ running patched batches
@@ -447,9 +459,9 @@ def to_explanation(
         if gap == 0 or not math.isfinite(gap):
             raise InvalidInputError(
                 f"normalize=True divides by the gap between the two runs' metrics, which is "
-                f"{gap!r} (clean and corrupted give the same metric {base!r}); the corruption "
-                "does not change the metric. Pick inputs that differ in it or pass "
-                "normalize=False."
+                f"{gap!r} (the patched run's metric is {base!r}, the other run's {other!r}): "
+                "the same metric means the corruption does not change it. Pick inputs that "
+                "differ in it or pass normalize=False."
             )
         vals = (vals - base) / gap
         base = 0.0

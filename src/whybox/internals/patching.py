@@ -403,7 +403,6 @@ def path_patching(
         axes,
         index,
         head_points,
-        2,
     )
     meta = {
         "receivers": "logits" if recv is None else [list(r) for r in recv],
