@@ -516,6 +516,12 @@ def test_hooks_removed_after_an_exception_and_training_mode_restored(runs):
     with pytest.raises(RuntimeError, match="metric failed"):
         path_patching(model, clean, corrupted, flaky, batch_size=1)
     assert hooks_left(model) == []
+    calls[:] = [1]
+    with pytest.raises(RuntimeError, match="metric failed"):
+        attribution_patching(model, clean, corrupted, flaky)  # fails in the gradient pass
+    assert hooks_left(model) == []
+    with pytest.raises(InvalidParameterError, match="copy beside its output"):
+        activation_patching(model, clean, corrupted, logit_diff, site="attn.pattern")
     with torch.no_grad():
         assert torch.equal(model(corrupted).logits, before)
     model.train()

@@ -304,8 +304,10 @@ def build_grid(
         )
     if site in ("attn.pattern", "pattern"):
         raise InvalidParameterError(
-            "site 'attn.pattern' is not patched here: patch the heads' outputs "
-            "('attn.head_out') or their queries, keys or values ('attn.q', 'attn.k', 'attn.v')."
+            "site 'attn.pattern' cannot be patched: the attention module returns its pattern "
+            "as a copy beside its output, so replacing it would not change the forward pass. "
+            "Patch the heads' outputs ('attn.head_out') or their queries, keys or values "
+            "('attn.q', 'attn.k', 'attn.v') instead."
         )
     layer_list = index_list(layers, anat.n_layers, "layers")
     points = {layer: site_point(anat, site, layer) for layer in layer_list}
