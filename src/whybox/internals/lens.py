@@ -408,9 +408,7 @@ class LogitLens:
         The divergence of the lens's distribution from the model's own output distribution,
         the quantity the tuned lens minimises (Belrose et al. 2023).
         """
-        torch = require_torch()
-        final = torch.log_softmax(_wide(self.model_logits), dim=-1)
-        return (final.exp() * (final - self.log_probs)).sum(-1)
+        return _kl(self.model_logits, self.logits)
 
     def to_frame(self, target: Any = None, top_k: int | None = None) -> Any:
         """One row per (entry, batch row, position): the top tokens and the target's rank
@@ -451,6 +449,21 @@ class LogitLens:
             frame["target_rank"] = self.rank(t).cpu().numpy().reshape(-1)
             frame["target_prob"] = self.prob(t).detach().cpu().numpy().reshape(-1)
         return pd.DataFrame(frame)
+
+
+def _kl(final_logits: Any, logits: Any) -> Any:
+    """KL(softmax(final) || softmax(logits)) over the last axis, in float64 (the difference
+    of two log-probabilities loses digits in float32), one entry at a time if stacked."""
+    torch = require_torch()
+    final = torch.log_softmax(final_logits.double(), dim=-1)
+    p = final.exp()
+
+    def one(x: Any) -> Any:
+        return (p * (final - torch.log_softmax(x.double(), dim=-1))).sum(-1)
+
+    if logits.ndim == final_logits.ndim + 1:
+        return torch.stack([one(x) for x in logits])
+    return one(logits)
 
 
 def _wide(t: Any) -> Any:

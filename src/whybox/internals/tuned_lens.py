@@ -41,6 +41,7 @@ from whybox.internals.lens import (
     LogitLens,
     _anatomy,
     _capture,
+    _kl,
     _prepare_inputs,
     _readout,
     _reproduces,
@@ -429,12 +430,10 @@ class TunedLens:
         _, labels = _stack_names(anat, "resid_post")
         rows = []
         with torch.no_grad():
-            final = torch.log_softmax(_readout(anat, acts[-1]).float(), dim=-1)
-            p = final.exp()
+            final = _readout(anat, acts[-1])
 
             def kl(h: Any) -> float:
-                logq = torch.log_softmax(_readout(anat, h).float(), dim=-1)
-                return float((p * (final - logq)).sum(-1).mean())
+                return float(_kl(final, _readout(anat, h)).mean())
 
             for i, label in enumerate(labels):
                 plain = kl(acts[i])
