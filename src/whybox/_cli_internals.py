@@ -114,8 +114,9 @@ def _check_model_folder(folder: Path, trust_model: bool) -> bool:
             raise InvalidParameterError(
                 f"refusing to load {shown}: its weights {pickled[:3]} are pickle files, and "
                 "unpickling runs whatever code the file contains. Load it only if you created "
-                "it or trust its source, by passing --trust-model. Safer: convert it once with "
-                "model.save_pretrained(folder, safe_serialization=True) (safetensors)."
+                "it or trust its source, by passing --trust-model. Safer: load it once where you "
+                "trust it and re-save it with model.save_pretrained(folder), which writes "
+                "safetensors."
             )
         return False
     raise InvalidInputError(
