@@ -622,6 +622,11 @@ def patch_command(
         + (" (values are fractions of the gap)" if normalize else ""),
         markup=False,
     )
+    if exp.params.get("by") in ("head", "layer"):
+        together = pos_list if pos_list is not None else meta["compared_positions"]
+        console.print(
+            f"each cell patches positions {', '.join(map(str, together))} together", markup=False
+        )
     if html_file is not None:
         console.print(f"report written to {html_file}", markup=False)
     console.print(f"({time.perf_counter() - t0:.1f} s)", markup=False)
