@@ -325,6 +325,26 @@ def test_effect_on_a_probe_along_its_own_direction_is_linear_in_the_coefficient(
     assert np.all(early.effect(gpt2, inputs, probe=probe, probe_site=site).change == 0)
 
 
+def test_a_vector_from_pairs_moves_the_next_token_toward_the_positive_side(gpt2):
+    # pairs differ only in their last token (10 vs 11); the steered last block then favours,
+    # on unrelated prompts, the token the positive prompts favour: the sign convention
+    # positive - negative, and a change that grows with the coefficient
+    g = torch.Generator().manual_seed(0)
+    positive = [[*torch.randint(4, 96, (4,), generator=g).tolist(), 10] for _ in range(8)]
+    negative = [[*p[:-1], 11] for p in positive]
+    vec = SteeringVector.from_pairs(gpt2, positive, negative, layer=2)
+    with torch.no_grad():
+        lp_pos = gpt2(torch.tensor(positive)).logits[:, -1].log_softmax(-1)
+        lp_neg = gpt2(torch.tensor(negative)).logits[:, -1].log_softmax(-1)
+    target = int((lp_pos - lp_neg).mean(0).argmax())
+    neutral = [torch.randint(4, 96, (5,), generator=g).tolist() for _ in range(10)]
+    eff = vec.effect(gpt2, neutral, target_token=target, coefs=[-2.0, -1.0, 0.0, 1.0, 2.0])
+    assert np.all(np.diff(eff.change) > 0)
+    assert eff.change[-1] > 5 * eff.change_sem[-1]
+    flipped = (-vec).effect(gpt2, neutral, target_token=target, coefs=[2.0])
+    np.testing.assert_allclose(flipped.change, eff.change[0], rtol=1e-6)
+
+
 # ------------------------------------------------------------------ persistence
 def test_save_and_load_round_trip(tmp_path, gpt2):
     vec = SteeringVector.from_pairs(gpt2, [[5, 6, 7]], [[8, 9, 10]], layer=[0, 1], position="mean")
