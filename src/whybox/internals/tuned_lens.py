@@ -92,6 +92,8 @@ def _sequences(data: Any, tokenizer: Any, max_length: int) -> list[list[int]]:
         rows = []
         for r in data:
             arr = np.asarray(_numpy(r))
+            if arr.size == 0:
+                continue
             if arr.ndim != 1 or arr.dtype.kind not in "iu":
                 raise InvalidInputError(
                     "data must be texts, token ids (n, pos), or a list of 1-D token id lists; "
