@@ -245,6 +245,8 @@ def test_dla_sums_to_the_real_logit_difference(arch):
     else:
         np.testing.assert_allclose(exp.predictions, diff, atol=1e-5)
     np.testing.assert_allclose(exp.values.sum(1), exp.predictions, atol=1e-5)
+    np.testing.assert_allclose(exp.meta["completeness_gap"], exp.completeness_gap(), atol=1e-12)
+    assert np.abs(exp.completeness_gap()).max() < 1e-6
     anat = Anatomy.of(model)
     mlps = [f"L{i}.mlp" for i in range(anat.n_layers)]
     assert exp.feature_names[-1] == "bias" and exp.feature_names[0] == "embed"

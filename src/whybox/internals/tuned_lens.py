@@ -36,18 +36,17 @@ from whybox.errors import (
     UnsupportedModelError,
 )
 from whybox.internals import hooks
-from whybox.internals.hooks import require_torch
-from whybox.internals.lens import (
-    LogitLens,
+from whybox.internals._lens_base import (
     _anatomy,
     _capture,
-    _kl,
     _prepare_inputs,
     _readout,
     _reproduces,
     _select,
     _stack_names,
 )
+from whybox.internals.hooks import require_torch
+from whybox.internals.lens import LogitLens, _kl
 
 __all__ = ["TunedLens"]
 
