@@ -278,7 +278,11 @@ def attribute(
     W = W_U.detach().double()
     u = v.to(W.device) @ W.T  # (batch, d): the residual direction of the metric per row
     values = torch.stack([(nm.apply(c) * u).sum(-1) for c in parts], dim=1)
-    b_u = (v.to(W.device) @ b_U.detach().double()) if b_U is not None else torch.zeros(b).double()
+    b_u = (
+        (v.to(W.device) @ b_U.detach().double())
+        if b_U is not None
+        else torch.zeros(b, dtype=torch.float64, device=W.device)
+    )
     norm_bias = (nm.beta * u).sum(-1)
     attn_bias = (nm.apply(bias_resid) * u).sum(-1)
     bias = attn_bias + norm_bias + b_u

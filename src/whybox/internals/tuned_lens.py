@@ -144,7 +144,8 @@ class TunedLens:
     Attributes
     ----------
     weight_ : Tensor (n_layers, d_model, d_model)
-        ``A_l`` of each translator (float32); the translator is ``h + h @ A_l.T + b_l``.
+        ``A_l`` of each translator (float32, kept on the CPU and moved to the model's device
+        when applied); the translator is ``h + h @ A_l.T + b_l``.
     bias_ : Tensor (n_layers, d_model)
     labels_ : list of str
         The entries translated: ``"embed"``, ``"L0"`` .. ``"L{n-2}"``; the last block's output
@@ -315,8 +316,9 @@ class TunedLens:
         seed = int(rng.integers(0, 2**62))
         n, d = anat.n_layers, anat.d_model
         _, labels = _stack_names(anat, "resid_post")
-        weights = [torch.zeros(d, d, requires_grad=True) for _ in range(n)]
-        biases = [torch.zeros(d, requires_grad=True) for _ in range(n)]
+        dev = acts.device
+        weights = [torch.zeros(d, d, device=dev, requires_grad=True) for _ in range(n)]
+        biases = [torch.zeros(d, device=dev, requires_grad=True) for _ in range(n)]
         params = [p for pair in zip(weights, biases, strict=True) for p in pair]
         lr = hyper["lr"]
         if self.optimizer == "sgd":
@@ -351,8 +353,8 @@ class TunedLens:
             opt.step()
             opt.zero_grad(set_to_none=True)
             history.append(total)
-        self.weight_ = torch.stack([w.detach() for w in weights])
-        self.bias_ = torch.stack([b.detach() for b in biases])
+        self.weight_ = torch.stack([w.detach() for w in weights]).cpu()
+        self.bias_ = torch.stack([b.detach() for b in biases]).cpu()
         self.labels_ = labels[:-1]
         self.history_ = history
         self.n_tokens_ = int(n_tok)
