@@ -413,9 +413,11 @@ def direct_logit_attribution(
     Explanation
         ``values`` (batch, players) summing to ``predictions`` (batch,), the metric at the
         real run (a logit difference, before Gemma 2's soft cap). ``meta`` holds the frozen
-        scale per row (``final_norm_scale``), the norm kind, the constant parts of ``bias``
-        and ``completeness_gap`` (the real metric minus the sum, float rounding; as
-        ``exp.completeness_gap()``).
+        scale per row (``final_norm_scale``), the norm kind (``final_norm``), the position
+        read per row (``position``), the parts of ``bias`` per row (``bias_attn_out``,
+        ``bias_final_norm``, ``bias_unembed``) and ``completeness_gap`` (the real metric
+        minus the sum, float rounding; as ``exp.completeness_gap()``). ``data`` is None:
+        ``params["output"]`` names the metric (``"logit[' Paris'] - logit[' Rome']"``).
 
     Raises
     ------
