@@ -93,6 +93,8 @@ _SUBMODULES = {
 }
 
 __all__ = [
+    "ActivationCache",
+    "Anatomy",
     "Banzhaf",
     "Baseline",
     "Counterfactuals",
@@ -119,28 +121,37 @@ __all__ = [
     "ModelCallError",
     "Occlusion",
     "PermutationShap",
+    "Probe",
     "Saliency",
     "ShapleyInteractions",
     "SmoothGrad",
+    "SteeringVector",
     "SubmodularPick",
     "TabularGame",
     "TreeShap",
+    "TunedLens",
     "UnsupportedModelError",
     "VarGrad",
     "WhyboxError",
     "__version__",
+    "activation_patching",
     "ale",
+    "attribution_patching",
     "available_methods",
+    "direct_logit_attribution",
     "evaluate",
     "explain",
     "global_importance",
     "kmeans",
     "load",
+    "logit_lens",
     "partial_dependence",
+    "path_patching",
     "permutation_importance",
     "reason_codes",
     "register_method",
     "report",
+    "run_with_cache",
     "segment",
     "wrap_model",
 ]
@@ -172,6 +183,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inspection.ale import ale
     from .inspection.importance import global_importance, permutation_importance
     from .inspection.partial_dependence import partial_dependence
+    from .internals.anatomy import Anatomy
+    from .internals.cache import ActivationCache, run_with_cache
+    from .internals.lens import direct_logit_attribution, logit_lens
+    from .internals.patching import activation_patching, attribution_patching, path_patching
+    from .internals.probing import Probe
+    from .internals.steering import SteeringVector
+    from .internals.tuned_lens import TunedLens
     from .linear.shap import LinearShap
     from .metrics import evaluate
     from .models import wrap_model
