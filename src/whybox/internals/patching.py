@@ -123,7 +123,8 @@ def activation_patching(
         ``0..n-1`` of both, "right" the last ``n`` of each (``n`` the shorter length).
     batch_size : int or None
         Most cells per forward pass (each cell is ``batch`` rows). None fits as many as about
-        1 GiB of activations allows. Results do not depend on it beyond float rounding.
+        1 GiB of activations allows, on a CPU at most 4096 tokens per forward (past that a
+        forward's time per token grows). Results do not depend on it beyond float rounding.
     anatomy : Anatomy or None
         Built with ``Anatomy.of(model)`` when None.
 
@@ -162,7 +163,7 @@ def activation_patching(
         other = E.metric_value(metric, src_logits)
         base = E.metric_value(metric, E.forward(model, pair.target, pair))
         per_batch = E.cells_per_batch(
-            anat, pair.n_rows, E.shape_of(pair.target)[1], len(grid.cells), batch_size
+            model, anat, pair.n_rows, E.shape_of(pair.target)[1], len(grid.cells), batch_size
         )
         values, n_fwd = E.run_cells(model, pair, grid, source_acts, metric, per_batch)
     return E.to_explanation(
@@ -262,7 +263,7 @@ def attribution_patching(
         meta: dict[str, Any] = {"n_forwards": 2, "n_backwards": 1}
         if compare:
             per_batch = E.cells_per_batch(
-                anat, pair.n_rows, E.shape_of(pair.target)[1], len(grid.cells), batch_size
+                model, anat, pair.n_rows, E.shape_of(pair.target)[1], len(grid.cells), batch_size
             )
             with torch.no_grad():
                 real, n_fwd = E.run_cells(model, pair, grid, source_acts, metric, per_batch)
@@ -386,7 +387,7 @@ def path_patching(
         other = E.metric_value(metric, src_logits)
         base_heads = {layer: base_heads[i] for i, layer in enumerate(freeze_layers)}
         src_heads = {layer: src_heads[i] for i, layer in enumerate(freeze_layers)}
-        per_batch = E.cells_per_batch(anat, pair.n_rows, pt, len(groups), batch_size)
+        per_batch = E.cells_per_batch(model, anat, pair.n_rows, pt, len(groups), batch_size)
         values, n_fwd = E.run_paths(
             model, pair, groups, head_points, recv, recv_points, recv_pos, metric, per_batch,
             base_heads=base_heads, src_heads=src_heads,
