@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,9 +29,12 @@ from whybox._persist import _atomic_write
 from whybox._validation import check_int
 from whybox.errors import InvalidParameterError, MissingDependencyError
 
-__all__ = ["cache_folder", "cache_key", "cache_path", "cached_model"]
+__all__ = ["cache_folder", "cache_key", "cache_path", "cached_folder", "cached_model"]
 
 Trainer = Callable[[dict[str, Any], int], Mapping[str, np.ndarray]]
+FolderBuilder = Callable[[dict[str, Any], int, Path], None]
+
+_IDENTITY_FILE = "whybox_identity.json"
 
 
 def cache_folder(path: str | os.PathLike[str] | None = None) -> Path:
@@ -211,3 +216,94 @@ def cached_model(
         except (OSError, InvalidParameterError):  # a read-only cache: the weights still serve
             pass
     return weights
+
+
+def _folder_is_valid(folder: Path, identity: str) -> bool:
+    try:
+        return (folder / _IDENTITY_FILE).read_text(encoding="utf-8") == identity
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def cached_folder(
+    name: str,
+    build: FolderBuilder,
+    config: Mapping[str, Any],
+    seed: int,
+    *,
+    version: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache: bool = True,
+) -> Path:
+    """A folder that ``build(config, seed, folder)`` fills once, then reused from the cache.
+
+    For models saved whole with ``save_pretrained`` (config, safetensors weights, tokenizer
+    files) and loaded back with ``from_pretrained(folder)``. The folder is
+    ``<cache folder>/<name>-<key[:20]>/`` with the same key as :func:`cache_path`. ``build``
+    writes into a fresh temporary folder beside it, which is renamed into place only when
+    complete, with a ``whybox_identity.json`` naming (name, version, config, seed): a reader
+    never sees half a folder, and a folder without that file or naming another identity is
+    rebuilt (with a ``UserWarning``).
+
+    Parameters
+    ----------
+    name, config, seed, version, cache_dir
+        As for :func:`cached_model`.
+    build : callable
+        ``build(config, seed, folder) -> None`` writes the files into ``folder`` (which
+        exists and is empty). It must be deterministic given ``config`` and ``seed``.
+    cache : bool, default True
+        False builds into a new temporary folder (under the system temp folder) every call.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder holding the files.
+
+    Raises
+    ------
+    InvalidParameterError
+        For a bad name, version, seed or config, or a ``build`` that is not callable.
+    """
+    identity = _identity(name, config, seed, version)
+    if not isinstance(cache, (bool, np.bool_)):
+        raise InvalidParameterError(f"cache must be True or False, got {cache!r}.")
+    if not callable(build):
+        raise InvalidParameterError(
+            f"build must be a callable (config, seed, folder) -> None, got {build!r}."
+        )
+    seed = check_int("seed", seed, minimum=0)
+    if not cache:
+        folder = Path(tempfile.mkdtemp(prefix=f"whybox-{name}-"))
+        build(dict(config), seed, folder)
+        (folder / _IDENTITY_FILE).write_text(identity, encoding="utf-8")
+        return folder
+    final = cache_path(name, config, seed, version=version, cache_dir=cache_dir).with_suffix("")
+    if final.is_dir() and _folder_is_valid(final, identity):
+        return final
+    if final.exists():
+        warnings.warn(
+            f"the zoo cache folder {str(final)!r} is incomplete or names another model; "
+            f"building {name!r} again and replacing it.",
+            UserWarning,
+            stacklevel=2,
+        )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError:  # a read-only cache: build in the system temp folder instead
+        return cached_folder(name, build, config, seed, version=version, cache=False)
+    try:
+        build(dict(config), seed, tmp)
+        (tmp / _IDENTITY_FILE).write_text(identity, encoding="utf-8")
+        if final.exists() and not _folder_is_valid(final, identity):
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process put a complete folder there first
+            if not _folder_is_valid(final, identity):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
