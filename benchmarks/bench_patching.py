@@ -208,6 +208,7 @@ def run(repeats: int = 7, threads: int = 1) -> dict[str, object]:
         "tl_grid_s": g["tl"],
         "grid_over_tl": g["auto"] / g["tl"],
         "grid_max_rel_diff_vs_tl": diff,
+        **induction_figures(threads),
     }
 
 
@@ -253,4 +254,4 @@ def markdown(res: dict[str, object]) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown({**run(), **induction_figures()}))
+    print(markdown(run()))
