@@ -16,7 +16,7 @@ import numpy as np
 
 from whybox.errors import InvalidParameterError, MissingDependencyError
 
-__all__ = ["check_flag", "quiet_build", "require", "training_scope"]
+__all__ = ["check_flag", "quiet_build", "quiet_transformers", "require", "training_scope"]
 
 
 def require(package: str, extra: str, feature: str) -> Any:
@@ -61,3 +61,25 @@ def quiet_build() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
         yield
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' progress bars and one-off notes (long-sequence, loss-type) inside,
+    restoring the caller's logging verbosity and progress-bar setting after."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - callers import transformers first
+        yield
+        return
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with quiet_build():
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
