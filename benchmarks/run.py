@@ -39,6 +39,9 @@ BENCHMARKS = [
     "bench_metrics",
     "bench_gradients",
     "bench_image",
+    "bench_cache",
+    "bench_patching",
+    "bench_toy_models",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -445,12 +445,17 @@ def on_points(model: Any, fns: Sequence[tuple[HookPoint, HookFn]]) -> Iterator[N
 
         return hook
 
+    modules = dict(model.named_modules())  # once per call, not once per point
+
+    def find(path: str) -> Any:
+        return modules[path] if path in modules else get_module(model, path)
+
     with registered([]) as handles:
         for path, pairs in in_groups.items():
-            module = get_module(model, path)
+            module = find(path)
             handles.append(module.register_forward_pre_hook(make_in(pairs), with_kwargs=True))
         for path, pairs in out_groups.items():
-            module = get_module(model, path)
+            module = find(path)
             handles.append(module.register_forward_hook(make_out(pairs)))
         yield
 
