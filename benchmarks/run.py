@@ -56,6 +56,7 @@ def main(argv: list[str]) -> None:
     exact = [b for b in BENCHMARKS if b in argv]
     wanted = exact or [b for b in BENCHMARKS if not argv or any(a in b for a in argv)]
     results = {}
+    tables: dict[str, str] = {}
     for name in wanted:
         try:
             module = importlib.import_module(f"benchmarks.{name}")
@@ -64,7 +65,9 @@ def main(argv: list[str]) -> None:
             continue
         print(f"running {name} ...", flush=True)
         results[name] = module.run()
-        print(json.dumps(results[name], indent=1), flush=True)
+        print(json.dumps(results[name], indent=1, default=str), flush=True)
+        if hasattr(module, "markdown"):  # a benchmark that writes its own tables
+            tables[name] = module.markdown(results[name])
     path = ROOT / "benchmarks" / "RESULTS.md"
     text = path.read_text() if path.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
     head, rest = text.split(START, 1)
@@ -75,6 +78,12 @@ def main(argv: list[str]) -> None:
         blocks[chunk.split("\n", 1)[0].strip()] = "### " + chunk.rstrip() + "\n"
     stamp = f"{dt.date.today().isoformat()}, {machine()}"
     for name, res in results.items():
+        if name in tables:
+            body_lines = tables[name].strip().split("\n")
+            if body_lines[0].startswith("### "):
+                body_lines = body_lines[1:]
+            blocks[name] = "\n".join([f"### {name}", "", f"Measured {stamp}.", *body_lines]) + "\n"
+            continue
         lines = [f"### {name}", "", f"Measured {stamp}.", "", "| figure | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in res.items()]
         blocks[name] = "\n".join(lines) + "\n"
