@@ -8,6 +8,11 @@
 - :func:`digits_cnn`: a small seeded CNN trained on the 8x8 digits (needs torch), cached.
 - :func:`cached_model`: the cache behind the trained toy models: a trainer runs once per
   (name, code version, config, seed) and its weights are kept as safetensors (no pickle).
+- Transformers that reproduce published mechanisms (need torch and transformers), cached:
+  :func:`induction_model` (induction heads, Olsson et al. 2022) with :func:`repeated_tokens`
+  and :func:`induction_scores`; :func:`modular_addition_model` (grokking, Nanda et al. 2023)
+  with :func:`fourier_key_frequencies` and :func:`ablate_frequencies`; :func:`tiny_lm` (a
+  small GPT-2 trained on pydoc's topics, loaded with ``from_pretrained``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,21 @@ from whybox.zoo.datasets import (
     load_sklearn,
     wine,
 )
+from whybox.zoo.induction import (
+    attention_patterns,
+    induction_model,
+    induction_scores,
+    prefix_matching_score,
+    previous_token_score,
+    repeated_tokens,
+)
+from whybox.zoo.modular import (
+    ablate_frequencies,
+    fourier_key_frequencies,
+    modular_addition_data,
+    modular_addition_model,
+)
+from whybox.zoo.tinylm import tiny_lm, tiny_lm_corpus, tiny_lm_path
 
 __all__ = [
     "CREDIT_FEATURES",
@@ -38,6 +58,8 @@ __all__ = [
     "SKLEARN_DATASETS",
     "CreditData",
     "DigitsData",
+    "ablate_frequencies",
+    "attention_patterns",
     "breast_cancer",
     "cached_model",
     "credit",
@@ -46,7 +68,18 @@ __all__ = [
     "diabetes",
     "digits",
     "digits_cnn",
+    "fourier_key_frequencies",
+    "induction_model",
+    "induction_scores",
     "iris",
     "load_sklearn",
+    "modular_addition_data",
+    "modular_addition_model",
+    "prefix_matching_score",
+    "previous_token_score",
+    "repeated_tokens",
+    "tiny_lm",
+    "tiny_lm_corpus",
+    "tiny_lm_path",
     "wine",
 ]
