@@ -13,7 +13,10 @@ by hand with a plain torch pre-hook on ``o_proj``.
 Thresholds, measured on seed 0 (1200 steps, one thread): layer-1 prefix-matching scores
 0.78-0.84 (uniform causal attention would give about 0.04 on these queries), layer-0 ones
 <= 0.03; the best previous-token head 0.46 (uniform: 0.09), layer-1 previous-token scores
-<= 0.09; loss 4.21 nats on the first copy (ln 64 = 4.16) and 0.83 on the second.
+<= 0.09; loss 4.21 nats on the first copy (ln 64 = 4.16) and 0.83 on the second. Patching
+(clean: a repeated segment; corrupted: its first copy replaced by other random tokens; metric:
+mean log-probability of the second copy's tokens, a 3.5-nat gap): each layer-1 head restores
+20-26 % of the gap alone, each layer-0 head at most 1.3 %.
 """
 
 from __future__ import annotations
@@ -271,10 +274,17 @@ def test_activation_patching_localises_copying_to_the_induction_heads(trained) -
     # restores more than any layer-0 head, and together they restore most of the gap
     assert effect[4:].min() > 5 * max(effect[:4].max(), 0.01)
     assert set(np.argsort(-effect)[:4]) == set(np.argsort(-prefix)[:4]) == {4, 5, 6, 7}
-    # attribution patching (one backward) ranks the heads the same way
-    attr = wb.attribution_patching(model, clean, corrupted, metric, site="attn.head_out", by="head")
+    # patched together, the layer-1 heads restore all of it (measured 1.00; layer 0: -0.14)
+    by_layer = wb.activation_patching(
+        model, clean, corrupted, metric, site="attn.out", by="layer", normalize=True
+    )
+    restored = dict(zip(by_layer.feature_names, np.asarray(by_layer.values)[0], strict=True))
+    assert restored["L1"] > 0.95 and restored["L0"] < 0.2
+    # attribution patching (one backward) ranks the heads the same way (measured Pearson
+    # 0.975, Spearman 0.93 against the real patching)
+    attr = wb.attribution_patching(
+        model, clean, corrupted, metric, site="attn.head_out", by="head", compare=True
+    )
     est = np.asarray(attr.values)[0] - base
     assert set(np.argsort(-est)[:4]) == {4, 5, 6, 7}
-    print(
-        "patching effects", effect.round(3), "attribution", est.round(3), "gap", clean_metric - base
-    )
+    assert attr.meta["pearson"] > 0.9
