@@ -163,6 +163,11 @@ class ModularConfig:
         """Input tokens: ``0 .. p-1`` and ``=`` (= ``p``)."""
         return self.p + 1
 
+    @property
+    def max_position_embeddings(self) -> int:
+        """Inputs are ``[a, b, =]``: three positions."""
+        return 3
+
 
 def _build(torch: Any, arch: dict[str, int]) -> Any:
     cls = _module_classes(torch)
