@@ -77,7 +77,7 @@ def test_layout_last_position_shortcut_and_anatomy() -> None:
         last = model.last_logits(X)
     assert full.shape == (49, 3, 7)
     torch.testing.assert_close(last, full[:, -1], rtol=1e-5, atol=1e-6)
-    anat = Anatomy.of(model, example_inputs=torch.tensor([[1, 2, 7], [1, 2, 5]]))
+    anat = Anatomy.of(model)  # the probe pass keeps to the model's 3 positions
     assert (anat.n_layers, anat.n_heads, anat.d_head, anat.d_mlp) == (1, 4, 32, 512)
     assert anat.is_causal
     _, cache = wb.run_with_cache(model, X[:5], names="blocks.0.attn.pattern", anatomy=anat)

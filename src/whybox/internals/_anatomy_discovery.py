@@ -218,7 +218,10 @@ class _Discovery:
         device = model_device(model)
         if example_inputs is None:
             vocab = int(self.vocab_size or 8)
-            row = [min(i + 1, vocab - 1) for i in range(4)]
+            config = getattr(model, "config", None)
+            max_pos = _cfg(config, "max_position_embeddings", "n_positions", "n_ctx")
+            length = max(2, min(4, int(max_pos))) if max_pos else 4
+            row = [min(i + 1, vocab - 1) for i in range(length)]
             last = min(5, vocab - 1) if vocab - 1 != row[-1] else 0
             ids = torch.tensor([row, [*row[:-1], last]], device=device)
             example_inputs = {"input_ids": ids}
