@@ -1,0 +1,28 @@
+"""Relevance propagation through transformers and networks: attention rollout and flow
+(:mod:`.rollout`), Chefer's gradient-weighted relevance (:mod:`.chefer`).
+
+Import torch lazily: ``import whybox.propagation`` does not import torch.
+"""
+
+from __future__ import annotations
+
+from whybox.propagation.chefer import CheferRelevance, chefer_relevance
+from whybox.propagation.rollout import (
+    AttentionFlow,
+    AttentionRollout,
+    attention_flow,
+    attention_maps,
+    fuse_heads,
+    rollout,
+)
+
+__all__ = [
+    "AttentionFlow",
+    "AttentionRollout",
+    "CheferRelevance",
+    "attention_flow",
+    "attention_maps",
+    "chefer_relevance",
+    "fuse_heads",
+    "rollout",
+]

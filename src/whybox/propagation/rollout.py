@@ -1,0 +1,627 @@
+"""Raw attention maps, attention rollout and attention flow (Abnar & Zuidema 2020).
+
+Works on the user's own ``transformers`` model: the attention patterns are read at the
+``blocks.{i}.attn.pattern`` hook points that :class:`whybox.internals.anatomy.Anatomy` finds,
+through scoped hooks (:func:`whybox.internals.cache.run_with_cache`), so the model is left
+exactly as it was. The pattern is what the attention module returns, so the model must run
+its attention eagerly (``attn_implementation="eager"``); SDPA / flash kernels never form it.
+
+The formulas work on float64 numpy arrays, one example at a time, restricted to the
+example's real tokens (``attention_mask == 1``).
+
+Import torch lazily: ``import whybox.propagation`` does not import torch.
+
+References
+----------
+.. [1] Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers", ACL.
+.. [2] Gildenblat (2020), vit-explain (``head_fusion``, ``discard_ratio``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from whybox._validation import check_in, check_int
+from whybox.errors import InvalidInputError, InvalidParameterError
+from whybox.explanation import Explanation
+
+__all__ = [
+    "AttentionFlow",
+    "AttentionRollout",
+    "attention_flow",
+    "attention_maps",
+    "fuse_heads",
+    "rollout",
+]
+
+HEAD_FUSIONS = ("mean", "max", "min")
+_FLOW_SCALE = 10**8  # integer capacities for scipy's max-flow: resolution 1e-8 per edge
+
+
+# ----------------------------------------------------------------------------------------
+# the formulas (numpy, one example)
+# ----------------------------------------------------------------------------------------
+
+
+def fuse_heads(maps: Any, head_fusion: str = "mean") -> np.ndarray:
+    """Fuse the heads of attention maps.
+
+    Parameters
+    ----------
+    maps : array (..., heads, q, k)
+    head_fusion : {"mean", "max", "min"}
+
+    Returns
+    -------
+    ndarray (..., q, k), float64
+    """
+    check_in("head_fusion", head_fusion, HEAD_FUSIONS)
+    a = np.asarray(maps, dtype=np.float64)
+    if a.ndim < 3:
+        raise InvalidInputError(
+            f"attention maps must have shape (..., heads, q, k), got shape {a.shape}."
+        )
+    return {"mean": np.mean, "max": np.max, "min": np.min}[head_fusion](a, axis=-3)
+
+
+def _layer_matrices(
+    maps: Any, head_fusion: str, residual: bool, discard_ratio: float
+) -> np.ndarray:
+    """(layers, n, n) row-stochastic matrices: fused heads, smallest entries of each row
+    discarded, ``0.5 A + 0.5 I`` with ``residual``, rows renormalised."""
+    a = fuse_heads(maps, head_fusion)
+    if a.ndim != 3 or a.shape[-1] != a.shape[-2]:
+        raise InvalidInputError(
+            f"attention maps of one example must have shape (layers, heads, n, n), got "
+            f"{np.shape(maps)}."
+        )
+    n = a.shape[-1]
+    a = a.copy()
+    n_drop = int(np.floor(discard_ratio * n))
+    if n_drop > 0:
+        order = np.argsort(a, axis=-1, kind="stable")[..., :n_drop]
+        np.put_along_axis(a, order, 0.0, axis=-1)
+    if residual:
+        a = 0.5 * a + 0.5 * np.eye(n)
+    sums = a.sum(-1, keepdims=True)
+    return np.divide(a, sums, out=np.zeros_like(a), where=sums > 0)
+
+
+def _check_common(head_fusion: str, discard_ratio: float, start_layer: int) -> float:
+    check_in("head_fusion", head_fusion, HEAD_FUSIONS)
+    check_int("start_layer", start_layer, minimum=0)
+    if not isinstance(discard_ratio, numbers.Real) or not 0.0 <= float(discard_ratio) < 1.0:
+        raise InvalidParameterError(
+            f"discard_ratio must be a number in [0, 1) (the fraction of each row's smallest "
+            f"attention weights set to 0), got {discard_ratio!r}."
+        )
+    return float(discard_ratio)
+
+
+def rollout(
+    maps: Any,
+    *,
+    head_fusion: str = "mean",
+    residual: bool = True,
+    discard_ratio: float = 0.0,
+    start_layer: int = 0,
+) -> np.ndarray:
+    """Attention rollout of one example.
+
+    ``R = A_{L-1} ... A_{s+1} A_s`` with ``A_l`` layer l's fused attention, mixed with the
+    identity for the residual connection (``0.5 A + 0.5 I``) and row-normalised;
+    ``R[i, j]`` is how much of token i's output attends, through the layers, to input j.
+
+    Parameters
+    ----------
+    maps : array (layers, heads, n, n)
+        Attention patterns (rows: queries, columns: keys) of one example.
+    head_fusion : {"mean", "max", "min"}, default "mean"
+    residual : bool, default True
+        Add the residual connection as ``0.5 A + 0.5 I`` (Abnar & Zuidema 2020).
+    discard_ratio : float in [0, 1), default 0.0
+        In each query row of the fused map, set the ``floor(discard_ratio * n)`` smallest
+        weights to 0 before the residual is added (vit-explain discards over the whole map;
+        per row keeps every token's row comparable).
+    start_layer : int, default 0
+        First layer in the product.
+
+    Returns
+    -------
+    ndarray (n, n), float64, rows summing to 1.
+
+    References
+    ----------
+    .. [1] Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers", eq. (1).
+    """
+    dr = _check_common(head_fusion, discard_ratio, start_layer)
+    a = _layer_matrices(maps, head_fusion, bool(residual), dr)
+    if start_layer >= a.shape[0]:
+        raise InvalidParameterError(
+            f"start_layer={start_layer} but the model has {a.shape[0]} layers."
+        )
+    r = np.eye(a.shape[-1])
+    for layer in a[start_layer:]:
+        r = layer @ r
+    return r
+
+
+def attention_flow(
+    maps: Any,
+    position: int,
+    *,
+    head_fusion: str = "mean",
+    residual: bool = True,
+    discard_ratio: float = 0.0,
+    start_layer: int = 0,
+    max_tokens: int = 128,
+) -> np.ndarray:
+    """Attention flow of one example: the maximum flow from the output node of ``position``
+    to each input token through the layered attention graph.
+
+    Nodes are (layer boundary l, token j) for l = 0 .. layers; layer l's matrix (as in
+    :func:`rollout`: fused, residual-mixed, row-normalised) gives the edge from (l + 1, i)
+    down to (l, j) the capacity ``A_l[i, j]``. The flow to token j is the max flow from
+    (layers, position) to (0, j).
+
+    Parameters
+    ----------
+    maps : array (layers, heads, n, n)
+    position : int
+        The output token whose flow is traced (0 for a [CLS] token, the last token of a
+        causal LM).
+    head_fusion, residual, discard_ratio, start_layer
+        As in :func:`rollout`.
+    max_tokens : int, default 128
+        Refuse longer inputs (see Notes).
+
+    Returns
+    -------
+    ndarray (n,), float64
+        Flow value per input token, each in [0, 1].
+
+    Notes
+    -----
+    Cost: n max-flow problems (scipy's Dinic, integer capacities at 1e-8 resolution) on a
+    graph of (L + 1) n nodes and L n^2 edges, worst case O(n * V^2 E) -- seconds for a
+    12-layer model at 64 tokens, much more beyond; use it on short inputs. Rollout costs L
+    n x n products.
+
+    References
+    ----------
+    .. [1] Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers", sec. 3.
+    """
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import maximum_flow
+
+    dr = _check_common(head_fusion, discard_ratio, start_layer)
+    a = _layer_matrices(maps, head_fusion, bool(residual), dr)
+    if start_layer >= a.shape[0]:
+        raise InvalidParameterError(
+            f"start_layer={start_layer} but the model has {a.shape[0]} layers."
+        )
+    a = a[start_layer:]
+    n_layers, n = a.shape[0], a.shape[-1]
+    max_tokens = check_int("max_tokens", max_tokens, minimum=1)
+    if n > max_tokens:
+        raise InvalidInputError(
+            f"attention flow on {n} tokens: n max-flow problems on a graph of "
+            f"{(n_layers + 1) * n} nodes and {n_layers * n * n} edges is too slow. Use "
+            f"AttentionRollout, a shorter input, or raise max_tokens (now {max_tokens})."
+        )
+    position = check_int("position", position, minimum=0, maximum=n - 1)
+    caps = np.rint(a * _FLOW_SCALE).astype(np.int64)
+    rows, cols, vals = [], [], []
+    for layer in range(n_layers):
+        i, j = np.nonzero(caps[layer])
+        rows.append((layer + 1) * n + i)  # from the layer's output node (query i)
+        cols.append(layer * n + j)  # down to its input node (key j)
+        vals.append(caps[layer][i, j])
+    n_nodes = (n_layers + 1) * n
+    graph = csr_array(
+        (np.concatenate(vals).astype(np.int32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_nodes, n_nodes),
+    )
+    graph.sort_indices()
+    source = n_layers * n + position
+    out = np.zeros(n)
+    for j in range(n):
+        out[j] = maximum_flow(graph, source, j, method="dinic").flow_value / _FLOW_SCALE
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# capturing the maps
+# ----------------------------------------------------------------------------------------
+
+
+def _prepare(model: Any, inputs: Any, tokenizer: Any, anatomy: Any) -> tuple[Any, dict, Any]:
+    """(anatomy, model keyword arguments, input_ids)."""
+    from whybox.internals._lens_base import _anatomy, _prepare_inputs
+
+    anat = _anatomy(model, anatomy)
+    kwargs, ids = _prepare_inputs(model, inputs, tokenizer, anat)
+    return anat, kwargs, ids
+
+
+def _capture(
+    model: Any, anat: Any, kwargs: dict, *, metric: Any = None, layers: Any = None
+) -> tuple[Any, Any, Any]:
+    """Run once with read-only hooks; (logits, patterns (L, B, H, q, k), grads or None)."""
+    from whybox.internals.cache import run_with_cache
+    from whybox.internals.hooks import require_torch
+
+    torch = require_torch("attention maps")
+    idx = list(range(anat.n_layers)) if layers is None else list(layers)
+    names = [f"blocks.{i}.attn.pattern" for i in idx]
+    for name in names:
+        anat.point(name)  # says attn_implementation='eager' when the pattern is not returned
+    with_grad = metric is not None
+    logits, cache = run_with_cache(
+        model, kwargs, names, anatomy=anat, device=None, with_grad=with_grad, metric=metric
+    )
+    maps = torch.stack([cache[n] for n in names])
+    grads = torch.stack([cache.grad[n] for n in names]) if with_grad else None
+    return logits, maps, grads
+
+
+def attention_maps(
+    model: Any,
+    inputs: Any,
+    *,
+    tokenizer: Any = None,
+    layers: Sequence[int] | None = None,
+    anatomy: Any = None,
+) -> Any:
+    """The attention patterns of every layer and head.
+
+    Parameters
+    ----------
+    model : transformers model
+        Loaded with ``attn_implementation="eager"``.
+    inputs : LongTensor (batch, pos), mapping (a tokenizer's BatchEncoding), str or list of str
+        Texts need ``tokenizer`` (padded when several).
+    tokenizer : tokenizer, optional
+    layers : sequence of int, optional
+        Layers to read (default all).
+    anatomy : Anatomy, optional
+
+    Returns
+    -------
+    torch.Tensor (layers, batch, heads, q, k)
+        Softmax weights (rows sum to 1 over the keys a query may see), on the model's
+        device, detached. Grouped-query models give one map per query head.
+
+    Raises
+    ------
+    UnsupportedModelError
+        The model's attention does not return its pattern (SDPA / flash): load it with
+        ``attn_implementation='eager'``.
+    """
+    anat, kwargs, _ = _prepare(model, inputs, tokenizer, anatomy)
+    _, maps, _ = _capture(model, anat, kwargs, layers=layers)
+    return maps
+
+
+# ----------------------------------------------------------------------------------------
+# explainers
+# ----------------------------------------------------------------------------------------
+
+
+def _is_texts(inputs: Any) -> bool:
+    return isinstance(inputs, str) or (
+        isinstance(inputs, Sequence)
+        and not isinstance(inputs, str)
+        and len(inputs) > 0
+        and all(isinstance(t, str) for t in inputs)
+    )
+
+
+def _valid(kwargs: dict, ids: Any) -> list[np.ndarray]:
+    """Indices of the real tokens of each row."""
+    mask = kwargs.get("attention_mask")
+    if mask is None:
+        return [np.arange(ids.shape[1]) for _ in range(ids.shape[0])]
+    m = mask.detach().cpu().numpy()
+    if m.ndim != 2:
+        raise InvalidInputError(
+            f"attention_mask must have shape (batch, pos), got {m.shape}; pass the "
+            "tokenizer's 2-d mask."
+        )
+    out = [np.flatnonzero(row) for row in m]
+    if any(len(v) == 0 for v in out):
+        raise InvalidInputError("a row of attention_mask is all zeros: it has no token.")
+    return out
+
+
+def _positions(position: Any, valid: list[np.ndarray], causal: bool) -> list[int]:
+    """Row-local index (into the valid tokens) of the explained output token of each row."""
+    n_rows = len(valid)
+    if position is None:
+        return [len(v) - 1 if causal else 0 for v in valid]
+    items = [position] * n_rows if isinstance(position, numbers.Integral) else list(position)
+    if len(items) != n_rows:
+        raise InvalidParameterError(
+            f"position has {len(items)} entries for {n_rows} rows: pass one int or one per row."
+        )
+    out = []
+    for p, v in zip(items, valid, strict=True):
+        if not isinstance(p, numbers.Integral) or isinstance(p, bool):
+            raise InvalidParameterError(f"position must be an int, got {p!r}.")
+        p = int(p)
+        p = p + len(v) if p < 0 else p
+        if not 0 <= p < len(v):
+            raise InvalidParameterError(
+                f"position {p} is outside the row's {len(v)} real tokens (counted without "
+                "padding; negative counts from the end)."
+            )
+        out.append(p)
+    return out
+
+
+def _token_names(tokenizer: Any, ids: Any) -> list[str]:
+    ids = [int(i) for i in ids]
+    if tokenizer is None:
+        return [str(i) for i in ids]
+    return [str(t) for t in tokenizer.convert_ids_to_tokens(ids)]
+
+
+class _TokenExplainer:
+    """Shared plumbing: inputs, texts, rows of token relevance -> Explanation."""
+
+    method = ""
+
+    def __init__(self, model: Any, *, anatomy: Any = None) -> None:
+        from whybox.internals._lens_base import _anatomy
+
+        self.model = model
+        self.anatomy = _anatomy(model, anatomy)
+
+    # subclasses: relevance rows (list of (n_i,)) and predictions for prepared inputs
+    def _relevance(self, kwargs: dict, ids: Any, valid: list, positions: Any, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def _params(self) -> dict[str, Any]:
+        return {}
+
+    def explain(
+        self,
+        inputs: Any,
+        *,
+        tokenizer: Any = None,
+        position: int | Sequence[int] | None = None,
+        granularity: str = "token",
+        **kw: Any,
+    ) -> Explanation:
+        if _is_texts(inputs):
+            return self._explain_texts(inputs, tokenizer, position, granularity, **kw)
+        _, kwargs, ids = _prepare(self.model, inputs, tokenizer, self.anatomy)
+        valid = _valid(kwargs, ids)
+        pos = _positions(position, valid, self.anatomy.is_causal)
+        rows, preds, extra = self._relevance(kwargs, ids, valid, pos, tokenizer=tokenizer, **kw)
+        id_rows = [ids[b, v].detach().cpu().numpy() for b, v in enumerate(valid)]
+        names = [_token_names(tokenizer, r) for r in id_rows]
+        meta = {
+            "tokens": names,
+            "input_ids": [r.tolist() for r in id_rows],
+            "position": pos,
+            **extra,
+        }
+        meta["row_keys"] = sorted(meta)
+        return Explanation(
+            list(rows),
+            base_values=0.0,
+            feature_names=names,
+            data=[np.asarray(n, dtype=object) for n in names],
+            predictions=preds,
+            method=self.method,
+            params=self._params(),
+            meta=meta,
+        )
+
+    def _explain_texts(
+        self, texts: Any, tokenizer: Any, position: Any, granularity: str, **kw: Any
+    ) -> Explanation:
+        from whybox.internals.hooks import model_device, require_torch
+
+        torch = require_torch()
+        if tokenizer is None:
+            raise InvalidInputError(
+                "inputs are text but no tokenizer was given: pass tokenizer=... (the model's "
+                "own) or token ids."
+            )
+        try:
+            from whybox.text.tokens import text_explanation, tokenize
+        except ImportError:  # the text layer has not landed: tokens as players
+            return self.explain(
+                tokenizer([texts] if isinstance(texts, str) else list(texts),
+                          return_tensors="pt", padding=True).to(model_device(self.model)),
+                tokenizer=tokenizer, position=position, **kw,
+            )  # fmt: skip
+        rows = tokenize(texts, tokenizer, granularity=granularity, model=self.model)
+        if position is not None and not isinstance(position, numbers.Integral):
+            position = list(position)
+            if len(position) != len(rows):
+                raise InvalidParameterError(
+                    f"position has {len(position)} entries for {len(rows)} texts."
+                )
+        values, preds, metas = [], [], []
+        device = model_device(self.model)
+        for r, row in enumerate(rows):
+            ids = torch.tensor([row.input_ids], dtype=torch.long, device=device)
+            kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            valid = [np.arange(len(row.input_ids))]
+            p = position[r] if isinstance(position, list) else position
+            pos = _positions(p, valid, self.anatomy.is_causal)
+            rel, pred, extra = self._relevance(kwargs, ids, valid, pos, tokenizer=tokenizer, **kw)
+            tok = np.asarray(rel[0], dtype=float)
+            values.append(np.array([tok[np.asarray(ix, dtype=int)].sum() for ix in row.players]))
+            preds.append(None if pred is None else np.asarray(pred)[0])
+            metas.append({"position": pos[0], "token_relevance": tok, **extra})
+        meta = {k: [m[k] for m in metas] for k in metas[0]}
+        meta["row_keys"] = sorted(meta)
+        return text_explanation(
+            rows,
+            values,
+            base_values=np.zeros(len(rows)),
+            predictions=None if preds[0] is None else np.stack(preds),
+            output_names=None,
+            std=None,
+            method=self.method,
+            params={**self._params(), "granularity": granularity},
+            meta=meta,
+        )
+
+
+class AttentionRollout(_TokenExplainer):
+    """Attention rollout (Abnar & Zuidema 2020): token relevance of one output token.
+
+    Parameters
+    ----------
+    model : transformers model
+        Decoder or encoder loaded with ``attn_implementation="eager"``.
+    head_fusion : {"mean", "max", "min"}, default "mean"
+        How the heads of a layer are combined.
+    residual : bool, default True
+        ``0.5 A + 0.5 I`` for the residual connection, rows renormalised.
+    discard_ratio : float in [0, 1), default 0.0
+        Fraction of each query row's smallest fused weights set to 0 (vit-explain).
+    start_layer : int, default 0
+    anatomy : Anatomy, optional
+
+    Examples
+    --------
+    >>> exp = wb.AttentionRollout(model).explain(ids)           # doctest: +SKIP
+    >>> exp.values[0]   # one value per token, the [CLS] row (encoders) / last token (LMs)
+
+    References
+    ----------
+    .. [1] Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers", ACL.
+    """
+
+    method = "attention_rollout"
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        head_fusion: str = "mean",
+        residual: bool = True,
+        discard_ratio: float = 0.0,
+        start_layer: int = 0,
+        anatomy: Any = None,
+    ) -> None:
+        self.discard_ratio = _check_common(head_fusion, discard_ratio, start_layer)
+        super().__init__(model, anatomy=anatomy)
+        if start_layer >= self.anatomy.n_layers:
+            raise InvalidParameterError(
+                f"start_layer={start_layer} but the model has {self.anatomy.n_layers} layers."
+            )
+        self.head_fusion = head_fusion
+        self.residual = bool(residual)
+        self.start_layer = int(start_layer)
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "head_fusion": self.head_fusion,
+            "residual": self.residual,
+            "discard_ratio": self.discard_ratio,
+            "start_layer": self.start_layer,
+        }
+
+    def _matrix_row(self, maps: np.ndarray, position: int) -> np.ndarray:
+        r = rollout(
+            maps,
+            head_fusion=self.head_fusion,
+            residual=self.residual,
+            discard_ratio=self.discard_ratio,
+            start_layer=self.start_layer,
+        )
+        return r[position]
+
+    def _relevance(self, kwargs: dict, ids: Any, valid: list, positions: Any, **kw: Any) -> Any:
+        kw.pop("tokenizer", None)
+        if kw:
+            raise InvalidParameterError(
+                f"{type(self).__name__}.explain got unknown arguments {sorted(kw)}."
+            )
+        _, maps, _ = _capture(self.model, self.anatomy, kwargs)
+        m = maps.detach().to("cpu").double().numpy()
+        rows = []
+        for b, v in enumerate(valid):
+            one = m[:, b][:, :, v][:, :, :, v]
+            rows.append(self._matrix_row(one, positions[b]))
+        return rows, None, {}
+
+    def explain(
+        self,
+        inputs: Any,
+        *,
+        tokenizer: Any = None,
+        position: int | Sequence[int] | None = None,
+        granularity: str = "token",
+    ) -> Explanation:
+        """Relevance of each input token for the output at ``position``.
+
+        Parameters
+        ----------
+        inputs : LongTensor (batch, pos), mapping, str or list of str
+            Token ids, a tokenizer's BatchEncoding (its attention mask drops padding), or
+            texts (need ``tokenizer``; then players follow ``granularity``, specials are
+            never players).
+        tokenizer : tokenizer, optional
+            Names the tokens; required for texts.
+        position : int or sequence of int, optional
+            Output token per row, counted over the real tokens (negative from the end).
+            Default: the last token for causal models, 0 ([CLS]) for encoders.
+        granularity : {"token", "word", "sentence"}, default "token"
+            For texts.
+
+        Returns
+        -------
+        Explanation
+            Ragged: ``values[i]`` (n_i,) one value per token (rows of the rollout matrix sum
+            to 1), ``feature_names[i]`` the token strings (ids when no tokenizer);
+            ``meta["tokens"]``, ``meta["input_ids"]``, ``meta["position"]``.
+        """
+        return super().explain(
+            inputs, tokenizer=tokenizer, position=position, granularity=granularity
+        )
+
+
+class AttentionFlow(AttentionRollout):
+    """Attention flow (Abnar & Zuidema 2020): max flow from the output token to each input
+    token through the layered attention graph.
+
+    Same parameters as :class:`AttentionRollout`, plus ``max_tokens`` (default 128): flow
+    solves one max-flow problem per token on a graph of (L + 1) n nodes and L n^2 edges
+    (see :func:`attention_flow`), so it is meant for short inputs.
+
+    References
+    ----------
+    .. [1] Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers", ACL.
+    """
+
+    method = "attention_flow"
+
+    def __init__(self, model: Any, *, max_tokens: int = 128, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.max_tokens = check_int("max_tokens", max_tokens, minimum=1)
+
+    def _params(self) -> dict[str, Any]:
+        return {**super()._params(), "max_tokens": self.max_tokens}
+
+    def _matrix_row(self, maps: np.ndarray, position: int) -> np.ndarray:
+        return attention_flow(
+            maps,
+            position,
+            head_fusion=self.head_fusion,
+            residual=self.residual,
+            discard_ratio=self.discard_ratio,
+            start_layer=self.start_layer,
+            max_tokens=self.max_tokens,
+        )
