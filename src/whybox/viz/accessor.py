@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..explanation import Explanation
-from . import images, plots, plots_rows
+from . import images, plots, plots_rows, text
 
 __all__ = ["PlotAccessor"]
 
@@ -41,3 +41,11 @@ class PlotAccessor:
     def image(self, i: int = 0, **kwargs: Any) -> Any:
         """Heatmap of image ``i`` over the image (see :func:`whybox.viz.images.image`)."""
         return images.image(self._exp, i, **kwargs)
+
+    def text(self, i: int = 0, **kwargs: Any) -> Any:
+        """Tokens of text ``i`` coloured by value: HTML + image (see :func:`whybox.viz.text.text`)."""
+        return text.text(self._exp, i, **kwargs)
+
+    def text_heatmap(self, **kwargs: Any) -> Any:
+        """Generated x source tokens heatmap (see :func:`whybox.viz.text.text_heatmap`)."""
+        return text.text_heatmap(self._exp, **kwargs)
