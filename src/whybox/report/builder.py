@@ -370,6 +370,11 @@ def report(
     if items and all(is_internals(o) for o in items):
         own = title if title != "whybox report" else "whybox: model internals"
         return internals_report(*items, title=own, subtitle=subtitle)
+    from .text import is_text, text_report
+
+    if is_text(exp):
+        own = title if title != "whybox report" else None
+        return text_report(exp, rows=rows, title=own, subtitle=subtitle)
     if not isinstance(exp, Explanation):
         raise InvalidParameterError(
             f"report() takes an Explanation first, got {type(exp).__name__}. Explain the rows "
