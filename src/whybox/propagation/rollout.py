@@ -461,7 +461,8 @@ class _TokenExplainer:
             tok = np.asarray(rel[0], dtype=float)
             values.append(np.array([tok[np.asarray(ix, dtype=int)].sum() for ix in row.players]))
             preds.append(None if pred is None else np.asarray(pred)[0])
-            metas.append({"position": pos[0], "token_relevance": tok, **extra})
+            one = {k: v[0] for k, v in extra.items()}  # per-row lists of this one row
+            metas.append({"position": pos[0], "token_relevance": tok, **one})
         meta = {k: [m[k] for m in metas] for k in metas[0]}
         meta["row_keys"] = sorted(meta)
         return text_explanation(
