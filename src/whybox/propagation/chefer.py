@@ -65,6 +65,10 @@ def chefer_relevance(maps: Any, grads: Any, *, start_layer: int = 0) -> np.ndarr
     References
     ----------
     .. [1] Chefer, Gur & Wolf (2021), ICCV, eq. (6)-(7) (self-attention rule).
+    .. [2] Chefer, Gur & Wolf (2021), CVPR, eq. (13)-(14): the same update with the LRP
+       relevance of each attention map in place of ``maps`` (``Abar = I + E_h((grad A ⊙
+       R_A)^+)``, multiplied over the blocks); ``chefer_relevance(R_A, grads)`` computes it
+       from relevances obtained elsewhere.
     """
     a = np.asarray(maps, dtype=np.float64)
     g = np.asarray(grads, dtype=np.float64)
@@ -150,6 +154,13 @@ class CheferRelevance(_TokenExplainer):
     method = "chefer"
 
     def __init__(self, model: Any, *, start_layer: int = 0, anatomy: Any = None) -> None:
+        if getattr(model, "base_model", None) is model:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is a base model without a head: its output is hidden "
+                "states, not logits to explain. Load the model with its head (e.g. "
+                "AutoModelForSequenceClassification, AutoModelForCausalLM), or use "
+                "AttentionRollout, which needs no target."
+            )
         super().__init__(model, anatomy=anatomy)
         self.start_layer = check_int(
             "start_layer", start_layer, minimum=0, maximum=self.anatomy.n_layers - 1
