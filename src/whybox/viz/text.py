@@ -135,7 +135,9 @@ class TextPlot:
             self.tokens, self.values, self.colours(), gaps, strict=True
         ):
             if gap:
-                parts.append(f'<span class="wb-gap">{html.escape(gap, quote=True)}</span>')
+                shown_gap = html.escape(gap.replace("\r\n", "\n"), quote=True)
+                shown_gap = shown_gap.replace("\n", "↵<br>").replace("\r", "↵<br>")
+                parts.append(f'<span class="wb-gap">{shown_gap}</span>')
             shown = html.escape(visible(tok), quote=True)
             if "↵" in shown:
                 shown = shown.replace("↵", "↵<br>")
@@ -381,8 +383,7 @@ def text_heatmap(
         _, ax = plt.subplots(
             figsize=(min(16.0, 1.8 + 0.38 * width), min(12.0, 1.4 + 0.34 * len(rows)))
         )
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#eeeeee")
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-span, vmax=span, aspect="auto")
     ax.set_xticks(range(width))
     ax.set_xticklabels(xlabels, rotation=90, fontsize=8)
