@@ -196,3 +196,27 @@ def test_base_model_without_head_refused():
     ).eval()
     with pytest.raises(UnsupportedModelError, match="without a head"):
         CheferRelevance(model)
+
+
+def test_masked_lm_explains_the_mask_and_per_text_targets():
+    from tests.text.tiny_text import wordpiece
+    from whybox.propagation import explain_chefer
+
+    tok = wordpiece()
+    model = build("bert")
+    texts = ["the cat [MASK] on the mat", "a [MASK]"]
+    exp = explain_chefer(model, texts, tokenizer=tok, target=["sat", "dog"], start_layer=1)
+    assert exp.meta["position"] == [3, 2]  # [CLS] the cat [MASK] / [CLS] a [MASK]
+    assert exp.meta["target"] == tok.convert_tokens_to_ids(["sat", "dog"])
+    assert exp.params["start_layer"] == 1
+    ids = tok(texts[1:], return_tensors="pt")["input_ids"]
+    tid = tok.convert_tokens_to_ids("dog")
+    att, grad, _ = captured(model, ids, lambda lg: lg[0, 2, tid])
+    ref = np_chefer([a[0] for a in att], [g[0] for g in grad], start=1)[2]
+    # [MASK] is a special token, never a player: only "a" is
+    assert exp.feature_names[1] == ["a"]
+    np.testing.assert_allclose(exp.values[1], ref[[1]], atol=1e-6, rtol=0)
+    with pytest.raises(InvalidParameterError, match="entries for 2 texts"):
+        explain_chefer(model, texts, tokenizer=tok, target=["sat"])
+    with pytest.raises(InvalidParameterError, match="unknown keywords"):
+        explain_chefer(model, texts, tokenizer=tok, head_fusion="max")

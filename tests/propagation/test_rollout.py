@@ -283,3 +283,25 @@ def test_rollout_minilm_encoder():
     words = AttentionRollout(model).explain(texts, tokenizer=tok, granularity="word")
     assert words.feature_names[1] == ["dull", "and", "far", "too", "long"]
     assert hooks_left(model) == []
+
+
+def test_explain_adapters_and_truncation():
+    from tests.text.tiny_text import wordpiece
+    from whybox.propagation import explain_flow, explain_rollout
+
+    tok = wordpiece()
+    model = build("bert")
+    text = "the cat sat on the mat"
+    exp = explain_rollout(model, text, tokenizer=tok, target=1, head_fusion="max", position=2)
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    ref = np_rollout([a[0] for a in captured(model, ids)], fusion="max")[2]
+    np.testing.assert_allclose(exp.values[0], ref[1:-1], atol=1e-6, rtol=0)
+    assert exp.params["head_fusion"] == "max" and exp.meta["position"] == [2]
+    flow = explain_flow(model, text, tokenizer=tok, max_tokens=16)
+    assert flow.method == "attention_flow" and len(flow.values[0]) == 6
+    with pytest.raises(InvalidParameterError, match="unknown keywords"):
+        explain_rollout(model, text, tokenizer=tok, steps=3)
+    with pytest.raises(InvalidInputError, match="truncate"):
+        explain_rollout(model, text, tokenizer=tok, max_length=5)
+    cut = explain_rollout(model, text, tokenizer=tok, max_length=5, truncate=True)
+    assert len(cut.meta["input_ids"][0]) == 5

@@ -6,12 +6,14 @@ Import torch lazily: ``import whybox.propagation`` does not import torch.
 
 from __future__ import annotations
 
-from whybox.propagation.chefer import CheferRelevance, chefer_relevance
+from whybox.propagation.chefer import CheferRelevance, chefer_relevance, explain_chefer
 from whybox.propagation.rollout import (
     AttentionFlow,
     AttentionRollout,
     attention_flow,
     attention_maps,
+    explain_flow,
+    explain_rollout,
     fuse_heads,
     rollout,
 )
@@ -23,6 +25,9 @@ __all__ = [
     "attention_flow",
     "attention_maps",
     "chefer_relevance",
+    "explain_chefer",
+    "explain_flow",
+    "explain_rollout",
     "fuse_heads",
     "rollout",
 ]

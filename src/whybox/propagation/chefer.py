@@ -40,9 +40,9 @@ import numpy as np
 from whybox._validation import check_int
 from whybox.errors import InvalidParameterError, UnsupportedModelError
 from whybox.explanation import Explanation
-from whybox.propagation.rollout import _capture, _TokenExplainer
+from whybox.propagation.rollout import _capture, _split, _TokenExplainer
 
-__all__ = ["CheferRelevance", "chefer_relevance"]
+__all__ = ["CheferRelevance", "chefer_relevance", "explain_chefer"]
 
 
 def chefer_relevance(maps: Any, grads: Any, *, start_layer: int = 0) -> np.ndarray:
@@ -209,6 +209,8 @@ class CheferRelevance(_TokenExplainer):
         tokenizer: Any = None,
         position: int | Sequence[int] | None = None,
         granularity: str = "token",
+        max_length: int | None = None,
+        truncate: bool = False,
     ) -> Explanation:
         """Relevance of each input token for the target logit.
 
@@ -222,9 +224,12 @@ class CheferRelevance(_TokenExplainer):
         tokenizer : tokenizer, optional
         position : int or sequence of int, optional
             Output token whose logit is explained and whose relevance row is returned
-            (over the real tokens; default last token for causal models, 0 for encoders).
+            (over the real tokens; default last token for causal models, the first [MASK]
+            for masked LMs, else 0).
             For sequence classifiers only the relevance row.
         granularity : {"token", "word", "sentence"}, default "token"
+        max_length, truncate
+            For texts, as in :meth:`AttentionRollout.explain`.
 
         Returns
         -------
@@ -234,5 +239,24 @@ class CheferRelevance(_TokenExplainer):
         """
         return super().explain(
             inputs, tokenizer=tokenizer, position=position, granularity=granularity,
-            target=target,
+            max_length=max_length, truncate=truncate, target=target,
         )  # fmt: skip
+
+
+def explain_chefer(
+    model: Any,
+    texts: Any,
+    *,
+    target: Any = None,
+    random_state: Any = None,
+    progress: Any = None,
+    budget: Any = None,
+    tolerance: Any = None,
+    **kwargs: Any,
+) -> Explanation:
+    """``wb.explain(model, texts, tokenizer=tok, target=..., method="chefer", ...)``: the
+    keywords of :class:`CheferRelevance` (``start_layer``, ``anatomy``) and of its
+    ``explain``. Deterministic, one forward + backward per text: ``random_state``,
+    ``progress``, ``budget`` and ``tolerance`` are accepted and ignored."""
+    init, call = _split(kwargs, ("start_layer", "anatomy"), "method='chefer'")
+    return CheferRelevance(model, **init).explain(texts, target=target, **call)

@@ -34,6 +34,8 @@ __all__ = [
     "AttentionRollout",
     "attention_flow",
     "attention_maps",
+    "explain_flow",
+    "explain_rollout",
     "fuse_heads",
     "rollout",
 ]
@@ -338,11 +340,11 @@ def _valid(kwargs: dict, ids: Any) -> list[np.ndarray]:
     return out
 
 
-def _positions(position: Any, valid: list[np.ndarray], causal: bool) -> list[int]:
+def _positions(position: Any, valid: list[np.ndarray], defaults: list[int]) -> list[int]:
     """Row-local index (into the valid tokens) of the explained output token of each row."""
     n_rows = len(valid)
     if position is None:
-        return [len(v) - 1 if causal else 0 for v in valid]
+        return list(defaults)
     items = [position] * n_rows if isinstance(position, numbers.Integral) else list(position)
     if len(items) != n_rows:
         raise InvalidParameterError(
@@ -395,13 +397,17 @@ class _TokenExplainer:
         tokenizer: Any = None,
         position: int | Sequence[int] | None = None,
         granularity: str = "token",
+        max_length: int | None = None,
+        truncate: bool = False,
         **kw: Any,
     ) -> Explanation:
         if _is_texts(inputs):
-            return self._explain_texts(inputs, tokenizer, position, granularity, **kw)
+            return self._explain_texts(
+                inputs, tokenizer, position, granularity, max_length, truncate, **kw
+            )
         _, kwargs, ids = _prepare(self.model, inputs, tokenizer, self.anatomy)
         valid = _valid(kwargs, ids)
-        pos = _positions(position, valid, self.anatomy.is_causal)
+        pos = _positions(position, valid, self._defaults(ids, valid, tokenizer))
         rows, preds, extra = self._relevance(kwargs, ids, valid, pos, tokenizer=tokenizer, **kw)
         id_rows = [ids[b, v].detach().cpu().numpy() for b, v in enumerate(valid)]
         names = [_token_names(tokenizer, r) for r in id_rows]
@@ -423,8 +429,28 @@ class _TokenExplainer:
             meta=meta,
         )
 
+    def _defaults(self, ids: Any, valid: list[np.ndarray], tokenizer: Any) -> list[int]:
+        """Default explained token per row: the last for causal models, the first [MASK]
+        for masked LMs given their tokenizer, else 0 ([CLS])."""
+        if self.anatomy.is_causal:
+            return [len(v) - 1 for v in valid]
+        mask_id = getattr(tokenizer, "mask_token_id", None)
+        out = [0] * len(valid)
+        if mask_id is not None and type(self.model).__name__.endswith("ForMaskedLM"):
+            for b, v in enumerate(valid):
+                hits = np.flatnonzero(ids[b, v].detach().cpu().numpy() == mask_id)
+                out[b] = int(hits[0]) if len(hits) else 0
+        return out
+
     def _explain_texts(
-        self, texts: Any, tokenizer: Any, position: Any, granularity: str, **kw: Any
+        self,
+        texts: Any,
+        tokenizer: Any,
+        position: Any,
+        granularity: str,
+        max_length: int | None,
+        truncate: bool,
+        **kw: Any,
     ) -> Explanation:
         from whybox.internals.hooks import model_device, require_torch
 
@@ -434,15 +460,25 @@ class _TokenExplainer:
                 "inputs are text but no tokenizer was given: pass tokenizer=... (the model's "
                 "own) or token ids."
             )
-        try:
-            from whybox.text.tokens import text_explanation, tokenize
-        except ImportError:  # the text layer has not landed: tokens as players
-            return self.explain(
-                tokenizer([texts] if isinstance(texts, str) else list(texts),
-                          return_tensors="pt", padding=True).to(model_device(self.model)),
-                tokenizer=tokenizer, position=position, **kw,
-            )  # fmt: skip
-        rows = tokenize(texts, tokenizer, granularity=granularity, model=self.model)
+        from whybox.text.tokens import text_explanation, tokenize
+
+        rows = tokenize(
+            texts,
+            tokenizer,
+            granularity=granularity,
+            model=self.model,
+            max_length=max_length,
+            truncate=truncate,
+        )
+        per_row = {}  # per-row keyword values (a target per text)
+        for key, value in kw.items():
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                if len(value) != len(rows):
+                    raise InvalidParameterError(
+                        f"{key} has {len(value)} entries for {len(rows)} texts: pass one, or "
+                        "one per text."
+                    )
+                per_row[key] = list(value)
         if position is not None and not isinstance(position, numbers.Integral):
             position = list(position)
             if len(position) != len(rows):
@@ -456,8 +492,9 @@ class _TokenExplainer:
             kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
             valid = [np.arange(len(row.input_ids))]
             p = position[r] if isinstance(position, list) else position
-            pos = _positions(p, valid, self.anatomy.is_causal)
-            rel, pred, extra = self._relevance(kwargs, ids, valid, pos, tokenizer=tokenizer, **kw)
+            pos = _positions(p, valid, self._defaults(ids, valid, tokenizer))
+            kw_r = {k: (per_row[k][r] if k in per_row else v) for k, v in kw.items()}
+            rel, pred, extra = self._relevance(kwargs, ids, valid, pos, tokenizer=tokenizer, **kw_r)
             tok = np.asarray(rel[0], dtype=float)
             values.append(np.array([tok[np.asarray(ix, dtype=int)].sum() for ix in row.players]))
             preds.append(None if pred is None else np.asarray(pred)[0])
@@ -565,6 +602,8 @@ class AttentionRollout(_TokenExplainer):
         tokenizer: Any = None,
         position: int | Sequence[int] | None = None,
         granularity: str = "token",
+        max_length: int | None = None,
+        truncate: bool = False,
     ) -> Explanation:
         """Relevance of each input token for the output at ``position``.
 
@@ -578,9 +617,13 @@ class AttentionRollout(_TokenExplainer):
             Names the tokens; required for texts.
         position : int or sequence of int, optional
             Output token per row, counted over the real tokens (negative from the end).
-            Default: the last token for causal models, 0 ([CLS]) for encoders.
+            Default: the last token for causal models, the first [MASK] for masked LMs
+            (with their tokenizer), else 0 ([CLS]).
         granularity : {"token", "word", "sentence"}, default "token"
             For texts.
+        max_length, truncate
+            For texts: longest input in ids (default the model's context) and whether to
+            cut longer texts instead of refusing them.
 
         Returns
         -------
@@ -590,8 +633,9 @@ class AttentionRollout(_TokenExplainer):
             ``meta["tokens"]``, ``meta["input_ids"]``, ``meta["position"]``.
         """
         return super().explain(
-            inputs, tokenizer=tokenizer, position=position, granularity=granularity
-        )
+            inputs, tokenizer=tokenizer, position=position, granularity=granularity,
+            max_length=max_length, truncate=truncate,
+        )  # fmt: skip
 
 
 class AttentionFlow(AttentionRollout):
@@ -626,3 +670,63 @@ class AttentionFlow(AttentionRollout):
             start_layer=self.start_layer,
             max_tokens=self.max_tokens,
         )
+
+
+# ----------------------------------------------------------------------------------------
+# wb.explain(model, texts, tokenizer=tok, method="rollout" | "attention_flow")
+# ----------------------------------------------------------------------------------------
+
+_ROLLOUT_INIT = ("head_fusion", "residual", "discard_ratio", "start_layer", "anatomy")
+_EXPLAIN_KW = ("tokenizer", "position", "granularity", "max_length", "truncate")
+
+
+def _split(kwargs: dict[str, Any], init: Sequence[str], where: str) -> tuple[dict, dict]:
+    unknown = sorted(set(kwargs) - set(init) - set(_EXPLAIN_KW))
+    if unknown:
+        raise InvalidParameterError(
+            f"{where} got unknown keywords {unknown}; it takes {sorted({*init, *_EXPLAIN_KW})}."
+        )
+    return (
+        {k: v for k, v in kwargs.items() if k in init},
+        {k: v for k, v in kwargs.items() if k in _EXPLAIN_KW},
+    )
+
+
+def explain_rollout(
+    model: Any,
+    texts: Any,
+    *,
+    target: Any = None,
+    random_state: Any = None,
+    progress: Any = None,
+    budget: Any = None,
+    tolerance: Any = None,
+    **kwargs: Any,
+) -> Explanation:
+    """``wb.explain(model, texts, tokenizer=tok, method="rollout", ...)``: constructor
+    keywords of :class:`AttentionRollout` and those of its ``explain`` in one call.
+
+    Rollout does not depend on the target (it explains the token at ``position``), nor on
+    ``random_state`` / ``progress`` / ``budget`` / ``tolerance`` (it is deterministic and
+    costs one forward pass); they are accepted for the common signature and ignored.
+    """
+    init, call = _split(kwargs, _ROLLOUT_INIT, "method='rollout'")
+    return AttentionRollout(model, **init).explain(texts, **call)
+
+
+def explain_flow(
+    model: Any,
+    texts: Any,
+    *,
+    target: Any = None,
+    random_state: Any = None,
+    progress: Any = None,
+    budget: Any = None,
+    tolerance: Any = None,
+    **kwargs: Any,
+) -> Explanation:
+    """``wb.explain(model, texts, tokenizer=tok, method="attention_flow", ...)``; as
+    :func:`explain_rollout` (target and the sampling keywords are ignored), plus
+    ``max_tokens``."""
+    init, call = _split(kwargs, (*_ROLLOUT_INIT, "max_tokens"), "method='attention_flow'")
+    return AttentionFlow(model, **init).explain(texts, **call)
