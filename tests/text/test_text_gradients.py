@@ -165,6 +165,7 @@ def test_completeness_gap_shrinks_with_steps(clf, tok):
         # independent check of the gap: f(x) - f(b) - sum(player values)
         sums = np.array([v.sum() for v in exp.values])
         _close(exp.meta["completeness_gap"], exp.predictions - exp.base_values - sums, 1e-9)
+        _close(exp.completeness_gap(), exp.meta["completeness_gap"], 1e-9)
     assert gaps[0] > gaps[1] > gaps[2]
     assert gaps[2] < 0.01 * gaps[0] and gaps[2] < 1e-3  # midpoint rule: O(1 / steps^2)
 
@@ -345,6 +346,10 @@ def test_bad_input(clf, tok, gtok):
     lm = causal_lm("gpt2")
     with pytest.raises(InvalidParameterError, match="vocabulary"):
         TextSaliency(lm, tokenizer=gtok).explain(PROMPT, target=500)
+    with pytest.raises(InvalidParameterError, match="cannot spell"):
+        TextSaliency(lm, tokenizer=gtok).explain(PROMPT, target=" the €")
+    with pytest.raises(InvalidParameterError, match="does not generate"):
+        ig.explain(TEXTS[0], target=" the mat")
     with pytest.raises(UnsupportedModelError, match="not a causal language model"):
         TextSaliency(build("bert"), tokenizer=tok).explain(PROMPT, target=5)
     with pytest.raises(UnsupportedModelError):

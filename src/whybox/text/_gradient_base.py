@@ -192,7 +192,9 @@ class _TextGradient:
             if not hits:
                 raise InvalidParameterError(
                     f"target={t!r} (text {i}) is not a label of the model; its labels are "
-                    f"{sorted(labels.values())}. Pass a class index or one of these."
+                    f"{sorted(labels.values())}. Pass a class index or one of these (a "
+                    "sequence classifier does not generate text: for a continuation target "
+                    "explain a causal LM)."
                 )
             c = hits[0]
         elif isinstance(t, numbers.Integral) and not isinstance(t, bool):
@@ -217,6 +219,14 @@ class _TextGradient:
             if not ids:
                 raise InvalidParameterError(
                     f"target={t!r} (text {i}) tokenises to nothing; pass a non-empty string."
+                )
+            unk = getattr(self.tokenizer, "unk_token_id", None)
+            if unk is not None and unk in ids:
+                raise InvalidParameterError(
+                    f"target={t!r} (text {i}) contains text the tokenizer cannot spell (it "
+                    f"becomes the unknown token {self.tokenizer.unk_token!r}); its log-"
+                    "probability would be that of the unknown token. Pass a target made of "
+                    "the vocabulary's tokens, or token ids."
                 )
         elif isinstance(t, numbers.Integral) and not isinstance(t, bool):
             ids = [int(t)]
@@ -243,8 +253,10 @@ class _TextGradient:
     def _readout(self, logits: Any, job: _Job, kind: str, value: str) -> Any:
         """The explained value (m,) of a batch of logits."""
         torch = _torch()
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # log-softmax and sums in float32
         if kind == "classifier":
-            z = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+            z = logits
             if value == "logit":
                 return z[:, job.target]
             lp = torch.log_softmax(z, dim=-1)[:, job.target]
