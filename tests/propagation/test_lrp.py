@@ -455,11 +455,12 @@ def test_training_mode_restored_and_inplace_relu():
         nn.Linear(3 * 36, 2),
     ).double()  # fmt: skip
     model.train()
-    ref = LRP(nn.Sequential(*[m if not isinstance(m, nn.ReLU) else nn.ReLU() for m in model]))
     with pytest.warns(UserWarning, match="training mode"):
         exp = LRP(model).explain(images(n=2), target=1)
     assert model.training and model[1].training
     model.eval()
+    plain_relu = [m if not isinstance(m, nn.ReLU) else nn.ReLU() for m in model]
+    ref = LRP(nn.Sequential(*plain_relu).eval())
     np.testing.assert_allclose(exp.values, ref.explain(images(n=2), target=1).values, atol=1e-14)
 
 
