@@ -395,3 +395,60 @@ def test_explain_gradients_dispatch(clf, tok):
     assert s.method == "saliency" and s.params["reduce"] == "sum"
     with pytest.raises(InvalidParameterError, match="gradient method"):
         explain_gradients(clf, TEXTS, tokenizer=tok, method="lrp")
+
+
+def test_tolerance_doubles_steps_until_the_gap_is_small(clf, tok):
+    tol = 1e-3
+    exp = TextIntegratedGradients(clf, tokenizer=tok).explain(
+        TEXTS, target=1, steps=2, method="riemann_middle", tolerance=tol
+    )
+    rel = np.abs(exp.completeness_gap()) / np.abs(exp.predictions - exp.base_values)
+    assert (rel <= tol).all()
+    steps = exp.meta["steps"]
+    assert all(s in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) for s in steps) and max(steps) > 2
+    # each text's values are those of a fixed rule at its own number of steps
+    for i, s in enumerate(steps):
+        fixed = TextIntegratedGradients(clf, tokenizer=tok).explain(
+            TEXTS[i], target=1, steps=s, method="riemann_middle"
+        )
+        _close(exp.values[i], fixed.values[0], 1e-6)
+    with pytest.warns(UserWarning, match="stopped at"):
+        ig = TextIntegratedGradients(clf, tokenizer=tok)
+        ig.MAX_STEPS = 4
+        ig.explain(TEXTS[0], target=1, steps=2, method="riemann_left", tolerance=1e-9)
+
+
+def test_registry_adapters_and_progress(clf, tok):
+    from whybox.text.gradients import (
+        explain_input_x_gradient,
+        explain_integrated_gradients,
+        explain_saliency,
+        explain_smoothgrad,
+    )
+
+    calls = []
+    exp = explain_integrated_gradients(
+        clf,
+        TEXTS,
+        tokenizer=tok,
+        target=1,
+        random_state=0,
+        progress=lambda d, n: calls.append((d, n)),
+        budget=None,
+        tolerance=1e-2,
+        steps=8,
+    )
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert exp.method == "integrated_gradients" and exp.params["tolerance"] == 1e-2
+    ixg = explain_input_x_gradient(clf, TEXTS, tokenizer=tok, target=1)
+    _close(ixg.values[0], TextInputXGradient(clf, tokenizer=tok).explain(TEXTS, target=1).values[0])
+    a = explain_smoothgrad(clf, TEXTS[0], tokenizer=tok, target=1, random_state=5, n_samples=3)
+    b = TextSmoothGrad(clf, tokenizer=tok, random_state=5, n_samples=3).explain(TEXTS[0], target=1)
+    _close(a.values[0], b.values[0], 1e-12)
+    assert a.random_state == 5
+    with pytest.raises(InvalidParameterError, match="tolerance"):
+        explain_saliency(clf, TEXTS, tokenizer=tok, target=1, tolerance=0.1)
+    with pytest.raises(InvalidParameterError, match="budget"):
+        explain_saliency(clf, TEXTS, tokenizer=tok, target=1, budget=100)
+    with pytest.raises(InvalidParameterError, match="tokenizer"):
+        explain_saliency(clf, TEXTS, target=1)

@@ -86,6 +86,10 @@ __all__ = [
     "TextSaliency",
     "TextSmoothGrad",
     "explain_gradients",
+    "explain_input_x_gradient",
+    "explain_integrated_gradients",
+    "explain_saliency",
+    "explain_smoothgrad",
 ]
 
 
@@ -119,7 +123,28 @@ class TextIntegratedGradients(_TextGradient):
     """
 
     method = "integrated_gradients"
-    _EXPLAIN_KEYS = (*_COMMON, "baseline", "steps", "method")
+    _EXPLAIN_KEYS = (*_COMMON, "baseline", "steps", "method", "tolerance", "progress")
+    #: adaptive mode (tolerance=) doubles the steps of a text up to this many
+    MAX_STEPS = 1024
+
+    def _path_integral(
+        self, job: Any, kind: str, value: str, steps: int, rule: str, rows: int
+    ) -> np.ndarray:
+        """Per-position IG (S,) of one text with ``steps`` nodes of ``rule``."""
+        from ..gradients.integrated import quadrature
+
+        torch = _torch()
+        alphas, weights = quadrature(rule, steps)
+        diff = job.end - job.start
+        acc = torch.zeros_like(job.end)
+        for s in range(0, len(alphas), rows):
+            a = torch.as_tensor(alphas[s : s + rows], device=diff.device, dtype=diff.dtype)
+            pts = job.start[None] + a.reshape(-1, *([1] * diff.ndim)) * diff[None]
+            g, _ = self._grads(job, pts, kind, value)
+            for r in range(g.shape[0]):  # fixed order: independent of the batch size
+                acc = acc + float(weights[s + r]) * g[r]
+        attr = (acc * diff).reshape(diff.shape[0], -1).sum(-1)
+        return attr.detach().cpu().double().numpy()
 
     def explain(
         self,
@@ -129,10 +154,12 @@ class TextIntegratedGradients(_TextGradient):
         baseline: Any = None,
         steps: int = 50,
         method: str = "gausslegendre",
+        tolerance: float | None = None,
         granularity: str = "token",
         max_length: int | None = None,
         truncate: bool = False,
         internal_batch_size: int | None = None,
+        progress: Any = None,
         **kwargs: Any,
     ) -> Explanation:
         """Integrated Gradients of each text.
@@ -145,12 +172,19 @@ class TextIntegratedGradients(_TextGradient):
         baseline : {"pad", "mask", "zero"} or int, optional
             Default "pad" when the tokenizer has a pad token, else "zero".
         steps : int, default 50
+            Nodes of the quadrature (with ``tolerance``: the first try).
         method : str, default "gausslegendre"
             A rule of :data:`whybox.gradients.integrated.RULES`.
+        tolerance : float, optional
+            Adaptive steps: a text whose relative completeness gap
+            ``|f(x) - f(b) - sum| / |f(x) - f(b)|`` exceeds it is recomputed with twice the
+            steps, up to :attr:`MAX_STEPS`; ``exp.meta["steps"]`` gives the steps per text.
         granularity : {"token", "word", "sentence"}
         max_length, truncate : see :func:`whybox.text.tokens.tokenize`
         internal_batch_size : int, optional
             Path points per forward pass (default: about 4096 tokens per pass).
+        progress : callable, optional
+            ``progress(done, n)`` after each text.
 
         Returns
         -------
@@ -158,8 +192,7 @@ class TextIntegratedGradients(_TextGradient):
             Ragged: ``values[i]`` (n_players_i,); ``base_values`` (n,) f(baseline);
             ``predictions`` (n,) f(text); ``meta["completeness_gap"]`` (n,).
         """
-        from ..gradients._outputs import output_scale
-        from ..gradients.integrated import RULES, quadrature
+        from ..gradients.integrated import RULES
 
         self._check_keywords(kwargs)
         if method not in RULES:
@@ -168,65 +201,105 @@ class TextIntegratedGradients(_TextGradient):
             raise InvalidParameterError(f"steps must be a positive int, got {steps!r}.")
         if method == "riemann_trapezoid" and steps < 2:
             raise InvalidParameterError("the trapezoid rule needs steps >= 2.")
+        if tolerance is not None and (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, numbers.Real)
+            or not tolerance > 0
+        ):
+            raise InvalidParameterError(
+                f"tolerance must be a positive number (the relative completeness gap to "
+                f"reach), got {tolerance!r}."
+            )
         torch = _torch()
-        alphas, weights = quadrature(method, int(steps))
         with _eval_mode(self.model):
             jobs, kind, value = self._prepare(texts, target, granularity, max_length, truncate)
-            per_pos, base, gaps, desc = [], [], [], ""
-            for job in jobs:
+            per_pos, used, desc = [], [], ""
+            for k, job in enumerate(jobs):
                 self._end(job, kind, value)
                 desc = self._baseline(job, baseline)
                 with torch.no_grad():
                     logits = self._forward(job.ids, replace=job.start[None].clone())
                     job.f_b = float(self._readout(logits, job, kind, value)[0])
-                diff = job.end - job.start
-                acc = torch.zeros_like(job.end)
                 rows = self._rows_per_batch(job, internal_batch_size)
-                for s in range(0, len(alphas), rows):
-                    a = torch.as_tensor(alphas[s : s + rows], device=diff.device, dtype=diff.dtype)
-                    pts = job.start[None] + a.reshape(-1, *([1] * diff.ndim)) * diff[None]
-                    g, _ = self._grads(job, pts, kind, value)
-                    for r in range(g.shape[0]):  # fixed order: independent of the batch size
-                        acc = acc + float(weights[s + r]) * g[r]
-                attr = (acc * diff).reshape(diff.shape[0], -1).sum(-1)
-                p = attr.detach().cpu().double().numpy()[: job.n_prompt]
+                n_steps = int(steps)
+                while True:
+                    p = self._path_integral(job, kind, value, n_steps, method, rows)
+                    total = job.f_x - job.f_b
+                    rel = abs(total - float(p.sum())) / max(abs(total), 1e-12)
+                    if tolerance is None or rel <= tolerance or 2 * n_steps > self.MAX_STEPS:
+                        break
+                    n_steps *= 2
                 per_pos.append(p)
-                base.append(job.f_b)
-                gaps.append(job.f_x - job.f_b - float(p.sum()))
-        gap = np.asarray(gaps)
+                used.append(n_steps)
+                if progress is not None:
+                    progress(k + 1, len(jobs))
+        meta = self._gap_meta(jobs, per_pos, steps, tolerance, used)
+        return self._assemble(
+            jobs,
+            [p[: j.n_prompt] for p, j in zip(per_pos, jobs, strict=True)],
+            kind=kind,
+            value=value,
+            base=[j.f_b for j in jobs],
+            params={
+                "baseline": desc,
+                "steps": int(steps),
+                "rule": method,
+                "tolerance": None if tolerance is None else float(tolerance),
+            },
+            meta=meta,
+            n_evals=int(max(used)),
+        )
+
+    def _gap_meta(
+        self,
+        jobs: list[Any],
+        per_pos: list[np.ndarray],
+        steps: int,
+        tolerance: float | None,
+        used: list[int],
+    ) -> dict[str, Any]:
+        """Per-text completeness gaps (over every position); warn when one is large."""
+        from ..gradients._base import GAP_TOLERANCE
+        from ..gradients._outputs import output_scale
+
+        gap = np.asarray(
+            [j.f_x - j.f_b - float(p.sum()) for j, p in zip(jobs, per_pos, strict=True)]
+        )
         total = np.asarray([j.f_x - j.f_b for j in jobs])
         rel = np.abs(gap) / np.maximum(np.abs(total), 1e-12)
         scale = output_scale(np.asarray([[j.f_x] for j in jobs]))[0]
         ratio = np.abs(gap) / scale
-        from ..gradients._base import GAP_TOLERANCE
-
-        if ratio.max() > GAP_TOLERANCE:
+        if tolerance is not None:
+            bad = np.flatnonzero(rel > tolerance)
+            if len(bad):
+                warnings.warn(
+                    f"TextIntegratedGradients: {len(bad)} text(s) (first: {int(bad[0])}) "
+                    f"stopped at {self.MAX_STEPS} steps with a relative completeness gap up "
+                    f"to {float(rel[bad].max()):.3g}, above tolerance={tolerance:g}. Loosen "
+                    "tolerance= or try method='gausslegendre'; exp.meta['steps'] and "
+                    "exp.meta['relative_completeness_gap'] give them per text.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        elif ratio.max() > GAP_TOLERANCE:
             worst = int(np.argmax(ratio))
             warnings.warn(
                 f"TextIntegratedGradients: the completeness gap f(x) - f(baseline) - "
                 f"sum(values) reaches {float(np.abs(gap).max()):.3g} (text {worst}), "
                 f"{float(ratio.max()):.1%} of the output scale {float(scale):.3g}, above the "
-                f"{GAP_TOLERANCE:.0%} whybox accepts silently. Raise steps= (now {steps}). "
-                "exp.meta['completeness_gap'] gives it per text.",
+                f"{GAP_TOLERANCE:.0%} whybox accepts silently. Raise steps= (now {steps}) or "
+                "pass tolerance= (e.g. 1e-3) to double the steps of each text until its gap "
+                "is that small. exp.meta['completeness_gap'] gives it per text.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        meta = {
+        return {
             "completeness_gap": gap.tolist(),
             "relative_completeness_gap": rel.tolist(),
             "mean_relative_completeness_gap": float(rel.mean()),
-            "row_keys": ["completeness_gap", "relative_completeness_gap"],
+            "steps": list(used),
+            "row_keys": ["completeness_gap", "relative_completeness_gap", "steps"],
         }
-        return self._assemble(
-            jobs,
-            per_pos,
-            kind=kind,
-            value=value,
-            base=base,
-            params={"baseline": desc, "steps": int(steps), "rule": method},
-            meta=meta,
-            n_evals=int(steps),
-        )
 
 
 class TextSaliency(_TextGradient):
@@ -247,7 +320,7 @@ class TextSaliency(_TextGradient):
     """
 
     method = "saliency"
-    _EXPLAIN_KEYS = _COMMON
+    _EXPLAIN_KEYS = (*_COMMON, "progress")
     _multiply = False
 
     def __init__(
@@ -288,11 +361,13 @@ class TextSaliency(_TextGradient):
         max_length: int | None = None,
         truncate: bool = False,
         internal_batch_size: int | None = None,
+        progress: Any = None,
         **kwargs: Any,
     ) -> Explanation:
         """Attributions of each text (one forward and backward pass per text).
 
-        Parameters as :meth:`TextIntegratedGradients.explain` (no baseline or steps).
+        Parameters as :meth:`TextIntegratedGradients.explain` (no baseline, steps or
+        tolerance); ``progress(done, n)`` is called after each text.
 
         Returns
         -------
@@ -305,11 +380,13 @@ class TextSaliency(_TextGradient):
         per_pos = []
         with _eval_mode(self.model):
             jobs, kind, value = self._prepare(texts, target, granularity, max_length, truncate)
-            for job in jobs:
+            for k, job in enumerate(jobs):
                 self._end(job, kind, value)
                 g, _ = self._grads(job, job.end[None], kind, value)
                 v = self._token_values(job.end[None], g)[0]
                 per_pos.append(v.detach().cpu().double().numpy()[: job.n_prompt])
+                if progress is not None:
+                    progress(k + 1, len(jobs))
         return self._assemble(
             jobs,
             per_pos,
@@ -419,6 +496,7 @@ class TextSmoothGrad(TextSaliency):
         max_length: int | None = None,
         truncate: bool = False,
         internal_batch_size: int | None = None,
+        progress: Any = None,
         **kwargs: Any,
     ) -> Explanation:
         """Smoothed attributions of each text; parameters as :meth:`TextSaliency.explain`.
@@ -435,7 +513,7 @@ class TextSmoothGrad(TextSaliency):
         per_pos, per_se = [], []
         with _eval_mode(self.model):
             jobs, kind, value = self._prepare(texts, target, granularity, max_length, truncate)
-            for job in jobs:
+            for k, job in enumerate(jobs):
                 self._end(job, kind, value)
                 e = job.end
                 mv = job.move.reshape(-1, *([1] * (e.ndim - 1))).to(e.dtype)
@@ -458,6 +536,8 @@ class TextSmoothGrad(TextSaliency):
                 per_pos.append(v.mean(axis=0))
                 se = v.std(axis=0, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0 * v[0]
                 per_se.append(se)
+                if progress is not None:
+                    progress(k + 1, len(jobs))
         std = [
             np.sqrt([float((s[idx] ** 2).sum()) for idx in j.row.players])
             for j, s in zip(jobs, per_se, strict=True)
@@ -524,3 +604,57 @@ def explain_gradients(
         kw["method"] = kw.pop("rule")
     init = {k: kw.pop(k) for k in list(kw) if k in ctor}
     return cls(model, tokenizer=tokenizer, **init).explain(texts, **kw)
+
+
+def _registry_entry(name: str) -> Any:
+    """``fn(model, texts, *, target, random_state, progress, budget, tolerance, **kwargs)``
+    as :func:`whybox.api.register_text_method` calls it."""
+
+    def fn(
+        model: Any,
+        texts: Any,
+        *,
+        target: Any = None,
+        random_state: Any = None,
+        progress: Any = None,
+        budget: Any = None,
+        tolerance: Any = None,
+        **kwargs: Any,
+    ) -> Explanation:
+        kw = dict(kwargs)
+        if name == "smoothgrad" and random_state is not None:
+            kw["random_state"] = random_state
+        if tolerance is not None:
+            if name != "integrated_gradients":
+                raise InvalidParameterError(
+                    f"tolerance= (adaptive steps) applies to method='integrated_gradients' "
+                    f"only; method={name!r} has no quadrature to refine."
+                )
+            kw["tolerance"] = tolerance
+        if budget is not None:
+            raise InvalidParameterError(
+                f"budget= (model calls) does not apply to method={name!r}: it costs "
+                + (
+                    "steps"
+                    if name == "integrated_gradients"
+                    else "n_samples"
+                    if name == "smoothgrad"
+                    else "one"
+                )
+                + " forward and backward pass(es) per text. Pass steps= / n_samples= instead."
+            )
+        tokenizer = kw.pop("tokenizer", None)
+        return explain_gradients(
+            model, texts, tokenizer=tokenizer, method=name, target=target, progress=progress, **kw
+        )
+
+    fn.__name__ = f"explain_{name}"
+    fn.__qualname__ = fn.__name__
+    return fn
+
+
+#: ``wb.explain`` adapters, one per method (see :func:`whybox.api.register_text_method`)
+explain_integrated_gradients = _registry_entry("integrated_gradients")
+explain_saliency = _registry_entry("saliency")
+explain_input_x_gradient = _registry_entry("input_x_gradient")
+explain_smoothgrad = _registry_entry("smoothgrad")
