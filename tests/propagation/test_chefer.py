@@ -11,7 +11,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from tests.internals.tiny import build, hooks_left, input_ids
+from tests.internals.tiny import ARCHS, DECODERS, build, hooks_left, input_ids
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -52,11 +52,11 @@ def classifier():
     ).eval()
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox", "bert", "distilbert"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_chefer_equals_numpy_formula_lms(arch):
     model = build(arch)
     ids = input_ids(2, 7, seed=5)
-    causal = arch not in ("bert", "distilbert")
+    causal = arch in DECODERS
     pos = 6 if causal else 0
     targets = [11, 40]
     exp = CheferRelevance(model).explain(ids, target=targets)

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.internals.tiny import build, hooks_left, input_ids
+from tests.internals.tiny import ARCHS, DECODERS, build, hooks_left, input_ids
 
 torch = pytest.importorskip("torch")
 
@@ -27,10 +27,6 @@ from whybox.propagation import (  # noqa: E402
     attention_maps,
     rollout,
 )
-
-ARCHS = ("gpt2", "llama", "gpt_neox", "bert", "distilbert")
-CAUSAL = {"gpt2": True, "llama": True, "gpt_neox": True, "bert": False, "distilbert": False}
-
 
 # ---- the papers' formulas, written independently -----------------------------------------
 
@@ -88,7 +84,7 @@ def test_rollout_equals_numpy_formula(arch):
     ids = input_ids(2, 7, seed=1)
     att = captured(model, ids)
     exp = AttentionRollout(model).explain(ids)
-    pos = 6 if CAUSAL[arch] else 0
+    pos = 6 if arch in DECODERS else 0
     for b in range(2):
         ref = np_rollout([a[b] for a in att])[pos]
         np.testing.assert_allclose(exp.values[b], ref, atol=1e-6, rtol=0)
