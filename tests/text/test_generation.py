@@ -156,7 +156,9 @@ def test_ablation_drop_equals_brute_force(lm):
             assert exp.values[t][j] == pytest.approx(want, abs=TOL)
 
 
-@pytest.mark.parametrize("method", ["input_x_gradient", "integrated_gradients", "ablation"])
+@pytest.mark.parametrize(
+    "method", ["input_x_gradient", "integrated_gradients", "ablation", "attnlrp"]
+)
 def test_contrastive_is_difference_of_single_targets(lm, method):
     """log p(target) - log p(foil) is linear in the score: both explanations subtract
     (Yin & Neubig 2022); here target and foil are single tokens."""
@@ -189,11 +191,32 @@ def test_contrast_per_token_of_a_longer_continuation(lm):
         assert c.predictions[t] == pytest.approx(want, abs=TOL)
 
 
+def test_attnlrp_rows_equal_attnlrp_on_each_prefix(lm):
+    """The batched, right-padded rows equal wb.AttnLRP on each prefix alone; logits and the
+    conservation gap (position relevance in base_values) come with them."""
+    from whybox.propagation.attnlrp import AttnLRP
+
+    model, tok = lm
+    exp = explain_generation(model, PROMPT, tokenizer=tok, max_new_tokens=4, method="attnlrp")
+    src, P = exp.meta["source_ids"], exp.meta["prompt_len"]
+    assert exp.output_names == ["logit of token"]
+    for t in range(4):
+        ref = AttnLRP(model).explain(torch.tensor([src[: P + t]]), target=src[P + t])
+        np.testing.assert_allclose(exp.values[t], ref.values[0], atol=TOL)
+        with torch.no_grad():
+            logit = model(input_ids=torch.tensor([src[: P + t]])).logits[0, -1, src[P + t]]
+        assert exp.predictions[t] == pytest.approx(float(logit), abs=TOL)
+        assert exp.base_values[t] == pytest.approx(
+            ref.meta["conservation"][0]["position_relevance"], abs=TOL
+        )
+    assert hooks_left(model) == []
+
+
 def test_model_left_untouched(lm):
     model, tok = lm
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    for method in ("input_x_gradient", "integrated_gradients", "ablation"):
+    for method in ("input_x_gradient", "integrated_gradients", "ablation", "attnlrp"):
         explain_generation(model, PROMPT, tokenizer=tok, max_new_tokens=2, method=method,
                            steps=4)  # fmt: skip
         assert hooks_left(model) == []

@@ -24,6 +24,12 @@ Methods
     Captum's ``LLMAttribution(FeatureAblation)`` with a token baseline). One forward pass per
     source token gives the change of every generated token's score at once (teacher
     forcing); the passes are batched.
+``"attnlrp"``, ``"cp_lrp"``
+    :class:`whybox.AttnLRP` relevance (Achtibat et al. 2024) of each row's prefix for the
+    generated token's **logit** (LRP explains logits; with a contrast, the logit margin,
+    which equals the log-probability margin exactly): all rows in one right-padded
+    forward + backward pass (two with a contrast). ``base_values`` hold the relevance of the
+    position embeddings, so ``completeness_gap()`` is the conservation gap.
 
 Gradients are taken through temporary hooks on the embedding module (removed on exit,
 also on errors); the model's code and weights are never copied or changed, and no
@@ -55,7 +61,7 @@ from ..explanation import Explanation
 __all__ = ["GENERATION_METHODS", "explain_generation", "is_generation"]
 
 #: the methods of :func:`explain_generation`
-GENERATION_METHODS = ("input_x_gradient", "integrated_gradients", "ablation")
+GENERATION_METHODS = ("input_x_gradient", "integrated_gradients", "ablation", "attnlrp", "cp_lrp")
 _ALIASES = {
     "inputxgradient": "input_x_gradient",
     "gradient_x_input": "input_x_gradient",
@@ -197,7 +203,7 @@ def explain_generation(
     max_new_tokens : int, default 20
         Tokens generated (greedy decoding unless ``gen_kwargs`` say otherwise; generation
         stops early at the end-of-sequence token).
-    method : {"input_x_gradient", "integrated_gradients", "ablation"}
+    method : {"input_x_gradient", "integrated_gradients", "ablation", "attnlrp", "cp_lrp"}
     contrast : str, int or sequence of int, optional
         Foil tokens, one per explained token (as many tokens as the continuation): row ``t``
         then explains ``log p(token_t) - log p(foil_t)`` given the prompt and the actual
@@ -321,7 +327,9 @@ def explain_generation(
         with torch.no_grad():
             full = _scores(_logits(lm, seq, torch)[0:1].expand(T, -1, -1), pos, target, foil,
                            torch)  # fmt: skip
-        if method == "ablation":
+        if method in ("attnlrp", "cp_lrp"):
+            rows, base, full = _attnlrp(lm, seq, P, T, target, foil, method, tokenizer, torch)
+        elif method == "ablation":
             mask_id = None if masker == "drop" else _baseline_id(masker, tokenizer, "masker")
             rows = _ablation(lm, seq, P, T, target, foil, full, mask_id, batch_size, torch)
             base = np.zeros(T)
@@ -336,6 +344,8 @@ def explain_generation(
     shown = _display(tokenizer, all_ids)
     names = [shown[: P + t] for t in range(T)]
     out = "log p(token)" if foil_ids is None else "log p(token) - log p(contrast)"
+    if method in ("attnlrp", "cp_lrp") and foil_ids is None:
+        out = "logit of token"
     meta = {
         "kind": "generation",
         "prompt": prompt,
@@ -359,7 +369,9 @@ def explain_generation(
         "max_new_tokens": int(max_new_tokens),
         "contrastive": foil_ids is not None,
     }
-    if method == "ablation":
+    if method in ("attnlrp", "cp_lrp"):
+        pass
+    elif method == "ablation":
         params["masker"] = masker if isinstance(masker, str) else int(masker)
     else:
         params["baseline"] = baseline if isinstance(baseline, str) else int(baseline)
@@ -518,3 +530,35 @@ def _gradients(
             lg = _logits(lm, torch.full_like(seq, base_id), torch)
         base = _scores(lg.expand(T, -1, -1), pos, target, foil, torch)
     return [attr[t, : P + t].copy() for t in range(T)], base.double().cpu().numpy()
+
+
+def _attnlrp(
+    lm: Any,
+    seq: Any,
+    P: int,
+    T: int,
+    target: Any,
+    foil: Any,
+    method: str,
+    tokenizer: Any,
+    torch: Any,
+) -> tuple[list[np.ndarray], np.ndarray, Any]:
+    """AttnLRP of every row's prefix for its token's logit (minus the foil's), batched."""
+    from ..propagation.attnlrp import AttnLRP
+
+    lrp = AttnLRP(lm, cp_lrp=method == "cp_lrp")
+    lengths = torch.arange(P, P + T, device=seq.device)
+    ids = seq[:, : P + T - 1].expand(T, -1).clone()
+    mask = (torch.arange(P + T - 1, device=seq.device)[None, :] < lengths[:, None]).long()
+    ids = ids * mask  # right padding with id 0 (never read: masked and after the position)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    one = lrp.explain(inputs, target=target.cpu().numpy(), position=-1, tokenizer=None)
+    rows = [np.asarray(v, dtype=float) for v in one.values]
+    pos_rel = np.array([c["position_relevance"] for c in one.meta["conservation"]])
+    score = np.asarray(one.predictions, dtype=float)
+    if foil is not None:
+        two = lrp.explain(inputs, target=foil.cpu().numpy(), position=-1, tokenizer=None)
+        rows = [a - np.asarray(b, dtype=float) for a, b in zip(rows, two.values, strict=True)]
+        pos_rel = pos_rel - np.array([c["position_relevance"] for c in two.meta["conservation"]])
+        score = score - np.asarray(two.predictions, dtype=float)
+    return rows, pos_rel, torch.as_tensor(score)
