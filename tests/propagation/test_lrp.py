@@ -197,6 +197,19 @@ def test_custom_rules_by_type_and_path_equal_zennit(zennit):
     np.testing.assert_allclose(exp.values, ref, rtol=0, atol=1e-10 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize(("name", "zname", "kw"), COMPOSITES[:3])
+def test_trained_digits_cnn_equals_zennit(zennit, digits_cnn, name, zname, kw):
+    """The zoo's trained digits CNN (conv, relu, avg pool, conv, relu, linear), float32."""
+    model, data = digits_cnn
+    x = data.X_test[:12].clone()
+    target = model(x).argmax(1)
+    kw = {"low": 0.0, "high": 1.0} if kw else {}  # pixels in [0, 1]
+    exp = LRP(model, name, **kw).explain(x, target=target)
+    ref = zennit_relevance(zennit, model, x, target, getattr(zennit.c, zname)(**kw))
+    np.testing.assert_allclose(exp.values, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    assert len(exp.meta["conservation_gap"]) == 12
+
+
 # -- closed forms -----------------------------------------------------------------------
 def bias_free_mlp(seed=0):
     torch.manual_seed(seed)
@@ -275,6 +288,20 @@ def test_one_linear_layer_epsilon_closed_form():
     free = nn.Linear(4, 3, bias=False).double().eval()
     exp0 = LRP(free, {nn.Linear: Epsilon(0.0)}).explain(x, target=2)
     np.testing.assert_allclose(exp0.values, xs * free.weight.detach().numpy()[2], rtol=1e-12)
+
+
+def test_lrp0_equals_captum_input_x_gradient_on_a_relu_cnn():
+    """LRP-0 on every conv and linear layer of a ReLU network (max and average pooling, batch
+    norm folded) is input x gradient (Ancona et al. 2018): Captum's InputXGradient."""
+    captum = pytest.importorskip("captum.attr")
+    model = small_cnn(seed=11)
+    x = images(seed=12)
+    target = torch.tensor([0, 1, 2, 1, 0])
+    rules = {nn.Conv2d: Epsilon(0.0), nn.Linear: Epsilon(0.0)}
+    exp = LRP(model, rules, stabilizer=TINY).explain(x, target=target)  # avg pool: norm
+    ref = captum.InputXGradient(model).attribute(x.clone().requires_grad_(True), target=target)
+    ref = ref.detach().numpy()
+    np.testing.assert_allclose(exp.values, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
 
 
 def test_zplus_two_layer_closed_form():
