@@ -452,3 +452,22 @@ def test_registry_adapters_and_progress(clf, tok):
         explain_saliency(clf, TEXTS, tokenizer=tok, target=1, budget=100)
     with pytest.raises(InvalidParameterError, match="tokenizer"):
         explain_saliency(clf, TEXTS, target=1)
+
+
+def test_layer_as_a_hook_name_equals_captum_on_the_block_input(gtok):
+    """layer="blocks.1.resid_pre" (the input of block 1, an Anatomy hook name): Captum's
+    LayerIntegratedGradients with attribute_to_layer_input=True on that block."""
+    lm = causal_lm("llama")
+    exp = TextIntegratedGradients(lm, tokenizer=gtok, layer="blocks.1.resid_pre").explain(
+        PROMPT, target=" the mat", steps=12
+    )
+    inp = captum_attr.TextTokenInput(
+        PROMPT, gtok, baselines=gtok.pad_token_id, skip_tokens=[gtok.bos_token_id]
+    )
+    ref = captum_attr.LLMGradientAttribution(
+        captum_attr.LayerIntegratedGradients(lm, lm.model.layers[1]), gtok
+    ).attribute(inp, target=" the mat", n_steps=12, attribute_to_layer_input=True)
+    _close(exp.values[0], ref.seq_attr.numpy())
+    # causal: the <bos> residual does not see the replaced tokens, so it does not move
+    assert exp.meta["token_values"][0][0] == 0.0
+    assert exp.params["layer"] == "blocks.1.resid_pre"

@@ -93,22 +93,30 @@ class _TextGradient:
 
     # -- set-up ------------------------------------------------------------------------
     def _resolve_layer(self, layer: str | None) -> str:
+        """The attributed activation: a module path (its output) or a standard hook name of
+        :class:`~whybox.internals.anatomy.Anatomy` (``"embed"``, ``"blocks.1.resid_pre"``,
+        ...); sets ``self._point`` and returns the name recorded in ``params["layer"]``."""
         from ..internals import hooks
         from ..internals.anatomy import Anatomy
 
         if layer is None:
-            return Anatomy.of(self.model).embed_path
+            self._point = Anatomy.of(self.model).point("embed")
+            return self._point.path
         if not isinstance(layer, str):
             raise InvalidParameterError(
                 f"layer= must be a module path or a hook name such as 'embed', got "
                 f"{type(layer).__name__}."
             )
         if layer in dict(self.model.named_modules()):
+            self._point = hooks.HookPoint(layer, layer)
             return layer
-        if layer in ("embed", "hook_embed"):
-            return Anatomy.of(self.model).embed_path
-        hooks.get_module(self.model, layer)  # raises naming the closest paths
-        return layer
+        try:
+            anatomy = Anatomy.of(self.model)
+        except WhyboxError:
+            hooks.get_module(self.model, layer)  # raises naming the closest module paths
+            raise
+        self._point = anatomy.point(layer)  # raises naming the closest names
+        return self._point.path if layer in ("embed", "hook_embed") else layer
 
     def _device(self) -> Any:
         torch = _torch()
@@ -122,7 +130,7 @@ class _TextGradient:
         torch = _torch()
         from ..internals import hooks
 
-        point = hooks.HookPoint(self.layer, self.layer)
+        point = self._point
 
         def fn(view: Any) -> Any:
             if not isinstance(view, torch.Tensor) or not view.is_floating_point():
