@@ -301,3 +301,22 @@ def test_explain_adapters_and_truncation():
         explain_rollout(model, text, tokenizer=tok, max_length=5)
     cut = explain_rollout(model, text, tokenizer=tok, max_length=5, truncate=True)
     assert len(cut.meta["input_ids"][0]) == 5
+
+
+@pytest.mark.parametrize("layer", [0, -1])
+def test_raw_attention_is_the_fused_row(layer):
+    from whybox.propagation import RawAttention, explain_raw_attention
+
+    model = build("llama")
+    ids = input_ids(2, 6, seed=8)
+    att = captured(model, ids)
+    exp = RawAttention(model, layer=layer, head_fusion="max").explain(ids, position=3)
+    for b in range(2):
+        np.testing.assert_allclose(exp.values[b], att[layer][b].max(0)[3], atol=1e-7, rtol=0)
+    assert exp.params == {"layer": layer % 3, "head_fusion": "max"}
+    assert exp.method == "raw_attention"
+    with pytest.raises(InvalidParameterError, match="layer"):
+        RawAttention(model, layer=3)
+    with pytest.raises(InvalidParameterError, match="unknown keywords"):
+        explain_raw_attention(model, ids, residual=True)
+    assert hooks_left(model) == []

@@ -32,9 +32,11 @@ from whybox.explanation import Explanation
 __all__ = [
     "AttentionFlow",
     "AttentionRollout",
+    "RawAttention",
     "attention_flow",
     "attention_maps",
     "explain_flow",
+    "explain_raw_attention",
     "explain_rollout",
     "fuse_heads",
     "rollout",
@@ -672,6 +674,42 @@ class AttentionFlow(AttentionRollout):
         )
 
 
+class RawAttention(AttentionRollout):
+    """Raw attention of one layer (the baseline of Abnar & Zuidema 2020): the explained
+    token's row of that layer's attention, heads fused.
+
+    Parameters
+    ----------
+    model : transformers model
+        Loaded with ``attn_implementation="eager"``.
+    layer : int, default -1
+        Which layer (negative counts from the last).
+    head_fusion : {"mean", "max", "min"}, default "mean"
+    anatomy : Anatomy, optional
+
+    References
+    ----------
+    .. [1] Abnar & Zuidema (2020), "Quantifying Attention Flow in Transformers", ACL
+       (raw attention as the baseline of rollout and flow).
+    """
+
+    method = "raw_attention"
+
+    def __init__(
+        self, model: Any, *, layer: int = -1, head_fusion: str = "mean", anatomy: Any = None
+    ) -> None:
+        super().__init__(model, head_fusion=head_fusion, residual=False, anatomy=anatomy)
+        n = self.anatomy.n_layers
+        layer = check_int("layer", layer, minimum=-n, maximum=n - 1)
+        self.layer = layer % n
+
+    def _params(self) -> dict[str, Any]:
+        return {"layer": self.layer, "head_fusion": self.head_fusion}
+
+    def _matrix_row(self, maps: np.ndarray, position: int) -> np.ndarray:
+        return fuse_heads(maps[self.layer], self.head_fusion)[position]
+
+
 # ----------------------------------------------------------------------------------------
 # wb.explain(model, texts, tokenizer=tok, method="rollout" | "attention_flow")
 # ----------------------------------------------------------------------------------------
@@ -730,3 +768,20 @@ def explain_flow(
     ``max_tokens``."""
     init, call = _split(kwargs, (*_ROLLOUT_INIT, "max_tokens"), "method='attention_flow'")
     return AttentionFlow(model, **init).explain(texts, **call)
+
+
+def explain_raw_attention(
+    model: Any,
+    texts: Any,
+    *,
+    target: Any = None,
+    random_state: Any = None,
+    progress: Any = None,
+    budget: Any = None,
+    tolerance: Any = None,
+    **kwargs: Any,
+) -> Explanation:
+    """``wb.explain(model, texts, tokenizer=tok, method="attention", ...)``: one layer's raw
+    attention (``layer``, ``head_fusion``); target and the sampling keywords are ignored."""
+    init, call = _split(kwargs, ("layer", "head_fusion", "anatomy"), "method='attention'")
+    return RawAttention(model, **init).explain(texts, **call)
