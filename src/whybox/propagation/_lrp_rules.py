@@ -568,8 +568,8 @@ def rule_from_spec(spec: Any, where: str) -> Rule:
     if isinstance(spec, str) and spec.lower().replace("-", "_") in _RULE_NAMES:
         return _RULE_NAMES[spec.lower().replace("-", "_")]()
     raise InvalidParameterError(
-        f"{where}: a rule must be a rule object (e.g. wb.lrp.Epsilon(0.25), "
-        f"wb.lrp.ZBox(low, high)) or one of the names {sorted(_RULE_NAMES)}; got {spec!r}."
+        f"{where}: a rule must be a rule object (e.g. Epsilon(0.25) or ZBox(low, high) "
+        f"from whybox.propagation.lrp) or one of the names {sorted(_RULE_NAMES)}; got {spec!r}."
     )
 
 

@@ -187,7 +187,6 @@ class _Session:
         self.modules = dict(model.named_modules())
         self.rules = rules
         self.folds = folds
-        self.layer_of_bn = folds
         self.stack: dict[str, list[Any]] = {p: [] for p in rules}
         self.last_out: dict[str, Any] = {}
         self.fold_now: dict[str, Any] = {}  # layer path -> batch-norm module
