@@ -16,7 +16,14 @@ from .explanation import Explanation
 from .games.game import group_matrix
 from .models import model_type_name
 
-__all__ = ["available_methods", "explain", "get_method", "register_method"]
+__all__ = [
+    "available_methods",
+    "available_text_methods",
+    "explain",
+    "get_method",
+    "register_method",
+    "register_text_method",
+]
 
 _REGISTRY: dict[str, Callable[[], type[Explainer]]] = {}
 
@@ -453,7 +460,28 @@ def explain(
     KernelShap over image segments when ``background`` is an
     :class:`~whybox.games.image.ImageMasker`; otherwise ExactShap up to 16 players and
     KernelShap above, over the background. ``params["method_selection"]`` says why.
+
+    Texts (a string or a list of strings, with ``tokenizer=``) go to
+    :func:`whybox.text.explain.explain_text`: players are tokens, words or sentences
+    (``granularity=``), absence is ``masker=`` ("mask", "pad", "drop" or a baseline string), the
+    explained number ``value=``; ``method`` is one of ``"exact"``, ``"kernel"``,
+    ``"permutation"``, ``"banzhaf"``, ``"lime"``, ``"ablation"`` (or ``"auto"``). The result
+    has one ragged row per text.
     """
+    if "tokenizer" in kwargs or _is_text(X):
+        return _explain_texts(
+            model,
+            X,
+            method,
+            background,
+            target,
+            link,
+            random_state,
+            progress,
+            budget,
+            tolerance,
+            kwargs,
+        )
     if method == "auto":
         name, reason = resolve_method(model, X, kwargs.get("groups"), background, link)
     else:
@@ -489,6 +517,109 @@ def explain(
     exp = explainer.explain(X, target=target, progress=progress, **extra)
     exp.params["method_selection"] = f"{method} -> {name}: {reason}"
     return exp
+
+
+#: keywords of wb.explain for texts, besides its own (see whybox.text.explain.explain_text)
+_TEXT_KEYWORDS = (
+    "tokenizer",
+    "granularity",
+    "masker",
+    "value",
+    "batch_size",
+    "max_length",
+    "truncate",
+    "kv_cache",
+    "n_features",
+)
+
+
+#: text methods other than the perturbation ones of whybox.text.explain (gradients, attention,
+#: relevance propagation, TokenSHAP): name -> loader of ``fn(model, texts, *, tokenizer,
+#: target, random_state, progress, budget, tolerance, **kwargs) -> Explanation``
+_TEXT_REGISTRY: dict[str, Callable[[], Callable[..., Explanation]]] = {}
+
+
+def register_text_method(name: str, loader: Callable[[], Callable[..., Explanation]]) -> None:
+    """Make ``wb.explain(model, texts, tokenizer=tok, method=name)`` call the function that
+    ``loader`` returns (imported on first use); it receives ``target``, ``random_state``,
+    ``progress``, ``budget``, ``tolerance`` and the remaining keywords (``tokenizer`` ...)."""
+    if not name or not isinstance(name, str):
+        raise InvalidParameterError("a method name must be a non-empty string.")
+    _TEXT_REGISTRY[name] = loader
+
+
+def available_text_methods() -> list[str]:
+    """Names accepted by ``explain(model, texts, tokenizer=..., method=...)``, besides auto."""
+    from .text.explain import TEXT_METHODS
+
+    return sorted({*TEXT_METHODS, *_TEXT_REGISTRY})
+
+
+def _is_text(X: Any) -> bool:
+    from .text.explain import is_text_input
+
+    return is_text_input(X)
+
+
+def _explain_texts(
+    model: Any,
+    texts: Any,
+    method: str,
+    background: Any,
+    target: Any,
+    link: str,
+    random_state: int | None,
+    progress: Callable[[int, int], None] | None,
+    budget: int | None,
+    tolerance: float | None,
+    kwargs: dict[str, Any],
+) -> Explanation:
+    """The text branch of :func:`explain`: players are tokens / words / sentences of each text
+    (:func:`whybox.text.explain.explain_text`), one ragged row per text."""
+    from .text.explain import explain_text
+
+    if method in _TEXT_REGISTRY:
+        fn = _TEXT_REGISTRY[method]()
+        return fn(
+            model,
+            texts,
+            target=target,
+            random_state=random_state,
+            progress=progress,
+            budget=budget,
+            tolerance=tolerance,
+            **kwargs,
+        )
+    check_keywords(
+        kwargs,
+        [*_TEXT_KEYWORDS, "target", "method", "random_state", "progress", "budget", "tolerance"],
+        where="wb.explain (texts)",
+    )
+    if kwargs.get("tokenizer") is None:
+        raise InvalidParameterError(
+            "explaining texts needs the model's tokenizer: wb.explain(model, texts, "
+            "tokenizer=AutoTokenizer.from_pretrained(...), target=...)."
+        )
+    if background is not None:
+        raise InvalidParameterError(
+            "background= is not used for texts: absent tokens are represented by masker= "
+            "('mask', 'pad', 'drop' or a baseline string)."
+        )
+    if link != "identity":
+        raise InvalidParameterError(
+            f"link={link!r} is not used for texts; pass value='logit', 'logprob' or 'prob'."
+        )
+    return explain_text(
+        model,
+        texts,
+        method=method,
+        target=target,
+        random_state=random_state,
+        progress=progress,
+        budget=budget,
+        tolerance=tolerance,
+        **kwargs,
+    )
 
 
 #: wb.explain's own keywords: never passed on as constructor keywords
