@@ -471,3 +471,44 @@ def test_layer_as_a_hook_name_equals_captum_on_the_block_input(gtok):
     # causal: the <bos> residual does not see the replaced tokens, so it does not move
     assert exp.meta["token_values"][0][0] == 0.0
     assert exp.params["layer"] == "blocks.1.resid_pre"
+
+
+@pytest.mark.slow
+def test_trained_tiny_lm_equals_captum():
+    """The zoo's GPT-2 trained on pydoc text (real BPE tokenizer, pad = <|endoftext|>): IG
+    with the zero baseline = Captum IntegratedGradients on inputs_embeds of the summed
+    continuation log-probabilities; IG with the pad baseline = LLMGradientAttribution."""
+    from whybox.zoo.tinylm import tiny_lm
+
+    lm, tk = tiny_lm(seed=0)
+    prompt = "The return statement leaves the current function call with the expression"
+    target = " list"
+    zero = TextIntegratedGradients(lm, tokenizer=tk).explain(
+        prompt, target=target, steps=32, baseline="zero"
+    )
+    pad = TextIntegratedGradients(lm, tokenizer=tk).explain(prompt, target=target, steps=32)
+    assert pad.params["baseline"] == "pad"
+    L = len(tk(prompt)["input_ids"])
+    ids = torch.tensor([tk(prompt)["input_ids"] + tk.encode(target, add_special_tokens=False)])
+    cont = ids[0, L:]
+
+    def logprob(emb):
+        lp = torch.log_softmax(lm(inputs_embeds=emb).logits, -1)
+        return sum(lp[:, L - 1 + j, cont[j]] for j in range(len(cont)))
+
+    e = lm.get_input_embeddings()(ids).detach()
+    b = e.clone()
+    b[0, :L] = 0.0
+    ref = captum_attr.IntegratedGradients(logprob).attribute(
+        e, baselines=b, n_steps=32, method="gausslegendre"
+    )
+    _close(zero.values[0], ref.sum(-1)[0, :L].detach().numpy())
+    inp = captum_attr.TextTokenInput(prompt, tk, baselines=tk.pad_token_id)
+    ref_pad = captum_attr.LLMGradientAttribution(
+        captum_attr.LayerIntegratedGradients(lm, lm.get_input_embeddings()), tk
+    ).attribute(inp, target=target, n_steps=32, method="gausslegendre")
+    _close(pad.values[0], ref_pad.seq_attr.numpy())
+    assert (
+        max(zero.meta["relative_completeness_gap"][0], pad.meta["relative_completeness_gap"][0])
+        < 1e-3
+    )
