@@ -215,3 +215,25 @@ def test_report_section_escaped():
     imgs = [a for t, a in tags if t == "img"]
     assert imgs and all(a["src"].startswith("data:image/") for a in imgs)
     assert not any(k.startswith("on") for _, a in tags for k in a)
+
+
+def test_in_a_browser_tokens_are_text_and_nothing_runs(tmp_path):
+    """Headless Chromium (tests/report/_browser.py): the TextPlot page and the generation
+    report open no dialog, hold no script, and each token span's textContent is the token."""
+    from tests.report._browser import Browser
+
+    exp = _hostile_exp()
+    page = exp.plot.text(0).save_html(tmp_path / "plot.html")
+    gen = _generation_exp(["<s>", " x", HOSTILE[0], HOSTILE[1], " Paris"], 2)
+    rep = __import__("whybox").report(gen).save(tmp_path / "rep.html")
+    with Browser(tmp_path / "chromium") as b:
+        b.open(page)
+        assert b.dialogs() == [] and b.errors() == []
+        assert b.evaluate("document.querySelectorAll('script, img, [onerror]').length") == 0
+        got = b.evaluate("Array.from(document.querySelectorAll('.wb-tok'), s => s.textContent)")
+        assert got == [visible(t) for t in HOSTILE]
+        b.events.clear()
+        b.open(rep)
+        assert b.dialogs() == [] and b.errors() == []
+        assert b.evaluate("document.querySelectorAll('script, [onerror]').length") == 0
+        assert HOSTILE[0] in b.evaluate("document.body.innerText")

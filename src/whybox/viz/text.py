@@ -342,6 +342,11 @@ def _gaps(exp: Explanation, i: int) -> list[str] | None:
     return gaps if len(gaps) == len(exp.feature_names[i]) else None
 
 
+def _short(label: str, n: int = 24) -> str:
+    """A tick label cut to ``n`` characters (``…`` marks the cut)."""
+    return label if len(label) <= n else label[: n - 1] + "…"
+
+
 def text_heatmap(
     exp: Explanation,
     *,
@@ -376,12 +381,13 @@ def text_heatmap(
         ylabels = [f"row {r}" for r in range(len(rows))]
         xlabels = [visible(t) for t in cols]
         xlabel, ylabel = "token", "row"
+    xlabels, ylabels = [_short(t) for t in xlabels], [_short(t) for t in ylabels]
     span = vmax if vmax is not None else float(np.nanmax(np.abs(grid)))
     span = span if span > 0 else 1.0
-    own = ax is None
     if ax is None:
         _, ax = plt.subplots(
-            figsize=(min(16.0, 1.8 + 0.38 * width), min(12.0, 1.4 + 0.34 * len(rows)))
+            figsize=(min(16.0, 1.8 + 0.38 * width), min(12.0, 1.4 + 0.34 * len(rows))),
+            layout="constrained",
         )
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#eeeeee")
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-span, vmax=span, aspect="auto")
@@ -396,6 +402,4 @@ def text_heatmap(
     label = str(exp.params.get("output", "value"))
     ax.figure.colorbar(im, ax=ax, shrink=0.85).set_label(label.replace("$", r"\$"))
     ax.set_title(str(exp.method)).set_parse_math(False)
-    if own:
-        ax.figure.tight_layout()
     return ax
