@@ -71,8 +71,10 @@ def test_attention_maps_equal_output_attentions(arch):
     assert maps.shape == (3, 2, 4, 7, 7)
     assert torch.equal(maps, ref)
     assert hooks_left(model) == []
-    sub = attention_maps(model, ids, layers=[2])
-    assert torch.equal(sub[0], ref[2])
+    sub = attention_maps(model, ids, layers=[-1, 0])
+    assert torch.equal(sub[0], ref[2]) and torch.equal(sub[1], ref[0])
+    with pytest.raises(InvalidParameterError, match="layer"):
+        attention_maps(model, ids, layers=[3])
 
 
 # ---- rollout ----------------------------------------------------------------------------

@@ -260,7 +260,12 @@ def _capture(
     from whybox.internals.hooks import require_torch
 
     torch = require_torch("attention maps")
-    idx = list(range(anat.n_layers)) if layers is None else list(layers)
+    n = anat.n_layers
+    idx = (
+        list(range(n))
+        if layers is None
+        else [check_int("layer", i, minimum=-n, maximum=n - 1) % n for i in layers]
+    )
     names = [f"blocks.{i}.attn.pattern" for i in idx]
     for name in names:
         anat.point(name)  # says attn_implementation='eager' when the pattern is not returned
@@ -291,7 +296,7 @@ def attention_maps(
         Texts need ``tokenizer`` (padded when several).
     tokenizer : tokenizer, optional
     layers : sequence of int, optional
-        Layers to read (default all).
+        Layers to read, in this order (default all; negative counts from the last).
     anatomy : Anatomy, optional
 
     Returns
