@@ -210,3 +210,20 @@ def test_games_text_does_not_import_torch():
     code = "import sys, whybox.games.text, whybox.text; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_drop_without_specials_starts_the_empty_text_from_bos(lm):
+    tok = gpt_tokenizer(bos=False)
+    (row,) = tokenize("the cat sat", tok)
+    assert not row.special.any()
+    cont = tok(" a dog", add_special_tokens=False)["input_ids"]
+    game = TextGame(lm, row, tokenizer=tok, target=" a dog", masker="drop", batch_size=3)
+    C = all_coalitions(3)
+    got = game.value(C)[:, 0]
+    want = [
+        direct_continuation(
+            lm, [row.input_ids[j] for j in np.flatnonzero(c)] or [tok.bos_token_id], cont
+        )
+        for c in C
+    ]
+    np.testing.assert_allclose(got, want, atol=2e-5)

@@ -110,3 +110,19 @@ def test_text_explanation_is_ragged():
             method="x",
             params={},
         )
+
+
+def test_byte_level_bpe_words_and_sentences():
+    """The tiny GPT-2 of whybox.zoo (byte-level BPE: tokens carry their leading space)."""
+    pytest.importorskip("torch")
+    from whybox.zoo.tinylm import tiny_lm
+
+    _, tok = tiny_lm(seed=0)
+    text = "The function returns a list of strings. It raises ValueError!"
+    (r,) = tokenize(text, tok, granularity="word")
+    assert r.names == text.split()
+    assert not r.special.any()  # GPT-2 adds no special tokens
+    assert "".join(r.tokens) == text
+    (s,) = tokenize(text, tok, granularity="sentence")
+    assert s.names == ["The function returns a list of strings.", "It raises ValueError!"]
+    assert sum(len(p) for p in s.players) == len(s.input_ids)

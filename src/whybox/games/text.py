@@ -499,6 +499,8 @@ def _shared_prefix(seqs: list[np.ndarray], ids: np.ndarray) -> int:
     """Length of the prefix of the full text that every sequence starts with, leaving at
     least the last token of each sequence's text part to the suffix."""
     p = min(len(s) for s in seqs) - 1
+    if p <= 0:
+        return 0
     for s in seqs:
         n = min(p, len(ids))
         same = s[:n] == ids[:n]
