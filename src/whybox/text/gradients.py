@@ -2,7 +2,8 @@ r"""Gradient attributions on the token embeddings of Hugging Face text models.
 
 Token ids are integers, so gradients are taken with respect to the output of a layer, by
 default the token embedding module that :class:`whybox.internals.anatomy.Anatomy` finds
-(``layer=`` accepts any module path or standard hook name). The layer's output is replaced
+(``layer=`` accepts any module path, whose output is used, or a standard hook name such as
+``"blocks.1.resid_pre"``, whose activation may be a module's input). The layer's output is replaced
 through scoped hooks (:func:`whybox.internals.hooks.on_points`); the model's code is never
 copied. Each text runs on its own (no padding), so a text's attribution does not depend on
 the other texts or on ``internal_batch_size`` beyond float rounding.
@@ -105,7 +106,9 @@ class TextIntegratedGradients(_TextGradient):
         A Hugging Face sequence classifier or causal LM (explained in eval mode).
     tokenizer : Hugging Face tokenizer
     layer : str, optional
-        Module path (or ``"embed"``) whose output is attributed; default the token embedding.
+        What is attributed: the output of the module at this path, or a standard hook name
+        of :class:`~whybox.internals.anatomy.Anatomy` (``"embed"``,
+        ``"blocks.1.resid_pre"``, ...); default the token embedding that Anatomy finds.
     value : {"logit", "prob", "logprob"}, optional
         The explained value (default ``"logit"`` for classifiers, ``"logprob"`` for LMs).
 
