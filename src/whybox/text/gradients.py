@@ -3,9 +3,9 @@ r"""Gradient attributions on the token embeddings of Hugging Face text models.
 Token ids are integers, so gradients are taken with respect to the output of a layer, by
 default the token embedding module that :class:`whybox.internals.anatomy.Anatomy` finds
 (``layer=`` accepts any module path, whose output is used, or a standard hook name such as
-``"blocks.1.resid_pre"``, whose activation may be a module's input). The layer's output is replaced
-through scoped hooks (:func:`whybox.internals.hooks.on_points`); the model's code is never
-copied. Each text runs on its own (no padding), so a text's attribution does not depend on
+``"blocks.1.resid_pre"``, whose activation may be a module's input). The activation is
+replaced through scoped hooks (:func:`whybox.internals.hooks.on_points`); the model's code is
+never copied. Each text runs on its own (no padding), so a text's attribution does not depend on
 the other texts or on ``internal_batch_size`` beyond float rounding.
 
 Explained value
