@@ -529,6 +529,7 @@ _TEXT_KEYWORDS = (
     "max_length",
     "truncate",
     "kv_cache",
+    "max_new_tokens",
     "n_features",
 )
 

@@ -256,3 +256,25 @@ def test_bad_input(clf, lm):
         wb.explain(clf, "the cat", tokenizer=w, target=0, method="tree")
     with pytest.raises(InvalidParameterError, match="2 items for 1 texts"):
         wb.explain(lm, "the cat", tokenizer=g, target=[" a", " b"])
+
+
+def test_own_generation_target_is_greedy_decoding(lm):
+    tok = gpt_tokenizer()
+    ids = tok("the cat sat")["input_ids"]
+    seq = list(ids)
+    with torch.no_grad():
+        for _ in range(3):
+            seq.append(int(lm(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
+    gen = seq[len(ids) :]
+    exp = wb.explain(lm, "the cat sat", tokenizer=tok, method="ablation", max_new_tokens=3)
+    assert exp.meta["target_ids"] == [gen]
+    np.testing.assert_allclose(exp.predictions[0], lm_value(lm, ids, gen), atol=2e-5)
+
+
+def test_several_classes_give_an_output_axis(clf):
+    tok = wordpiece()
+    exp = wb.explain(clf, ["the cat", "a dog is bad"], tokenizer=tok, target=[0, 2], method="exact")
+    assert exp.values[1].shape == (4, 2) and exp.base_values.shape == (2, 2)
+    one = wb.explain(clf, ["the cat", "a dog is bad"], tokenizer=tok, target=2, method="exact")
+    np.testing.assert_allclose(exp.values[1][:, 1], one.values[1], atol=1e-12)
+    np.testing.assert_allclose(exp.completeness_gap(), 0.0, atol=1e-9)

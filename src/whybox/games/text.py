@@ -253,7 +253,8 @@ class TextGame(BaseGame):
         The text and its players.
     tokenizer : Hugging Face tokenizer
     target : see :func:`resolve_text_target`
-        For a causal LM, ``None`` is the model's most likely next token after the full text.
+        For a causal LM, ``None`` is the model's own greedy generation after the full text
+        (``max_new_tokens``).
     masker : {"mask", "pad", "drop"} or str, optional
         How absent tokens are represented (module docstring); default
         :func:`default_masker`.
@@ -264,6 +265,9 @@ class TextGame(BaseGame):
         causal LM's target-token log-probabilities (m, T), as numpy, and returns (m,) or (m, k).
     batch_size : int
         Coalitions per forward pass.
+    max_new_tokens : int
+        Causal LMs with ``target=None``: the target is the model's greedy generation of this
+        many tokens after the full text (stopping early at the EOS token); 1 is the next token.
     kv_cache : bool
         For causal LMs with ``"drop"``: reuse the keys and values of the shared prefix.
     cache : bool
@@ -288,6 +292,7 @@ class TextGame(BaseGame):
         value: str | Callable[[np.ndarray], np.ndarray] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         kv_cache: bool = True,
+        max_new_tokens: int = 1,
         cache: bool = True,
     ) -> None:
         super().__init__(len(row.players), row.names, cache=cache)
@@ -322,12 +327,36 @@ class TextGame(BaseGame):
                     "value='logit' is defined for a one-token target; a continuation of "
                     f"{len(self.target_ids)} tokens takes value='logprob' or 'prob'."
                 )
-            if not self.target_ids:  # the model's own next token after the full text
-                logits = self._forward_plain([self._ids])[0]
-                tid = int(np.argmax(logits[-1]))
-                self.target_ids = [tid]
-                self.output_names = [str(tokenizer.decode([tid]))]
-            self._start = _start_token(tokenizer)
+            if not self.target_ids:  # the model's own (greedy) generation after the full text
+                self.target_ids = self._generate(int(max_new_tokens))
+                self.output_names = [str(tokenizer.decode(self.target_ids))]
+
+    def _generate(self, max_new_tokens: int) -> list[int]:
+        """Greedy decoding from the full text (teacher-forced forward passes, no sampling)."""
+        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+            raise InvalidParameterError(
+                f"max_new_tokens must be a positive int, got {max_new_tokens!r}."
+            )
+        seq = list(self._ids) or [self._start_id()]
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        out: list[int] = []
+        for _ in range(int(max_new_tokens)):
+            tid = int(np.argmax(self._forward_plain([np.asarray(seq)])[0][-1]))
+            out.append(tid)
+            seq.append(tid)
+            if eos is not None and tid == eos:
+                break
+        return out
+
+    def _start_id(self) -> int:
+        start = _start_token(self.tokenizer)
+        if start is None:
+            raise InvalidInputError(
+                "the empty coalition leaves the causal LM no token to start from and the "
+                "tokenizer has neither a BOS nor an EOS token; use masker='pad' or a "
+                "baseline string instead of 'drop'."
+            )
+        return start
 
     # ----------------------------------------------------------------- inputs
     def sequences(self, coalitions: np.ndarray) -> list[np.ndarray]:
@@ -387,13 +416,7 @@ class TextGame(BaseGame):
 
     def _with_start(self, seq: np.ndarray) -> np.ndarray:
         if len(seq) == 0:
-            if self._start is None:
-                raise InvalidInputError(
-                    "the empty coalition leaves the causal LM no token to start from and the "
-                    "tokenizer has neither a BOS nor an EOS token; use masker='pad' or a "
-                    "baseline string instead of 'drop'."
-                )
-            return np.array([self._start], dtype=np.int64)
+            return np.array([self._start_id()], dtype=np.int64)
         return seq
 
     def _target_logprobs(self, seqs: list[np.ndarray]) -> np.ndarray:

@@ -91,6 +91,7 @@ def explain_text(
     max_length: int | None = None,
     truncate: bool = False,
     kv_cache: bool = True,
+    max_new_tokens: int = 1,
     n_features: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Explanation:
@@ -101,7 +102,7 @@ def explain_text(
     model : transformers model
         A sequence classifier (target: class index / label, or a list of them) or a causal LM
         (target: a token id, a continuation string, one per text, or None for the model's own
-        next token after each text).
+        greedy generation of ``max_new_tokens`` tokens after each text).
     texts : str or sequence of str, length n
     tokenizer : Hugging Face tokenizer
     target : see above
@@ -122,6 +123,9 @@ def explain_text(
         Context length and whether to cut longer texts (:func:`~whybox.text.tokens.tokenize`).
     kv_cache : bool
         Shared-prefix keys and values for causal LMs with ``masker="drop"``.
+    max_new_tokens : int
+        Causal LMs with ``target=None``: explain the model's own greedy generation of this many
+        tokens (1: the next token).
     n_features : int, optional
         LIME: players kept in the surrogate (default all).
     progress : callable(done, total), optional
@@ -165,6 +169,7 @@ def explain_text(
             value=value,
             batch_size=batch_size,
             kv_cache=kv_cache,
+            max_new_tokens=max_new_tokens,
         )
         name = chosen or ("exact" if game.n_players <= AUTO_EXACT_MAX_PLAYERS else "kernel")
         phi, std, base, pred, info = _estimate(name, game, rng, budget, tolerance, n_features)
