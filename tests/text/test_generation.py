@@ -247,3 +247,26 @@ def test_bad_input(lm):
     with pytest.raises(UnsupportedModelError, match="not a decoder-only"):
         explain_generation(build("bert"), "the cat", tokenizer=gpt_tokenizer())
     assert hooks_left(model) == []
+
+
+@pytest.mark.parametrize("method", ["input_x_gradient", "integrated_gradients", "attnlrp"])
+def test_hooks_removed_when_the_model_raises(llama, monkeypatch, method):
+    model, tok = llama
+    block = model.model.layers[1]
+    calls = {"n": 0}
+    original = block.forward
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the first hooked pass (the first is a plain forward)
+            raise RuntimeError("boom")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(block, "forward", failing)
+    with pytest.raises(Exception, match="boom"):
+        explain_generation(model, "the cat sat", tokenizer=tok, generated=" on the mat",
+                           method=method, steps=4)  # fmt: skip
+    monkeypatch.undo()
+    assert calls["n"] > 1
+    assert hooks_left(model) == []
+    assert not model.training
