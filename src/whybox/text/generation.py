@@ -446,7 +446,8 @@ def _ablation(
             batch = torch.stack([seq[0, keep_pos != j] for j in js])
         else:
             batch = seq.expand(len(js), -1).clone()
-            batch[torch.arange(len(js)), torch.tensor(js)] = mask_id
+            dev = seq.device
+            batch[torch.arange(len(js), device=dev), torch.tensor(js, device=dev)] = mask_id
         with torch.no_grad():
             logits = _logits(lm, batch, torch)
         for b, j in enumerate(js):
