@@ -83,6 +83,34 @@ def test_within_four_standard_errors_of_exact_on_a_tiny_lm(estimator, budget):
     assert exp.meta["answers"] == exp.meta["references"]  # the full-prompt answer
 
 
+@pytest.mark.parametrize(
+    ("kind", "value", "target"),
+    [("causal", "logprob", " mat"), ("causal", "logprob", None), ("classifier", "prob", 1)],
+)
+def test_logprob_and_class_probability_within_four_standard_errors(kind, value, target):
+    """8 words: 256 coalitions; the exact values by enumeration of the same game."""
+    if kind == "causal":
+        model, tok = causal_lm("gpt2"), gpt_tokenizer()
+    else:
+        model, tok = classifier(), wordpiece()
+    text = "the cat sat on a very good mat"
+    ts = TokenShap(model, tokenizer=tok, value=value, budget=120, random_state=1)
+    exp = ts.explain(text, target=target)
+    (row,) = tokenize(text, tok, granularity="word")
+    exact, table = brute_force_shapley(ts.game(row, target).value, row.n_players)
+    est, se = exp.values[0], exp.std[0]
+    assert np.ptp(list(table.values())) > 0 and se.max() > 0
+    assert np.all(np.abs(est - exact) <= 4 * se + 1e-9)
+    np.testing.assert_allclose(est.sum(), exp.predictions[0] - exp.base_values[0], atol=1e-9)
+    assert exp.params["value"] == value and exp.method == "tokenshap"
+    if value == "prob":  # the class probability of the full text, straight from the model
+        import torch
+
+        with torch.no_grad():
+            p = torch.softmax(model(**tok(text, return_tensors="pt")).logits, -1)[0, 1]
+        assert exp.predictions[0] == pytest.approx(float(p), abs=1e-6)
+
+
 def test_full_budget_is_exact_enumeration():
     tok = wordpiece()
     ts = TokenShap(

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_in, check_int
-from ..errors import InvalidInputError, InvalidParameterError, ModelCallError
+from ..errors import InvalidInputError, InvalidParameterError, ModelCallError, WhyboxError
 from ..explainer import Explainer
 from ..explanation import Explanation
 from ..games.game import BaseGame
@@ -480,10 +480,11 @@ class TokenShap(Explainer):
     similarity : {"minilm", "tfidf"} or callable
         For ``value="similarity"``: all-MiniLM-L6-v2 cosine, TF-IDF cosine (the paper's), or
         ``f(answers, reference) -> float (m,)``.
-    masker : str
-        How absent tokens are represented: ``"drop"`` (removed, TokenSHAP's choice and the
-        default), ``"pad"``, ``"mask"``; for the log-prob and probability values also
-        whatever :class:`~whybox.games.text.TextGame` accepts (e.g. a baseline string).
+    masker : str, optional
+        How absent tokens are represented: ``"drop"`` (removed; TokenSHAP's choice and the
+        default for ``value="similarity"``), ``"pad"``, ``"mask"``; for the other values
+        whatever :class:`~whybox.games.text.TextGame` accepts (e.g. a baseline string), its
+        default (:func:`~whybox.games.text.default_masker`) when None.
     granularity : {"token", "word", "sentence"}
         Players (default ``"word"``: the units the TokenSHAP paper reports).
     budget, n_samples : int, optional
@@ -495,7 +496,8 @@ class TokenShap(Explainer):
         KernelSHAP (default: paired, leverage-stratified, exact efficiency) or antithetic
         permutation sampling.
     max_new_tokens : int
-        Length of generated answers (``value="similarity"``).
+        Length of generated answers (``value="similarity"``), and of the model's own
+        continuation used as the target of ``value="logprob"`` when ``target=None``.
     batch_size : int
         Prompts per model call.
     max_length : int, optional
@@ -524,7 +526,7 @@ class TokenShap(Explainer):
         *,
         value: str | Callable[..., Any] | None = None,
         similarity: str | Callable[[Sequence[str], str], np.ndarray] = "minilm",
-        masker: str = "drop",
+        masker: Any = None,
         granularity: str = "word",
         budget: int | None = None,
         n_samples: int | None = None,
@@ -548,6 +550,8 @@ class TokenShap(Explainer):
         self.model, self.tokenizer = model, tokenizer
         if value is None:
             value = "logprob" if _is_causal_lm(model) else "prob"
+        if masker is None and value == "similarity":
+            masker = "drop"
         if not callable(value):
             check_in("value", value, VALUES)
         if not callable(similarity):
@@ -597,6 +601,7 @@ class TokenShap(Explainer):
             value=self.value,
             tokenizer=self.tokenizer,
             batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
         )
 
     # ---------------------------------------------------------------- explain
@@ -628,7 +633,8 @@ class TokenShap(Explainer):
             Ragged: ``values[i]`` and ``std[i]`` of shape (n_players_i,);
             ``base_values[i] = v(empty)``, ``predictions[i] = v(whole text)``;
             ``meta["coalitions"]`` evaluated and ``meta["converged"]`` per text, and for
-            ``value="similarity"`` ``meta["answers"]`` (the answer to the whole prompt).
+            ``value="similarity"`` ``meta["answers"]`` (the answer to the whole prompt) and
+            ``meta["references"]``.
         """
         if budget is not None and n_samples is not None and budget != n_samples:
             raise InvalidParameterError(
@@ -668,6 +674,9 @@ class TokenShap(Explainer):
             base.append(float(np.asarray(v0).reshape(-1)[0]))
             pred.append(float(vN[0]))
             info = {**info, "n_evals": int(getattr(game, "n_evaluated", 0))}
+            info["masker"] = _jsonable(getattr(game, "masker", self.masker))
+            names = getattr(game, "output_names", None)
+            info["target_name"] = str(names[0]) if names else None
             if isinstance(game, AnswerSimilarityGame):
                 info["answer"] = game.full_answer
                 info["reference"] = game.reference
@@ -677,13 +686,13 @@ class TokenShap(Explainer):
         params = {
             "value": value_name,
             "similarity": sim_name if self.value == "similarity" else None,
-            "masker": self.masker,
+            "masker": infos[0]["masker"] if infos else _jsonable(self.masker),
             "estimator": self.estimator,
             "budget": budget,
             "tolerance": tolerance,
             "target": _jsonable(target),
         }
-        meta = {
+        meta: dict[str, Any] = {
             "coalitions": [int(i.get("n_evals", 0)) for i in infos],
             "converged": [bool(i.get("converged", False)) for i in infos],
             "row_keys": ["coalitions", "converged"],
@@ -697,7 +706,7 @@ class TokenShap(Explainer):
             values,
             base_values=np.array(base),
             predictions=np.array(pred),
-            output_names=[_output_name(value_name, sim_name, target)],
+            output_names=[_output_name(value_name, sim_name, target, infos)],
             std=stds,
             method=self.method,
             params=params,
@@ -707,10 +716,13 @@ class TokenShap(Explainer):
         )
 
 
-def _output_name(value: str, similarity: str, target: Any) -> str:
+def _output_name(value: str, similarity: str, target: Any, infos: list[dict[str, Any]]) -> str:
     if value == "similarity":
         return f"{similarity} similarity to the full-prompt answer"
-    return value if target is None or isinstance(target, list) else f"{value} of {target!r}"
+    names = {i.get("target_name") for i in infos}
+    if len(names) == 1 and None not in names:
+        return f"{value} of {names.pop()!r}"
+    return f"{value} of the target"
 
 
 def _per_text(target: Any, n: int) -> list[Any]:
@@ -737,11 +749,12 @@ def _jsonable(target: Any) -> Any:
 def _is_causal_lm(model: Any) -> bool:
     if not _is_torch_module(model):
         return False
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "is_encoder_decoder", False):
+    from ..games.text import model_kind
+
+    try:
+        return model_kind(model) == "causal"
+    except WhyboxError:
         return False
-    name = type(model).__name__
-    return name.endswith("LMHeadModel") or "CausalLM" in name
 
 
 def _check_generator(model: Any) -> None:
