@@ -278,3 +278,15 @@ def test_several_classes_give_an_output_axis(clf):
     one = wb.explain(clf, ["the cat", "a dog is bad"], tokenizer=tok, target=2, method="exact")
     np.testing.assert_allclose(exp.values[1][:, 1], one.values[1], atol=1e-12)
     np.testing.assert_allclose(exp.completeness_gap(), 0.0, atol=1e-9)
+
+
+def test_params_and_save_load(clf, tmp_path):
+    tok = wordpiece()
+    exp = wb.explain(clf, ["the cat sat", "a dog"], tokenizer=tok, target=1, method="kernel")
+    assert exp.params["output"] == "class probability (BertForSequenceClassification)"
+    assert exp.params["masker"] == "mask" and exp.params["granularity"] == "token"
+    back = wb.load(exp.save(tmp_path / "e.wbx"))
+    assert back.feature_names == exp.feature_names
+    assert back.meta["tokens"] == exp.meta["tokens"]
+    np.testing.assert_allclose(back.values[1], exp.values[1])
+    assert exp[1].meta["texts"] == ["a dog"]

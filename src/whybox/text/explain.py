@@ -306,10 +306,9 @@ def _assemble(
         "granularity": granularity,
         "budget": budget,
         "tolerance": tolerance,
-        "output": {
-            "kind": "text",
-            "description": _describe(kind, g0.value_kind),
-        },
+        "output": f"{_describe(kind, g0.value_kind)} ({type(g0.model).__name__})",
+        "target": output_names[0] if single and same else output_names,
+        "model_type": type(g0.model).__name__,
     }
     meta = {
         "targets": [list(map(str, o)) for o in out_names],
