@@ -270,3 +270,15 @@ def test_hooks_removed_when_the_model_raises(llama, monkeypatch, method):
     assert calls["n"] > 1
     assert hooks_left(model) == []
     assert not model.training
+
+
+def test_contrast_without_generated_explains_that_many_own_tokens(lm):
+    model, tok = lm
+    foil = tok(" value")["input_ids"]
+    c = explain_generation(model, PROMPT, tokenizer=tok, contrast=foil, method="ablation")
+    ids = tok(PROMPT)["input_ids"]
+    P = len(ids)
+    own = _greedy(model, ids, 1)[P:]
+    assert c.meta["generated_ids"] == own and c.n_rows == 1
+    want = _logp(model, ids, P - 1, own[0]) - _logp(model, ids, P - 1, foil[0])
+    assert c.predictions[0] == pytest.approx(want, abs=TOL)

@@ -207,7 +207,8 @@ def explain_generation(
     contrast : str, int or sequence of int, optional
         Foil tokens, one per explained token (as many tokens as the continuation): row ``t``
         then explains ``log p(token_t) - log p(foil_t)`` given the prompt and the actual
-        tokens before ``t`` ("why Paris rather than London") [3]_.
+        tokens before ``t`` ("why Paris rather than London") [3]_. Without ``generated``,
+        the model generates as many tokens as the contrast has (not ``max_new_tokens``).
     generated : str or sequence of int, optional
         Explain this continuation instead of generating one (teacher forcing).
     baseline : "zero", "pad", "eos", "unk", "mask" or int, default "zero"
@@ -283,9 +284,10 @@ def explain_generation(
             "generate. Shorten the prompt."
         )
 
+    foil_ids = None if contrast is None else _ids(tokenizer, contrast, "contrast")
     if generated is None:
-        gen_ids = _generate(lm, prompt_ids, tokenizer, max_new_tokens, limit, device, torch,
-                            gen_kwargs)  # fmt: skip
+        n_new = max_new_tokens if foil_ids is None else len(foil_ids)
+        gen_ids = _generate(lm, prompt_ids, tokenizer, n_new, limit, device, torch, gen_kwargs)
     else:
         if gen_kwargs:
             raise InvalidParameterError(
@@ -299,9 +301,7 @@ def explain_generation(
             f"prompt ({P} tokens) + continuation ({T} tokens) = {P + T} tokens is longer than "
             f"the model's context of {limit}. Shorten the prompt or the continuation."
         )
-    foil_ids = None
-    if contrast is not None:
-        foil_ids = _ids(tokenizer, contrast, "contrast")
+    if foil_ids is not None:
         if len(foil_ids) != T:
             raise InvalidParameterError(
                 f"contrast has {len(foil_ids)} tokens but the explained continuation has {T}: "
