@@ -172,6 +172,12 @@ class AttnLRP:
 
             return hook
 
+        def leaf_output(key: str) -> Any:
+            def hook(module: Any, args: Any, output: Any) -> None:
+                store[key] = output
+
+            return hook
+
         emb = get_module(model, self.anatomy.embed_path)
         handles.append(emb.register_forward_hook(leaf_capture("embed")))
         if self.anatomy.pos_embed_path is not None:
@@ -191,6 +197,9 @@ class AttnLRP:
                         dtype=torch.float32,
                     )
                 if eps == 0 and isinstance(factor, float) and factor == 1.0:
+                    continue
+                if path == self.anatomy.unembed_path and factor == 1.0:
+                    handles.append(module.register_forward_hook(leaf_output("unembed")))
                     continue
                 handles.append(module.register_forward_hook(grad_scale_hook(factor, eps)))
             elif kind == "identity":
@@ -278,8 +287,9 @@ class AttnLRP:
             selected, positions = self._select(out, real, position, batch, seq)
             targets = self._targets(target, selected, tokenizer, batch)
             chosen = selected.gather(1, targets[:, None].to(selected.device))[:, 0]
+            seed = self._seed(out, chosen, store, torch)
             leaves = [store["embed"]] + ([store["pos_embed"]] if "pos_embed" in store else [])
-            grads = torch.autograd.grad(chosen.sum(), leaves, allow_unused=True)
+            grads = torch.autograd.grad(chosen, leaves, grad_outputs=seed, allow_unused=True)
         emb_rel = (leaves[0] * grads[0]).sum(-1).detach().double().cpu().numpy()
         pos_rel = np.zeros(batch)
         if len(leaves) > 1 and grads[1] is not None:
@@ -287,6 +297,20 @@ class AttnLRP:
             pos_rel = (pr * real).sum(-1).numpy()
         logits = chosen.detach().double().cpu().numpy()
         return self._explanation(ids, real, emb_rel, pos_rel, logits, targets, positions, tokenizer)
+
+    def _seed(self, out: Any, chosen: Any, store: dict[str, Any], torch: Any) -> Any:
+        """Gradient seed of the chosen logits. When the unembedding's output is the model's
+        logits, its epsilon rule is applied here to the chosen entries only (the gradient is 0
+        elsewhere), rather than by a hook over the whole (batch, pos, vocab) tensor."""
+        seed = torch.ones_like(chosen)
+        unembed = store.pop("unembed", None)
+        if unembed is None or self.epsilon == 0:
+            return seed
+        if unembed is out:
+            a = chosen.detach().abs()
+            return seed * (a / (a + self.epsilon))
+        grad_scale_hook(1.0, self.epsilon)(None, (), unembed)  # logits computed after it
+        return seed
 
     def _select(self, out: Any, real: Any, position: int, batch: int, seq: int) -> Any:
         """The output row explained per example: (batch, n_outputs), and its positions."""
