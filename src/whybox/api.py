@@ -549,6 +549,58 @@ def register_text_method(name: str, loader: Callable[[], Callable[..., Explanati
     _TEXT_REGISTRY[name] = loader
 
 
+def _text_adapter(module: str, name: str) -> Callable[[], Callable[..., Explanation]]:
+    """Loader of ``whybox.<module>.<name>``, a wb.explain adapter of another text method."""
+
+    def load() -> Callable[..., Explanation]:
+        import importlib
+
+        return getattr(importlib.import_module(f"whybox.{module}"), name)  # type: ignore[no-any-return]
+
+    return load
+
+
+def _explain_tokenshap(
+    model: Any,
+    texts: Any,
+    *,
+    target: Any = None,
+    random_state: int | None = 0,
+    progress: Callable[[int, int], None] | None = None,
+    budget: int | None = None,
+    tolerance: float | None = None,
+    **kwargs: Any,
+) -> Explanation:
+    """``wb.explain(lm, texts, tokenizer=tok, method="tokenshap", ...)``: the keywords of
+    :class:`whybox.text.tokenshap.TokenShap` (``value``, ``similarity``, ``estimator`` ...)."""
+    import inspect
+
+    from .text.tokenshap import TokenShap
+
+    allowed = set(inspect.signature(TokenShap.__init__).parameters) - {"self", "model"}
+    check_keywords(
+        kwargs,
+        [*allowed, "target", "random_state", "progress", "budget", "tolerance"],
+        where="wb.explain(method='tokenshap')",
+    )
+    explainer = TokenShap(model, random_state=random_state, **kwargs)
+    return explainer.explain(texts, target=target, budget=budget, tolerance=tolerance)
+
+
+for _name, _module, _fn in (
+    ("integrated_gradients", "text.gradients", "explain_integrated_gradients"),
+    ("saliency", "text.gradients", "explain_saliency"),
+    ("input_x_gradient", "text.gradients", "explain_input_x_gradient"),
+    ("smoothgrad", "text.gradients", "explain_smoothgrad"),
+    ("rollout", "propagation.rollout", "explain_rollout"),
+    ("attention_flow", "propagation.rollout", "explain_flow"),
+    ("attention", "propagation.rollout", "explain_raw_attention"),
+    ("chefer", "propagation.chefer", "explain_chefer"),
+):
+    register_text_method(_name, _text_adapter(_module, _fn))
+register_text_method("tokenshap", lambda: _explain_tokenshap)
+
+
 def available_text_methods() -> list[str]:
     """Names accepted by ``explain(model, texts, tokenizer=..., method=...)``, besides auto."""
     from .text.explain import TEXT_METHODS

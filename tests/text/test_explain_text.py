@@ -290,3 +290,44 @@ def test_params_and_save_load(clf, tmp_path):
     assert back.meta["tokens"] == exp.meta["tokens"]
     np.testing.assert_allclose(back.values[1], exp.values[1])
     assert exp[1].meta["texts"] == ["a dog"]
+
+
+def test_other_text_methods_are_routed_by_name(lm, monkeypatch):
+    from whybox import api
+
+    names = api.available_text_methods()
+    for name in (
+        "exact",
+        "ablation",
+        "integrated_gradients",
+        "saliency",
+        "rollout",
+        "chefer",
+        "tokenshap",
+    ):
+        assert name in names
+    seen = {}
+
+    def fake(model, texts, *, target, random_state, progress, budget, tolerance, **kw):
+        seen.update(texts=texts, target=target, budget=budget, **kw)
+        return "routed"
+
+    monkeypatch.setitem(api._TEXT_REGISTRY, "fake", lambda: fake)
+    tok = gpt_tokenizer()
+    out = wb.explain(lm, ["the cat"], tokenizer=tok, target=" a", method="fake", budget=7, steps=3)
+    assert out == "routed"
+    assert seen == {"texts": ["the cat"], "target": " a", "budget": 7, "tokenizer": tok, "steps": 3}
+    sal = wb.explain(lm, ["the cat"], tokenizer=tok, target=" a", method="saliency")
+    assert sal.method == "saliency" and sal.feature_names == [["the", "cat"]]
+    # TokenShap runs on the same token game: with every coalition it is the exact value
+    exact = wb.explain(lm, "the cat sat", tokenizer=tok, target=" on", method="exact")
+    ts = wb.explain(
+        lm,
+        "the cat sat",
+        tokenizer=tok,
+        target=" on",
+        method="tokenshap",
+        value="logprob",
+        budget=8,
+    )
+    np.testing.assert_allclose(ts.values[0], exact.values[0], atol=1e-6)
