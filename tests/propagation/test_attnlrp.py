@@ -413,3 +413,35 @@ def test_module_without_rule_is_named_and_can_be_registered():
     with pytest.raises(UnsupportedModelError, match=r"model\.layers\.0\.mlp\.extra.*rules="):
         AttnLRP(model)
     AttnLRP(model, rules={"_Scale": "pass"})  # registered: accepted
+
+
+def test_trained_tiny_lm_text_and_gap_accounting():
+    """The project's trained GPT-2 (whybox.zoo.tinylm) on a real sentence: a str target through
+    the tokenizer, token names, and the gap = softmax leak + bias shares, as on random weights."""
+    import copy
+
+    from whybox.zoo.tinylm import tiny_lm
+
+    lm, tok = tiny_lm(seed=0)
+    model = copy.deepcopy(lm).double().eval()
+    enc = tok(["The module returns a list of the"], return_tensors="pt")
+    word = " value" if len(tok.encode(" value")) == 1 else tok.decode(tok.encode(" the")[:1])
+    exp = AttnLRP(model).explain(enc, target=word, tokenizer=tok)
+    assert exp.feature_names[0] == tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    assert exp.meta["target"] == tok.encode(word)
+    _, leak, taken = _bias_relevance(model, enc["input_ids"], AttnLRP(model, epsilon=0.0),
+                                     exp.meta["target"])  # fmt: skip
+    gap = exp.meta["conservation"][0]["gap"]
+    assert gap == pytest.approx(float(leak[0] + taken[0]), rel=1e-4, abs=1e-6)
+    with pytest.raises(InvalidParameterError, match="tokens"):
+        AttnLRP(model).explain(enc, target=" returns a list", tokenizer=tok)
+
+
+def test_sdpa_attention_gives_the_eager_relevance():
+    """Only gradients at the q/k/v projections change, so the attention function itself does
+    not matter: SDPA and eager attention give the same relevance."""
+    ids = input_ids(2, 7)
+    eager = AttnLRP(build("llama")).explain(ids, target=9)
+    sdpa = AttnLRP(build("llama", attn_implementation="sdpa")).explain(ids, target=9)
+    for a, b in zip(eager.values, sdpa.values, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
