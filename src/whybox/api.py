@@ -599,6 +599,7 @@ for _name, _module, _fn in (
 ):
     register_text_method(_name, _text_adapter(_module, _fn))
 register_text_method("tokenshap", lambda: _explain_tokenshap)
+register_text_method("attnlrp", _text_adapter("text.explain", "explain_attnlrp"))
 
 
 def available_text_methods() -> list[str]:

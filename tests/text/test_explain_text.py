@@ -331,3 +331,20 @@ def test_other_text_methods_are_routed_by_name(lm, monkeypatch):
         budget=8,
     )
     np.testing.assert_allclose(ts.values[0], exact.values[0], atol=1e-6)
+
+
+def test_attnlrp_on_texts_sums_token_relevance_per_word(lm):
+    from whybox.propagation.attnlrp import AttnLRP
+
+    tok = gpt_tokenizer()
+    text = "the cat sat on zorb"
+    exp = wb.explain(lm, text, tokenizer=tok, target=" on", method="attnlrp", granularity="word")
+    ids = tok(text)["input_ids"]
+    direct = AttnLRP(lm).explain(torch.tensor([ids]), target=" on", tokenizer=tok)
+    rel = direct.values[0]
+    words = word_spans(tok, text, 1)
+    np.testing.assert_allclose(exp.values[0], [rel[w].sum() for w in words], atol=1e-6)
+    np.testing.assert_allclose(exp.meta["special_relevance"][0], rel[0], atol=1e-6)
+    np.testing.assert_allclose(exp.predictions[0], direct.predictions[0], atol=1e-6)
+    with pytest.raises(InvalidParameterError, match="budget= does not apply"):
+        wb.explain(lm, text, tokenizer=tok, target=" on", method="attnlrp", budget=3)

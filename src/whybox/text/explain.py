@@ -46,7 +46,13 @@ from ..games.shapley import MAX_EXACT_PLAYERS, exact_shapley, permutation_shaple
 from ..games.text import DEFAULT_BATCH_SIZE, TextGame, model_kind
 from .tokens import TokenizedText, text_explanation, tokenize
 
-__all__ = ["AUTO_EXACT_MAX_PLAYERS", "TEXT_METHODS", "explain_text", "is_text_input"]
+__all__ = [
+    "AUTO_EXACT_MAX_PLAYERS",
+    "TEXT_METHODS",
+    "explain_attnlrp",
+    "explain_text",
+    "is_text_input",
+]
 
 TEXT_METHODS = ("exact", "kernel", "permutation", "banzhaf", "lime", "ablation", "occlusion")
 #: ``method="auto"`` enumerates every coalition up to this many players (1024 model inputs).
@@ -350,3 +356,107 @@ def _describe(kind: str, value: Any) -> str:
         "logprob": "log-probability of the class",
         "logit": "logit of the class",
     }[value]
+
+
+def explain_attnlrp(
+    model: Any,
+    texts: str | Sequence[str],
+    *,
+    target: Any = None,
+    random_state: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    budget: int | None = None,
+    tolerance: float | None = None,
+    tokenizer: Any = None,
+    granularity: str = "token",
+    max_length: int | None = None,
+    truncate: bool = False,
+    cp_lrp: bool = False,
+    epsilon: float = 1e-6,
+    rules: Any = None,
+    anatomy: Any = None,
+    position: int = -1,
+) -> Explanation:
+    """``wb.explain(model, texts, tokenizer=tok, target=..., method="attnlrp")``:
+    :class:`whybox.propagation.attnlrp.AttnLRP` on each text's ids, token relevance summed
+    over each player (special tokens are not players: their relevance is in
+    ``meta["special_relevance"]`` and in the completeness gap, with the position relevance).
+
+    ``target``: a token id or one-token string (LMs) / class index (classifiers), one for all
+    texts or a list with one per text; None the model's top prediction. ``random_state``,
+    ``budget`` and ``tolerance`` do not apply (one forward and backward pass per text).
+    """
+    from ..propagation.attnlrp import AttnLRP
+
+    torch = _torch_module()
+    for name, given in (("budget", budget), ("tolerance", tolerance)):
+        if given is not None:
+            raise InvalidParameterError(
+                f"{name}= does not apply to method='attnlrp': it costs one forward and one "
+                "backward pass per text."
+            )
+    rows = tokenize(
+        texts,
+        tokenizer,
+        granularity=granularity,
+        max_length=max_length,
+        truncate=truncate,
+        model=model,
+    )
+    per_text = isinstance(target, (list, tuple)) and len(target) == len(rows) and len(rows) > 1
+    targets = list(target) if per_text else [target] * len(rows)  # type: ignore[arg-type]
+    explainer = AttnLRP(model, cp_lrp=cp_lrp, epsilon=epsilon, rules=rules, anatomy=anatomy)
+    try:
+        device = next(model.parameters()).device
+    except (StopIteration, AttributeError):  # pragma: no cover - torch modules have parameters
+        device = "cpu"
+    values, preds, conservation, special, names, ids = [], [], [], [], [], []
+    method = "attnlrp"
+    for i, (row, tgt) in enumerate(zip(rows, targets, strict=True)):
+        e = explainer.explain(
+            torch.tensor([row.input_ids], device=device),
+            target=tgt,
+            position=position,
+            tokenizer=tokenizer,
+        )
+        rel = np.asarray(e.values[0], dtype=float)
+        values.append(np.array([rel[p].sum() for p in row.players]))
+        special.append(float(rel[row.special].sum()))
+        preds.append(float(e.predictions[0]))
+        conservation.append(e.meta["conservation"][0])
+        names.append(e.meta["target_names"][0])
+        ids.append(e.meta["target"][0])
+        method = e.method
+        if progress is not None:
+            progress(i + 1, len(rows))
+    same = all(n == names[0] for n in names)
+    return text_explanation(
+        rows,
+        values,
+        base_values=0.0,
+        predictions=np.array(preds),
+        output_names=[names[0] if same else "target"],
+        method=method,
+        params={
+            "method": method,
+            "cp_lrp": cp_lrp,
+            "epsilon": epsilon,
+            "granularity": granularity,
+            "output": f"logit of the target ({type(model).__name__})",
+            "target": names[0] if same else names,
+        },
+        meta={
+            "conservation": conservation,
+            "special_relevance": special,
+            "target_ids": [[t] for t in ids],
+            "targets": [[n] for n in names],
+            "row_keys": ["conservation", "special_relevance", "target_ids", "targets"],
+        },
+        random_state=random_state,
+    )
+
+
+def _torch_module() -> Any:
+    import torch
+
+    return torch
