@@ -227,3 +227,19 @@ def test_drop_without_specials_starts_the_empty_text_from_bos(lm):
         for c in C
     ]
     np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_a_model_that_raises_is_named(monkeypatch):
+    from whybox.errors import ModelCallError
+
+    model = classifier()
+    tok = wordpiece()
+    (row,) = tokenize("the cat", tok)
+    game = TextGame(model, row, tokenizer=tok, target=0)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(model, "forward", broken)
+    with pytest.raises(ModelCallError, match=r"BertForSequenceClassification raised .* memory"):
+        game.value(np.ones((1, 2), bool))
