@@ -1,7 +1,7 @@
 """TokenShap vs the ``tokenshap`` package (TokenSHAP's Monte Carlo scheme): error and time.
 
 Task: the zoo's tiny GPT-2 (``whybox.zoo.tinylm.tiny_lm``: 4 layers, d 128, trained on the
-pydoc topics) answers prompts of 8-12 words (``PROMPTS``, written for this benchmark, ending
+pydoc topics) answers prompts of 8-13 words (``PROMPTS``, written for this benchmark, ending
 mid-sentence so that the answers have words); players are the words; a coalition's value is
 the TF-IDF cosine between the greedy answer (at most 12 new tokens) to the prompt with only
 those words and the answer to the whole prompt (:class:`whybox.text.tokenshap.
@@ -18,7 +18,7 @@ baseline included) are counted, and whybox's TokenShap (KernelSHAP, ``budget`` =
 runs on the same game. Both estimates and the exact values are put through the package's
 normalisation ``(phi - min phi) / sum(phi - min phi)`` and compared by the mean absolute
 error over the words; the figure is the ratio of the mean errors over prompts x seeds
-(target <= 0.5) at budgets of 3n, 6n and 12n calls. Whybox's signed, unnormalised error
+(target <= 0.5) at budgets of 3n, 6n, 12n and 24n calls. Whybox's signed, unnormalised error
 against exact Shapley is reported too.
 
 Time (as shipped, equal model calls): the package's ``LocalModel`` on the same saved model
@@ -53,7 +53,7 @@ PROMPTS = [
     "The import statement finds a module and loads it",
     "In a for loop the target list is assigned each item of the",
 ]
-CONFIG = {"max_new_tokens": 12, "budgets_per_player": [3, 6, 12], "seeds": 10, "timed_mult": 6}
+CONFIG = {"max_new_tokens": 12, "budgets_per_player": [3, 6, 12, 24], "seeds": 10, "timed_mult": 6}
 
 
 def _package() -> Any:
@@ -243,7 +243,7 @@ def run() -> dict[str, object]:
     timing = _timing(model, tok, ts_mod)
     return {
         "task": (
-            f"tiny GPT-2 (zoo), {len(PROMPTS)} prompts of 8-12 words, word players, TF-IDF "
+            f"tiny GPT-2 (zoo), {len(PROMPTS)} prompts of 8-13 words, word players, TF-IDF "
             f"similarity of greedy answers ({CONFIG['max_new_tokens']} new tokens), drop masker"
         ),
         "accuracy": accuracy,

@@ -172,10 +172,12 @@ def test_minilm_similarity_equals_sentence_transformers():
 
 
 # ---------------------------------------------------------------------------- calibration
-@pytest.mark.parametrize("estimator", ["kernel", "permutation"])
-def test_95_percent_intervals_cover_the_exact_values(estimator):
+@pytest.mark.parametrize(("estimator", "budget"), [("kernel", 150), ("permutation", 400)])
+def test_95_percent_intervals_cover_the_exact_values(estimator, budget):
     """Over 150 seeds x 9 players on a rugged game, |estimate - exact| <= 1.96 SE between 90%
-    and 99% of the time."""
+    and 99% of the time. Measured (seeds 0-149 / 150-299): kernel at 150 coalitions 0.935 /
+    0.940; permutation at 400 (24 pairs) 0.926 / 0.939 (at 150, 9 pairs, only 0.904 / 0.913:
+    the spread over few pairs underestimates the error)."""
     tok = wordpiece()
     text = "the cat sat on a very good mat it"
     ts = TokenShap(
@@ -184,7 +186,7 @@ def test_95_percent_intervals_cover_the_exact_values(estimator):
         value="similarity",
         similarity=hash_similarity,
         estimator=estimator,
-        budget=150,
+        budget=budget,
     )
     (row,) = tokenize(text, tok, granularity="word")
     game = ts.game(row)
@@ -192,7 +194,7 @@ def test_95_percent_intervals_cover_the_exact_values(estimator):
     hits = []
     for seed in range(150):
         phi, std, _, _ = token_shapley(
-            game, np.random.default_rng(seed), estimator=estimator, budget=150
+            game, np.random.default_rng(seed), estimator=estimator, budget=budget
         )
         hits.append(np.abs(phi[:, 0] - exact) <= 1.96 * std[:, 0])
     coverage = float(np.mean(hits))
