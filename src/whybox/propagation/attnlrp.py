@@ -38,6 +38,9 @@ only linear ops (reshape, RoPE, the ``1 / sqrt(d)`` scale, head repetition for g
 attention) and the softmax, whose rule is its gradient. So the attention function itself,
 ``eager_attention_forward`` or SDPA, is never touched, wrapped or recomputed, and any attention
 implementation that computes ``softmax(Q K^T / sqrt(d) + mask) V`` works unchanged.
+(tested: SDPA and eager attention give the same relevance). A projection's gradient factor and
+the epsilon rule are applied by tensor hooks on the projection's output; elementwise rules
+rebuild a module's output from its own input and output (forward values equal to rounding).
 
 CP-LRP (``cp_lrp=True``, Ali et al. 2022 [2]_, the "attention as constant" variant compared in
 [1]_): the attention weights are treated as constants, so relevance flows only through the
