@@ -126,3 +126,19 @@ def test_byte_level_bpe_words_and_sentences():
     (s,) = tokenize(text, tok, granularity="sentence")
     assert s.names == ["The function returns a list of strings.", "It raises ValueError!"]
     assert sum(len(p) for p in s.players) == len(s.input_ids)
+
+
+def test_context_length_takes_the_smaller_known_limit():
+    from types import SimpleNamespace
+
+    from whybox.text import context_length
+
+    tok = wordpiece()  # model_max_length 64
+    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=16))
+    assert context_length(tok, model) == 16
+    assert context_length(tok, None) == 64
+    assert context_length(tok, model, max_length=100) == 100
+    tok.model_max_length = int(1e30)  # "no limit" sentinel of tokenizers that do not know
+    assert context_length(tok, None) is None
+    with pytest.raises(InvalidInputError, match="context of 16"):
+        tokenize(" ".join(["cat"] * 20), tok, model=model)
