@@ -257,3 +257,32 @@ def test_bad_input_is_refused_with_whybox_errors():
         no_mask.explain(TEXT)
     with pytest.raises(WhyboxError):
         ts.explain("")
+
+
+# ---------------------------------------------------------------------------- interfaces
+def test_package_style_generator_and_wb_explain_route():
+    """An object with generate(prompt) -> str (the tokenshap package's model interface) is a
+    generator; wb.explain(method="tokenshap") reaches the same explainer."""
+    import whybox as wb
+
+    class PackageModel:
+        def __init__(self):
+            self.calls = 0
+
+        def generate(self, prompt):
+            self.calls += 1
+            return hash_generator([prompt])[0]
+
+    tok = wordpiece()
+    model = PackageModel()
+    kw = {"value": "similarity", "similarity": hash_similarity, "budget": 128}
+    exp = TokenShap(model, tokenizer=tok, **kw).explain(TEXT)
+    assert model.calls == exp.meta["coalitions"][0] == 128  # each coalition answered once
+    (row,) = tokenize(TEXT, tok, granularity="word")
+    exact, _ = brute_force_shapley(
+        TokenShap(hash_generator, tokenizer=tok, **kw).game(row).value, row.n_players
+    )
+    np.testing.assert_allclose(exp.values[0], exact, atol=1e-10)
+    routed = wb.explain(hash_generator, [TEXT], tokenizer=tok, method="tokenshap", **kw)
+    np.testing.assert_allclose(routed.values[0], exact, atol=1e-10)
+    assert routed.method == "tokenshap"
