@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.text.tiny_text import causal_lm, classifier, gpt_tokenizer, wordpiece
-from whybox.errors import InvalidParameterError, WhyboxError
+from whybox.errors import InvalidInputError, InvalidParameterError, WhyboxError
 from whybox.text import tokenize
 from whybox.text.tokenshap import (
     AnswerSimilarityGame,
@@ -257,6 +257,11 @@ def test_bad_input_is_refused_with_whybox_errors():
         no_mask.explain(TEXT)
     with pytest.raises(WhyboxError):
         ts.explain("")
+    long_answer = TokenShap(
+        causal_lm("gpt2"), tokenizer=gpt_tokenizer(), value="similarity", max_new_tokens=60
+    )
+    with pytest.raises(InvalidInputError, match="context of 64"):
+        long_answer.explain(TEXT)
 
 
 # ---------------------------------------------------------------------------- interfaces

@@ -73,7 +73,7 @@ from ..games.game import BaseGame
 from ..games.kernel import kernel_min_budget, kernel_shapley
 from ..games.shapley import _check_budget, permutation_min_budget, permutation_shapley
 from ..parallel import row_generator
-from .tokens import TokenizedText, text_explanation, tokenize
+from .tokens import TokenizedText, context_length, text_explanation, tokenize
 
 __all__ = [
     "AnswerSimilarityGame",
@@ -284,6 +284,14 @@ class AnswerSimilarityGame(BaseGame):
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self._fill = None if masker == "drop" else _special_id(tokenizer, masker)
         self._ids = np.asarray(row.input_ids, dtype=np.int64)
+        if _is_torch_module(model):
+            limit = context_length(tokenizer, model)
+            if limit is not None and len(self._ids) + self.max_new_tokens > limit:
+                raise InvalidInputError(
+                    f"the prompt has {len(self._ids)} tokens and the answer up to "
+                    f"{self.max_new_tokens} more, beyond the model's context of {limit} "
+                    "tokens. Shorten the text or pass a smaller max_new_tokens."
+                )
         self.answers: dict[bytes, str] = {}
         self.n_prompts = 0  # prompts sent to the model
         full = self.answer_batch(np.ones((1, self.n_players), dtype=bool))[0]
@@ -314,8 +322,11 @@ class AnswerSimilarityGame(BaseGame):
     def answer_batch(self, coalitions: np.ndarray) -> list[str]:
         """The model's answer to each coalition's prompt (cached per coalition)."""
         keys = [np.packbits(c).tobytes() for c in coalitions]
-        todo = [i for i, k in enumerate(keys) if k not in self.answers]
-        todo = [i for j, i in enumerate(todo) if keys[i] not in {keys[t] for t in todo[:j]}]
+        todo, seen = [], set(self.answers)
+        for i, k in enumerate(keys):
+            if k not in seen:
+                seen.add(k)
+                todo.append(i)
         if todo:
             fresh = self._generate([self.prompt_ids(coalitions[i]) for i in todo])
             for i, ans in zip(todo, fresh, strict=True):
