@@ -165,3 +165,20 @@ def test_kernel_on_dataframe_with_groups():
     direct = np.arange(1.0, 7.0) * (X.iloc[30:32].to_numpy() - X.iloc[:20].to_numpy().mean(0))
     np.testing.assert_allclose(exp.values[:, 0], direct[:, :2].sum(1), atol=1e-9)
     np.testing.assert_allclose(exp.values[:, 1:], direct[:, 2:], atol=1e-9)
+
+
+@pytest.mark.parametrize(("n", "budgets"), [(8, range(18, 24)), (12, range(26, 31))])
+def test_kernel_budgets_just_above_the_minimum_run_and_add_up(n, budgets):
+    # the pooled stratum once reused the control variate's name for its permutation and
+    # raised a ValueError at these budgets (found by TokenShap on 8- and 12-word texts)
+    from whybox.games.kernel import kernel_shapley
+
+    rng0 = np.random.default_rng(0)
+    a, B = rng0.normal(size=n), np.triu(rng0.normal(size=(n, n)), 1)
+    game = pairwise_game(a, B)
+    for budget in budgets:
+        phi, std, v0, info = kernel_shapley(game, np.random.default_rng(1), budget=budget)
+        full = game.value(np.ones((1, n), dtype=bool))[0]
+        np.testing.assert_allclose(phi.sum(0), full - v0, rtol=1e-10, atol=1e-10)
+        assert np.all(np.isfinite(std)) and info["coalitions"] <= budget
+        assert phi.shape[0] == n and np.isfinite(phi).all()

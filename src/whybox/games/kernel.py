@@ -364,10 +364,10 @@ def _estimate_round(
                 size_p.append(_share(st, allocation) / st.n_sizes)
         size_p = np.array(size_p) / np.sum(size_p)
         draw = rng.choice(np.array(sizes), size=k, p=size_p)
-        order = np.argsort(rng.random((k, n)), axis=1)
+        perm = np.argsort(rng.random((k, n)), axis=1)
         canon = np.zeros((k, n), dtype=bool)
         for i, s_ in enumerate(draw):
-            canon[i, order[i, :s_]] = True
+            canon[i, perm[i, :s_]] = True
         p_of = dict(zip(sizes, size_p, strict=True))
         q = np.array([2.0 * p_of[int(s_)] / comb(n, int(s_)) for s_ in draw])
         w = np.array([_kernel_weight(n, int(s_)) for s_ in draw]) / (k * q)
