@@ -42,6 +42,8 @@ BENCHMARKS = [
     "bench_cache",
     "bench_patching",
     "bench_toy_models",
+    "bench_attnlrp",
+    "bench_tokenshap",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

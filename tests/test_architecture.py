@@ -68,6 +68,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "whybox.inspection",
             "whybox.recourse",
             "whybox.glassbox",
+            "whybox.propagation",
+            "whybox.text",
         ],
     ),
     ("api", ["whybox.api", "whybox.testing"]),

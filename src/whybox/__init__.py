@@ -74,6 +74,15 @@ _LAZY = {
     "path_patching": "whybox.internals.patching",
     "Probe": "whybox.internals.probing",
     "SteeringVector": "whybox.internals.steering",
+    # attribution for transformers and text (torch; imported on first use)
+    "AttentionRollout": "whybox.propagation.rollout",
+    "AttentionFlow": "whybox.propagation.rollout",
+    "RawAttention": "whybox.propagation.rollout",
+    "CheferRelevance": "whybox.propagation.chefer",
+    "LRP": "whybox.propagation.lrp",
+    "AttnLRP": "whybox.propagation.attnlrp",
+    "TokenShap": "whybox.text.tokenshap",
+    "explain_generation": "whybox.text.generation",
 }
 _SUBMODULES = {
     "zoo",
@@ -93,10 +102,15 @@ _SUBMODULES = {
 }
 
 __all__ = [
+    "LRP",
     "ActivationCache",
     "Anatomy",
+    "AttentionFlow",
+    "AttentionRollout",
+    "AttnLRP",
     "Banzhaf",
     "Baseline",
+    "CheferRelevance",
     "Counterfactuals",
     "ExactShap",
     "ExpectedGradients",
@@ -122,12 +136,14 @@ __all__ = [
     "Occlusion",
     "PermutationShap",
     "Probe",
+    "RawAttention",
     "Saliency",
     "ShapleyInteractions",
     "SmoothGrad",
     "SteeringVector",
     "SubmodularPick",
     "TabularGame",
+    "TokenShap",
     "TreeShap",
     "TunedLens",
     "UnsupportedModelError",
@@ -141,6 +157,7 @@ __all__ = [
     "direct_logit_attribution",
     "evaluate",
     "explain",
+    "explain_generation",
     "global_importance",
     "kmeans",
     "load",
@@ -193,9 +210,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .linear.shap import LinearShap
     from .metrics import evaluate
     from .models import wrap_model
+    from .propagation.attnlrp import AttnLRP
+    from .propagation.chefer import CheferRelevance
+    from .propagation.lrp import LRP
+    from .propagation.rollout import AttentionFlow, AttentionRollout, RawAttention
     from .recourse.counterfactuals import Counterfactuals
     from .recourse.reasons import reason_codes
     from .report import report
+    from .text.generation import explain_generation
+    from .text.tokenshap import TokenShap
     from .trees.treeshap import TreeShap
 
 
