@@ -18,8 +18,11 @@ $(VENV)/.installed-all: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e '.[all]'
 	@touch $@
 
+# zennit (the LRP oracle) and tokenshap (TokenSHAP's reference, for the benchmark) go in without
+# their dependencies: zennit's torchvision would pull a CUDA build that breaks transformers.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e '.[all,dev]'
+	$(PIP_INSTALL) --no-deps zennit tokenshap
 	@touch $@ $(VENV)/.installed-all
 
 # `demo` needs no system package: the quickstart report is written with matplotlib's own fonts.

@@ -39,7 +39,10 @@ _STUBS = ("torchvision", "torchvision.models", "torchvision.models.resnet")
 
 @pytest.fixture(scope="module")
 def zennit():
-    """zennit's modules (composites, attribution, canonizers, rules, types), or a skip."""
+    """zennit's modules (composites, attribution, canonizers, rules, types).
+
+    zennit is the oracle of these tests: `make test` installs it (``--no-deps``, since its
+    torchvision requirement would pull a CUDA build); without it the tests fail, not skip."""
     try:
         import transformers  # noqa: F401  (caches "no torchvision" before the stub exists)
     except ImportError:  # pragma: no cover
@@ -58,7 +61,10 @@ def zennit():
             import zennit.rules as zr
             import zennit.types as zt
         except ImportError:
-            pytest.skip("zennit is not installed (pip install --no-deps zennit)")
+            pytest.fail(
+                "zennit, the LRP oracle, is not installed: make test installs it, or run "
+                "pip install -c constraints.txt --no-deps zennit"
+            )
     finally:
         for n, mod in saved.items():
             if mod is None:
