@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import whybox as wb
+from tests.oracles import import_without_torchvision
 from whybox import metrics
 from whybox.errors import InvalidInputError, InvalidParameterError
 
@@ -13,7 +14,7 @@ from .conftest import W
 
 
 def test_deletion_matches_quantus_pixel_flipping(torch_case):
-    quantus = pytest.importorskip("quantus")
+    quantus = import_without_torchvision("quantus")
     model, X, A = torch_case
     y = np.ones(len(X), dtype=int)
     ref = quantus.PixelFlipping(perturb_baseline=0.0, normalise=False, disable_warnings=True)(

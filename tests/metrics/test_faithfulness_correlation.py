@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import pearsonr
 
 import whybox as wb
+from tests.oracles import import_without_torchvision
 from whybox import metrics
 from whybox.errors import InvalidParameterError
 
@@ -25,7 +26,7 @@ def _quantus_draws(seed, n_runs, n, p, size):
 
 
 def test_matches_quantus_with_the_same_subsets(torch_case):
-    quantus = pytest.importorskip("quantus")
+    quantus = import_without_torchvision("quantus")
     model, X, A = torch_case
     n, p = X.shape
     y = np.ones(n, dtype=int)

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.oracles import import_without_torchvision
 from whybox import metrics
 from whybox.errors import InvalidInputError, InvalidParameterError
 
 
 def test_matches_quantus_infidelity(torch_case):
-    quantus = pytest.importorskip("quantus")
+    quantus = import_without_torchvision("quantus")
     model, X, A = torch_case
     n, p = X.shape
     ref = quantus.Infidelity(

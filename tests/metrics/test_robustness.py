@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 import whybox as wb
+from tests.oracles import import_without_torchvision
 from whybox import metrics
 from whybox.errors import InvalidInputError, InvalidParameterError
 
@@ -16,7 +17,7 @@ from .conftest import grad_x_input
 
 
 def test_max_sensitivity_matches_quantus(torch_case):
-    quantus = pytest.importorskip("quantus")
+    quantus = import_without_torchvision("quantus")
     model, X, _ = torch_case
     n, p = X.shape
 

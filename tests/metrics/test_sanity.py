@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.oracles import import_without_torchvision
 from whybox import metrics
 from whybox.errors import InvalidParameterError, UnsupportedModelError
 
@@ -46,7 +47,7 @@ def _quantus_explain(model, inputs, targets, **kw):
     ("order", "q_order"), [("cascading", "top_down"), ("independent", "independent")]
 )
 def test_matches_quantus_mprt(order, q_order):
-    quantus = pytest.importorskip("quantus")
+    quantus = import_without_torchvision("quantus")
     model = _model()
     X = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
     ref = quantus.MPRT(layer_order=q_order, disable_warnings=True)(

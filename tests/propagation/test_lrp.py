@@ -8,12 +8,13 @@ import (after transformers, which caches whether torchvision exists) and removes
 
 from __future__ import annotations
 
-import sys
 import types
 import warnings
 
 import numpy as np
 import pytest
+
+from tests.oracles import import_without_torchvision
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -34,8 +35,6 @@ from whybox.propagation.lrp import (  # noqa: E402
     ZPlus,
 )
 
-_STUBS = ("torchvision", "torchvision.models", "torchvision.models.resnet")
-
 
 @pytest.fixture(scope="module")
 def zennit():
@@ -43,35 +42,14 @@ def zennit():
 
     zennit is the oracle of these tests: `make test` installs it (``--no-deps``, since its
     torchvision requirement would pull a CUDA build); without it the tests fail, not skip."""
-    try:
-        import transformers  # noqa: F401  (caches "no torchvision" before the stub exists)
-    except ImportError:  # pragma: no cover
-        pass
-    saved = {n: sys.modules.get(n) for n in _STUBS}
-    try:
-        for n in _STUBS:
-            sys.modules[n] = types.ModuleType(n)
-        resnet = sys.modules["torchvision.models.resnet"]
-        resnet.Bottleneck = type("Bottleneck", (nn.Module,), {})
-        resnet.BasicBlock = type("BasicBlock", (nn.Module,), {})
-        try:
-            import zennit.attribution as za
-            import zennit.canonizers as zcan
-            import zennit.composites as zc
-            import zennit.rules as zr
-            import zennit.types as zt
-        except ImportError:
-            pytest.fail(
-                "zennit, the LRP oracle, is not installed: make test installs it, or run "
-                "pip install -c constraints.txt --no-deps zennit"
-            )
-    finally:
-        for n, mod in saved.items():
-            if mod is None:
-                sys.modules.pop(n, None)
-            else:  # pragma: no cover
-                sys.modules[n] = mod
-    return types.SimpleNamespace(c=zc, a=za, can=zcan, r=zr, t=zt)
+    zc = import_without_torchvision("zennit.composites")
+    return types.SimpleNamespace(
+        c=zc,
+        a=import_without_torchvision("zennit.attribution"),
+        can=import_without_torchvision("zennit.canonizers"),
+        r=import_without_torchvision("zennit.rules"),
+        t=import_without_torchvision("zennit.types"),
+    )
 
 
 def small_cnn(seed=0, bn_eps=1e-5, dtype=torch.double):
