@@ -290,3 +290,21 @@ def test_bad_input():
     base = transformers.GPT2Model(build("gpt2").config)
     with pytest.raises(UnsupportedModelError, match="without a head"):
         CheferLRP(base)
+
+
+def test_trained_tiny_lm_text():
+    """The zoo's trained GPT-2 and its BPE tokenizer, on text: equal to the numpy formula."""
+    from whybox.zoo.tinylm import tiny_lm
+
+    model, tok = tiny_lm(seed=0)
+    text = "The return statement leaves the current function call with the"
+    exp = CheferLRP(model).explain(text, tokenizer=tok)
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        top = int(model(ids).logits[0, -1].argmax())
+    assert exp.meta["target"] == [top]
+    _, rel, grad, value = captured(model, ids, lambda lg: lg[0, -1, top])
+    ref = np_cvpr(rel, grad)[-1]
+    check_row(exp.meta["token_relevance"][0], ref, len(ref) - 1)
+    assert exp.predictions[0] == pytest.approx(value, abs=1e-4)
+    assert hooks_left(model) == []
