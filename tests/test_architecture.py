@@ -75,7 +75,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("api", ["whybox.api", "whybox.testing"]),
     ("metrics", ["whybox.metrics"]),
     ("report", ["whybox.report"]),
-    ("cli", ["whybox.cli", "whybox._cli_inputs", "whybox._cli_internals"]),
+    ("cli", ["whybox.cli", "whybox._cli_inputs", "whybox._cli_internals", "whybox._cli_text"]),
 ]
 
 

@@ -79,6 +79,7 @@ _LAZY = {
     "AttentionFlow": "whybox.propagation.rollout",
     "RawAttention": "whybox.propagation.rollout",
     "CheferRelevance": "whybox.propagation.chefer",
+    "CheferLRP": "whybox.propagation.chefer_lrp",
     "LRP": "whybox.propagation.lrp",
     "AttnLRP": "whybox.propagation.attnlrp",
     "TokenShap": "whybox.text.tokenshap",
@@ -110,6 +111,7 @@ __all__ = [
     "AttnLRP",
     "Banzhaf",
     "Baseline",
+    "CheferLRP",
     "CheferRelevance",
     "Counterfactuals",
     "ExactShap",
@@ -212,6 +214,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import wrap_model
     from .propagation.attnlrp import AttnLRP
     from .propagation.chefer import CheferRelevance
+    from .propagation.chefer_lrp import CheferLRP
     from .propagation.lrp import LRP
     from .propagation.rollout import AttentionFlow, AttentionRollout, RawAttention
     from .recourse.counterfactuals import Counterfactuals

@@ -596,6 +596,7 @@ for _name, _module, _fn in (
     ("attention_flow", "propagation.rollout", "explain_flow"),
     ("attention", "propagation.rollout", "explain_raw_attention"),
     ("chefer", "propagation.chefer", "explain_chefer"),
+    ("chefer_lrp", "propagation.chefer_lrp", "explain_chefer_lrp"),
 ):
     register_text_method(_name, _text_adapter(_module, _fn))
 register_text_method("tokenshap", lambda: _explain_tokenshap)

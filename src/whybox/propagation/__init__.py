@@ -1,5 +1,7 @@
 """Relevance propagation through transformers and networks: attention rollout and flow
-(:mod:`.rollout`), Chefer's gradient-weighted relevance (:mod:`.chefer`).
+(:mod:`.rollout`), Chefer's gradient-weighted relevance (:mod:`.chefer`) and its LRP variant
+(:mod:`.chefer_lrp`), LRP for networks (:mod:`.lrp`) and AttnLRP for transformers
+(:mod:`.attnlrp`).
 
 Import torch lazily: ``import whybox.propagation`` does not import torch.
 """
@@ -7,6 +9,7 @@ Import torch lazily: ``import whybox.propagation`` does not import torch.
 from __future__ import annotations
 
 from whybox.propagation.chefer import CheferRelevance, chefer_relevance, explain_chefer
+from whybox.propagation.chefer_lrp import CheferLRP, explain_chefer_lrp
 from whybox.propagation.rollout import (
     AttentionFlow,
     AttentionRollout,
@@ -23,12 +26,14 @@ from whybox.propagation.rollout import (
 __all__ = [
     "AttentionFlow",
     "AttentionRollout",
+    "CheferLRP",
     "CheferRelevance",
     "RawAttention",
     "attention_flow",
     "attention_maps",
     "chefer_relevance",
     "explain_chefer",
+    "explain_chefer_lrp",
     "explain_flow",
     "explain_raw_attention",
     "explain_rollout",

@@ -17,7 +17,8 @@ the gradient is the one through the model's own computation. Needs
 ``attn_implementation="eager"``.
 
 The LRP-based variant of Chefer et al. (CVPR 2021), which replaces ``A_l`` by its LRP
-relevance, is not implemented here (it needs a full LRP pass through the model).
+relevance, is :class:`whybox.propagation.chefer_lrp.CheferLRP` (its relevance comes from an
+AttnLRP pass through the model).
 
 Import torch lazily.
 
