@@ -92,3 +92,36 @@ def test_quickstart_text_page(tmp_path, zoo_cache, monkeypatch):
     assert "Causal LM (tiny GPT-2)" in html
     assert "random ranking" in html
     assert "deletion AUC" in res.output
+
+
+def test_text_quickstart_escapes_and_ranks(tmp_path, zoo_cache, monkeypatch):
+    from whybox._cli_text import DEMO_SENTENCES, TEXT_METHODS, text_quickstart
+
+    monkeypatch.setenv("WHYBOX_CACHE", str(zoo_cache))
+    evil = "<script>alert(1)</script> The pizza was great."
+    path, res = text_quickstart(
+        tmp_path / "page.html", sentences=[*DEMO_SENTENCES[:3], evil], log=lambda s: None
+    )
+    html = path.read_text()
+    assert path.name == "page.html"
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    faith = {m: (d, i) for m, d, i, _ in res["faithfulness"]}
+    assert set(faith) == {*TEXT_METHODS, "random"}
+    best = min(TEXT_METHODS, key=lambda m: faith[m][0])
+    assert faith[best][0] < faith["rollout"][0] and faith[best][0] < faith["random"][0]
+    for m in TEXT_METHODS:
+        assert res["agreement"][(m, m)] == pytest.approx(1.0)
+        assert all(0.0 <= x <= 1.0 for x in faith[m])
+
+
+def test_agreement_is_mean_spearman_by_hand():
+    from whybox._cli_text import agreement
+
+    def spearman(x, y):  # Pearson correlation of ranks (no ties here)
+        rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+        return float(np.corrcoef(rx, ry)[0, 1])
+
+    a = [np.array([0.1, 0.5, -0.2, 0.9]), np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0])]
+    b = [np.array([0.3, 0.2, -0.1, 0.8]), np.array([3.0, 1.0, 2.0]), np.array([2.0, 1.0])]
+    want = np.mean([spearman(a[0], b[0]), spearman(a[1], b[1])])  # 2 players: skipped
+    assert agreement(a, b) == pytest.approx(want)
