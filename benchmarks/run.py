@@ -44,6 +44,7 @@ BENCHMARKS = [
     "bench_toy_models",
     "bench_attnlrp",
     "bench_tokenshap",
+    "bench_text_faithfulness",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
