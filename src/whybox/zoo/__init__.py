@@ -12,7 +12,9 @@
   :func:`induction_model` (induction heads, Olsson et al. 2022) with :func:`repeated_tokens`
   and :func:`induction_scores`; :func:`modular_addition_model` (grokking, Nanda et al. 2023)
   with :func:`fourier_key_frequencies` and :func:`ablate_frequencies`; :func:`tiny_lm` (a
-  small GPT-2 trained on pydoc's topics, loaded with ``from_pretrained``).
+  small GPT-2 trained on pydoc's topics, loaded with ``from_pretrained``);
+  :func:`sentiment_classifier` (all-MiniLM-L6-v2 with a sentiment head trained here on
+  :func:`sentiment_sentences`, written for the project).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from whybox.zoo.modular import (
     modular_addition_data,
     modular_addition_model,
 )
+from whybox.zoo.sentiment import sentiment_classifier, sentiment_sentences
 from whybox.zoo.tinylm import tiny_lm, tiny_lm_corpus, tiny_lm_path
 
 __all__ = [
@@ -78,6 +81,8 @@ __all__ = [
     "prefix_matching_score",
     "previous_token_score",
     "repeated_tokens",
+    "sentiment_classifier",
+    "sentiment_sentences",
     "tiny_lm",
     "tiny_lm_corpus",
     "tiny_lm_path",
