@@ -23,8 +23,10 @@ scores are min-shifted and normalised so they lose their sign.
     all-MiniLM-L6-v2 sentence embeddings (mean pooling, as sentence-transformers), or cosine
     of TF-IDF vectors as in the TokenSHAP paper, or any ``similarity(answers, reference)``.
 
-* **Estimator**: KernelSHAP with paired, leverage-stratified sampling and an exact
-  efficiency constraint (:func:`whybox.games.kernel.kernel_shapley`, default), or antithetic
+* **Estimator**: KernelSHAP with the ``2 n`` coalitions of sizes 1 and ``n - 1`` enumerated,
+  then paired, leverage-stratified sampling and an exact efficiency constraint
+  (:func:`whybox.games._lowbudget.lowbudget_shapley`, default; built for TokenSHAP's budgets
+  of a few calls per word), or antithetic
   permutation sampling (:func:`whybox.games.shapley.permutation_shapley`). Both return
   *signed* values adding up to ``v(N) - v(empty)`` and a standard error per player;
   ``tolerance=`` stops as soon as the largest standard error is below it. A budget covering
@@ -43,6 +45,13 @@ Monte Carlo Shapley value estimation. arXiv:2407.10114.
 
 Lundberg, S. M. and Lee, S.-I. (2017). A unified approach to interpreting model predictions.
 NeurIPS.
+
+Musco, C. and Witter, R. T. (2025). Provably accurate Shapley value estimation via leverage
+score sampling. ICLR.
+
+Kolpaczki, P., Bengs, V., Muschalik, M. and Huellermeier, E. (2024). Approximating the
+Shapley value without marginal contributions. AAAI. (Exact extreme strata, as in stratified
+SVARM.)
 
 Covert, I. and Lee, S.-I. (2021). Improving KernelSHAP: practical Shapley value estimation
 using linear regression. AISTATS.
@@ -69,8 +78,8 @@ from .._validation import check_in, check_int
 from ..errors import InvalidInputError, InvalidParameterError, ModelCallError, WhyboxError
 from ..explainer import Explainer
 from ..explanation import Explanation
+from ..games._lowbudget import lowbudget_min_budget, lowbudget_shapley
 from ..games.game import BaseGame
-from ..games.kernel import kernel_min_budget, kernel_shapley
 from ..games.shapley import _check_budget, permutation_min_budget, permutation_shapley
 from ..parallel import row_generator
 from .tokens import TokenizedText, context_length, text_explanation, tokenize
@@ -87,8 +96,8 @@ VALUES = ("logprob", "prob", "logit", "similarity")
 SIMILARITIES = ("minilm", "tfidf")
 ESTIMATORS = ("kernel", "permutation")
 ANSWER_MASKERS = ("drop", "pad", "mask")
-_ESTIMATOR_FN = {"kernel": kernel_shapley, "permutation": permutation_shapley}
-_MIN_BUDGET = {"kernel": kernel_min_budget, "permutation": permutation_min_budget}
+_ESTIMATOR_FN = {"kernel": lowbudget_shapley, "permutation": permutation_shapley}
+_MIN_BUDGET = {"kernel": lowbudget_min_budget, "permutation": permutation_min_budget}
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token_pattern
 
 
@@ -502,14 +511,14 @@ class TokenShap(Explainer):
         Coalitions (= prompts the model answers) per text, empty and full included; default
         ``2 n + 512``; ``n_samples`` is an alias. A budget of ``2**n`` or more is exact.
         Standard errors come from the spread of the sampled coalitions: with fewer than
-        about ``10 n`` coalitions they are themselves rough (95% intervals covered the exact
-        value 64% of the time at ``3 n`` on the tiny LM's answer game, 91% at ``12 n``;
-        ``benchmarks/bench_tokenshap.py``).
+        about ``10 n`` coalitions they are themselves rough and too small (95% intervals
+        covered the exact value 19% of the time at ``3 n`` on the tiny LM's answer game, 82%
+        at ``6 n``, 91% at ``12 n``, 94% at ``24 n``; ``benchmarks/bench_tokenshap.py``).
     tolerance : float, optional
         Stop once the largest standard error is below this.
     estimator : {"kernel", "permutation"}
-        KernelSHAP (default: paired, leverage-stratified, exact efficiency) or antithetic
-        permutation sampling.
+        KernelSHAP (default: sizes 1 and ``n - 1`` enumerated, then paired,
+        leverage-stratified sampling, exact efficiency) or antithetic permutation sampling.
     max_new_tokens : int
         Length of generated answers (``value="similarity"``), and of the model's own
         continuation used as the target of ``value="logprob"`` when ``target=None``.
