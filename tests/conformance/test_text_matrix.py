@@ -92,32 +92,11 @@ def check_applies(check: str, method: str) -> str | None:
     return None
 
 
-#: (check, method, model) -> reason; model None: every model. Strict xfails.
-_SHARED_RNG = (
-    "explain_text draws every text's samples from one Generator, so a text's values depend on "
-    "the texts before it in the batch (fix: a fresh default_rng(random_state) per text)"
-)
-_NO_PARAMS = "params records neither the method nor the target (meta['targets'] has the target)"
-_CHEFER = "output_names is None and params records neither the method nor the target"
-_ATTNLRP_CLS = (
-    "a classifier's class index is named as a vocabulary token (class 1 -> '[UNK]') in "
-    "output_names and params['target']"
-)
-KNOWN_FAILURES: dict[tuple[str, str, str | None], str] = {
-    ("batch", "permutation", None): _SHARED_RNG,
-    ("batch", "lime", None): _SHARED_RNG,
-    **{("params", m, None): _NO_PARAMS for m in GRADIENT},
-    ("params", "tokenshap", None): "params records the target but not the method",
-    ("params", "chefer", None): _CHEFER,
-    ("params", "chefer_lrp", None): _CHEFER,
-    ("layout", "chefer", None): _CHEFER,
-    ("layout", "chefer_lrp", None): _CHEFER,
-    ("keyword", "attnlrp", None): (
-        "explain_attnlrp has no **kwargs: an unknown keyword is a raw TypeError, not a WhyboxError"
-    ),
-    ("layout", "attnlrp", "bert_cls"): _ATTNLRP_CLS,
-    ("params", "attnlrp", "bert_cls"): _ATTNLRP_CLS,
-}
+#: (check, method, model) -> reason; model None: every model. Strict xfails. Empty: the six
+#: violations this matrix found (a batch-dependent random stream in permutation / lime,
+#: params without method or target in the gradient methods, tokenshap and Chefer, AttnLRP's
+#: raw TypeError on an unknown keyword and its classes named as vocabulary tokens) are fixed.
+KNOWN_FAILURES: dict[tuple[str, str, str | None], str] = {}
 
 
 # --------------------------------------------------------------------------- models

@@ -44,6 +44,7 @@ from ..games.banzhaf import exact_banzhaf, msr_banzhaf
 from ..games.kernel import kernel_shapley
 from ..games.shapley import MAX_EXACT_PLAYERS, exact_shapley, permutation_shapley
 from ..games.text import DEFAULT_BATCH_SIZE, TextGame, model_kind
+from ..parallel import row_generator
 from .tokens import TokenizedText, text_explanation, tokenize
 
 __all__ = [
@@ -161,7 +162,6 @@ def explain_text(
         model=model,
     )
     targets = _per_text_targets(target, len(rows), kind)
-    rng = np.random.default_rng(random_state)
     values, stds, bases, preds, infos = [], [], [], [], []
     out_names: list[list[str]] = []
     games = []
@@ -178,6 +178,9 @@ def explain_text(
             max_new_tokens=max_new_tokens,
         )
         name = chosen or ("exact" if game.n_players <= AUTO_EXACT_MAX_PLAYERS else "kernel")
+        # a fresh stream per text, seeded by random_state and the text's own ids: a text's
+        # values do not depend on the texts explained before it
+        rng = row_generator(random_state, np.asarray(row.input_ids))
         phi, std, base, pred, info = _estimate(name, game, rng, budget, tolerance, n_features)
         info.update(method=name, n_evals=game.n_evaluated, n_forward=game.n_forward)
         values.append(phi)
@@ -376,6 +379,7 @@ def explain_attnlrp(
     rules: Any = None,
     anatomy: Any = None,
     position: int = -1,
+    **kwargs: Any,
 ) -> Explanation:
     """``wb.explain(model, texts, tokenizer=tok, target=..., method="attnlrp")``:
     :class:`whybox.propagation.attnlrp.AttnLRP` on each text's ids, token relevance summed
@@ -386,8 +390,16 @@ def explain_attnlrp(
     texts or a list with one per text; None the model's top prediction. ``random_state``,
     ``budget`` and ``tolerance`` do not apply (one forward and backward pass per text).
     """
+    from .._validation import check_keywords
+    from ..games.text import model_kind
     from ..propagation.attnlrp import AttnLRP
 
+    check_keywords(
+        kwargs,
+        ("tokenizer", "granularity", "max_length", "truncate", "cp_lrp", "epsilon", "rules",
+         "anatomy", "position"),
+        where="wb.explain(method='attnlrp')",
+    )  # fmt: skip
     torch = _torch_module()
     for name, given in (("budget", budget), ("tolerance", tolerance)):
         if given is not None:
@@ -429,6 +441,9 @@ def explain_attnlrp(
         method = e.method
         if progress is not None:
             progress(i + 1, len(rows))
+    if model_kind(model) == "classifier":  # classes are named by the config, not the vocabulary
+        labels = getattr(getattr(model, "config", None), "id2label", None) or {}
+        names = [str(labels.get(int(t), f"class {int(t)}")) for t in ids]
     same = all(n == names[0] for n in names)
     return text_explanation(
         rows,

@@ -375,6 +375,15 @@ def text_explanation(
     m = dict(meta or {})
     m.update(per_row)
     m["row_keys"] = sorted({*m.get("row_keys", []), *per_row})
+    p = {"method": method, **params}
+    if "target" not in p:  # every text explainer records what it explained
+        found = m.get("targets", m.get("target"))
+        if found is not None:
+            flat = [_plain(t) for t in found]
+            p["target"] = flat[0] if all(t == flat[0] for t in flat) else flat
+    if output_names is None and p.get("target") is not None and not isinstance(p["target"], list):
+        output_names = [str(p["target"])]
+    params = p
     return Explanation(
         vals,
         base_values,
@@ -389,3 +398,15 @@ def text_explanation(
         random_state=random_state,
         meta=m,
     )
+
+
+def _plain(t: Any) -> Any:
+    """A target as a plain Python value (a one-element list unwrapped, numpy scalars as
+    Python numbers), for params."""
+    if isinstance(t, (list, tuple)) and len(t) == 1:
+        t = t[0]
+    if hasattr(t, "item") and getattr(t, "ndim", 1) == 0:
+        return t.item()
+    if isinstance(t, np.ndarray):
+        return t.tolist()
+    return t
