@@ -87,6 +87,24 @@ def chefer_relevance(maps: Any, grads: Any, *, start_layer: int = 0) -> np.ndarr
     return r
 
 
+def relevance_rows(
+    maps: Any, grads: Any, valid: list, positions: Any, *, start_layer: int = 0
+) -> list[np.ndarray]:
+    """:func:`chefer_relevance` of each row over its real tokens, read at its position.
+
+    ``maps`` and ``grads`` are tensors (layers, batch, heads, q, k) (the attention maps, or
+    their LRP relevance for the CVPR variant); ``valid[b]`` the real token indices of row b.
+    """
+    m = maps.detach().to("cpu").double().numpy()
+    g = grads.detach().to("cpu").double().numpy()
+    rows = []
+    for b, v in enumerate(valid):
+        a1 = m[:, b][:, :, v][:, :, :, v]
+        g1 = g[:, b][:, :, v][:, :, :, v]
+        rows.append(chefer_relevance(a1, g1, start_layer=start_layer)[positions[b]])
+    return rows
+
+
 def _targets(
     logits: Any, target: Any, flat_pos: list[int], tokenizer: Any, vocab: int | None
 ) -> list[int]:
@@ -192,13 +210,7 @@ class CheferRelevance(_TokenExplainer):
             return picked.sum()
 
         _, maps, grads = _capture(self.model, self.anatomy, kwargs, metric=metric)
-        m = maps.detach().to("cpu").double().numpy()
-        g = grads.detach().to("cpu").double().numpy()
-        rows = []
-        for b, v in enumerate(valid):
-            a1 = m[:, b][:, :, v][:, :, :, v]
-            g1 = g[:, b][:, :, v][:, :, :, v]
-            rows.append(chefer_relevance(a1, g1, start_layer=self.start_layer)[positions[b]])
+        rows = relevance_rows(maps, grads, valid, positions, start_layer=self.start_layer)
         preds = chosen["logit"].to("cpu").double().numpy()
         return rows, preds, {"target": chosen["t"]}
 

@@ -52,18 +52,17 @@ from typing import Any
 
 import numpy as np
 
-from whybox._validation import check_int
-from whybox.errors import InvalidParameterError, UnsupportedModelError
+from whybox.errors import InvalidParameterError
 from whybox.explanation import Explanation
-from whybox.propagation.chefer import _targets, chefer_relevance
-from whybox.propagation.rollout import _capture, _split, _TokenExplainer
+from whybox.propagation.chefer import CheferRelevance, _targets, relevance_rows
+from whybox.propagation.rollout import _capture, _split
 
 __all__ = ["CheferLRP", "explain_chefer_lrp"]
 
 _INIT = ("start_layer", "cp_lrp", "epsilon", "anatomy")
 
 
-class CheferLRP(_TokenExplainer):
+class CheferLRP(CheferRelevance):
     """LRP-weighted attention relevance (Chefer, Gur & Wolf, CVPR 2021), AttnLRP rules.
 
     Parameters
@@ -109,19 +108,9 @@ class CheferLRP(_TokenExplainer):
         epsilon: float = 1e-6,
         anatomy: Any = None,
     ) -> None:
-        if getattr(model, "base_model", None) is model:
-            raise UnsupportedModelError(
-                f"{type(model).__name__} is a base model without a head: its output is hidden "
-                "states, not logits to explain. Load the model with its head (e.g. "
-                "AutoModelForSequenceClassification, AutoModelForCausalLM), or use "
-                "AttentionRollout, which needs no target."
-            )
         if not isinstance(cp_lrp, bool | np.bool_):
             raise InvalidParameterError(f"cp_lrp must be True or False, got {cp_lrp!r}.")
-        super().__init__(model, anatomy=anatomy)
-        self.start_layer = check_int(
-            "start_layer", start_layer, minimum=0, maximum=self.anatomy.n_layers - 1
-        )
+        super().__init__(model, start_layer=start_layer, anatomy=anatomy)
         from whybox.propagation.attnlrp import AttnLRP
 
         self.cp_lrp = bool(cp_lrp)
@@ -198,56 +187,9 @@ class CheferLRP(_TokenExplainer):
         rows = range(logits.shape[0])
         picked = logits[rows, t] if logits.ndim == 2 else logits[rows, flat, t]
         _, rel, grads = self.attention_relevance(kwargs, t, flat)
-        r = rel.detach().to("cpu").double().numpy()
-        g = grads.detach().to("cpu").double().numpy()
-        out = []
-        for b, v in enumerate(valid):
-            r1 = r[:, b][:, :, v][:, :, :, v]
-            g1 = g[:, b][:, :, v][:, :, :, v]
-            out.append(chefer_relevance(r1, g1, start_layer=self.start_layer)[positions[b]])
+        out = relevance_rows(rel, grads, valid, positions, start_layer=self.start_layer)
         preds = picked.detach().to("cpu").double().numpy()
         return out, preds, {"target": t}
-
-    def explain(
-        self,
-        inputs: Any,
-        *,
-        target: int | str | Sequence[int | str] | None = None,
-        tokenizer: Any = None,
-        position: int | Sequence[int] | None = None,
-        granularity: str = "token",
-        max_length: int | None = None,
-        truncate: bool = False,
-    ) -> Explanation:
-        """Relevance of each input token for the target logit.
-
-        Parameters
-        ----------
-        inputs : LongTensor (batch, pos), mapping, str or list of str
-            As in :meth:`AttentionRollout.explain`.
-        target : int, str or sequence, optional
-            Class index (sequence classifiers) or token id / one-token string (LMs), one or
-            one per row. Default: the model's top prediction.
-        tokenizer : tokenizer, optional
-        position : int or sequence of int, optional
-            Output token whose logit is explained and whose relevance row is returned (over
-            the real tokens; default last token for causal models, the first [MASK] for
-            masked LMs, else 0). For sequence classifiers only the relevance row.
-        granularity : {"token", "word", "sentence"}, default "token"
-        max_length, truncate
-            For texts, as in :meth:`AttentionRollout.explain`.
-
-        Returns
-        -------
-        Explanation
-            Ragged, one value per token (player for texts): row ``position`` of ``C``;
-            ``predictions`` the explained logit per row; ``meta["target"]`` the explained
-            class / token ids.
-        """
-        return super().explain(
-            inputs, tokenizer=tokenizer, position=position, granularity=granularity,
-            max_length=max_length, truncate=truncate, target=target,
-        )  # fmt: skip
 
     def __repr__(self) -> str:
         return (
