@@ -37,6 +37,7 @@ GRADIENT = (
     "SmoothGrad",
     "Occlusion",
     "GradCam",
+    "LRP",
 )
 EXPLAINERS = (*AGNOSTIC, "auto", "LinearShap", "TreeShap", *GRADIENT, "ExplainableBoosting")
 TREES = ("forest", "hgb", "xgboost", "lightgbm", "catboost")
@@ -80,6 +81,12 @@ def not_applicable(explainer: str, model_type: str, output: str) -> str | None:
         return "needs a torch module (gradients or tensor inputs)"
     if explainer == "GradCam" and model_type != "torch_cnn":
         return "needs a convolutional layer with spatial maps"
+    if explainer == "LRP" and output == "binary":
+        return (
+            "needs a rule for the Softmax these binary models end in (LRP refuses it, naming "
+            "rules=); and class 0's relevance is not minus class 1's: LRP is not linear in "
+            "the output"
+        )
     return None
 
 
@@ -195,6 +202,8 @@ def _factory(explainer: str, model_type: str, m: Any, bg: Any) -> tuple[Any, dic
         return (lambda model=m: wb.Occlusion(model, window=window, stride=stride)), {}
     if explainer == "GradCam":
         return (lambda model=m: wb.GradCam(model, layer="3", relu=False)), {}
+    if explainer == "LRP":
+        return (lambda model=m: wb.LRP(model, composite="epsilon_plus_flat")), {}
     raise KeyError(explainer)
 
 
