@@ -59,6 +59,7 @@ from whybox.errors import (
     UnsupportedModelError,
 )
 from whybox.internals._probe_support import check_layer, collect, sequences
+from whybox.internals.hooks import model_device
 
 __all__ = ["SteeringEffect", "SteeringVector"]
 
@@ -467,7 +468,7 @@ class SteeringVector:
         from whybox.internals.hooks import as_model_inputs
 
         anat = _anatomy(model, anatomy)
-        ids = as_model_inputs(model, ids.to(_device(model)), vocab_size=anat.vocab_size)[
+        ids = as_model_inputs(model, ids.to(model_device(model)), vocab_size=anat.vocab_size)[
             "input_ids"
         ]
         kwargs = {"do_sample": False, "max_new_tokens": int(max_new_tokens)}
@@ -649,12 +650,6 @@ def _check_coef(coef: Any) -> float:
     if not math.isfinite(value) or isinstance(coef, bool):
         raise InvalidParameterError(f"coef must be a finite number, got {coef!r}.")
     return value
-
-
-def _device(model: Any) -> Any:
-    from whybox.internals.hooks import model_device
-
-    return model_device(model)
 
 
 def _position_selector(positions: Any) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError, UnsupportedModelError, WhyboxError
 from ..explanation import Explanation
+from ..internals.hooks import model_device
 from .tokens import TokenizedText, text_explanation, tokenize
 
 VALUES = ("logit", "prob", "logprob")
@@ -117,12 +118,6 @@ class _TextGradient:
             raise
         self._point = anatomy.point(layer)  # raises naming the closest names
         return self._point.path if layer in ("embed", "hook_embed") else layer
-
-    def _device(self) -> Any:
-        torch = _torch()
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
 
     def _forward(self, ids: Any, replace: Any = None, capture: list | None = None) -> Any:
         """Logits of ``ids`` (m, S); the layer's output replaced by ``replace`` (m, S, *d)
@@ -291,7 +286,7 @@ class _TextGradient:
             truncate=truncate,
             model=self.model,
         )
-        dev = self._device()
+        dev = model_device(self.model)
         targets = self._per_row(target, len(rows))
         jobs: list[_Job] = []
         kind = ""

@@ -44,6 +44,7 @@ from ..games.banzhaf import exact_banzhaf, msr_banzhaf
 from ..games.kernel import kernel_shapley
 from ..games.shapley import MAX_EXACT_PLAYERS, exact_shapley, permutation_shapley
 from ..games.text import DEFAULT_BATCH_SIZE, TextGame, model_kind
+from ..internals.hooks import model_device
 from ..parallel import row_generator
 from .tokens import TokenizedText, text_explanation, tokenize
 
@@ -418,10 +419,7 @@ def explain_attnlrp(
     per_text = isinstance(target, (list, tuple)) and len(target) == len(rows) and len(rows) > 1
     targets = list(target) if per_text else [target] * len(rows)  # type: ignore[arg-type]
     explainer = AttnLRP(model, cp_lrp=cp_lrp, epsilon=epsilon, rules=rules, anatomy=anatomy)
-    try:
-        device = next(model.parameters()).device
-    except (StopIteration, AttributeError):  # pragma: no cover - torch modules have parameters
-        device = "cpu"
+    device = model_device(model)
     values, preds, conservation, special, names, ids = [], [], [], [], [], []
     method = "attnlrp"
     for i, (row, tgt) in enumerate(zip(rows, targets, strict=True)):

@@ -81,6 +81,7 @@ from ..explanation import Explanation
 from ..games._lowbudget import lowbudget_min_budget, lowbudget_shapley
 from ..games.game import BaseGame
 from ..games.shapley import _check_budget, permutation_min_budget, permutation_shapley
+from ..internals.hooks import model_device
 from ..parallel import row_generator
 from .tokens import TokenizedText, context_length, text_explanation, tokenize
 
@@ -377,7 +378,7 @@ class AnswerSimilarityGame(BaseGame):
         by_len: dict[int, list[int]] = {}
         for i, p in enumerate(prompts):
             by_len.setdefault(len(p), []).append(i)
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         with eval_mode(self.model), torch.no_grad():
             for length in sorted(by_len):
                 members = by_len[length]
