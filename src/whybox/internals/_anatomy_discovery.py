@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from whybox.errors import InvalidParameterError, UnsupportedModelError
@@ -96,7 +96,6 @@ class _Block:
     ln2: str | None
     post_attn_norm: str | None
     post_mlp_norm: str | None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class _Discovery:

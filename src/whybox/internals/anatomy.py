@@ -47,22 +47,6 @@ from whybox.internals.hooks import (
 
 __all__ = ["Anatomy", "HookPoint"]
 
-_BLOCK_SITES = (
-    "resid_pre",
-    "ln1",
-    "attn.q",
-    "attn.k",
-    "attn.v",
-    "attn.pattern",
-    "attn.head_out",
-    "attn.out",
-    "resid_mid",
-    "ln2",
-    "mlp.post",
-    "mlp.out",
-    "resid_post",
-)
-
 # TransformerLens names accepted as aliases of the standard ones.
 _TL_ALIASES = {
     "hook_embed": "embed",

@@ -358,21 +358,15 @@ def _put_tensor(point: HookPoint, container: Any, new: Any, torch: Any) -> Any:
     return container
 
 
-def _apply(point: HookPoint, fns: list[HookFn], tensor: Any) -> Any:
-    """Run ``fns`` on the point's view of ``tensor``; the new tensor, or None if unchanged."""
+def _apply(point: HookPoint, fn: HookFn, tensor: Any) -> Any:
+    """Run ``fn`` on the point's view of ``tensor``; the new tensor, or None if unchanged."""
     if not hasattr(tensor, "shape"):
         raise UnsupportedModelError(
             f"the hook point {point.name!r} (module {point.path!r}) carried "
             f"{type(tensor).__name__}, not a tensor, in this forward pass."
         )
-    current = tensor
-    changed = False
-    for fn in fns:
-        result = fn(point.view(current))
-        if result is not None:
-            current = point.join(current, result)
-            changed = True
-    return current if changed else None
+    result = fn(point.view(tensor))
+    return None if result is None else point.join(tensor, result)
 
 
 @contextmanager
@@ -411,7 +405,7 @@ def on_points(model: Any, fns: Sequence[tuple[HookPoint, HookFn]]) -> Iterator[N
             container = output
             changed = False
             for point, fn in pairs:
-                new = _apply(point, [fn], _get_tensor(point, container, torch))
+                new = _apply(point, fn, _get_tensor(point, container, torch))
                 if new is not None:
                     container = _put_tensor(point, container, new, torch)
                     changed = True
@@ -434,7 +428,7 @@ def on_points(model: Any, fns: Sequence[tuple[HookPoint, HookFn]]) -> Iterator[N
                         f"{point.index} ({point.kwarg or 'positional'}): the hook point "
                         f"{point.name!r} cannot read it. Pass the module path to Anatomy."
                     )
-                new = _apply(point, [fn], tensor)
+                new = _apply(point, fn, tensor)
                 if new is not None:
                     changed = True
                     if len(args_l) > point.index:
