@@ -412,3 +412,22 @@ def test_inputs_that_do_not_fit_the_model_are_refused():
         hooks.forward(model, torch.zeros((1, 0), dtype=torch.long))
     logits = hooks.forward(model, {"input_ids": input_ids()})
     assert torch.equal(logits, _run(model, input_ids()).logits)
+
+
+def test_an_anatomy_of_another_model_is_refused_everywhere_it_is_taken():
+    from whybox.internals.cache import run_with_cache
+    from whybox.internals.steering import SteeringVector
+
+    model, other = build("gpt2", seed=0), build("gpt2", seed=1)
+    assert Anatomy.for_model(model) is Anatomy.of(model)
+    assert Anatomy.for_model(model, Anatomy.of(model)) is Anatomy.of(model)
+    with pytest.raises(InvalidParameterError, match="must be a whybox Anatomy"):
+        Anatomy.for_model(model, "transformer.h")
+    # same architecture, so the same paths: its hooks would sit on the other model's modules
+    with pytest.raises(InvalidParameterError, match="another model"):
+        run_with_cache(model, input_ids(), names="blocks.0.resid_post", anatomy=Anatomy.of(other))
+    vec = SteeringVector(torch.ones(32), layer=1)
+    with pytest.raises(InvalidParameterError, match="another model"):
+        with vec.apply(model, coef=1.0, anatomy=Anatomy.of(other)):
+            pass
+    assert hooks_left(model) == [] and hooks_left(other) == []

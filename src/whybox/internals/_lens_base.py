@@ -21,18 +21,7 @@ from whybox.internals.hooks import HookPoint, require_torch
 def _anatomy(model: Any, anatomy: Any) -> Any:
     from whybox.internals.anatomy import Anatomy
 
-    if anatomy is None:
-        return Anatomy.of(model)
-    if not isinstance(anatomy, Anatomy):
-        raise InvalidParameterError(
-            f"anatomy must be a whybox Anatomy (Anatomy.of(model)), got {type(anatomy).__name__}."
-        )
-    if anatomy.model is not model:
-        raise InvalidParameterError(
-            "anatomy describes another model than the one passed: build it with "
-            "Anatomy.of(model) for this model (or pass anatomy=None)."
-        )
-    return anatomy
+    return Anatomy.for_model(model, anatomy)
 
 
 def _prepare_inputs(model: Any, inputs: Any, tokenizer: Any, anat: Any) -> tuple[Any, Any]:

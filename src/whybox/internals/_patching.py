@@ -156,16 +156,9 @@ def anatomy_of(model: Any, anatomy: Any) -> Any:
         raise UnsupportedModelError(
             f"patching needs a torch.nn.Module (a transformers model), got {type(model).__name__}."
         )
-    if anatomy is None:
-        from whybox.internals.anatomy import Anatomy
+    from whybox.internals.anatomy import Anatomy
 
-        return Anatomy.of(model)
-    if getattr(anatomy, "model", model) is not model:
-        raise InvalidParameterError(
-            "anatomy describes another model object; build it with Anatomy.of(model) for the "
-            "model you pass (or leave anatomy=None)."
-        )
-    return anatomy
+    return Anatomy.for_model(model, anatomy)
 
 
 @dataclass(frozen=True)

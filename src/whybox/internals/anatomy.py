@@ -225,6 +225,31 @@ class Anatomy(_Discovery):
             per_model[key] = cls(model, **overrides)
         return per_model[key]
 
+    @classmethod
+    def for_model(cls, model: Any, anatomy: Anatomy | None = None) -> Anatomy:
+        """``anatomy`` checked to describe ``model``, or ``Anatomy.of(model)`` when None: what
+        every function taking ``anatomy=`` uses.
+
+        Raises
+        ------
+        InvalidParameterError
+            If ``anatomy`` is not an Anatomy, or describes another model object (its hooks
+            would go on that model's modules and see nothing of this one's forward pass).
+        """
+        if anatomy is None:
+            return cls.of(model)
+        if not isinstance(anatomy, Anatomy):
+            raise InvalidParameterError(
+                f"anatomy must be a whybox Anatomy (Anatomy.of(model)), got "
+                f"{type(anatomy).__name__}."
+            )
+        if anatomy.model is not model:
+            raise InvalidParameterError(
+                "anatomy describes another model than the one passed: build it with "
+                "Anatomy.of(model) for this model (or pass anatomy=None)."
+            )
+        return anatomy
+
     @property
     def model(self) -> Any:
         model = self._model_ref()

@@ -649,7 +649,7 @@ def run_with_cache(
     torch = require_torch("run_with_cache")
     from whybox.internals.anatomy import Anatomy
 
-    anat = anatomy if anatomy is not None else Anatomy.of(model)
+    anat = Anatomy.for_model(model, anatomy)
     dev = io.as_device(device, torch)
     dt = io.as_dtype(dtype, torch)
     if max_bytes is not None:

@@ -759,7 +759,7 @@ def probe_layers(
     from whybox.internals._probe_support import check_layer, collect, sequences
     from whybox.internals.anatomy import Anatomy
 
-    anat = anatomy if anatomy is not None else Anatomy.of(model)
+    anat = Anatomy.for_model(model, anatomy)
     if layers is None:
         layers = list(range(anat.n_layers))
     layers = [check_layer(layer, anat.n_layers) for layer in layers]

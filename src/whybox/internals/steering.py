@@ -78,7 +78,7 @@ def _torch() -> Any:
 def _anatomy(model: Any, anatomy: Any) -> Any:
     from whybox.internals.anatomy import Anatomy
 
-    return anatomy if anatomy is not None else Anatomy.of(model)
+    return Anatomy.for_model(model, anatomy)
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ class AttnLRP:
         self.cp_lrp = bool(cp_lrp)
         self.epsilon = float(epsilon)
         self.rules = dict(rules or {})
-        self.anatomy = anatomy if anatomy is not None else Anatomy.of(model)
+        self.anatomy = Anatomy.for_model(model, anatomy)
         self._plan = classify_modules(model, self.anatomy, self.rules)
 
     # ------------------------------------------------------------------ hooks ----------
