@@ -29,77 +29,43 @@ ARCHS = DECODERS + ENCODERS
 
 def _config(arch: str):
     T = transformers
-    common = dict(vocab_size=VOCAB)
-    gqa = dict(
+    #: the counts every architecture shares, in the standard config names
+    dense = dict(
         num_hidden_layers=LAYERS,
         hidden_size=D,
         num_attention_heads=HEADS,
-        num_key_value_heads=2,
         intermediate_size=3 * D,
         max_position_embeddings=64,
-        **common,
+        vocab_size=VOCAB,
     )
+    gqa = dict(dense, num_key_value_heads=2)  # grouped-query attention: 2 key-value heads
+    simple = {
+        "gpt_neox": (T.GPTNeoXConfig, dense, T.GPTNeoXForCausalLM),
+        "llama": (T.LlamaConfig, gqa, T.LlamaForCausalLM),
+        "mistral": (T.MistralConfig, gqa, T.MistralForCausalLM),
+        "qwen2": (T.Qwen2Config, gqa, T.Qwen2ForCausalLM),
+        "qwen3": (T.Qwen3Config, dict(gqa, head_dim=D // HEADS), T.Qwen3ForCausalLM),
+        "gemma": (T.GemmaConfig, dict(gqa, head_dim=D // HEADS), T.GemmaForCausalLM),
+        "gemma2": (T.Gemma2Config, dict(gqa, head_dim=D // HEADS), T.Gemma2ForCausalLM),
+        "phi": (T.PhiConfig, dense, T.PhiForCausalLM),
+        "bert": (T.BertConfig, dense, T.BertForMaskedLM),
+        # RoBERTa's positions start after its padding id: 64 tokens need 64 + 2 + 1 slots
+        "roberta": (
+            T.RobertaConfig,
+            dict(dense, max_position_embeddings=70, pad_token_id=1),
+            T.RobertaForMaskedLM,
+        ),
+    }
+    if arch in simple:
+        config_cls, kwargs, model_cls = simple[arch]
+        return config_cls(**kwargs), model_cls
     if arch == "gpt2":
-        return T.GPT2Config(n_layer=LAYERS, n_embd=D, n_head=HEADS, n_positions=64, **common), (
-            T.GPT2LMHeadModel
-        )
-    if arch == "gpt_neox":
-        cfg = T.GPTNeoXConfig(
-            num_hidden_layers=LAYERS,
-            hidden_size=D,
-            num_attention_heads=HEADS,
-            intermediate_size=3 * D,
-            max_position_embeddings=64,
-            **common,
-        )
-        return cfg, T.GPTNeoXForCausalLM
-    if arch == "llama":
-        return T.LlamaConfig(**gqa), T.LlamaForCausalLM
-    if arch == "mistral":
-        return T.MistralConfig(**gqa), T.MistralForCausalLM
-    if arch == "qwen2":
-        return T.Qwen2Config(**gqa), T.Qwen2ForCausalLM
-    if arch == "qwen3":
-        return T.Qwen3Config(head_dim=D // HEADS, **gqa), T.Qwen3ForCausalLM
-    if arch == "gemma":
-        return T.GemmaConfig(head_dim=D // HEADS, **gqa), T.GemmaForCausalLM
-    if arch == "gemma2":
-        return T.Gemma2Config(head_dim=D // HEADS, **gqa), T.Gemma2ForCausalLM
-    if arch == "phi":
-        cfg = T.PhiConfig(
-            num_hidden_layers=LAYERS,
-            hidden_size=D,
-            num_attention_heads=HEADS,
-            intermediate_size=3 * D,
-            max_position_embeddings=64,
-            **common,
-        )
-        return cfg, T.PhiForCausalLM
-    if arch == "bert":
-        cfg = T.BertConfig(
-            num_hidden_layers=LAYERS,
-            hidden_size=D,
-            num_attention_heads=HEADS,
-            intermediate_size=3 * D,
-            max_position_embeddings=64,
-            **common,
-        )
-        return cfg, T.BertForMaskedLM
-    if arch == "roberta":
-        cfg = T.RobertaConfig(
-            num_hidden_layers=LAYERS,
-            hidden_size=D,
-            num_attention_heads=HEADS,
-            intermediate_size=3 * D,
-            max_position_embeddings=70,
-            pad_token_id=1,
-            **common,
-        )
-        return cfg, T.RobertaForMaskedLM
+        cfg = T.GPT2Config(n_layer=LAYERS, n_embd=D, n_head=HEADS, n_positions=64, vocab_size=VOCAB)
+        return cfg, T.GPT2LMHeadModel
     if arch == "distilbert":
         cfg = T.DistilBertConfig(
             n_layers=LAYERS, dim=D, n_heads=HEADS, hidden_dim=3 * D, max_position_embeddings=64,
-            **common,
+            vocab_size=VOCAB,
         )  # fmt: skip
         return cfg, T.DistilBertForMaskedLM
     raise KeyError(arch)
