@@ -141,30 +141,42 @@ class CheferLRP(CheferRelevance):
             ``A``, ``R_A = 1/2 · A ⊙ grad_LRP(A)`` (under AttnLRP's hooks) and the plain
             ``grad A``.
         """
+        maps, relevance, grads, _, _ = self._passes(kwargs, targets, positions)
+        return maps, relevance, grads
+
+    def _passes(self, kwargs: dict, targets: Any, positions: Sequence[int]) -> tuple:
+        """The plain pass and the AttnLRP pass: (maps, R_A, grads, targets, target logits).
+        ``targets`` is a list, or a function of the plain pass's logits that picks them (so
+        no extra forward pass is spent on choosing the default target)."""
         import torch
 
         from whybox.internals.hooks import registered
 
-        rows = list(range(len(targets)))
+        rows = list(range(len(positions)))
+        chosen: dict[str, Any] = {}
 
-        def pick(logits: Any) -> Any:
-            return logits[rows, targets] if logits.ndim == 2 else logits[rows, positions, targets]
+        def pick(logits: Any, t: Any) -> Any:
+            return logits[rows, t] if logits.ndim == 2 else logits[rows, positions, t]
 
-        _, maps, grads = _capture(
-            self.model, self.anatomy, kwargs, metric=lambda lg: pick(lg).sum()
-        )
+        def plain_metric(logits: Any) -> Any:
+            chosen["t"] = targets(logits) if callable(targets) else list(targets)
+            picked = pick(logits, chosen["t"])
+            chosen["logit"] = picked.detach()
+            return picked.sum()
+
+        _, maps, grads = _capture(self.model, self.anatomy, kwargs, metric=plain_metric)
         store: dict[str, Any] = {"batch": len(rows)}
         handles: list[Any] = []
 
         def lrp_metric(logits: Any) -> Any:
-            chosen = pick(logits)
-            seed = self._lrp._seed(logits, chosen, store, torch)  # the unembedding's epsilon
-            return (chosen * seed).sum()
+            picked = pick(logits, chosen["t"])
+            seed = self._lrp._seed(logits, picked, store, torch)  # the unembedding's epsilon
+            return (picked * seed).sum()
 
         with registered(handles), torch.enable_grad():
             self._lrp._install(torch, handles, store)
             _, lrp_maps, lrp_grads = _capture(self.model, self.anatomy, kwargs, metric=lrp_metric)
-        return maps, 0.5 * lrp_maps * lrp_grads, grads
+        return maps, 0.5 * lrp_maps * lrp_grads, grads, chosen["t"], chosen["logit"]
 
     def _relevance(
         self,
@@ -176,19 +188,14 @@ class CheferLRP(CheferRelevance):
         tokenizer: Any = None,
         target: Any = None,
     ) -> Any:
-        import torch
-
-        from whybox.internals.hooks import output_logits
-
         flat = [int(v[p]) for v, p in zip(valid, positions, strict=True)]
-        with torch.no_grad():
-            logits = output_logits(self.model(**kwargs))
-        t = _targets(logits, target, flat, tokenizer, self.anatomy.vocab_size)
-        rows = range(logits.shape[0])
-        picked = logits[rows, t] if logits.ndim == 2 else logits[rows, flat, t]
-        _, rel, grads = self.attention_relevance(kwargs, t, flat)
+
+        def resolve(logits: Any) -> Any:
+            return _targets(logits, target, flat, tokenizer, self.anatomy.vocab_size)
+
+        _, rel, grads, t, picked = self._passes(kwargs, resolve, flat)
         out = relevance_rows(rel, grads, valid, positions, start_layer=self.start_layer)
-        preds = picked.detach().to("cpu").double().numpy()
+        preds = picked.to("cpu").double().numpy()
         return out, preds, {"target": t}
 
     def __repr__(self) -> str:
