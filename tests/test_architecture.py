@@ -70,6 +70,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "whybox.glassbox",
             "whybox.propagation",
             "whybox.text",
+            "whybox.sae",
         ],
     ),
     ("api", ["whybox.api", "whybox.testing"]),

@@ -100,6 +100,7 @@ _SUBMODULES = {
     "metrics",
     "internals",
     "gradients",
+    "sae",
 }
 
 __all__ = [
