@@ -25,6 +25,12 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) --no-deps zennit tokenshap
 	@touch $@ $(VENV)/.installed-all
 
+# sae-lens (the SAE file-format oracle, test-only) pins transformer-lens < 4 while .venv has 4.x:
+# it gets its own venv, built by scripts/oracle-saelens.sh (torch held at the CPU wheel).
+SAELENS_VENV := .venv-saelens
+$(SAELENS_VENV)/.installed: scripts/oracle-saelens.sh
+	PYTHON=$(PYTHON) bash scripts/oracle-saelens.sh $(SAELENS_VENV)
+
 # `demo` needs no system package: the quickstart report is written with matplotlib's own fonts.
 demo: $(VENV)/.installed-all
 	$(BIN)/whybox quickstart --out whybox-report
@@ -39,7 +45,7 @@ system-deps:
 
 # Agg: no plot window opens, on a desktop as on a server; the ten slowest tests are listed at
 # the end so that the suite's time stays visible as it grows.
-test: system-deps $(VENV)/.installed-dev
+test: system-deps $(VENV)/.installed-dev $(SAELENS_VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	MPLBACKEND=Agg $(BIN)/python -m pytest --durations=10
 
@@ -47,4 +53,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) whybox-report .pytest_cache
+	rm -rf $(VENV) $(SAELENS_VENV) whybox-report .pytest_cache
