@@ -1,0 +1,1262 @@
+"""Activation sources for SAE training: streamed from a model through hooks, or read from shards.
+
+Interface (what :mod:`whybox.sae.training` iterates over)
+---------------------------------------------------------
+Both sources are iterables of :class:`ActivationBatch` with the same small protocol::
+
+    src = ModelActivations(model, "blocks.2.resid_post", tokens, tokenizer=tok,
+                           batch_size=4096, buffer_tokens=65536, random_state=0)
+    src = ShardActivations("cache_folder", "blocks.2.resid_post", batch_size=4096)
+    src.d_in, src.d_out        # ints; d_out is None without site_out (an autoencoder)
+    src.site, src.site_out     # names read (site_out: the transcoder's target, or None)
+    src.batch_size             # tokens per batch
+    for batch in src:          # one pass (epoch) over the data, from the current position
+        batch.x                # (n, d_in) float tensor on src.device; n == batch_size except
+                               # for the last batch of an epoch (drop_last=False)
+        batch.y                # (n, d_out) transcoder target of the same tokens, or None
+        batch.index            # (n,) int64: each row's token index in the epoch's token stream
+    x, y, index = batch        # an ActivationBatch is a NamedTuple
+    for batch in src.batches(total_tokens=10**6): ...   # epochs repeated until that many
+    src.tokens_seen            # tokens yielded so far (all epochs)
+    src.epoch                  # epochs completed
+    state = src.state_dict()   # plain dict of tensors / ints (torch.save-able)
+    src2.load_state_dict(state)   # src2, built with the same arguments, yields next the
+                                  # batch src would have yielded next (bit for bit)
+    src.buffer_nbytes          # bytes of the shuffle buffer's tensors (<= the configured size)
+
+The token index of a row is its position in the epoch's stream of token positions: for a
+``(n_seq, ctx)`` id tensor, ``row * ctx + pos``; for shards, the row of the shards' tokens
+concatenated in order (a ``(batch, pos, d)`` array flattened to ``(batch * pos, d)``).
+
+Shuffling. :class:`ModelActivations` writes each forward pass's activations straight into
+free slots of a preallocated buffer of ``buffer_tokens`` rows; when the next forward pass no
+longer fits, a random half of the filled slots is served in batches and freed (the
+"mixing buffer" of SAELens, without its concatenations: memory stays at the buffer's size).
+At the end of the data the rest is served in random order. :class:`ShardActivations` cuts the
+stored rows into contiguous chunks, shuffles the chunks, reads them in groups of at most
+``buffer_tokens / 2`` rows, and serves each group's rows in random order (at most two groups
+in memory). Every token is served exactly once per epoch, in an order fixed by
+``random_state`` and the epoch; nothing is recomputed.
+
+Non-finite activations stop the stream with :class:`~whybox.errors.InvalidInputError` naming
+the forward batch / shard and the token where they appeared: an SAE is never trained on them.
+
+References
+----------
+.. [1] Bloom, J., Tigges, C., Duong, A. & Chanin, D. (2024). SAELens (the activations store and
+   its mixing buffer).
+.. [2] Bricken, T. et al. (2023). Towards Monosemanticity: Decomposing Language Models With
+   Dictionary Learning. Transformer Circuits Thread (activations shuffled across contexts).
+.. [3] Gao, L. et al. (2024). Scaling and evaluating sparse autoencoders. arXiv:2406.04093.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from whybox._validation import check_int
+from whybox.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    ModelCallError,
+    UnsupportedModelError,
+    WhyboxError,
+)
+from whybox.internals.hooks import require_torch
+
+__all__ = ["ActivationBatch", "ActivationSource", "ModelActivations", "ShardActivations"]
+
+_SEED_MIX = 1_000_003
+
+
+class ActivationBatch(NamedTuple):
+    """One training batch: inputs ``x`` (n, d_in), transcoder targets ``y`` (n, d_out) or
+    None, and each row's token ``index`` (n,) in the epoch's token stream."""
+
+    x: Any
+    y: Any
+    index: Any
+
+
+def _generator(random_state: int, *keys: int) -> Any:
+    torch = require_torch()
+    seed = int(random_state)
+    for k in keys:
+        seed = (seed * _SEED_MIX + int(k) + 1) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def _dtype(dtype: Any, torch: Any) -> Any:
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        resolved = getattr(torch, dtype.removeprefix("torch."), None)
+        if isinstance(resolved, torch.dtype):
+            dtype = resolved
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InvalidParameterError(
+            f"dtype must be a floating torch dtype or its name ('float32', 'float16', "
+            f"'bfloat16'), got {dtype!r}."
+        )
+    return dtype
+
+
+def _bad_row(t: Any) -> int:
+    """Index of the first row of ``t`` (n, d) holding a NaN or an infinity."""
+    torch = require_torch()
+    return int(torch.nonzero(~torch.isfinite(t).all(dim=1))[0, 0])
+
+
+class ActivationSource:
+    """Base of the activation sources: the iteration protocol, resume and the batch size.
+
+    Subclasses implement ``_epoch()`` (a generator of batches from the current position,
+    updating the state before each yield), ``_state()`` / ``_load_state(state)``.
+    """
+
+    site: str
+    site_out: str | None
+    d_in: int
+    d_out: int | None
+    batch_size: int
+    device: Any
+
+    def __init__(self, *, batch_size: int, random_state: int, drop_last: bool) -> None:
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.random_state = check_int("random_state", random_state, minimum=0)
+        if not isinstance(drop_last, bool):
+            raise InvalidParameterError(f"drop_last must be True or False, got {drop_last!r}.")
+        self.drop_last = drop_last
+        self.tokens_seen = 0
+        self.epoch = 0
+        self.peak_buffer_nbytes = 0
+        self._left: ActivationBatch | None = None  # rows drawn by next_batch, not yet served
+        self._stream_it: Iterator[ActivationBatch] | None = None
+        self._empty_epochs = 0
+
+    # -- protocol --------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[ActivationBatch]:
+        """Batches from the current position to the end of the current epoch."""
+        for batch in self._epoch():
+            n = int(batch.x.shape[0])
+            if self.drop_last and n < self.batch_size:
+                continue
+            self.tokens_seen += n
+            yield batch
+        self.epoch += 1
+        self._reset_epoch()
+
+    def batches(self, total_tokens: int | None = None) -> Iterator[ActivationBatch]:
+        """Batches over as many epochs as needed until ``tokens_seen >= total_tokens``
+        (one epoch when None)."""
+        if total_tokens is None:
+            yield from self
+            return
+        total_tokens = check_int("total_tokens", total_tokens, minimum=1)
+        while self.tokens_seen < total_tokens:
+            before = self.tokens_seen
+            for batch in self:
+                yield batch
+                if self.tokens_seen >= total_tokens:
+                    return
+            if self.tokens_seen == before:
+                raise InvalidInputError(
+                    f"the activation source ran out of tokens after {self.tokens_seen} of the "
+                    f"{total_tokens} asked for: its data gave no token in epoch {self.epoch}. "
+                    "Pass re-iterable tokens (a list or a tensor, not a generator) to repeat "
+                    "epochs, or ask for fewer total_tokens."
+                )
+
+    def next_batch(self, batch_size: int | None = None) -> Any:
+        """Exactly ``batch_size`` rows (default ``self.batch_size``), epochs rolling over:
+        ``x`` (n, d_in), or ``(x, y)`` with ``site_out`` (what :mod:`whybox.sae.training`
+        draws). Rows already served by iteration are not served again."""
+        torch = require_torch()
+        n = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, minimum=1)
+        )
+        parts = [self._left] if self._left is not None else []
+        have = 0 if self._left is None else int(self._left.x.shape[0])
+        while have < n:
+            if self._stream_it is None:
+                self._stream_it = iter(self)
+            batch = next(self._stream_it, None)
+            if batch is None:
+                self._stream_it = None
+                if have == 0 and not parts and self._empty_epochs > 0:
+                    raise InvalidInputError(
+                        f"the activation source gave no tokens in epoch {self.epoch} (after "
+                        f"{self.tokens_seen} in all). Pass re-iterable tokens (a list or a "
+                        "tensor, not a generator) to repeat epochs."
+                    )
+                self._empty_epochs += 1
+                continue
+            self._empty_epochs = 0
+            parts.append(batch)
+            have += int(batch.x.shape[0])
+        cat = [None if parts[0][j] is None else torch.cat([p[j] for p in parts]) for j in range(3)]
+        self._left = (
+            ActivationBatch(*(None if t is None else t[n:] for t in cat)) if have > n else None
+        )
+        out = ActivationBatch(*(None if t is None else t[:n] for t in cat))
+        return out.x if out.y is None else (out.x, out.y)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the stream (and the buffer's contents, for a model source): what
+        :meth:`load_state_dict` needs to go on with the next batch."""
+        state = {
+            "kind": type(self).__name__,
+            "site": self.site,
+            "site_out": self.site_out,
+            "d_in": self.d_in,
+            "d_out": self.d_out,
+            "batch_size": self.batch_size,
+            "random_state": self.random_state,
+            "tokens_seen": self.tokens_seen,
+            "epoch": self.epoch,
+            "left": None
+            if self._left is None
+            else tuple(None if t is None else t.cpu() for t in self._left),
+        }
+        state.update(self._state())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Go on from a :meth:`state_dict` of a source built with the same arguments.
+
+        Raises
+        ------
+        InvalidParameterError
+            If the state was taken from a source of another kind, site, width, batch size
+            or random state.
+        """
+        if not isinstance(state, Mapping):
+            raise InvalidParameterError(
+                f"load_state_dict takes the dict returned by state_dict(), got "
+                f"{type(state).__name__}."
+            )
+        mine = {
+            "kind": type(self).__name__,
+            "site": self.site,
+            "site_out": self.site_out,
+            "d_in": self.d_in,
+            "d_out": self.d_out,
+            "batch_size": self.batch_size,
+            "random_state": self.random_state,
+        }
+        diff = [f"{k}: {state.get(k)!r} (here {v!r})" for k, v in mine.items() if state.get(k) != v]
+        diff += self._state_mismatch(state)
+        if diff:
+            raise InvalidParameterError(
+                "this activation state comes from a source with other settings -- "
+                + "; ".join(diff)
+                + ". Resume with a source built with the same arguments as the one saved."
+            )
+        self.tokens_seen = int(state["tokens_seen"])
+        self.epoch = int(state["epoch"])
+        left = state.get("left")
+        self._left = (
+            None
+            if left is None
+            else ActivationBatch(*(None if t is None else t.to(self.device) for t in left))
+        )
+        self._stream_it = None
+        self._load_state(state)
+
+    # -- to implement ----------------------------------------------------------------------
+    def _epoch(self) -> Iterator[ActivationBatch]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _reset_epoch(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state_mismatch(self, state: Mapping[str, Any]) -> list[str]:
+        return []
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def buffer_nbytes(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _note_peak(self, nbytes: int) -> None:
+        self.peak_buffer_nbytes = max(self.peak_buffer_nbytes, int(nbytes))
+
+
+# ============================================================================ model ====
+class _Stop(Exception):
+    """Raised by the last capture hook to end a forward pass early (caught here)."""
+
+
+class _Rows:
+    """The stream of model input rows ``(ids (w,), attention (w,) bool)`` from ``tokens``."""
+
+    def __init__(
+        self,
+        tokens: Any,
+        tokenizer: Any,
+        context_size: int,
+        prepend_bos: bool,
+        pack: bool,
+        torch: Any,
+    ) -> None:
+        self.tokens, self.tokenizer = tokens, tokenizer
+        self.context_size, self.prepend_bos, self.pack = context_size, prepend_bos, pack
+        self.torch = torch
+        self.reiterable = not isinstance(tokens, Iterator)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        torch = self.torch
+        items = self.tokens
+        if isinstance(items, str):
+            items = [items]
+        elif isinstance(items, torch.Tensor) or hasattr(items, "__array__"):
+            items = [items]
+        elif isinstance(items, Mapping):
+            items = [items]
+        texts: list[str] = []
+        for item in items:
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+            if texts:
+                yield from self._text_rows(texts)
+                texts = []
+            yield from self._array_rows(item)
+        if texts:
+            yield from self._text_rows(texts)
+
+    def _array_rows(self, item: Any) -> Iterator[tuple[Any, Any]]:
+        torch = self.torch
+        mask = None
+        if isinstance(item, Mapping):
+            if "input_ids" not in item:
+                raise InvalidInputError(
+                    f"a mapping in tokens needs an 'input_ids' entry (a tokenizer's output), "
+                    f"got keys {sorted(item)}."
+                )
+            mask = item.get("attention_mask")
+            item = item["input_ids"]
+        try:
+            ids = torch.as_tensor(item)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InvalidInputError(
+                f"tokens must be token ids (a LongTensor or array (n_seq, ctx) or (n_tokens,)), "
+                f"texts (with tokenizer=...), or an iterable of these; got an element of type "
+                f"{type(item).__name__}."
+            ) from exc
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise InvalidInputError(
+                f"token ids must be integers, got dtype {ids.dtype}. Tokenize texts first or "
+                "pass them with tokenizer=..."
+            )
+        ids = ids.to(torch.long)
+        if mask is not None:
+            mask = torch.as_tensor(mask).to(torch.bool)
+            if mask.shape != ids.shape:
+                raise InvalidInputError(
+                    f"attention_mask has shape {tuple(mask.shape)}, input_ids "
+                    f"{tuple(ids.shape)}: they must match."
+                )
+        if ids.ndim == 1:  # a stream of tokens: context_size chunks, the last one padded
+            c = self.context_size
+            n = ids.shape[0]
+            for start in range(0, n, c):
+                row = ids[start : start + c]
+                m = mask[start : start + c] if mask is not None else None
+                yield self._padded(row, m, c)
+            return
+        if ids.ndim != 2:
+            raise InvalidInputError(
+                f"token ids must have shape (n_seq, ctx) or (n_tokens,), got {tuple(ids.shape)}."
+            )
+        for i in range(ids.shape[0]):
+            yield ids[i], (mask[i] if mask is not None else None)
+
+    def _padded(self, row: Any, mask: Any, width: int) -> tuple[Any, Any]:
+        torch = self.torch
+        n = row.shape[0]
+        if mask is None and n == width:
+            return row, None
+        full_mask = torch.zeros(width, dtype=torch.bool)
+        full_mask[:n] = True if mask is None else mask
+        pad = torch.zeros(width, dtype=torch.long)
+        pad[:n] = row
+        return pad, full_mask
+
+    def _special(self, *names: str) -> int | None:
+        for name in names:
+            value = getattr(self.tokenizer, name, None)
+            if isinstance(value, int):
+                return value
+        return None
+
+    def _text_rows(self, texts: list[str]) -> Iterator[tuple[Any, Any]]:
+        torch = self.torch
+        tok = self.tokenizer
+        if tok is None:
+            raise InvalidParameterError(
+                "tokens holds texts but no tokenizer was given: pass tokenizer=... (the "
+                "model's own, e.g. AutoTokenizer.from_pretrained(path)), or token ids."
+            )
+        c = self.context_size
+        if not self.pack:
+            for text in texts:
+                enc = tok(text, truncation=True, max_length=c)
+                row = torch.as_tensor(enc["input_ids"], dtype=torch.long)
+                yield self._padded(row, None, c)
+            return
+        bos = self._special("bos_token_id", "eos_token_id")
+        sep = bos
+        lead = [bos] if (self.prepend_bos and bos is not None) else []
+        body = c - len(lead)
+        pending: list[int] = []
+        for k, text in enumerate(texts):
+            ids = list(tok(text, add_special_tokens=False)["input_ids"])
+            if k and sep is not None:
+                pending.append(sep)
+            pending.extend(ids)
+            while len(pending) >= body:
+                yield torch.as_tensor(lead + pending[:body], dtype=torch.long), None
+                del pending[:body]
+        if pending:
+            row = torch.as_tensor(lead + pending, dtype=torch.long)
+            yield self._padded(row, None, c)
+
+
+class ModelActivations(ActivationSource):
+    """Activations at a hook site of a model, streamed in shuffled batches for SAE training.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``transformers`` model (or any model :class:`~whybox.internals.anatomy.Anatomy`
+        understands). Run as it is (its train / eval mode is left alone), without gradients.
+    site : str
+        Hook name read (``"blocks.3.resid_post"``, ``"blocks.2.mlp.out"``, a TransformerLens
+        name or a module path). A per-head site (``attn.head_out``) is flattened to
+        ``n_heads * d_head``.
+    tokens : LongTensor / array (n_seq, ctx) or (n_tokens,), list of str, mapping, or iterable
+        Token ids (rows as given; a 1-D stream is cut into ``context_size`` rows), texts
+        (tokenized with ``tokenizer``, concatenated with the BOS token between documents and
+        cut into ``context_size`` rows that each start with BOS, as SAELens does; the last
+        row is padded), a tokenizer's output (``input_ids`` and ``attention_mask``), or an
+        iterable of any of these (a generator streams; resume and further epochs need a
+        re-iterable one).
+    tokenizer : tokenizer, optional
+        Needed for texts; its special ids are excluded (``exclude_special``).
+    context_size : int, default 128
+        Row length for texts and 1-D id streams.
+    batch_size : int, default 4096
+        Tokens per yielded batch.
+    batch_size_prompts : int, default 32
+        Rows per forward pass.
+    site_out : str, optional
+        A second site captured in the same forward pass: the transcoder's target
+        (``batch.y``).
+    buffer_tokens : int, optional
+        Rows of the shuffle buffer (default ``max(65536, 2 * batch_size, 4 *
+        batch_size_prompts * context_size)``). Must be at least ``2 * batch_size``.
+    buffer_bytes : int, optional
+        The buffer's size in bytes instead (inputs, targets and token indices together).
+    device : str or torch.device, optional
+        Where the buffer and the batches live (default: the model's device).
+    dtype : torch dtype or str, optional
+        The buffer's dtype (default: the activations' own); ``"float16"`` halves it.
+    random_state : int, default 0
+        Seeds the shuffle (a fresh stream per epoch).
+    exclude_special : bool or sequence of int, default True
+        Leave out positions holding special tokens (the tokenizer's ``all_special_ids``, and
+        the config's BOS / EOS / pad ids) and padding; a sequence gives the ids to leave out;
+        False keeps every position with attention (SAELens leaves out BOS).
+    prepend_bos : bool, default True
+        Start every packed text row with the BOS token.
+    pack : bool, default True
+        Concatenate texts and cut them into rows; False: one row per text (truncated to
+        ``context_size`` and padded, the tokenizer's special tokens added; for encoders).
+    stop_early : bool, default True
+        End each forward pass right after the last site is captured (a private exception
+        raised by the hook and caught here): the blocks after it are never run.
+    drop_last : bool, default False
+        Skip an epoch's last, smaller batch.
+    anatomy : Anatomy, optional
+    forward_kwargs : dict, optional
+        Extra keyword arguments for the model's forward.
+
+    Attributes
+    ----------
+    d_in, d_out : int, int or None
+    buffer_tokens : int
+    forward_batches : int
+        Forward passes run so far.
+
+    Raises
+    ------
+    InvalidInputError
+        Non-finite activations (with the forward batch and the token), tokens of a wrong
+        type or shape.
+    InvalidParameterError
+        A site that does not exist or is not per token (``attn.pattern``), a buffer smaller
+        than two batches.
+
+    Notes
+    -----
+    Each token's activation is computed once and copied twice: from the hook into a free
+    slot of the buffer, and from the buffer into its batch.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        site: str,
+        tokens: Any,
+        *,
+        tokenizer: Any = None,
+        context_size: int = 128,
+        batch_size: int = 4096,
+        batch_size_prompts: int = 32,
+        site_out: str | None = None,
+        buffer_tokens: int | None = None,
+        buffer_bytes: int | None = None,
+        device: Any = None,
+        dtype: Any = None,
+        random_state: int = 0,
+        exclude_special: bool | Sequence[int] = True,
+        prepend_bos: bool = True,
+        pack: bool = True,
+        stop_early: bool = True,
+        drop_last: bool = False,
+        anatomy: Any = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        torch = require_torch("ModelActivations")
+        from whybox.internals import hooks
+        from whybox.internals.anatomy import Anatomy
+
+        super().__init__(batch_size=batch_size, random_state=random_state, drop_last=drop_last)
+        self.model = model
+        self.anatomy = Anatomy.for_model(model, anatomy)
+        self.context_size = check_int("context_size", context_size, minimum=1)
+        self.batch_size_prompts = check_int("batch_size_prompts", batch_size_prompts, minimum=1)
+        for flag, value in (
+            ("prepend_bos", prepend_bos),
+            ("pack", pack),
+            ("stop_early", stop_early),
+        ):
+            if not isinstance(value, bool):
+                raise InvalidParameterError(f"{flag} must be True or False, got {value!r}.")
+        self.stop_early = stop_early
+        self.site = site
+        self.site_out = site_out
+        self._points = [self.anatomy.point(site)]
+        if site_out is not None:
+            self._points.append(self.anatomy.point(site_out))
+        self._hooks = hooks
+        self.forward_kwargs = dict(forward_kwargs or {})
+        config = getattr(model, "config", None)
+        if config is not None and hasattr(config, "use_cache"):
+            self.forward_kwargs.setdefault("use_cache", False)
+        self._model_device = hooks.model_device(model)
+        self.device = torch.device(device) if device is not None else self._model_device
+        self._special = self._special_ids(exclude_special, tokenizer, config, torch)
+        self._rows = _Rows(tokens, tokenizer, self.context_size, prepend_bos, pack, torch)
+
+        widths, act_dtype = self._probe(torch)
+        self.d_in = widths[0]
+        self.d_out = widths[1] if site_out is not None else None
+        self.dtype = _dtype(dtype, torch) or act_dtype
+        esize = torch.empty(0, dtype=self.dtype).element_size()
+        row_bytes = esize * (self.d_in + (self.d_out or 0)) + 8 + 1  # + index, + filled flag
+        if buffer_tokens is not None and buffer_bytes is not None:
+            raise InvalidParameterError(
+                "give the buffer's size once: buffer_tokens or buffer_bytes, not both."
+            )
+        if buffer_bytes is not None:
+            buffer_bytes = check_int("buffer_bytes", buffer_bytes, minimum=1)
+            buffer_tokens = buffer_bytes // row_bytes
+            what = f"buffer_bytes={buffer_bytes} ({buffer_tokens} tokens of {row_bytes} bytes)"
+        elif buffer_tokens is None:
+            buffer_tokens = max(
+                65536, 2 * self.batch_size, 4 * self.batch_size_prompts * self.context_size
+            )
+            what = ""
+        else:
+            buffer_tokens = check_int("buffer_tokens", buffer_tokens, minimum=1)
+            what = f"buffer_tokens={buffer_tokens}"
+        if buffer_tokens < 2 * self.batch_size:
+            raise InvalidParameterError(
+                f"{what} is smaller than two batches (2 * batch_size = "
+                f"{2 * self.batch_size} tokens): the buffer serves half of itself at a time. "
+                "Pass a larger buffer_tokens / buffer_bytes or a smaller batch_size."
+            )
+        self.buffer_tokens = buffer_tokens
+        self._row_bytes = row_bytes
+        self.forward_batches = 0
+        self._buf: Any = None  # allocated on first use
+        self._reset_epoch()
+
+    # -- setup -------------------------------------------------------------------------------
+    @staticmethod
+    def _special_ids(exclude: Any, tokenizer: Any, config: Any, torch: Any) -> Any:
+        if exclude is False:
+            return None
+        if exclude is True:
+            ids: set[int] = set()
+            for value in getattr(tokenizer, "all_special_ids", None) or []:
+                ids.add(int(value))
+            for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                value = getattr(config, name, None)
+                values = value if isinstance(value, list | tuple) else [value]
+                ids.update(int(v) for v in values if isinstance(v, int))
+        else:
+            try:
+                ids = {int(v) for v in exclude}
+            except (TypeError, ValueError) as exc:
+                raise InvalidParameterError(
+                    f"exclude_special must be True, False or a sequence of token ids, got "
+                    f"{exclude!r}."
+                ) from exc
+        return torch.tensor(sorted(ids), dtype=torch.long) if ids else None
+
+    def _probe(self, torch: Any) -> tuple[list[int], Any]:
+        """Widths and dtype of the sites, from a forward pass on two tokens."""
+        seen: dict[int, Any] = {}
+
+        def make(i: int) -> Any:
+            def fn(view: Any) -> None:
+                seen[i] = view
+                if len(seen) == len(self._points) and self.stop_early:
+                    raise _Stop
+
+            return fn
+
+        ids = torch.zeros((1, 2), dtype=torch.long, device=self._model_device)
+        self._forward(ids, None, [(p, make(i)) for i, p in enumerate(self._points)], torch)
+        widths = []
+        for i, p in enumerate(self._points):
+            if i not in seen:
+                raise UnsupportedModelError(
+                    f"the site {p.name!r} (module {p.path!r}) did not run in a forward pass of "
+                    "the model: it cannot be read. Name a site the forward pass goes through."
+                )
+            v = seen[i]
+            if v.ndim < 3 or tuple(v.shape[:2]) != (1, 2):
+                raise InvalidParameterError(
+                    f"the site {p.name!r} has shape {tuple(v.shape)} for one row of two tokens, "
+                    "not (batch, pos, ...): it is not an activation per token (attn.pattern is "
+                    "per pair of tokens). Choose a residual, attention, MLP or norm site."
+                )
+            widths.append(math.prod(v.shape[2:]))
+        return widths, seen[0].dtype
+
+    def _forward(self, ids: Any, mask: Any, fns: list[tuple[Any, Any]], torch: Any) -> None:
+        kwargs = {"input_ids": ids, **self.forward_kwargs}
+        if mask is not None:
+            kwargs["attention_mask"] = mask.to(device=ids.device, dtype=torch.long)
+        with torch.no_grad(), self._hooks.on_points(self.model, fns):
+            try:
+                self.model(**kwargs)
+            except _Stop:
+                return
+            except WhyboxError:
+                raise
+            except Exception as exc:
+                raise ModelCallError(
+                    f"the model raised {type(exc).__name__}: {exc} (input_ids {tuple(ids.shape)})."
+                ) from exc
+
+    # -- the buffer ----------------------------------------------------------------------------
+    def _allocate(self) -> None:
+        torch = require_torch()
+        c = self.buffer_tokens
+        self._buf = torch.empty((c, self.d_in), dtype=self.dtype, device=self.device)
+        self._buf_out = (
+            torch.empty((c, self.d_out), dtype=self.dtype, device=self.device)
+            if self.d_out is not None
+            else None
+        )
+        self._ids = torch.empty(c, dtype=torch.long)
+        self._filled = torch.zeros(c, dtype=torch.bool)
+        self._note_peak(self.buffer_nbytes)
+
+    @property
+    def buffer_nbytes(self) -> int:
+        """Bytes of the buffer's tensors (activations, targets, token indices, flags)."""
+        if self._buf is None:
+            return 0
+        tensors = [self._buf, self._buf_out, self._ids, self._filled]
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    def _reset_epoch(self) -> None:
+        self._rows_done = 0  # rows of the token stream forwarded this epoch
+        self._offset = 0  # token positions of those rows
+        self._queue: Any = None  # slots being served, and how far
+        self._qpos = 0
+        self._draining = False
+        self._gen = _generator(self.random_state, self.epoch)
+        self._stream: Iterator[tuple[Any, Any]] | None = None
+        self._pending: list[tuple[Any, Any]] = []
+        if self._buf is not None:
+            self._filled.zero_()
+
+    def _row_iter(self) -> Iterator[tuple[Any, Any]]:
+        if self._stream is None:
+            stream = iter(self._rows)
+            for _ in range(self._rows_done):  # resume: skip the rows already forwarded
+                if next(stream, None) is None:
+                    break
+            self._stream = stream
+        return self._stream
+
+    def _next_rows(self, free: int) -> tuple[list[tuple[Any, Any]], bool]:
+        """Up to ``batch_size_prompts`` rows of one width whose tokens fit in ``free`` slots;
+        and whether the stream is exhausted."""
+        stream = self._row_iter()
+        rows = self._pending
+        self._pending = []
+        exhausted = False
+        while len(rows) < self.batch_size_prompts:
+            row = next(stream, None)
+            if row is None:
+                exhausted = True
+                break
+            rows.append(row)
+        if not rows:
+            return [], True
+        width = int(rows[0][0].shape[0])
+        if width > self.buffer_tokens // 2:
+            raise InvalidParameterError(
+                f"a row of {width} tokens does not fit in half the shuffle buffer "
+                f"({self.buffer_tokens} tokens). Pass buffer_tokens >= {2 * width}."
+            )
+        k = 0
+        while k < len(rows) and int(rows[k][0].shape[0]) == width and (k + 1) * width <= free:
+            k += 1
+        self._pending = rows[k:]
+        return rows[:k], exhausted and not self._pending
+
+    def _fill_once(self, rows: list[tuple[Any, Any]], torch: Any) -> None:
+        """One forward pass over ``rows``, its kept tokens written into free slots."""
+        ids = torch.stack([r[0] for r in rows])
+        masks = [r[1] for r in rows]
+        mask = None
+        if any(m is not None for m in masks):
+            mask = torch.stack(
+                [m if m is not None else torch.ones(ids.shape[1], dtype=torch.bool) for m in masks]
+            )
+        keep = torch.ones(ids.shape, dtype=torch.bool) if mask is None else mask.clone()
+        if self._special is not None:
+            keep &= ~torch.isin(ids, self._special)
+        flat_keep = torch.nonzero(keep.reshape(-1)).squeeze(1)
+        m = int(flat_keep.numel())
+        slots = torch.nonzero(~self._filled).squeeze(1)[:m]
+        width = ids.shape[1]
+        offset = self._offset
+        keep_dev = flat_keep.to(self.device)
+        slots_dev = slots.to(self.device)
+        done: set[int] = set()
+        batch_no = self.forward_batches
+
+        def make(i: int, target: Any) -> Any:
+            def fn(view: Any) -> None:
+                if i in done:
+                    raise UnsupportedModelError(
+                        f"the site {self._points[i].name!r} ran twice in one forward pass (a "
+                        "module called more than once): its activations per token are "
+                        "ambiguous. Name another site or the module path of one call."
+                    )
+                done.add(i)
+                if m:
+                    flat = view.detach().reshape(-1, target.shape[1])
+                    rows_ = flat.index_select(0, keep_dev.to(flat.device))
+                    target[slots_dev] = rows_.to(device=self.device, dtype=self.dtype)
+                    got = target[slots_dev] if rows_.dtype != self.dtype else rows_
+                    if not bool(torch.isfinite(got).all()):
+                        bad = int(flat_keep[_bad_row(got)])
+                        raise InvalidInputError(
+                            f"the activations at {self._points[i].name!r} are not finite (NaN "
+                            f"or inf) in forward batch {batch_no} at token {offset + bad} of "
+                            f"the epoch (row {self._rows_done + bad // width}, position "
+                            f"{bad % width}): an SAE must not be trained on them. Check the "
+                            "model and its inputs (dtype overflow in float16?)."
+                        )
+                if len(done) == len(self._points) and self.stop_early:
+                    raise _Stop
+
+            return fn
+
+        fns = [(self._points[0], make(0, self._buf))]
+        if self._buf_out is not None:
+            fns.append((self._points[1], make(1, self._buf_out)))
+        self._forward(ids.to(self._model_device), mask, fns, torch)
+        if len(done) < len(self._points):
+            raise UnsupportedModelError(
+                f"the site(s) {[p.name for i, p in enumerate(self._points) if i not in done]} "
+                "did not run in the forward pass: they cannot be read."
+            )
+        self._ids[slots] = flat_keep + offset
+        self._filled[slots] = True
+        self._offset += ids.numel()
+        self._rows_done += len(rows)
+        self.forward_batches += 1
+
+    def _epoch(self) -> Iterator[ActivationBatch]:
+        torch = require_torch()
+        if self._buf is None:
+            self._allocate()
+        cap = self.buffer_tokens
+        while True:
+            # serve the current round
+            while self._queue is not None and self._qpos < self._queue.numel():
+                slots = self._queue[self._qpos : self._qpos + self.batch_size]
+                self._qpos += int(slots.numel())
+                sd = slots.to(self.device)
+                x = self._buf.index_select(0, sd)
+                y = self._buf_out.index_select(0, sd) if self._buf_out is not None else None
+                index = self._ids.index_select(0, slots).to(self.device)
+                self._filled[slots] = False
+                yield ActivationBatch(x, y, index)
+            self._queue = None
+            if self._draining:
+                return
+            # fill until the next full forward pass no longer fits (or the data ends)
+            full_pass = self.batch_size_prompts * self.context_size
+            exhausted = False
+            while True:
+                filled = int(self._filled.sum())
+                free = cap - filled
+                if free < full_pass and filled >= cap // 2:
+                    break
+                rows, exhausted = self._next_rows(free)
+                if rows:
+                    self._fill_once(rows, torch)
+                if exhausted or not rows:  # the end, or the next row does not fit: serve
+                    break
+            filled_slots = torch.nonzero(self._filled).squeeze(1)
+            n = int(filled_slots.numel())
+            if exhausted:
+                self._draining = True
+                order = filled_slots[torch.randperm(n, generator=self._gen)]
+            else:
+                half = max(self.batch_size, (n // 2) // self.batch_size * self.batch_size)
+                order = filled_slots[torch.randperm(n, generator=self._gen)[:half]]
+            self._queue, self._qpos = order, 0
+            if n == 0:
+                return
+
+    # -- resume --------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        if self._stream is not None and not self._rows.reiterable:
+            raise InvalidParameterError(
+                "the tokens are a one-shot iterator: a resumed source could not find its place "
+                "in them. Pass re-iterable tokens (a list of texts or a tensor of ids) to take "
+                "a state_dict."
+            )
+        state: dict[str, Any] = {
+            "buffer_tokens": self.buffer_tokens,
+            "rows_done": self._rows_done,
+            "offset": self._offset,
+            "draining": self._draining,
+            "forward_batches": self.forward_batches,
+            "generator": self._gen.get_state(),
+            "pending": len(self._pending),
+            "queue": None if self._queue is None else self._queue[self._qpos :].clone(),
+        }
+        if self._buf is not None:
+            slots = torch_nonzero(self._filled)
+            state["slots"] = slots
+            state["x"] = self._buf[slots.to(self.device)].cpu()
+            state["y"] = (
+                None if self._buf_out is None else self._buf_out[slots.to(self.device)].cpu()
+            )
+            state["ids"] = self._ids[slots].clone()
+        return state
+
+    def _state_mismatch(self, state: Mapping[str, Any]) -> list[str]:
+        if state.get("buffer_tokens") != self.buffer_tokens:
+            return [f"buffer_tokens: {state.get('buffer_tokens')!r} (here {self.buffer_tokens})"]
+        return []
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        self._reset_epoch()
+        # rows read into the stream but not yet forwarded are read again
+        self._rows_done = int(state["rows_done"])
+        self._offset = int(state["offset"])
+        self._draining = bool(state["draining"])
+        self.forward_batches = int(state["forward_batches"])
+        self._gen.set_state(state["generator"])
+        queue = state.get("queue")
+        self._queue, self._qpos = (None, 0) if queue is None else (queue.clone(), 0)
+        if "slots" in state:
+            if self._buf is None:
+                self._allocate()
+            slots = state["slots"]
+            sd = slots.to(self.device)
+            self._buf[sd] = state["x"].to(device=self.device, dtype=self.dtype)
+            if self._buf_out is not None:
+                self._buf_out[sd] = state["y"].to(device=self.device, dtype=self.dtype)
+            self._ids[slots] = state["ids"]
+            self._filled.zero_()
+            self._filled[slots] = True
+
+
+def torch_nonzero(mask: Any) -> Any:
+    """Indices of the True entries of a 1-D bool tensor."""
+    torch = require_torch()
+    return torch.nonzero(mask).squeeze(1)
+
+
+# =========================================================================== shards ====
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<i2"}
+
+
+class _Array:
+    """Rows ``[a, b)`` of one stored activation, memory-mapped: a ``.npy`` file of a
+    ``run_with_cache`` offload folder, or one tensor of a safetensors file."""
+
+    def __init__(self, file: Path, shape: tuple[int, ...], mm: Any, bf16: bool) -> None:
+        self.file, self.bf16 = file, bf16
+        if len(shape) < 2:
+            raise InvalidInputError(
+                f"{str(file)!r} holds an array of shape {shape}: activations must be (n_tokens, "
+                "d) or (batch, pos, ...)."
+            )
+        self.n = shape[0] if len(shape) == 2 else shape[0] * shape[1]
+        self.d = shape[1] if len(shape) == 2 else math.prod(shape[2:])
+        self.mm = mm.reshape(self.n, self.d)
+
+    def rows(self, a: int, b: int) -> Any:
+        import numpy as np
+
+        torch = require_torch()
+        t = torch.from_numpy(np.array(self.mm[a:b]))
+        return t.view(torch.bfloat16) if self.bf16 else t
+
+
+def _open_npy_folder(folder: Path) -> dict[str, _Array]:
+    import numpy as np
+
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        out = {}
+        for entry in index["arrays"]:
+            if entry["kind"] != "act":
+                continue
+            mm = np.load(folder / entry["file"], mmap_mode="r")
+            out[entry["name"]] = _Array(
+                folder / entry["file"], mm.shape, mm, entry["dtype"] == "bfloat16"
+            )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            f"{str(folder)!r} is not a run_with_cache offload folder ({type(exc).__name__}: "
+            f"{exc}); it needs the index.json and .npy files run_with_cache(..., "
+            "offload_dir=...) writes."
+        ) from exc
+    return out
+
+
+def _open_safetensors(file: Path) -> dict[str, _Array]:
+    import numpy as np
+
+    try:
+        with open(file, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            if info["dtype"] not in _ST_DTYPES:
+                raise ValueError(f"tensor {name!r} has dtype {info['dtype']}, not a float")
+            shape = tuple(info["shape"])
+            start = 8 + n + info["data_offsets"][0]
+            mm = np.memmap(
+                file, dtype=_ST_DTYPES[info["dtype"]], mode="r", offset=start, shape=shape
+            )
+            key = name.removeprefix("act/")
+            if not name.startswith("grad/"):
+                out[key] = _Array(file, shape, mm, info["dtype"] == "BF16")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            f"{str(file)!r} could not be read as a safetensors file of activations "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+    return out
+
+
+def _find_shards(paths: Any) -> list[dict[str, _Array]]:
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    shards: list[dict[str, _Array]] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir() and (path / "index.json").exists():
+            shards.append(_open_npy_folder(path))
+        elif path.is_dir():
+            found = sorted(
+                p for p in path.iterdir()
+                if (p.is_dir() and (p / "index.json").exists()) or p.suffix == ".safetensors"
+            )  # fmt: skip
+            if not found:
+                raise InvalidInputError(
+                    f"{str(path)!r} holds no activation shards: no index.json (a "
+                    "run_with_cache offload folder), no sub-folder with one and no "
+                    ".safetensors file."
+                )
+            shards.extend(_find_shards(found))
+        elif path.is_file() and path.suffix == ".safetensors":
+            shards.append(_open_safetensors(path))
+        else:
+            raise InvalidInputError(
+                f"{str(path)!r} is neither a folder of activation shards nor a .safetensors "
+                "file. Pass the offload_dir of run_with_cache, a folder of safetensors files, "
+                "or their paths."
+            )
+    return shards
+
+
+class ShardActivations(ActivationSource):
+    """Stored activations (memory-mapped) served in shuffled batches for SAE training.
+
+    Parameters
+    ----------
+    path : path-like or sequence of path-likes
+        A folder written by ``run_with_cache(..., offload_dir=...)`` (``index.json`` and
+        ``.npy`` files), a folder holding several such folders and/or ``.safetensors``
+        files, or safetensors files (one tensor per site, named by the site, or
+        ``"act/<site>"`` as ``ActivationCache.save`` writes). Arrays are ``(n_tokens, d)`` or
+        ``(batch, pos, ...)`` (flattened to ``(batch * pos, prod(...))``). Shards are
+        concatenated in the order given (sorted within a folder).
+    site : str, optional
+        The stored name read; optional when every shard holds one tensor.
+    site_out : str, optional
+        The transcoder's target, row-aligned with ``site`` in every shard.
+    batch_size : int, default 4096
+    buffer_tokens : int, default 65536
+        At most this many rows in memory (two groups of ``buffer_tokens / 2``).
+    buffer_bytes : int, optional
+        The same bound in bytes.
+    chunk_tokens : int, optional
+        Rows read contiguously (default ``buffer_tokens / 16``); groups are made of randomly
+        chosen chunks, so smaller chunks mix more and read less sequentially.
+    device : str or torch.device, default "cpu"
+    dtype : torch dtype or str, optional
+        Cast the batches (default: the stored dtype).
+    random_state : int, default 0
+    drop_last : bool, default False
+
+    Raises
+    ------
+    InvalidInputError
+        Unreadable or inconsistent shards; non-finite activations (shard file and token).
+    InvalidParameterError
+        A site not stored (the message lists those stored).
+    """
+
+    def __init__(
+        self,
+        path: Any,
+        site: str | None = None,
+        *,
+        site_out: str | None = None,
+        batch_size: int = 4096,
+        buffer_tokens: int | None = None,
+        buffer_bytes: int | None = None,
+        chunk_tokens: int | None = None,
+        device: Any = "cpu",
+        dtype: Any = None,
+        random_state: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        torch = require_torch("ShardActivations")
+        super().__init__(batch_size=batch_size, random_state=random_state, drop_last=drop_last)
+        self._shards = _find_shards(path)
+        names = sorted(set().union(*(s.keys() for s in self._shards)))
+        if site is None:
+            if len(names) != 1:
+                raise InvalidParameterError(
+                    f"the shards hold {len(names)} sites ({', '.join(map(repr, names))}): pass "
+                    "site=... to choose one."
+                )
+            site = names[0]
+        for name in (site, site_out):
+            missing = [i for i, s in enumerate(self._shards) if name is not None and name not in s]
+            if missing:
+                raise InvalidParameterError(
+                    f"site {name!r} is not stored in shard {missing[0]} (of "
+                    f"{len(self._shards)}). Stored sites: {', '.join(map(repr, names))}."
+                )
+        self.site, self.site_out = site, site_out
+        self._x = [s[site] for s in self._shards]
+        self._y = [s[site_out] for s in self._shards] if site_out is not None else None
+        self.d_in = self._x[0].d
+        self.d_out = self._y[0].d if self._y is not None else None
+        for i, a in enumerate(self._x):
+            if a.d != self.d_in or (
+                self._y is not None and (self._y[i].d != self.d_out or self._y[i].n != a.n)
+            ):
+                raise InvalidInputError(
+                    f"shard {i} ({str(a.file)!r}) does not match shard 0: widths "
+                    f"{a.d} vs {self.d_in}"
+                    + (
+                        ""
+                        if self._y is None
+                        else f", targets {self._y[i].d} x {self._y[i].n} rows vs {self.d_out} x {a.n}"
+                    )
+                    + ". All shards of a site must have the same width (and a transcoder's target as many rows)."
+                )
+        self.device = torch.device(device)
+        self.dtype = _dtype(dtype, torch)
+        stored = self._x[0].rows(0, 0).dtype
+        esize = torch.empty(0, dtype=self.dtype or stored).element_size()
+        row_bytes = esize * (self.d_in + (self.d_out or 0))
+        if buffer_tokens is not None and buffer_bytes is not None:
+            raise InvalidParameterError(
+                "give the buffer's size once: buffer_tokens or buffer_bytes."
+            )
+        if buffer_bytes is not None:
+            buffer_tokens = check_int("buffer_bytes", buffer_bytes, minimum=1) // row_bytes
+        elif buffer_tokens is None:
+            buffer_tokens = max(65536, 2 * self.batch_size)
+        self.buffer_tokens = check_int("buffer_tokens", buffer_tokens, minimum=2)
+        if self.buffer_tokens < 2 * self.batch_size:
+            raise InvalidParameterError(
+                f"the buffer ({self.buffer_tokens} tokens) is smaller than two batches "
+                f"({2 * self.batch_size}). Pass a larger buffer_tokens / buffer_bytes or a "
+                "smaller batch_size."
+            )
+        half = self.buffer_tokens // 2
+        chunk = (
+            max(1, half // 8)
+            if chunk_tokens is None
+            else check_int("chunk_tokens", chunk_tokens, minimum=1)
+        )
+        self.chunk_tokens = min(chunk, half)
+        self._chunks = [
+            (i, a, min(a + self.chunk_tokens, arr.n))
+            for i, arr in enumerate(self._x)
+            for a in range(0, arr.n, self.chunk_tokens)
+        ]
+        starts = [0]
+        for arr in self._x:
+            starts.append(starts[-1] + arr.n)
+        self._starts = starts
+        self.n_tokens = starts[-1]
+        self._loaded: dict[int, tuple[Any, Any, Any]] = {}
+        self._reset_epoch()
+
+    @property
+    def buffer_nbytes(self) -> int:
+        """Bytes of the groups in memory now."""
+        return sum(
+            sum(t.numel() * t.element_size() for t in g if t is not None)
+            for g in self._loaded.values()
+        )
+
+    def _reset_epoch(self) -> None:
+        torch = require_torch()
+        self._pos = 0
+        self._loaded = {}
+        gen = _generator(self.random_state, self.epoch)
+        order = torch.randperm(len(self._chunks), generator=gen).tolist()
+        groups: list[list[int]] = [[]]
+        size = 0
+        for c in order:
+            n = self._chunks[c][2] - self._chunks[c][1]
+            if size + n > self.buffer_tokens // 2 and groups[-1]:
+                groups.append([])
+                size = 0
+            groups[-1].append(c)
+            size += n
+        self._groups = groups
+        sizes = [sum(self._chunks[c][2] - self._chunks[c][1] for c in g) for g in groups]
+        self._gstart = [0]
+        for s in sizes:
+            self._gstart.append(self._gstart[-1] + s)
+
+    def _group(self, g: int) -> tuple[Any, Any, Any]:
+        """Group ``g``'s rows in served order: (x, y, index)."""
+        if g in self._loaded:
+            return self._loaded[g]
+        torch = require_torch()
+        for old in [k for k in self._loaded if k < g]:
+            del self._loaded[old]
+        n = self._gstart[g + 1] - self._gstart[g]
+        xs = torch.empty((n, self.d_in), dtype=self.dtype or self._x[0].rows(0, 0).dtype)
+        ys = None if self._y is None else torch.empty((n, self.d_out), dtype=xs.dtype)
+        index = torch.empty(n, dtype=torch.long)
+        r = 0
+        for c in self._groups[g]:
+            i, a, b = self._chunks[c]
+            xs[r : r + b - a] = self._x[i].rows(a, b)
+            if ys is not None:
+                ys[r : r + b - a] = self._y[i].rows(a, b)  # type: ignore[index]
+            index[r : r + b - a] = torch.arange(self._starts[i] + a, self._starts[i] + b)
+            r += b - a
+        for t, what in ((xs, self.site), (ys, self.site_out)):
+            if t is not None and not bool(torch.isfinite(t).all()):
+                token = int(index[_bad_row(t)])
+                shard = max(i for i, s in enumerate(self._starts[:-1]) if s <= token)
+                raise InvalidInputError(
+                    f"the stored activations of {what!r} are not finite (NaN or inf) at token "
+                    f"{token} (row {token - self._starts[shard]} of shard {shard}, "
+                    f"{str(self._x[shard].file)!r}): an SAE must not be trained on them. "
+                    "Recompute or drop that shard."
+                )
+        perm = torch.randperm(n, generator=_generator(self.random_state, self.epoch, g + 1))
+        group = (xs, ys, index, perm)
+        self._loaded[g] = group  # type: ignore[assignment]
+        self._note_peak(self.buffer_nbytes)
+        return group  # type: ignore[return-value]
+
+    def _take(self, a: int, b: int) -> ActivationBatch:
+        """Rows ``[a, b)`` of the epoch's served order."""
+        import bisect
+
+        torch = require_torch()
+        parts = []
+        while a < b:
+            g = bisect.bisect_right(self._gstart, a) - 1
+            xs, ys, index, perm = self._group(g)
+            stop = min(b, self._gstart[g + 1])
+            sel = perm[a - self._gstart[g] : stop - self._gstart[g]]
+            parts.append((xs[sel], None if ys is None else ys[sel], index[sel]))
+            a = stop
+        cat = [None if parts[0][j] is None else torch.cat([p[j] for p in parts]) for j in range(3)]
+        return ActivationBatch(*(None if t is None else t.to(self.device) for t in cat))
+
+    def _epoch(self) -> Iterator[ActivationBatch]:
+        while self._pos < self.n_tokens:
+            a = self._pos
+            b = min(a + self.batch_size, self.n_tokens)
+            batch = self._take(a, b)
+            self._pos = b
+            yield batch
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "position": self._pos,
+            "n_tokens": self.n_tokens,
+            "buffer_tokens": self.buffer_tokens,
+        }
+
+    def _state_mismatch(self, state: Mapping[str, Any]) -> list[str]:
+        return [
+            f"{k}: {state.get(k)!r} (here {getattr(self, k)!r})"
+            for k in ("n_tokens", "buffer_tokens")
+            if state.get(k) != getattr(self, k)
+        ]
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        self._reset_epoch()
+        self._pos = int(state["position"])
