@@ -1,0 +1,858 @@
+"""Evaluate a sparse autoencoder (or transcoder) on a model: one table, as SAELens reports it.
+
+:func:`evaluate` runs the model on evaluation tokens, reads the activation the SAE was trained
+on, and reports
+
+- **sparsity**: L0 (mean number of active latents per token), L1, the fraction of *dead*
+  latents (never active on the evaluation tokens) and of *dense* ones (active on more than
+  ``dense_threshold`` of them), the per-latent density and its log10 histogram;
+- **reconstruction**: MSE, the fraction of variance unexplained (FVU, also called normalised
+  MSE) and explained variance ``1 - FVU``, the cosine of ``x`` and ``x_hat``, the norms and
+  the relative reconstruction bias (shrinkage);
+- **downstream**: the next-token cross-entropy of the model clean, with the reconstruction
+  spliced in at the site, with the site zero-ablated and mean-ablated; CE loss recovered
+  ``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)`` against each baseline; the KL divergence
+  of each run's next-token distribution from the clean one.
+
+The metric names and groups are those of ``sae_lens.evals.run_evals`` (``ce_loss_score``,
+``kl_div_with_sae``, ``relative_reconstruction_bias``, ...), so tables can be compared.
+
+Positions are excluded in one way everywhere: padding (``attention_mask == 0``) and, with
+``exclude_special``, the tokenizer's special tokens (BOS / EOS / PAD / CLS / SEP). Excluded
+positions add to no metric and keep their clean activation in every spliced or ablated run
+(the BOS position of many models holds an outsized "attention sink" activation whose
+ablation would dominate the loss).
+
+References
+----------
+Bricken, T. et al. (2023). Towards monosemanticity: decomposing language models with
+dictionary learning. Transformer Circuits Thread. (CE loss recovered, feature density.)
+Cunningham, H., Ewart, A., Riggs, L., Huben, R. & Sharkey, L. (2024). Sparse autoencoders find
+highly interpretable features in language models. ICLR.
+Gao, L. et al. (2024). Scaling and evaluating sparse autoencoders. arXiv:2406.04093.
+(Normalised MSE, downstream loss, dead latents.)
+Rajamanoharan, S. et al. (2024). Improving dictionary learning with gated sparse
+autoencoders. arXiv:2404.16014. (Relative reconstruction bias, eq. 10.)
+Bloom, J., Tigges, C., Duong, A. & Chanin, D. (2024). SAELens. ``sae_lens/evals.py``.
+Karvonen, A. et al. (2025). SAEBench: a comprehensive benchmark for sparse autoencoders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from whybox._validation import check_int, check_random_state
+from whybox.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    ModelCallError,
+    UnsupportedModelError,
+    WhyboxError,
+)
+from whybox.internals import hooks
+
+__all__ = ["SAEEvaluation", "evaluate"]
+
+#: the table's groups, in SAELens' names, and the fields in each
+GROUPS: dict[str, tuple[str, ...]] = {
+    "model_behavior_preservation": (
+        "kl_div_score",
+        "kl_div_with_ablation",
+        "kl_div_with_sae",
+        "kl_div_score_mean_ablation",
+        "kl_div_with_mean_ablation",
+    ),
+    "model_performance_preservation": (
+        "ce_loss_score",
+        "ce_loss_with_ablation",
+        "ce_loss_with_sae",
+        "ce_loss_without_sae",
+        "ce_loss_score_mean_ablation",
+        "ce_loss_with_mean_ablation",
+    ),
+    "reconstruction_quality": ("explained_variance", "fvu", "mse", "cossim"),
+    "shrinkage": ("l2_norm_in", "l2_norm_out", "l2_ratio", "relative_reconstruction_bias"),
+    "sparsity": ("l0", "l1", "dead_fraction", "dense_fraction"),
+    "token_stats": ("n_tokens", "n_predictions", "n_sequences"),
+}
+
+
+@dataclass
+class SAEEvaluation:
+    """Evaluation metrics of an SAE on a model (see :func:`evaluate`).
+
+    Attributes
+    ----------
+    site, site_out : str
+        Where the SAE reads its input, and where its output is compared and spliced in
+        (the same for an autoencoder; the predicted site for a transcoder).
+    n_tokens : int
+        Evaluated (not excluded) positions: the denominator of the reconstruction and
+        sparsity metrics.
+    n_predictions : int
+        Next-token predictions scored by the CE losses (0 without a next-token loss).
+    n_sequences : int
+        Rows of the evaluation batch.
+    l0, l1 : float
+        Mean number of non-zero latents per token, mean sum of latent activations.
+    mse : float
+        Mean over tokens of ``||y - y_hat||^2`` (summed over the ``d_out`` dimensions).
+    fvu : float
+        ``sum ||y - y_hat||^2 / sum ||y - mean(y)||^2`` over the tokens (normalised MSE).
+    explained_variance : float
+        ``1 - fvu``.
+    cossim : float
+        Mean over tokens of the cosine of ``y`` and ``y_hat``.
+    l2_norm_in, l2_norm_out, l2_ratio : float
+        Mean ``||y||``, mean ``||y_hat||`` and mean ``||y_hat|| / ||y||`` (a norm under 1e-4
+        counts as 1, as in SAELens).
+    relative_reconstruction_bias : float
+        ``mean ||y_hat||^2 / mean <y, y_hat>``; 1 for an unbiased reconstruction, below 1
+        for a shrunk one (Rajamanoharan et al. 2024, eq. 10).
+    ce_loss_without_sae, ce_loss_with_sae, ce_loss_with_ablation, ce_loss_with_mean_ablation
+        Mean next-token cross-entropy (nats) clean, spliced, zero-ablated, mean-ablated;
+        None for a model without a next-token loss (see ``notes``).
+    ce_loss_score, ce_loss_score_mean_ablation : float or None
+        CE loss recovered against zero- and mean-ablation:
+        ``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)``.
+    kl_div_with_sae, kl_div_with_ablation, kl_div_with_mean_ablation : float or None
+        Mean ``KL(p_clean || p_run)`` of the output distributions over the evaluated
+        positions.
+    kl_div_score, kl_div_score_mean_ablation : float or None
+        ``(KL_ablated - KL_sae) / KL_ablated``.
+    dead_fraction, dense_fraction : float
+        Fraction of latents never active on the evaluation tokens, and active on more than
+        ``dense_threshold`` of them.
+    dense_threshold : float
+    feature_density : ndarray (d_sae,)
+        Fraction of evaluated tokens on which each latent is active.
+    density_histogram : dict
+        ``{"log10_density_edges": [...], "counts": [...], "n_dead": int}``: histogram of
+        ``log10(feature_density)`` of the latents that fired (dead ones are counted apart).
+    notes : tuple of str
+        Why a metric is None, and other remarks.
+    """
+
+    site: str
+    site_out: str
+    d_sae: int
+    n_tokens: int
+    n_predictions: int
+    n_sequences: int
+    l0: float
+    l1: float
+    mse: float
+    fvu: float
+    explained_variance: float
+    cossim: float
+    l2_norm_in: float
+    l2_norm_out: float
+    l2_ratio: float
+    relative_reconstruction_bias: float
+    dead_fraction: float
+    dense_fraction: float
+    dense_threshold: float
+    feature_density: np.ndarray = field(repr=False)
+    density_histogram: dict[str, Any] = field(repr=False)
+    ce_loss_without_sae: float | None = None
+    ce_loss_with_sae: float | None = None
+    ce_loss_with_ablation: float | None = None
+    ce_loss_with_mean_ablation: float | None = None
+    ce_loss_score: float | None = None
+    ce_loss_score_mean_ablation: float | None = None
+    kl_div_with_sae: float | None = None
+    kl_div_with_ablation: float | None = None
+    kl_div_with_mean_ablation: float | None = None
+    kl_div_score: float | None = None
+    kl_div_score_mean_ablation: float | None = None
+    notes: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------------ views ----
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """The scalar metrics grouped as ``sae_lens.evals.run_evals`` groups them."""
+        return {
+            group: {name: getattr(self, name) for name in names} for group, names in GROUPS.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (JSON-serialisable): ``metrics`` by group, ``feature_metrics``
+        (``feature_density`` per latent), ``density_histogram``, the sites and ``notes``."""
+        return {
+            "site": self.site,
+            "site_out": self.site_out,
+            "d_sae": self.d_sae,
+            "dense_threshold": self.dense_threshold,
+            "metrics": self.metrics(),
+            "feature_metrics": {"feature_density": self.feature_density.tolist()},
+            "density_histogram": {
+                k: (list(v) if isinstance(v, list | tuple | np.ndarray) else v)
+                for k, v in self.density_histogram.items()
+            },
+            "notes": list(self.notes),
+        }
+
+    def to_frame(self) -> Any:
+        """One row per scalar metric: a pandas DataFrame with columns group, metric, value."""
+        import pandas as pd
+
+        rows = [
+            (group, name, getattr(self, name)) for group, names in GROUPS.items() for name in names
+        ]
+        return pd.DataFrame(rows, columns=["group", "metric", "value"])
+
+    def _lines(self) -> list[tuple[str, str, str]]:
+        return [
+            (group, name, _fmt(getattr(self, name)))
+            for group, names in GROUPS.items()
+            for name in names
+        ]
+
+    def __str__(self) -> str:
+        title = f"SAE evaluation at {self.site}" + (
+            f" -> {self.site_out}" if self.site_out != self.site else ""
+        )
+        lines = self._lines()
+        w0 = max(len(g) for g, _, _ in lines)
+        w1 = max(len(m) for _, m, _ in lines)
+        out = [title, "-" * len(title)]
+        last = None
+        for group, name, value in lines:
+            out.append(f"{group if group != last else '':<{w0}}  {name:<{w1}}  {value}")
+            last = group
+        out.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(out)
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        title = f"SAE evaluation at {self.site}" + (
+            f" -> {self.site_out}" if self.site_out != self.site else ""
+        )
+        table = Table(title=title, caption="\n".join(self.notes) or None)
+        table.add_column("group", style="dim")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        last = None
+        for group, name, value in self._lines():
+            table.add_row(group if group != last else "", name, value)
+            last = group
+        return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return f"{float(value):.6g}"
+
+
+# ------------------------------------------------------------------------------ inputs ----
+def _special_ids(model: Any, tokenizer: Any, exclude_special: Any) -> set[int]:
+    if exclude_special is False or exclude_special is None:
+        return set()
+    if exclude_special is True:
+        if tokenizer is not None:
+            return {int(i) for i in getattr(tokenizer, "all_special_ids", []) or []}
+        config = getattr(model, "config", None)
+        names = ("bos_token_id", "eos_token_id", "pad_token_id", "cls_token_id", "sep_token_id")
+        ids: set[int] = set()
+        for name in names:
+            value = getattr(config, name, None)
+            values = value if isinstance(value, list | tuple) else [value]
+            ids.update(int(v) for v in values if isinstance(v, int) and not isinstance(v, bool))
+        return ids
+    if isinstance(exclude_special, Iterable) and not isinstance(exclude_special, str | bytes):
+        out = set()
+        for v in exclude_special:
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise InvalidParameterError(
+                    f"exclude_special must be True, False or an iterable of token ids (ints), "
+                    f"got an element {v!r}."
+                )
+            out.add(int(v))
+        return out
+    raise InvalidParameterError(
+        f"exclude_special must be True (the tokenizer's special tokens), False (keep every "
+        f"position) or an iterable of token ids, got {exclude_special!r}."
+    )
+
+
+def _tokenize(torch: Any, texts: list[str], tokenizer: Any, context_size: int) -> dict[str, Any]:
+    if tokenizer is None:
+        raise InvalidInputError(
+            "evaluate got text but no tokenizer: pass tokenizer= (the model's tokenizer), or "
+            "pass token ids (a LongTensor (batch, pos) or a tokenizer's BatchEncoding)."
+        )
+    enc = tokenizer(texts, truncation=True, max_length=context_size)
+    rows = [list(r) for r in enc["input_ids"] if len(r)]
+    if not rows:
+        raise InvalidInputError("the texts tokenize to no tokens: pass non-empty texts.")
+    width = max(len(r) for r in rows)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    pad = int(pad) if isinstance(pad, int) else 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        attn[i, : len(r)] = 1
+    return {"input_ids": ids, "attention_mask": attn}
+
+
+def _as_kwargs(
+    torch: Any, model: Any, inputs: Any, tokenizer: Any, context_size: int, vocab: Any
+) -> dict[str, Any]:
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if isinstance(inputs, Sequence) and inputs and all(isinstance(t, str) for t in inputs):
+        kwargs = _tokenize(torch, list(inputs), tokenizer, context_size)
+    elif isinstance(inputs, torch.Tensor) and inputs.ndim == 1:
+        # a token stream: windows of context_size (the last, shorter one kept)
+        n = int(inputs.numel())
+        if n == 0:
+            raise InvalidInputError("input_ids is empty: pass at least one token.")
+        width = min(context_size, n)
+        n_rows = math.ceil(n / width)
+        ids = torch.zeros((n_rows, width), dtype=inputs.dtype, device=inputs.device)
+        attn = torch.zeros((n_rows, width), dtype=torch.long, device=inputs.device)
+        for r in range(n_rows):
+            part = inputs[r * width : (r + 1) * width]
+            ids[r, : part.numel()] = part
+            attn[r, : part.numel()] = 1
+        kwargs = {"input_ids": ids, "attention_mask": attn}
+    elif isinstance(inputs, torch.Tensor | Mapping):
+        kwargs = dict(inputs) if isinstance(inputs, Mapping) else {"input_ids": inputs}
+    else:
+        raise InvalidInputError(
+            f"inputs must be texts (a list of str, with tokenizer=), token ids (a LongTensor "
+            f"(batch, pos), or 1-D: a token stream cut into context_size windows) or a "
+            f"tokenizer's BatchEncoding, got {type(inputs).__name__}."
+        )
+    kwargs = hooks.as_model_inputs(model, kwargs, vocab_size=vocab)
+    if not isinstance(kwargs.get("input_ids"), torch.Tensor):
+        raise InvalidInputError(
+            "inputs need input_ids (token ids): evaluate reads them to exclude special and "
+            "padding positions and to score next-token predictions."
+        )
+    return kwargs
+
+
+def _rows(kwargs: dict[str, Any], index: Any, n: int, torch: Any) -> dict[str, Any]:
+    return {
+        k: v[index] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
+        for k, v in kwargs.items()
+    }
+
+
+# ------------------------------------------------------------------------- the SAE ----
+def _sae_parts(sae: Any, site: str | None, site_out: str | None) -> tuple[Any, ...]:
+    cfg = getattr(sae, "cfg", None)
+    if not (callable(getattr(sae, "encode", None)) and callable(getattr(sae, "decode", None))):
+        raise InvalidParameterError(
+            f"sae must be a whybox SAE (wb.sae.load(folder) or SAE.create(cfg)) with encode and "
+            f"decode, got {type(sae).__name__}."
+        )
+    d_in = int(getattr(cfg, "d_in", 0) or sae.W_enc.shape[0])
+    d_sae = int(getattr(cfg, "d_sae", 0) or sae.W_enc.shape[1])
+    d_out = int(getattr(cfg, "d_out", None) or sae.W_dec.shape[1])
+    site = site if site is not None else getattr(cfg, "hook_name", None)
+    if site is None:
+        raise InvalidParameterError(
+            "the SAE's config names no site (cfg.hook_name is None): pass site= the hook name it "
+            "was trained on, such as 'blocks.3.resid_post'."
+        )
+    out = site_out if site_out is not None else getattr(cfg, "hook_name_out", None)
+    return site, (out if out is not None else site), d_in, d_sae, d_out
+
+
+def _sae_place(sae: Any, torch: Any) -> tuple[Any, Any]:
+    w = getattr(sae, "W_enc", None)
+    if isinstance(w, torch.Tensor):
+        return w.device, w.dtype
+    for p in sae.parameters():
+        return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _flat(view: Any) -> Any:
+    """(batch, pos, d) from a site's view; (batch, pos, heads, d_head) is flattened."""
+    return view.flatten(2) if view.ndim == 4 else view
+
+
+# -------------------------------------------------------------------------- running ----
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the site has been read."""
+
+
+def _call(model: Any, kwargs: dict[str, Any], torch: Any) -> Any:
+    with torch.no_grad():
+        try:
+            return model(**kwargs)
+        except (WhyboxError, _Stop):
+            raise
+        except Exception as exc:
+            shapes = {k: tuple(v.shape) for k, v in kwargs.items() if hasattr(v, "shape")}
+            raise ModelCallError(
+                f"the model raised {type(exc).__name__}: {exc} (inputs {shapes})."
+            ) from exc
+
+
+def _vocab_logits(output: Any, vocab: Any, torch: Any) -> Any:
+    """The output's logits over the vocabulary, or None (a bare encoder's hidden states)."""
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, torch.Tensor):
+        logits = output
+    if (
+        isinstance(logits, torch.Tensor)
+        and logits.ndim == 3
+        and vocab
+        and logits.shape[-1] == vocab
+    ):
+        return logits
+    return None
+
+
+class _Sums:
+    """Running float64 sums of the metrics over batches."""
+
+    def __init__(self, d_sae: int) -> None:
+        self.n = 0
+        self.mean: np.ndarray | None = None  # per-dimension mean of y (Chan et al. merge)
+        self.m2 = 0.0  # sum over tokens of ||y - mean||^2
+        self.s: dict[str, float] = {}
+        self.fired = np.zeros(d_sae, dtype=np.int64)
+
+    def add(self, key: str, value: float) -> None:
+        self.s[key] = self.s.get(key, 0.0) + float(value)
+
+    def add_variance(self, y: np.ndarray) -> None:
+        n_b = y.shape[0]
+        mean_b = y.mean(axis=0)
+        m2_b = float(((y - mean_b) ** 2).sum())
+        if self.mean is None:
+            self.n, self.mean, self.m2 = n_b, mean_b, m2_b
+            return
+        delta = mean_b - self.mean
+        total = self.n + n_b
+        self.m2 += m2_b + float(delta @ delta) * self.n * n_b / total
+        self.mean = self.mean + delta * n_b / total
+        self.n = total
+
+
+def _recon_metrics(sums: _Sums, y: Any, y_hat: Any, f: Any, torch: Any) -> None:
+    """Add one batch's reconstruction and sparsity sums; y, y_hat (n, d_out), f (n, d_sae)."""
+    y64, h64 = y.double(), y_hat.double()
+    err = ((y64 - h64) ** 2).sum(-1)
+    n_in = y64.norm(dim=-1)
+    n_out = h64.norm(dim=-1)
+    safe = torch.where(n_in.abs() < 1e-4, torch.ones_like(n_in), n_in)
+    denom = (n_in * n_out).clamp_min(1e-30)
+    sums.add("sse", err.sum())
+    sums.add("cos", ((y64 * h64).sum(-1) / denom).sum())
+    sums.add("norm_in", n_in.sum())
+    sums.add("norm_out", n_out.sum())
+    sums.add("ratio", (n_out / safe).sum())
+    sums.add("out_sq", (n_out**2).sum())
+    sums.add("dot", (y64 * h64).sum())
+    active = f != 0
+    sums.add("l0", active.sum())
+    sums.add("l1", f.double().abs().sum())
+    sums.fired += active.sum(0).cpu().numpy().astype(np.int64)
+    sums.add_variance(y64.cpu().numpy())
+
+
+def _token_losses(logits: Any, ids: Any, torch: Any) -> Any:
+    """Next-token cross-entropy (batch, pos - 1) in float32."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+def _kl(clean_logp: Any, logits: Any, torch: Any) -> Any:
+    """KL(p_clean || p_run) per position (batch, pos)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return (clean_logp.exp() * (clean_logp - logp)).sum(-1)
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den != 0 else float("nan")
+
+
+def evaluate(
+    sae: Any,
+    model: Any,
+    inputs: Any,
+    *,
+    site: str | None = None,
+    site_out: str | None = None,
+    tokenizer: Any = None,
+    context_size: int = 128,
+    batch_size: int = 8,
+    anatomy: Any = None,
+    exclude_special: bool | Iterable[int] = True,
+    dense_threshold: float = 0.1,
+    n_batches: int | None = None,
+    random_state: Any = 0,
+) -> SAEEvaluation:
+    """Evaluate ``sae`` on ``model``: sparsity, reconstruction and downstream loss.
+
+    Parameters
+    ----------
+    sae : whybox SAE
+        With ``encode`` / ``decode``; ``sae.cfg.hook_name`` (and ``hook_name_out`` for a
+        transcoder) name its sites.
+    model : torch.nn.Module
+        A ``transformers`` model (or any model :class:`~whybox.internals.anatomy.Anatomy`
+        understands).
+    inputs : list of str, LongTensor or mapping
+        Texts (tokenized with ``tokenizer``, one row each, truncated to ``context_size``), token
+        ids ``(batch, pos)``, a 1-D token stream (cut into rows of ``context_size``) or a
+        tokenizer's ``BatchEncoding`` (its ``attention_mask`` marks padding).
+    site : str, optional
+        Hook name the SAE reads (default ``sae.cfg.hook_name``): a standard name
+        (``"blocks.3.resid_post"``), a TransformerLens name or a module path.
+    site_out : str, optional
+        For a transcoder, the site it predicts (default ``sae.cfg.hook_name_out``, else
+        ``site``): the reconstruction is compared with, and spliced in at, this site.
+    tokenizer : tokenizer, optional
+        Needed for text; its special tokens are excluded with ``exclude_special``.
+    context_size : int, default 128
+        Tokens per row for text and token streams.
+    batch_size : int, default 8
+        Rows per forward pass.
+    anatomy : Anatomy, optional
+        ``Anatomy.of(model)`` when None.
+    exclude_special : bool or iterable of int, default True
+        Leave out the positions holding special tokens (the tokenizer's, else the model
+        config's BOS / EOS / PAD / CLS / SEP ids), or the given ids; padding is always left
+        out.
+    dense_threshold : float, default 0.1
+        A latent active on more than this fraction of tokens counts as dense.
+    n_batches : int, optional
+        Evaluate at most ``n_batches * batch_size`` rows, drawn at random (seeded by
+        ``random_state``) when there are more.
+    random_state : int, Generator or None, default 0
+
+    Returns
+    -------
+    SAEEvaluation
+        Scalar metrics (``.to_frame()``, ``.to_dict()``, printable), per-latent densities and
+        their histogram.
+
+    Raises
+    ------
+    InvalidInputError
+        The SAE's ``d_in`` (or a transcoder's ``d_out``) differs from the width of its site
+        in this model (both widths named); text without a tokenizer; no position left after
+        exclusions.
+    InvalidParameterError
+        An unknown site, bad ``batch_size`` / ``context_size`` / ``dense_threshold``.
+
+    Notes
+    -----
+    Four forward passes per batch (clean with the site read, SAE spliced in, zero- and
+    mean-ablated), after a pass that stops at the site to take the mean activation (the
+    mean-ablation baseline). The reconstruction spliced in is ``decode(encode(x))`` of the
+    clean pass's ``x``. Excluded positions keep their clean activation in every run (SAELens
+    zero-ablates them too). CE losses score the prediction made at an evaluated position of
+    the next real (not padding) token. The KL divergence is ``KL(p_clean || p_run)`` at every
+    evaluated position. Models whose output is not a distribution over the vocabulary (a
+    bare encoder) get None for CE and KL, and a note; masked-LM heads get KL only (an
+    encoder has no next-token loss).
+
+    ``mse`` is the mean over tokens of the squared error summed over dimensions. SAELens'
+    ``mse`` divides that once more by the batch's token count, and its
+    ``explained_variance`` subtracts the squared mean of ``x**2`` rather than of ``x``; this
+    module reports the fraction of variance unexplained as Gao et al. (2024) define it.
+
+    References
+    ----------
+    .. [1] Gao et al. (2024), Scaling and evaluating sparse autoencoders, section 2.
+    .. [2] Bricken et al. (2023), Towards monosemanticity (loss recovered, feature density).
+    .. [3] Rajamanoharan et al. (2024), Gated SAEs, eq. 10 (relative reconstruction bias).
+
+    Examples
+    --------
+    >>> table = wb.sae.evaluate(sae, model, texts, tokenizer=tok)   # doctest: +SKIP
+    >>> table.ce_loss_score, table.l0                               # doctest: +SKIP
+    >>> table.to_frame()                                            # doctest: +SKIP
+    """
+    torch = hooks.require_torch("wb.sae.evaluate")
+    from whybox.internals.anatomy import Anatomy
+
+    anat = Anatomy.for_model(model, anatomy)
+    context_size = check_int("context_size", context_size, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if n_batches is not None:
+        n_batches = check_int("n_batches", n_batches, minimum=1)
+    if isinstance(dense_threshold, bool) or not isinstance(dense_threshold, int | float):
+        raise InvalidParameterError(f"dense_threshold must be a number, got {dense_threshold!r}.")
+    if not 0.0 <= dense_threshold <= 1.0:
+        raise InvalidParameterError(
+            f"dense_threshold must be a fraction of tokens in [0, 1], got {dense_threshold}."
+        )
+    rng = check_random_state(random_state)
+    site, site_out, d_in, d_sae, d_out = _sae_parts(sae, site, site_out)
+    p_in, p_out = anat.point(site), anat.point(site_out)
+    specials = _special_ids(model, tokenizer, exclude_special)
+    kwargs = _as_kwargs(torch, model, inputs, tokenizer, context_size, anat.vocab_size)
+
+    ids = kwargs["input_ids"]
+    n = int(ids.shape[0])
+    attn = kwargs.get("attention_mask")
+    real = attn.bool() if isinstance(attn, torch.Tensor) else torch.ones_like(ids, dtype=torch.bool)
+    keep = real.clone()
+    for s in specials:
+        keep &= ids != s
+    rows = np.arange(n)
+    if n_batches is not None and n_batches * batch_size < n:
+        rows = np.sort(rng.choice(n, size=n_batches * batch_size, replace=False))
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    if not bool(keep[torch.as_tensor(rows)].any()):
+        raise InvalidInputError(
+            "no position is left to evaluate: every token is padding or a special token. Pass "
+            "longer inputs, or exclude_special=False to keep special tokens."
+        )
+
+    sae_device, sae_dtype = _sae_place(sae, torch)
+    was_training = (bool(model.training), bool(getattr(sae, "training", False)))
+    model.eval()
+    if hasattr(sae, "eval"):
+        sae.eval()
+    try:
+        return _run(
+            torch, sae, model, anat, kwargs, keep, real, batches, n, p_in, p_out,
+            (site, site_out, d_in, d_sae, d_out), (sae_device, sae_dtype), dense_threshold,
+            len(rows),
+        )  # fmt: skip
+    finally:
+        model.train(was_training[0])
+        if hasattr(sae, "train"):
+            sae.train(was_training[1])
+
+
+def _check_width(name: str, what: str, expected: int, got: int, cfg_site: str) -> None:
+    if got != expected:
+        raise InvalidInputError(
+            f"the SAE's {what} is {expected} but the site {name!r} of this model carries "
+            f"{got}-wide activations: the SAE does not fit this site. Pass site= (and "
+            f"site_out= for a transcoder) the site it was trained on (its config says "
+            f"{cfg_site!r}), or an SAE trained on this model."
+        )
+
+
+def _run(
+    torch: Any, sae: Any, model: Any, anat: Any, kwargs: dict[str, Any], keep: Any, real: Any,
+    batches: list[Any], n: int, p_in: Any, p_out: Any, dims: tuple, place: tuple,
+    dense_threshold: float, n_rows: int,
+) -> SAEEvaluation:  # fmt: skip
+    site, site_out, d_in, d_sae, d_out = dims
+    sae_device, sae_dtype = place
+    cfg_site = str(getattr(getattr(sae, "cfg", None), "hook_name", None))
+    same = p_in == p_out
+    notes: list[str] = []
+    sums = _Sums(d_sae)
+    down: dict[str, float] = {}
+    n_pred = 0
+    n_kl = 0
+    mode: str | None = None  # "causal", "kl" or "none": decided on the first clean pass
+    mean_out: Any = None
+
+    for b, index in enumerate(batches):
+        idx = torch.as_tensor(index)
+        part = _rows(kwargs, idx, n, torch)
+        mask = keep[idx].to(part["input_ids"].device)
+        got: dict[str, Any] = {}
+
+        def read_in(view: Any, got: dict = got) -> None:
+            x = _flat(view)
+            _check_width(site, "d_in (input width)", d_in, int(x.shape[-1]), cfg_site)
+            got["x"] = x.detach().clone()
+
+        def read_out(view: Any, got: dict = got) -> None:
+            if "x" not in got:
+                raise InvalidParameterError(
+                    f"the site {site_out!r} runs before {site!r} in the forward pass: a "
+                    "transcoder must read a site that comes before the one it predicts."
+                )
+            y = _flat(view)
+            _check_width(site_out, "d_out (output width)", d_out, int(y.shape[-1]), cfg_site)
+            got["y"] = y.detach().clone()
+
+        fns = [(p_in, read_in)] if same else [(p_in, read_in), (p_out, read_out)]
+        with hooks.on_points(model, fns):
+            output = _call(model, part, torch)
+        x = got["x"]
+        y = x if same else got["y"]
+        if tuple(x.shape[:2]) != tuple(mask.shape) or tuple(y.shape[:2]) != tuple(mask.shape):
+            raise UnsupportedModelError(
+                f"the site {site!r} carries activations of shape {tuple(x.shape)}, not "
+                f"(batch, pos, d) with (batch, pos) = {tuple(mask.shape)}: evaluate needs "
+                "a per-token site (residual stream, attention or MLP output, q/k/v, ...)."
+            )
+        if b == 0:
+            logits = _vocab_logits(output, anat.vocab_size, torch)
+            if logits is None:
+                mode = "none"
+                notes.append(
+                    "the model's output is not a distribution over its vocabulary (a bare "
+                    "encoder): CE and KL metrics are None; the reconstruction metrics stand."
+                )
+            elif anat.is_causal:
+                mode = "causal"
+            else:
+                mode = "kl"
+                notes.append(
+                    "an encoder has no next-token loss: CE metrics are None; the KL "
+                    "divergences compare its (masked-LM head's) output distributions."
+                )
+            if mode != "none":
+                mean_out = _mean_pass(torch, model, kwargs, keep, batches, n, p_out, d_out)
+
+        # reconstruction and sparsity on the evaluated positions
+        xs = x[mask].to(device=sae_device, dtype=sae_dtype)
+        with torch.no_grad():
+            f = sae.encode(xs)
+            y_hat = sae.decode(f)
+        ys = y[mask].to(device=sae_device)
+        _recon_metrics(sums, ys, y_hat.to(ys.dtype), f, torch)
+        if mode == "none":
+            continue
+
+        logits = _vocab_logits(output, anat.vocab_size, torch)
+        clean_logp = torch.log_softmax(logits.float(), dim=-1)
+        spliced = y.clone()
+        spliced[mask] = y_hat.to(device=y.device, dtype=y.dtype)
+        m3 = mask[..., None]
+        runs = {
+            "sae": spliced,
+            "ablation": torch.where(m3, torch.zeros_like(y), y),
+            "mean_ablation": torch.where(m3, mean_out.to(device=y.device, dtype=y.dtype), y),
+        }
+        if mode == "causal":
+            pred = mask[:, :-1] & real[idx][:, 1:].to(mask.device)
+            tok = part["input_ids"]
+            down["ce_clean"] = down.get("ce_clean", 0.0) + float(
+                _token_losses(logits, tok, torch)[pred].double().sum()
+            )
+            n_pred += int(pred.sum())
+        n_kl += int(mask.sum())
+        for name, value in runs.items():
+
+            def put(view: Any, value: Any = value) -> Any:
+                return value.reshape(view.shape)
+
+            with hooks.on_points(model, [(p_out, put)]):
+                run_logits = _vocab_logits(_call(model, part, torch), anat.vocab_size, torch)
+            down[f"kl_{name}"] = down.get(f"kl_{name}", 0.0) + float(
+                _kl(clean_logp, run_logits, torch)[mask].double().sum()
+            )
+            if mode == "causal":
+                down[f"ce_{name}"] = down.get(f"ce_{name}", 0.0) + float(
+                    _token_losses(run_logits, tok, torch)[pred].double().sum()
+                )
+
+    return _assemble(sums, down, n_pred, n_kl, mode, notes, dims, dense_threshold, n_rows)
+
+
+def _mean_pass(
+    torch: Any, model: Any, kwargs: dict[str, Any], keep: Any, batches: list[Any], n: int,
+    p_out: Any, d_out: int,
+) -> Any:  # fmt: skip
+    """The mean activation at ``p_out`` over the evaluated positions of every batch, from
+    forward passes stopped as soon as the site has been read."""
+    total = torch.zeros(d_out, dtype=torch.float64)
+    count = 0
+    for index in batches:
+        idx = torch.as_tensor(index)
+        part = _rows(kwargs, idx, n, torch)
+        mask = keep[idx].to(part["input_ids"].device)
+
+        def read(view: Any, mask: Any = mask) -> None:
+            nonlocal total, count
+            y = _flat(view)[mask].double()
+            total = total + y.sum(0).cpu()
+            count += int(y.shape[0])
+            raise _Stop
+
+        try:
+            with hooks.on_points(model, [(p_out, read)]):
+                _call(model, part, torch)
+        except _Stop:
+            pass
+    return total / max(count, 1)
+
+
+def _assemble(
+    sums: _Sums, down: dict[str, float], n_pred: int, n_kl: int, mode: str | None,
+    notes: list[str], dims: tuple, dense_threshold: float, n_rows: int,
+) -> SAEEvaluation:  # fmt: skip
+    site, site_out, _, d_sae, _ = dims
+    n = sums.n
+    s = sums.s
+    density = sums.fired / max(n, 1)
+    fvu = _ratio(s["sse"], sums.m2)
+    lit = density[density > 0]
+    lo = math.floor(math.log10(1.0 / max(n, 1))) if n else -1
+    edges = np.linspace(min(lo, -1), 0.0, 41)
+    counts, _ = np.histogram(np.log10(lit), bins=edges) if lit.size else (np.zeros(40), None)
+    result: dict[str, Any] = dict(
+        site=site,
+        site_out=site_out,
+        d_sae=d_sae,
+        n_tokens=n,
+        n_predictions=n_pred,
+        n_sequences=n_rows,
+        l0=s["l0"] / n,
+        l1=s["l1"] / n,
+        mse=s["sse"] / n,
+        fvu=fvu,
+        explained_variance=1.0 - fvu,
+        cossim=s["cos"] / n,
+        l2_norm_in=s["norm_in"] / n,
+        l2_norm_out=s["norm_out"] / n,
+        l2_ratio=s["ratio"] / n,
+        relative_reconstruction_bias=_ratio(s["out_sq"], s["dot"]),
+        dead_fraction=float((sums.fired == 0).mean()),
+        dense_fraction=float((density > dense_threshold).mean()),
+        dense_threshold=float(dense_threshold),
+        feature_density=density,
+        density_histogram={
+            "log10_density_edges": edges.tolist(),
+            "counts": [int(c) for c in counts],
+            "n_dead": int((sums.fired == 0).sum()),
+        },
+    )
+    if mode in ("causal", "kl"):
+        kl = {k: down[f"kl_{k}"] / max(n_kl, 1) for k in ("sae", "ablation", "mean_ablation")}
+        result.update(
+            kl_div_with_sae=kl["sae"],
+            kl_div_with_ablation=kl["ablation"],
+            kl_div_with_mean_ablation=kl["mean_ablation"],
+            kl_div_score=_ratio(kl["ablation"] - kl["sae"], kl["ablation"]),
+            kl_div_score_mean_ablation=_ratio(kl["mean_ablation"] - kl["sae"], kl["mean_ablation"]),
+        )
+    if mode == "causal":
+        if n_pred == 0:
+            notes.append("no next-token prediction was left to score: CE metrics are None.")
+        else:
+            ce = {
+                k: down[f"ce_{k}"] / n_pred for k in ("clean", "sae", "ablation", "mean_ablation")
+            }
+            result.update(
+                ce_loss_without_sae=ce["clean"],
+                ce_loss_with_sae=ce["sae"],
+                ce_loss_with_ablation=ce["ablation"],
+                ce_loss_with_mean_ablation=ce["mean_ablation"],
+                ce_loss_score=_ratio(ce["ablation"] - ce["sae"], ce["ablation"] - ce["clean"]),
+                ce_loss_score_mean_ablation=_ratio(
+                    ce["mean_ablation"] - ce["sae"], ce["mean_ablation"] - ce["clean"]
+                ),
+            )
+    result["notes"] = tuple(notes)
+    known = {f.name for f in fields(SAEEvaluation)}
+    return SAEEvaluation(**{k: v for k, v in result.items() if k in known})
