@@ -264,6 +264,14 @@ def test_excluded_positions_are_left_out_of_every_metric_and_keep_their_activati
     assert r.ce_loss_with_sae == pytest.approx(ce_by_hand(spliced, ids, pred), rel=1e-5)
     assert r.ce_loss_without_sae == pytest.approx(ce_by_hand(clean, ids, pred), rel=1e-5)
     assert r.kl_div_with_sae == pytest.approx(kl_by_hand(clean, spliced, keep), rel=1e-4)
+    # a batch with no evaluated position adds nothing: one row per batch, row 0 all special
+    ids0 = ids.clone()
+    ids0[0] = special
+    enc0 = {"input_ids": ids0, "attention_mask": attn}
+    one = evaluate(sae, gpt2, enc0, exclude_special=[special], batch_size=1)
+    whole = evaluate(sae, gpt2, enc0, exclude_special=[special], batch_size=3)
+    for name in ("n_tokens", "l0", "fvu", "ce_loss_with_sae", "kl_div_with_mean_ablation"):
+        assert getattr(one, name) == pytest.approx(getattr(whole, name), rel=1e-5), name
     # the same with exclusion off counts every real token
     r_all = evaluate(sae, gpt2, {"input_ids": ids, "attention_mask": attn}, exclude_special=False)
     assert r_all.n_tokens == int(attn.sum())

@@ -1,27 +1,17 @@
 """Evaluate a sparse autoencoder (or transcoder) on a model: one table, as SAELens reports it.
 
-:func:`evaluate` runs the model on evaluation tokens, reads the activation the SAE was trained
-on, and reports
-
-- **sparsity**: L0 (mean number of active latents per token), L1, the fraction of *dead*
-  latents (never active on the evaluation tokens) and of *dense* ones (active on more than
-  ``dense_threshold`` of them), the per-latent density and its log10 histogram;
-- **reconstruction**: MSE, the fraction of variance unexplained (FVU, also called normalised
-  MSE) and explained variance ``1 - FVU``, the cosine of ``x`` and ``x_hat``, the norms and
-  the relative reconstruction bias (shrinkage);
-- **downstream**: the next-token cross-entropy of the model clean, with the reconstruction
-  spliced in at the site, with the site zero-ablated and mean-ablated; CE loss recovered
-  ``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)`` against each baseline; the KL divergence
-  of each run's next-token distribution from the clean one.
-
-The metric names and groups are those of ``sae_lens.evals.run_evals`` (``ce_loss_score``,
+:func:`evaluate` reads the activation the SAE was trained on from the model's forward pass
+(scoped hooks, :mod:`whybox.internals.hooks`) and reports sparsity (L0, dead and dense
+latents, feature density), reconstruction (MSE, FVU = normalised MSE, explained variance,
+cosine, shrinkage) and downstream loss: next-token cross-entropy and KL divergence with the
+reconstruction spliced in, against zero- and mean-ablation baselines (CE loss recovered).
+Metric names and groups are those of ``sae_lens.evals.run_evals`` (``ce_loss_score``,
 ``kl_div_with_sae``, ``relative_reconstruction_bias``, ...), so tables can be compared.
 
-Positions are excluded in one way everywhere: padding (``attention_mask == 0``) and, with
-``exclude_special``, the tokenizer's special tokens (BOS / EOS / PAD / CLS / SEP). Excluded
-positions add to no metric and keep their clean activation in every spliced or ablated run
-(the BOS position of many models holds an outsized "attention sink" activation whose
-ablation would dominate the loss).
+Positions are excluded in one way everywhere: padding and, with ``exclude_special``, special
+tokens (BOS / EOS / PAD / CLS / SEP) add to no metric and keep their clean activation in every
+spliced or ablated run (the BOS position of many models holds an outsized "attention sink"
+activation whose ablation would dominate the loss).
 
 References
 ----------
@@ -60,25 +50,17 @@ __all__ = ["SAEEvaluation", "evaluate"]
 
 #: the table's groups, in SAELens' names, and the fields in each
 GROUPS: dict[str, tuple[str, ...]] = {
-    "model_behavior_preservation": (
-        "kl_div_score",
-        "kl_div_with_ablation",
-        "kl_div_with_sae",
-        "kl_div_score_mean_ablation",
-        "kl_div_with_mean_ablation",
-    ),
-    "model_performance_preservation": (
-        "ce_loss_score",
-        "ce_loss_with_ablation",
-        "ce_loss_with_sae",
-        "ce_loss_without_sae",
-        "ce_loss_score_mean_ablation",
-        "ce_loss_with_mean_ablation",
-    ),
-    "reconstruction_quality": ("explained_variance", "fvu", "mse", "cossim"),
-    "shrinkage": ("l2_norm_in", "l2_norm_out", "l2_ratio", "relative_reconstruction_bias"),
-    "sparsity": ("l0", "l1", "dead_fraction", "dense_fraction"),
-    "token_stats": ("n_tokens", "n_predictions", "n_sequences"),
+    group: tuple(names.split())
+    for group, names in {
+        "model_behavior_preservation": "kl_div_score kl_div_with_ablation kl_div_with_sae "
+        "kl_div_score_mean_ablation kl_div_with_mean_ablation",
+        "model_performance_preservation": "ce_loss_score ce_loss_with_ablation ce_loss_with_sae "
+        "ce_loss_without_sae ce_loss_score_mean_ablation ce_loss_with_mean_ablation",
+        "reconstruction_quality": "explained_variance fvu mse cossim",
+        "shrinkage": "l2_norm_in l2_norm_out l2_ratio relative_reconstruction_bias",
+        "sparsity": "l0 l1 dead_fraction dense_fraction",
+        "token_stats": "n_tokens n_predictions n_sequences",
+    }.items()
 }
 
 
@@ -189,10 +171,7 @@ class SAEEvaluation:
             "dense_threshold": self.dense_threshold,
             "metrics": self.metrics(),
             "feature_metrics": {"feature_density": self.feature_density.tolist()},
-            "density_histogram": {
-                k: (list(v) if isinstance(v, list | tuple | np.ndarray) else v)
-                for k, v in self.density_histogram.items()
-            },
+            "density_histogram": dict(self.density_histogram),
             "notes": list(self.notes),
         }
 
@@ -200,9 +179,7 @@ class SAEEvaluation:
         """One row per scalar metric: a pandas DataFrame with columns group, metric, value."""
         import pandas as pd
 
-        rows = [
-            (group, name, getattr(self, name)) for group, names in GROUPS.items() for name in names
-        ]
+        rows = [(g, name, getattr(self, name)) for g, names in GROUPS.items() for name in names]
         return pd.DataFrame(rows, columns=["group", "metric", "value"])
 
     def _lines(self) -> list[tuple[str, str, str]]:
@@ -212,10 +189,12 @@ class SAEEvaluation:
             for name in names
         ]
 
+    def _title(self) -> str:
+        out = f" -> {self.site_out}" if self.site_out != self.site else ""
+        return f"SAE evaluation at {self.site}{out}"
+
     def __str__(self) -> str:
-        title = f"SAE evaluation at {self.site}" + (
-            f" -> {self.site_out}" if self.site_out != self.site else ""
-        )
+        title = self._title()
         lines = self._lines()
         w0 = max(len(g) for g, _, _ in lines)
         w1 = max(len(m) for _, m, _ in lines)
@@ -230,10 +209,7 @@ class SAEEvaluation:
     def __rich__(self) -> Any:
         from rich.table import Table
 
-        title = f"SAE evaluation at {self.site}" + (
-            f" -> {self.site_out}" if self.site_out != self.site else ""
-        )
-        table = Table(title=title, caption="\n".join(self.notes) or None)
+        table = Table(title=self._title(), caption="\n".join(self.notes) or None)
         table.add_column("group", style="dim")
         table.add_column("metric")
         table.add_column("value", justify="right")
@@ -261,22 +237,12 @@ def _special_ids(model: Any, tokenizer: Any, exclude_special: Any) -> set[int]:
             return {int(i) for i in getattr(tokenizer, "all_special_ids", []) or []}
         config = getattr(model, "config", None)
         names = ("bos_token_id", "eos_token_id", "pad_token_id", "cls_token_id", "sep_token_id")
-        ids: set[int] = set()
-        for name in names:
-            value = getattr(config, name, None)
-            values = value if isinstance(value, list | tuple) else [value]
-            ids.update(int(v) for v in values if isinstance(v, int) and not isinstance(v, bool))
-        return ids
-    if isinstance(exclude_special, Iterable) and not isinstance(exclude_special, str | bytes):
-        out = set()
-        for v in exclude_special:
-            if isinstance(v, bool) or not isinstance(v, int | np.integer):
-                raise InvalidParameterError(
-                    f"exclude_special must be True, False or an iterable of token ids (ints), "
-                    f"got an element {v!r}."
-                )
-            out.add(int(v))
-        return out
+        values = [getattr(config, name, None) for name in names]
+        return {int(v) for v in values if isinstance(v, int) and not isinstance(v, bool)}
+    ok = isinstance(exclude_special, Iterable) and not isinstance(exclude_special, str | bytes)
+    items = list(exclude_special) if ok else []
+    if ok and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in items):
+        return {int(v) for v in items}
     raise InvalidParameterError(
         f"exclude_special must be True (the tokenizer's special tokens), False (keep every "
         f"position) or an iterable of token ids, got {exclude_special!r}."
@@ -313,18 +279,12 @@ def _as_kwargs(
         kwargs = _tokenize(torch, list(inputs), tokenizer, context_size)
     elif isinstance(inputs, torch.Tensor) and inputs.ndim == 1:
         # a token stream: windows of context_size (the last, shorter one kept)
-        n = int(inputs.numel())
-        if n == 0:
-            raise InvalidInputError("input_ids is empty: pass at least one token.")
-        width = min(context_size, n)
-        n_rows = math.ceil(n / width)
-        ids = torch.zeros((n_rows, width), dtype=inputs.dtype, device=inputs.device)
-        attn = torch.zeros((n_rows, width), dtype=torch.long, device=inputs.device)
-        for r in range(n_rows):
-            part = inputs[r * width : (r + 1) * width]
-            ids[r, : part.numel()] = part
-            attn[r, : part.numel()] = 1
-        kwargs = {"input_ids": ids, "attention_mask": attn}
+        width = max(1, min(context_size, int(inputs.numel())))
+        tail = inputs.new_zeros((-inputs.numel()) % width)
+        kwargs = {
+            "input_ids": torch.cat([inputs, tail]).view(-1, width),
+            "attention_mask": torch.cat([torch.ones_like(inputs), tail]).view(-1, width),
+        }
     elif isinstance(inputs, torch.Tensor | Mapping):
         kwargs = dict(inputs) if isinstance(inputs, Mapping) else {"input_ids": inputs}
     else:
@@ -340,13 +300,6 @@ def _as_kwargs(
             "padding positions and to score next-token predictions."
         )
     return kwargs
-
-
-def _rows(kwargs: dict[str, Any], index: Any, n: int, torch: Any) -> dict[str, Any]:
-    return {
-        k: v[index] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
-        for k, v in kwargs.items()
-    }
 
 
 # ------------------------------------------------------------------------- the SAE ----
@@ -368,15 +321,6 @@ def _sae_parts(sae: Any, site: str | None, site_out: str | None) -> tuple[Any, .
         )
     out = site_out if site_out is not None else getattr(cfg, "hook_name_out", None)
     return site, (out if out is not None else site), d_in, d_sae, d_out
-
-
-def _sae_place(sae: Any, torch: Any) -> tuple[Any, Any]:
-    w = getattr(sae, "W_enc", None)
-    if isinstance(w, torch.Tensor):
-        return w.device, w.dtype
-    for p in sae.parameters():
-        return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
 
 
 def _flat(view: Any) -> Any:
@@ -432,6 +376,8 @@ class _Sums:
 
     def add_variance(self, y: np.ndarray) -> None:
         n_b = y.shape[0]
+        if n_b == 0:
+            return
         mean_b = y.mean(axis=0)
         m2_b = float(((y - mean_b) ** 2).sum())
         if self.mean is None:
@@ -554,15 +500,12 @@ def evaluate(
 
     Notes
     -----
-    Four forward passes per batch (clean with the site read, SAE spliced in, zero- and
-    mean-ablated), after a pass that stops at the site to take the mean activation (the
-    mean-ablation baseline). The reconstruction spliced in is ``decode(encode(x))`` of the
-    clean pass's ``x``. Excluded positions keep their clean activation in every run (SAELens
-    zero-ablates them too). CE losses score the prediction made at an evaluated position of
-    the next real (not padding) token. The KL divergence is ``KL(p_clean || p_run)`` at every
-    evaluated position. Models whose output is not a distribution over the vocabulary (a
-    bare encoder) get None for CE and KL, and a note; masked-LM heads get KL only (an
-    encoder has no next-token loss).
+    Four forward passes per batch (clean, spliced, zero- and mean-ablated) after one that
+    stops at the site to take the mean activation. The reconstruction spliced in is
+    ``decode(encode(x))`` of the clean pass's ``x``. Excluded positions keep their clean
+    activation in every run (SAELens zero-ablates them too). CE scores the prediction made
+    at an evaluated position of the next real (not padding) token; KL is taken at every
+    evaluated position. A bare encoder gets None for CE and KL, a masked-LM head KL only.
 
     ``mse`` is the mean over tokens of the squared error summed over dimensions. SAELens'
     ``mse`` divides that once more by the batch's token count, and its
@@ -618,17 +561,16 @@ def evaluate(
             "longer inputs, or exclude_special=False to keep special tokens."
         )
 
-    sae_device, sae_dtype = _sae_place(sae, torch)
+    job = _Job(
+        torch, sae, model, anat, kwargs, keep, real, batches, p_in, p_out, site, site_out,
+        (d_in, d_sae, d_out),
+    )  # fmt: skip
     was_training = (bool(model.training), bool(getattr(sae, "training", False)))
     model.eval()
     if hasattr(sae, "eval"):
         sae.eval()
     try:
-        return _run(
-            torch, sae, model, anat, kwargs, keep, real, batches, n, p_in, p_out,
-            (site, site_out, d_in, d_sae, d_out), (sae_device, sae_dtype), dense_threshold,
-            len(rows),
-        )  # fmt: skip
+        return _run(job, dense_threshold, len(rows))
     finally:
         model.train(was_training[0])
         if hasattr(sae, "train"):
@@ -645,13 +587,42 @@ def _check_width(name: str, what: str, expected: int, got: int, cfg_site: str) -
         )
 
 
-def _run(
-    torch: Any, sae: Any, model: Any, anat: Any, kwargs: dict[str, Any], keep: Any, real: Any,
-    batches: list[Any], n: int, p_in: Any, p_out: Any, dims: tuple, place: tuple,
-    dense_threshold: float, n_rows: int,
-) -> SAEEvaluation:  # fmt: skip
-    site, site_out, d_in, d_sae, d_out = dims
-    sae_device, sae_dtype = place
+@dataclass
+class _Job:
+    """What one evaluation runs on (built and checked by :func:`evaluate`)."""
+
+    torch: Any
+    sae: Any
+    model: Any
+    anat: Any
+    kwargs: dict[str, Any]
+    keep: Any  # (rows, pos) bool: evaluated positions
+    real: Any  # (rows, pos) bool: not padding
+    batches: list[Any]
+    p_in: Any
+    p_out: Any
+    site: str
+    site_out: str
+    dims: tuple[int, int, int]  # d_in, d_sae, d_out
+
+    def part(self, index: Any) -> tuple[Any, dict[str, Any], Any]:
+        """Row indices, model keyword arguments and evaluated-position mask of a batch."""
+        torch = self.torch
+        idx = torch.as_tensor(index)
+        n = int(self.kwargs["input_ids"].shape[0])
+        part = {
+            k: v[idx] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
+            for k, v in self.kwargs.items()
+        }
+        return idx, part, self.keep[idx].to(part["input_ids"].device)
+
+
+def _run(job: _Job, dense_threshold: float, n_rows: int) -> SAEEvaluation:
+    torch, sae, model, anat = job.torch, job.sae, job.model, job.anat
+    p_in, p_out, site, site_out = job.p_in, job.p_out, job.site, job.site_out
+    d_in, d_sae, d_out = job.dims
+    sae_device, sae_dtype = sae.W_enc.device, sae.W_enc.dtype
+    real = job.real
     cfg_site = str(getattr(getattr(sae, "cfg", None), "hook_name", None))
     same = p_in == p_out
     notes: list[str] = []
@@ -662,10 +633,8 @@ def _run(
     mode: str | None = None  # "causal", "kl" or "none": decided on the first clean pass
     mean_out: Any = None
 
-    for b, index in enumerate(batches):
-        idx = torch.as_tensor(index)
-        part = _rows(kwargs, idx, n, torch)
-        mask = keep[idx].to(part["input_ids"].device)
+    for b, index in enumerate(job.batches):
+        idx, part, mask = job.part(index)
         got: dict[str, Any] = {}
 
         def read_in(view: Any, got: dict = got) -> None:
@@ -686,6 +655,11 @@ def _run(
         fns = [(p_in, read_in)] if same else [(p_in, read_in), (p_out, read_out)]
         with hooks.on_points(model, fns):
             output = _call(model, part, torch)
+        if "x" not in got or not (same or "y" in got):
+            raise UnsupportedModelError(
+                f"the site {site!r} (or {site_out!r}) was not reached in the forward pass: "
+                "name a site this model computes on every call (Anatomy.of(model).names())."
+            )
         x = got["x"]
         y = x if same else got["y"]
         if tuple(x.shape[:2]) != tuple(mask.shape) or tuple(y.shape[:2]) != tuple(mask.shape):
@@ -711,7 +685,7 @@ def _run(
                     "divergences compare its (masked-LM head's) output distributions."
                 )
             if mode != "none":
-                mean_out = _mean_pass(torch, model, kwargs, keep, batches, n, p_out, d_out)
+                mean_out = _mean_pass(job)
 
         # reconstruction and sparsity on the evaluated positions
         xs = x[mask].to(device=sae_device, dtype=sae_dtype)
@@ -756,21 +730,17 @@ def _run(
                     _token_losses(run_logits, tok, torch)[pred].double().sum()
                 )
 
-    return _assemble(sums, down, n_pred, n_kl, mode, notes, dims, dense_threshold, n_rows)
+    return _assemble(sums, down, n_pred, n_kl, mode, notes, job, dense_threshold, n_rows)
 
 
-def _mean_pass(
-    torch: Any, model: Any, kwargs: dict[str, Any], keep: Any, batches: list[Any], n: int,
-    p_out: Any, d_out: int,
-) -> Any:  # fmt: skip
+def _mean_pass(job: _Job) -> Any:
     """The mean activation at ``p_out`` over the evaluated positions of every batch, from
     forward passes stopped as soon as the site has been read."""
-    total = torch.zeros(d_out, dtype=torch.float64)
+    torch = job.torch
+    total = torch.zeros(job.dims[2], dtype=torch.float64)
     count = 0
-    for index in batches:
-        idx = torch.as_tensor(index)
-        part = _rows(kwargs, idx, n, torch)
-        mask = keep[idx].to(part["input_ids"].device)
+    for index in job.batches:
+        _, part, mask = job.part(index)
 
         def read(view: Any, mask: Any = mask) -> None:
             nonlocal total, count
@@ -780,8 +750,8 @@ def _mean_pass(
             raise _Stop
 
         try:
-            with hooks.on_points(model, [(p_out, read)]):
-                _call(model, part, torch)
+            with hooks.on_points(job.model, [(job.p_out, read)]):
+                _call(job.model, part, torch)
         except _Stop:
             pass
     return total / max(count, 1)
@@ -789,9 +759,8 @@ def _mean_pass(
 
 def _assemble(
     sums: _Sums, down: dict[str, float], n_pred: int, n_kl: int, mode: str | None,
-    notes: list[str], dims: tuple, dense_threshold: float, n_rows: int,
+    notes: list[str], job: _Job, dense_threshold: float, n_rows: int,
 ) -> SAEEvaluation:  # fmt: skip
-    site, site_out, _, d_sae, _ = dims
     n = sums.n
     s = sums.s
     density = sums.fired / max(n, 1)
@@ -801,9 +770,9 @@ def _assemble(
     edges = np.linspace(min(lo, -1), 0.0, 41)
     counts, _ = np.histogram(np.log10(lit), bins=edges) if lit.size else (np.zeros(40), None)
     result: dict[str, Any] = dict(
-        site=site,
-        site_out=site_out,
-        d_sae=d_sae,
+        site=job.site,
+        site_out=job.site_out,
+        d_sae=job.dims[1],
         n_tokens=n,
         n_predictions=n_pred,
         n_sequences=n_rows,
@@ -827,32 +796,22 @@ def _assemble(
             "n_dead": int((sums.fired == 0).sum()),
         },
     )
-    if mode in ("causal", "kl"):
-        kl = {k: down[f"kl_{k}"] / max(n_kl, 1) for k in ("sae", "ablation", "mean_ablation")}
-        result.update(
-            kl_div_with_sae=kl["sae"],
-            kl_div_with_ablation=kl["ablation"],
-            kl_div_with_mean_ablation=kl["mean_ablation"],
-            kl_div_score=_ratio(kl["ablation"] - kl["sae"], kl["ablation"]),
-            kl_div_score_mean_ablation=_ratio(kl["mean_ablation"] - kl["sae"], kl["mean_ablation"]),
-        )
-    if mode == "causal":
-        if n_pred == 0:
-            notes.append("no next-token prediction was left to score: CE metrics are None.")
-        else:
-            ce = {
-                k: down[f"ce_{k}"] / n_pred for k in ("clean", "sae", "ablation", "mean_ablation")
-            }
-            result.update(
-                ce_loss_without_sae=ce["clean"],
-                ce_loss_with_sae=ce["sae"],
-                ce_loss_with_ablation=ce["ablation"],
-                ce_loss_with_mean_ablation=ce["mean_ablation"],
-                ce_loss_score=_ratio(ce["ablation"] - ce["sae"], ce["ablation"] - ce["clean"]),
-                ce_loss_score_mean_ablation=_ratio(
-                    ce["mean_ablation"] - ce["sae"], ce["mean_ablation"] - ce["clean"]
-                ),
-            )
+    runs = ("sae", "ablation", "mean_ablation")
+    if mode == "causal" and n_pred == 0:
+        notes.append("no next-token prediction was left to score: CE metrics are None.")
+    for kind, total, prefix, clean in (
+        ("kl", n_kl, "kl_div", 0.0),
+        ("ce", n_pred, "ce_loss", down.get("ce_clean", 0.0) / max(n_pred, 1)),
+    ):
+        if mode not in ("causal", "kl") or total == 0 or (kind == "ce" and mode != "causal"):
+            continue
+        v = {k: down[f"{kind}_{k}"] / total for k in runs}
+        for k in runs:
+            result[f"{prefix}_with_{k}"] = v[k]
+        for base, suffix in (("ablation", ""), ("mean_ablation", "_mean_ablation")):
+            result[f"{prefix}_score{suffix}"] = _ratio(v[base] - v["sae"], v[base] - clean)
+        if kind == "ce":
+            result["ce_loss_without_sae"] = clean
     result["notes"] = tuple(notes)
     known = {f.name for f in fields(SAEEvaluation)}
     return SAEEvaluation(**{k: v for k, v in result.items() if k in known})
