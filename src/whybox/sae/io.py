@@ -529,7 +529,10 @@ def _build(spec: dict[str, Any], dtype: Any, torch: Any) -> Any:
             sae.topk_threshold.copy_(top[0].to(sae.topk_threshold.dtype))
     if spec.get("scaling_factor") is not None:
         sae.scaling_factor = float(spec["scaling_factor"])
-        sae.cfg.normalize_activations = "expected_average_only_in"
+        if sae.is_transcoder:  # whybox keeps no run-time scaling on transcoders: fold it now
+            sae.fold_activation_norm_scaling_()
+        else:
+            sae.cfg.normalize_activations = "expected_average_only_in"
     return sae
 
 
