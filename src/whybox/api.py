@@ -47,7 +47,8 @@ def get_method(name: str) -> type[Explainer]:
     """The explainer class registered under ``name``."""
     if name not in _REGISTRY:
         raise InvalidParameterError(
-            f"unknown method {name!r}. Available methods: {['auto', *available_methods()]}."
+            f"unknown method {name!r}. Available methods: {['auto', *available_methods()]}; "
+            f"for torch modules also {sorted(_TORCH_METHODS)}."
         )
     return _REGISTRY[name]()
 
@@ -354,6 +355,19 @@ def _known_outputs(model: Any) -> bool:
 
 _GRADIENT_METHODS = ("integrated_gradients", "expected_gradients")
 
+#: methods for torch modules only, besides the path methods: name -> (module, class)
+_TORCH_METHODS: dict[str, tuple[str, str]] = {
+    "saliency": ("whybox.gradients.saliency", "Saliency"),
+    "input_x_gradient": ("whybox.gradients.saliency", "InputXGradient"),
+    "smoothgrad": ("whybox.gradients.saliency", "SmoothGrad"),
+    "vargrad": ("whybox.gradients.saliency", "VarGrad"),
+    "guided_backprop": ("whybox.gradients.cam", "GuidedBackprop"),
+    "gradcam": ("whybox.gradients.cam", "GradCam"),
+    "gradcam_plus_plus": ("whybox.gradients.cam", "GradCamPlusPlus"),
+    "guided_gradcam": ("whybox.gradients.cam", "GuidedGradCam"),
+    "lrp": ("whybox.propagation.lrp", "LRP"),
+}
+
 
 def _is_ebm(model: Any) -> bool:
     from .glassbox.gam import _EBMBase
@@ -395,6 +409,70 @@ def _explain_torch(
     _check_constructor_keywords(IntegratedGradients, kwargs)
     explainer = IntegratedGradients(model, random_state=random_state, **kwargs)
     return explainer.explain(X, target=target, baseline=baseline, **extra)
+
+
+def _explain_torch_only(
+    model: Any,
+    X: Any,
+    name: str,
+    background: Any,
+    target: Any,
+    random_state: int | None,
+    kwargs: dict[str, Any],
+) -> Explanation:
+    """Saliency, SmoothGrad, Grad-CAM, LRP ... of a torch module: keywords of the explainer's
+    constructor go to it, keywords of its ``explain`` (``internal_batch_size``, ``upsample``)
+    to that; anything else is refused, naming the closest."""
+    import importlib
+    import inspect
+
+    module, attr = _TORCH_METHODS[name]
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - the torch extra is missing
+        raise InvalidParameterError(
+            f"method={name!r} explains torch modules; install the torch extra "
+            "(pip install 'whybox[torch]')."
+        ) from exc
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidParameterError(
+            f"method={name!r} explains torch modules (torch.nn.Module), got "
+            f"{type(model).__name__}. For other models pass method='exact', 'kernel' or 'auto'."
+        )
+    if background is not None:
+        raise InvalidParameterError(
+            f"method={name!r} uses no background rows; drop background= (or use "
+            "method='integrated_gradients' / 'expected_gradients', which integrate from it)."
+        )
+    cls = getattr(importlib.import_module(module), attr)
+    skip = ("self", "model", "explainer", "random_state")
+    ctor = [p for p in inspect.signature(cls.__init__).parameters if p not in skip]
+    call = [p for p in inspect.signature(cls.explain).parameters if p not in ("self", "x")]
+    inner_cls = None
+    if name in ("smoothgrad", "vargrad"):  # the paper's method: noisy copies of Saliency
+        from .gradients.saliency import Saliency as inner_cls
+    inner = (
+        [p for p in inspect.signature(inner_cls.__init__).parameters if p not in skip]
+        if inner_cls
+        else []
+    )
+    own = {k: v for k, v in kwargs.items() if k in ctor}
+    wrapped = {k: v for k, v in kwargs.items() if k in inner and k not in ctor}
+    rest = {k: v for k, v in kwargs.items() if k not in ctor and k not in wrapped}
+    allowed = [*ctor, *inner, *(c for c in call if c not in ("kwargs", "target"))]
+    check_keywords(rest, allowed, where="wb.explain")
+    params = inspect.signature(cls.__init__).parameters
+    missing = [p for p in ctor if params[p].default is inspect.Parameter.empty and p not in own]
+    if missing:
+        raise InvalidParameterError(
+            f"method={name!r} needs {', '.join(m + '=' for m in missing)} (for Grad-CAM: the "
+            "module path of a convolutional layer, e.g. layer='features.3'); pass it to "
+            "wb.explain."
+        )
+    if "random_state" in params:
+        own["random_state"] = random_state
+    explainer = cls(inner_cls(model, **wrapped), **own) if inner_cls else cls(model, **own)
+    return explainer.explain(X, target=target, **rest)  # type: ignore[no-any-return]
 
 
 def explain(
@@ -461,6 +539,11 @@ def explain(
     :class:`~whybox.games.image.ImageMasker`; otherwise ExactShap up to 16 players and
     KernelShap above, over the background. ``params["method_selection"]`` says why.
 
+    For torch modules ``method`` may also be ``"saliency"``, ``"input_x_gradient"``,
+    ``"smoothgrad"`` / ``"vargrad"`` (over Saliency), ``"guided_backprop"``, ``"gradcam"``,
+    ``"gradcam_plus_plus"``, ``"guided_gradcam"`` (with ``layer=``) or ``"lrp"``: the keywords
+    go to that explainer's constructor or its ``explain``.
+
     Texts (a string or a list of strings, with ``tokenizer=``) go to
     :func:`whybox.text.explain.explain_text`: players are tokens, words or sentences
     (``granularity=``), absence is ``masker=`` ("mask", "pad", "drop" or a baseline string), the
@@ -508,6 +591,10 @@ def explain(
         return exp
     if name in _GRADIENT_METHODS:
         exp = _explain_torch(model, X, name, background, target, random_state, tolerance, kwargs)
+        exp.params["method_selection"] = f"{method} -> {exp.method}: {reason}"
+        return exp
+    if name in _TORCH_METHODS:
+        exp = _explain_torch_only(model, X, name, background, target, random_state, kwargs)
         exp.params["method_selection"] = f"{method} -> {exp.method}: {reason}"
         return exp
     cls = get_method(name)
