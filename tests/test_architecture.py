@@ -71,6 +71,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "whybox.propagation",
             "whybox.text",
             "whybox.sae",
+            "whybox.llm",
         ],
     ),
     ("api", ["whybox.api", "whybox.testing"]),

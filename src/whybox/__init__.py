@@ -101,6 +101,7 @@ _SUBMODULES = {
     "internals",
     "gradients",
     "sae",
+    "llm",
 }
 
 __all__ = [
