@@ -1,0 +1,1085 @@
+"""What each SAE latent does: the data behind a feature page.
+
+:func:`feature_data` runs a model over tokens once, encodes the activations at the SAE's site
+and keeps, per latent and in bounded memory (never the whole activation matrix):
+
+- its density (fraction of tokens where it fires, ``f_j > 0``), mean (over firing tokens)
+  and maximum activation;
+- a histogram of its nonzero activations;
+- its top-activating contexts (token ids and the latent's activation on every token of a
+  window around the top token), kept in running top-``n_top`` lists;
+- contexts sampled uniformly at random from activation intervals (SAEDashboard's "interval
+  samples"), kept in priority-sampling reservoirs;
+- co-firing counts with the other latents (a sparse matrix);
+
+and, from the weights alone, its logit effects (the direct path of its decoder direction to
+the logits through the final norm: top promoted and suppressed tokens) and its nearest
+latents by decoder cosine.
+
+The result, :class:`FeatureData`, is saved as a folder of ``.npy`` arrays and JSON files that
+a dashboard reads one latent at a time (memory-mapped, no pickle).
+
+Histogram and intervals in one pass
+-----------------------------------
+The range of latent ``j`` is ``[0, 2**e_j)`` with ``e_j`` the smallest integer exponent such
+that every activation seen so far is below ``2**e_j``. The histogram has ``n_bins`` equal
+bins over that range, the intervals ``n_quantiles`` equal intervals. When a larger activation
+arrives the range doubles (``e_j`` grows) and bin ``i`` merges into bin ``i // 2`` -- exactly
+the bin the activation would have fallen in under the final range, so the final histogram
+equals ``numpy.histogram(acts, bins=n_bins, range=(0, 2**e_j))`` and the activation ranges in
+the top half of the range. The interval reservoirs merge the same way: each firing gets a
+uniform random key, and a reservoir keeps the ``examples_per_quantile`` smallest keys of its
+interval (Duffield, Lund & Thorup 2007), which is the same set however the tokens were
+batched.
+
+Logit effects convention
+------------------------
+``effect_j = center_vocab(((W_dec[j] - mean(W_dec[j])) * gamma) @ W_U)`` where ``gamma`` is the
+final norm's gain (LayerNorm ``weight``; RMSNorm ``weight``, ``1 + weight`` for Gemma's), the
+mean subtraction over ``d_model`` happens only for a LayerNorm (which removes it from any
+input), and ``center_vocab`` subtracts the mean over the vocabulary. This is the direct path
+``W_dec @ W_U`` that SAELens and Neuronpedia report for a TransformerLens model loaded with
+``fold_ln``, ``center_writing_weights`` and ``center_unembed`` (its defaults); the ranking of
+tokens is that of ``(W_dec[j] * gamma) @ W_U``. Models whose logits come from a nonlinear
+prediction head (BERT's masked-LM head) or that have no unembedding (sentence encoders) get
+no logit effects, and the index says why.
+
+References
+----------
+Bricken, T. et al. (2023). Towards monosemanticity: decomposing language models with
+dictionary learning. Transformer Circuits Thread.
+Templeton, A. et al. (2024). Scaling monosemanticity: extracting interpretable features from
+Claude 3 Sonnet. Transformer Circuits Thread.
+McDougall, C. (2024). SAE-Vis / SAEDashboard: feature-centric dashboards for sparse
+autoencoders (interval samples, logit tables, activation histograms).
+Lin, J. & Bloom, J. (2023). Neuronpedia: an open platform for interpretability research.
+Duffield, N., Lund, C. & Thorup, M. (2007). Priority sampling for estimation of arbitrary
+subset sums. Journal of the ACM 54(6).
+Nanda, N. & Bloom, J. (2022). TransformerLens (weight folding: fold_ln, center_unembed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whybox._validation import check_int, check_random_state
+from whybox.errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
+
+__all__ = ["FeatureData", "feature_data"]
+
+_FORMAT = "whybox.FeatureData"
+_VERSION = 1
+_INF = float("inf")
+
+
+def _torch() -> Any:
+    from whybox.internals.hooks import require_torch
+
+    return require_torch("SAE feature data")
+
+
+class _Stop(Exception):
+    """Raised by the reading hook to end the forward pass once the site has been read."""
+
+
+# --------------------------------------------------------------------------------------
+# inputs and site
+
+
+def _site_name(sae: Any, site: str | None) -> str:
+    name = site if site is not None else getattr(getattr(sae, "cfg", None), "hook_name", None)
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterError(
+            "the SAE's config names no hook site (cfg.hook_name is None): pass site= the hook "
+            "name it reads, e.g. site='blocks.3.resid_post'."
+        )
+    return name
+
+
+def token_rows(inputs: Any, tokenizer: Any, context_size: int) -> Any:
+    """Token ids (n_seq, pos) from a (n, pos) tensor, a 1-D token stream or a list of texts.
+
+    A stream (and texts, tokenised and joined with the tokenizer's end-of-text token when it
+    has one) is cut into rows of ``context_size`` tokens; the last incomplete row is dropped
+    unless it is the only one.
+    """
+    torch = _torch()
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if isinstance(inputs, Sequence) and inputs and all(isinstance(t, str) for t in inputs):
+        if tokenizer is None:
+            raise InvalidParameterError(
+                "inputs are texts, so a tokenizer is needed: pass tokenizer= the model's "
+                "tokenizer (or token ids instead of texts)."
+            )
+        eos = getattr(tokenizer, "eos_token_id", None)
+        stream: list[int] = []
+        for text in inputs:
+            stream.extend(int(i) for i in tokenizer(text)["input_ids"])
+            if eos is not None:
+                stream.append(int(eos))
+        inputs = torch.tensor(stream, dtype=torch.long)
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.from_numpy(inputs)
+    if not isinstance(inputs, torch.Tensor) or inputs.dtype not in (torch.int64, torch.int32):
+        raise InvalidInputError(
+            "inputs must be integer token ids (a (n_seq, pos) tensor or a 1-D token stream) "
+            f"or a list of texts, got {type(inputs).__name__}"
+            + (f" of dtype {inputs.dtype}" if hasattr(inputs, "dtype") else "")
+            + "."
+        )
+    ids = inputs.long().cpu()
+    if ids.ndim == 1:
+        n = ids.numel()
+        if n == 0:
+            raise InvalidInputError("inputs hold no tokens: pass at least one token.")
+        rows = max(n // context_size, 1)
+        width = context_size if n >= context_size else n
+        ids = ids[: rows * width].reshape(rows, width)
+    if ids.ndim != 2 or ids.numel() == 0:
+        raise InvalidInputError(
+            f"token ids must have shape (n_seq, pos) with at least one token, got "
+            f"{tuple(ids.shape)}."
+        )
+    return ids
+
+
+def site_activations(model: Any, point: Any, ids: Any, d_in: int) -> Any:
+    """The activation at ``point`` for token ids (batch, pos) -> (batch, pos, d_in); the
+    forward pass stops right after the site is read."""
+    from whybox.internals import hooks
+
+    torch = _torch()
+    box: dict[str, Any] = {}
+
+    def read(t: Any) -> None:
+        box["x"] = t.detach()
+        raise _Stop
+
+    kwargs = hooks.as_model_inputs(model, ids)
+    kwargs.setdefault("attention_mask", torch.ones_like(ids))
+    try:
+        with hooks.on_points(model, [(point, read)]), torch.no_grad():
+            model(**kwargs)
+    except _Stop:
+        pass
+    if "x" not in box:
+        raise UnsupportedModelError(
+            f"the forward pass never reached the site {point.name!r} (module {point.path!r})."
+        )
+    return flat_site(box["x"], d_in, point.name)
+
+
+def flat_site(x: Any, d_in: int, name: str) -> Any:
+    """``x`` as (..., d_in): a head-split view (..., heads, d_head) is flattened."""
+    if x.shape[-1] != d_in and x.ndim >= 4 and x.shape[-1] * x.shape[-2] == d_in:
+        x = x.reshape(*x.shape[:-2], d_in)
+    if x.shape[-1] != d_in:
+        raise InvalidParameterError(
+            f"the SAE reads {d_in}-wide activations but the site {name!r} gives "
+            f"{tuple(x.shape)}: pass the site the SAE was trained on (site=...)."
+        )
+    return x
+
+
+# --------------------------------------------------------------------------------------
+# the streaming pass
+
+
+def _merge_rank(cells: Any, keys: Any) -> Any:
+    """Rank of each entry within its cell by ascending key (ties: earlier entry first)."""
+    torch = _torch()
+    order = torch.argsort(keys, stable=True)
+    order = order[torch.argsort(cells[order], stable=True)]
+    c = cells[order]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order)) - torch.searchsorted(c, c)
+    return rank
+
+
+def sparse_codes(sae: Any, x: Any) -> tuple[Any, Any]:
+    """(values, indices), each (n, K), of the latents active on each row of ``x`` (n, d_in);
+    ``sae.encode_sparse`` when the SAE has it, else the nonzeros of ``sae.encode`` (padded
+    with value 0)."""
+    torch = _torch()
+    if hasattr(sae, "encode_sparse"):
+        values, indices = sae.encode_sparse(x)
+        return values.float().cpu(), indices.long().cpu()
+    f = sae.encode(x).float().cpu()
+    k = max(int((f > 0).sum(dim=1).max()) if len(f) else 0, 1)
+    top = torch.topk(f, min(k, f.shape[1]), dim=1)
+    return top.values, top.indices
+
+
+class _Slots:
+    """Per-cell slots keeping the ``width`` entries of smallest key: key, global token index,
+    activation and the window of activations around it."""
+
+    def __init__(self, n_cells: int, width: int, window: int) -> None:
+        torch = _torch()
+        self.width = width
+        self.key = torch.full((n_cells, width), _INF, dtype=torch.float64)
+        self.g = torch.full((n_cells, width), -1, dtype=torch.int64)
+        self.val = torch.zeros(n_cells, width, dtype=torch.float32)
+        self.acts = torch.zeros(n_cells, width, window, dtype=torch.float32)
+
+    def _old(self, rows: Any, m: Any) -> tuple:
+        r, c = rows[m // self.width], m % self.width
+        return self.key[r, c], self.g[r, c], self.val[r, c], self.acts[r, c]
+
+    def _place(self, rows: Any, cells: Any, keys: Any, fetch: Any) -> None:
+        """Refill ``rows`` with the ``width`` smallest finite keys per cell among entries
+        (cells, keys); ``fetch(m)`` gives the payloads of entries ``m``."""
+        rank = _merge_rank(cells, keys)
+        keep = ((rank < self.width) & _torch().isfinite(keys)).nonzero(as_tuple=True)[0]
+        payload = fetch(keep)  # read before clearing: entries may be the old ones
+        self.key[rows], self.g[rows], self.val[rows], self.acts[rows] = _INF, -1, 0, 0
+        c, r = cells[keep], rank[keep]
+        self.key[c, r], self.g[c, r], self.val[c, r], self.acts[c, r] = payload
+
+    def insert(self, cells: Any, keys: Any, fetch_new: Any) -> None:
+        """Offer new entries; ``fetch_new(i)`` -> (g, val, acts) of new entries ``i``."""
+        torch = _torch()
+        cand = (keys < self.key.max(dim=1).values[cells]).nonzero(as_tuple=True)[0]
+        if len(cand) == 0:
+            return
+        rows = torch.unique(cells[cand])
+        n_old = len(rows) * self.width
+        all_cells = torch.cat([rows.repeat_interleave(self.width), cells[cand]])
+        all_keys = torch.cat([self.key[rows].reshape(-1), keys[cand]])
+
+        def fetch(m: Any) -> tuple:
+            old = m < n_old
+            out = [
+                torch.empty(len(m), *t.shape[2:], dtype=t.dtype)
+                for t in (self.key, self.g, self.val, self.acts)
+            ]
+            for o, v in zip(out, self._old(rows, m[old]), strict=True):
+                o[old] = v
+            new = cand[m[~old] - n_old]
+            for o, v in zip(out, (keys[new], *fetch_new(new)), strict=True):
+                o[~old] = v
+            return tuple(out)
+
+        self._place(rows, all_cells, all_keys, fetch)
+
+    def merge(self, rows: Any, new_rows: Any) -> None:
+        """Move each of ``rows`` into ``new_rows`` (several into one), keeping the smallest."""
+        keys = self.key[rows].reshape(-1)
+        cells = new_rows.repeat_interleave(self.width)
+        self._place(rows, cells, keys, lambda m: self._old(rows, m))
+
+
+class _Accumulator:
+    """Running per-latent statistics over batches of sparse codes (batch, pos, K)."""
+
+    def __init__(self, d_sae: int, n_top: int, n_bins: int, n_q: int, per_q: int, window: tuple,
+                 cooccurrence: bool, max_pairs: int, rng: np.random.Generator) -> None:  # fmt: skip
+        torch = _torch()
+        self.d, self.n_top, self.n_bins, self.n_q = d_sae, n_top, n_bins, n_q
+        self.left, self.right = window
+        width = self.left + 1 + self.right
+        self.rng, self.cooc, self.max_pairs = rng, cooccurrence, max_pairs
+        self.count = torch.zeros(d_sae, dtype=torch.int64)
+        self.total = torch.zeros(d_sae, dtype=torch.float64)
+        self.max = torch.zeros(d_sae, dtype=torch.float32)
+        self.exp = torch.full((d_sae,), -(2**30), dtype=torch.int64)  # unset
+        self.hist = torch.zeros(d_sae, n_bins, dtype=torch.int64)
+        self.qcount = torch.zeros(d_sae, n_q, dtype=torch.int64)
+        self.top = _Slots(d_sae, n_top, width)  # key = -activation
+        self.samples = _Slots(d_sae * n_q, per_q, width)  # key = random priority
+        self.pair_keys = torch.zeros(0, dtype=torch.int64)
+        self.pair_counts = torch.zeros(0, dtype=torch.int64)
+        self.buffer: list[tuple[Any, Any]] = []
+        self.buffered = 0
+        self.pruned = False
+        self.n_tokens = 0
+
+    def update(self, values: Any, indices: Any, first_row: int) -> None:
+        """Add a batch: ``values``, ``indices`` (batch, pos, K) of its active latents."""
+        torch = _torch()
+        B, T, K = values.shape
+        D = self.d
+        self.n_tokens += B * T
+        flat_v, flat_i = values.reshape(-1), indices.reshape(-1)
+        on = (flat_v > 0).nonzero(as_tuple=True)[0]
+        order = torch.argsort((on // K) * D + flat_i[on])  # (token, latent) row-major
+        on = on[order]
+        tok, lat, val = on // K, flat_i[on], flat_v[on]
+        self.count += torch.bincount(lat, minlength=D)
+        self.total.index_add_(0, lat, val.double())
+        batch_max = torch.zeros(D, dtype=torch.float32).scatter_reduce_(0, lat, val, "amax")
+        self._grow(batch_max)
+        self.max = torch.maximum(self.max, batch_max)
+        scale = torch.ldexp(torch.ones(len(lat), dtype=torch.float64), -self.exp[lat])
+        a = val.double() * scale  # in [0, 1): where inside the latent's range
+        bins = (a * self.n_bins).floor().long()
+        self.hist.view(-1).index_add_(0, lat * self.n_bins + bins, torch.ones_like(bins))
+        cells = lat * self.n_q + (a * self.n_q).floor().long()
+        self.qcount.view(-1).index_add_(0, cells, torch.ones_like(cells))
+        g = first_row * T + tok
+
+        def fetch(i: Any) -> tuple:
+            win = self._windows(values, indices, tok[i] // T, tok[i] % T, lat[i])
+            return g[i], val[i], win
+
+        self.top.insert(lat, -val.double(), fetch)
+        self.samples.insert(cells, torch.from_numpy(self.rng.random(len(val))), fetch)
+        if self.cooc:
+            self._pairs(values.reshape(B * T, K), indices.reshape(B * T, K))
+
+    def _windows(self, values: Any, indices: Any, b: Any, t: Any, j: Any) -> Any:
+        """Activations of latent ``j[m]`` around token ``(b[m], t[m])`` -> (m, window), zero
+        outside the sequence."""
+        torch = _torch()
+        T = values.shape[1]
+        pos = t[:, None] + torch.arange(-self.left, self.right + 1)[None, :]
+        valid = (pos >= 0) & (pos < T)
+        pos = pos.clamp(0, T - 1)
+        hit = indices[b[:, None], pos] == j[:, None, None]
+        acts = (values[b[:, None], pos] * hit).sum(dim=-1)
+        return torch.where(valid, acts, torch.zeros((), dtype=acts.dtype))
+
+    def _grow(self, batch_max: Any) -> None:
+        """Double the range of latents whose new maximum does not fit; merge their bins."""
+        torch = _torch()
+        fired = batch_max > 0
+        need = torch.frexp(batch_max.double())[1].long()  # max < 2**need, minimal
+        unset = self.exp < -(2**29)
+        new = torch.where(fired, torch.maximum(self.exp, need), self.exp)
+        new = torch.where(fired & unset, need, new)
+        shift = torch.where(unset, torch.zeros_like(new), new - self.exp).clamp(max=62)
+        self.exp = new
+        grown = (shift > 0).nonzero(as_tuple=True)[0]
+        if len(grown) == 0:
+            return
+        s = shift[grown][:, None]
+        for name, n in (("hist", self.n_bins), ("qcount", self.n_q)):
+            old = getattr(self, name)[grown]
+            idx = torch.arange(n)[None, :] >> s
+            getattr(self, name)[grown] = torch.zeros_like(old).scatter_add_(1, idx, old)
+        q = torch.arange(self.n_q)[None, :]
+        rows = (grown[:, None] * self.n_q + q).reshape(-1)
+        self.samples.merge(rows, (grown[:, None] * self.n_q + (q >> s)).reshape(-1))
+
+    def _pairs(self, values: Any, indices: Any) -> None:
+        """Count each pair a < b of latents active on the same token."""
+        torch = _torch()
+        K = values.shape[1]
+        step = max(1, (1 << 22) // (K * K))
+        for s in range(0, values.shape[0], step):
+            v, i = values[s : s + step] > 0, indices[s : s + step]
+            both = v[:, :, None] & v[:, None, :] & (i[:, :, None] < i[:, None, :])
+            a = i[:, :, None].expand(-1, -1, K)[both]
+            b = i[:, None, :].expand(-1, K, -1)[both]
+            if len(a):
+                keys, counts = torch.unique(a * self.d + b, return_counts=True)
+                self.buffer.append((keys, counts))
+                self.buffered += len(keys)
+        if self.buffered > max(len(self.pair_keys), 1 << 22):
+            self._consolidate()
+
+    def _consolidate(self) -> None:
+        torch = _torch()
+        if not self.buffer:
+            return
+        keys = torch.cat([self.pair_keys, *(k for k, _ in self.buffer)])
+        counts = torch.cat([self.pair_counts, *(c for _, c in self.buffer)])
+        self.buffer, self.buffered = [], 0
+        self.pair_keys, inverse = torch.unique(keys, return_inverse=True)
+        self.pair_counts = torch.zeros(len(self.pair_keys), dtype=torch.int64).index_add_(
+            0, inverse, counts
+        )
+        if 2 * len(self.pair_keys) > self.max_pairs:  # keep the most frequent pairs
+            n = self.max_pairs // 2
+            keep = torch.topk(self.pair_counts, n).indices.sort().values
+            self.pair_keys, self.pair_counts = self.pair_keys[keep], self.pair_counts[keep]
+            self.pruned = True
+
+    def finish(self, ids: Any) -> dict[str, np.ndarray]:
+        torch = _torch()
+        D, T, n_q = self.d, ids.shape[1], self.n_q
+        flat = np.concatenate([ids.numpy().astype(np.int32).reshape(-1), [-1]])
+        off = np.arange(-self.left, self.right + 1)
+
+        def window_tokens(g: np.ndarray) -> np.ndarray:
+            pos = (g % T)[..., None] + off
+            idx = (g - g % T)[..., None] + pos
+            ok = (g[..., None] >= 0) & (pos >= 0) & (pos < T)
+            return flat[np.where(ok, idx, len(flat) - 1)]
+
+        top_g = self.top.g.numpy()
+        q_g = self.samples.g.reshape(D, n_q, -1).numpy()
+        out = {
+            "n_firing": self.count.numpy(),
+            "density": self.count.double().numpy() / max(self.n_tokens, 1),
+            "mean_activation": (self.total / self.count.clamp(min=1)).float().numpy(),
+            "max_activation": self.max.numpy(),
+            "range_exponent": torch.where(self.count > 0, self.exp, 0).int().numpy(),
+            "hist_counts": self.hist.numpy(),
+            "interval_counts": self.qcount.numpy(),
+            "top_values": self.top.val.numpy(),
+            "top_seq": np.where(top_g >= 0, top_g // T, -1),
+            "top_pos": np.where(top_g >= 0, top_g % T, -1),
+            "top_tokens": window_tokens(top_g),
+            "top_acts": self.top.acts.numpy(),
+            "interval_values": self.samples.val.reshape(D, n_q, -1).numpy(),
+            "interval_seq": np.where(q_g >= 0, q_g // T, -1),
+            "interval_pos": np.where(q_g >= 0, q_g % T, -1),
+            "interval_tokens": window_tokens(q_g),
+            "interval_acts": self.samples.acts.reshape(
+                D, n_q, *self.samples.acts.shape[1:]
+            ).numpy(),
+        }
+        if self.cooc:
+            self._consolidate()
+            a, b = self.pair_keys // D, self.pair_keys % D
+            rows, cols = torch.cat([a, b]), torch.cat([b, a])  # both triangles
+            counts = torch.cat([self.pair_counts, self.pair_counts])
+            order = torch.argsort(rows * D + cols)
+            out["cooc_indptr"] = np.concatenate(
+                [[0], np.cumsum(np.bincount(rows.numpy(), minlength=D))]
+            )
+            out["cooc_indices"] = cols[order].int().numpy()
+            out["cooc_counts"] = counts[order].numpy()
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# weight-based data: logit effects, nearest latents
+
+
+def _norm_gain(norm: Any, d_model: int) -> tuple[Any, bool]:
+    """(gain (d_model,), centres) of a final norm module; ones and False for none."""
+    torch = _torch()
+    if norm is None:
+        return torch.ones(d_model), False
+    name = type(norm).__name__.lower()
+    weight = getattr(norm, "weight", None)
+    gain = torch.ones(d_model) if weight is None else weight.detach().float().cpu()
+    if "gemma" in name and "rms" in name:
+        gain = 1.0 + gain
+    centres = isinstance(norm, torch.nn.LayerNorm) or ("layernorm" in name and "rms" not in name)
+    return gain, centres
+
+
+def logit_effects(sae: Any, anatomy: Any) -> tuple[Any, str | None]:
+    """The direct logit effect of every latent's decoder direction (d_sae, vocab), or
+    (None, why) for a model without a linear path from the residual stream to the logits.
+
+    See the module's *Logit effects convention*.
+    """
+    if anatomy.unembed is None:
+        return None, (
+            f"{type(anatomy.model).__name__} has no unembedding: logit effects skipped (load "
+            "the model with its language-model head to get them)."
+        )
+    if anatomy.head_path is not None:
+        return None, (
+            f"the logits of {type(anatomy.model).__name__} come from a nonlinear prediction "
+            f"head ({anatomy.head_path!r}): no direct linear logit effect, skipped."
+        )
+    W_U = anatomy.W_U().detach().float().cpu()
+    W_dec = sae.W_dec.detach().float().cpu()
+    if W_dec.shape[1] != W_U.shape[0]:
+        return None, (
+            f"the decoder writes {W_dec.shape[1]}-wide vectors, not the {W_U.shape[0]}-wide "
+            "residual stream the unembedding reads: logit effects skipped."
+        )
+    gain, centres = _norm_gain(anatomy.final_norm, W_U.shape[0])
+
+    def block(rows: Any) -> Any:
+        d = W_dec[rows]
+        if centres:
+            d = d - d.mean(dim=1, keepdim=True)
+        eff = (d * gain) @ W_U
+        return eff - eff.mean(dim=1, keepdim=True)
+
+    return block, None
+
+
+def _blocks(n: int, size: int) -> list[Any]:
+    torch = _torch()
+    return [torch.arange(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _top_logits(block: Any, d_sae: int, n: int, size: int) -> dict[str, np.ndarray]:
+    torch = _torch()
+    parts: dict[str, list[Any]] = {k: [] for k in ("pos_ids", "pos_vals", "neg_ids", "neg_vals")}
+    for rows in _blocks(d_sae, size):
+        eff = block(rows)
+        k = min(n, eff.shape[1])
+        hi, lo = torch.topk(eff, k, dim=1), torch.topk(-eff, k, dim=1)
+        parts["pos_ids"].append(hi.indices.int())
+        parts["pos_vals"].append(hi.values)
+        parts["neg_ids"].append(lo.indices.int())
+        parts["neg_vals"].append(-lo.values)
+    return {f"logit_{k}": torch.cat(v).numpy() for k, v in parts.items()}
+
+
+def nearest_features(W_dec: Any, n: int, *, block_size: int = 1024) -> tuple[Any, Any]:
+    """The ``n`` latents with the largest decoder cosine to each latent (itself excluded),
+    computed ``block_size`` rows at a time -> (ids (d_sae, n) int32, cosines (d_sae, n))."""
+    torch = _torch()
+    W = W_dec.detach().float().cpu()
+    W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp_min(1e-12)
+    d_sae = W.shape[0]
+    n = min(n, d_sae - 1)
+    ids, cos = [], []
+    for rows in _blocks(d_sae, block_size):
+        sims = W[rows] @ W.T
+        sims[torch.arange(len(rows)), rows] = -_INF
+        top = torch.topk(sims, n, dim=1)
+        ids.append(top.indices.int())
+        cos.append(top.values)
+    return torch.cat(ids).numpy(), torch.cat(cos).numpy()
+
+
+def _vocab_strings(tokenizer: Any, vocab_size: int | None) -> list[str] | None:
+    if tokenizer is None or not vocab_size:
+        return None
+    try:
+        return [str(s) for s in tokenizer.batch_decode([[i] for i in range(int(vocab_size))])]
+    except Exception:  # a tokenizer without batch_decode: its token strings
+        return [str(s) for s in tokenizer.convert_ids_to_tokens(list(range(int(vocab_size))))]
+
+
+# --------------------------------------------------------------------------------------
+# the public function
+
+
+def feature_data(
+    sae: Any,
+    model: Any,
+    inputs: Any,
+    *,
+    tokenizer: Any = None,
+    site: str | None = None,
+    context_size: int = 128,
+    n_top: int = 20,
+    n_quantiles: int = 10,
+    examples_per_quantile: int = 5,
+    context_window: tuple[int, int] = (8, 4),
+    n_bins: int = 40,
+    n_logits: int = 10,
+    n_nearest: int = 10,
+    cooccurrence: bool = True,
+    max_pairs: int = 4_000_000,
+    batch_size: int | None = None,
+    anatomy: Any = None,
+    random_state: Any = 0,
+) -> FeatureData:
+    """Feature-page data for every latent of ``sae``, from one pass over ``inputs``.
+
+    Parameters
+    ----------
+    sae : whybox SAE
+        Anything with ``encode(x (n, d_in)) -> (n, d_sae)`` and ``W_dec (d_sae, d_out)``.
+    model : torch.nn.Module
+        The model whose activations the SAE reads (any model :class:`Anatomy` understands).
+    inputs : LongTensor (n_seq, pos), 1-D token stream, or list of str
+        A stream and texts are cut into rows of ``context_size`` tokens (texts are joined by
+        the tokenizer's end-of-text token).
+    tokenizer : tokenizer, optional
+        Needed for texts; also gives the token strings stored with the data.
+    site : str, optional
+        Hook name the SAE reads (default ``sae.cfg.hook_name``).
+    context_size : int, default 128
+    n_top : int, default 20
+        Top-activating contexts kept per latent.
+    n_quantiles, examples_per_quantile : int, default 10 and 5
+        Equal-width activation intervals per latent, and how many contexts are sampled
+        uniformly at random from each (see the module's notes on the ranges).
+    context_window : (left, right), default (8, 4)
+        Tokens kept before and after the activating token.
+    n_bins : int, default 40
+        Histogram bins over the latent's range.
+    n_logits, n_nearest : int, default 10
+        Promoted / suppressed tokens and nearest latents kept per latent.
+    cooccurrence : bool, default True
+        Count co-firing pairs (a sparse matrix of at most ``max_pairs`` pairs; beyond that
+        the rarest pairs are dropped and the index says so).
+    batch_size : int, optional
+        Sequences per forward pass (default: about 2**24 activation values per batch).
+    anatomy : Anatomy, optional
+    random_state : int or Generator, default 0
+        Seeds the interval samples; the result does not depend on ``batch_size``.
+
+    Returns
+    -------
+    FeatureData
+    """
+    torch = _torch()
+    from whybox.internals.anatomy import Anatomy
+
+    n_top = check_int("n_top", n_top, minimum=1)
+    n_q = check_int("n_quantiles", n_quantiles, minimum=1)
+    per_q = check_int("examples_per_quantile", examples_per_quantile, minimum=1)
+    n_bins = check_int("n_bins", n_bins, minimum=1, maximum=1 << 20)
+    n_logits = check_int("n_logits", n_logits, minimum=0)
+    n_nearest = check_int("n_nearest", n_nearest, minimum=0)
+    context_size = check_int("context_size", context_size, minimum=1)
+    max_pairs = check_int("max_pairs", max_pairs, minimum=1)
+    if (
+        not isinstance(context_window, Sequence)
+        or len(context_window) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in context_window)
+    ):
+        raise InvalidParameterError(
+            f"context_window must be (left, right), two non-negative ints, got {context_window!r}."
+        )
+    rng = check_random_state(random_state)
+    anat = Anatomy.for_model(model, anatomy)
+    name = _site_name(sae, site)
+    point = anat.point(name)
+    d_in, d_sae = int(sae.W_enc.shape[0]), int(sae.W_dec.shape[0])
+    ids = token_rows(inputs, tokenizer, context_size)
+    if anat.vocab_size is not None and int(ids.max()) >= int(anat.vocab_size):
+        raise InvalidInputError(
+            f"inputs hold token id {int(ids.max())}, but the model's vocabulary has "
+            f"{anat.vocab_size} tokens: use the model's own tokenizer."
+        )
+    T = ids.shape[1]
+    if batch_size is None:
+        batch_size = max(1, (1 << 24) // (T * d_sae))
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    from whybox.internals.hooks import model_device
+
+    device = model_device(model)
+    dtype = sae.W_enc.dtype
+    acc = _Accumulator(d_sae, n_top, n_bins, n_q, per_q, tuple(context_window), bool(cooccurrence),
+                       max_pairs, rng)  # fmt: skip
+    with torch.no_grad():
+        for b0 in range(0, ids.shape[0], batch_size):
+            rows = ids[b0 : b0 + batch_size]
+            x = site_activations(model, point, rows.to(device), d_in)
+            if not torch.isfinite(x).all():
+                raise InvalidInputError(
+                    f"the model's activations at {name!r} hold NaN or inf in sequences {b0} "
+                    f"to {b0 + len(rows) - 1}: check the model and its inputs there."
+                )
+            values, indices = sparse_codes(sae, x.reshape(-1, d_in).to(dtype))
+            shape = (len(rows), T, values.shape[-1])
+            acc.update(values.reshape(shape), indices.reshape(shape), b0)
+    arrays = acc.finish(ids)
+    notes: list[str] = []
+    if acc.pruned:
+        notes.append(
+            f"co-occurrence kept the {max_pairs} most frequent pairs: rarer pairs are missing "
+            "and the kept counts are lower bounds."
+        )
+    if n_logits:
+        block, why = logit_effects(sae, anat)
+        if block is None:
+            notes.append(str(why))
+        else:
+            arrays.update(_top_logits(block, d_sae, n_logits, 1024))
+    if n_nearest and d_sae > 1:
+        arrays["nearest_ids"], arrays["nearest_cos"] = nearest_features(sae.W_dec, n_nearest)
+    cfg = getattr(sae, "cfg", None)
+    meta = {
+        "d_sae": d_sae,
+        "d_in": d_in,
+        "site": name,
+        "architecture": getattr(cfg, "architecture", None),
+        "model": getattr(getattr(model, "config", None), "_name_or_path", None)
+        or type(model).__name__,
+        "n_tokens": int(acc.n_tokens),
+        "n_sequences": int(ids.shape[0]),
+        "context_size": int(T),
+        "context_window": [int(v) for v in context_window],
+        "n_top": n_top,
+        "n_quantiles": n_q,
+        "examples_per_quantile": per_q,
+        "n_bins": n_bins,
+        "has_logits": "logit_pos_ids" in arrays,
+        "has_cooccurrence": bool(cooccurrence),
+        "cooccurrence_pruned": bool(acc.pruned),
+        "notes": notes,
+    }
+    vocab = _vocab_strings(tokenizer, anat.vocab_size)
+    return FeatureData(meta, arrays, vocab=vocab)
+
+
+# --------------------------------------------------------------------------------------
+# the data
+
+
+class FeatureData:
+    """Per-latent feature-page data, in memory or memory-mapped from a saved folder.
+
+    On disk (:meth:`save`) a folder holds ``index.json`` (format, counts, settings, notes and
+    every array's file, dtype and shape), one ``.npy`` file per array with the latent on
+    axis 0, ``vocab.json`` (the string of every token id, when a tokenizer was given) and
+    ``explanations.json`` (``{"<latent>": {"text": ..., "score": ...}}``, when set).
+    :meth:`load` maps the arrays lazily, so reading one latent's page reads its rows only.
+
+    Arrays (``D = d_sae``, ``W = left + 1 + right``, ``Q = n_quantiles``, ``R =
+    examples_per_quantile``; padding: token ``-1``, activation ``0``, sequence ``-1``):
+
+    ============================ ================ =============================================
+    ``density``                  (D,) float64     fraction of tokens where the latent fires
+    ``n_firing``                 (D,) int64       tokens where it fires
+    ``mean_activation``          (D,) float32     mean over firing tokens
+    ``max_activation``           (D,) float32
+    ``range_exponent``           (D,) int32       range ``[0, 2**e)`` of histogram/intervals
+    ``hist_counts``              (D, n_bins)      firing tokens per bin
+    ``interval_counts``          (D, Q)           firing tokens per interval
+    ``top_values``               (D, n_top)       top activations, descending
+    ``top_seq``, ``top_pos``     (D, n_top)       where (sequence, position)
+    ``top_tokens``, ``top_acts`` (D, n_top, W)    window token ids and the latent's activations
+    ``interval_*``               (D, Q, R[, W])   the same for the interval samples
+    ``logit_pos_ids/vals``       (D, n_logits)    promoted tokens (if the model has logits)
+    ``logit_neg_ids/vals``       (D, n_logits)    suppressed tokens
+    ``nearest_ids/cos``          (D, n_nearest)   nearest latents by decoder cosine
+    ``cooc_indptr/indices/counts`` CSR            co-firing token counts (diagonal left out)
+    ============================ ================ =============================================
+    """
+
+    def __init__(
+        self,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        *,
+        vocab: Sequence[str] | None = None,
+        explanations: Mapping[str, Any] | None = None,
+        folder: Path | None = None,
+    ) -> None:
+        self.meta = dict(meta)
+        self._arrays: dict[str, Any] = dict(arrays)
+        self._vocab = None if vocab is None else list(vocab)
+        self._explanations = None if explanations is None else dict(explanations)
+        self._folder = folder
+
+    # ---------------------------------------------------------------- access ----
+    def __len__(self) -> int:
+        return int(self.meta["d_sae"])
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (
+            f"FeatureData({m['d_sae']} latents at {m['site']!r}, {m['n_tokens']} tokens, "
+            f"logits={'yes' if m.get('has_logits') else 'no'})"
+        )
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the stored arrays."""
+        if self._folder is not None:
+            return list(self.meta["arrays"])
+        return list(self._arrays)
+
+    def array(self, name: str) -> np.ndarray:
+        """One stored array (memory-mapped when loaded from a folder)."""
+        if name not in self._arrays:
+            if self._folder is None or name not in self.meta.get("arrays", {}):
+                raise InvalidParameterError(
+                    f"no array named {name!r}; the data holds {', '.join(self.names)}."
+                )
+            path = self._folder / self.meta["arrays"][name]["file"]
+            self._arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        return self._arrays[name]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self.__dict__.get("meta", {}).get("arrays", {}) or name in self.__dict__.get(
+            "_arrays", {}
+        ):
+            return self.array(name)
+        raise AttributeError(name)
+
+    @property
+    def vocab(self) -> list[str] | None:
+        """The string of every token id, or None when no tokenizer was given."""
+        if self._vocab is None and self._folder is not None and self.meta.get("has_vocab"):
+            self._vocab = json.loads((self._folder / "vocab.json").read_text("utf-8"))
+        return self._vocab
+
+    @property
+    def explanations(self) -> dict[str, Any]:
+        """``{"<latent>": {"text": str, "score": float or None}}`` (autointerp or hand)."""
+        if self._explanations is None:
+            path = None if self._folder is None else self._folder / "explanations.json"
+            self._explanations = (
+                json.loads(path.read_text("utf-8")) if path is not None and path.exists() else {}
+            )
+        return self._explanations
+
+    def set_explanations(self, explanations: Mapping[int, Any]) -> FeatureData:
+        """Attach explanations: ``{latent: text}``, ``{latent: (text, score)}`` or
+        ``{latent: {"text": ..., "score": ...}}``; saved by :meth:`save`."""
+        out = dict(self.explanations)
+        for j, value in explanations.items():
+            j = self._check_latent(j)
+            if isinstance(value, str):
+                text, score = value, None
+            elif isinstance(value, Mapping):
+                text, score = value.get("text"), value.get("score")
+            elif isinstance(value, Sequence) and len(value) == 2:
+                text, score = value
+            else:
+                raise InvalidParameterError(
+                    f"the explanation of latent {j} must be a str, (text, score) or "
+                    f"{{'text': ..., 'score': ...}}, got {type(value).__name__}."
+                )
+            out[str(j)] = {"text": str(text), "score": None if score is None else float(score)}
+        self._explanations = out
+        return self
+
+    def _check_latent(self, j: Any) -> int:
+        if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not 0 <= j < len(self):
+            raise InvalidParameterError(
+                f"latent {j!r} is out of range: the SAE has {len(self)} latents (0 to "
+                f"{len(self) - 1})."
+            )
+        return int(j)
+
+    def _tokens(self, ids: np.ndarray) -> list[str | None] | None:
+        vocab = self.vocab
+        if vocab is None:
+            return None
+        return [vocab[int(i)] if 0 <= int(i) < len(vocab) else None for i in ids]
+
+    def _context(self, seq: int, pos: int, value: float, toks: Any, acts: Any) -> dict:
+        keep = np.asarray(toks) >= 0
+        ids = np.asarray(toks)[keep]
+        return {
+            "seq": int(seq),
+            "pos": int(pos),
+            "activation": float(value),
+            "center": int(
+                self.meta["context_window"][0] - np.sum(~keep[: self.meta["context_window"][0]])
+            ),
+            "token_ids": [int(i) for i in ids],
+            "tokens": self._tokens(ids),
+            "activations": [float(a) for a in np.asarray(acts)[keep]],
+        }
+
+    # ---------------------------------------------------------------- pages ----
+    def feature(self, j: int, *, n_cooccurring: int = 10) -> dict[str, Any]:
+        """One latent's page data as a JSON-able dict (token strings as stored: escaping
+        them is the renderer's job)."""
+        j = self._check_latent(j)
+        m = self.meta
+        scale = 2.0 ** int(self.array("range_exponent")[j])
+        n_bins, n_q = int(m["n_bins"]), int(m["n_quantiles"])
+        top = [
+            self._context(s, p, v, t, a)
+            for s, p, v, t, a in zip(
+                self.array("top_seq")[j], self.array("top_pos")[j], self.array("top_values")[j],
+                self.array("top_tokens")[j], self.array("top_acts")[j], strict=True,
+            )
+            if s >= 0
+        ]  # fmt: skip
+        intervals = []
+        counts = self.array("interval_counts")[j]
+        for q in range(n_q - 1, -1, -1):
+            seq, vals = self.array("interval_seq")[j, q], self.array("interval_values")[j, q]
+            order = np.argsort(-np.asarray(vals), kind="stable")
+            examples = [
+                self._context(seq[r], self.array("interval_pos")[j, q, r], vals[r],
+                              self.array("interval_tokens")[j, q, r],
+                              self.array("interval_acts")[j, q, r])
+                for r in order if seq[r] >= 0
+            ]  # fmt: skip
+            if int(counts[q]):
+                intervals.append({
+                    "low": q * scale / n_q, "high": (q + 1) * scale / n_q,
+                    "n_firing": int(counts[q]), "examples": examples,
+                })  # fmt: skip
+        page: dict[str, Any] = {
+            "index": j,
+            "site": m["site"],
+            "density": float(self.array("density")[j]),
+            "n_firing": int(self.array("n_firing")[j]),
+            "n_tokens": int(m["n_tokens"]),
+            "mean_activation": float(self.array("mean_activation")[j]),
+            "max_activation": float(self.array("max_activation")[j]),
+            "histogram": {
+                "edges": [float(e) for e in np.arange(n_bins + 1) * scale / n_bins],
+                "counts": [int(c) for c in self.array("hist_counts")[j]],
+            },
+            "top_contexts": top,
+            "intervals": intervals,
+            "logits": None,
+            "nearest": None,
+            "cooccurring": None,
+            "explanation": self.explanations.get(str(j)),
+        }
+        if m.get("has_logits"):
+            page["logits"] = {
+                side: [
+                    {"token_id": int(i), "token": t, "value": float(v)}
+                    for i, t, v in zip(ids, self._tokens(ids) or [None] * len(ids), vals,
+                                       strict=True)
+                ]
+                for side, ids, vals in (
+                    ("promoted", self.array("logit_pos_ids")[j], self.array("logit_pos_vals")[j]),
+                    ("suppressed", self.array("logit_neg_ids")[j], self.array("logit_neg_vals")[j]),
+                )
+            }  # fmt: skip
+        if "nearest_ids" in self.names:
+            page["nearest"] = [
+                {"index": int(i), "cosine": float(c)}
+                for i, c in zip(self.array("nearest_ids")[j], self.array("nearest_cos")[j],
+                                strict=True)
+            ]  # fmt: skip
+        if m.get("has_cooccurrence"):
+            a, b = self.array("cooc_indptr")[j : j + 2]
+            idx = np.asarray(self.array("cooc_indices")[a:b])
+            cnt = np.asarray(self.array("cooc_counts")[a:b])
+            order = np.lexsort((idx, -cnt))[:n_cooccurring]
+            n_j = max(page["n_firing"], 1)
+            page["cooccurring"] = [
+                {"index": int(idx[o]), "count": int(cnt[o]), "fraction": float(cnt[o] / n_j)}
+                for o in order
+            ]
+        return page
+
+    def features(
+        self, offset: int = 0, limit: int = 50, *, order: str = "index", descending: bool = True
+    ) -> dict[str, Any]:
+        """A page of latent summaries for a list view, never loading the per-latent
+        contexts: ``{"total", "offset", "items": [{index, density, max_activation,
+        explanation, top_token}]}``; ``order`` is ``"index"``, ``"density"`` or
+        ``"max_activation"``."""
+        offset = check_int("offset", offset, minimum=0)
+        limit = check_int("limit", limit, minimum=0, maximum=10_000)
+        if order not in ("index", "density", "max_activation"):
+            raise InvalidParameterError(
+                f"order={order!r}: use 'index', 'density' or 'max_activation'."
+            )
+        if order == "index":
+            chosen = np.arange(offset, min(offset + limit, len(self)))
+        else:
+            key = np.asarray(self.array(order), dtype=np.float64)
+            ranked = np.lexsort((np.arange(len(key)), -key if descending else key))
+            chosen = ranked[offset : offset + limit]
+        items = []
+        for j in chosen:
+            j = int(j)
+            tok = int(self.array("top_tokens")[j, 0, self.meta["context_window"][0]])
+            items.append({
+                "index": j,
+                "density": float(self.array("density")[j]),
+                "max_activation": float(self.array("max_activation")[j]),
+                "top_token": None if tok < 0 or self.vocab is None else self.vocab[tok],
+                "explanation": self.explanations.get(str(j)),
+            })  # fmt: skip
+        return {"total": len(self), "offset": offset, "items": items}
+
+    def search(self, token: Any = None, *, text: str | None = None, limit: int = 50) -> list[int]:
+        """Latents whose top-activating tokens or promoted tokens include ``token`` (a token
+        id, or a string matched against the token strings, also with surrounding spaces
+        stripped), ranked by how many of their top contexts peak on it then by promotion;
+        or whose explanation contains ``text`` (case-insensitive)."""
+        limit = check_int("limit", limit, minimum=1)
+        if (token is None) == (text is None):
+            raise InvalidParameterError("search needs exactly one of token= or text=.")
+        if text is not None:
+            needle = str(text).casefold()
+            hits = [int(j) for j, e in self.explanations.items()
+                    if needle in str(e.get("text", "")).casefold()]  # fmt: skip
+            return sorted(hits)[:limit]
+        if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
+            wanted = np.array([int(token)])
+        elif isinstance(token, str):
+            vocab = self.vocab
+            if vocab is None:
+                raise InvalidParameterError(
+                    "this data has no token strings (no tokenizer was given): search by "
+                    "token id instead."
+                )
+            wanted = np.array([i for i, s in enumerate(vocab)
+                               if s == token or s.strip() == token.strip()], dtype=np.int64)  # fmt: skip
+        else:
+            raise InvalidParameterError(f"token must be an int id or a str, got {token!r}.")
+        centre = np.asarray(self.array("top_tokens")[:, :, self.meta["context_window"][0]])
+        score = np.isin(centre, wanted).sum(axis=1).astype(np.float64)
+        if self.meta.get("has_logits"):
+            promoted = np.isin(np.asarray(self.array("logit_pos_ids")), wanted).any(axis=1)
+            score = score + 0.5 * promoted
+        hits = np.nonzero(score > 0)[0]
+        ranked = hits[np.lexsort((hits, -score[hits]))]
+        return [int(j) for j in ranked[:limit]]
+
+    # ---------------------------------------------------------------- files ----
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the folder (atomically: a finished folder or the previous one, never a
+        half-written one). An existing folder is replaced only if it holds FeatureData."""
+        folder = Path(folder)
+        if (
+            folder.exists()
+            and not _is_feature_folder(folder)
+            and (not folder.is_dir() or any(folder.iterdir()))
+        ):
+            raise InvalidParameterError(
+                f"{str(folder)!r} exists and is not a saved FeatureData folder: choose a "
+                "new folder (an existing one is only replaced if it holds FeatureData)."
+            )
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            table = {}
+            for name in self.names:
+                arr = np.ascontiguousarray(self.array(name))
+                np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+                table[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype),
+                               "shape": list(arr.shape)}  # fmt: skip
+            meta = dict(self.meta, format=_FORMAT, version=_VERSION, arrays=table,
+                        has_vocab=self.vocab is not None)  # fmt: skip
+            if self.vocab is not None:
+                (tmp / "vocab.json").write_text(json.dumps(self.vocab), "utf-8")
+            if self.explanations:
+                (tmp / "explanations.json").write_text(json.dumps(self.explanations), "utf-8")
+            (tmp / "index.json").write_text(json.dumps(meta, indent=1), "utf-8")
+            old = None
+            if folder.exists():
+                old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(folder, old)
+            os.replace(tmp, folder)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> FeatureData:
+        """Open a saved folder; arrays are memory-mapped on first use."""
+        folder = Path(folder)
+        if not _is_feature_folder(folder):
+            raise InvalidInputError(
+                f"{str(folder)!r} is not a FeatureData folder (no index.json of format "
+                f"{_FORMAT!r}): write one with feature_data(...).save(folder)."
+            )
+        meta = json.loads((folder / "index.json").read_text("utf-8"))
+        if int(meta.get("version", 0)) > _VERSION:
+            raise InvalidInputError(
+                f"{str(folder)!r} was written by a newer whybox (format version "
+                f"{meta['version']}, this one reads {_VERSION}): upgrade whybox."
+            )
+        for name, spec in meta["arrays"].items():
+            file = folder / str(spec.get("file", ""))
+            if file.parent != folder or not file.is_file():
+                raise InvalidInputError(f"{str(folder)!r}: array {name!r} file is missing.")
+        return cls(meta, {}, folder=folder)
+
+
+def _is_feature_folder(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "index.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == _FORMAT
