@@ -7,6 +7,9 @@ errors and bad input."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -439,3 +442,137 @@ def test_bad_arguments(gpt2):
         evaluate(object(), gpt2, input_ids(1, 5), site=SITE)
     with pytest.raises(InvalidInputError, match="inputs must be"):
         evaluate(sae, gpt2, 3.5)
+
+
+# ------------------------------------------------------------------- SAELens oracle ----
+ROOT = Path(__file__).resolve().parents[2]
+ORACLE_PY = ROOT / ".venv-saelens" / "bin" / "python"
+
+#: run in .venv-saelens: the tiny LM as a TransformerLens HookedTransformer (weights converted
+#: from the Hugging Face model, no folding), the SAE as a SAELens StandardSAE, and
+#: sae_lens.evals.run_evals (every metric) on the given tokens
+SAELENS_EVALS = r"""
+import json, sys
+from pathlib import Path
+import numpy as np
+import torch
+import transformers
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
+import sae_lens as sl
+from sae_lens.evals import get_eval_everything_config, run_evals
+from sae_lens.training.activation_scaler import ActivationScaler
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+torch.set_grad_enabled(False)
+hf = transformers.GPT2LMHeadModel.from_pretrained(spec["model"]).eval()
+c = hf.config
+cfg = HookedTransformerConfig(
+    n_layers=c.n_layer, d_model=c.n_embd, n_heads=c.n_head, d_head=c.n_embd // c.n_head,
+    d_mlp=c.n_inner or 4 * c.n_embd, d_vocab=c.vocab_size, n_ctx=c.n_positions,
+    act_fn=c.activation_function, normalization_type="LN", eps=c.layer_norm_epsilon,
+    positional_embedding_type="standard", original_architecture="GPT2LMHeadModel",
+    default_prepend_bos=False, device="cpu",
+)
+model = HookedTransformer(cfg)
+model.load_and_process_state_dict(
+    convert_gpt2_weights(hf, cfg), fold_ln=False, center_writing_weights=False,
+    center_unembed=False, fold_value_biases=False,
+)
+tokens = torch.from_numpy(np.load(spec["tokens"]))
+w = np.load(spec["sae"])
+sae = sl.StandardSAE(sl.StandardSAEConfig(d_in=w["W_enc"].shape[0], d_sae=w["W_enc"].shape[1]))
+sae.cfg.metadata.hook_name = spec["hook_name"]
+sae.load_state_dict({k: torch.from_numpy(w[k]) for k in ("W_enc", "b_enc", "W_dec", "b_dec")})
+
+
+class Store:  # hands out the given tokens, as an ActivationsStore would
+    store_batch_size_prompts = tokens.shape[0]
+    context_size = tokens.shape[1]
+
+    def get_batch_tokens(self, n):
+        return tokens
+
+    def reset_input_dataset(self):
+        pass
+
+
+out = {"logit_gap": float((model(tokens) - hf(tokens).logits).abs().max())}
+config = get_eval_everything_config(
+    batch_size_prompts=tokens.shape[0], n_eval_reconstruction_batches=1,
+    n_eval_sparsity_variance_batches=1,
+)
+for name, exclude in spec["runs"].items():
+    metrics, feats = run_evals(
+        sae, Store(), model, ActivationScaler(), config, exclude_special_tokens=exclude
+    )
+    out[name] = {"metrics": metrics, "feature_density": feats["feature_density"]}
+Path(spec["out"]).write_text(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_metrics_equal_saelens_evals_on_the_same_sae_and_tokens(tmp_path):
+    if not ORACLE_PY.exists():
+        pytest.fail(
+            f"the SAELens oracle venv is missing ({ORACLE_PY}). `make test` builds it; or run "
+            "`bash scripts/oracle-saelens.sh` once (about 90 s, needs PyPI)."
+        )
+    from whybox.zoo.tinylm import tiny_lm, tiny_lm_corpus, tiny_lm_path
+
+    model, tok = tiny_lm(seed=0)
+    eos = tok.eos_token_id
+    stream = [i for t in tiny_lm_corpus("test") for i in tok(t[:2000]).input_ids]
+    tokens = torch.tensor(stream[: 4 * 24]).view(4, 24)
+    tokens[:, 0] = eos  # a BOS-like first position, excluded in the second run
+    sae = SAE.create(
+        SAEConfig(d_in=128, d_sae=256, architecture="standard", hook_name="blocks.2.resid_post"),
+        random_state=3,
+    )
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.randn(256, generator=torch.Generator().manual_seed(0)) - 0.5)
+        sae.b_dec.copy_(torch.randn(128, generator=torch.Generator().manual_seed(1)) * 0.1)
+    np.save(tmp_path / "tokens.npy", tokens.numpy())
+    weights = {k: getattr(sae, k).detach().numpy() for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    np.savez(tmp_path / "sae.npz", **weights)
+    spec = {
+        "model": str(tiny_lm_path(seed=0)),
+        "tokens": str(tmp_path / "tokens.npy"),
+        "sae": str(tmp_path / "sae.npz"),
+        "hook_name": "blocks.2.hook_resid_post",
+        "runs": {"all": False, "no_bos": [eos]},
+        "out": str(tmp_path / "out.json"),
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "evals.py").write_text(SAELENS_EVALS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [str(ORACLE_PY), str(tmp_path / "evals.py"), str(tmp_path / "spec.json")],
+        capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    theirs = json.loads((tmp_path / "out.json").read_text())
+    assert theirs["logit_gap"] < 1e-4  # the HookedTransformer is the same model
+
+    # the model shared by SAELens' ablation baselines differs once positions are excluded:
+    # SAELens zero-ablates them too, whybox keeps them clean (module docstring)
+    ablation = {"kl_div_score", "kl_div_with_ablation", "ce_loss_score", "ce_loss_with_ablation"}
+    for run, exclude in (("all", False), ("no_bos", [eos])):
+        ours = evaluate(sae, model, tokens, exclude_special=exclude, batch_size=4)
+        compared = 0
+        for group, metrics in theirs[run]["metrics"].items():
+            for name, value in metrics.items():
+                if not hasattr(ours, name) or (run == "no_bos" and name in ablation):
+                    continue
+                assert getattr(ours, name) == pytest.approx(value, rel=1e-5, abs=1e-7), (
+                    run, group, name,
+                )  # fmt: skip
+                compared += 1
+        assert compared == (16 if run == "all" else 12)
+        np.testing.assert_allclose(
+            ours.feature_density, theirs[run]["feature_density"], rtol=1e-6, atol=1e-7
+        )
+    # and the difference is real: SAELens' zero-ablation of the excluded BOS costs more loss
+    sl_abl = theirs["no_bos"]["metrics"]["model_performance_preservation"]["ce_loss_with_ablation"]
+    assert sl_abl != pytest.approx(ours.ce_loss_with_ablation, rel=1e-3)
