@@ -382,11 +382,11 @@ def test_save_is_atomic_on_error(tmp_path, monkeypatch):
             raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(io.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     second = SAE.create(SAEConfig(d_in=6, d_sae=12, architecture="standard"), random_state=1)
     with pytest.raises(OSError, match="disk full"):
         second.save(folder)
-    monkeypatch.setattr(io.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert after == before  # old weights restored, no temporary files left
     assert io.load(folder).d_sae == 10
