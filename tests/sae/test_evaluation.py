@@ -136,6 +136,7 @@ def test_reconstruction_and_sparsity_metrics_equal_numpy_on_captured_activations
     ):  # fmt: skip
         assert getattr(r, name) == pytest.approx(want[name], rel=1e-5, abs=1e-9), name
     np.testing.assert_allclose(r.feature_density, want["density"], atol=1e-12)
+    assert r.feature_density.sum() == pytest.approx(r.l0, rel=1e-12)  # sum of densities = L0
     assert r.n_tokens == 60 and r.n_sequences == 6 and r.n_predictions == 54
     assert 0 < r.dead_fraction < 1 and r.dense_fraction >= 4 / 64  # the rigged latents
     hist = r.density_histogram
@@ -144,6 +145,16 @@ def test_reconstruction_and_sparsity_metrics_equal_numpy_on_captured_activations
     edges = np.asarray(hist["log10_density_edges"])
     lit = want["density"][want["density"] > 0]
     np.testing.assert_array_equal(hist["counts"], np.histogram(np.log10(lit), bins=edges)[0])
+
+
+def test_topk_sae_has_l0_k(gpt2):
+    cfg = SAEConfig(d_in=D, d_sae=64, architecture="topk", k=4, hook_name=SITE)
+    sae = SAE.create(cfg, random_state=2)
+    with torch.no_grad():
+        sae.b_enc.fill_(1.0)  # every pre-activation positive: exactly k latents fire
+    r = evaluate(sae, gpt2, input_ids(3, 8, seed=1))
+    assert r.l0 == 4.0
+    assert r.feature_density.sum() == pytest.approx(4.0)
 
 
 def test_dense_threshold_is_used(gpt2):

@@ -418,10 +418,10 @@ def _token_losses(logits: Any, ids: Any, torch: Any) -> Any:
     return -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
 
 
-def _kl(clean_logp: Any, logits: Any, torch: Any) -> Any:
-    """KL(p_clean || p_run) per position (batch, pos)."""
+def _kl(clean: tuple[Any, Any], logits: Any, torch: Any) -> Any:
+    """KL(p_clean || p_run) per position (batch, pos); ``clean`` = (log p, p)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
-    return (clean_logp.exp() * (clean_logp - logp)).sum(-1)
+    return (clean[1] * (clean[0] - logp)).sum(-1)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -701,6 +701,7 @@ def _run(job: _Job, dense_threshold: float, n_rows: int) -> SAEEvaluation:
 
         logits = _vocab_logits(output, anat.vocab_size, torch)
         clean_logp = torch.log_softmax(logits.float(), dim=-1)
+        clean = (clean_logp, clean_logp.exp())
         spliced = y.clone()
         spliced[mask] = y_hat.to(device=y.device, dtype=y.dtype)
         m3 = mask[..., None]
@@ -725,7 +726,7 @@ def _run(job: _Job, dense_threshold: float, n_rows: int) -> SAEEvaluation:
             with hooks.on_points(model, [(p_out, put)]):
                 run_logits = _vocab_logits(_call(model, part, torch), anat.vocab_size, torch)
             down[f"kl_{name}"] = down.get(f"kl_{name}", 0.0) + float(
-                _kl(clean_logp, run_logits, torch)[mask].double().sum()
+                _kl(clean, run_logits, torch)[mask].double().sum()
             )
             if mode == "causal":
                 down[f"ce_{name}"] = down.get(f"ce_{name}", 0.0) + float(
