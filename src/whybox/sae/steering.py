@@ -1,0 +1,262 @@
+"""Interventions on SAE latents inside a running model: ablate, clamp, add a direction.
+
+The SAE is spliced in at its site with the *error term kept*: the activation ``x`` becomes
+
+``x' = decode(f') + (x - decode(f))``,   ``f = encode(x)``,
+
+where ``f'`` is ``f`` with the edits applied (``f'_j = 0`` to ablate latent ``j``, ``f'_j =
+v`` to clamp it). Without edits ``x' = x`` up to float rounding, so every change in the
+model's output is the edit's doing and none the SAE's reconstruction error (Marks et al.
+2024). ``error_term=False`` splices the bare reconstruction instead. Adding a latent's
+decoder direction (``add={j: c}``: ``x' = x + c * W_dec[j]``) needs no encoding; it is the
+feature steering of Templeton et al. (2024) and Neuronpedia's steer.
+
+Every edit is a context manager over scoped hooks (:func:`whybox.internals.hooks.on_points`
+at the site named by :class:`~whybox.internals.anatomy.Anatomy`), removed on exit, also
+after an exception. :func:`run_with_features` returns logits, :func:`generate_with_features`
+generated text or token ids; the edits apply to every position of every forward pass,
+generated tokens included.
+
+References
+----------
+Templeton, A. et al. (2024). Scaling monosemanticity: extracting interpretable features from
+Claude 3 Sonnet (feature steering by clamping). Transformer Circuits Thread.
+Marks, S., Rager, C., Michaud, E. J., Belinkov, Y., Bau, D. & Mueller, A. (2024). Sparse
+feature circuits: discovering and editing interpretable causal graphs in language models
+(SAE error terms). arXiv:2403.19647.
+Cunningham, H., Ewart, A., Riggs, L., Huben, R. & Sharkey, L. (2024). Sparse autoencoders
+find highly interpretable features in language models. ICLR.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from whybox.errors import InvalidParameterError, UnsupportedModelError
+
+__all__ = [
+    "ablate_features",
+    "add_feature",
+    "clamp_features",
+    "edit_features",
+    "generate_with_features",
+    "run_with_features",
+]
+
+
+def _torch() -> Any:
+    from whybox.internals.hooks import require_torch
+
+    return require_torch("SAE feature interventions")
+
+
+def _latent(j: Any, d_sae: int, what: str) -> int:
+    try:
+        if isinstance(j, bool):
+            raise TypeError
+        j = operator.index(j)
+    except TypeError:
+        raise InvalidParameterError(f"{what}: latent {j!r} is not an int index.") from None
+    if not 0 <= j < d_sae:
+        raise InvalidParameterError(
+            f"{what}: latent {j} is out of range; the SAE has {d_sae} latents (0 to {d_sae - 1})."
+        )
+    return j
+
+
+def _values(mapping: Any, d_sae: int, what: str) -> dict[int, float]:
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping):
+        raise InvalidParameterError(
+            f"{what} must be a mapping {{latent: value}}, got {type(mapping).__name__}."
+        )
+    out = {}
+    for j, v in mapping.items():
+        j = _latent(j, d_sae, what)
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not math.isfinite(v):
+            raise InvalidParameterError(f"{what}: the value for latent {j} must be finite.")
+        out[j] = v
+    return out
+
+
+@contextmanager
+def edit_features(
+    model: Any,
+    sae: Any,
+    *,
+    ablate: Iterable[int] = (),
+    clamp: Mapping[int, float] | None = None,
+    add: Mapping[int, float] | None = None,
+    site: str | None = None,
+    error_term: bool = True,
+    anatomy: Any = None,
+) -> Iterator[None]:
+    """Run the model inside the block with the SAE's latents edited at its site.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    sae : whybox SAE
+        ``encode``, ``decode`` and ``W_dec (d_sae, d_in)``; a transcoder is not supported.
+    ablate : iterable of int
+        Latents set to zero.
+    clamp : {latent: value}, optional
+        Latents set to ``value`` at every position (Templeton et al. 2024).
+    add : {latent: coef}, optional
+        Add ``coef * W_dec[latent]`` to the activation (applied after the splice).
+    site : str, optional
+        Hook name (default ``sae.cfg.hook_name``).
+    error_term : bool, default True
+        Keep ``x - decode(encode(x))`` so that no edit means no change (to float tolerance);
+        False splices the bare reconstruction.
+    anatomy : Anatomy, optional
+
+    Yields
+    ------
+    None
+        Hooks are removed on exit, also after an exception.
+    """
+    _torch()
+    from whybox.internals import hooks
+    from whybox.internals.anatomy import Anatomy
+    from whybox.sae.features import _site_name, flat_site
+
+    if getattr(sae, "is_transcoder", False):
+        raise UnsupportedModelError(
+            "edit_features splices an autoencoder (reads and writes one site); this SAE is a "
+            "transcoder. Edit its input site's model directly, or use an autoencoder."
+        )
+    d_sae = int(sae.W_dec.shape[0])
+    if isinstance(ablate, int | str) or not isinstance(ablate, Iterable):
+        raise InvalidParameterError(
+            f"ablate must be an iterable of latent indices such as [3, 17], got {ablate!r}."
+        )
+    zeroed = sorted({_latent(j, d_sae, "ablate") for j in ablate})
+    clamped = _values(clamp, d_sae, "clamp")
+    added = _values(add, d_sae, "add")
+    if not isinstance(error_term, bool):
+        raise InvalidParameterError(f"error_term must be True or False, got {error_term!r}.")
+    anat = Anatomy.for_model(model, anatomy)
+    point = anat.point(_site_name(sae, site))
+    d_in = int(sae.W_enc.shape[0])
+    splice = bool(zeroed or clamped) or not error_term or not added
+    dtype = sae.W_dec.dtype
+
+    def fn(view: Any) -> Any:
+        x = flat_site(view, d_in, point.name)
+        xs = x.to(dtype)
+        out = xs
+        if splice:
+            f = sae.encode(xs)
+            f_edit = f.clone()
+            if zeroed:
+                f_edit[..., zeroed] = 0
+            for j, v in clamped.items():
+                f_edit[..., j] = v
+            out = sae.decode(f_edit)
+            if error_term:
+                out = out + (xs - sae.decode(f))
+        for j, c in added.items():
+            out = out + c * sae.W_dec[j]
+        return out.to(view.dtype).reshape(view.shape)
+
+    with hooks.on_points(model, [(point, fn)]):
+        yield
+
+
+def ablate_features(model: Any, sae: Any, latents: Iterable[int], **kwargs: Any) -> Any:
+    """:func:`edit_features` with ``ablate=latents`` (a context manager)."""
+    return edit_features(model, sae, ablate=latents, **kwargs)
+
+
+def clamp_features(model: Any, sae: Any, values: Mapping[int, float], **kwargs: Any) -> Any:
+    """:func:`edit_features` with ``clamp=values`` (a context manager)."""
+    return edit_features(model, sae, clamp=values, **kwargs)
+
+
+def add_feature(model: Any, sae: Any, latent: int, coef: float, **kwargs: Any) -> Any:
+    """:func:`edit_features` adding ``coef * W_dec[latent]`` (a context manager)."""
+    return edit_features(model, sae, add={latent: coef}, **kwargs)
+
+
+def run_with_features(model: Any, sae: Any, inputs: Any, **edits: Any) -> Any:
+    """Logits of ``model`` on ``inputs`` (token ids or a mapping) under
+    :func:`edit_features` ``(**edits)``."""
+    from whybox.internals import hooks
+
+    with edit_features(model, sae, **edits):
+        return hooks.forward(model, inputs)
+
+
+_EDIT_KEYS = ("ablate", "clamp", "add", "site", "error_term", "anatomy")
+
+
+def generate_with_features(
+    model: Any,
+    sae: Any,
+    prompt: Any,
+    *,
+    tokenizer: Any = None,
+    max_new_tokens: int = 20,
+    **kwargs: Any,
+) -> Any:
+    """Generate (greedy unless ``do_sample=True`` is passed) with the latents edited.
+
+    Parameters
+    ----------
+    model : a ``transformers`` model with ``generate``
+    sae : whybox SAE
+    prompt : str or LongTensor (pos,) / (1, pos)
+    tokenizer : tokenizer, optional
+        Needed for a text prompt; the result is then decoded text.
+    max_new_tokens : int, default 20
+    **kwargs
+        ``ablate``, ``clamp``, ``add``, ``site``, ``error_term``, ``anatomy`` go to
+        :func:`edit_features`; the rest to ``model.generate``.
+
+    Returns
+    -------
+    str, or LongTensor (1, pos + new) without a tokenizer
+    """
+    torch = _torch()
+    from whybox.internals.hooks import as_model_inputs, model_device
+
+    if not hasattr(model, "generate"):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no generate(): use a causal language model "
+            "(AutoModelForCausalLM), or run_with_features for one forward pass."
+        )
+    edits = {k: kwargs.pop(k) for k in _EDIT_KEYS if k in kwargs}
+    if isinstance(prompt, str):
+        if tokenizer is None:
+            raise InvalidParameterError(
+                "the prompt is text, so a tokenizer is needed: pass tokenizer= the model's "
+                "tokenizer (or token ids as the prompt)."
+            )
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    else:
+        ids = torch.as_tensor(prompt).long()
+        ids = ids.unsqueeze(0) if ids.ndim == 1 else ids
+    ids = as_model_inputs(model, ids.to(model_device(model)))["input_ids"]
+    gen = {"do_sample": False, "max_new_tokens": int(max_new_tokens)}
+    gen.update(kwargs)
+    if "pad_token_id" not in gen:
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = getattr(tokenizer, "eos_token_id", None)
+        gen["pad_token_id"] = pad if pad is not None else 0
+    gen.setdefault("attention_mask", torch.ones_like(ids))
+    with edit_features(model, sae, **edits):
+        out = model.generate(ids, **gen)
+    if tokenizer is None:
+        return out
+    return tokenizer.decode(out[0], skip_special_tokens=True)
