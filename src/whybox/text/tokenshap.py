@@ -24,10 +24,12 @@ scores are min-shifted and normalised so they lose their sign.
     of TF-IDF vectors as in the TokenSHAP paper, or any ``similarity(answers, reference)``.
 
 * **Estimator**: KernelSHAP with the ``2 n`` coalitions of sizes 1 and ``n - 1`` enumerated,
-  then paired, leverage-stratified sampling and an exact efficiency constraint
+  then paired, leverage-stratified sampling, a free intercept and a cubic coalition-size
+  profile as covariates (exact for pairwise games plus any such profile plus spikes at the
+  empty and full prompts, which answer-similarity games have: ``v(N) = 1``), stratified
+  jackknife standard errors and James-Stein shrinkage towards the extremes-only estimate
   (:func:`whybox.games._lowbudget.lowbudget_shapley`, default; built for TokenSHAP's budgets
-  of a few calls per word), or antithetic
-  permutation sampling (:func:`whybox.games.shapley.permutation_shapley`). Both return
+  of a few calls per word), or antithetic permutation sampling (:func:`whybox.games.shapley.permutation_shapley`). Both return
   *signed* values adding up to ``v(N) - v(empty)`` and a standard error per player;
   ``tolerance=`` stops as soon as the largest standard error is below it. A budget covering
   all ``2**n`` coalitions gives the exact values (standard error 0).
@@ -511,15 +513,17 @@ class TokenShap(Explainer):
     budget, n_samples : int, optional
         Coalitions (= prompts the model answers) per text, empty and full included; default
         ``2 n + 512``; ``n_samples`` is an alias. A budget of ``2**n`` or more is exact.
-        Standard errors come from the spread of the sampled coalitions: with fewer than
-        about ``10 n`` coalitions they are themselves rough and too small (95% intervals
-        covered the exact value 19% of the time at ``3 n`` on the tiny LM's answer game, 82%
-        at ``6 n``, 91% at ``12 n``, 94% at ``24 n``; ``benchmarks/bench_tokenshap.py``).
+        Standard errors come from the spread of the sampled coalitions (a jackknife over
+        the sampled pairs): with fewer than about ``5 n`` coalitions they are themselves
+        rough and too small (95% intervals covered the exact value 50% of the time at
+        ``3 n`` on the tiny LM's answer game, 96% at ``6 n``, 95% at ``12 n`` and ``24 n``;
+        ``benchmarks/bench_tokenshap.py``).
     tolerance : float, optional
         Stop once the largest standard error is below this.
     estimator : {"kernel", "permutation"}
         KernelSHAP (default: sizes 1 and ``n - 1`` enumerated, then paired,
-        leverage-stratified sampling, exact efficiency) or antithetic permutation sampling.
+        leverage-stratified sampling, size-profile covariates, Stein shrinkage, exact
+        efficiency) or antithetic permutation sampling.
     max_new_tokens : int
         Length of generated answers (``value="similarity"``), and of the model's own
         continuation used as the target of ``value="logprob"`` when ``target=None``.
