@@ -300,6 +300,27 @@ def test_n_batches_draws_rows_reproducibly(gpt2):
     assert a.to_dict() == b.to_dict()
 
 
+def test_progress_is_reported_per_batch(gpt2):
+    seen = []
+    evaluate(random_sae(), gpt2, input_ids(5, 6), batch_size=2, progress=lambda *a: seen.append(a))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    with pytest.raises(InvalidParameterError, match="progress"):
+        evaluate(random_sae(), gpt2, input_ids(1, 6), progress=3)
+
+
+def test_half_precision_model_metrics_use_the_sae_output_unrounded():
+    model = build("gpt2").to(torch.bfloat16)
+    ids = input_ids(2, 8, seed=2)
+    sae = random_sae(seed=5)
+    r = evaluate(sae, model, ids)
+    _, cache = run_with_cache(model, ids, names=[SITE])
+    x = cache[SITE].float().reshape(-1, D).numpy()
+    want = numpy_metrics(x, x, sae)  # x as bf16 gave it, x_hat in float32 (not rounded)
+    for name in ("mse", "fvu", "cossim", "l0"):
+        assert getattr(r, name) == pytest.approx(want[name], rel=1e-5), name
+    assert r.ce_loss_with_sae is not None and np.isfinite(r.ce_loss_score)
+
+
 def test_attention_head_site_is_flattened(gpt2):
     site = "blocks.1.attn.q"  # (batch, pos, heads, d_head) -> heads * d_head = 32
     r = evaluate(identity_sae(site), gpt2, input_ids(2, 8))

@@ -30,7 +30,7 @@ Karvonen, A. et al. (2025). SAEBench: a comprehensive benchmark for sparse autoe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -443,6 +443,7 @@ def evaluate(
     dense_threshold: float = 0.1,
     n_batches: int | None = None,
     random_state: Any = 0,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> SAEEvaluation:
     """Evaluate ``sae`` on ``model``: sparsity, reconstruction and downstream loss.
 
@@ -482,6 +483,8 @@ def evaluate(
         Evaluate at most ``n_batches * batch_size`` rows, drawn at random (seeded by
         ``random_state``) when there are more.
     random_state : int, Generator or None, default 0
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each batch (for a progress bar).
 
     Returns
     -------
@@ -541,6 +544,10 @@ def evaluate(
             f"dense_threshold must be a fraction of tokens in [0, 1], got {dense_threshold}."
         )
     rng = check_random_state(random_state)
+    if progress is not None and not callable(progress):
+        raise InvalidParameterError(
+            f"progress must be a function progress(done, total) or None, got {progress!r}."
+        )
     site, site_out, d_in, d_sae, d_out = _sae_parts(sae, site, site_out)
     p_in, p_out = anat.point(site), anat.point(site_out)
     specials = _special_ids(model, tokenizer, exclude_special)
@@ -572,7 +579,7 @@ def evaluate(
     if hasattr(sae, "eval"):
         sae.eval()
     try:
-        return _run(job, dense_threshold, len(rows))
+        return _run(job, dense_threshold, len(rows), progress)
     finally:
         model.train(was_training[0])
         if hasattr(sae, "train"):
@@ -619,19 +626,16 @@ class _Job:
         return idx, part, self.keep[idx].to(part["input_ids"].device)
 
 
-def _run(job: _Job, dense_threshold: float, n_rows: int) -> SAEEvaluation:
+def _run(job: _Job, dense_threshold: float, n_rows: int, progress: Any) -> SAEEvaluation:
     torch, sae, model, anat = job.torch, job.sae, job.model, job.anat
     p_in, p_out, site, site_out = job.p_in, job.p_out, job.site, job.site_out
     d_in, d_sae, d_out = job.dims
     sae_device, sae_dtype = sae.W_enc.device, sae.W_enc.dtype
-    real = job.real
     cfg_site = str(getattr(getattr(sae, "cfg", None), "hook_name", None))
     same = p_in == p_out
     notes: list[str] = []
     sums = _Sums(d_sae)
     down: dict[str, float] = {}
-    n_pred = 0
-    n_kl = 0
     mode: str | None = None  # "causal", "kl" or "none": decided on the first clean pass
     mean_out: Any = None
 
@@ -695,45 +699,52 @@ def _run(job: _Job, dense_threshold: float, n_rows: int) -> SAEEvaluation:
             f = sae.encode(xs)
             y_hat = sae.decode(f)
         ys = y[mask].to(device=sae_device)
-        _recon_metrics(sums, ys, y_hat.to(ys.dtype), f, torch)
-        if mode == "none":
-            continue
+        _recon_metrics(sums, ys, y_hat, f, torch)
+        if mode != "none":
+            _downstream(job, part, idx, mask, output, y, y_hat, mean_out, mode == "causal", down)
+        if progress is not None:
+            progress(b + 1, len(job.batches))
 
-        logits = _vocab_logits(output, anat.vocab_size, torch)
-        clean_logp = torch.log_softmax(logits.float(), dim=-1)
-        clean = (clean_logp, clean_logp.exp())
-        spliced = y.clone()
-        spliced[mask] = y_hat.to(device=y.device, dtype=y.dtype)
-        m3 = mask[..., None]
-        runs = {
-            "sae": spliced,
-            "ablation": torch.where(m3, torch.zeros_like(y), y),
-            "mean_ablation": torch.where(m3, mean_out.to(device=y.device, dtype=y.dtype), y),
-        }
-        if mode == "causal":
-            pred = mask[:, :-1] & real[idx][:, 1:].to(mask.device)
-            tok = part["input_ids"]
-            down["ce_clean"] = down.get("ce_clean", 0.0) + float(
-                _token_losses(logits, tok, torch)[pred].double().sum()
-            )
-            n_pred += int(pred.sum())
-        n_kl += int(mask.sum())
-        for name, value in runs.items():
+    return _assemble(sums, down, mode, notes, job, dense_threshold, n_rows)
 
-            def put(view: Any, value: Any = value) -> Any:
-                return value.reshape(view.shape)
 
-            with hooks.on_points(model, [(p_out, put)]):
-                run_logits = _vocab_logits(_call(model, part, torch), anat.vocab_size, torch)
-            down[f"kl_{name}"] = down.get(f"kl_{name}", 0.0) + float(
-                _kl(clean, run_logits, torch)[mask].double().sum()
-            )
-            if mode == "causal":
-                down[f"ce_{name}"] = down.get(f"ce_{name}", 0.0) + float(
-                    _token_losses(run_logits, tok, torch)[pred].double().sum()
-                )
+def _downstream(
+    job: _Job, part: dict[str, Any], idx: Any, mask: Any, output: Any, y: Any, y_hat: Any,
+    mean_out: Any, causal: bool, down: dict[str, float],
+) -> None:  # fmt: skip
+    """Add one batch's CE and KL sums (clean, spliced, zero- and mean-ablated) to ``down``."""
+    torch, model = job.torch, job.model
+    logits = _vocab_logits(output, job.anat.vocab_size, torch)
+    clean_logp = torch.log_softmax(logits.float(), dim=-1)
+    clean = (clean_logp, clean_logp.exp())
+    spliced = y.clone()
+    spliced[mask] = y_hat.to(device=y.device, dtype=y.dtype)
+    m3 = mask[..., None]
+    runs = {
+        "sae": spliced,
+        "ablation": torch.where(m3, torch.zeros_like(y), y),
+        "mean_ablation": torch.where(m3, mean_out.to(device=y.device, dtype=y.dtype), y),
+    }
 
-    return _assemble(sums, down, n_pred, n_kl, mode, notes, job, dense_threshold, n_rows)
+    def add(key: str, value: Any) -> None:
+        down[key] = down.get(key, 0.0) + float(value)
+
+    tok = part["input_ids"]
+    pred = mask[:, :-1] & job.real[idx][:, 1:].to(mask.device)
+    if causal:
+        add("ce_clean", _token_losses(logits, tok, torch)[pred].double().sum())
+        add("n_pred", pred.sum())
+    add("n_kl", mask.sum())
+    for name, value in runs.items():
+
+        def put(view: Any, value: Any = value) -> Any:
+            return value.reshape(view.shape)
+
+        with hooks.on_points(model, [(job.p_out, put)]):
+            run_logits = _vocab_logits(_call(model, part, torch), job.anat.vocab_size, torch)
+        add(f"kl_{name}", _kl(clean, run_logits, torch)[mask].double().sum())
+        if causal:
+            add(f"ce_{name}", _token_losses(run_logits, tok, torch)[pred].double().sum())
 
 
 def _mean_pass(job: _Job) -> Any:
@@ -761,11 +772,11 @@ def _mean_pass(job: _Job) -> Any:
 
 
 def _assemble(
-    sums: _Sums, down: dict[str, float], n_pred: int, n_kl: int, mode: str | None,
-    notes: list[str], job: _Job, dense_threshold: float, n_rows: int,
+    sums: _Sums, down: dict[str, float], mode: str | None, notes: list[str], job: _Job,
+    dense_threshold: float, n_rows: int,
 ) -> SAEEvaluation:  # fmt: skip
-    n = sums.n
-    s = sums.s
+    n, s = sums.n, sums.s
+    n_pred, n_kl = int(down.get("n_pred", 0)), int(down.get("n_kl", 0))
     density = sums.fired / max(n, 1)
     fvu = _ratio(s["sse"], sums.m2)
     lit = density[density > 0]
