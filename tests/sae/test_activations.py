@@ -104,6 +104,7 @@ def test_special_and_padding_positions_left_out(gpt2):
         gpt2, SITE, {"input_ids": ids, "attention_mask": mask}, exclude_special=[7, 9],
         batch_size=16, buffer_tokens=64, batch_size_prompts=2,
     )  # fmt: skip
+    n_up_front = src.n_tokens
     _, x, _, index = _collect(src)
     expected = [
         r * 12 + p
@@ -112,6 +113,7 @@ def test_special_and_padding_positions_left_out(gpt2):
         if int(ids[r, p]) not in (7, 9) and int(mask[r, p]) == 1
     ]
     assert sorted(index.tolist()) == expected
+    assert n_up_front == len(expected)  # counted before any forward pass
     (ref,) = _cached(gpt2, ids, SITE, attention_mask=mask)
     torch.testing.assert_close(x, ref[index], rtol=0, atol=0)
 
@@ -146,8 +148,10 @@ def test_texts_packed_with_bos_as_saelens_does():
         model, "blocks.2.resid_post", texts, tokenizer=tok, context_size=ctx, batch_size=128,
         buffer_tokens=512, batch_size_prompts=4,
     )  # fmt: skip
+    assert src.n_tokens is None  # texts: known after one epoch
     _, x, _, index = _collect(src)
     keep = (mask.reshape(-1) == 1) & (ids.reshape(-1) != 0)
+    assert src.n_tokens == int(keep.sum())
     assert sorted(index.tolist()) == torch.nonzero(keep).squeeze(1).tolist()
     (ref,) = _cached(model, ids, "blocks.2.resid_post", attention_mask=mask)
     torch.testing.assert_close(x, ref[index], rtol=1e-5, atol=1e-5)

@@ -17,7 +17,8 @@ Both sources are iterables of :class:`ActivationBatch` with the same small proto
         batch.index            # (n,) int64: each row's token index in the epoch's token stream
     x, y, index = batch        # an ActivationBatch is a NamedTuple
     for batch in src.batches(total_tokens=10**6): ...   # epochs repeated until that many
-    src.tokens_seen            # tokens yielded so far (all epochs)
+    src.n_tokens               # tokens per epoch, or None while unknown (texts, generators)
+    src.tokens_seen            # tokens drawn so far (all epochs)
     src.epoch                  # epochs completed
     state = src.state_dict()   # plain dict of tensors / ints (torch.save-able)
     src2.load_state_dict(state)   # src2, built with the same arguments, yields next the
@@ -614,6 +615,7 @@ class ModelActivations(ActivationSource):
         self.buffer_tokens = buffer_tokens
         self._row_bytes = row_bytes
         self.forward_batches = 0
+        self._n_tokens: int | None = self._count_tokens(tokens, torch)
         self._buf: Any = None  # allocated on first use
         self._reset_epoch()
 
@@ -687,6 +689,29 @@ class ModelActivations(ActivationSource):
                     f"the model raised {type(exc).__name__}: {exc} (input_ids {tuple(ids.shape)})."
                 ) from exc
 
+    @property
+    def n_tokens(self) -> int | None:
+        """Tokens per epoch (kept positions): counted up front for token-id tensors, after
+        the first epoch for texts and iterables; None until known."""
+        return self._n_tokens
+
+    def _count_tokens(self, tokens: Any, torch: Any) -> int | None:
+        if isinstance(tokens, Mapping) and "input_ids" in tokens:
+            ids = torch.as_tensor(tokens["input_ids"])
+            mask = tokens.get("attention_mask")
+        elif isinstance(tokens, torch.Tensor) or hasattr(tokens, "__array__"):
+            ids, mask = torch.as_tensor(tokens), None
+        else:
+            return None
+        if ids.ndim != 2 or ids.dtype.is_floating_point:
+            return None  # 1-D streams are padded into rows; bad ids raise when read
+        keep = torch.ones(ids.shape, dtype=torch.bool)
+        if mask is not None:
+            keep &= torch.as_tensor(mask).to(torch.bool)
+        if self._special is not None:
+            keep &= ~torch.isin(ids.to(torch.long), self._special)
+        return int(keep.sum())
+
     # -- the buffer ----------------------------------------------------------------------------
     def _allocate(self) -> None:
         torch = require_torch()
@@ -712,6 +737,7 @@ class ModelActivations(ActivationSource):
     def _reset_epoch(self) -> None:
         self._rows_done = 0  # rows of the token stream forwarded this epoch
         self._offset = 0  # token positions of those rows
+        self._kept = 0  # tokens of those rows written to the buffer
         self._queue: Any = None  # slots being served, and how far
         self._qpos = 0
         self._draining = False
@@ -820,6 +846,7 @@ class ModelActivations(ActivationSource):
         self._ids[slots] = flat_keep + offset
         self._filled[slots] = True
         self._offset += ids.numel()
+        self._kept += m
         self._rows_done += len(rows)
         self.forward_batches += 1
 
@@ -841,6 +868,7 @@ class ModelActivations(ActivationSource):
                 yield ActivationBatch(x, y, index)
             self._queue = None
             if self._draining:
+                self._n_tokens = self._kept
                 return
             # fill until the next full forward pass no longer fits (or the data ends)
             full_pass = self.batch_size_prompts * self.context_size
@@ -874,6 +902,8 @@ class ModelActivations(ActivationSource):
             "buffer_tokens": self.buffer_tokens,
             "rows_done": self._rows_done,
             "offset": self._offset,
+            "kept": self._kept,
+            "n_tokens": self._n_tokens,
             "draining": self._draining,
             "forward_batches": self.forward_batches,
             "generator": self._gen.get_state(),
@@ -905,6 +935,8 @@ class ModelActivations(ActivationSource):
         # rows read into the stream but not yet forwarded are read again
         self._rows_done = int(state["rows_done"])
         self._offset = int(state["offset"])
+        self._kept = int(state.get("kept", 0))
+        self._n_tokens = state.get("n_tokens", self._n_tokens)
         self._draining = bool(state["draining"])
         self.forward_batches = int(state["forward_batches"])
         self._gen.set_state(state["generator"])
