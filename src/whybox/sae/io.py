@@ -379,9 +379,9 @@ def _read_gemma_scope(path: Path, torch: Any) -> dict[str, Any]:
     for key, value in arrays.items():
         low = key.lower()
         if low in names:
-            tensors[names[low]] = torch.from_numpy(value.copy())
+            tensors[names[low]] = torch.from_numpy(value)
         elif low == "threshold":
-            threshold = torch.from_numpy(value.copy())
+            threshold = torch.from_numpy(value)
     if threshold is None:
         raise InvalidInputError(
             f"{str(path)!r} has no 'threshold' (it holds {', '.join(sorted(arrays)) or 'nothing'})"
@@ -478,7 +478,15 @@ def _build(spec: dict[str, Any], dtype: Any, torch: Any) -> Any:
                 "can be active)."
             )
     cfg = SAEConfig.from_dict(cfg_dict)
-    sae = SAE.create(cfg, random_state=0)
+    # build on the meta device (no random initialisation of weights about to be overwritten),
+    # then allocate; every parameter and buffer is filled below
+    with torch.device("meta"):
+        sae = SAE.create(cfg, random_state=0)
+    state = {n for n, _ in sae.named_parameters()} | {n for n, _ in sae.named_buffers()}
+    if state <= {"W_enc", "W_dec", "b_enc", "b_dec", "log_threshold", "topk_threshold"}:
+        sae = sae.to_empty(device="cpu")
+    else:  # state this loader does not fill: keep the seeded initial values
+        sae = SAE.create(cfg, random_state=0)
     tensors = spec["tensors"]
     d_out = cfg.output_width
     shapes = {
