@@ -336,3 +336,19 @@ def test_reads_a_safetensors_shard_folder(tmp_path):
         callback=seen.append,
     )
     assert sae.d_in == 16 and [m["step"] for m in seen] == [1, 2]
+
+
+@pytest.mark.parametrize("arch", ["standard", "topk", "batchtopk", "jumprelu", "matryoshka"])
+def test_every_architecture_trains(arch):
+    x, _ = sparse_problem(4096, 0)
+    extra = {"matryoshka_widths": (8, 16, 32)} if arch == "matryoshka" else {}
+    sae = train(
+        activations=x, architecture=arch, width=32, k=4, batch_size=256, total_tokens=256 * 30,
+        lr=1e-2, progress=False, log_every=1, **extra,
+    )  # fmt: skip
+    assert sae.architecture == arch
+    assert all(torch.isfinite(p).all() for p in sae.parameters())
+    losses = [h["loss"] for h in sae.history]
+    assert np.mean(losses[-5:]) < np.mean(losses[:2])
+    if sae.cfg.decoder_unit_norm:
+        torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32), atol=1e-5, rtol=0)

@@ -26,6 +26,7 @@ Kingma, D. P. & Ba, J. (2015). Adam: A Method for Stochastic Optimization. ICLR.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from whybox._validation import check_int
 from whybox.errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["LR_SCHEDULES", "TensorActivations", "l1_scale_at", "lr_at", "main", "train"]
@@ -296,19 +298,6 @@ def _check_loss(sae, loss: float, step: int) -> None:
     raise err
 
 
-def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
-    ok = (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        raise InvalidParameterError(
-            f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}."
-        )
-    return int(value)
-
-
 # ----------------------------------------------------------------------------- resampling
 def _resample_dead_(sae, opt, x, y, dead, gen) -> int:
     """Anthropic's resampling (Bricken et al. 2023) of the latents in ``dead`` (bool (d_sae,)).
@@ -510,7 +499,9 @@ def train(
     distributed : bool, optional
         Under ``torchrun`` (None: detected), every rank trains on its slice of each global batch
         and gradients are averaged: equal to one process at the same ``batch_size``, except the
-        batch-level top-k of "batchtopk" / "matryoshka", which each rank takes on its slice.
+        batch-level top-k of "batchtopk" / "matryoshka", which each rank takes on its slice (the
+        running threshold is averaged over ranks). Every rank draws the whole global batch from
+        the source and keeps its slice: with ``model``, each rank runs the model on every token.
     activation_options : dict, optional
         Passed to :class:`whybox.sae.activations.ModelActivations` (buffer size, context...).
     **sae_options
@@ -544,9 +535,9 @@ def train(
         raise InvalidParameterError(
             f"train() got unknown options {unknown}. Accepted SAE options: {', '.join(_SAE_OPTIONS)}."
         )
-    batch_size = _positive_int("batch_size", batch_size)
-    lr_warmup_steps = _positive_int("lr_warmup_steps", lr_warmup_steps, allow_zero=True)
-    l1_warmup_steps = _positive_int("l1_warmup_steps", l1_warmup_steps, allow_zero=True)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr_warmup_steps = check_int("lr_warmup_steps", lr_warmup_steps, minimum=0)
+    l1_warmup_steps = check_int("l1_warmup_steps", l1_warmup_steps, minimum=0)
     if lr_schedule not in LR_SCHEDULES:
         raise InvalidParameterError(f"lr_schedule={lr_schedule!r}; expected one of {LR_SCHEDULES}.")
     if resume and checkpoint_dir is None and not isinstance(resume, str | Path):
@@ -586,7 +577,7 @@ def train(
                     "total_tokens is needed when the activation source has no known length."
                 )
             total_tokens = int(n)
-        total_tokens = _positive_int("total_tokens", total_tokens)
+        total_tokens = check_int("total_tokens", total_tokens, minimum=1)
         total_steps = total_tokens // batch_size
         if total_steps < 1:
             raise InvalidParameterError(
@@ -597,8 +588,8 @@ def train(
         d_in = int(pending[0].shape[-1])
         d_out = None if pending[1] is None else int(pending[1].shape[-1])
         if width is None:
-            width = d_in * _positive_int("expansion_factor", expansion_factor or 8)
-        width = _positive_int("width", width)
+            width = d_in * check_int("expansion_factor", expansion_factor or 8, minimum=1)
+        width = check_int("width", width, minimum=1)
         arch = SAEConfig(d_in=1, d_sae=1, architecture=architecture, k=1).architecture
         if arch in ("topk", "batchtopk", "matryoshka") and k is None:
             k = min(32, width)
@@ -612,13 +603,17 @@ def train(
             hook_name_out=site_out,
             normalize_activations=normalize_activations,
             **({"l1_coefficient": float(l1_coefficient)} if l1_coefficient is not None else {}),
-            **({"dead_tokens": _positive_int("dead_tokens", dead_tokens)} if dead_tokens else {}),
+            **(
+                {"dead_tokens": check_int("dead_tokens", dead_tokens, minimum=1)}
+                if dead_tokens
+                else {}
+            ),
             **sae_options,
         )
         lr = float(lr) if lr is not None else 2e-4 / math.sqrt(width / 2**14)
         if lr_decay_steps is None:
             lr_decay_steps = total_steps // 5
-        lr_decay_steps = _positive_int("lr_decay_steps", lr_decay_steps, allow_zero=True)
+        lr_decay_steps = check_int("lr_decay_steps", lr_decay_steps, minimum=0)
         if lr_warmup_steps + lr_decay_steps > total_steps:
             raise InvalidParameterError(
                 f"lr_warmup_steps + lr_decay_steps = {lr_warmup_steps + lr_decay_steps} exceeds "
@@ -626,8 +621,10 @@ def train(
             )
         if resample_dead is None:
             resample_dead = arch == "standard"
-        resample_every = _positive_int("resample_every", resample_every or max(total_steps // 5, 1))
-        log_every = _positive_int("log_every", log_every or max(total_steps // 100, 1))
+        resample_every = check_int(
+            "resample_every", resample_every or max(total_steps // 5, 1), minimum=1
+        )
+        log_every = check_int("log_every", log_every or max(total_steps // 100, 1), minimum=1)
 
         sae = SAE.create(cfg, random_state=random_state).to(ctx.device)
         dev, dtype = sae.W_enc.device, sae.W_enc.dtype
@@ -670,6 +667,10 @@ def train(
                 else:
                     pending = None
         bar = _Progress(bool(progress) and ctx.is_main, total_steps, step)
+        schedule = functools.partial(
+            lr_at, lr=lr, total_steps=total_steps, warmup_steps=lr_warmup_steps,
+            decay_steps=lr_decay_steps, lr_end=float(lr_end), schedule=lr_schedule,
+        )  # fmt: skip
         decay_start = total_steps - lr_decay_steps
         try:
             while step < total_steps:
@@ -690,15 +691,7 @@ def train(
                         else:
                             sae.b_dec.copy_(geometric_median(y))
                 rows = ctx.local_slice(x.shape[0])
-                lr_now = lr_at(
-                    step,
-                    lr=lr,
-                    total_steps=total_steps,
-                    warmup_steps=lr_warmup_steps,
-                    decay_steps=lr_decay_steps,
-                    lr_end=float(lr_end),
-                    schedule=lr_schedule,
-                )
+                lr_now = schedule(step)
                 for group in opt.param_groups:
                     group["lr"] = lr_now
                 ts = TrainState(step, total_steps, dead, l1_scale_at(step, l1_warmup_steps))
@@ -744,15 +737,12 @@ def train(
                     history.append(metrics)
                     bar.update(step, metrics)
                 stop = bool(callback(metrics)) if callback is not None else False
-                if (
-                    ckpt_dir is not None
-                    and ctx.is_main
-                    and (
-                        stop
-                        or step == total_steps
-                        or (checkpoint_every and step % checkpoint_every == 0)
-                    )
-                ):
+                due = (
+                    stop
+                    or step == total_steps
+                    or (checkpoint_every and step % checkpoint_every == 0)
+                )
+                if ckpt_dir is not None and ctx.is_main and due:
                     _ddp.save_checkpoint(
                         ckpt_dir, step, sae, opt, stream, gen, dead, config, tokens_seen, history
                     )
@@ -763,16 +753,8 @@ def train(
         ctx.barrier()
     finally:
         ctx.close()
-    cfg.metadata = {
-        **cfg.metadata,
-        "training": {
-            "tokens": tokens_seen,
-            "steps": step,
-            "lr": lr,
-            "batch_size": batch_size,
-            "random_state": random_state,
-        },
-    }
+    run = dict(tokens=tokens_seen, steps=step, lr=lr, batch_size=batch_size, seed=random_state)
+    cfg.metadata = {**cfg.metadata, "training": run}
     sae.history = history
     return sae.eval()
 
