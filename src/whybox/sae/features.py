@@ -428,7 +428,7 @@ class _Accumulator:
         torch = _torch()
         D, T, n_q = self.d, ids.shape[1], self.n_q
         tokens = np.where(real.numpy(), ids.numpy(), -1).astype(np.int32).reshape(-1)
-        flat = np.concatenate([tokens, [-1]])
+        flat = np.concatenate([tokens, np.array([-1], dtype=np.int32)])
         off = np.arange(-self.left, self.right + 1)
 
         def window_tokens(g: np.ndarray) -> np.ndarray:
@@ -448,13 +448,13 @@ class _Accumulator:
             "hist_counts": self.hist.numpy(),
             "interval_counts": self.qcount.numpy(),
             "top_values": self.top.val.numpy(),
-            "top_seq": np.where(top_g >= 0, top_g // T, -1),
-            "top_pos": np.where(top_g >= 0, top_g % T, -1),
+            "top_seq": np.where(top_g >= 0, top_g // T, -1).astype(np.int32),
+            "top_pos": np.where(top_g >= 0, top_g % T, -1).astype(np.int32),
             "top_tokens": window_tokens(top_g),
             "top_acts": self.top.acts.numpy(),
             "interval_values": self.samples.val.reshape(D, n_q, -1).numpy(),
-            "interval_seq": np.where(q_g >= 0, q_g // T, -1),
-            "interval_pos": np.where(q_g >= 0, q_g % T, -1),
+            "interval_seq": np.where(q_g >= 0, q_g // T, -1).astype(np.int32),
+            "interval_pos": np.where(q_g >= 0, q_g % T, -1).astype(np.int32),
             "interval_tokens": window_tokens(q_g),
             "interval_acts": self.samples.acts.reshape(
                 D, n_q, *self.samples.acts.shape[1:]
