@@ -15,8 +15,9 @@ with-minus-without averages and its min-shift normalisation) runs on a model who
 pairwise TF-IDF similarity (the shipped one fits IDF on all sampled answers at once, which
 makes the value function depend on the sample). Its model calls (``generate`` calls,
 baseline included) are counted, and whybox's TokenShap (KernelSHAP with the sizes 1 and
-``n - 1`` enumerated, :func:`whybox.games._lowbudget.lowbudget_shapley`; ``budget`` = that
-count) runs on the same game. Both estimates and the exact values are put through the package's
+``n - 1`` enumerated, size-profile covariates, jackknife standard errors and Stein shrinkage,
+:func:`whybox.games._lowbudget.lowbudget_shapley`; ``budget`` = that count) runs on the same
+game. Both estimates and the exact values are put through the package's
 normalisation ``(phi - min phi) / sum(phi - min phi)`` and compared by the mean absolute
 error over the words; the figure is the ratio of the mean errors over prompts x seeds
 (target <= 0.5) at budgets of 3n, 6n, 12n and 24n calls. Whybox's signed, unnormalised error
