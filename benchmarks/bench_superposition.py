@@ -12,8 +12,11 @@
 3. An SAE trained on the hidden layer of a toy with 40 equally important features in 10
    dimensions (sparsity 0.95) recovers the toy's feature directions: mean over true features of
    the largest cosine with a decoder row (target > 0.9), against the same SAE untrained and
-   against a random rotation of the true features; TopK and ReLU + L1, each trained by a bare
-   Adam loop on ``SAE.training_loss``, and by ``whybox.sae.train`` when it is importable.
+   against a random rotation of the true features; TopK, ReLU + L1, BatchTopK and JumpReLU
+   (with its defaults, whose threshold 0.001 and bandwidth 0.001 suit activations far smaller
+   than these unit-scale ones, and with a threshold and bandwidth at this scale), each trained
+   by a bare Adam loop on ``SAE.training_loss`` (lr 1e-2, decoder rows unit-norm), and TopK and
+   ReLU + L1 by ``whybox.sae.train`` when it is importable.
 """
 
 from __future__ import annotations
@@ -133,6 +136,18 @@ def recovery_figures() -> dict[str, Any]:
             "standard (L1 0.5)": SAEConfig(
                 d_in=m, d_sae=2 * n, architecture="standard", l1_coefficient=0.5
             ),
+            "batchtopk (k 2)": SAEConfig(d_in=m, d_sae=2 * n, architecture="batchtopk", k=2),
+            "jumprelu (defaults: threshold 0.001, bandwidth 0.001, L0 coef 1)": SAEConfig(
+                d_in=m, d_sae=2 * n, architecture="jumprelu"
+            ),
+            "jumprelu (threshold 0.2, bandwidth 0.05, L0 coef 0.1)": SAEConfig(
+                d_in=m,
+                d_sae=2 * n,
+                architecture="jumprelu",
+                l0_coefficient=0.1,
+                jumprelu_init_threshold=0.2,
+                jumprelu_bandwidth=0.05,
+            ),
         }
         out: dict[str, Any] = {
             "toy": f"{n} features in {m} dims, sparsity {TOY_SAE['sparsity']}, importance 1",
@@ -143,10 +158,33 @@ def recovery_figures() -> dict[str, Any]:
             "sae_rows": SAE_STEPS * SAE_BATCH,
             "results": {},
         }
-        for name, cfg in cfgs.items():
+        trainers = [(f"{name}, bare loop", cfg, None) for name, cfg in cfgs.items()]
+        try:
+            from whybox.sae.training import train
+        except ImportError:  # whybox.sae.training not there yet
+            train = None
+        if train is not None:
+            trainers += [
+                ("topk (k 3), wb.sae.train", cfgs["topk (k 3)"], {"k": 3}),
+                ("standard (L1 0.5), wb.sae.train", cfgs["standard (L1 0.5)"], {}),
+            ]
+        for name, cfg, options in trainers:
             untrained = _mean_max_cosine(toy.W, SAE.create(cfg).W_dec.detach().double().numpy())
             t0 = time.process_time()
-            sae = _bare_loop(x, cfg)
+            if options is None:
+                sae = _bare_loop(x, cfg)
+            else:
+                sae = train(
+                    activations=x.numpy(),
+                    architecture=cfg.architecture,
+                    width=cfg.d_sae,
+                    batch_size=SAE_BATCH,
+                    lr=1e-2,
+                    l1_coefficient=cfg.l1_coefficient if cfg.architecture == "standard" else None,
+                    progress=False,
+                    random_state=0,
+                    **options,
+                )
             cpu = time.process_time() - t0
             dec = sae.W_dec.detach().double().numpy()
             with torch.no_grad():

@@ -15,7 +15,8 @@ against a random rotation of the true features.
 
 Measured (one thread, ~1 s for the toy and ~2-3 s of CPU per SAE, 600 steps of 256 rows):
 TopK (k 3) 0.998 (worst feature 0.994), FVU 0.085; ReLU + L1 (coefficient 0.5) 0.993 (worst
-0.88), FVU 0.235 (the L1 shrinkage); untrained 0.71.
+0.88), FVU 0.235 (the L1 shrinkage); untrained 0.71. Through ``whybox.sae.train`` (TopK, same
+rows, lr 1e-2, its own schedule): 0.999 (worst 0.998).
 """
 
 from __future__ import annotations
@@ -122,3 +123,19 @@ def test_sae_recovers_the_toy_features(toy, hidden, cfg, max_fvu):
         x_hat = sae(hidden[:4096]).double().numpy()
     fvu = ((x_hat - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
     assert fvu < max_fvu  # and it reconstructs the activations
+
+
+def test_wb_sae_train_recovers_the_toy_features(toy, hidden):
+    training = pytest.importorskip("whybox.sae.training")
+    sae = training.train(
+        activations=hidden.numpy(),
+        architecture="topk",
+        width=2 * N_FEATURES,
+        k=3,
+        batch_size=BATCH,
+        lr=1e-2,
+        progress=False,
+        random_state=0,
+    )
+    mean, worst = mean_max_cosine(toy.W, _decoder(sae))
+    assert mean > 0.9 and worst > 0.8, (mean, worst)
