@@ -321,11 +321,41 @@ def test_half_precision_model_metrics_use_the_sae_output_unrounded():
     assert r.ce_loss_with_sae is not None and np.isfinite(r.ce_loss_score)
 
 
-def test_attention_head_site_is_flattened(gpt2):
-    site = "blocks.1.attn.q"  # (batch, pos, heads, d_head) -> heads * d_head = 32
-    r = evaluate(identity_sae(site), gpt2, input_ids(2, 8))
+@pytest.mark.parametrize("site", ["blocks.1.attn.q", "blocks.1.attn.hook_z"])
+def test_attention_head_site_is_flattened(gpt2, site):
+    # (batch, pos, heads, d_head) -> heads * d_head = 32; hook_z is TransformerLens' name of
+    # the per-head attention output (SAELens attention SAEs read it)
+    ids = input_ids(2, 8)
+    r = evaluate(identity_sae(site), gpt2, ids)
     assert r.fvu == pytest.approx(0.0, abs=1e-12)
     assert r.ce_loss_score == pytest.approx(1.0, abs=1e-4)
+    _, cache = run_with_cache(gpt2, ids, names=[site])
+    heads = cache[site]
+    assert heads.ndim == 4
+    assert r.l2_norm_in == pytest.approx(float(heads.flatten(2).norm(dim=-1).mean()), rel=1e-5)
+
+
+def test_splice_into_a_slice_of_a_fused_projection_equals_a_hand_patch(gpt2):
+    # GPT-2's q is the first third of the fused c_attn output: the splice must rewrite only it
+    site = "blocks.1.attn.q"
+    sae = random_sae(seed=6, site=site)
+    with torch.no_grad():
+        sae.W_dec.mul_(300.0)  # large queries: a visible change of the attention pattern
+    ids = input_ids(2, 8, seed=4)
+    r = evaluate(sae, gpt2, ids)
+    with torch.no_grad():
+        handle = site_output(
+            gpt2, gpt2.transformer.h[1].attn.c_attn,
+            lambda out: torch.cat([sae.decode(sae.encode(out[..., :D])), out[..., D:]], -1),
+        )  # fmt: skip
+        try:
+            spliced = gpt2(ids).logits
+        finally:
+            handle.remove()
+        clean = gpt2(ids).logits
+    assert r.kl_div_with_sae > 1e-4  # the splice changed the model
+    assert r.ce_loss_with_sae == pytest.approx(ce_by_hand(spliced, ids), rel=1e-5)
+    assert r.kl_div_with_sae == pytest.approx(kl_by_hand(clean, spliced), rel=1e-4)
 
 
 # ------------------------------------------------------------------ transcoders ----

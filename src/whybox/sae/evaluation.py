@@ -351,14 +351,8 @@ def _vocab_logits(output: Any, vocab: Any, torch: Any) -> Any:
     logits = getattr(output, "logits", None)
     if logits is None and isinstance(output, torch.Tensor):
         logits = output
-    if (
-        isinstance(logits, torch.Tensor)
-        and logits.ndim == 3
-        and vocab
-        and logits.shape[-1] == vocab
-    ):
-        return logits
-    return None
+    ok = isinstance(logits, torch.Tensor) and logits.ndim == 3 and logits.shape[-1] == vocab
+    return logits if ok else None
 
 
 class _Sums:
