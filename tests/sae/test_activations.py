@@ -202,6 +202,17 @@ def test_generator_of_rows_streams(gpt2, ids):
     assert index.numel() == ids.numel()
 
 
+def test_float16_buffer_and_drop_last(gpt2, ids):
+    src = ModelActivations(gpt2, SITE, ids, dtype="float16", drop_last=True, **KW)
+    batches, x, _, index = _collect(src)
+    (ref,) = _cached(gpt2, ids, SITE)
+    assert x.dtype == torch.float16 and src.buffer_nbytes == 256 * (32 * 2 + 8 + 1)
+    torch.testing.assert_close(x, ref[index].half(), rtol=0, atol=0)
+    assert all(b.x.shape[0] == 64 for b in batches) and index.numel() == 640  # 640 = 10 x 64
+    odd = ModelActivations(gpt2, SITE, ids[:9], drop_last=True, **KW)
+    assert [b.x.shape[0] for b in odd] == [64] * 2  # 144 tokens: the last 16 dropped
+
+
 # ------------------------------------------------------------------------ resume, epochs
 def test_resume_from_state_dict_yields_the_same_batches(gpt2, ids):
     kw = dict(KW, site_out=SITE_OUT)
@@ -304,6 +315,9 @@ def test_nan_activation_stops_with_batch_and_token(gpt2):
         InvalidInputError, match=r"forward batch 1 at token 101 .*row 6, position 5"
     ):
         list(src)
+    from tests.internals.tiny import hooks_left
+
+    assert hooks_left(model) == []  # the hooks are gone after the error too
 
 
 def test_bad_sites_and_tokens(gpt2, ids):
