@@ -330,7 +330,7 @@ class _Accumulator:
         values = values * counted[:, :, None]
         flat_v, flat_i = values.reshape(-1), indices.reshape(-1)
         on = (flat_v > 0).nonzero(as_tuple=True)[0]
-        order = torch.argsort((on // K) * D + flat_i[on])  # (token, latent) row-major
+        sorted_keys, order = torch.sort((on // K) * D + flat_i[on])  # (token, latent) order
         on = on[order]
         tok, lat, val = on // K, flat_i[on], flat_v[on]
         self.count += torch.bincount(lat, minlength=D)
@@ -347,25 +347,24 @@ class _Accumulator:
         g = first_row * T + tok
 
         def fetch(i: Any) -> tuple:
-            win = self._windows(values, indices, tok[i] // T, tok[i] % T, lat[i])
-            return g[i], val[i], win
+            return g[i], val[i], self._windows(sorted_keys, val, tok[i], lat[i], T)
 
         self.top.insert(lat, -val.double(), fetch)
         self.samples.insert(cells, torch.from_numpy(self.rng.random(len(val))), fetch)
         if self.cooc:
             self._pairs(values.reshape(B * T, K), indices.reshape(B * T, K))
 
-    def _windows(self, values: Any, indices: Any, b: Any, t: Any, j: Any) -> Any:
-        """Activations of latent ``j[m]`` around token ``(b[m], t[m])`` -> (m, window), zero
-        outside the sequence."""
+    def _windows(self, keys: Any, val: Any, tok: Any, lat: Any, T: int) -> Any:
+        """Activations of latent ``lat[m]`` on the tokens around batch token ``tok[m]`` ->
+        (m, window), zero outside its sequence; looked up among the batch's active entries
+        (``keys = token * d_sae + latent``, sorted, with values ``val``)."""
         torch = _torch()
-        T = values.shape[1]
-        pos = t[:, None] + torch.arange(-self.left, self.right + 1)[None, :]
-        valid = (pos >= 0) & (pos < T)
-        pos = pos.clamp(0, T - 1)
-        hit = indices[b[:, None], pos] == j[:, None, None]
-        acts = (values[b[:, None], pos] * hit).sum(dim=-1)
-        return torch.where(valid, acts, torch.zeros((), dtype=acts.dtype))
+        shift = torch.arange(-self.left, self.right + 1)[None, :]
+        pos = (tok % T)[:, None] + shift
+        query = (tok[:, None] + shift) * self.d + lat[:, None]
+        at = torch.searchsorted(keys, query).clamp(max=max(len(keys) - 1, 0))
+        hit = (keys[at] == query) & (pos >= 0) & (pos < T)
+        return torch.where(hit, val[at], torch.zeros((), dtype=val.dtype))
 
     def _grow(self, batch_max: Any) -> None:
         """Double the range of latents whose new maximum does not fit; merge their bins."""
