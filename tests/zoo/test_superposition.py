@@ -254,3 +254,5 @@ def test_sparsity_09_pentagon(regimes):
     x = sample_sparse_features(100_000, 5, 0.9, random_state=13).astype(np.float64)
     assert _numpy_loss(m, x) == pytest.approx(m.loss, rel=0.03)
     assert _numpy_loss(m, x) < 0.9 * _numpy_loss(regimes[0.8], x)
+    assert m.loss_on(x) == pytest.approx(_numpy_loss(m, x), rel=1e-9)
+    np.testing.assert_allclose(m.hidden(x[:10]), x[:10] @ m.W.T, rtol=1e-6, atol=1e-7)
