@@ -178,6 +178,29 @@ def test_encoder_texts_one_row_each_without_cls_sep():
     torch.testing.assert_close(x, ref[index], rtol=1e-5, atol=1e-5)
 
 
+def test_text_generator_streams_lazily_and_records_pack_together():
+    from whybox.zoo.tinylm import tiny_lm, tiny_lm_corpus
+
+    model, tok = tiny_lm()
+    texts = [t[:300] for t in tiny_lm_corpus("train")[:4]]
+    kw = dict(tokenizer=tok, context_size=32, batch_size=32, buffer_tokens=128)
+    kw.update(batch_size_prompts=2)
+    ref = _collect(ModelActivations(model, "blocks.0.resid_post", texts, **kw))
+    records = _collect(
+        ModelActivations(model, "blocks.0.resid_post", [{"text": t} for t in texts], **kw)
+    )
+    assert torch.equal(ref[3], records[3]) and torch.equal(ref[1], records[1])
+    read = []
+
+    def gen():
+        for t in texts:
+            read.append(t)
+            yield t
+
+    first = next(iter(ModelActivations(model, "blocks.0.resid_post", gen(), **kw)))
+    assert first.x.shape[0] == 32 and len(read) < len(texts)  # served before reading them all
+
+
 def test_stop_early_skips_later_blocks_and_changes_nothing(gpt2, ids):
     calls = []
     handle = gpt2.transformer.h[2].register_forward_hook(lambda *a: calls.append(1))

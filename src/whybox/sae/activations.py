@@ -53,10 +53,11 @@ References
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -306,6 +307,17 @@ class _Stop(Exception):
     """Raised by the last capture hook to end a forward pass early (caught here)."""
 
 
+def _record_text(item: Any) -> Any:
+    """A data set's record ``{"text": ...}`` as its text; anything else unchanged."""
+    if isinstance(item, Mapping) and "input_ids" not in item and isinstance(item.get("text"), str):
+        return item["text"]
+    return item
+
+
+def _is_str(item: Any) -> bool:
+    return isinstance(item, str)
+
+
 class _Rows:
     """The stream of model input rows ``(ids (w,), attention (w,) bool)`` from ``tokens``."""
 
@@ -332,25 +344,18 @@ class _Rows:
             items = [items]
         elif isinstance(items, Mapping):
             items = [items]
-        texts: list[str] = []
-        for item in items:
-            if isinstance(item, str):
-                texts.append(item)
-                continue
-            if texts:
-                yield from self._text_rows(texts)
-                texts = []
-            yield from self._array_rows(item)
-        if texts:
-            yield from self._text_rows(texts)
+        # runs of consecutive texts are packed together, lazily (a generator streams)
+        for is_text, run in itertools.groupby(map(_record_text, items), key=_is_str):
+            if is_text:
+                yield from self._text_rows(run)
+            else:
+                for item in run:
+                    yield from self._array_rows(item)
 
     def _array_rows(self, item: Any) -> Iterator[tuple[Any, Any]]:
         torch = self.torch
         mask = None
         if isinstance(item, Mapping):
-            if "input_ids" not in item and isinstance(item.get("text"), str):
-                yield from self._text_rows([item["text"]])  # a data set's record
-                return
             if "input_ids" not in item:
                 raise InvalidInputError(
                     f"a mapping in tokens needs an 'input_ids' entry (a tokenizer's output), "
@@ -412,7 +417,7 @@ class _Rows:
                 return value
         return None
 
-    def _text_rows(self, texts: list[str]) -> Iterator[tuple[Any, Any]]:
+    def _text_rows(self, texts: Iterable[str]) -> Iterator[tuple[Any, Any]]:
         torch = self.torch
         tok = self.tokenizer
         if tok is None:
