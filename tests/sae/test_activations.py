@@ -266,6 +266,10 @@ def test_one_shot_generator_cannot_repeat_epochs(gpt2, ids):
     src = ModelActivations(gpt2, SITE, iter([ids]), **KW)
     with pytest.raises(InvalidInputError, match="re-iterable"):
         list(src.batches(total_tokens=2000))
+    src = ModelActivations(gpt2, SITE, iter([ids]), **KW)
+    assert src.next_batch(600).shape == (600, 32)
+    with pytest.raises(InvalidInputError, match="re-iterable"):
+        src.next_batch(600)  # 40 left, then nothing: an error, not an endless loop
 
 
 def test_one_shot_generator_state_cannot_resume(gpt2, ids):

@@ -196,9 +196,9 @@ class ActivationSource:
             if self._stream_it is None:
                 self._stream_it = iter(self)
             batch = next(self._stream_it, None)
-            if batch is None:
+            if batch is None:  # the end of an epoch
                 self._stream_it = None
-                if have == 0 and not parts and self._empty_epochs > 0:
+                if self._empty_epochs > 0:  # and the one before it ended with nothing since
                     raise InvalidInputError(
                         f"the activation source gave no tokens in epoch {self.epoch} (after "
                         f"{self.tokens_seen} in all). Pass re-iterable tokens (a list or a "
