@@ -381,3 +381,29 @@ def test_minilm_texts_one_row_per_text_and_no_logits():
     assert not fd.meta["has_logits"] and any("unembedding" in n for n in fd.meta["notes"])
     page = fd.feature(int(np.argmax(fd.n_firing)))
     assert "[PAD]" not in page["top_contexts"][0]["tokens"]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gemma", "phi"])
+def test_logit_effects_follow_the_models_own_final_norm(arch):
+    """The model's final norm module applied to a decoder direction alone (its bias taken off)
+    then unembedded, centred over the vocabulary, is a positive multiple of the effect: the
+    gain convention (LayerNorm weight, RMSNorm weight, Gemma's 1 + weight) is the module's."""
+    from whybox.internals.anatomy import Anatomy
+    from whybox.sae.features import logit_effects
+
+    lm = build(arch)
+    anat = Anatomy.of(lm)
+    sae = _sae("topk")
+    block, why = logit_effects(sae, anat)
+    assert why is None
+    eff = block(torch.arange(6)).double()
+    norm = anat.final_norm
+    with torch.no_grad():
+        normed = norm(sae.W_dec[:6].detach())
+        bias = getattr(norm, "bias", None)
+        if bias is not None:
+            normed = normed - bias
+        v = normed.double() @ anat.W_U().detach().double()
+    v = v - v.mean(dim=1, keepdim=True)
+    cos = torch.nn.functional.cosine_similarity(v, eff, dim=1)
+    torch.testing.assert_close(cos, torch.ones(6, dtype=torch.float64), atol=1e-5, rtol=0)
