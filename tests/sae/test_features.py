@@ -247,6 +247,9 @@ def test_save_load_roundtrip_lazy_and_json(case, tmp_path):
         json.dumps(page)  # JSON-able
     assert back.feature(2)["explanation"] == {"text": "numbers & <b>tags</b>", "score": 0.75}
     assert back.search(text="TAGS") == [2]
+    from whybox.sae.features import is_feature_folder
+
+    assert is_feature_folder(folder) and not is_feature_folder(tmp_path)
     index = json.loads((folder / "index.json").read_text())
     assert index["format"] == "whybox.FeatureData" and index["d_sae"] == len(fd)
     for spec in index["arrays"].values():
@@ -271,6 +274,17 @@ def test_feature_page_content(case):
     dens = [it["density"] for it in summary["items"]]
     assert dens == sorted(fd.density, reverse=True)[:5]
     assert [it["index"] for it in fd.features(10, 3)["items"]] == [10, 11, 12]
+
+
+def test_frame_and_no_hooks_left(case, model):
+    from tests.internals.tiny import hooks_left
+
+    _, _, fd = case
+    frame = fd.to_frame()
+    assert len(frame) == len(fd)
+    np.testing.assert_array_equal(frame["density"], fd.density)
+    assert (frame["top_promoted"] == fd.logit_pos_ids[:, 0]).all()  # no tokenizer: ids
+    assert hooks_left(model) == []
 
 
 def test_search_by_token_id(case):

@@ -73,7 +73,7 @@ import numpy as np
 from whybox._validation import check_int, check_random_state
 from whybox.errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
 
-__all__ = ["FeatureData", "feature_data"]
+__all__ = ["FeatureData", "feature_data", "is_feature_folder"]
 
 _FORMAT = "whybox.FeatureData"
 _VERSION = 1
@@ -1056,6 +1056,23 @@ class FeatureData:
         ranked = hits[np.lexsort((hits, -score[hits]))]
         return [int(j) for j in ranked[:limit]]
 
+    def to_frame(self) -> Any:
+        """One row per latent: n_firing, density, mean and max activation, the top promoted
+        token and the explanation (a pandas DataFrame indexed by latent)."""
+        import pandas as pd
+
+        frame = pd.DataFrame({
+            name: np.asarray(self.array(name))
+            for name in ("n_firing", "density", "mean_activation", "max_activation")
+        })  # fmt: skip
+        if self.meta.get("has_logits"):
+            ids = np.asarray(self.array("logit_pos_ids"))[:, 0]
+            frame["top_promoted"] = self._tokens(ids) or ids
+        texts = self.explanations
+        frame["explanation"] = [texts.get(str(j), {}).get("text") for j in range(len(self))]
+        frame.index.name = "latent"
+        return frame
+
     # ---------------------------------------------------------------- files ----
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the folder (atomically: a finished folder or the previous one, never a
@@ -1063,7 +1080,7 @@ class FeatureData:
         folder = Path(folder)
         if (
             folder.exists()
-            and not _is_feature_folder(folder)
+            and not is_feature_folder(folder)
             and (not folder.is_dir() or any(folder.iterdir()))
         ):
             raise InvalidParameterError(
@@ -1103,7 +1120,7 @@ class FeatureData:
     def load(cls, folder: str | os.PathLike[str]) -> FeatureData:
         """Open a saved folder; arrays are memory-mapped on first use."""
         folder = Path(folder)
-        if not _is_feature_folder(folder):
+        if not is_feature_folder(folder):
             raise InvalidInputError(
                 f"{str(folder)!r} is not a FeatureData folder (no index.json of format "
                 f"{_FORMAT!r}): write one with feature_data(...).save(folder)."
@@ -1121,7 +1138,9 @@ class FeatureData:
         return cls(meta, {}, folder=folder)
 
 
-def _is_feature_folder(folder: Path) -> bool:
+def is_feature_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds saved FeatureData (an ``index.json`` of its format)."""
+    folder = Path(folder)
     try:
         meta = json.loads((folder / "index.json").read_text("utf-8"))
     except (OSError, ValueError):
