@@ -148,6 +148,7 @@ def test_checkpoint_files_are_safetensors_and_json(tmp_path):
     names = sorted(p.name for p in ckpt.iterdir())
     assert names == [
         "optimizer.safetensors",
+        "source.json",
         "source.safetensors",
         "state.json",
         "weights.safetensors",

@@ -3,8 +3,13 @@
 Checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) are folders
 ``checkpoint-<step>/`` holding the weights and the Adam moments as safetensors, the dead-latent
 counters and RNG states, and a ``state.json`` with the step, the activation source's state and
-a hash of the training configuration (a resume from another configuration is refused). They
-are written by rank 0 only; every rank reads them on resume.
+a hash of the training configuration (a resume from another configuration is refused), and
+the activation source's state (``source.json`` / ``.safetensors``; one per rank,
+``source-rank<r>``, when each rank streams its own share of a model's tokens). Rank 0 writes
+the shared files; every rank reads them on resume.
+
+``main`` is the entry ``python -m whybox.sae.training --config cfg.json`` (under ``torchrun``
+or not).
 
 Data parallelism under ``torchrun``:
 
@@ -13,7 +18,11 @@ batch. After the backward pass the gradients are summed across ranks and divided
 of ranks; since every loss term whybox trains on is a mean over the batch's tokens, the averaged
 gradient is the gradient of the full global batch, so every rank takes the same Adam step and
 the weights stay identical (no broadcast is needed after initialisation). The per-latent "fired"
-flags are combined with a max, so dead-latent counters agree on every rank too.
+flags are combined with a max, so dead-latent counters agree on every rank too. Where every
+rank needs the whole global batch (the geometric-median ``b_dec`` and the input scale at step
+0, resampling) it is all-gathered in rank order; a failure while drawing a batch on any rank
+(NaN, an exhausted source) stops every rank. Batch-level top-k ("batchtopk", "matryoshka") is
+taken per rank, with the running threshold averaged.
 
 Backends: ``gloo`` for CPU tensors, ``nccl`` for CUDA ones (chosen from the device). The process
 group is read from the usual ``torchrun`` environment (``RANK``, ``WORLD_SIZE``,
@@ -43,7 +52,9 @@ __all__ = [
     "env_world_size",
     "latest_checkpoint",
     "load_checkpoint",
+    "main",
     "save_checkpoint",
+    "shard_tokens",
 ]
 
 _CKPT_PREFIX = "checkpoint-"
@@ -121,6 +132,26 @@ class DistContext:
             tensor.div_(self.world_size)
         return tensor
 
+    def all_gather_rows(self, tensor: Any) -> Any:
+        """The ranks' equal-sized ``tensor`` blocks stacked along rows, in rank order."""
+        if not self.distributed or tensor is None:
+            return tensor
+        import torch
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    def any_(self, flag: bool) -> bool:
+        """True when ``flag`` is True on any rank (a collective: every rank must call it)."""
+        if not self.distributed:
+            return bool(flag)
+        import torch
+
+        device = self.device if self.device.startswith("cuda") else "cpu"
+        return bool(self.all_reduce_(torch.tensor([int(flag)], device=device), "max")[0])
+
     def barrier(self) -> None:
         if self.distributed:
             import torch.distributed as dist
@@ -135,6 +166,39 @@ class DistContext:
             if dist.is_initialized():
                 dist.destroy_process_group()
             self.owns_group = False
+
+
+class _Strided:
+    """Every ``world``-th item of a re-iterable, from ``rank`` on (re-iterable itself)."""
+
+    def __init__(self, items: Any, rank: int, world: int) -> None:
+        self.items, self.rank, self.world = items, rank, world
+
+    def __iter__(self):
+        import itertools
+
+        return itertools.islice(iter(self.items), self.rank, None, self.world)
+
+
+def shard_tokens(tokens: Any, rank: int, world: int) -> Any:
+    """This rank's disjoint share of a model's ``tokens`` (rows, texts or a mapping of rows).
+
+    2-D ids and lists of texts are dealt round-robin (row ``i`` to rank ``i % world``); a 1-D
+    id stream is cut into ``world`` contiguous pieces; a mapping (a tokenizer's output) is
+    sliced key by key; any other iterable is dealt round-robin item by item.
+    """
+    from collections.abc import Mapping
+
+    if world <= 1:
+        return tokens
+    if hasattr(tokens, "shape") and len(tokens.shape) == 1:
+        per = tokens.shape[0] // world
+        return tokens[rank * per : (rank + 1) * per]
+    if hasattr(tokens, "shape") or isinstance(tokens, list | tuple):
+        return tokens[rank::world]
+    if isinstance(tokens, Mapping):
+        return {key: value[rank::world] for key, value in tokens.items()}
+    return _Strided(tokens, rank, world)
 
 
 def context(device: str | None, distributed: bool | None) -> DistContext:
@@ -223,55 +287,78 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(folder: Path, step: int, sae, opt, stream, gen, dead, config, tokens, history):
+def _source_name(ctx: DistContext | None, per_rank: bool) -> str:
+    return f"source-rank{ctx.rank}" if per_rank and ctx is not None else "source"
+
+
+def save_checkpoint(
+    folder: Path, step: int, sae, opt, stream, gen, dead, config, tokens, history,
+    ctx: DistContext | None = None, per_rank_source: bool = False,
+) -> Path:  # fmt: skip
+    """Write ``checkpoint-<step>/`` (call on every rank: rank 0 writes the shared files).
+
+    With ``per_rank_source`` every rank writes its own activation-source state
+    (``source-rank<r>.json`` / ``.safetensors``) before rank 0 moves the folder in place.
+    """
     import torch
     from safetensors.torch import save_file
 
+    ctx = ctx or DistContext()
     out = folder / f"{_CKPT_PREFIX}{step:010d}"
     tmp = folder / f".tmp-{_CKPT_PREFIX}{step:010d}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()},
-        str(tmp / "weights.safetensors"),
-    )
-    opt_state = opt.state_dict()
-    tensors, scalars = {}, {}
-    for idx, st in opt_state["state"].items():
-        for key, val in st.items():
-            if isinstance(val, torch.Tensor):
-                tensors[f"{idx}.{key}"] = val.detach().contiguous().cpu()
-            else:
-                scalars[f"{idx}.{key}"] = val
-    tensors["__dead__"] = dead.cpu()
-    tensors["__torch_rng__"] = torch.get_rng_state()
-    tensors["__gen_rng__"] = gen.get_state()
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    src_tensors: dict[str, Any] = {}
-    src_state = None
-    if hasattr(stream, "state_dict"):
+    if ctx.is_main or per_rank_source:
+        tmp.mkdir(parents=True, exist_ok=True)
+    if (ctx.is_main or per_rank_source) and hasattr(stream, "state_dict"):
+        src_tensors: dict[str, Any] = {}
         src_state = _pack(stream.state_dict(), src_tensors)
-        save_file(src_tensors, str(tmp / "source.safetensors"))
-    state = {
-        "step": step,
-        "tokens": tokens,
-        "config_hash": config_hash(config),
-        "config": config,
-        "param_groups": opt_state["param_groups"],
-        "scalars": scalars,
-        "scaling_factor": getattr(sae, "scaling_factor", None),
-        "source_state": src_state,
-        "history": history,
-    }
-    (tmp / "state.json").write_text(json.dumps(state, default=str))
-    if out.exists():
-        import shutil
+        name = _source_name(ctx, per_rank_source)
+        save_file(src_tensors, str(tmp / f"{name}.safetensors"))
+        (tmp / f"{name}.json").write_text(json.dumps(src_state))
+    ctx.barrier()
+    if ctx.is_main:
+        weights = {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}
+        save_file(weights, str(tmp / "weights.safetensors"))
+        opt_state = opt.state_dict()
+        tensors, scalars = {}, {}
+        for idx, st in opt_state["state"].items():
+            for key, val in st.items():
+                if isinstance(val, torch.Tensor):
+                    tensors[f"{idx}.{key}"] = val.detach().contiguous().cpu()
+                else:
+                    scalars[f"{idx}.{key}"] = val
+        tensors["__dead__"] = dead.cpu()
+        tensors["__torch_rng__"] = torch.get_rng_state()
+        tensors["__gen_rng__"] = gen.get_state()
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        state = {
+            "step": step,
+            "tokens": tokens,
+            "config_hash": config_hash(config),
+            "config": config,
+            "param_groups": opt_state["param_groups"],
+            "scalars": scalars,
+            "scaling_factor": getattr(sae, "scaling_factor", None),
+            "history": history,
+        }
+        (tmp / "state.json").write_text(json.dumps(state, default=str))
+        if out.exists():
+            import shutil
 
-        shutil.rmtree(out)
-    tmp.rename(out)
+            shutil.rmtree(out)
+        tmp.rename(out)
+    ctx.barrier()
     return out
 
 
-def load_checkpoint(path: Path, sae, opt, stream, gen, config):
+def load_checkpoint(path: Path, sae, opt, stream, gen, config, ctx=None, per_rank_source=False):
+    """Restore what :func:`save_checkpoint` wrote; returns ``(state, dead counters)``.
+
+    Raises
+    ------
+    InvalidParameterError
+        When the checkpoint's configuration hash differs from ``config`` (the differing keys
+        are named).
+    """
     import torch
     from safetensors.torch import load_file
 
@@ -305,9 +392,76 @@ def load_checkpoint(path: Path, sae, opt, stream, gen, config):
     opt.load_state_dict(opt_state)
     torch.set_rng_state(tensors["__torch_rng__"])
     gen.set_state(tensors["__gen_rng__"])
-    if state.get("source_state") is not None and hasattr(stream, "load_state_dict"):
-        src_tensors = {}
-        if (path / "source.safetensors").is_file():
-            src_tensors = load_file(str(path / "source.safetensors"))
-        stream.load_state_dict(_unpack(state["source_state"], src_tensors))
+    name = _source_name(ctx, per_rank_source)
+    if (path / f"{name}.json").is_file() and hasattr(stream, "load_state_dict"):
+        src = json.loads((path / f"{name}.json").read_text())
+        stream.load_state_dict(_unpack(src, load_file(str(path / f"{name}.safetensors"))))
     return state, tensors["__dead__"].to(device)
+
+
+# ----------------------------------------------------------------------------- torchrun entry
+def main(argv: list[str] | None = None) -> int:
+    """``python -m whybox.sae.training --config cfg.json`` (also under ``torchrun``).
+
+    The JSON holds :func:`train`'s keyword arguments plus ``"activations"`` (a ``.npy`` file,
+    a ``.safetensors`` file with tensor ``"x"`` and optionally ``"y"``, or a shard folder),
+    optionally ``"targets"`` (a ``.npy`` file of transcoder targets) and ``"out"``, the folder
+    rank 0 saves the trained SAE to (SAELens layout). A JSON list of such objects trains them
+    one after the other in the same process group (e.g. one SAE per layer).
+    """
+    import argparse
+
+    from whybox.sae.training import train
+
+    parser = argparse.ArgumentParser(prog="python -m whybox.sae.training")
+    parser.add_argument("--config", required=True, help="JSON file of train() arguments")
+    args = parser.parse_args(argv)
+    configs = json.loads(Path(args.config).read_text())
+    configs = configs if isinstance(configs, list) else [configs]
+    ctx = context(None, None)  # one process group for every config
+    try:
+        for options in configs:
+            out = options.pop("out", None)
+            if out is None or "activations" not in options:
+                raise InvalidParameterError(
+                    'each config needs "activations" (a path) and "out" (a folder).'
+                )
+            acts = _load_activations(options.pop("activations"), options.pop("targets", None))
+            if "adam_betas" in options:
+                options["adam_betas"] = tuple(options["adam_betas"])
+            sae = train(activations=acts, **options)
+            if ctx.is_main:
+                _save_plain(sae, Path(out))
+            ctx.barrier()
+    finally:
+        ctx.close()
+    return 0
+
+
+def _load_activations(source: str, targets: str | None) -> Any:
+    import numpy as np
+
+    path = Path(source)
+    if path.suffix == ".npy":
+        x = np.load(path, mmap_mode="r")
+        return x if targets is None else (x, np.load(targets, mmap_mode="r"))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        data = load_file(str(path))
+        return data["x"] if "y" not in data else (data["x"], data["y"])
+    return str(path)
+
+
+def _save_plain(sae, out: Path) -> None:
+    try:
+        sae.save(out)
+    except ImportError:  # whybox.sae.io not there: weights and config only
+        from safetensors.torch import save_file
+
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()},
+            str(out / "sae_weights.safetensors"),
+        )
+        (out / "cfg.json").write_text(json.dumps(sae.cfg.to_dict(), default=str))

@@ -27,7 +27,6 @@ Kingma, D. P. & Ba, J. (2015). Adam: A Method for Stochastic Optimization. ICLR.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 from collections.abc import Callable, Iterable
@@ -35,22 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from whybox._validation import check_int
-from whybox.errors import InvalidInputError, InvalidParameterError
+from whybox.errors import InvalidInputError, InvalidParameterError, WhyboxError
 
 __all__ = ["LR_SCHEDULES", "TensorActivations", "l1_scale_at", "lr_at", "main", "train"]
 
 LR_SCHEDULES = ("constant", "cosine")
 _SAE_OPTIONS = (
-    "aux_k",
-    "aux_coefficient",
-    "matryoshka_widths",
-    "l0_coefficient",
-    "jumprelu_bandwidth",
-    "jumprelu_init_threshold",
-    "apply_b_dec_to_input",
-    "dtype",
-    "model_name",
-    "metadata",
+    *("aux_k", "aux_coefficient", "matryoshka_widths", "l0_coefficient", "jumprelu_bandwidth"),
+    *("jumprelu_init_threshold", "apply_b_dec_to_input", "dtype", "model_name", "metadata"),
 )
 
 
@@ -500,8 +491,9 @@ def train(
         Under ``torchrun`` (None: detected), every rank trains on its slice of each global batch
         and gradients are averaged: equal to one process at the same ``batch_size``, except the
         batch-level top-k of "batchtopk" / "matryoshka", which each rank takes on its slice (the
-        running threshold is averaged over ranks). Every rank draws the whole global batch from
-        the source and keeps its slice: with ``model``, each rank runs the model on every token.
+        running threshold is averaged over ranks). With ``model`` each rank streams its own
+        share of ``tokens`` (rows dealt round-robin) and the global batch is the ranks' shares
+        together; with ``activations`` every rank draws the global batch and keeps its slice.
     activation_options : dict, optional
         Passed to :class:`whybox.sae.activations.ModelActivations` (buffer size, context...).
     **sae_options
@@ -547,24 +539,27 @@ def train(
     if width is not None and expansion_factor is not None:
         raise InvalidParameterError("pass width= or expansion_factor=, not both.")
 
-    if activations is None:
-        if model is None or site is None or tokens is None:
-            raise InvalidParameterError(
-                "train() needs activations=, or model=, site= and tokens= to stream them from."
-            )
-        from whybox.sae.activations import ModelActivations
-
-        opts = dict(activation_options or {})
-        if site_out is not None:
-            opts["site_out"] = site_out
-        opts.setdefault("batch_size", batch_size)
-        activations = ModelActivations(
-            model, site, tokens, tokenizer=tokenizer, random_state=random_state, **opts
-        )
-    stream = _as_stream(activations, batch_size, random_state)
-
     ctx = _ddp.context(device, distributed)
     try:
+        # with a model under torchrun each rank streams its own share of the tokens
+        per_rank = activations is None and ctx.distributed
+        draw = batch_size // ctx.world_size if per_rank else batch_size
+        if activations is None:
+            if model is None or site is None or tokens is None:
+                raise InvalidParameterError(
+                    "train() needs activations=, or model=, site= and tokens= to stream them from."
+                )
+            from whybox.sae.activations import ModelActivations
+
+            opts = dict(activation_options or {})
+            if site_out is not None:
+                opts["site_out"] = site_out
+            opts["batch_size"] = max(draw, 1)
+            activations = ModelActivations(
+                model, site, _ddp.shard_tokens(tokens, ctx.rank, ctx.world_size),
+                tokenizer=tokenizer, random_state=random_state + ctx.rank, **opts,
+            )  # fmt: skip
+        stream = _as_stream(activations, batch_size, random_state)
         if batch_size % ctx.world_size:
             raise InvalidParameterError(
                 f"batch_size={batch_size} must be divisible by the number of ranks "
@@ -584,7 +579,30 @@ def train(
                 f"total_tokens={total_tokens} is less than one batch of {batch_size}; pass more "
                 "tokens or a smaller batch_size."
             )
-        pending = _split(stream.next_batch(batch_size))
+
+        def fetch(step_no: int, seen: int):
+            """The next raw batch, checked; under per-rank streams every rank learns of a
+            failure on any rank (so none waits forever in a collective)."""
+            failure = batch = None
+            try:
+                x, y = _split(stream.next_batch(draw))
+                x, y = torch.as_tensor(x), None if y is None else torch.as_tensor(y)
+                _check_finite(x, "activations", step_no, seen)
+                if y is not None:
+                    _check_finite(y, "transcoder targets", step_no, seen)
+                batch = (x, y)
+            except WhyboxError as exc:
+                if not per_rank:
+                    raise
+                failure = exc
+            if per_rank and ctx.any_(failure is not None):
+                raise failure or InvalidInputError(
+                    f"another rank stopped at step {step_no} (its error is in its log); "
+                    "training stopped on every rank."
+                )
+            return batch
+
+        pending = fetch(0, 0)
         d_in = int(pending[0].shape[-1])
         d_out = None if pending[1] is None else int(pending[1].shape[-1])
         if width is None:
@@ -647,6 +665,7 @@ def train(
             "resample": [bool(resample_dead), resample_every],
             "random_state": int(random_state),
             "source": type(stream).__name__,
+            "ranks_stream": ctx.world_size if per_rank else 1,
         }
         dead = torch.zeros(width, dtype=torch.long, device=dev)
         step, tokens_seen, history = 0, 0, []
@@ -659,11 +678,13 @@ def train(
                 if not (path / "state.json").is_file():
                     raise InvalidParameterError(f"{path} is not a whybox training checkpoint.")
                 skip_from = stream.state_dict() if hasattr(stream, "state_dict") else None
-                state, dead = _ddp.load_checkpoint(path, sae, opt, stream, gen, config)
+                state, dead = _ddp.load_checkpoint(
+                    path, sae, opt, stream, gen, config, ctx, per_rank
+                )
                 step, tokens_seen, history = state["step"], state["tokens"], state["history"]
                 if skip_from is None:  # no source state: skip the batches already used
                     for _ in range(step - 1):
-                        stream.next_batch(batch_size)
+                        fetch(0, 0)
                 else:
                     pending = None
         bar = _Progress(bool(progress) and ctx.is_main, total_steps, step)
@@ -674,28 +695,31 @@ def train(
         decay_start = total_steps - lr_decay_steps
         try:
             while step < total_steps:
-                x, y = pending if pending is not None else _split(stream.next_batch(batch_size))
+                x, y = pending if pending is not None else fetch(step, tokens_seen)
                 pending = None
-                x = torch.as_tensor(x).to(dev, dtype)
-                y = None if y is None else torch.as_tensor(y).to(dev, dtype)
-                _check_finite(x, "activations", step, tokens_seen)
-                if y is not None:
-                    _check_finite(y, "transcoder targets", step, tokens_seen)
+                x, y = x.to(dev, dtype), None if y is None else y.to(dev, dtype)
+                if per_rank:  # the batch is this rank's share already
+                    xl, yl = x, y
+                else:
+                    rows = ctx.local_slice(x.shape[0])
+                    xl, yl = x[rows], None if y is None else y[rows]
                 if step == 0:
+                    xg, yg = (
+                        (ctx.all_gather_rows(x), ctx.all_gather_rows(y)) if per_rank else (x, y)
+                    )
                     with torch.no_grad():
                         if cfg.normalize_activations == "expected_average_only_in":
-                            mean_norm = float(torch.linalg.vector_norm(x.double(), dim=1).mean())
+                            mean_norm = float(torch.linalg.vector_norm(xg.double(), dim=1).mean())
                             sae.scaling_factor = math.sqrt(d_in) / max(mean_norm, 1e-12)
-                        if y is None:
-                            sae.init_b_dec_geometric_median_(x)
+                        if yg is None:
+                            sae.init_b_dec_geometric_median_(xg)
                         else:
-                            sae.b_dec.copy_(geometric_median(y))
-                rows = ctx.local_slice(x.shape[0])
+                            sae.b_dec.copy_(geometric_median(yg))
                 lr_now = schedule(step)
                 for group in opt.param_groups:
                     group["lr"] = lr_now
                 ts = TrainState(step, total_steps, dead, l1_scale_at(step, l1_warmup_steps))
-                parts = sae.training_loss(x[rows], None if y is None else y[rows], step_state=ts)
+                parts = sae.training_loss(xl, yl, step_state=ts)
                 stats = torch.tensor(
                     [float(parts.loss.detach()), float(parts.mse.detach()), parts.l0, parts.fvu],
                     dtype=torch.float64,
@@ -712,16 +736,19 @@ def train(
                 if cfg.decoder_unit_norm:
                     sae.set_decoder_norm_to_unit_norm_()
                 fired = ctx.all_reduce_(parts.fired.to(torch.int32), "max").bool()
-                dead += x.shape[0]
+                dead += batch_size
                 dead[fired] = 0
                 buf = getattr(sae, "topk_threshold", None)
                 if buf is not None:
                     ctx.all_reduce_(buf.data, "mean")
                 step += 1
-                tokens_seen += x.shape[0]
+                tokens_seen += batch_size
                 if resample_dead and step % resample_every == 0 and step < decay_start:
                     mask = dead >= cfg.dead_tokens
-                    if _resample_dead_(sae, opt, x, y, mask, gen):
+                    xg, yg = (
+                        (ctx.all_gather_rows(x), ctx.all_gather_rows(y)) if per_rank else (x, y)
+                    )
+                    if _resample_dead_(sae, opt, xg, yg, mask, gen):
                         dead[mask] = 0
                 metrics = {
                     "step": step,
@@ -742,10 +769,11 @@ def train(
                     or step == total_steps
                     or (checkpoint_every and step % checkpoint_every == 0)
                 )
-                if ckpt_dir is not None and ctx.is_main and due:
+                if ckpt_dir is not None and due:
                     _ddp.save_checkpoint(
-                        ckpt_dir, step, sae, opt, stream, gen, dead, config, tokens_seen, history
-                    )
+                        ckpt_dir, step, sae, opt, stream, gen, dead, config, tokens_seen, history,
+                        ctx, per_rank,
+                    )  # fmt: skip
                 if stop:
                     break
         finally:
@@ -759,72 +787,11 @@ def train(
     return sae.eval()
 
 
-# ----------------------------------------------------------------------------- torchrun entry
 def main(argv: list[str] | None = None) -> int:
-    """``python -m whybox.sae.training --config cfg.json`` (also under ``torchrun``).
-
-    The JSON holds :func:`train`'s keyword arguments plus ``"activations"`` (a ``.npy`` file,
-    a ``.safetensors`` file with tensor ``"x"`` and optionally ``"y"``, or a shard folder),
-    optionally ``"targets"`` (a ``.npy`` file of transcoder targets) and ``"out"``, the folder
-    rank 0 saves the trained SAE to (SAELens layout). A JSON list of such objects trains them
-    one after the other in the same process group (e.g. one SAE per layer).
-    """
-    import argparse
-
+    """``python -m whybox.sae.training --config cfg.json``: see :func:`whybox.sae._ddp.main`."""
     from whybox.sae import _ddp
 
-    parser = argparse.ArgumentParser(prog="python -m whybox.sae.training")
-    parser.add_argument("--config", required=True, help="JSON file of train() arguments")
-    args = parser.parse_args(argv)
-    configs = json.loads(Path(args.config).read_text())
-    configs = configs if isinstance(configs, list) else [configs]
-    ctx = _ddp.context(None, None)  # one process group for every config
-    try:
-        for options in configs:
-            out = options.pop("out", None)
-            if out is None or "activations" not in options:
-                raise InvalidParameterError(
-                    'each config needs "activations" (a path) and "out" (a folder).'
-                )
-            acts = _load_activations(options.pop("activations"), options.pop("targets", None))
-            if "adam_betas" in options:
-                options["adam_betas"] = tuple(options["adam_betas"])
-            sae = train(activations=acts, **options)
-            if ctx.is_main:
-                _save_plain(sae, Path(out))
-            ctx.barrier()
-    finally:
-        ctx.close()
-    return 0
-
-
-def _load_activations(source: str, targets: str | None) -> Any:
-    import numpy as np
-
-    path = Path(source)
-    if path.suffix == ".npy":
-        x = np.load(path, mmap_mode="r")
-        return x if targets is None else (x, np.load(targets, mmap_mode="r"))
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        data = load_file(str(path))
-        return data["x"] if "y" not in data else (data["x"], data["y"])
-    return str(path)
-
-
-def _save_plain(sae, out: Path) -> None:
-    try:
-        sae.save(out)
-    except ImportError:  # whybox.sae.io not there: weights and config only
-        from safetensors.torch import save_file
-
-        out.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()},
-            str(out / "sae_weights.safetensors"),
-        )
-        (out / "cfg.json").write_text(json.dumps(sae.cfg.to_dict(), default=str))
+    return _ddp.main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through torchrun in the tests
