@@ -307,6 +307,17 @@ class _Stop(Exception):
     """Raised by the last capture hook to end a forward pass early (caught here)."""
 
 
+def _accepts(model: Any, name: str) -> bool:
+    """Whether ``model.forward`` takes the keyword ``name`` (or any keyword)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _record_text(item: Any) -> Any:
     """A data set's record ``{"text": ...}`` as its text; anything else unchanged."""
     if isinstance(item, Mapping) and "input_ids" not in item and isinstance(item.get("text"), str):
@@ -581,8 +592,8 @@ class ModelActivations(ActivationSource):
         self._hooks = hooks
         self.forward_kwargs = dict(forward_kwargs or {})
         config = getattr(model, "config", None)
-        if config is not None and hasattr(config, "use_cache"):
-            self.forward_kwargs.setdefault("use_cache", False)
+        if config is not None and hasattr(config, "use_cache") and _accepts(model, "use_cache"):
+            self.forward_kwargs.setdefault("use_cache", False)  # no KV cache built and dropped
         self._model_device = hooks.model_device(model)
         self.device = torch.device(device) if device is not None else self._model_device
         self._special = self._special_ids(exclude_special, tokenizer, config, torch)
