@@ -17,10 +17,12 @@ Both sources are iterables of :class:`ActivationBatch` with the same small proto
         batch.index            # (n,) int64: each row's token index in the epoch's token stream
     x, y, index = batch        # an ActivationBatch is a NamedTuple
     for batch in src.batches(total_tokens=10**6): ...   # epochs repeated until that many
+    x = src.next_batch(4096)   # exactly 4096 rows across epochs; (x, y) with site_out
+                               # (what whybox.sae.training.train draws)
     src.n_tokens               # tokens per epoch, or None while unknown (texts, generators)
     src.tokens_seen            # tokens drawn so far (all epochs)
     src.epoch                  # epochs completed
-    state = src.state_dict()   # plain dict of tensors / ints (torch.save-able)
+    state = src.state_dict()   # dict of ints, strings, tensors (a model source: the buffer)
     src2.load_state_dict(state)   # src2, built with the same arguments, yields next the
                                   # batch src would have yielded next (bit for bit)
     src.buffer_nbytes          # bytes of the shuffle buffer's tensors (<= the configured size)
