@@ -694,7 +694,7 @@ def feature_data(
     from whybox.internals.hooks import model_device
 
     device = model_device(model)
-    dtype = sae.W_enc.dtype
+    dtype, sae_device = sae.W_enc.dtype, sae.W_enc.device
     acc = _Accumulator(d_sae, n_top, n_bins, n_q, per_q, tuple(context_window), bool(cooccurrence),
                        max_pairs, rng)  # fmt: skip
     with torch.no_grad():
@@ -707,7 +707,7 @@ def feature_data(
                     f"the model's activations at {name!r} hold NaN or inf in sequences {b0} "
                     f"to {b0 + len(rows) - 1}: check the model and its inputs there."
                 )
-            values, indices = sparse_codes(sae, x.reshape(-1, d_in).to(dtype))
+            values, indices = sparse_codes(sae, x.reshape(-1, d_in).to(sae_device, dtype))
             B = len(rows)
             shape = (B, T, values.shape[-1])
             acc.update(values.reshape(shape), indices.reshape(shape), b0, counted[b0 : b0 + B])

@@ -153,7 +153,7 @@ def edit_features(
 
     def fn(view: Any) -> Any:
         x = flat_site(view, d_in, point.name)
-        xs = x.to(dtype)
+        xs = x.to(sae.W_dec.device, dtype)
         out = xs
         if splice:
             f = sae.encode(xs)
@@ -167,7 +167,7 @@ def edit_features(
                 out = out + (xs - sae.decode(f))
         for j, c in added.items():
             out = out + c * sae.W_dec[j]
-        return out.to(view.dtype).reshape(view.shape)
+        return out.to(view.device, view.dtype).reshape(view.shape)
 
     with hooks.on_points(model, [(point, fn)]):
         yield
