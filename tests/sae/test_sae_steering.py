@@ -74,6 +74,12 @@ def test_no_edit_splice_equals_clean(arch_model, ids, architecture):
     clean = _clean(model, ids)
     spliced = run_with_features(model, sae, ids)
     torch.testing.assert_close(spliced, clean, atol=1e-5, rtol=1e-5)
+    # the edit enters as decode(f') - decode(f) = 0: not even a rounding of x
+    assert torch.equal(spliced, clean)
+    dead = int(sae.W_dec.shape[0]) - 1
+    with torch.no_grad():
+        sae.b_enc[dead] = -1e4  # a latent that never fires: ablating it changes nothing
+    assert torch.equal(run_with_features(model, sae, ids, ablate=[dead]), clean)
     # the reconstruction alone is a different model: the error term is what keeps it equal
     bare = run_with_features(model, sae, ids, error_term=False)
     assert (bare - clean).abs().max() > 1e-2

@@ -5,7 +5,8 @@ The SAE is spliced in at its site with the *error term kept*: the activation ``x
 ``x' = decode(f') + (x - decode(f))``,   ``f = encode(x)``,
 
 where ``f'`` is ``f`` with the edits applied (``f'_j = 0`` to ablate latent ``j``, ``f'_j =
-v`` to clamp it). Without edits ``x' = x`` up to float rounding, so every change in the
+v`` to clamp it), computed as ``x + (decode(f') - decode(f))`` so that ``x`` itself is not
+rounded through the SAE's dtype. Without edits ``x' = x``, so every change in the
 model's output is the edit's doing and none the SAE's reconstruction error (Marks et al.
 2024). ``error_term=False`` splices the bare reconstruction instead. Adding a latent's
 decoder direction (``add={j: c}``: ``x' = x + c * W_dec[j]``) needs no encoding; it is the
@@ -116,8 +117,9 @@ def edit_features(
     site : str, optional
         Hook name (default ``sae.cfg.hook_name``).
     error_term : bool, default True
-        Keep ``x - decode(encode(x))`` so that no edit means no change (to float tolerance);
-        False splices the bare reconstruction.
+        Keep ``x - decode(encode(x))`` so that no edit means no change (exactly: the edit
+        is added to ``x`` as ``decode(f') - decode(f)``); False splices the bare
+        reconstruction.
     anatomy : Anatomy, optional
 
     Yields
@@ -154,7 +156,7 @@ def edit_features(
     def fn(view: Any) -> Any:
         x = flat_site(view, d_in, point.name)
         xs = x.to(sae.W_dec.device, dtype)
-        out = xs
+        delta = None
         if splice:
             f = sae.encode(xs)
             f_edit = f.clone()
@@ -162,12 +164,16 @@ def edit_features(
                 f_edit[..., zeroed] = 0
             for j, v in clamped.items():
                 f_edit[..., j] = v
-            out = sae.decode(f_edit)
-            if error_term:
-                out = out + (xs - sae.decode(f))
+            if error_term:  # decode(f') + (x - decode(f)), without rounding x twice
+                delta = sae.decode(f_edit) - sae.decode(f)
+            else:
+                x = sae.decode(f_edit).to(x.device, x.dtype)
         for j, c in added.items():
-            out = out + c * sae.W_dec[j]
-        return out.to(view.device, view.dtype).reshape(view.shape)
+            step = c * sae.W_dec[j]
+            delta = step if delta is None else delta + step
+        if delta is not None:
+            x = x + delta.to(x.device, x.dtype)
+        return x.reshape(view.shape)
 
     with hooks.on_points(model, [(point, fn)]):
         yield
