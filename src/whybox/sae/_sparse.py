@@ -100,22 +100,15 @@ def _preacts(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, *, reuse: bool) 
 
 
 # ---------------------------------------------------------------------------- products ----
-def _index_dtype(nnz: int, width: int) -> torch.dtype:
-    return torch.int32 if max(nnz, width) < 2**31 - 1 else torch.int64
-
-
 def _csr(indices: torch.Tensor, weights: torch.Tensor, width: int) -> torch.Tensor:
     """The (n, width) sparse matrix with ``weights[i, s]`` at ``(i, indices[i, s])``."""
     n, k = indices.shape
-    itype = _index_dtype(n * k, width)
-    crow = torch.arange(0, n * k + 1, max(k, 1), device=indices.device, dtype=itype)
+    crow = torch.arange(0, n * k + 1, max(k, 1), device=indices.device)
     if k == 0:
-        crow = torch.zeros(n + 1, device=indices.device, dtype=itype)
+        crow = torch.zeros(n + 1, dtype=torch.long, device=indices.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(
-            crow, indices.reshape(-1).to(itype), weights.reshape(-1), (n, width)
-        )
+        return torch.sparse_csr_tensor(crow, indices.reshape(-1), weights.reshape(-1), (n, width))
 
 
 def _rows_times(indices: torch.Tensor, weights: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -125,22 +118,58 @@ def _rows_times(indices: torch.Tensor, weights: torch.Tensor, right: torch.Tenso
     return _csr(indices, weights, right.shape[0]) @ right
 
 
+def _grouping(indices: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CSR of S^T for the (n, k) ``indices``: (order, crow (width + 1,), rows (n k,)).
+
+    ``order`` lists the flat entries grouped by latent (stably), ``rows`` their row numbers.
+    On the CPU with ``width <= 65535`` this is numpy's radix sort of 16-bit keys, one
+    single-threaded O(n k) pass, where torch's parallel sort waits on its threads at every
+    pass (tens of ms on a loaded machine). The last result is kept (with a reference to
+    ``indices``, so its memory cannot be reused meanwhile): the decoder's and the encoder's
+    backward passes of one step share it.
+    """
+    k = indices.shape[1]
+    key = (
+        indices.data_ptr(), indices.storage_offset(), tuple(indices.shape),
+        tuple(indices.stride()), indices._version, width, indices.device,
+    )  # fmt: skip
+    cached = getattr(_local, "grouping", None)
+    if cached is not None and cached[0] == key:
+        return cached[2]
+    flat = indices.reshape(-1)
+    if flat.device.type == "cpu" and width <= 65535:
+        import numpy as np
+
+        keys = flat.numpy().astype(np.uint16)
+        order_np = np.argsort(keys, kind="stable")
+        crow_np = np.zeros(width + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys, minlength=width), out=crow_np[1:])
+        out = (
+            torch.from_numpy(order_np),
+            torch.from_numpy(crow_np),
+            torch.from_numpy(order_np // max(k, 1)),
+        )
+    else:
+        order = torch.argsort(flat, stable=True)
+        crow = torch.zeros(width + 1, dtype=torch.long, device=flat.device)
+        crow[1:] = torch.cumsum(torch.bincount(flat, minlength=width), 0)
+        out = (order, crow, torch.div(order, max(k, 1), rounding_mode="floor"))
+    _local.grouping = (key, indices, out)
+    return out
+
+
 def _t_times(
     indices: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, width: int
 ) -> torch.Tensor:
     """``S^T @ dense``: S (n, width) sparse, dense (n, d) -> (width, d)."""
     if is_dense_indices(indices, width):
         return weights.t() @ dense
-    n, k = indices.shape
-    flat = indices.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    itype = _index_dtype(n * k, width)
-    rows = torch.div(order, max(k, 1), rounding_mode="floor").to(itype)
-    crow = torch.zeros(width + 1, dtype=itype, device=flat.device)
-    crow[1:] = torch.cumsum(torch.bincount(flat, minlength=width), 0)
+    order, crow, rows = _grouping(indices, width)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        st = torch.sparse_csr_tensor(crow, rows, weights.reshape(-1)[order], (width, n))
+        st = torch.sparse_csr_tensor(
+            crow, rows, weights.reshape(-1)[order], (width, indices.shape[0])
+        )
     return st @ dense
 
 
