@@ -150,7 +150,10 @@ def test_interval_samples_are_the_smallest_random_keys_of_each_interval(case):
 
 def test_result_does_not_depend_on_batch_size(model, ids):
     sae = _sae("topk")
-    a, b = _fd(model, sae, ids, batch_size=1), _fd(model, sae, ids, batch_size=10)
+    seen = []
+    a = _fd(model, sae, ids, batch_size=4, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(4, 10), (8, 10), (10, 10)]
+    b = _fd(model, sae, ids.tolist(), batch_size=10)  # a list of token lists works too
     for name in a.names:
         np.testing.assert_array_equal(a.array(name), b.array(name), err_msg=name)
     c = _fd(model, sae, ids, batch_size=10, random_state=1)

@@ -64,7 +64,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,14 @@ def token_rows(inputs: Any, tokenizer: Any, context_size: int, *, per_text: bool
     if isinstance(inputs, Mapping) and "input_ids" in inputs:
         mask = inputs.get("attention_mask")
         inputs = inputs["input_ids"]
+    if isinstance(inputs, list | tuple) and inputs and not isinstance(inputs[0], str):
+        try:
+            inputs = torch.tensor(inputs, dtype=torch.long)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                "a list of token ids must be rectangular ints (one list per sequence, all "
+                "the same length); pass a tensor, or texts with a tokenizer."
+            ) from None
     if isinstance(inputs, np.ndarray):
         inputs = torch.from_numpy(inputs)
     if not isinstance(inputs, torch.Tensor) or inputs.dtype not in (torch.int64, torch.int32):
@@ -598,6 +606,7 @@ def feature_data(
     batch_size: int | None = None,
     anatomy: Any = None,
     random_state: Any = 0,
+    progress: Callable[[int, int], Any] | None = None,
 ) -> FeatureData:
     """Feature-page data for every latent of ``sae``, from one pass over ``inputs``.
 
@@ -641,6 +650,8 @@ def feature_data(
     anatomy : Anatomy, optional
     random_state : int or Generator, default 0
         Seeds the interval samples; the result does not depend on ``batch_size``.
+    progress : callable, optional
+        ``progress(sequences_done, n_sequences)`` after each batch (nothing is printed).
 
     Returns
     -------
@@ -711,6 +722,8 @@ def feature_data(
             B = len(rows)
             shape = (B, T, values.shape[-1])
             acc.update(values.reshape(shape), indices.reshape(shape), b0, counted[b0 : b0 + B])
+            if progress is not None:
+                progress(b0 + B, int(ids.shape[0]))
     arrays = acc.finish(ids, real)
     notes: list[str] = []
     if acc.pruned:
