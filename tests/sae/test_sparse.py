@@ -342,3 +342,19 @@ def test_bad_input_raises_whybox_errors():
         _sparse.sparse_decode(torch.ones(10, 2), torch.zeros(10, 3, dtype=torch.long), Wd)
     with pytest.raises(WhyboxError):
         _sparse.sparse_decode(torch.ones(10, 2), torch.zeros(10, 2, dtype=torch.long), Wd, b)
+
+
+def test_grouping_cache_is_shared_and_invalidated_by_changes():
+    g = torch.Generator().manual_seed(4)
+    n, k, m, d = 30, 4, 12, 5
+    indices = torch.randint(0, m, (n, k), generator=g)
+    w = torch.randn(n, k, generator=g, dtype=torch.float64)
+    dense = torch.randn(n, d, generator=g, dtype=torch.float64)
+    first = _sparse._grouping(indices, m)
+    assert _sparse._grouping(indices, m) is first  # the decoder's and encoder's backward share
+    indices[0, 0] = (indices[0, 0] + 1) % m  # in place: the version counter moves on
+    assert _sparse._grouping(indices, m) is not first
+    got = _sparse._t_times(indices, w, dense, m)
+    assert rel_err(got, to_dense(w, indices, m).T @ dense) < 1e-12
+    other = indices.clone()  # equal values, another tensor
+    assert rel_err(_sparse._t_times(other, w, dense, m), got) < 1e-12
