@@ -45,6 +45,9 @@ BENCHMARKS = [
     "bench_attnlrp",
     "bench_tokenshap",
     "bench_text_faithfulness",
+    "bench_superposition",
+    "bench_sae_training",
+    "bench_sae_streaming",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -15,6 +15,9 @@
   small GPT-2 trained on pydoc's topics, loaded with ``from_pretrained``);
   :func:`sentiment_classifier` (all-MiniLM-L6-v2 with a sentiment head trained here on
   :func:`sentiment_sentences`, written for the project).
+- :func:`toy_superposition_model` (Toy Models of Superposition, Elhage et al. 2022) with its
+  geometry helpers (:func:`classify_geometry`, :func:`feature_dimensionality`, ...): the
+  ground truth an SAE must recover.
 """
 
 from __future__ import annotations
@@ -53,6 +56,17 @@ from whybox.zoo.modular import (
     modular_addition_model,
 )
 from whybox.zoo.sentiment import sentiment_classifier, sentiment_sentences
+from whybox.zoo.superposition import (
+    Geometry,
+    ToyModel,
+    classify_geometry,
+    dimensions_per_feature,
+    feature_angles,
+    feature_dimensionality,
+    feature_norms,
+    sample_sparse_features,
+    toy_superposition_model,
+)
 from whybox.zoo.tinylm import tiny_lm, tiny_lm_corpus, tiny_lm_path
 
 __all__ = [
@@ -61,16 +75,23 @@ __all__ = [
     "SKLEARN_DATASETS",
     "CreditData",
     "DigitsData",
+    "Geometry",
+    "ToyModel",
     "ablate_frequencies",
     "attention_patterns",
     "breast_cancer",
     "cached_model",
+    "classify_geometry",
     "credit",
     "credit_true_logit",
     "credit_true_shap",
     "diabetes",
     "digits",
     "digits_cnn",
+    "dimensions_per_feature",
+    "feature_angles",
+    "feature_dimensionality",
+    "feature_norms",
     "fourier_key_frequencies",
     "induction_model",
     "induction_scores",
@@ -81,10 +102,12 @@ __all__ = [
     "prefix_matching_score",
     "previous_token_score",
     "repeated_tokens",
+    "sample_sparse_features",
     "sentiment_classifier",
     "sentiment_sentences",
     "tiny_lm",
     "tiny_lm_corpus",
     "tiny_lm_path",
+    "toy_superposition_model",
     "wine",
 ]
