@@ -352,3 +352,14 @@ def test_every_architecture_trains(arch):
     assert np.mean(losses[-5:]) < np.mean(losses[:2])
     if sae.cfg.decoder_unit_norm:
         torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32), atol=1e-5, rtol=0)
+
+
+def test_finite_check_is_not_fooled_by_an_overflowing_sum():
+    from whybox.sae.training import _check_finite
+
+    big = torch.full((4, 4), 3e38)  # finite, but their float32 sum is inf
+    assert not math.isfinite(float(big.sum()))
+    _check_finite(big, "activations", 0, 0)  # no error
+    big[1, 2] = float("-inf")
+    with pytest.raises(InvalidInputError, match=r"row 1 .*dimension 2"):
+        _check_finite(big, "activations", 5, 0)
