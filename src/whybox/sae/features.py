@@ -26,11 +26,12 @@ that every activation seen so far is below ``2**e_j``. The histogram has ``n_bin
 bins over that range, the intervals ``n_quantiles`` equal intervals. When a larger activation
 arrives the range doubles (``e_j`` grows) and bin ``i`` merges into bin ``i // 2`` -- exactly
 the bin the activation would have fallen in under the final range, so the final histogram
-equals ``numpy.histogram(acts, bins=n_bins, range=(0, 2**e_j))`` and the activation ranges in
-the top half of the range. The interval reservoirs merge the same way: each firing gets a
-uniform random key, and a reservoir keeps the ``examples_per_quantile`` smallest keys of its
-interval (Duffield, Lund & Thorup 2007), which is the same set however the tokens were
-batched.
+equals ``numpy.histogram(acts, bins=n_bins, range=(0, 2**e_j))``; the maximum lies in the top
+half of the range, so the upper half of the bins and intervals is never all empty. The
+interval reservoirs merge the same way: each firing gets a uniform random key, and an
+interval keeps the ``examples_per_quantile`` firings of smallest key -- a uniform sample
+without replacement of the firings in that interval (Duffield, Lund & Thorup 2007), the same
+sample however the tokens were batched.
 
 Logit effects convention
 ------------------------
@@ -94,7 +95,8 @@ class _Stop(Exception):
 # inputs and site
 
 
-def _site_name(sae: Any, site: str | None) -> str:
+def sae_site(sae: Any, site: str | None) -> str:
+    """``site``, else the hook name in the SAE's config; an error naming ``site=`` if neither."""
     name = site if site is not None else getattr(getattr(sae, "cfg", None), "hook_name", None)
     if not isinstance(name, str) or not name:
         raise InvalidParameterError(
@@ -131,7 +133,7 @@ def token_rows(inputs: Any, tokenizer: Any, context_size: int, *, per_text: bool
             eos = getattr(tokenizer, "eos_token_id", None)
             stream: list[int] = []
             for text in inputs:
-                stream.extend(int(i) for i in tokenizer(text)["input_ids"])
+                stream.extend(int(i) for i in _encode(tokenizer, text))
                 if eos is not None:
                     stream.append(int(eos))
             inputs = torch.tensor(stream, dtype=torch.long)
@@ -175,6 +177,14 @@ def token_rows(inputs: Any, tokenizer: Any, context_size: int, *, per_text: bool
             "pass the mask the tokenizer returned with the ids."
         )
     return ids, mask.bool().cpu()
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of one text, without the tokenizer's too-long warning (it is cut later)."""
+    try:
+        return list(tokenizer(text, verbose=False)["input_ids"])
+    except TypeError:  # a tokenizer without the verbose option
+        return list(tokenizer(text)["input_ids"])
 
 
 def site_activations(model: Any, point: Any, ids: Any, d_in: int, mask: Any = None) -> Any:
@@ -678,7 +688,7 @@ def feature_data(
         )
     rng = check_random_state(random_state)
     anat = Anatomy.for_model(model, anatomy)
-    name = _site_name(sae, site)
+    name = sae_site(sae, site)
     point = anat.point(name)
     d_in, d_sae = int(sae.W_enc.shape[0]), int(sae.W_dec.shape[0])
     if per_text is None:

@@ -130,7 +130,7 @@ def edit_features(
     _torch()
     from whybox.internals import hooks
     from whybox.internals.anatomy import Anatomy
-    from whybox.sae.features import _site_name, flat_site
+    from whybox.sae.features import flat_site, sae_site
 
     if getattr(sae, "is_transcoder", False):
         raise UnsupportedModelError(
@@ -148,7 +148,7 @@ def edit_features(
     if not isinstance(error_term, bool):
         raise InvalidParameterError(f"error_term must be True or False, got {error_term!r}.")
     anat = Anatomy.for_model(model, anatomy)
-    point = anat.point(_site_name(sae, site))
+    point = anat.point(sae_site(sae, site))
     d_in = int(sae.W_enc.shape[0])
     splice = bool(zeroed or clamped) or not error_term or not added
     dtype = sae.W_dec.dtype
