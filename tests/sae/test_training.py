@@ -98,8 +98,8 @@ def test_topk_recovers_the_dictionary_and_loss_decreases():
     assert len(losses) == 400
     assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:3])
     # ground truth known: every true atom has a decoder row at cosine > 0.9 on average
-    assert mean_max_cosine(sae, dictionary) > 0.93
-    assert fvu(sae, held_out) < 0.12
+    assert mean_max_cosine(sae, dictionary) > 0.93  # measured 0.966
+    assert fvu(sae, held_out) < 0.12  # measured 0.092
     # a random dictionary of the same shape would not recover it (the check can fail)
     rand = torch.randn(32, 16, generator=torch.Generator().manual_seed(5))
     rand /= rand.norm(dim=1, keepdim=True)
@@ -122,9 +122,9 @@ def test_standard_l1_trains_sparse_with_resampling():
         dead_tokens=256 * 20,
         progress=False,
     )
-    assert fvu(sae, held_out) < 0.2
-    assert sae.history[-1]["l0"] < 8
-    assert mean_max_cosine(sae, dictionary) > 0.8
+    assert fvu(sae, held_out) < 0.15  # measured 0.10
+    assert sae.history[-1]["l0"] < 8  # measured 5.1 (true mean L0 2)
+    assert mean_max_cosine(sae, dictionary) > 0.9  # measured 0.93
 
 
 def test_resampling_revives_dead_latents_as_high_loss_inputs():
