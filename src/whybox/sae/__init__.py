@@ -38,6 +38,12 @@ _LAZY = {
     "ShardActivations": "whybox.sae.activations",
     "feature_data": "whybox.sae.features",
     "FeatureData": "whybox.sae.features",
+    "edit_features": "whybox.sae.steering",
+    "ablate_features": "whybox.sae.steering",
+    "clamp_features": "whybox.sae.steering",
+    "add_feature": "whybox.sae.steering",
+    "run_with_features": "whybox.sae.steering",
+    "generate_with_features": "whybox.sae.steering",
 }
 
 __all__ = sorted(_LAZY)
