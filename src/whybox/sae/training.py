@@ -354,24 +354,14 @@ class _Progress:
         self.bar = None
         if not enabled:
             return
+        from rich import progress as rp
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
 
-        self.bar = Progress(
-            TextColumn("SAE"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
+        self.bar = rp.Progress(
+            rp.TextColumn("SAE"), rp.BarColumn(), rp.MofNCompleteColumn(),
+            rp.TimeRemainingColumn(), rp.TextColumn("{task.fields[metrics]}"),
             console=Console(file=sys.stderr),
-            transient=False,
-        )
+        )  # fmt: skip
         self.bar.start()
         self.task = self.bar.add_task("train", total=total, completed=start, metrics="")
 
@@ -623,6 +613,9 @@ def train(
         arch = SAEConfig(d_in=1, d_sae=1, architecture=architecture, k=1).architecture
         if arch in ("topk", "batchtopk", "matryoshka") and k is None:
             k = min(32, width)
+        if model is not None and "model_name" not in sae_options:
+            name = getattr(getattr(model, "config", None), "name_or_path", None)
+            sae_options["model_name"] = name if isinstance(name, str) and name else None
         cfg = SAEConfig(
             d_in=d_in,
             d_sae=width,
@@ -635,7 +628,7 @@ def train(
             **({"l1_coefficient": float(l1_coefficient)} if l1_coefficient is not None else {}),
             **(
                 {"dead_tokens": check_int("dead_tokens", dead_tokens, minimum=1)}
-                if dead_tokens
+                if dead_tokens is not None
                 else {}
             ),
             **sae_options,
