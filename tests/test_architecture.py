@@ -77,7 +77,16 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("api", ["whybox.api", "whybox.testing"]),
     ("metrics", ["whybox.metrics"]),
     ("report", ["whybox.report"]),
-    ("cli", ["whybox.cli", "whybox._cli_inputs", "whybox._cli_internals", "whybox._cli_text"]),
+    (
+        "cli",
+        [
+            "whybox.cli",
+            "whybox._cli_inputs",
+            "whybox._cli_internals",
+            "whybox._cli_text",
+            "whybox._cli_sae",
+        ],
+    ),
 ]
 
 
