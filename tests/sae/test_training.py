@@ -318,6 +318,12 @@ def test_streams_from_a_model_through_hooks():
     assert np.mean(fvus[-3:]) < np.mean(fvus[:2])
     with pytest.raises(InvalidParameterError, match="total_tokens"):
         train(model, "blocks.1.resid_post", tokens=ids, width=64, k=4, progress=False)
+    transcoder = train(
+        model, "blocks.1.ln2", site_out="blocks.1.mlp.out", tokens=ids, width=64, k=4,
+        batch_size=64, total_tokens=64 * 4, progress=False,
+        activation_options={"buffer_tokens": 256, "batch_size_prompts": 4},
+    )  # fmt: skip
+    assert transcoder.is_transcoder and transcoder.cfg.hook_name_out == "blocks.1.mlp.out"
 
 
 def test_reads_a_safetensors_shard_folder(tmp_path):
