@@ -60,12 +60,17 @@ class SAEConfig:
     apply_b_dec_to_input : bool
         Subtract ``b_dec`` from the input before encoding (always False for transcoders).
     normalize_activations : {"none", "expected_average_only_in"}
+        The latter scales inputs by ``sqrt(d_in) / mean ||x||`` (estimated when training
+        starts), as SAELens does; :meth:`SAE.save` folds the factor into the weights.
     matryoshka_widths : tuple of int, optional
         Increasing prefix sizes whose last entry is ``d_sae`` (matryoshka only).
     l1_coefficient, l0_coefficient : float
         Sparsity penalty weights (standard, jumprelu).
     jumprelu_bandwidth, jumprelu_init_threshold : float
-        The straight-through kernel's width and the initial threshold.
+        The straight-through kernel's width and the initial threshold (SAELens' defaults,
+        0.001, suit activations scaled to norm ``sqrt(d_in)``; for raw activations of another
+        scale raise both, e.g. to a tenth of a typical pre-activation, or the thresholds
+        barely move).
     aux_k : int, optional
         Dead latents used by AuxK (None: ``d_in // 2``).
     aux_coefficient : float

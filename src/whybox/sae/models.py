@@ -22,8 +22,8 @@ Architectures (``SAEConfig.architecture``):
 
 Every architecture encodes with ``pre = (x - b_dec) @ W_enc + b_enc`` (without the ``- b_dec``
 for transcoders, or when ``apply_b_dec_to_input`` is False). With ``normalize_activations=
-"expected_average_only_in"`` the inputs are multiplied by ``scaling_factor`` (so that
-``E ||x||^2 = d_in``) before encoding and the output divided by it; :meth:`SAE.save` folds the
+"expected_average_only_in"`` the inputs are multiplied by ``scaling_factor`` (SAELens' factor
+``sqrt(d_in) / mean ||x||``, so the average norm becomes ``sqrt(d_in)``) before encoding and the output divided by it; :meth:`SAE.save` folds the
 factor into the weights, as SAELens does.
 
 Examples
@@ -508,11 +508,8 @@ def _auxk_loss(
     aux_k = sae.cfg.aux_k or max(sae.d_in // 2, 1)
     scale = min(n_dead / aux_k, 1.0)
     k = min(aux_k, n_dead)
-    pre = sae_in @ sae.W_enc[:, dead] + sae.b_enc[dead]
-    top = torch.topk(pre, k, dim=-1, sorted=False)
-    recon = _sparse.sparse_decode(
-        torch.relu(top.values), dead[top.indices], sae.W_dec, torch.zeros_like(sae.b_dec)
-    )
+    values, indices = _sparse.topk_encode(sae_in, sae.W_enc, sae.b_enc, k, columns=dead)
+    recon = _sparse.sparse_decode(values, indices, sae.W_dec)
     residual = (target - x_hat).detach()
     return sae.cfg.aux_coefficient * scale * (recon - residual).pow(2).sum(dim=-1).mean()
 
@@ -548,14 +545,12 @@ class JumpReLUSAE(SAE):
     def _train_forward(
         self, sae_in: torch.Tensor, target: torch.Tensor, state: TrainState
     ) -> tuple:
-        pre = sae_in @ self.W_enc + self.b_enc
-        threshold = self.threshold
-        eps = float(self.cfg.jumprelu_bandwidth)
-        f = _JumpReLU.apply(pre, threshold, eps)
-        x_hat = f @ self.W_dec + self.b_dec
-        l0 = _Step.apply(pre, threshold, eps).sum(dim=-1).mean()
-        sparsity = self.cfg.l0_coefficient * state.l1_scale * l0
-        values, indices = _padded_nonzero(f.detach())
+        # sparse kernels (H-perf): same values and pseudo-derivatives as _JumpReLU / _Step
+        values, indices, l0 = _sparse.jumprelu_encode(
+            sae_in, self.W_enc, self.b_enc, self.threshold, float(self.cfg.jumprelu_bandwidth)
+        )
+        x_hat = _sparse.sparse_decode(values, indices, self.W_dec, self.b_dec)
+        sparsity = self.cfg.l0_coefficient * state.l1_scale * l0.mean()
         return x_hat, values, indices, sparsity, None
 
 
@@ -639,9 +634,13 @@ class BatchTopKSAE(SAE):
     def _train_forward(
         self, sae_in: torch.Tensor, target: torch.Tensor, state: TrainState
     ) -> tuple:
-        f, _, _ = self._batch_topk(sae_in)
-        values, indices = _padded_nonzero(f.detach())
-        values = f.gather(-1, indices)  # with gradient
+        # sparse kernels (H-perf): the same selection as _batch_topk, no dense (n, d_sae)
+        values, indices = _sparse.batchtopk_encode(sae_in, self.W_enc, self.b_enc, self.cfg.k)
+        with torch.no_grad():
+            kept = values[values > 0]
+            if kept.numel():
+                lr = self.cfg.topk_threshold_lr
+                self.topk_threshold.mul_(1 - lr).add_(lr * kept.min())
         x_hat = _sparse.sparse_decode(values, indices, self.W_dec, self.b_dec)
         return x_hat, values, indices, x_hat.new_zeros(()), None
 
