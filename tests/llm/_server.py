@@ -16,7 +16,8 @@ vLLM does, from the lengths of the decoded token prefixes).
 ``slow_seconds`` before answering), ``"error"`` (HTTP ``status``), ``"malformed"`` (200 with
 broken JSON), ``"no_echo"`` (400 to ``echo=true``, as the OpenAI chat-era API does),
 ``"flaky"`` (``status`` for the first ``failures`` requests, then ok); ``leak_auth`` puts the
-request's ``Authorization`` header into error bodies (a careless server); ``delay`` seconds of
+request's ``Authorization`` header into error bodies (a careless server), ``retry_after`` sends
+that ``Retry-After`` header with them; ``delay`` seconds of
 sleep in every request make concurrency observable; it counts ``requests``, the in-flight
 requests and their maximum ``max_in_flight``, and records each request's ``Authorization``
 header.
@@ -47,6 +48,7 @@ class ServerState:
     failures: int = 0
     delay: float = 0.0
     leak_auth: bool = False
+    retry_after: str | None = None
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -57,7 +59,7 @@ class ServerState:
         with self.lock:
             self.mode, self.status, self.slow_seconds = "ok", 500, 1.0
             self.failures, self.delay, self.requests = 0, 0.0, 0
-            self.leak_auth = False
+            self.leak_auth, self.retry_after = False, None
             self.in_flight = self.max_in_flight = 0
             self.auth = []
 
@@ -198,7 +200,10 @@ def make_app(model: Any, tokenizer: Any, state: ServerState) -> Any:
                 message = "internal error (test)"
                 if state.leak_auth:  # a careless server that echoes the request's headers
                     message += f"; authorization: {request.headers.get('authorization')}"
-                return JSONResponse({"error": {"message": message}}, status_code=state.status)
+                headers = {"Retry-After": state.retry_after} if state.retry_after else None
+                return JSONResponse(
+                    {"error": {"message": message}}, status_code=state.status, headers=headers
+                )
             if mode == "malformed":
                 return Response('{"choices": [ {"text": ', media_type="application/json")
             if kind == "completions" and body.get("echo") and mode == "no_echo":

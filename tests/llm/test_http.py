@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("httpx")
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
-from whybox.errors import InvalidParameterError
-from whybox.llm.http import OpenAIBackend
-from whybox.llm.local import LocalBackend
+from whybox.errors import InvalidParameterError  # noqa: E402
+from whybox.llm.http import OpenAIBackend  # noqa: E402
+from whybox.llm.local import LocalBackend  # noqa: E402
 
 PROMPTS = ["The for statement is used to", "A class is a", "The return value of", "If the"]
 CONTS = [" iterate over the items", " blueprint", " the function", " value is"]
@@ -152,3 +152,28 @@ def test_bad_parameters():
         OpenAIBackend("http://127.0.0.1:1", "")
     b = OpenAIBackend("http://127.0.0.1:1/v1/", "m")
     assert b.base_url == "http://127.0.0.1:1/v1"
+
+
+def test_straddling_token_counts_toward_the_continuation(server, tiny_gpt):
+    """Joint tokenisation at the endpoint: a token that crosses the prompt's end belongs to
+    the continuation (hand computation over the joint ids and vLLM-style offsets)."""
+    model, tok = tiny_gpt
+    prompt, cont = "The stat", "ement is used"
+    ids = tok(prompt + cont)["input_ids"]
+    starts = [len(tok.decode(ids[:j])) for j in range(len(ids))]
+    ends = [*starts[1:], len(prompt + cont)]
+    assert any(s < len(prompt) < e for s, e in zip(starts, ends, strict=True))  # one straddles
+    with torch.no_grad():
+        lp = model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    want = sum(float(lp[j - 1, ids[j]]) for j in range(1, len(ids)) if ends[j] > len(prompt))
+    got = OpenAIBackend(server.url, "tiny").logprobs(prompt, cont)[0]
+    assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_system_prompt(server, tiny_gpt):
+    model, tok = tiny_gpt
+    remote = OpenAIBackend(server.url, "tiny", system_prompt="You answer briefly.")
+    got = remote.generate("A class is", max_new_tokens=6)
+    # the test server joins the messages with a newline
+    want = LocalBackend(model, tok).generate("You answer briefly.\nA class is", max_new_tokens=6)
+    assert got == want

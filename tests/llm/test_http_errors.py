@@ -5,6 +5,7 @@ sentinel key must appear in no error message, repr, log record or cache file).""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -155,3 +156,22 @@ def test_no_key_sends_no_authorization(server, monkeypatch):
     b = fast(server.url)
     b.generate("x", max_new_tokens=1)
     assert server.state.auth == [None] and "api_key=none" in repr(b)
+
+
+def test_retry_after_is_respected(server):
+    server.state.mode, server.state.status, server.state.failures = "flaky", 429, 1
+    server.state.retry_after = "0.4"
+    b = fast(server.url, backoff=0.001, max_retries=1)
+    t0 = time.perf_counter()
+    b.generate("x", max_new_tokens=1)
+    assert time.perf_counter() - t0 >= 0.4 and b.requests == 2
+
+
+def test_backoff_is_exponential_with_seeded_jitter():
+    a = OpenAIBackend("http://127.0.0.1:1", "m", backoff=0.5, random_state=7)
+    b = OpenAIBackend("http://127.0.0.1:1", "m", backoff=0.5, random_state=7)
+    da = [a._delay(k, None) for k in range(5)]
+    assert da == [b._delay(k, None) for k in range(5)]  # seeded
+    for k, d in enumerate(da):
+        assert 0.5 * 2**k * 0.5 <= d <= 0.5 * 2**k * 1.5
+    assert a._delay(0, "3") >= 3.0 and a._delay(0, "soon") < 1.0

@@ -10,6 +10,8 @@ position ids under left padding would show.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,41 @@ def test_bad_input(gpt):
         LocalBackend(model, tok).logprobs(["a", "b"], ["x", "y", "z"])
     assert isinstance(as_backend(model, tokenizer=tok), LocalBackend)
     assert "LocalBackend(" in repr(LocalBackend(model, tok))
+
+
+class _NoCache(torch.nn.Module):
+    """A model that returns no KV cache (as some custom models do)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.config = model, model.config
+
+    def forward(self, **kw):
+        out = self.inner(**kw)
+        out.past_key_values = None
+        return out
+
+
+def test_shared_prompt_without_a_kv_cache(gpt):
+    model, tok = gpt
+    b = LocalBackend(_NoCache(model), tok, batch_size=3)
+    got = b.logprobs(PROMPTS[0], CONTS)
+    want = [direct_logprob(model, tok, PROMPTS[0], c) for c in CONTS]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_chat_template(gpt):
+    model, tok = gpt
+    tok = copy.deepcopy(tok)
+    tok.chat_template = (
+        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    b = LocalBackend(model, tok, chat_template=True)
+    formatted = "[user] A class is\n[assistant]"
+    assert b.logprobs("A class is", " a")[0] == pytest.approx(
+        direct_logprob(model, tok, formatted, " a"), abs=1e-5
+    )
+    assert b.generate("A class is", max_new_tokens=6) == LocalBackend(model, tok).generate(
+        formatted, max_new_tokens=6
+    )

@@ -53,6 +53,14 @@ from whybox.llm.http import _seed_of
 __all__ = ["LocalBackend"]
 
 
+def _summed(logits: torch.Tensor, targets: list[int]) -> float:
+    """``sum_t log_softmax(logits[t])[targets[t]]``; logits (n_targets, vocab), any dtype
+    (the softmax is taken in float32, the sum in float64)."""
+    logp = logits.float().log_softmax(-1)
+    tgt = torch.tensor(targets, dtype=torch.long, device=logp.device)
+    return float(logp.gather(-1, tgt[:, None]).double().sum())
+
+
 class LocalBackend(Backend):
     """A ``transformers`` causal LM (with its tokenizer) as a language-model backend.
 
@@ -240,18 +248,15 @@ class LocalBackend(Backend):
                 chunk = singles[start : start + self.batch_size]
                 seqs = [pairs[i][0] + pairs[i][1] for i in chunk]
                 ids, mask, pos = self._left_padded(seqs)
-                logp = (
-                    self._run(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
-                    .logits.float()
-                    .log_softmax(-1)
-                )
+                logits = self._run(
+                    input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False
+                ).logits
                 width = ids.shape[1]
                 for r, i in enumerate(chunk):
                     n_p, seq = len(pairs[i][0]), seqs[r]
-                    off = width - len(seq)
-                    t = torch.arange(n_p, len(seq), device=logp.device)
-                    tgt = torch.tensor(seq[n_p:], device=logp.device)
-                    out[i] = float(logp[r, off + t - 1, tgt].double().sum())
+                    off = width - len(seq)  # the row's left padding
+                    rows = logits[r, off + n_p - 1 : off + len(seq) - 1]
+                    out[i] = _summed(rows, seq[n_p:])
         return out
 
     def _shared(
@@ -261,7 +266,7 @@ class LocalBackend(Backend):
         p_ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
         res = self._run(input_ids=p_ids, use_cache=True)
         cache = getattr(res, "past_key_values", None)
-        first = res.logits[0, -1].float().log_softmax(-1)
+        first = res.logits[0, -1:]
         n_p = len(prompt)
         for start in range(0, len(conts), self.batch_size):
             chunk = conts[start : start + self.batch_size]
@@ -276,29 +281,21 @@ class LocalBackend(Backend):
             if cache is None or not hasattr(cache, "batch_repeat_interleave"):
                 full = torch.cat([p_ids.expand(b, -1), ids], dim=1)
                 logits = self._run(input_ids=full, attention_mask=mask, use_cache=False).logits
-                logp = logits[:, n_p:].float().log_softmax(-1)
+                logits = logits[:, n_p:]
             else:
                 past = copy.deepcopy(cache)
                 past.batch_repeat_interleave(b)
                 pos = torch.arange(n_p, n_p + width, device=self.device).expand(b, -1)
-                logp = (
-                    self._run(
-                        input_ids=ids,
-                        attention_mask=mask,
-                        position_ids=pos,
-                        past_key_values=past,
-                        use_cache=True,
-                    )
-                    .logits.float()
-                    .log_softmax(-1)
-                )
+                logits = self._run(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=past,
+                    use_cache=True,
+                ).logits
             for r, c in enumerate(chunk):
-                total = float(first[c[0]])
-                if len(c) > 1:
-                    t = torch.arange(1, len(c), device=logp.device)
-                    tgt = torch.tensor(c[1:], device=logp.device)
-                    total += float(logp[r, t - 1, tgt].double().sum())
-                out[idx[start + r]] = total
+                # token 0 from the prompt's last position, token t from continuation t - 1
+                out[idx[start + r]] = _summed(torch.cat([first, logits[r, : len(c) - 1]]), c)
 
     # ---------------------------------------------------------------- generation ----
     def _generate(
