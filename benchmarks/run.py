@@ -48,6 +48,7 @@ BENCHMARKS = [
     "bench_superposition",
     "bench_sae_training",
     "bench_sae_streaming",
+    "bench_llm_client",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
