@@ -443,9 +443,9 @@ class SAE(torch.nn.Module):
     # ------------------------------------------------------------------ saving ----
     def save(self, folder: Any) -> Any:
         """Write a SAELens-compatible folder (``cfg.json`` + ``sae_weights.safetensors``)."""
-        from whybox.sae import io
+        from whybox.sae._saelens_write import save_sae
 
-        return io.save_sae(self, folder)
+        return save_sae(self, folder)
 
 
 class StandardSAE(SAE):
