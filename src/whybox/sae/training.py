@@ -793,10 +793,57 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m whybox.sae.training --config cfg.json``: see :func:`whybox.sae._ddp.main`."""
+    """``python -m whybox.sae.training --config cfg.json`` (also under ``torchrun``).
+
+    The JSON holds :func:`train`'s keyword arguments plus ``"activations"`` (a ``.npy`` file,
+    a ``.safetensors`` file with tensor ``"x"`` and optionally ``"y"``, or a shard folder),
+    optionally ``"targets"`` (a ``.npy`` file of transcoder targets) and ``"out"``, the folder
+    rank 0 saves the trained SAE to (SAELens layout). A JSON list of such objects trains them
+    one after the other in the same process group (e.g. one SAE per layer).
+    """
+    import argparse
+    import json
+
     from whybox.sae import _ddp
 
-    return _ddp.main(argv)
+    parser = argparse.ArgumentParser(prog="python -m whybox.sae.training")
+    parser.add_argument("--config", required=True, help="JSON file of train() arguments")
+    args = parser.parse_args(argv)
+    configs = json.loads(Path(args.config).read_text())
+    configs = configs if isinstance(configs, list) else [configs]
+    ctx = _ddp.context(None, None)  # one process group for every config
+    try:
+        for options in configs:
+            out = options.pop("out", None)
+            if out is None or "activations" not in options:
+                raise InvalidParameterError(
+                    'each config needs "activations" (a path) and "out" (a folder).'
+                )
+            acts = _load_activations(options.pop("activations"), options.pop("targets", None))
+            if "adam_betas" in options:
+                options["adam_betas"] = tuple(options["adam_betas"])
+            sae = train(activations=acts, **options)
+            if ctx.is_main:
+                sae.save(Path(out))
+            ctx.barrier()
+    finally:
+        ctx.close()
+    return 0
+
+
+def _load_activations(source: str, targets: str | None) -> Any:
+    import numpy as np
+
+    path = Path(source)
+    if path.suffix == ".npy":
+        x = np.load(path, mmap_mode="r")
+        return x if targets is None else (x, np.load(targets, mmap_mode="r"))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        data = load_file(str(path))
+        return data["x"] if "y" not in data else (data["x"], data["y"])
+    return str(path)
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through torchrun in the tests
