@@ -77,6 +77,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("api", ["whybox.api", "whybox.testing"]),
     ("metrics", ["whybox.metrics"]),
     ("report", ["whybox.report"]),
+    ("serve", ["whybox.serve"]),
     (
         "cli",
         [
@@ -85,6 +86,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "whybox._cli_internals",
             "whybox._cli_text",
             "whybox._cli_sae",
+            "whybox._cli_serve",
         ],
     ),
 ]
