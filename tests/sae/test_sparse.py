@@ -350,11 +350,45 @@ def test_grouping_cache_is_shared_and_invalidated_by_changes():
     indices = torch.randint(0, m, (n, k), generator=g)
     w = torch.randn(n, k, generator=g, dtype=torch.float64)
     dense = torch.randn(n, d, generator=g, dtype=torch.float64)
-    first = _sparse._grouping(indices, m)
-    assert _sparse._grouping(indices, m) is first  # the decoder's and encoder's backward share
+    crow = _sparse._fixed_crow(n, k, "cpu")
+    assert _sparse._fixed_crow(n, k, "cpu") is crow
+    cols = indices.reshape(-1)
+    first = _sparse._grouping(crow, cols, m)
+    # the decoder's and the encoder's backward pass see other views of the same memory
+    assert _sparse._grouping(crow, indices.view(-1), m) is first
     indices[0, 0] = (indices[0, 0] + 1) % m  # in place: the version counter moves on
-    assert _sparse._grouping(indices, m) is not first
-    got = _sparse._t_times(indices, w, dense, m)
+    assert _sparse._grouping(crow, cols, m) is not first
+    got = _sparse._t_times(crow, cols, w.reshape(-1), dense, m)
     assert rel_err(got, to_dense(w, indices, m).T @ dense) < 1e-12
-    other = indices.clone()  # equal values, another tensor
-    assert rel_err(_sparse._t_times(other, w, dense, m), got) < 1e-12
+    other = indices.clone().reshape(-1)  # equal values, another tensor
+    assert rel_err(_sparse._t_times(crow, other, w.reshape(-1), dense, m), got) < 1e-12
+
+
+@pytest.mark.parametrize("arch", ["batchtopk", "jumprelu"])
+def test_compact_rows_equal_padded_rows(arch):
+    x, W, b, Wd, bd, C = problem(70, 9, 36, 17, torch.float64, scale=2.0)
+    t = torch.full((36,), 2.5, dtype=torch.float64)
+
+    def run(compact):
+        leaves = [v.clone().requires_grad_() for v in (x, W, b, Wd, bd, t)]
+        if arch == "batchtopk":
+            out = _sparse.batchtopk_encode(*leaves[:3], 3.5, compact=compact)
+        else:
+            out = _sparse.jumprelu_encode(*leaves[:3], leaves[5], 0.4, compact=compact)
+        if compact:
+            offsets = out[2]
+            assert out[0].dim() == 1 and offsets.shape == (71,)
+            x_hat = _sparse.sparse_decode(out[0], out[1], *leaves[3:5], offsets=offsets)
+            dense = to_dense(*_sparse.compact_to_padded(out[0].detach(), out[1], offsets), 36)
+        else:
+            x_hat = _sparse.sparse_decode(out[0], out[1], *leaves[3:5])
+            dense = to_dense(out[0].detach(), out[1], 36)
+        loss = (x_hat * C).sum() + (out[-1].sum() if arch == "jumprelu" else 0)
+        loss.backward()
+        return dense, x_hat.detach(), [v.grad for v in leaves[: 6 if arch == "jumprelu" else 5]]
+
+    d1, x1, g1 = run(False)
+    d2, x2, g2 = run(True)
+    assert rel_err(d2, d1) < 1e-12 and rel_err(x2, x1) < 1e-12
+    for a, c in zip(g1, g2, strict=True):
+        assert rel_err(a, c) < 1e-12

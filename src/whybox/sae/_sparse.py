@@ -16,8 +16,10 @@ runs on the ``(values, indices)`` pairs of the active latents, in custom autogra
   ``d x = G W_enc^T`` (a CSR product; ``x`` carries ``- b_dec``, so this feeds ``b_dec``);
   no dense (n, d_sae) gradient is ever formed.
 
-Rows with different numbers of active latents (BatchTopK, JumpReLU) are padded to the most
-active row: padding slots hold value 0 and receive no gradient. When more than
+Rows with different numbers of active latents (BatchTopK, JumpReLU) come either padded to
+the most active row (padding slots hold value 0 and pass no gradient on), or, with
+``compact=True``, as CSR rows: flat ``values`` and ``indices`` (nnz,) and the row
+``offsets`` (n + 1,), which :func:`sparse_decode` takes as ``offsets=``. When more than
 ``DENSE_FRACTION`` of all latents are active (an untrained JumpReLU), sparse products lose
 to dense ones; the encoders then return every latent, flagged by the indices
 ``dense_indices(n, d_sae)`` (an expanded ``arange``), and every kernel here switches to dense
@@ -53,6 +55,7 @@ from whybox.errors import InvalidInputError, InvalidParameterError
 __all__ = [
     "DENSE_FRACTION",
     "batchtopk_encode",
+    "compact_to_padded",
     "dense_indices",
     "is_dense_indices",
     "jumprelu_encode",
@@ -100,137 +103,108 @@ def _preacts(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, *, reuse: bool) 
 
 
 # ---------------------------------------------------------------------------- products ----
-def _csr(indices: torch.Tensor, weights: torch.Tensor, width: int) -> torch.Tensor:
-    """The (n, width) sparse matrix with ``weights[i, s]`` at ``(i, indices[i, s])``."""
-    n, k = indices.shape
-    crow = torch.arange(0, n * k + 1, max(k, 1), device=indices.device)
-    if k == 0:
-        crow = torch.zeros(n + 1, dtype=torch.long, device=indices.device)
+# A sparse (n, width) matrix S is (crow (n + 1,), cols (nnz,), vals (nnz,)), rows in order.
+def _fixed_crow(n: int, k: int, device: Any) -> torch.Tensor:
+    """Row offsets of n rows of k entries; the same tensor while (n, k, device) repeat."""
+    key = (n, k, str(device))
+    cached = getattr(_local, "crow", None)
+    if cached is None or cached[0] != key:
+        if k == 0:
+            crow = torch.zeros(n + 1, dtype=torch.long, device=device)
+        else:
+            crow = torch.arange(0, n * k + 1, k, device=device)
+        cached = (key, crow)
+        _local.crow = cached
+    return cached[1]
+
+
+def _csr(crow, cols, vals, shape) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, indices.reshape(-1), weights.reshape(-1), (n, width))
+        return torch.sparse_csr_tensor(crow, cols, vals, shape)
 
 
-def _rows_times(indices: torch.Tensor, weights: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """``S @ right``: S (n, width) sparse as above, right (width, d) -> (n, d)."""
-    if is_dense_indices(indices, right.shape[0]):
-        return weights @ right
-    return _csr(indices, weights, right.shape[0]) @ right
+def _rows_times(crow, cols, vals, right: torch.Tensor) -> torch.Tensor:
+    """``S @ right``: right (width, d) -> (n, d)."""
+    return _csr(crow, cols, vals, (crow.numel() - 1, right.shape[0])) @ right
 
 
-def _grouping(indices: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CSR of S^T for the (n, k) ``indices``: (order, crow (width + 1,), rows (n k,)).
+def _grouping(crow: torch.Tensor, cols: torch.Tensor, width: int) -> tuple:
+    """CSR of S^T: (order, crow_t (width + 1,), rows (nnz,)) for the pattern (crow, cols).
 
-    ``order`` lists the flat entries grouped by latent (stably), ``rows`` their row numbers.
-    On the CPU with ``width <= 65535`` this is numpy's radix sort of 16-bit keys, one
-    single-threaded O(n k) pass, where torch's parallel sort waits on its threads at every
-    pass (tens of ms on a loaded machine). The last result is kept (with a reference to
-    ``indices``, so its memory cannot be reused meanwhile): the decoder's and the encoder's
-    backward passes of one step share it.
+    ``order`` lists the entries grouped by latent (stably), ``rows`` their row numbers. On the
+    CPU with ``width <= 65535`` this is numpy's radix sort of 16-bit keys, one
+    single-threaded O(nnz) pass, where torch's parallel sort waits on its threads at every
+    pass (hundreds of ms on a loaded machine). The last result is kept, with references to
+    ``crow`` and ``cols`` so that their memory cannot be reused meanwhile: the decoder's and
+    the encoder's backward passes of one step share it.
     """
-    k = indices.shape[1]
     key = (
-        indices.data_ptr(), indices.storage_offset(), tuple(indices.shape),
-        tuple(indices.stride()), indices._version, width, indices.device,
-    )  # fmt: skip
+        *((t.data_ptr(), t.storage_offset(), tuple(t.shape), t._version) for t in (crow, cols)),
+        cols.device,
+        width,
+    )
     cached = getattr(_local, "grouping", None)
     if cached is not None and cached[0] == key:
         return cached[2]
-    flat = indices.reshape(-1)
-    if flat.device.type == "cpu" and width <= 65535:
+    n = crow.numel() - 1
+    if cols.device.type == "cpu" and width <= 65535:
         import numpy as np
 
-        keys = flat.numpy().astype(np.uint16)
-        order_np = np.argsort(keys, kind="stable")
-        crow_np = np.zeros(width + 1, dtype=np.int64)
-        np.cumsum(np.bincount(keys, minlength=width), out=crow_np[1:])
-        out = (
-            torch.from_numpy(order_np),
-            torch.from_numpy(crow_np),
-            torch.from_numpy(order_np // max(k, 1)),
-        )
+        keys = cols.numpy().astype(np.uint16)
+        order = np.argsort(keys, kind="stable")
+        crow_t = np.zeros(width + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys, minlength=width), out=crow_t[1:])
+        row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(crow.numpy()))
+        out = tuple(torch.from_numpy(a) for a in (order, crow_t, row_of[order]))
     else:
-        order = torch.argsort(flat, stable=True)
-        crow = torch.zeros(width + 1, dtype=torch.long, device=flat.device)
-        crow[1:] = torch.cumsum(torch.bincount(flat, minlength=width), 0)
-        out = (order, crow, torch.div(order, max(k, 1), rounding_mode="floor"))
-    _local.grouping = (key, indices, out)
+        order = torch.argsort(cols, stable=True)
+        crow_t = torch.zeros(width + 1, dtype=torch.long, device=cols.device)
+        crow_t[1:] = torch.cumsum(torch.bincount(cols, minlength=width), 0)
+        counts = crow[1:] - crow[:-1]
+        row_of = torch.repeat_interleave(torch.arange(n, device=cols.device), counts)
+        out = (order, crow_t, row_of[order])
+    _local.grouping = (key, (crow, cols), out)
     return out
 
 
-def _t_times(
-    indices: torch.Tensor, weights: torch.Tensor, dense: torch.Tensor, width: int
-) -> torch.Tensor:
-    """``S^T @ dense``: S (n, width) sparse, dense (n, d) -> (width, d)."""
-    if is_dense_indices(indices, width):
-        return weights.t() @ dense
-    order, crow, rows = _grouping(indices, width)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        st = torch.sparse_csr_tensor(
-            crow, rows, weights.reshape(-1)[order], (width, indices.shape[0])
-        )
-    return st @ dense
+def _t_times(crow, cols, vals, dense: torch.Tensor, width: int) -> torch.Tensor:
+    """``S^T @ dense``: dense (n, d) -> (width, d)."""
+    order, crow_t, rows = _grouping(crow, cols, width)
+    return _csr(crow_t, rows, vals[order], (width, crow.numel() - 1)) @ dense
 
 
-def _sampled(indices: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """``out[i, s] = left[i] . right[indices[i, s]]``: left (n, d), right (width, d) -> (n, k)."""
-    width = right.shape[0]
-    if is_dense_indices(indices, width):
-        return left @ right.t()
-    n, k = indices.shape
-    if n * k == 0:
-        return left.new_zeros(n, k)
-    pattern = _csr(indices, left.new_zeros(n * k), width)
-    out = torch.sparse.sampled_addmm(pattern, left, right.t(), beta=0.0, alpha=1.0)
-    return out.values().reshape(n, k)
+def _sampled(crow, cols, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``out[e] = left[row(e)] . right[cols[e]]``: left (n, d), right (width, d) -> (nnz,)."""
+    nnz = cols.numel()
+    if nnz == 0:
+        return left.new_zeros(0)
+    pattern = _csr(crow, cols, left.new_zeros(nnz), (crow.numel() - 1, right.shape[0]))
+    return torch.sparse.sampled_addmm(pattern, left, right.t(), beta=0.0, alpha=1.0).values()
 
 
-def _scatter_sum(indices: torch.Tensor, weights: torch.Tensor, width: int) -> torch.Tensor:
-    if is_dense_indices(indices, width):
-        return weights.sum(0)
-    out = weights.new_zeros(width)
-    return out.index_add_(0, indices.reshape(-1), weights.reshape(-1))
+def _encoder_grads(ctx: Any, x, W_enc, crow, cols, G) -> tuple[Any, Any, Any]:
+    """Gradients of (x, W_enc, b_enc) from ``G``, the gradient at the entries' pre-activations.
 
-
-def _encoder_grads(
-    ctx: Any, x: torch.Tensor, W_enc: torch.Tensor, indices: torch.Tensor, G: torch.Tensor
-) -> tuple[Any, Any, Any]:
-    """Gradients of (x, W_enc, b_enc) given ``G`` (n, k), the gradient at ``pre[i, idx]``."""
+    ``crow is None``: dense layout, ``G`` (n, width).
+    """
     width = W_enc.shape[1]
     gx = gW = gb = None
+    if crow is None:
+        if ctx.needs_input_grad[0]:
+            gx = G @ W_enc.t()
+        if ctx.needs_input_grad[1]:
+            gW = x.t() @ G
+        if ctx.needs_input_grad[2]:
+            gb = G.sum(0)
+        return gx, gW, gb
     if ctx.needs_input_grad[0]:
-        gx = _rows_times(indices, G, W_enc.t())
+        gx = _rows_times(crow, cols, G, W_enc.t())
     if ctx.needs_input_grad[1]:
-        gW = _t_times(indices, G, x, width).t()
+        gW = _t_times(crow, cols, G, x, width).t()
     if ctx.needs_input_grad[2]:
-        gb = _scatter_sum(indices, G, width)
+        gb = G.new_zeros(width).index_add_(0, cols, G)
     return gx, gW, gb
-
-
-# ---------------------------------------------------------------------------- TopK ----
-class _TopKEncode(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x, W_enc, b_enc, k: int, columns):  # type: ignore[override]
-        if columns is None:
-            pre = _preacts(x, W_enc, b_enc, reuse=True)
-        else:
-            pre = _preacts(
-                x, W_enc.index_select(1, columns), b_enc.index_select(0, columns), reuse=False
-            )
-        values, indices = torch.topk(pre, k, dim=-1, sorted=False)
-        if columns is not None:
-            indices = columns[indices]
-        values = torch.relu(values)
-        ctx.save_for_backward(x, W_enc, indices, values)
-        ctx.mark_non_differentiable(indices)
-        return values, indices
-
-    @staticmethod
-    def backward(ctx: Any, g_values, _g_indices):  # type: ignore[override]
-        x, W_enc, indices, values = ctx.saved_tensors
-        G = g_values * (values > 0)
-        return (*_encoder_grads(ctx, x, W_enc, indices, G), None, None)
 
 
 def _check(x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor) -> torch.Tensor:
@@ -244,6 +218,68 @@ def _check(x: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor) -> torch.T
             f"b_enc must have shape ({W_enc.shape[1]},), got {tuple(b_enc.shape)}."
         )
     return x.reshape(-1, x.shape[-1])
+
+
+def _check_batch(x_centered: torch.Tensor, name: str) -> None:
+    if x_centered.dim() != 2:
+        raise InvalidInputError(
+            f"{name} takes a batch of shape (n, d_in), got {tuple(x_centered.shape)}; reshape "
+            "it to (-1, d_in) first."
+        )
+
+
+def compact_to_padded(
+    values: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR rows ``(values, indices, offsets)`` as (n, K) arrays padded with value 0.
+
+    Differentiable in ``values``. Padding slots repeat index 0 with value 0.
+    """
+    n = offsets.numel() - 1
+    counts = offsets[1:] - offsets[:-1]
+    K = max(int(counts.max()) if n else 0, 1)
+    rows = torch.repeat_interleave(torch.arange(n, device=values.device), counts)
+    pos = torch.arange(values.numel(), device=values.device) - offsets[:-1][rows]
+    padded_idx = torch.zeros(n, K, dtype=torch.long, device=values.device)
+    padded_idx[rows, pos] = indices
+    padded = values.new_zeros(n, K).index_put((rows, pos), values)
+    return padded, padded_idx
+
+
+def _split(out: tuple, compact: bool) -> tuple:
+    """Encoder outputs (values, indices, crow[, l0]) -> the layout asked for."""
+    values, indices, crow, *rest = out
+    if crow.numel() == 0:  # dense layout
+        return (values, indices, None, *rest) if compact else (values, indices, *rest)
+    if compact:
+        return (values, indices, crow, *rest)
+    return (*compact_to_padded(values, indices, crow), *rest)
+
+
+# ---------------------------------------------------------------------------- TopK ----
+class _TopKEncode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x, W_enc, b_enc, k: int, columns):  # type: ignore[override]
+        if columns is None:
+            pre = _preacts(x, W_enc, b_enc, reuse=True)
+        else:
+            W, b = W_enc.index_select(1, columns), b_enc.index_select(0, columns)
+            pre = _preacts(x, W, b, reuse=False)
+        values, indices = torch.topk(pre, k, dim=-1, sorted=False)
+        if columns is not None:
+            indices = columns[indices]
+        values = torch.relu(values)
+        ctx.save_for_backward(x, W_enc, indices, values)
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    def backward(ctx: Any, g_values, _g_indices):  # type: ignore[override]
+        x, W_enc, indices, values = ctx.saved_tensors
+        n, k = indices.shape
+        G = (g_values * (values > 0)).reshape(-1)
+        crow = _fixed_crow(n, k, x.device)
+        return (*_encoder_grads(ctx, x, W_enc, crow, indices.reshape(-1), G), None, None)
 
 
 def topk_encode(
@@ -295,32 +331,52 @@ def topk_encode(
 
 
 # ---------------------------------------------------------------------------- BatchTopK ----
-def _batch_topk_select(
-    pre: torch.Tensor, total: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``total`` largest entries of ``pre`` (n, width) as padded rows.
+def _rows_to_csr(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int) -> tuple:
+    """Entries in any order -> CSR (crow, cols, vals) with rows in order (stable)."""
+    if rows.device.type == "cpu" and n <= 65535:
+        import numpy as np
 
-    Each row's candidates are its ``kc`` largest entries (descending); the batch's top
-    ``total`` among the candidates is exact unless some row has all ``kc`` kept and its
-    smallest candidate strictly above the cut (it may hold more), in which case ``kc``
-    grows. A row's kept entries are a prefix of its candidates (up to ties at the cut,
-    which are interchangeable).
+        keys = rows.numpy().astype(np.uint16)
+        order = torch.from_numpy(np.argsort(keys, kind="stable"))
+        counts = torch.from_numpy(np.bincount(keys, minlength=n).astype(np.int64))
+    else:
+        order = torch.argsort(rows, stable=True)
+        counts = torch.bincount(rows, minlength=n)
+    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(counts, 0)
+    return crow, cols[order], vals[order]
+
+
+def _batch_topk_select(pre: torch.Tensor, total: int) -> tuple:
+    """The ``total`` largest entries of ``pre`` (n, width) as CSR (crow, cols, values).
+
+    Candidates are each row's ``kc`` largest entries (``kc`` twice the mean); the batch's top
+    ``total`` among them is exact unless a row's smallest candidate lies strictly above the
+    cut (the row may hold more), and such rows get 4x more candidates until none does.
     """
     n, width = pre.shape
-    kc = min(width, 4 * max(1, math.ceil(total / max(n, 1))))
+    kc = min(width, 2 * max(1, math.ceil(total / max(n, 1))))
+    cv, ci = torch.topk(pre, kc, dim=-1, sorted=False)
+    vals, cols = cv.reshape(-1), ci.reshape(-1)
+    rows = torch.arange(n, device=pre.device).repeat_interleave(kc)
+    row_min = cv.min(dim=1).values
+    row_kc = torch.full((n,), kc, dtype=torch.long, device=pre.device)
     while True:
-        cand_values, cand_indices = torch.topk(pre, kc, dim=-1, sorted=True)
-        kept = torch.topk(cand_values.reshape(-1), total, sorted=False)
-        counts = torch.bincount(torch.div(kept.indices, kc, rounding_mode="floor"), minlength=n)
-        if kc == width:
-            break
+        kept = torch.topk(vals, total, sorted=False)
         cut = kept.values.min()
-        if not bool(((counts == kc) & (cand_values[:, -1] > cut)).any()):
+        bad = (row_min > cut) & (row_kc < width)
+        if not bool(bad.any()):
             break
-        kc = min(width, kc * 4)
-    K = max(int(counts.max()), 1)
-    valid = torch.arange(K, device=pre.device) < counts[:, None]
-    return cand_values[:, :K], cand_indices[:, :K], valid
+        redo = bad.nonzero().flatten()
+        kc = min(width, int(row_kc[redo].max()) * 4)
+        cv2, ci2 = torch.topk(pre[redo], kc, dim=-1, sorted=False)
+        keep = ~bad[rows]
+        vals = torch.cat([vals[keep], cv2.reshape(-1)])
+        cols = torch.cat([cols[keep], ci2.reshape(-1)])
+        rows = torch.cat([rows[keep], redo.repeat_interleave(kc)])
+        row_min[redo] = cv2.min(dim=1).values
+        row_kc[redo] = kc
+    return _rows_to_csr(rows[kept.indices], cols[kept.indices], kept.values, n)
 
 
 class _BatchTopKEncode(torch.autograd.Function):
@@ -331,28 +387,36 @@ class _BatchTopKEncode(torch.autograd.Function):
         if total >= n * width:
             values = torch.relu(pre)  # the workspace is not kept: relu copies
             indices = dense_indices(n, width, pre.device)
+            crow = torch.zeros(0, dtype=torch.long, device=pre.device)
         else:
-            values, indices, valid = _batch_topk_select(pre, total)
-            values = torch.relu(values) * valid
-        ctx.save_for_backward(x, W_enc, indices, values)
-        ctx.mark_non_differentiable(indices)
-        return values, indices
+            crow, indices, values = _batch_topk_select(pre, total)
+            values = torch.relu(values)
+        ctx.save_for_backward(x, W_enc, indices, values, crow)
+        ctx.mark_non_differentiable(indices, crow)
+        return values, indices, crow
 
     @staticmethod
-    def backward(ctx: Any, g_values, _g_indices):  # type: ignore[override]
-        x, W_enc, indices, values = ctx.saved_tensors
+    def backward(ctx: Any, g_values, _g_indices, _g_crow):  # type: ignore[override]
+        x, W_enc, indices, values, crow = ctx.saved_tensors
         G = g_values * (values > 0)
-        return (*_encoder_grads(ctx, x, W_enc, indices, G), None)
+        dense = crow.numel() == 0
+        grads = _encoder_grads(ctx, x, W_enc, None if dense else crow, indices, G)
+        return (*grads, None)
 
 
 def batchtopk_encode(
-    x_centered: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch's ``int(k * n)`` largest rectified pre-activations, as padded rows.
+    x_centered: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    k: float,
+    *,
+    compact: bool = False,
+) -> tuple:
+    """The batch's ``int(k * n)`` largest rectified pre-activations.
 
     As SAELens' BatchTopK (Bussmann et al. 2024): over the whole batch of ``n`` rows keep the
     ``int(k * n)`` largest entries of ``relu(x @ W_enc + b_enc)``. Rows keep different
-    numbers of latents; they are padded to the most active row with value 0.
+    numbers of latents.
 
     Parameters
     ----------
@@ -361,15 +425,20 @@ def batchtopk_encode(
     b_enc : Tensor (d_sae,)
     k : float
         Mean active latents per row, ``0 < k <= d_sae``.
+    compact : bool
+        Return CSR rows ``(values, indices, offsets)`` instead of padded rows.
 
     Returns
     -------
-    values : Tensor (n, K)
+    values : Tensor (n, K), or (nnz,) with ``compact``
         The kept activations (zeros in padding slots); the smallest positive one is what
         BatchTopK's running inference threshold averages.
-    indices : LongTensor (n, K)
-        ``K`` is the most latents any row keeps; ``dense_indices(n, d_sae)`` when every
-        latent is kept.
+    indices : LongTensor (n, K), or (nnz,) with ``compact``
+        ``K`` is the most latents any row keeps; ``dense_indices(n, d_sae)`` (and values
+        (n, d_sae)) when every latent is kept.
+    offsets : LongTensor (n + 1,) or None
+        Only with ``compact``: row ``i`` is ``values[offsets[i]:offsets[i + 1]]``; None in the
+        dense layout.
 
     References
     ----------
@@ -377,40 +446,20 @@ def batchtopk_encode(
        arXiv:2412.06410.
     """
     x = _check(x_centered, W_enc, b_enc)
-    if x_centered.dim() != 2:
-        raise InvalidInputError(
-            f"batchtopk_encode takes a batch of shape (n, d_in), got {tuple(x_centered.shape)}; "
-            "reshape it to (-1, d_in) first."
-        )
+    _check_batch(x_centered, "batchtopk_encode")
     width = W_enc.shape[1]
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= width:
+    if isinstance(k, bool) or not isinstance(k, int | float) or not 0 < k <= width:
         raise InvalidParameterError(f"k={k!r} must be a number in (0, {width}].")
-    total = int(k * x.shape[0])
+    n = x.shape[0]
+    total = int(k * n)
     if total == 0:
-        n = x.shape[0]
-        return x.new_zeros(n, 1), torch.zeros(n, 1, dtype=torch.long, device=x.device)
-    return _BatchTopKEncode.apply(x, W_enc, b_enc, total)
+        empty = torch.zeros(0, dtype=torch.long, device=x.device)
+        out = (x.new_zeros(0), empty, torch.zeros(n + 1, dtype=torch.long, device=x.device))
+        return _split(out, compact)
+    return _split(_BatchTopKEncode.apply(x, W_enc, b_enc, total), compact)
 
 
 # ---------------------------------------------------------------------------- JumpReLU ----
-def _pad_mask(
-    pre: torch.Tensor, mask: torch.Tensor, counts: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Entries of ``pre`` where ``mask``, as rows padded to the longest one."""
-    n = pre.shape[0]
-    K = max(int(counts.max()) if n else 0, 1)
-    rows, cols = mask.nonzero(as_tuple=True)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(rows.numel(), device=pre.device) - starts[rows]
-    indices = torch.zeros(n, K, dtype=torch.long, device=pre.device)
-    indices[rows, pos] = cols
-    values = pre.new_zeros(n, K)
-    values[rows, pos] = pre[rows, cols]
-    valid = torch.zeros(n, K, dtype=torch.bool, device=pre.device)
-    valid[rows, pos] = True
-    return values, indices, valid
-
-
 class _JumpReLUEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x, W_enc, b_enc, threshold, bandwidth: float, window: bool):  # type: ignore[override]
@@ -425,35 +474,48 @@ class _JumpReLUEncode(torch.autograd.Function):
         if int(counts.sum()) > DENSE_FRACTION * pre.numel():
             z = pre.clone()
             indices = dense_indices(n, width, pre.device)
-            valid = torch.ones((), dtype=torch.bool, device=pre.device).expand(n, width)
-            thr_i = thr.expand(n, width)
+            crow = torch.zeros(0, dtype=torch.long, device=pre.device)
+            thr_e = thr.expand(n, width)
+            active = z > thr_e
+            l0 = active.sum(dim=1).to(pre.dtype)
         else:
-            z, indices, valid = _pad_mask(pre, mask, counts)
-            thr_i = thr[indices]
-        active = (z > thr_i) & valid
+            rows, indices = mask.nonzero(as_tuple=True)  # row-major: CSR order
+            crow = torch.zeros(n + 1, dtype=torch.long, device=pre.device)
+            crow[1:] = torch.cumsum(counts, 0)
+            z = pre[rows, indices]
+            thr_e = thr[indices]
+            active = z > thr_e
+            l0 = pre.new_zeros(n).index_add_(0, rows, active.to(pre.dtype))
         values = z * active
-        l0 = active.sum(dim=1).to(pre.dtype)
-        ctx.save_for_backward(x, W_enc, indices, z, valid, threshold)
+        ctx.save_for_backward(x, W_enc, indices, z, crow, threshold)
         ctx.bandwidth = bandwidth
-        ctx.mark_non_differentiable(indices)
-        return values, indices, l0
+        ctx.mark_non_differentiable(indices, crow)
+        return values, indices, crow, l0
 
     @staticmethod
-    def backward(ctx: Any, g_values, _g_indices, g_l0):  # type: ignore[override]
-        x, W_enc, indices, z, valid, threshold = ctx.saved_tensors
-        width = W_enc.shape[1]
-        dense = is_dense_indices(indices, width)
-        thr_i = threshold.to(z.dtype).expand_as(z) if dense else threshold.to(z.dtype)[indices]
-        active = (z > thr_i) & valid
-        G = g_values * active
-        gx, gW, gb = _encoder_grads(ctx, x, W_enc, indices, G)
+    def backward(ctx: Any, g_values, _g_indices, _g_crow, g_l0):  # type: ignore[override]
+        x, W_enc, indices, z, crow, threshold = ctx.saved_tensors
+        dense = crow.numel() == 0
+        thr = threshold.to(z.dtype)
+        thr_e = thr.expand_as(z) if dense else thr[indices]
+        G = g_values * (z > thr_e)
+        gx, gW, gb = _encoder_grads(ctx, x, W_enc, None if dense else crow, indices, G)
         g_thr = None
         if ctx.needs_input_grad[3]:
             eps = ctx.bandwidth
-            u = (z - thr_i) / eps
-            rect = ((u > -0.5) & (u < 0.5) & valid).to(z.dtype)
-            per_entry = -(thr_i / eps) * rect * g_values - (1.0 / eps) * rect * g_l0[:, None]
-            g_thr = _scatter_sum(indices, per_entry, width).to(threshold.dtype)
+            u = (z - thr_e) / eps
+            rect = ((u > -0.5) & (u < 0.5)).to(z.dtype)
+            if dense:
+                g_row = g_l0[:, None]
+            else:
+                counts = crow[1:] - crow[:-1]
+                g_row = torch.repeat_interleave(g_l0, counts)
+            per_entry = -(thr_e / eps) * rect * g_values - (1.0 / eps) * rect * g_row
+            if dense:
+                g_thr = per_entry.sum(0)
+            else:
+                g_thr = per_entry.new_zeros(thr.shape[0]).index_add_(0, indices, per_entry)
+            g_thr = g_thr.to(threshold.dtype)
         return gx, gW, gb, g_thr, None, None
 
 
@@ -463,8 +525,10 @@ def jumprelu_encode(
     b_enc: torch.Tensor,
     threshold: torch.Tensor,
     bandwidth: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """JumpReLU latents ``z H(z - threshold)`` as padded rows, with their per-row L0.
+    *,
+    compact: bool = False,
+) -> tuple:
+    """JumpReLU latents ``z H(z - threshold)`` as sparse rows, with their per-row L0.
 
     The pseudo-derivatives (straight-through estimators with a rectangle kernel of width
     ``bandwidth``) are those of Rajamanoharan et al. (2024) and SAELens' ``JumpReLU`` and
@@ -480,14 +544,18 @@ def jumprelu_encode(
     threshold : Tensor (d_sae,)
     bandwidth : float
         ``eps`` of the rectangle kernel, > 0.
+    compact : bool
+        Return CSR rows ``(values, indices, offsets, l0)`` instead of padded rows.
 
     Returns
     -------
-    values : Tensor (n, K)
+    values : Tensor (n, K), or (nnz,) with ``compact``
         Active latents' pre-activations, 0 elsewhere. While ``threshold`` needs a gradient,
         the rows also hold (with value 0) the latents within ``bandwidth`` below the
         threshold. ``dense_indices`` layout above ``DENSE_FRACTION`` of entries.
-    indices : LongTensor (n, K)
+    indices : LongTensor (n, K), or (nnz,) with ``compact``
+    offsets : LongTensor (n + 1,) or None
+        Only with ``compact`` (None in the dense layout).
     l0 : Tensor (n,)
         Active latents per row (``sum_j H(z_j - t_j)``), differentiable in ``threshold``.
 
@@ -497,11 +565,7 @@ def jumprelu_encode(
        with JumpReLU Sparse Autoencoders." arXiv:2407.14435.
     """
     x = _check(x_centered, W_enc, b_enc)
-    if x_centered.dim() != 2:
-        raise InvalidInputError(
-            f"jumprelu_encode takes a batch of shape (n, d_in), got {tuple(x_centered.shape)}; "
-            "reshape it to (-1, d_in) first."
-        )
+    _check_batch(x_centered, "jumprelu_encode")
     if threshold.shape != (W_enc.shape[1],):
         raise InvalidInputError(
             f"threshold must have shape ({W_enc.shape[1]},), got {tuple(threshold.shape)}."
@@ -509,30 +573,40 @@ def jumprelu_encode(
     if not bandwidth > 0:
         raise InvalidParameterError(f"bandwidth={bandwidth!r} must be > 0 (e.g. 0.001).")
     window = torch.is_grad_enabled() and threshold.requires_grad
-    return _JumpReLUEncode.apply(x, W_enc, b_enc, threshold, float(bandwidth), window)
+    out = _JumpReLUEncode.apply(x, W_enc, b_enc, threshold, float(bandwidth), window)
+    return _split(out, compact)
 
 
 # ---------------------------------------------------------------------------- decoder ----
 class _SparseDecode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, values, indices, W_dec, b_dec):  # type: ignore[override]
-        out = _rows_times(indices, values, W_dec)
+    def forward(ctx: Any, values, indices, crow, W_dec, b_dec):  # type: ignore[override]
+        if crow is None:  # dense layout
+            out = values @ W_dec
+        else:
+            out = _rows_times(crow, indices, values, W_dec)
         if b_dec is not None:
             out = out + b_dec
-        ctx.save_for_backward(values, indices, W_dec)
+        ctx.save_for_backward(values, indices, crow, W_dec)
         return out
 
     @staticmethod
     def backward(ctx: Any, g_out):  # type: ignore[override]
-        values, indices, W_dec = ctx.saved_tensors
+        values, indices, crow, W_dec = ctx.saved_tensors
         g_values = g_W = g_b = None
-        if ctx.needs_input_grad[0]:
-            g_values = _sampled(indices, g_out, W_dec)
-        if ctx.needs_input_grad[2]:
-            g_W = _t_times(indices, values, g_out, W_dec.shape[0])
-        if ctx.needs_input_grad[3]:
+        if crow is None:
+            if ctx.needs_input_grad[0]:
+                g_values = g_out @ W_dec.t()
+            if ctx.needs_input_grad[3]:
+                g_W = values.t() @ g_out
+        else:
+            if ctx.needs_input_grad[0]:
+                g_values = _sampled(crow, indices, g_out, W_dec)
+            if ctx.needs_input_grad[3]:
+                g_W = _t_times(crow, indices, values, g_out, W_dec.shape[0])
+        if ctx.needs_input_grad[4]:
             g_b = g_out.sum(0)
-        return g_values, None, g_W, g_b
+        return g_values, None, None, g_W, g_b
 
 
 def sparse_decode(
@@ -540,6 +614,8 @@ def sparse_decode(
     indices: torch.Tensor,
     W_dec: torch.Tensor,
     b_dec: torch.Tensor | None = None,
+    *,
+    offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``b_dec + sum_s values[..., s] * W_dec[indices[..., s]]`` on the active rows only.
 
@@ -548,15 +624,18 @@ def sparse_decode(
 
     Parameters
     ----------
-    values : Tensor (..., k)
-    indices : LongTensor (..., k)
+    values : Tensor (..., k), or (nnz,) with ``offsets``
+    indices : LongTensor, same shape
         In ``[0, d_sae)``; or the ``dense_indices`` layout.
     W_dec : Tensor (d_sae, d_out)
     b_dec : Tensor (d_out,), optional
+    offsets : LongTensor (n + 1,), optional
+        CSR rows (the ``compact`` output of the encoders): row ``i`` is entries
+        ``offsets[i]:offsets[i + 1]``.
 
     Returns
     -------
-    Tensor (..., d_out)
+    Tensor (..., d_out), or (n, d_out) with ``offsets``
     """
     if values.shape != indices.shape:
         raise InvalidInputError(
@@ -568,7 +647,19 @@ def sparse_decode(
             f"W_dec must be (d_sae, d_out) and b_dec (d_out,), got {tuple(W_dec.shape)} and "
             f"{None if b_dec is None else tuple(b_dec.shape)}."
         )
+    if offsets is not None:
+        if values.dim() != 1 or offsets.dim() != 1 or int(offsets[-1]) != values.numel():
+            raise InvalidInputError(
+                f"with offsets, values and indices are flat (nnz,) and offsets (n + 1,) ends at "
+                f"nnz; got values {tuple(values.shape)} and offsets {tuple(offsets.shape)}."
+            )
+        return _SparseDecode.apply(values, indices, offsets, W_dec, b_dec)
     k = values.shape[-1]
     lead = values.shape[:-1]
-    out = _SparseDecode.apply(values.reshape(-1, k), indices.reshape(-1, k), W_dec, b_dec)
+    v2, i2 = values.reshape(-1, k), indices.reshape(-1, k)
+    if is_dense_indices(i2, W_dec.shape[0]):
+        out = _SparseDecode.apply(v2, i2, None, W_dec, b_dec)
+    else:
+        crow = _fixed_crow(v2.shape[0], k, values.device)
+        out = _SparseDecode.apply(v2.reshape(-1), i2.reshape(-1), crow, W_dec, b_dec)
     return out.reshape(*lead, W_dec.shape[1])
