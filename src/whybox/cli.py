@@ -36,6 +36,7 @@ from ._cli_inputs import (
 )
 from ._cli_internals import register as _register_internals
 from ._cli_sae import register as _register_sae
+from ._cli_serve import register as _register_serve
 from ._cli_text import register as _register_text
 from .errors import InvalidParameterError, MissingDependencyError, WhyboxError
 
@@ -808,6 +809,7 @@ def report_command(
 _register_internals(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
 _register_text(app, fail=_fail, write=_write)
 _register_sae(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
+_register_serve(app, fail=_fail)
 
 
 def main() -> None:
