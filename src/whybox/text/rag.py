@@ -59,7 +59,7 @@ from ..explanation import Explanation
 from ..games.documents import VALUES, DocumentGame
 from ..parallel import row_generator
 
-__all__ = ["MAX_EXACT_SOURCES", "RAG_METHODS", "RagAttribution"]
+__all__ = ["MAX_EXACT_SOURCES", "RAG_METHODS", "RagAttribution", "as_tabular"]
 
 RAG_METHODS = (
     "exact",
@@ -484,7 +484,8 @@ class RagAttribution:
             As :meth:`explain` (the answer is generated once when None).
         methods : sequence of str
             From :data:`RAG_METHODS`. ``"leave_one_out"`` and ``"exact"`` have one budget
-            of their own and get one row each.
+            of their own and get one row each (leave-one-out: ``n + 2`` contexts, the empty
+            one included for the base value).
         budgets : sequence of int
             Contexts per method (ablations for ContextCite). Budgets below a method's
             minimum give a row with NaN quality and ``note``.
@@ -535,7 +536,7 @@ class RagAttribution:
             if m == "exact":
                 continue
             own = m == "leave_one_out"
-            for b in [n + 1] if own else budgets:
+            for b in [n + 2] if own else budgets:
                 b = int(b)
                 if b < _min_budget(m, n):
                     rows.append(
@@ -575,3 +576,41 @@ class RagAttribution:
 
 def _simple(v: Any) -> bool:
     return isinstance(v, (int, float, str, bool, list)) or v is None
+
+
+def as_tabular(exp: Explanation) -> Explanation:
+    """A one-row RAG explanation as a tabular Explanation (values (1, n), one feature per
+    source), so that the tabular plots apply: ``as_tabular(exp).plot.bar()``,
+    ``.plot.waterfall(0)``, ``.plot.force(0)``.
+
+    Parameters
+    ----------
+    exp : Explanation
+        From :meth:`RagAttribution.explain` (one ragged row).
+
+    Returns
+    -------
+    Explanation
+        ``feature_names`` the sources' short labels, ``data`` (1, n) their texts (object).
+    """
+    if not (isinstance(exp, Explanation) and exp.meta.get("kind") == "rag"):
+        raise InvalidParameterError(
+            "as_tabular needs an explanation from RagAttribution.explain (meta['kind'] == 'rag')."
+        )
+    vals = np.asarray(exp.values[0], dtype=float)[None, :]
+    data = np.empty((1, vals.shape[1]), dtype=object)
+    data[0, :] = list(exp.data[0])
+    return Explanation(
+        vals,
+        exp.base_values,
+        data=data,
+        feature_names=list(exp.feature_names[0]),
+        output_names=exp.output_names,
+        std=None if exp.std is None else np.asarray(exp.std[0], dtype=float)[None, :],
+        predictions=exp.predictions,
+        method=exp.method,
+        params=dict(exp.params),
+        n_evals=exp.n_evals,
+        random_state=exp.random_state,
+        meta={k: v for k, v in exp.meta.items() if k != "row_keys"},
+    )
