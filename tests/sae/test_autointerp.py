@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -190,18 +191,20 @@ def test_offline_explanation_log_odds_by_hand():
     background = {" a": 500, " b": 300, " dog": 4, " cat": 200, " the": 10}  # m = 1014
 
     def z(y, b, n, m=1014, prior=10.0):
-        """Monroe et al. (2008) eq. 22 with alpha_w = prior * b_w / (m + n); the background
-        counts b include the foreground's own tokens."""
-        a = prior * b / (m + n)
-        d = math.log((y + a) / (n + prior - y - a)) - math.log((b + a) / (m + n + prior - b - a))
+        """Monroe et al. (2008) eqs. 16 and 20, alpha_w = prior * b_w / m, against the corpus
+        counts b (which hold the foreground's tokens)."""
+        a = prior * b / m
+        d = math.log((y + a) / (n + prior - y - a)) - math.log((b + a) / (m + prior - b - a))
         return d / math.sqrt(1 / (y + a) + 1 / (b + a))
 
     # foreground (weights act / context max): dog 4 x 1, cat 2 x 1 (each its context's max)
     text = ai.offline_explanation([dog] * 4 + [cat] * 2, background)
-    z_dog, z_cat = z(4, 8, 6), z(2, 202, 6)
+    z_dog, z_cat = z(4, 4, 6), z(2, 200, 6)
     assert z_dog > 1.96 > z_cat  # dog enriched; cat as common as the corpus says
-    assert z(6, 16, 6) >= 3.0  # " the" precedes every activating token
+    assert z(6, 10, 6) >= 3.0  # " the" precedes every activating token
     assert text == 'tokens " dog"; often after " the"'
+    zs = ai._log_odds(Counter({" dog": 4.0, " cat": 2.0}), background)
+    assert zs[" dog"] == pytest.approx((z_dog, 4 / 6)) and zs[" cat"][0] == pytest.approx(z_cat)
     # dog covers 4/6 < 0.9 of the mass, but cat is below z 1.96: not added. Lower the bar:
     both = ai.offline_explanation([dog] * 4 + [cat] * 2, background, z_min=z_cat - 1e-9)
     assert both.startswith('tokens " dog", " cat"')
@@ -293,3 +296,35 @@ def test_bad_input(toy):
         ai.explain_features(ctx, toy["true"][:1], backend=lambda p: "\n")
     with pytest.raises(InvalidParameterError, match="needs a backend"):
         ai.score_explanations(ctx, {toy["true"][0]: "x"}, simulator="generate")
+
+
+def test_logprob_simulator_is_the_expected_digit():
+    """Bills et al.'s expected-value simulator: p(digit) from the backend's log-probs."""
+    tokens = [[" a", " dog", " b", " a", " cat", " b"], [" b", " a", " b", " a", " b", " a"]]
+    acts = np.array([[0, 1.0, 0, 0, 0.5, 0], [0] * 6], dtype=float)
+    ctx = ai.FeatureContexts.from_arrays(tokens, acts, n_examples=1, n_test=1, n_negative=2,
+                                         window=(1, 1))  # fmt: skip
+
+    def lp(prompt, digit):
+        """Favours digit 8 on token lines naming dog or cat, 1 elsewhere."""
+        i = int(prompt.rsplit("\n", 1)[1].split("\t")[0])
+        line = next(ln for ln in prompt.split("\n") if ln.startswith(f"{i}\t"))
+        want = 8 if ("dog" in line or "cat" in line) else 1
+        return -abs(int(digit) - want) * 1.5
+
+    be = CallableBackend(logprobs=lp, name="lp")
+    res = ai.score_explanations(ctx, {0: 'the words "dog" and "cat"'}, backend=be,
+                                scorers=("simulation",), simulator="logprobs")  # fmt: skip
+    d = np.arange(11)
+    ev = {w: float((np.exp(-np.abs(d - w) * 1.5) * d).sum() / np.exp(-np.abs(d - w) * 1.5).sum())
+          for w in (1, 8)}  # fmt: skip
+    sets = ctx.latent(0)
+    pred, truth = [], []
+    for c in sets["test"] + sets["negative"]:
+        pred += [ev[8 if t.strip() in ("dog", "cat") else 1] / 10 for t in c.tokens]
+        truth += list(c.activations)
+    from scipy.stats import pearsonr
+
+    assert res.rows[0]["simulation"] == pytest.approx(pearsonr(pred, truth)[0], abs=1e-12)
+    with pytest.raises(UnsupportedModelError, match="log-probabilities"):
+        ai.score_explanations(ctx, {0: "x"}, backend=lambda p: "0", simulator="logprobs")

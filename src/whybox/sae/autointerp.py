@@ -209,14 +209,19 @@ def explain_prompt(contexts: Sequence[Context]) -> str:
 
 
 def _log_odds(fg: Counter, bg: Counter, prior: float = 10.0) -> dict[str, tuple[float, float]]:
-    """z-scores of the log-odds ratio of each token, foreground vs background, with an
-    informative Dirichlet prior ``alpha_w = prior * bg_w / |bg|`` (Monroe et al. 2008)."""
-    n, m = sum(fg.values()), sum(bg.values())
+    """(z-score, share of the foreground) per foreground token: the log-odds ratio of the
+    token in the foreground (weighted activating tokens, total ``n``) against the corpus
+    (``bg``, total ``m``, which holds the foreground's tokens too), with the informative
+    Dirichlet prior ``alpha_w = prior * b_w / m`` (Monroe et al. 2008, eqs. 16 and 20):
+    ``delta = log((y+a)/(n+prior-y-a)) - log((b+a)/(m+prior-b-a))``,
+    ``z = delta / sqrt(1/(y+a) + 1/(b+a))``."""
+    n = sum(fg.values())
+    m = max(sum(bg.values()), n)
     out = {}
     for w, y in fg.items():
-        b = bg.get(w, 0) + y  # the background includes the foreground's tokens
-        a = prior * b / (m + n)
-        d = math.log((y + a) / (n + prior - y - a)) - math.log((b + a) / (m + n + prior - b - a))
+        b = max(bg.get(w, 0), y)  # a corpus count is at least the foreground's
+        a = prior * b / m
+        d = math.log((y + a) / (n + prior - y - a)) - math.log((b + a) / (m + prior - b - a))
         out[w] = (d / math.sqrt(1.0 / (y + a) + 1.0 / (b + a)), y / max(n, 1e-12))
     return out
 
@@ -390,7 +395,8 @@ _STOP = frozenset(
 
 
 def _norm(t: str) -> str:
-    return t.strip().casefold()
+    """Stripped and case-folded; a whitespace-only token stays itself."""
+    return t.strip().casefold() or t
 
 
 def _terms(explanation: str) -> set[str]:
