@@ -142,3 +142,23 @@ def test_bad_input(data):
         describe(stump, data, test_size=1.0)
     with pytest.raises(InvalidInputError, match="labels of X"):
         describe(np.zeros(3), data)
+
+
+def test_texts_are_described_by_the_words_they_contain():
+    rng = np.random.default_rng(1)
+    words = ["movie", "plot", "actor", "great", "scene", "music", "long", "story"]
+    texts = [" ".join(rng.choice(words, 5)) for _ in range(200)]
+
+    def model(xs):
+        return np.array([int("great" in t.split()) for t in xs])
+
+    d = describe(model, texts)
+    assert d.best.sentence == "The model's output is 1 when the text contains the word 'great'."
+    assert d.best.accuracy == 1.0
+    y = model(texts) == 1
+    held = _held_out(None, y)
+    base = max(y[held].mean(), 1 - y[held].mean())
+    assert d.best.p_value == pytest.approx(
+        binomtest(len(held), len(held), base, alternative="greater").pvalue, rel=1e-9
+    )
+    assert all(h.accuracy < 0.9 for h in d.hypotheses[1:])  # other words: no such rule

@@ -40,6 +40,8 @@ from whybox.errors import InvalidInputError, InvalidParameterError, UnsupportedM
 
 __all__ = ["Description", "Hypothesis", "binomial_p_value", "describe"]
 
+_TEXT = "__text__"
+
 
 def binomial_p_value(k: int, n: int, p: float) -> float:
     """One-sided exact binomial test ``P(K >= k)`` for ``K ~ Binomial(n, p)`` (the p-value of
@@ -137,7 +139,9 @@ class Description:
 def _frame(X: Any) -> Any:
     import pandas as pd
 
-    if isinstance(X, pd.DataFrame):
+    if isinstance(X, Sequence) and X and all(isinstance(t, str) for t in X):
+        frame = pd.DataFrame({_TEXT: list(X)})  # texts: one column, read as words
+    elif isinstance(X, pd.DataFrame):
         frame = X.reset_index(drop=True)
     else:
         arr = np.asarray(X, dtype=object)
@@ -200,8 +204,40 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else repr(v)
 
 
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[^\W_]+", text.casefold()))
+
+
+def _word_stumps(texts: Any, y: np.ndarray, target: Any, subject: str) -> list:
+    """Stumps "the text contains the word w" (or does not), over words in at least 2 % of
+    the texts (at most the 500 most frequent), best training accuracy first."""
+    sets = [_words(t) for t in texts]
+    counts: dict[str, int] = {}
+    for ws in sets:
+        for w in ws:
+            counts[w] = counts.get(w, 0) + 1
+    vocab = sorted((w for w, c in counts.items() if c >= max(2, 0.02 * len(sets))),
+                   key=lambda w: (-counts[w], w))[:500]  # fmt: skip
+    found = []
+    for w in vocab:
+        has = np.array([w in ws for ws in sets])
+        acc = float((has == y).mean())
+        yes = acc >= 1 - acc
+
+        def rule(f: Any, w: str = w, yes: bool = yes) -> np.ndarray:
+            return np.array([(w in _words(t)) == yes for t in f[_TEXT]])
+
+        verb = "contains" if yes else "does not contain"
+        found.append((max(acc, 1 - acc), f"The {subject} is {target!r} when the text {verb} "
+                      f"the word {w!r}.", rule))  # fmt: skip
+    found.sort(key=lambda r: -r[0])
+    return [(s, r) for _, s, r in found]
+
+
 def _stumps(frame: Any, y: np.ndarray, target: Any, subject: str) -> list[tuple[str, Callable]]:
     """Every feature's best decision stump on (frame, y), best training accuracy first."""
+    if list(frame.columns) == [_TEXT]:
+        return _word_stumps(frame[_TEXT], y, target, subject)
     found = []
     for col in frame.columns:
         x = frame[col].to_numpy()
@@ -240,6 +276,8 @@ def _stumps(frame: Any, y: np.ndarray, target: Any, subject: str) -> list[tuple[
 
 
 def _render(frame: Any, i: int) -> str:
+    if list(frame.columns) == [_TEXT]:
+        return str(frame[_TEXT].iloc[i])
     row = frame.iloc[i]
     return ", ".join(f"{c} = {_fmt(row[c])}" for c in frame.columns)
 
@@ -292,7 +330,8 @@ def describe(
     model_or_data : model, callable or array (n,)
         A model with ``predict``, a function ``X -> outputs``, or labels of ``X`` (then the
         description is of a data pattern).
-    X : DataFrame or array (n, d)
+    X : DataFrame, array (n, d) or list of str
+        Texts are read as words: the offline stumps test "the text contains the word w".
     backend : whybox.llm backend, callable ``prompt -> str`` or None
         Writes and checks the hypotheses; None fits decision stumps (offline).
     target : optional
