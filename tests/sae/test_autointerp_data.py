@@ -132,3 +132,18 @@ def test_mlp_neuron_contexts_from_run_with_cache():
     assert list(c.tokens) == [f"<{int(i)}>" for i in ids[s, max(p - 3, 0) : p + 2]]
     res = ai.autointerp(ctx, [j], scorers=("simulation", "detection"), n_examples=3)
     assert np.isfinite(res.rows[0]["simulation"])
+
+
+def test_scores_never_use_the_contexts_the_explainer_saw(fd):
+    j = int(np.argmax(fd.n_firing))
+    page = fd.feature(j)
+    keys = {(p["seq"], p["pos"]) for p in page["top_contexts"]}
+    keys |= {(e["seq"], e["pos"]) for iv in page["intervals"] for e in iv["examples"]}
+    expl = ai.explain_features(fd, [j], n_examples=6)
+    res = ai.score_explanations(fd, expl, scorers=("detection",))  # n_examples from expl
+    assert res.rows[0]["n_test"] == len(keys) - 6
+    shown = {
+        c.tokens for c in ai.FeatureContexts.from_feature_data(fd, n_examples=6).latent(j)["train"]
+    }
+    test = ai.FeatureContexts.from_feature_data(fd, n_examples=6).latent(j)["test"]
+    assert len(shown) == 6 and len(test) == len(keys) - 6

@@ -582,7 +582,7 @@ def _score_one(expl: str, sets: dict[str, list[Context]], scorers: Sequence[str]
 
 def score_explanations(
     feature_data_or_contexts: Any, explanations: Any, *, scorers: Sequence[str] = SCORERS,
-    backend: Any = None, simulator: str | None = None, n_examples: int = 10,
+    backend: Any = None, simulator: str | None = None, n_examples: int | None = None,
     random_state: Any = 0,
 ) -> AutointerpResult:  # fmt: skip
     """Score explanations on each latent's held-out contexts (see the module notes).
@@ -590,8 +590,9 @@ def score_explanations(
     Parameters
     ----------
     feature_data_or_contexts : as for :func:`explain_features`
-        Build it with the same ``n_examples`` and ``random_state`` so that the contexts the
-        explainer saw stay out of the scores.
+        The first ``n_examples`` top contexts (those the explainer saw) stay out of the
+        scores; with FeatureData or arrays the contexts are rebuilt here, with
+        ``n_examples`` (default: the explainer's, from an AutointerpResult, else 10).
     explanations : AutointerpResult or mapping {latent: str}
     scorers : subset of ("simulation", "detection", "fuzzing", "embedding")
     backend : whybox.llm backend, callable or None
@@ -640,6 +641,11 @@ def score_explanations(
             _need_generate(be, "the generate simulator")
         elif not be.supports_logprobs:
             be.logprobs("", "")  # raises the protocol's UnsupportedModelError naming options
+    if n_examples is None:  # the explainer's, so its contexts stay out of the scores
+        n_examples = 10
+        if isinstance(explanations, AutointerpResult):
+            n_examples = int(explanations.params.get("n_examples", 10))
+    n_examples = check_int("n_examples", n_examples, minimum=1)
     ctx = as_contexts(feature_data_or_contexts, n_examples, random_state)
     rows = []
     for r in base_rows:
