@@ -370,6 +370,11 @@ def report(
     if items and all(is_internals(o) for o in items):
         own = title if title != "whybox report" else "whybox: model internals"
         return internals_report(*items, title=own, subtitle=subtitle)
+    from .sae import is_sae, sae_report
+
+    if items and all(is_sae(o) for o in items):
+        own = title if title != "whybox report" else None
+        return sae_report(*items, title=own, subtitle=subtitle)
     from .text import is_text, text_report
 
     if is_text(exp):
