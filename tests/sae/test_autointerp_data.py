@@ -5,6 +5,7 @@ arrays, and an MLP neuron through run_with_cache -- each checked against a direc
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -147,3 +148,26 @@ def test_scores_never_use_the_contexts_the_explainer_saw(fd):
     }
     test = ai.FeatureContexts.from_feature_data(fd, n_examples=6).latent(j)["test"]
     assert len(shown) == 6 and len(test) == len(keys) - 6
+
+
+def test_a_local_language_model_backend_flows_through():
+    """The project's tiny LM as explainer and scorer (its answers are poor; the plumbing is
+    what is tested): the explanation is the first line it generates for the prompt."""
+    from whybox.llm.base import as_backend
+    from whybox.zoo.tinylm import tiny_lm
+
+    lm, tok = tiny_lm()
+    be = as_backend(lm, tokenizer=tok)
+    tokens = [[" a", " dog", " b", " a", " cat", " b"], [" b", " a", " b", " a", " b", " a"]] * 2
+    acts = np.array([[0, 1.0, 0, 0, 0.5, 0], [0] * 6] * 2)
+    ctx = ai.FeatureContexts.from_arrays(tokens, acts, n_examples=2, n_test=2, n_negative=2,
+                                         window=(1, 1))  # fmt: skip
+    with warnings.catch_warnings():  # long prompts are cut to the LM's 128-token window
+        warnings.simplefilter("ignore", UserWarning)
+        res = ai.autointerp(ctx, [0], backend=be, scorers=("detection", "fuzzing"), n_examples=2)
+        out = be.generate([res.prompts[0]], max_new_tokens=64)[0]
+        again = ai.score_explanations(ctx, res, backend=be, scorers=("simulation",),
+                                      simulator="logprobs")  # fmt: skip
+    assert res.rows[0]["explanation"] == next(ln.strip() for ln in out.splitlines() if ln.strip())
+    assert np.isfinite(again.rows[0]["simulation"])
+    assert "detection_auroc" not in again.rows[0]  # earlier scores are not carried over

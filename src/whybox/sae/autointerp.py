@@ -614,7 +614,8 @@ def score_explanations(
             f"scorers must be a non-empty subset of {SCORERS}, got {scorers!r}."
         )
     if isinstance(explanations, AutointerpResult):
-        base_rows = [dict(r) for r in explanations.rows]
+        keep = ("latent", "explanation", "explainer", "explain_seconds")  # old scores go
+        base_rows = [{k: r[k] for k in keep if k in r} for r in explanations.rows]
         prompts = dict(explanations.prompts)
     elif isinstance(explanations, Mapping):
         base_rows = [{"latent": k, "explanation": v} for k, v in explanations.items()]
