@@ -98,3 +98,14 @@ def test_sentence_sources_on_the_real_model(backend):
     e = rag.explain(QUERY, docs, ANSWER, method="exact")
     assert e.meta["source_document"] == [[0, 0, 1]]
     assert int(np.argmax(e.values[0])) == 1
+
+
+def test_a_model_and_tokenizer_become_a_local_backend():
+    from whybox.llm.local import LocalBackend
+    from whybox.zoo.tinylm import tiny_lm
+
+    model, tok = tiny_lm(seed=0)
+    rag = RagAttribution(model, tokenizer=tok, prompt_template=TEMPLATE, separator=SEP)
+    assert isinstance(rag.backend, LocalBackend)
+    e = rag.explain(QUERY, DOCS[:3], ANSWER, method="leave_one_out")
+    assert e.params["backend_calls"] == e.params["calls"] == 3 + 2
