@@ -206,7 +206,7 @@ def _build(config: dict[str, Any], seed: int, folder: Path) -> None:
 
     name = config["model"]
     model, tok = _load_model(name, config["model_seed"])
-    with training_scope(torch, seed):
+    with training_scope(torch, seed), quiet_transformers():
         sae = train(
             model,
             site=config["site"],
