@@ -101,9 +101,11 @@ def hostile_folder(root: Path, *, feature_data: Any = None) -> Path:
         feature_names=tokens,
         method="token_shap",
     ).save(root / f"{HOSTILE}.whybox")
+    segments = np.repeat(np.repeat(np.arange(9).reshape(3, 3), 4, 0), 4, 1)
     Explanation(
         rng.normal(size=(2, 3, 12, 12)), [0.0, 0.0], data=rng.random((2, 3, 12, 12)),
         method="integrated_gradients",
+        meta={"segments": np.stack([segments, segments.T]), "row_keys": ["segments"]},
     ).save(root / "images" / "image.whybox") if (root / "images").mkdir() is None else None  # fmt: skip
     names = [f"L{la}@pos{p}" for la in range(3) for p in range(4)]
     Explanation(

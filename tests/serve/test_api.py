@@ -174,6 +174,10 @@ def test_text_image_and_grid_rows(client, folder):
     np.testing.assert_allclose(im["heatmap"], np.asarray(exp.values)[1].sum(axis=0), atol=1e-12)
     img = np.moveaxis(np.asarray(exp.data)[1], 0, -1)
     np.testing.assert_allclose(im["image"], np.round(img, 3), atol=1e-12)
+    np.testing.assert_array_equal(im["segments"], np.asarray(exp.meta["segments"])[1])
+    s = get(client, "/api/explanation?path=images/image.whybox")
+    want = np.abs(np.asarray(exp.values)).mean(axis=0).sum(axis=0)
+    np.testing.assert_allclose(s["importance_map"], want, atol=1e-12)
     g = get(client, "/api/explanation/grid?path=patching.whybox")
     grid = load(folder / "patching.whybox")
     np.testing.assert_allclose(g["values"], np.asarray(grid.values)[0].reshape(3, 4))
@@ -236,6 +240,19 @@ def test_feature_pages_and_paging(client, folder):
                                               for t in np.asarray(fd.top_tokens)[17, 0]]  # fmt: skip
     assert f["explanation"] == {"text": "pattern number 17", "score": 0.5}
     get(client, "/api/feature?path=sae/features&j=300", 404)
+
+
+def test_density_histogram(client, folder):
+    from whybox.sae.features import FeatureData
+
+    dens = np.asarray(FeatureData.load(folder / "sae" / "features").density)
+    h = get(client, "/api/features/density?path=sae/features&bins=10")
+    logs = np.log10(dens[dens > 0])
+    counts, edges = np.histogram(logs, bins=10, range=(logs.min(), logs.max()))
+    assert h["counts"] == counts.tolist() and h["n"] == 300
+    np.testing.assert_allclose(h["edges"], edges)
+    assert h["n_dead"] == int((dens == 0).sum())
+    get(client, "/api/features/density?path=sae/features&bins=100000", 422)
 
 
 def test_feature_search(client, folder):

@@ -110,12 +110,12 @@ PAGES = [
     ("", "index", "table"),
     ("explanation?path=tabular.whybox", "explanation_tabular", "svg.waterfall"),
     (f"explanation?path={_q(HOSTILE + '.whybox')}", "explanation_text", ".text-heatmap"),
-    ("explanation?path=images%2Fimage.whybox", "explanation_image", "canvas.overlay"),
+    ("explanation?path=images%2Fimage.whybox&row=1", "explanation_image", "#row-detail canvas"),
     ("explanation?path=patching.whybox", "explanation_patching", "table.heatmap"),
     ("table?path=lens.csv", "lens", "table.heatmap"),
     ("report?path=report.html", "report", "iframe.report"),
     ("sae?path=sae", "sae", "ul"),
-    ("features?path=sae%2Ffeatures", "features", "table.features"),
+    ("features?path=sae%2Ffeatures", "features", "#density svg.histogram rect"),
     ("feature?path=sae%2Ffeatures&j=0", "feature_hostile", "#top-contexts .ctx"),
 ]
 

@@ -159,6 +159,20 @@ def summary(exp: Explanation, output: int = 0, top: int = 30) -> dict[str, Any]:
         out["n_features"] = len(names)
         out["feature_shape"] = list(exp.feature_shape)
         out["importance_of"] = "mean |attribution| over rows"
+    if view == "image":
+        m = np.abs(np.asarray(exp.values, dtype=float))
+        if o is not None:
+            m = m[..., o]
+        heat = m.mean(axis=0)
+        layout = _layout_of(exp)
+        heat = (
+            heat.sum(axis=0)
+            if layout == "first"
+            else heat.sum(axis=-1)
+            if layout == "last"
+            else heat
+        )
+        out["importance_map"] = _downsample(heat, MAX_PIXELS)
     order = np.argsort(-imp, kind="stable")[:top]
     out["importance"] = [{"feature": _short(names[j]), "value": imp[j]} for j in order]
     if exp.predictions is not None:
@@ -372,14 +386,20 @@ def row(exp: Explanation, i: int, output: int = 0, max_features: int = 20) -> di
     return clean(out)
 
 
+def _layout_of(exp: Explanation) -> str:
+    from whybox.viz.images import _layout
+
+    return _layout(exp, exp.feature_shape)
+
+
 def _image_row(exp: Explanation, i: int, o: int | None) -> dict[str, Any]:
-    from whybox.viz.images import _display_image, _layout
+    from whybox.viz.images import _display_image
 
     shape = exp.feature_shape
     v = np.asarray(exp.values[i], dtype=float)
     if o is not None:
         v = v[..., o]
-    layout = _layout(exp, shape)
+    layout = _layout_of(exp)
     heat = v.sum(axis=0) if layout == "first" else v.sum(axis=-1) if layout == "last" else v
     out: dict[str, Any] = {"heatmap": _downsample(heat, MAX_PIXELS)}
     img = _display_image(exp, i, shape)

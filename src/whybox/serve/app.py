@@ -263,6 +263,20 @@ def create_app(
         page["meta"] = _feature_meta(fd.meta)
         return X.clean(page)
 
+    @app.get("/api/features/density", summary="histogram of log10 density over all latents")
+    def api_density(path: str = path_q(), bins: int = Query(40, ge=5, le=200)) -> Any:
+        import numpy as np
+
+        fd = store.features(path)
+        dens = np.asarray(fd.array("density"), dtype=float)
+        alive = dens[dens > 0]
+        logs = np.log10(alive) if alive.size else np.zeros(0)
+        lo = float(logs.min()) if logs.size else -6.0
+        hi = float(logs.max()) if logs.size else 0.0
+        counts, edges = np.histogram(logs, bins=bins, range=(lo, max(hi, lo + 1e-9)))
+        return X.clean({"edges": edges, "counts": counts, "n_dead": int((dens <= 0).sum()),
+                        "n": int(dens.size)})  # fmt: skip
+
     @app.get("/api/feature", summary="one latent's page")
     def api_feature(path: str = path_q(), j: int = Query(..., ge=0)) -> Any:
         fd = store.features(path)

@@ -213,7 +213,7 @@ function histogram(h) {
   return s;
 }
 
-function drawImage(data) {
+function drawImage(data, sequential = false, plain = false) {
   const heat = data.heatmap, h = heat.length, w = heat[0].length, scale = Math.max(1, Math.floor(256 / Math.max(h, w)));
   const c = el("canvas", { width: w * scale, height: h * scale, class: "overlay" });
   const ctx = c.getContext("2d");
@@ -225,12 +225,22 @@ function drawImage(data) {
       const p = data.image[y][x];
       base = Array.isArray(p) ? p.map((q) => q * 255) : [p * 255, p * 255, p * 255];
     }
-    const v = heat[y][x] || 0, a = vmax ? Math.min(1, Math.abs(v) / vmax) : 0;
-    const col = v >= 0 ? [255, 0, 81] : [0, 139, 251];
-    const under = base || [255, 255, 255];
+    const v = heat[y][x] || 0, a = plain || !vmax ? 0 : Math.min(1, Math.abs(v) / vmax);
+    const col = sequential ? [240, 90, 20] : v >= 0 ? [255, 0, 81] : [0, 139, 251];
+    let under = base || [255, 255, 255];
+    if (base && !plain) { // the heatmap over a light grey copy of the image, as Captum draws it
+      const g = 0.5 * (0.299 * base[0] + 0.587 * base[1] + 0.114 * base[2]) + 127;
+      under = [g, g, g];
+    }
     const mix = under.map((u, k) => Math.round(u * (1 - 0.7 * a) + col[k] * 0.7 * a));
     ctx.fillStyle = `rgb(${mix[0]},${mix[1]},${mix[2]})`;
     ctx.fillRect(x * scale, y * scale, scale, scale);
+    const seg = data.segments; // segment borders: a one-pixel black line between segments
+    if (seg) {
+      ctx.fillStyle = "rgb(0,0,0)";
+      if (x + 1 < w && seg[y][x + 1] !== seg[y][x]) ctx.fillRect((x + 1) * scale - 1, y * scale, 1, scale);
+      if (y + 1 < h && seg[y + 1][x] !== seg[y][x]) ctx.fillRect(x * scale, (y + 1) * scale - 1, scale, 1);
+    }
   }
   return c;
 }
@@ -324,8 +334,14 @@ async function pageExplanation(p) {
       el("p", { class: "muted" }, `${g.axes.join(" × ")} · metric without patch ${fmt(g.base_value)}`),
       heatmapTable(g.row_labels, g.column_labels, g.values, null, { corner: g.axes[0] })));
   }
-  body.push(el("section", { class: "panel" }, el("h2", {}, "Global importance"),
-    el("p", { class: "muted" }, sum.importance_of), barChart(sum.importance.map((d) => ({ label: d.feature, value: d.value })))));
+  if (sum.view === "image") {
+    body.push(el("section", { class: "panel" }, el("h2", {}, "Global importance"),
+      el("p", { class: "muted" }, "mean |attribution| per pixel over the images (summed over channels)"),
+      drawImage({ heatmap: sum.importance_map, image: null }, true)));
+  } else {
+    body.push(el("section", { class: "panel" }, el("h2", {}, "Global importance"),
+      el("p", { class: "muted" }, sum.importance_of), barChart(sum.importance.map((d) => ({ label: d.feature, value: d.value })))));
+  }
   if (sum.view === "tabular") {
     const bs = await api("/api/explanation/beeswarm", { path, output, max_features: 15, max_rows: 400 });
     body.push(el("section", { class: "panel" }, el("h2", {}, "Beeswarm"),
@@ -378,8 +394,12 @@ async function showRow(path, output, i, target) {
       parts.push(el("div", { class: "panel text-heatmap" }, tokenSpans(r.tokens, r.values)));
       if (r.truncated) parts.push(el("p", { class: "muted" }, "first tokens only"));
     }
-    if (r.view === "image") parts.push(el("div", { class: "cols" }, el("div", {}, el("p", { class: "muted" }, "attribution over the image (red raises, blue lowers)"), drawImage(r))));
-    parts.push(waterfall(r));
+    if (r.view === "image") {
+      parts.push(el("p", { class: "muted" }, `base ${fmt(r.base_value)} + sum of attributions ${fmt(r.sum)}` + (r.prediction === null ? "" : ` → prediction ${fmt(r.prediction)}`)));
+      parts.push(el("div", { class: "cols" },
+        r.image ? el("div", {}, el("p", { class: "muted" }, "image"), drawImage({ heatmap: r.heatmap, image: r.image }, false, true)) : null,
+        el("div", {}, el("p", { class: "muted" }, "attribution over the image (red raises, blue lowers)" + (r.segments ? "; segment borders in black" : "")), drawImage(r))));
+    } else parts.push(waterfall(r));
     target.replaceChildren(...parts);
   } catch (e) { target.replaceChildren(errorBox(e)); }
 }
@@ -454,8 +474,11 @@ async function pageFeatures(p) {
   textIn.addEventListener("change", () => search("text", textIn.value));
   const jump = el("input", { type: "number", min: 0, max: m.d_sae - 1, placeholder: "latent #", id: "jump", style: { width: "7em" } });
   jump.addEventListener("change", () => { location.hash = href("feature", { path, j: jump.value }); });
+  const dens = await api("/api/features/density", { path });
   setPage(el("h1", {}, path),
     el("p", { class: "muted" }, `${m.d_sae} latents at ${m.site} of ${m.model || "?"} · ${m.n_tokens} tokens`),
+    el("section", { class: "panel", id: "density" }, el("h2", {}, "Feature density (log10 of the fraction of tokens where a latent fires)"),
+      histogram(dens), el("p", { class: "muted" }, `${dens.n_dead} of ${dens.n} latents never fired`)),
     (m.notes || []).map((n) => el("p", { class: "muted" }, n)),
     el("div", { class: "controls" }, orderSel, jump, tokenIn, textIn), results,
     el("section", { class: "panel" }, featureTable(path, data.items),
