@@ -470,8 +470,7 @@ class _JumpReLUEncode(torch.autograd.Function):
         # d loss / d f feeds the threshold's gradient); a full bandwidth of margin covers
         # the rounding of the rectangle test made later on the gathered entries
         mask = pre > (thr - bandwidth if window else thr)
-        counts = mask.sum(dim=1)
-        if int(counts.sum()) > DENSE_FRACTION * pre.numel():
+        if int(torch.count_nonzero(mask)) > DENSE_FRACTION * pre.numel():
             z = pre.clone()
             indices = dense_indices(n, width, pre.device)
             crow = torch.zeros(0, dtype=torch.long, device=pre.device)
@@ -481,7 +480,7 @@ class _JumpReLUEncode(torch.autograd.Function):
         else:
             rows, indices = mask.nonzero(as_tuple=True)  # row-major: CSR order
             crow = torch.zeros(n + 1, dtype=torch.long, device=pre.device)
-            crow[1:] = torch.cumsum(counts, 0)
+            crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
             z = pre[rows, indices]
             thr_e = thr[indices]
             active = z > thr_e
