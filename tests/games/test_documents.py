@@ -80,7 +80,11 @@ def test_score_function_and_similarity_values():
     assert g.value(np.array([[True, False, True]]))[0, 0] == -2.0
     assert seen == [[DOCS[0], DOCS[2]]]
     gen = CallableBackend(generate=lambda p: "Beta follows" if "Beta" in p else "x y")
-    s = DocumentGame(gen, "Q?", DOCS, None, value="similarity")
+    from whybox.text.tokenshap import tfidf_similarity
+
+    with pytest.raises(InvalidParameterError, match="similarity="):
+        DocumentGame(gen, "Q?", DOCS, None, value="similarity")
+    s = DocumentGame(gen, "Q?", DOCS, None, value="similarity", similarity=tfidf_similarity)
     assert s.answer == "Beta follows" and s.generated and s.llm_calls == 1
     v = s.value(np.array([[True, True, False], [True, False, True]]))[:, 0]
     np.testing.assert_allclose(v, [1.0, 0.0])

@@ -57,7 +57,6 @@ __all__ = [
 DEFAULT_TEMPLATE = "{context}\n\nQuestion: {query}\nAnswer: "
 GRANULARITIES = ("document", "sentence")
 VALUES = ("logprob", "similarity")
-SIMILARITIES = ("tfidf", "minilm")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
@@ -128,17 +127,9 @@ def check_documents(documents: Any) -> list[str]:
     return docs
 
 
-def _similarity_fn(similarity: Any) -> Callable[[Sequence[str], str], np.ndarray]:
-    if callable(similarity):
-        return similarity
-    if similarity not in SIMILARITIES:
-        raise InvalidParameterError(
-            f"similarity={similarity!r} is not one of {list(SIMILARITIES)} or a callable "
-            "similarity(answers, reference) -> array."
-        )
-    from ..text.tokenshap import minilm_similarity, tfidf_similarity
-
-    return tfidf_similarity if similarity == "tfidf" else minilm_similarity
+def _is_backend(obj: Any) -> bool:
+    """A language-model backend (duck-typed: :class:`whybox.llm.Backend`'s protocol)."""
+    return all(hasattr(obj, a) for a in ("generate", "logprobs", "supports_logprobs"))
 
 
 class DocumentGame(BaseGame):
@@ -159,8 +150,10 @@ class DocumentGame(BaseGame):
         ``max_new_tokens``), which needs a backend that generates.
     value : {"logprob", "similarity"}
         Ignored for a plain score function.
-    similarity : {"tfidf", "minilm"} or callable
-        ``value="similarity"``: how a regenerated answer is compared to ``answer``.
+    similarity : callable, optional
+        Required with ``value="similarity"``: ``similarity(answers, reference) -> (m,)``, how
+        regenerated answers are compared to ``answer`` (e.g.
+        :func:`whybox.text.tokenshap.tfidf_similarity` or ``minilm_similarity``).
     prompt_template : str or callable, optional
         A format string with ``{context}`` and ``{query}`` (default :data:`DEFAULT_TEMPLATE`),
         or ``f(query, kept_documents) -> prompt``.
@@ -195,7 +188,7 @@ class DocumentGame(BaseGame):
         answer: str | None = None,
         *,
         value: str = "logprob",
-        similarity: Any = "tfidf",
+        similarity: Callable[[Sequence[str], str], np.ndarray] | None = None,
         prompt_template: str | Callable[[str, list[str]], str] | None = None,
         granularity: str = "document",
         separator: str = "\n\n",
@@ -203,8 +196,6 @@ class DocumentGame(BaseGame):
         max_new_tokens: int = 32,
         cache: bool = True,
     ) -> None:
-        from ..llm.base import Backend
-
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a string, got {type(query).__name__}.")
         docs = check_documents(documents)
@@ -212,7 +203,7 @@ class DocumentGame(BaseGame):
             raise InvalidParameterError(
                 f"granularity={granularity!r} is not one of {list(GRANULARITIES)}."
             )
-        if isinstance(backend, Backend):
+        if _is_backend(backend):
             self._score_fn = None
         elif callable(backend):
             self._score_fn = backend
@@ -273,8 +264,15 @@ class DocumentGame(BaseGame):
         self.doc_of = np.asarray(doc_of, dtype=np.int64)
         names = labels or [source_label(str(j), t) for j, t in enumerate(self.sources)]
         super().__init__(len(self.sources), names, cache=cache)
-        self._similarity = _similarity_fn(similarity) if value == "similarity" else None
-        self.similarity = similarity if isinstance(similarity, str) else "callable"
+        if value == "similarity" and not callable(similarity):
+            raise InvalidParameterError(
+                "value='similarity' needs similarity=, a function (answers, reference) -> "
+                "array of similarities, e.g. whybox.text.tokenshap.tfidf_similarity or "
+                "minilm_similarity (RagAttribution(value='similarity', similarity='tfidf') "
+                "picks them by name)."
+            )
+        self._similarity = similarity if value == "similarity" else None
+        self.similarity = str(getattr(similarity, "__name__", "callable"))
         if answer is None:
             if self._score_fn is not None:
                 raise InvalidParameterError(

@@ -202,6 +202,7 @@ class RagAttribution:
         self.prompt_template = prompt_template
         self.value = value
         self.similarity = similarity
+        self._similarity_fn = _similarity(similarity) if value == "similarity" else None
         self.granularity = granularity
         self.separator = separator
         self.random_state = random_state
@@ -226,7 +227,7 @@ class RagAttribution:
             documents,
             answer,
             value=self.value,
-            similarity=self.similarity,
+            similarity=self._similarity_fn,
             prompt_template=self.prompt_template,
             granularity=self.granularity,
             separator=self.separator,
@@ -403,7 +404,8 @@ class RagAttribution:
         output = (
             "log-probability of the answer"
             if game.value_kind == "logprob"
-            else f"{game.similarity} similarity of the regenerated answer to the answer"
+            else f"{self.similarity if isinstance(self.similarity, str) else game.similarity} "
+            "similarity of the regenerated answer to the answer"
         )
         if name == "contextcite" and info.get("output") == "logit_prob":
             output = "logit-probability of the answer (ContextCite surrogate)"
@@ -572,6 +574,20 @@ class RagAttribution:
                     }
                 )
         return pd.DataFrame(rows)
+
+
+def _similarity(similarity: Any) -> Callable[[Sequence[str], str], np.ndarray]:
+    from .tokenshap import minilm_similarity, tfidf_similarity
+
+    if callable(similarity):
+        return similarity
+    named = {"tfidf": tfidf_similarity, "minilm": minilm_similarity}
+    if similarity not in named:
+        raise InvalidParameterError(
+            f"similarity={similarity!r} is not one of {sorted(named)} or a callable "
+            "similarity(answers, reference) -> array."
+        )
+    return named[similarity]
 
 
 def _simple(v: Any) -> bool:
