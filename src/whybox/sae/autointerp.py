@@ -22,7 +22,8 @@ default that needs none:
      explanation; the score is the Pearson correlation with the true activations pooled over
      test and non-activating contexts ("all at once"). Backend: 0-10 per token by
      ``generate`` (``simulator="generate"``) or the expected digit under ``logprobs``
-     (``simulator="logprobs"``). Offline (``"lexical"``): 1 on tokens the explanation quotes.
+     (``simulator="logprobs"``). Offline: ``"lexical"`` (1 on tokens the explanation
+     quotes) or ``"embedding"`` (each token's MiniLM cosine with the explanation).
    - *detection* and *fuzzing* (Paulo et al. 2024, delphi): does this context contain the
      feature? / are the marked tokens the ones the explanation describes (correctly marked
      activating contexts against the same contexts with as many random non-activating tokens
@@ -86,6 +87,7 @@ __all__ = [
     "autointerp",
     "balanced_accuracy",
     "correlation",
+    "embedding_simulator",
     "explain_features",
     "explain_prompt",
     "lexical_simulator",
@@ -425,6 +427,26 @@ def lexical_simulator(explanation: str) -> Any:
     return simulate
 
 
+_TOKEN_EMB: dict[str, np.ndarray] = {}  # token string -> MiniLM embedding (bounded)
+
+
+def embedding_simulator(explanation: str) -> Any:
+    """The offline semantic simulator: ``f(tokens) -> ndarray (L,)``, the cosine of each
+    stripped token's all-MiniLM-L6-v2 embedding with the explanation's, clipped at 0
+    (token embeddings are memoised, up to 100,000 strings)."""
+    ref = _embed([explanation])[0]
+
+    def simulate(tokens: Sequence[str]) -> np.ndarray:
+        new = sorted({_norm(t) for t in tokens} - set(_TOKEN_EMB))
+        if new:
+            if len(_TOKEN_EMB) + len(new) > 100_000:
+                _TOKEN_EMB.clear()
+            _TOKEN_EMB.update(zip(new, _embed(new), strict=True))
+        return np.array([max(float(_TOKEN_EMB[_norm(t)] @ ref), 0.0) for t in tokens])
+
+    return simulate
+
+
 def _sim_prompt(explanation: str, tokens: Sequence[str]) -> str:
     lines = [
         f"A feature of a neural network is explained as: {explanation}",
@@ -524,9 +546,12 @@ def _score_one(expl: str, sets: dict[str, list[Context]], scorers: Sequence[str]
     if "simulation" in scorers:
         known = [c for c in test + neg if c.activations is not None]
         preds, unparsed = [], 0
+        semantic = embedding_simulator(expl) if simulator == "embedding" and known else None
         for c in known:
             if simulator == "lexical":
                 preds.append(lex(c.tokens))
+            elif simulator == "embedding":
+                preds.append(semantic(c.tokens))
             elif simulator == "generate":
                 p, u = _simulate_generate(be, expl, c.tokens)
                 preds.append(p)
@@ -598,8 +623,9 @@ def score_explanations(
     backend : whybox.llm backend, callable or None
         None: the offline default (lexical simulator, lexical detection and fuzzing); the
         embedding scorer never uses the backend.
-    simulator : {"lexical", "generate", "logprobs"}, optional
-        Default "lexical" offline, "generate" with a backend.
+    simulator : {"lexical", "embedding", "generate", "logprobs"}, optional
+        Default "lexical" offline, "generate" with a backend. "embedding": each token's
+        MiniLM cosine with the explanation (offline, semantic: "animals" reaches " dog").
     random_state : int
         Seeds the falsely marked tokens of fuzzing.
 
@@ -629,11 +655,12 @@ def score_explanations(
         raise InvalidInputError("no explanations to score: pass at least one.")
     be = None if backend is None else _backend(backend)
     simulator = simulator or ("lexical" if be is None else "generate")
-    if simulator not in ("lexical", "generate", "logprobs"):
+    if simulator not in ("lexical", "embedding", "generate", "logprobs"):
         raise InvalidParameterError(
-            f"simulator={simulator!r}: use 'lexical' (offline), 'generate' or 'logprobs'."
+            f"simulator={simulator!r}: use 'lexical' or 'embedding' (offline), 'generate' or "
+            "'logprobs' (with a backend)."
         )
-    if simulator != "lexical" and "simulation" in scorers:
+    if simulator in ("generate", "logprobs") and "simulation" in scorers:
         if be is None:
             raise InvalidParameterError(
                 f"simulator={simulator!r} needs a backend= (or use 'lexical')."
