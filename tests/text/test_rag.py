@@ -154,3 +154,25 @@ def test_bad_input(rag):
     never = CallableBackend(logprobs=lambda p, c: -np.inf)
     with pytest.raises(InvalidInputError, match="log-probability -inf"):
         RagAttribution(never).explain("Q", DOCS[:3], "A", method="exact")
+
+
+def test_random_state_reproducible_and_answer_tokens():
+    a = RagAttribution(score, random_state=7).explain("Q", DOCS, "A", method="kernel", budget=60)
+    b = RagAttribution(score, random_state=7).explain("Q", DOCS, "A", method="kernel", budget=60)
+    c = RagAttribution(score, random_state=8).explain("Q", DOCS, "A", method="kernel", budget=60)
+    np.testing.assert_array_equal(a.values[0], b.values[0])
+    assert not np.array_equal(a.values[0], c.values[0])
+    # ContextCite's per-token scaling: T tokens = a Lasso penalty T times larger on raw outputs
+    from whybox.text.contextcite import fit_surrogate
+
+    r = RagAttribution(score, holdout=0, answer_tokens=3)
+    e = r.explain("Q", DOCS, "A", method="contextcite", budget=40)
+    game = r.game("Q", DOCS, "A")
+    rng = r._rng(game)
+    masks = rng.random((40, N)) < 0.5
+    y = np.array([logprob_of(m.astype(float)) for m in masks])
+    y = y - np.log(-np.expm1(y))
+    w, _ = fit_surrogate(masks, y, alpha=0.03)
+    np.testing.assert_allclose(e.values[0], w, atol=1e-10)
+    with pytest.raises(InvalidParameterError, match="methods= takes"):
+        r.cost_quality("Q", DOCS, "A", methods=("auto",))

@@ -152,6 +152,10 @@ class RagAttribution:
         ContextCite's Lasso penalty (0.01).
     holdout : int
         ContextCite: held-out masks for the LDS in :meth:`explain` (extra calls; 0: none).
+    answer_tokens : int, optional
+        ContextCite: the answer's number of tokens (its outputs are divided by it before the
+        Lasso fit, as the package does); default counted with the backend's tokenizer, or 1
+        for a backend without one.
 
     Examples
     --------
@@ -175,6 +179,7 @@ class RagAttribution:
         batch_size: int = 256,
         lasso_alpha: float = 0.01,
         holdout: int = 32,
+        answer_tokens: int | None = None,
     ) -> None:
         from ..llm.base import Backend, as_backend
 
@@ -210,6 +215,9 @@ class RagAttribution:
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.lasso_alpha = float(lasso_alpha)
         self.holdout = check_int("holdout", holdout, minimum=0)
+        self.answer_tokens = (
+            None if answer_tokens is None else check_int("answer_tokens", answer_tokens, minimum=1)
+        )
 
     def __repr__(self) -> str:
         name = getattr(self.backend, "name", type(self.backend).__name__)
@@ -236,6 +244,8 @@ class RagAttribution:
         )
 
     def _n_output_tokens(self, answer: str) -> int:
+        if self.answer_tokens is not None:
+            return self.answer_tokens
         tok = getattr(self.backend, "tokenizer", None)
         if tok is None:
             return 1
@@ -510,7 +520,11 @@ class RagAttribution:
         check_int("top_k", top_k, minimum=1)
         check_int("repeats", repeats, minimum=1)
         for m in methods:
-            self._choose(m, 1, None)
+            if m not in RAG_METHODS:
+                raise InvalidParameterError(
+                    f"method {m!r} is not a RAG attribution method; methods= takes names from "
+                    f"{list(RAG_METHODS)}."
+                )
         base_game = self.game(query, documents, answer)
         answer = base_game.answer
         n = base_game.n_players
