@@ -121,8 +121,15 @@ def test_demo_tiny_lm(demo):
     assert float(err / var) == pytest.approx(ev.fvu, rel=0.05)  # all but the last short row
     again = demo_sae("tiny_lm", tokens=8192)
     assert torch.equal(again.sae.W_dec, sae.W_dec)
-    picked = concept_features(fd, n=8)
-    assert sorted(int(j) for j in fd.explanations) == sorted(p["latent"] for p in picked)
-    assert all(p["purity"] >= 0.5 for p in picked)
+    picked = concept_features(fd, n=4)
+    words = concept_features(fd, n=8, classes=("lower", "Capitalised", "UPPER"), min_chars=4)
+    assert all(len(p["token"].strip()) >= 4 and p["token"].strip().isalpha() for p in words)
+    chosen = {p["latent"] for p in picked}
+    chosen |= {p["latent"] for p in words if p["latent"] not in chosen}
+    assert {int(j) for j in fd.explanations} <= chosen
+    assert len(fd.explanations) == min(8, len(chosen))
+    for j, e in fd.explanations.items():
+        assert e["score"] >= 0.5 and repr(next(
+            p["token"] for p in picked + words if p["latent"] == int(j))) in e["text"]  # fmt: skip
     again_ev = evaluation_from_dict(ev.to_dict())
     assert again_ev.to_dict() == ev.to_dict()

@@ -53,6 +53,7 @@ from whybox.zoo.cache import cached_folder
 __all__ = [
     "DEMO_CONFIGS",
     "DEMO_MODELS",
+    "WORD_CLASSES",
     "DemoSAE",
     "concept_features",
     "demo_sae",
@@ -63,6 +64,9 @@ __all__ = [
 
 _VERSION = "2"  # bump when the recipe, the texts or the stored files change
 _FEATURE = "the demo sparse autoencoders"
+
+#: token classes of words (:func:`token_class`)
+WORD_CLASSES = ("lower", "Capitalised", "UPPER")
 
 #: the models :func:`demo_sae` knows
 DEMO_MODELS = ("tiny_lm", "minilm")
@@ -273,8 +277,9 @@ def demo_sae(
         ``(sae, model, tokenizer, evaluation, feature_data)``: the SAE (eval mode, CPU), the
         model and tokenizer it reads, its :class:`~whybox.sae.evaluation.SAEEvaluation` on
         held-out text and its :class:`~whybox.sae.features.FeatureData` there, with a
-        rule-based explanation (the dominant activating token) set on the latents
-        :func:`concept_features` picks.
+        rule-based explanation (the dominant activating token) set on the four purest
+        latents and the four purest of word tokens of at least four letters
+        (:func:`concept_features`).
 
     Raises
     ------
@@ -308,7 +313,12 @@ def demo_sae(
     sae.history = history
     evaluation = evaluation_from_dict(json.loads((folder / "evaluation.json").read_text("utf-8")))
     fd = FeatureData.load(folder / "features")
-    picked = concept_features(fd, n=8)
+    picked = concept_features(fd, n=4)  # the purest latents, then the purest content words
+    taken = {p["latent"] for p in picked}
+    picked += [
+        p for p in concept_features(fd, n=8, classes=WORD_CLASSES, min_chars=4)
+        if p["latent"] not in taken
+    ][:4]  # fmt: skip
     fd.set_explanations({
         p["latent"]: (f"fires on {p['token']!r} ({p['purity']:.0%} of its top contexts)",
                       p["purity"])
@@ -356,6 +366,7 @@ def concept_features(
     by: str = "token",
     distinct: bool = True,
     classes: Sequence[str] | None = None,
+    min_chars: int = 1,
 ) -> list[dict[str, Any]]:
     """Latents whose top contexts are clearly one concept, ranked by purity.
 
@@ -382,6 +393,9 @@ def concept_features(
     classes : sequence of str, optional
         Keep only latents whose dominant token is of one of these :func:`token_class` classes
         (e.g. ``("lower", "Capitalised")`` for word features).
+    min_chars : int, default 1
+        Keep only latents whose dominant token has at least this many characters (edge
+        spaces and ``##`` left out): ``min_chars=4`` skips function words and punctuation.
 
     Returns
     -------
@@ -423,6 +437,8 @@ def concept_features(
     first, second = ("purity", "class_purity") if by == "token" else ("class_purity", "purity")
     if classes is not None:
         rows = [r for r in rows if token_class(r["token"]) in set(classes)]
+    min_chars = check_int("min_chars", min_chars, minimum=0)
+    rows = [r for r in rows if len(str(r["token"]).strip().removeprefix("##")) >= min_chars]
     rows.sort(key=lambda r: (-r[first], -r[second], -r["_firing"], r["latent"]))
     out, seen = [], set()
     for r in rows:
