@@ -162,3 +162,21 @@ def test_texts_are_described_by_the_words_they_contain():
         binomtest(len(held), len(held), base, alternative="greater").pvalue, rel=1e-9
     )
     assert all(h.accuracy < 0.9 for h in d.hypotheses[1:])  # other words: no such rule
+
+
+def test_backend_with_logprobs_checks_by_log_odds(data):
+    def lp(prompt, cont):
+        said = _rule_reader(prompt)
+        return 0.0 if said == cont else -5.0
+
+    be = CallableBackend(generate=_rule_reader, logprobs=lp, name="lp")
+    d = describe(stump, data, backend=be, n_hypotheses=1)
+    assert d.best.accuracy == 1.0
+    assert be.calls > 0
+    assert json_roundtrip(d.to_json())["hypotheses"][0]["accuracy"] == 1.0
+
+
+def json_roundtrip(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
