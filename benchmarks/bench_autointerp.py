@@ -5,7 +5,8 @@ features in 10 dimensions) with each feature given two words; a TopK SAE (k 1, 8
 trained on its hidden layer. *True* latents: decoder cosine > 0.9 with a feature direction;
 *random* latents: an untrained ReLU SAE of the same width. Every latent is explained offline
 (token-statistics log-odds) from its 10 top contexts and scored on held-out contexts (20
-activating, 20 non-activating) by the four scorers. Reported: each score's mean / min / max
+activating, 20 non-activating) by the four scorers (simulation with the lexical and with the
+MiniLM token simulator). Reported: each score's mean / min / max
 over true and random latents, the AUROC separating true from random by that score, how many
 true latents' explanations name exactly their two ground-truth words, and the time per latent
 (explain, and each scorer; the MiniLM model load is timed apart).
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-SCORES = ["simulation", "detection_balanced_accuracy", "detection_auroc",
+SCORES = ["simulation", "simulation_embedding", "detection_balanced_accuracy", "detection_auroc",
           "fuzzing_balanced_accuracy", "fuzzing_auroc", "embedding_auroc"]  # fmt: skip
 
 
@@ -52,9 +53,15 @@ def run() -> dict[str, Any]:
         expl = ai.explain_features(ctx, latents)
         timing[f"{name}_explain"] = (time.perf_counter() - t) / len(latents)
         res = expl
-        for scorer in ("simulation", "detection", "fuzzing", "embedding"):
+        for scorer in ("simulation", "detection", "fuzzing", "embedding", "semantic"):
             t = time.perf_counter()
-            part = ai.score_explanations(ctx, expl, scorers=(scorer,))
+            if scorer == "semantic":  # the MiniLM token simulator
+                part = ai.score_explanations(ctx, expl, scorers=("simulation",),
+                                             simulator="embedding")  # fmt: skip
+                for p in part.rows:
+                    p["simulation_embedding"] = p.pop("simulation")
+            else:
+                part = ai.score_explanations(ctx, expl, scorers=(scorer,))
             timing[f"{name}_{scorer}"] = (time.perf_counter() - t) / len(latents)
             for r, p in zip(res.rows, part.rows, strict=True):
                 r.update({k: v for k, v in p.items() if k in SCORES})
@@ -103,7 +110,7 @@ def markdown(res: dict[str, Any]) -> str:
                      f"| {v['separation_auroc']:.3f} |")  # fmt: skip
     per = "; ".join(
         f"{s} {1e3 * tm[f'true_{s}']:.1f} / {1e3 * tm[f'random_{s}']:.1f}"
-        for s in ("simulation", "detection", "fuzzing", "embedding")
+        for s in ("simulation", "detection", "fuzzing", "embedding", "semantic")
     )
     ex = res["examples"]
     lines += [
