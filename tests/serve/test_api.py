@@ -405,3 +405,67 @@ def test_cli_serve(tmp_path, monkeypatch):
     r = runner.invoke(app, ["serve", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "not an existing folder" in r.output
     assert json.dumps(calls[0][1])  # plain arguments only
+
+
+# ------------------------------------------------------ real internals results --
+def test_patching_and_lens_results_written_by_whybox(tmp_path):
+    """A patching Explanation saved as it is and a LogitLens table written with
+    ``to_frame().to_csv``: the grid and the heatmap equal ``patching_grid`` and the frame."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import pandas as pd
+
+    from tests.internals.tiny import build, input_ids
+    from whybox.internals.lens import logit_lens
+    from whybox.internals.patching import activation_patching, patching_grid
+
+    model = build("gpt2")
+    clean, corrupted = input_ids(batch=1, pos=5, seed=1), input_ids(batch=1, pos=5, seed=2)
+
+    def metric(logits):
+        return logits[:, -1, 5] - logits[:, -1, 6]
+
+    with torch.no_grad():
+        exp = activation_patching(model, clean, corrupted, lambda lg: metric(lg).mean())
+    exp.save(tmp_path / "patch.whybox")
+    lens = logit_lens(model, clean, target=7)
+    frame = lens.to_frame()
+    frame.to_csv(tmp_path / "lens.csv", index=False)
+    with TestClient(create_app(tmp_path)) as c:
+        kinds = {e["path"]: e.get("view") for e in get(c, "/api/index")["entries"]}
+        assert kinds == {"patch.whybox": "grid", "lens.csv": "lens"}
+        g = get(c, "/api/explanation/grid?path=patch.whybox")
+        want = patching_grid(exp)
+        np.testing.assert_allclose(g["values"], want.to_numpy(), rtol=1e-12)
+        assert g["row_labels"] == list(want.index) and g["column_labels"] == list(want.columns)
+        h = get(c, "/api/table/heatmap?path=lens.csv")
+        assert h["value"] == "target_prob"
+        pivot = frame.pivot(index="label", columns="position", values="target_prob")
+        pivot = pivot.loc[pd.unique(frame["label"])]
+        np.testing.assert_allclose(h["values"], pivot.to_numpy(), rtol=1e-6)
+        assert h["text"][0][0] == str(frame["top_1"].iloc[0])
+
+
+def test_multi_output_explanations_pick_one_output(tmp_path):
+    from whybox.explanation import Explanation
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(6, 4, 3))
+    base = np.zeros((6, 3))
+    Explanation(v, base, predictions=v.sum(1), output_names=["a", "<b>", "c"],
+                method="m").save(tmp_path / "multi.whybox")  # fmt: skip
+    Explanation(v[..., ::-1], base, output_names=["c", "<b>", "a"],
+                method="n").save(tmp_path / "rev.whybox")  # fmt: skip
+    with TestClient(create_app(tmp_path)) as c:
+        s = get(c, "/api/explanation?path=multi.whybox&output=1")
+        assert s["output_names"] == ["a", "<b>", "c"] and s["n_outputs"] == 3
+        want = np.abs(v[..., 1]).mean(axis=0)
+        np.testing.assert_allclose(sorted(d["value"] for d in s["importance"]), sorted(want))
+        r = get(c, "/api/explanation/row?path=multi.whybox&i=2&output=2&max_features=4")
+        assert r["prediction"] == pytest.approx(v[2, :, 2].sum())
+        assert sum(st["value"] for st in r["steps"]) == pytest.approx(v[2, :, 2].sum())
+        rows = get(c, "/api/explanation/rows?path=multi.whybox&output=0&sort=total")
+        assert [it["row"] for it in rows["items"]] == list(np.argsort(v[..., 0].sum(1)))
+        get(c, "/api/explanation?path=multi.whybox&output=3", 400)
+        cmp_ = get(c, "/api/compare?a=multi.whybox&b=rev.whybox&k=2&output=1")
+        assert cmp_["mean"]["spearman"] == pytest.approx(1.0)
