@@ -75,7 +75,7 @@ from whybox.errors import (
     ModelCallError,
     UnsupportedModelError,
 )
-from whybox.llm.base import Backend, _texts
+from whybox.llm._protocol import Backend, _texts
 from whybox.llm.cache import RequestCache, canonical_json
 
 __all__ = ["OpenAIBackend"]

@@ -47,7 +47,7 @@ import torch
 
 from whybox._validation import check_int
 from whybox.errors import InvalidInputError, InvalidParameterError, UnsupportedModelError
-from whybox.llm.base import Backend, _texts
+from whybox.llm._protocol import Backend, _texts
 from whybox.llm.http import _seed_of
 
 __all__ = ["LocalBackend"]
