@@ -21,10 +21,11 @@ $(VENV)/.installed-all: pyproject.toml constraints.txt | $(BIN)/python
 # zennit (the LRP oracle), tokenshap (TokenSHAP's reference, for the benchmark) and inseq (a text
 # attribution oracle; with treescope, the one dependency its attribution code imports) go in
 # without their dependencies: zennit's torchvision would pull a CUDA build that breaks
-# transformers, and inseq pins typeguard<=2.13.3, which other oracles need newer.
+# transformers, and inseq pins typeguard<=2.13.3, which other oracles need newer. context-cite
+# (ContextCite's reference solver) would pull nltk and spacy, which its solver never imports.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e '.[all,dev]'
-	$(PIP_INSTALL) --no-deps zennit tokenshap inseq treescope
+	$(PIP_INSTALL) --no-deps zennit tokenshap inseq treescope context-cite
 	@touch $@ $(VENV)/.installed-all
 
 # sae-lens (the SAE file-format oracle, test-only) pins transformer-lens < 4 while .venv has 4.x:

@@ -49,6 +49,7 @@ BENCHMARKS = [
     "bench_sae_training",
     "bench_sae_streaming",
     "bench_llm_client",
+    "bench_rag",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -83,6 +83,7 @@ _LAZY = {
     "LRP": "whybox.propagation.lrp",
     "AttnLRP": "whybox.propagation.attnlrp",
     "TokenShap": "whybox.text.tokenshap",
+    "RagAttribution": "whybox.text.rag",
     "explain_generation": "whybox.text.generation",
 }
 _SUBMODULES = {
@@ -140,6 +141,7 @@ __all__ = [
     "Occlusion",
     "PermutationShap",
     "Probe",
+    "RagAttribution",
     "RawAttention",
     "Saliency",
     "ShapleyInteractions",
@@ -223,6 +225,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .recourse.reasons import reason_codes
     from .report import report
     from .text.generation import explain_generation
+    from .text.rag import RagAttribution
     from .text.tokenshap import TokenShap
     from .trees.treeshap import TreeShap
 
