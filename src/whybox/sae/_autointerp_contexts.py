@@ -115,7 +115,11 @@ class FeatureContexts:
         random_state : int
             Seeds the draws (latent ``j`` uses its own stream: order-independent).
         """
-        acts = np.asarray(activations, dtype=np.float64)
+        acts = np.asarray(activations)  # kept in its dtype (no float64 copy of the whole)
+        if acts.dtype.kind not in "fiub":
+            raise InvalidInputError(
+                f"activations must be numbers, got dtype {acts.dtype}; pass a float array."
+            )
         if acts.ndim == 2:
             acts = acts[:, :, None]
         rows = _token_rows(tokens, vocab)
@@ -139,7 +143,7 @@ class FeatureContexts:
         def ctx(flat: int, a2: np.ndarray, label: int) -> Context:
             s, p = divmod(int(flat), T)
             w = _window(rows[s], p, left, right)
-            return Context(tuple(rows[s][w]), a2[s, w].copy(), label)
+            return Context(tuple(rows[s][w]), a2[s, w].astype(np.float64), label)
 
         def getter(j: int) -> dict[str, list[Context]]:
             a2 = acts[:, :, j]
