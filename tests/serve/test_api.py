@@ -320,6 +320,23 @@ def test_traversal_is_refused(client, route, path, status):
     assert "secret" not in r.text
 
 
+def test_traversal_cases_escape_without_the_checks(folder):
+    """The refused paths are real escapes: a plain join (decoded as a server would) leaves
+    the folder, so the test above would fail without the checks."""
+    from urllib.parse import unquote
+
+    root = folder.resolve()
+    escaping = 0
+    for path, _ in TRAVERSALS:
+        rel = path
+        for _ in range(3):
+            rel = unquote(rel)
+        rel = rel.replace("\\", "/").replace("~", "..").split("\x00")[0]
+        real = (root / rel).resolve()
+        escaping += root not in real.parents and real.exists()
+    assert escaping >= 8
+
+
 def test_symlinks_inside_are_served_and_array_files_out_refused(client):
     assert get(client, "/api/explanation?path=link_in.whybox")["n_rows"] == 30
     r = client.get("/api/features?path=bad_features")
