@@ -486,3 +486,19 @@ def test_multi_output_explanations_pick_one_output(tmp_path):
         get(c, "/api/explanation?path=multi.whybox&output=3", 400)
         cmp_ = get(c, "/api/compare?a=multi.whybox&b=rev.whybox&k=2&output=1")
         assert cmp_["mean"]["spearman"] == pytest.approx(1.0)
+
+
+def test_a_hundred_thousand_latents_are_paged_from_memory_maps(tmp_path):
+    fd = synthetic_feature_data(100_000, n_top=2, explained=3)
+    fd.save(tmp_path / "features")
+    dens = np.asarray(fd.density)
+    app = create_app(tmp_path)
+    with TestClient(app) as c:
+        last = get(c, "/api/features?path=features&offset=99990&limit=50")
+        assert [it["index"] for it in last["items"]] == list(range(99_990, 100_000))
+        top = get(c, "/api/features?path=features&order=density&limit=3&offset=10")
+        assert [it["index"] for it in top["items"]] == list(np.argsort(-dens, kind="stable")[10:13])
+        page = get(c, "/api/feature?path=features&j=99999")
+        assert page["density"] == dens[99_999]
+    loaded = app.state.store.features("features")
+    assert isinstance(loaded.array("top_tokens"), np.memmap)  # never read whole
