@@ -294,3 +294,16 @@ def test_help_lists_the_commands():
     assert res.exit_code == 0
     for cmd in ("train", "eval", "features"):
         assert cmd in res.stdout
+
+
+def test_quickstart_sae_writes_the_demo_page(tmp_path, monkeypatch):
+    import whybox.sae.demo as demo
+
+    small = demo.demo_sae  # the quick tiny-LM build stands in for both demo models
+    monkeypatch.setattr(demo, "demo_sae", lambda name, seed=0: small("tiny_lm", tokens=8192))
+    res = runner.invoke(app, ["quickstart", "--sae", "--out", str(tmp_path / "q")], env=WIDE)
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "q" / "index.html").read_text("utf-8")
+    for sid in ("tiny_lm-evaluation", "tiny_lm-features", "minilm-density", "minilm-features"):
+        assert f'id="{sid}"' in html
+    assert "tiny_lm" in res.stdout and "report written to" in res.stdout

@@ -604,3 +604,104 @@ def register(
             fail(exc)
 
     app.add_typer(sae_app, name="sae")
+    _add_quickstart_flag(app, fail=fail, write=write)
+
+
+# ---------------------------------------------------------------------- quickstart --sae
+def sae_quickstart(path: Path, *, seed: int = 0, log: Callable[[str], Any] = print) -> Any:
+    """Write the demo SAEs' page (:func:`whybox.sae.demo.demo_sae` on the tiny GPT-2 and on
+    all-MiniLM-L6-v2: evaluation tables, density histograms, feature cards) to ``path``.
+
+    Returns ``(written path, {model: (evaluation, picked latents)})``.
+    """
+    from .report import Report
+    from .report.sae import density_section, evaluation_section, feature_cards_section
+    from .sae.demo import demo_sae
+
+    rep = Report(
+        title="whybox quickstart: sparse autoencoders",
+        subtitle="TopK SAEs on a tiny GPT-2 (pydoc topics) and on all-MiniLM-L6-v2",
+    )
+    out = {}
+    for name, label in (("tiny_lm", "tiny GPT-2"), ("minilm", "all-MiniLM-L6-v2")):
+        log(f"{label}: loading the demo SAE (trained on first use, about a minute) ...")
+        _, _, _, ev, fd = demo_sae(name, seed=seed)
+        picked = sorted(int(j) for j in fd.explanations)
+        for sec in (
+            evaluation_section(ev, id=f"{name}-evaluation"),
+            density_section(ev, id=f"{name}-density"),
+            feature_cards_section(fd, picked, n_contexts=5, id=f"{name}-features"),
+        ):
+            sec["title"] = f"{label}: {sec['title']}"
+            rep.add(sec)
+        out[name] = (ev, picked)
+    return rep.save(path), out
+
+
+def _add_quickstart_flag(
+    app: typer.Typer, *, fail: Callable[[Exception], None], write: Callable[[Path, Any], Any]
+) -> None:
+    """Add ``--sae`` to the app's ``quickstart`` command (its other options unchanged)."""
+    import functools
+    import inspect
+    import typing
+
+    info = next(
+        (c for c in app.registered_commands if (c.name or c.callback.__name__) == "quickstart"),
+        None,
+    )
+    if info is None:
+        return
+    original = info.callback
+    sig = inspect.signature(original, eval_str=True)
+    hints = typing.get_type_hints(original)
+    option = typer.Option(
+        False,
+        "--sae",
+        help="Instead: TopK sparse autoencoders on a tiny GPT-2 and on all-MiniLM-L6-v2 "
+        "(trained on first use), their evaluation tables and one-concept features.",
+    )
+    params = [
+        *sig.parameters.values(),
+        inspect.Parameter("sae", inspect.Parameter.KEYWORD_ONLY, default=option, annotation=bool),
+    ]
+
+    @functools.wraps(original)
+    def quickstart(**kwargs: Any) -> None:
+        if not kwargs.pop("sae", False):
+            return original(**kwargs)
+        from ._cli_inputs import check_output_report
+
+        box: dict[str, Any] = {}
+        try:
+            target = check_output_report(kwargs["out"], "--out")
+
+            def save(p: Path) -> None:
+                box["path"], box["res"] = sae_quickstart(
+                    p, seed=kwargs.get("seed", 0), log=lambda m: console.print(m, markup=False)
+                )
+
+            write(target, save)
+        except WhyboxError as exc:
+            fail(exc)
+            return None
+        table = Table(title="whybox quickstart --sae")
+        for col in ("model", "site", "L0", "FVU", "CE loss recovered", "dead fraction"):
+            table.add_column(col)
+        for name, (ev, _) in box["res"].items():
+            ce = "-" if ev.ce_loss_score is None else f"{ev.ce_loss_score:.3f}"
+            table.add_row(
+                name, ev.site, f"{ev.l0:.1f}", f"{ev.fvu:.3f}", ce, f"{ev.dead_fraction:.3f}"
+            )
+        console.print(table)
+        console.print(f"report written to {box['path']}", markup=False)
+        return None
+
+    quickstart.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    quickstart.__annotations__ = {**hints, "sae": bool}
+    quickstart.__doc__ = (original.__doc__ or "") + (
+        "\n\n    With --sae: TopK sparse autoencoders on a tiny GPT-2 and on all-MiniLM-L6-v2, "
+        "their evaluation tables, feature densities and features whose top contexts are "
+        "one token."
+    )
+    info.callback = quickstart

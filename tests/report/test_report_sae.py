@@ -66,9 +66,12 @@ def test_hostile_tokens_are_text_and_the_page_is_safe(setup):
     text = "".join(page.text)
     assert "<script>alert('expl')</script> concept" in text
     shown = {show_token(t) for t in HOSTILE}
-    cells = {line for g in page.grids for row in g for c in row for line in c["lines"]}
-    assert "<script>alert(1)</script>" in cells
-    assert len(shown & cells) >= 3
+    cells = [c for g in page.grids for row in g for c in row]
+    lines = {line for c in cells for line in c["lines"]}
+    titles = {c["attrs"].get("title", "").rsplit(": ", 1)[0] for c in cells}
+    assert "<script>alert(1)</script>" in titles  # whole in the title (the cell cuts it)
+    assert "<script>alert…" in lines
+    assert len(shown & titles) >= 3 and len(shown & lines) >= 3
     assert "&lt;script&gt;alert(1)" in html and "<script>alert(1)" not in html
 
 
@@ -90,7 +93,8 @@ def test_card_cells_are_the_sae_codes_of_the_models_activations(setup):
         assert len(centre) == 1
         value = float(centre[0]["title"].split(": ")[-1].split(" ")[0])
         assert value == pytest.approx(f[seq, pos, j], rel=1e-3)
-        assert centre[0]["lines"] == [show_token(fd.vocab[int(ids[seq, pos])])]
+        assert centre[0]["title"].rsplit(": ", 1)[0] == show_token(fd.vocab[int(ids[seq, pos])])
+        assert row["cells"].index(centre[0]) == R.CARD_WINDOW[0]  # peaks aligned in a column
         assert centre[0]["shade"] != "rgb(255,255,255)"
     logit_rows = {r["label"]: r for r in grid["rows"] if not r["label"].startswith("#")}
     assert set(logit_rows) == {"promotes", "suppresses"}
@@ -99,7 +103,7 @@ def test_card_cells_are_the_sae_codes_of_the_models_activations(setup):
     ln = model.transformer.ln_f
     eff = ((w - w.mean()) * ln.weight.detach()) @ model.lm_head.weight.detach().T
     top = torch.argsort(eff, descending=True)[:6].tolist()
-    assert [c["lines"][0] for c in logit_rows["promotes"]["cells"]] == [
+    assert [c["title"].rsplit(": ", 1)[0] for c in logit_rows["promotes"]["cells"]] == [
         show_token(fd.vocab[t]) for t in top
     ]
 

@@ -45,6 +45,8 @@ __all__ = [
 
 #: tokens shown before / after the activating token in a card's context lines
 CARD_WINDOW = (8, 4)
+#: longer tokens are cut in the cards' cells (hover shows them whole)
+MAX_TOKEN_CHARS = 14
 
 
 def _kind(obj: Any) -> str | None:
@@ -75,6 +77,11 @@ def _token(token: Any) -> str:
     from .internals import show_token
 
     return "?" if token is None else show_token(token)
+
+
+def _short(shown: str) -> str:
+    """A token cut to ``MAX_TOKEN_CHARS`` characters (the cell's title keeps it whole)."""
+    return shown if len(shown) <= MAX_TOKEN_CHARS else shown[: MAX_TOKEN_CHARS - 1] + "…"
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -153,6 +160,7 @@ def density_section(obj: Any, *, id: str = "sae-density") -> dict[str, Any]:
             "dense ones (above 10% of tokens) are rarely interpretable (Bricken et al. 2023)."
         ),
         "figures": [{"src": figure_data_uri(fig), "caption": caption}],
+        "columns": 2,
         "table": {"columns": ["", ""], "rows": rows},
         "notes": [],
     }
@@ -164,12 +172,13 @@ def _context_row(ctx: dict[str, Any], vmax: float, rank: int) -> dict[str, Any]:
     left, right = CARD_WINDOW
     lo, hi = max(0, centre - left), min(len(ctx["token_ids"]), centre + right + 1)
     tokens = ctx["tokens"] or [str(i) for i in ctx["token_ids"]]
-    cells = []
+    blank = {"lines": [""], "shade": "rgb(255,255,255)", "title": "", "num": False}
+    cells = [dict(blank) for _ in range(left - (centre - lo))]  # the peak in one column
     for i in range(lo, hi):
         a = float(ctx["activations"][i])
         shown = _token(tokens[i])
         cells.append({
-            "lines": [shown],
+            "lines": [_short(shown)],
             "shade": _shade(a, vmax),
             "title": f"{shown}: {a:.4g}" + (" (activating token)" if i == centre else ""),
             "num": False,
@@ -184,7 +193,7 @@ def _logit_row(label: str, entries: list[dict[str, Any]], sign: float, n: int) -
         "label": label,
         "cells": [
             {
-                "lines": [_token(e["token"] if e["token"] is not None else e["token_id"])],
+                "lines": [_short(_token(e["token"] if e["token"] is not None else e["token_id"]))],
                 "shade": _shade(sign * abs(float(e["value"])), vmax),
                 "title": f"{_token(e['token'])}: {float(e['value']):+.4g}",
                 "num": False,
@@ -223,7 +232,8 @@ def feature_cards_section(
     dict
         One grid per latent: a line per top context (its activation as the label; each token
         shaded by the latent's activation on it, scale ``[0, max activation]``, hover for
-        the value) and, when the model has an unembedding, a line of promoted tokens (red)
+        the value; the activating tokens aligned in one column, tokens longer than
+        ``MAX_TOKEN_CHARS`` cut) and, when the model has an unembedding, a line of promoted tokens (red)
         and one of suppressed tokens (blue), each on its own scale.
     """
     if _kind(data) != "features":
