@@ -185,6 +185,17 @@ def test_text_image_and_grid_rows(client, folder):
     get(client, "/api/explanation/grid?path=tabular.whybox", 400)
 
 
+def test_dependence_scatter(client, folder):
+    exp = load(folder / "tabular.whybox")
+    d = get(client, "/api/explanation/scatter?path=tabular.whybox&feature=income&max_rows=10")
+    rows = np.array(d["rows"])
+    assert d["numeric"] and len(rows) == 10
+    np.testing.assert_allclose(d["x"], exp.data["income"].to_numpy()[rows])
+    np.testing.assert_allclose(d["y"], np.asarray(exp.values)[rows, 1])
+    get(client, "/api/explanation/scatter?path=tabular.whybox&feature=nope", 400)
+    get(client, f"/api/explanation/scatter?path={HOSTILE}.whybox&feature=x", 400)
+
+
 def test_compare_agreement_against_scipy(client, folder):
     a = np.abs(np.asarray(load(folder / "tabular.whybox").values))
     b = np.abs(np.asarray(load(folder / "tabular_other.whybox").values))
@@ -502,3 +513,16 @@ def test_a_hundred_thousand_latents_are_paged_from_memory_maps(tmp_path):
         assert page["density"] == dens[99_999]
     loaded = app.state.store.features("features")
     assert isinstance(loaded.array("top_tokens"), np.memmap)  # never read whole
+
+
+def test_damaged_files_are_listed_with_an_error_and_refused(tmp_path):
+    (tmp_path / "broken.whybox").write_bytes(b"PK\x03\x04 not a zip")
+    (tmp_path / "empty.csv").write_text("", "utf-8")
+    (tmp_path / "notes.txt").write_text("ignored", "utf-8")
+    with TestClient(create_app(tmp_path)) as c:
+        entries = {e["path"]: e for e in get(c, "/api/index")["entries"]}
+        assert set(entries) == {"broken.whybox", "empty.csv"}
+        assert entries["broken.whybox"]["error"].startswith("unreadable")
+        r = c.get("/api/explanation?path=broken.whybox")
+        assert r.status_code == 422 and "not a whybox explanation file" in r.json()["detail"]
+        assert c.get("/api/explanation?path=notes.txt").status_code == 404

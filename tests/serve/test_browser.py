@@ -182,6 +182,7 @@ def test_rows_filter_sort_and_compare(browser, site, artifacts):
             ".map(t => parseFloat(t.textContent)); return c.length > 2 && c.every((v, i) => "
             "i === 0 || c[i - 1] >= v); }"
         )
+        page.wait_until("() => document.querySelectorAll('#dependence svg circle').length === 30")
         pg.click("#rows table tr.click:nth-child(3)")
         pg.wait_for_selector("#row-detail svg.waterfall")
         pg.select_option("#compare-with", "tabular_other.whybox")
@@ -265,5 +266,6 @@ def test_feature_page_of_a_trained_sae_shows_its_contexts(browser, trained_site,
         ctx = expected["top_contexts"][0]
         assert centre == want[ctx["center"]]
         assert page.page.query_selector("svg.histogram rect") is not None
+        assert page.page.query_selector("svg.histogram line.marker") is not None
     finally:
         page.close()

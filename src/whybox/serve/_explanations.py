@@ -40,6 +40,7 @@ __all__ = [
     "grid",
     "row",
     "rows",
+    "scatter",
     "summary",
 ]
 
@@ -238,6 +239,38 @@ def beeswarm(
             "colour": colour,
         })  # fmt: skip
     return clean({"rows": rows_, "n_rows": m.shape[0], "features": feats})
+
+
+def scatter(
+    exp: Explanation, feature: str, output: int = 0, max_rows: int = 1000
+) -> dict[str, Any]:
+    """Dependence data of one feature (shap's scatter plot): for each sampled row the
+    feature's value and its attribution. Values are numbers when the column is numeric,
+    else category strings. Tabular Explanations with data only."""
+    o = output_index(exp, output)
+    if not exp.is_tabular or exp.data is None:
+        raise InvalidParameterError(
+            "the dependence plot needs a tabular explanation saved with its data (data=X)."
+        )
+    if feature not in exp.feature_names:
+        raise InvalidParameterError(
+            f"feature {_short(feature)!r} is not a feature of this explanation; use one of "
+            f"its feature_names (e.g. {_short(exp.feature_names[0])!r})."
+        )
+    j = list(exp.feature_names).index(feature)
+    rows_ = sample_rows(exp.n_rows, max_rows)
+    col = (
+        exp.data.iloc[:, j]
+        if isinstance(exp.data, pd.DataFrame)
+        else pd.Series(np.asarray(exp.data).reshape(exp.n_rows, -1)[:, j])
+    )
+    numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+    x = col.iloc[rows_]
+    xs = x.to_numpy(dtype=float) if numeric else [_short(v, 60) for v in x.astype(str)]
+    return clean({
+        "feature": _short(feature), "numeric": bool(numeric), "rows": rows_,
+        "x": xs, "y": _matrix(exp, o)[rows_, j], "n_rows": exp.n_rows,
+    })  # fmt: skip
 
 
 def _row_text(exp: Explanation, i: int) -> str:

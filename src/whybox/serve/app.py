@@ -197,6 +197,15 @@ def create_app(
     ) -> Any:
         return X.beeswarm(store.explanation(path), output, max_features, max_rows)
 
+    @app.get("/api/explanation/scatter", summary="dependence: feature value vs attribution")
+    def api_scatter(
+        path: str = path_q(),
+        feature: str = Query(..., max_length=1000),
+        output: int = output_q(),
+        max_rows: int = Query(1000, ge=1, le=5000),
+    ) -> Any:
+        return X.scatter(store.explanation(path), feature, output, max_rows)
+
     @app.get("/api/explanation/rows", summary="a page of rows, filtered and sorted")
     def api_rows(
         path: str = path_q(),

@@ -213,6 +213,16 @@ function histogram(h) {
   return s;
 }
 
+function densityMarked(dens, density) {
+  const s = histogram(dens);
+  const n = dens.counts.length, lo = dens.edges[0], hi = dens.edges[n];
+  if (density > 0 && hi > lo) {
+    const x = 10 + ((Math.log10(density) - lo) / (hi - lo)) * (420 - 20);
+    s.appendChild(svg("line", { x1: x, x2: x, y1: 0, y2: 124, stroke: "#222", "stroke-width": 2, class: "marker" }));
+  }
+  return s;
+}
+
 function drawImage(data, sequential = false, plain = false) {
   const heat = data.heatmap, h = heat.length, w = heat[0].length, scale = Math.max(1, Math.floor(256 / Math.max(h, w)));
   const c = el("canvas", { width: w * scale, height: h * scale, class: "overlay" });
@@ -347,9 +357,50 @@ async function pageExplanation(p) {
     body.push(el("section", { class: "panel" }, el("h2", {}, "Beeswarm"),
       el("p", { class: "muted" }, `${bs.rows.length} of ${bs.n_rows} rows`), beeswarmChart(bs)));
   }
+  if (sum.view === "tabular" && sum.has_data) body.push(dependenceSection(path, output, sum));
   if (sum.view !== "grid") body.push(await rowsSection(path, output, sum, p));
   body.push(await compareSection(path, output, sum));
   setPage(head, body);
+}
+
+function scatterChart(d) {
+  const w = 560, h = 300, left = 60, bottom = 40;
+  const s = svg("svg", { width: w, height: h, class: "scatter" });
+  const cats = d.numeric ? null : [...new Set(d.x)];
+  const xv = d.numeric ? d.x : d.x.map((c) => cats.indexOf(c));
+  const ok = xv.map((x, k) => x !== null && d.y[k] !== null);
+  const xs = xv.filter((_, k) => ok[k]), ys = d.y.filter((_, k) => ok[k]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(0, ...ys), y1 = Math.max(0, ...ys);
+  const X = (x) => left + ((x - x0) / (x1 - x0 || 1)) * (w - left - 20);
+  const Y = (y) => h - bottom - ((y - y0) / (y1 - y0 || 1)) * (h - bottom - 10);
+  s.appendChild(svg("line", { x1: left, x2: w - 20, y1: Y(0), y2: Y(0), stroke: "#bbb" }));
+  xv.forEach((x, k) => {
+    if (!ok[k]) return;
+    const jitter = cats ? (((k * 2654435761) % 1000) / 1000 - 0.5) * 0.5 : 0;
+    s.appendChild(svg("circle", { cx: X(x + jitter), cy: Y(d.y[k]), r: 2.5, fill: d.y[k] >= 0 ? "#ff0051" : "#008bfb", "fill-opacity": 0.7 }));
+  });
+  if (cats) cats.slice(0, 30).forEach((c, k) => s.appendChild(svg("text", { x: X(k), y: h - bottom + 14, "text-anchor": "middle" }, short(c, 12))));
+  else {
+    s.appendChild(svg("text", { x: left, y: h - bottom + 14 }, fmt(x0, 2)));
+    s.appendChild(svg("text", { x: w - 20, y: h - bottom + 14, "text-anchor": "end" }, fmt(x1, 2)));
+  }
+  s.appendChild(svg("text", { x: left, y: h - 6 }, `value of ${short(d.feature, 40)} (y: its attribution, ${fmt(y0, 2)} to ${fmt(y1, 2)})`));
+  return s;
+}
+
+function dependenceSection(path, output, sum) {
+  const box = el("section", { class: "panel", id: "dependence" }, el("h2", {}, "Dependence"));
+  const names = sum.importance.map((d) => d.feature);
+  const sel = el("select", { id: "dependence-feature" }, names.map((f) => el("option", { value: f }, short(f, 40))));
+  const out = el("div");
+  async function load() {
+    try { out.replaceChildren(scatterChart(await api("/api/explanation/scatter", { path, output, feature: sel.value }))); }
+    catch (e) { out.replaceChildren(errorBox(e)); }
+  }
+  sel.addEventListener("change", load);
+  box.append(el("div", { class: "controls" }, "feature ", sel), out);
+  if (names.length) load();
+  return box;
 }
 
 async function rowsSection(path, output, sum, p) {
@@ -495,7 +546,7 @@ function contextLine(c, maxAct) {
 async function pageFeature(p) {
   const path = p.get("path"), j = +p.get("j");
   crumbs(link("", {}, "index"), link("features", { path }, path), el("span", {}, `latent ${j}`));
-  const f = await api("/api/feature", { path, j });
+  const [f, dens] = await Promise.all([api("/api/feature", { path, j }), api("/api/features/density", { path })]);
   const ex = f.explanation;
   const logits = f.logits ? el("div", { class: "cols" }, ["promoted", "suppressed"].map((side) => el("div", {}, el("h2", {}, `Logits ${side}`),
     el("table", { class: "logits" }, f.logits[side].map((l) => el("tr", {}, el("td", { class: "ctx" }, visible(l.token === null ? `#${l.token_id}` : l.token)), el("td", { class: "num" }, fmt(l.value))))))))
@@ -509,7 +560,8 @@ async function pageFeature(p) {
       ex ? el("p", {}, el("span", { class: "explanation-text" }, ex.text), ex.score !== null ? el("span", { class: "pill" }, `score ${fmt(ex.score, 2)}`) : null)
         : el("p", { class: "muted" }, "No explanation yet (wb.sae autointerp, then FeatureData.set_explanations).")),
     el("div", { class: "cols" },
-      el("section", { class: "panel" }, el("h2", {}, "Activation histogram"), histogram(f.histogram)),
+      el("section", { class: "panel" }, el("h2", {}, "Activation histogram"), histogram(f.histogram),
+        el("h2", {}, "Density among all latents"), densityMarked(dens, f.density)),
       el("section", { class: "panel" }, logits)),
     el("section", { class: "panel", id: "top-contexts" }, el("h2", {}, "Top activations"),
       f.top_contexts.length ? f.top_contexts.map((c) => contextLine(c, f.max_activation)) : el("p", { class: "muted" }, "This latent never fired.")),
