@@ -21,7 +21,15 @@ import pytest
 from tests.serve._helpers import HOSTILE, LiveServer, hostile_folder, tree_snapshot
 
 pytest.importorskip("fastapi")
-sync_api = pytest.importorskip("playwright.sync_api")
+try:
+    from playwright import sync_api
+except ImportError:  # never a silent skip: make test installs it with the dev extra
+    pytest.fail(
+        "the dashboard's browser tests need Playwright for Python (no browser download: it "
+        "drives the system Chromium): pip install -c constraints.txt playwright, or "
+        "pip install -e '.[dev]'.",
+        pytrace=False,
+    )
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
