@@ -50,6 +50,7 @@ BENCHMARKS = [
     "bench_sae_streaming",
     "bench_llm_client",
     "bench_rag",
+    "bench_autointerp",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -84,6 +84,7 @@ _LAZY = {
     "AttnLRP": "whybox.propagation.attnlrp",
     "TokenShap": "whybox.text.tokenshap",
     "RagAttribution": "whybox.text.rag",
+    "describe": "whybox.llm.describe",
     "explain_generation": "whybox.text.generation",
 }
 _SUBMODULES = {
@@ -160,6 +161,7 @@ __all__ = [
     "ale",
     "attribution_patching",
     "available_methods",
+    "describe",
     "direct_logit_attribution",
     "evaluate",
     "explain",
@@ -214,6 +216,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .internals.steering import SteeringVector
     from .internals.tuned_lens import TunedLens
     from .linear.shap import LinearShap
+    from .llm.describe import describe
     from .metrics import evaluate
     from .models import wrap_model
     from .propagation.attnlrp import AttnLRP

@@ -25,6 +25,9 @@ _LAZY = {
     "LocalBackend": "whybox.llm.local",
     "OpenAIBackend": "whybox.llm.http",
     "RequestCache": "whybox.llm.cache",
+    "describe": "whybox.llm.describe",
+    "Description": "whybox.llm.describe",
+    "Hypothesis": "whybox.llm.describe",
 }
 
 __all__ = sorted(_LAZY)
