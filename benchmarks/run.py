@@ -51,6 +51,7 @@ BENCHMARKS = [
     "bench_llm_client",
     "bench_rag",
     "bench_autointerp",
+    "bench_serve",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
