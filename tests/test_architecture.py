@@ -87,6 +87,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "whybox._cli_text",
             "whybox._cli_sae",
             "whybox._cli_serve",
+            "whybox._cli_llm",
         ],
     ),
 ]
