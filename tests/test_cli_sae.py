@@ -47,6 +47,14 @@ def folder(tmp_path_factory):
     (root / "notes.txt").write_text("not a model\n")
     (root / "other").mkdir()
     (root / "other" / "keep.txt").write_text("keep\n")
+    (root / "pickled").mkdir()  # the same model with pickled weights
+    for f in (root / "lm").iterdir():
+        if not f.name.endswith(".safetensors"):
+            shutil.copy(f, root / "pickled" / f.name)
+    from safetensors.torch import load_file
+
+    state = load_file(next((root / "lm").glob("*.safetensors")))
+    torch.save(state, root / "pickled" / "pytorch_model.bin")
     cfg = SAEConfig(d_in=64, d_sae=32, architecture="topk", k=4, hook_name=SITE)
     SAE.create(cfg, random_state=0).save(root / "wrong_width")
     return root
@@ -220,6 +228,11 @@ BAD_INPUTS = [
             _NEW,
         ),
         r"the model has 4 blocks",
+    ),
+    BadInput(
+        "pickled-weights-without-trust-model",
+        ("sae", "train", "{d}/pickled", *TRAIN, "--pydoc", "--out", _NEW),
+        r"refusing to load .*pickle files.*--trust-model",
     ),
     BadInput(
         "k-larger-than-width",

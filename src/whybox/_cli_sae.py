@@ -90,6 +90,14 @@ def read_texts(text_file: Path | None, pydoc: bool, split: str) -> list[str]:
     return docs
 
 
+def encoder_texts(texts: list[str]) -> list[str]:
+    """An encoder reads one row per text: documents are cut into their sentences
+    (:func:`whybox.sae.demo.sentences`), which fit its context."""
+    from .sae.demo import sentences
+
+    return sentences(texts, min_words=2) or texts
+
+
 def _causal(folder: Path) -> bool:
     try:
         cfg = json.loads((folder / "config.json").read_text("utf-8"))
@@ -161,6 +169,7 @@ def _token_inputs(texts: list[str], tokenizer: Any, anatomy: Any, tokens: int | 
     import torch
 
     if not anatomy.is_causal:
+        texts = encoder_texts(texts)
         if tokens is None:
             return texts
         out, n = [], 0
@@ -327,7 +336,8 @@ def train_command(
 
     with _quiet():  # transformers' "sequence longer than the model" note: rows are cut here
         sae = train(
-            model, site=site, architecture=arch, width=width, k=k, tokens=texts,
+            model, site=site, architecture=arch, width=width, k=k,
+            tokens=texts if Anatomy.of(model).is_causal else encoder_texts(texts),
             tokenizer=tokenizer, total_tokens=tokens, batch_size=batch_size, lr=lr,
             random_state=seed, device=device, progress=progress,
             activation_options={"context_size": context_size},

@@ -59,6 +59,7 @@ __all__ = [
     "demo_sae",
     "evaluation_from_dict",
     "pydoc_sentences",
+    "sentences",
     "token_class",
 ]
 
@@ -107,23 +108,29 @@ class DemoSAE(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- texts
-def pydoc_sentences(split: str = "train", *, min_words: int = 5, max_words: int = 40) -> list[str]:
-    """The sentences of the pydoc topics (:func:`whybox.zoo.tinylm.tiny_lm_corpus`).
-
-    Each topic is cut at sentence ends (``.``, ``!`` or ``?`` followed by white space) and at
-    blank lines; white space is collapsed; sentences of ``min_words`` to ``max_words`` words
-    are kept, in corpus order.
-    """
-    from whybox.zoo.tinylm import tiny_lm_corpus
-
+def sentences(
+    documents: Sequence[str], *, min_words: int = 1, max_words: int | None = None
+) -> list[str]:
+    """The sentences of ``documents``, in order: each document is cut at blank lines and at
+    sentence ends (``.``, ``!`` or ``?`` followed by white space), white space is collapsed,
+    and sentences of ``min_words`` to ``max_words`` words are kept."""
     out = []
-    for doc in tiny_lm_corpus(split):
+    for doc in documents:
         for block in re.split(r"\n\s*\n", doc):
             for sent in re.split(r"(?<=[.!?])\s+", block):
                 sent = " ".join(sent.split())
-                if min_words <= len(sent.split()) <= max_words:
+                n = len(sent.split())
+                if n >= min_words and (max_words is None or n <= max_words):
                     out.append(sent)
     return out
+
+
+def pydoc_sentences(split: str = "train", *, min_words: int = 5, max_words: int = 40) -> list[str]:
+    """The sentences (:func:`sentences`) of the pydoc topics
+    (:func:`whybox.zoo.tinylm.tiny_lm_corpus`) of ``min_words`` to ``max_words`` words."""
+    from whybox.zoo.tinylm import tiny_lm_corpus
+
+    return sentences(tiny_lm_corpus(split), min_words=min_words, max_words=max_words)
 
 
 def _texts(name: str, split: str) -> list[str]:
