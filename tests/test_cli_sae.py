@@ -275,6 +275,11 @@ BAD_INPUTS = [
         r"--out '.*other' is a folder that holds other files",
     ),
     BadInput(
+        "out-under-a-file",
+        (*_T[:-1], "{d}/notes.txt/sae"),
+        r"--out '.*notes\.txt/sae' is inside '.*notes\.txt', which is a file",
+    ),
+    BadInput(
         "sae-width-does-not-fit-the-site",
         ("sae", "eval", "{d}/wrong_width", "{d}/lm", "--pydoc", "--tokens", "512"),
         r"d_in=64, but the site 'blocks\.1\.resid_post' of this model has width 128",
