@@ -45,8 +45,18 @@ EXACT = dict(
 )
 
 
+#: integer weights approximate repeated rows only: the bags' train / validation splits and the
+#: quantile bins see each row once (test_ebm_weights.py bounds the difference and checks the
+#: exact cases: unit weights, zero weights, no validation split)
+WEIGHT_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": "weights approximate repetition",
+    "check_sample_weight_equivalence_on_sparse_data": "weights approximate repetition",
+}
+
+
 @parametrize_with_checks(
-    [ExplainableBoostingClassifier(**SMALL), ExplainableBoostingRegressor(**SMALL)]
+    [ExplainableBoostingClassifier(**SMALL), ExplainableBoostingRegressor(**SMALL)],
+    expected_failed_checks=lambda est: WEIGHT_CHECKS,
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

@@ -40,6 +40,7 @@ from numba import njit
 
 __all__ = ["boost_mains", "boost_pairs", "gradients", "predict_terms"]
 
+
 LOGLOSS = 0
 SQUARED = 1
 
@@ -94,20 +95,23 @@ def _exp_neg(delta: np.ndarray, out: np.ndarray, n: int) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _loss(F: np.ndarray, y: np.ndarray, objective: int) -> float:
+def _loss(F: np.ndarray, y: np.ndarray, w: np.ndarray, objective: int) -> float:
+    """Weighted mean loss ``sum_i w_i l_i / sum_i w_i`` (the plain mean for unit weights)."""
     total = 0.0
+    wsum = 0.0
     for i in range(F.shape[0]):
         f = F[i]
+        wsum += w[i]
         if objective == LOGLOSS:
             # softplus(f) - y f, computed stably
             if f > 0:
-                total += f + np.log1p(np.exp(-f)) - y[i] * f
+                total += w[i] * (f + np.log1p(np.exp(-f)) - y[i] * f)
             else:
-                total += np.log1p(np.exp(f)) - y[i] * f
+                total += w[i] * (np.log1p(np.exp(f)) - y[i] * f)
         else:
             d = f - y[i]
-            total += d * d
-    return total / max(F.shape[0], 1)
+            total += w[i] * (d * d)
+    return total / wsum if wsum > 0 else total
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -241,9 +245,9 @@ def predict_terms(B, scores, intercept):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, max_leaves,
+def _boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, max_leaves,
                 min_leaf, min_hess, lam, cat_smooth, max_rounds, es_rounds, es_tol,
-                smoothing_rounds, seed):  # fmt: skip
+                smoothing_rounds, seed, wtr, wva):  # fmt: skip
     """Cyclic boosting of the main terms of one bag.
 
     Parameters
@@ -286,7 +290,7 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
     seg_gain = np.zeros(max_leaves + 1)
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
-    best_loss = _loss(F_va, yva, objective) if n_va > 0 else np.inf
+    best_loss = _loss(F_va, yva, wva, objective) if n_va > 0 else np.inf
     best_round = 0
     rounds_done = 0
     E_tr = np.ones(n_tr)
@@ -301,9 +305,10 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
     for i in range(n_tr):
         b = Btr[i, 0]
         g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
-        G[b] += g
-        H[b] += h
-        C[b] += 1.0
+        w = wtr[i]
+        G[b] += g * w
+        H[b] += h * w
+        C[b] += w
     for r in range(max_rounds):
         random = r < smoothing_rounds
         for j in range(p):
@@ -344,10 +349,11 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
                     e = np.exp(-f) if last else E_tr[i] * ed[b]
                     E_tr[i] = e
                 g, h = _grad_hess_e(e, f, ytr[i], objective)
+                w = wtr[i]
                 bn = Btr[i, jn]
-                Gn[bn] += g
-                Hn[bn] += h
-                Cn[bn] += 1.0
+                Gn[bn] += g * w
+                Hn[bn] += h * w
+                Cn[bn] += w
             G, Gn = Gn, G
             H, Hn = Hn, H
             C, Cn = Cn, C
@@ -355,7 +361,7 @@ def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, objective, lr, ma
                 F_va[i] += delta[Bva[i, j]]
         rounds_done = r + 1
         if use_es:
-            loss = _loss(F_va, yva, objective)
+            loss = _loss(F_va, yva, wva, objective)
             if loss < best_loss - es_tol * abs(best_loss):
                 best_loss = loss
                 best_round = rounds_done
@@ -829,8 +835,9 @@ def _pair_fill(na, nb, tr, i, jl, jr, leaves, lam, lr, d, scores_t, ed2):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min_leaf,
-                min_hess, lam, max_rounds, es_rounds, es_tol, smoothing_rounds, seed):  # fmt: skip
+def _boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min_leaf,
+                min_hess, lam, max_rounds, es_rounds, es_tol, smoothing_rounds, seed, wtr,
+                 wva):  # fmt: skip
     """Cyclic boosting of pair terms of one bag on interaction bins, from scores F.
 
     ``Ptr``/``Pva`` are interaction bin codes (n, p), ``pairs`` (q, 2) feature indices and
@@ -862,7 +869,7 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
     LT2, V2, _, _ = _pair_cut_work(m)
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
-    best_loss = _loss(F_va, yva, objective) if n_va > 0 else np.inf
+    best_loss = _loss(F_va, yva, wva, objective) if n_va > 0 else np.inf
     best_round = 0
     rounds_done = 0
     E_tr = np.ones(n_tr)
@@ -885,9 +892,10 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
             a = Ptr[i, pairs[0, 0]]
             b = Ptr[i, pairs[0, 1]]
             g, h = _grad_hess_e(E_tr[i], F_tr[i], ytr[i], objective)
-            cur[a, b, 0] += g
-            cur[a, b, 1] += h
-            cur[a, b, 2] += 1.0
+            w = wtr[i]
+            cur[a, b, 0] += g * w
+            cur[a, b, 1] += h * w
+            cur[a, b, 2] += w
     for r in range(max_rounds):
         random = r < smoothing_rounds
         for t in range(q):
@@ -944,17 +952,18 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
                     e = np.exp(-f) if last else E_tr[i] * e2_flat[c]
                     E_tr[i] = e
                 g, h = _grad_hess_e(e, f, ytr[i], objective)
+                w = wtr[i]
                 k = 3 * c_n[i]
-                n_flat[k] += g
-                n_flat[k + 1] += h
-                n_flat[k + 2] += 1.0
+                n_flat[k] += g * w
+                n_flat[k + 1] += h * w
+                n_flat[k + 2] += w
             cur, nxt = nxt, cur
             c_v = cell_va[t]
             for i in range(n_va):
                 F_va[i] += d_flat[c_v[i]]
         rounds_done = r + 1
         if use_es:
-            loss = _loss(F_va, yva, objective)
+            loss = _loss(F_va, yva, wva, objective)
             if loss < best_loss - es_tol * abs(best_loss):
                 best_loss = loss
                 best_round = rounds_done
@@ -964,3 +973,28 @@ def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, objective, lr, min
     if not use_es:
         return scores, rounds_done
     return best, best_round
+
+
+def _unit(w: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n) if w is None else np.ascontiguousarray(w, dtype=np.float64)
+
+
+def boost_mains(Btr, ytr, Bva, yva, F_tr, F_va, *args, wtr=None, wva=None):  # type: ignore[no-untyped-def]
+    """Cyclic boosting of the main terms of one bag (see ``_boost_mains``).
+
+    ``wtr`` / ``wva`` (n_tr,), (n_va,) are the rows' sample weights (None: all ones). A row of
+    weight ``w`` adds ``w`` times its gradient, hessian and count to the histograms and ``w``
+    times its loss to the validation loss, so unit weights give the unweighted fit to the bit
+    and integer weights the fit on repeated rows (up to the order of the sums).
+    """
+    return _boost_mains(
+        Btr, ytr, Bva, yva, F_tr, F_va, *args, _unit(wtr, ytr.shape[0]), _unit(wva, yva.shape[0])
+    )
+
+
+def boost_pairs(Ptr, ytr, Pva, yva, F_tr, F_va, *args, wtr=None, wva=None):  # type: ignore[no-untyped-def]
+    """Cyclic boosting of pair terms of one bag (see ``_boost_pairs``), with sample weights
+    ``wtr`` / ``wva`` as in :func:`boost_mains`."""
+    return _boost_pairs(
+        Ptr, ytr, Pva, yva, F_tr, F_va, *args, _unit(wtr, ytr.shape[0]), _unit(wva, yva.shape[0])
+    )

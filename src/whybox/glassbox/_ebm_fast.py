@@ -27,7 +27,7 @@ __all__ = ["fast_pair_gains", "rank_pairs"]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def fast_pair_gains(P, g, h, pairs, nbins, min_leaf, min_hess, lam):
+def _fast_pair_gains(P, g, h, pairs, nbins, min_leaf, min_hess, lam, w):
     """FAST strength of each pair.
 
     Parameters
@@ -40,6 +40,9 @@ def fast_pair_gains(P, g, h, pairs, nbins, min_leaf, min_hess, lam):
         Feature indices of the candidate pairs.
     nbins : int array of shape (p,)
         Interaction bins per feature.
+    w : float array of shape (n,)
+        Sample weights: a row counts ``w`` times towards ``min_samples_leaf`` (``g`` and
+        ``h`` come already weighted).
 
     Returns
     -------
@@ -68,7 +71,7 @@ def fast_pair_gains(P, g, h, pairs, nbins, min_leaf, min_hess, lam):
             b = P[i, fb]
             SG[a, b] += g[i]
             SH[a, b] += h[i]
-            SC[a, b] += 1.0
+            SC[a, b] += w[i]
         # inclusive 2-D cumulative sums: S[i, j] = sum over a <= i, b <= j
         for a in range(na):
             for b in range(nb):
@@ -118,6 +121,12 @@ def fast_pair_gains(P, g, h, pairs, nbins, min_leaf, min_hess, lam):
                     best = gain
         out[t] = best
     return out
+
+
+def fast_pair_gains(P, g, h, pairs, nbins, min_leaf, min_hess, lam, w=None):  # type: ignore[no-untyped-def]
+    """FAST strength of each pair (see ``_fast_pair_gains``); ``w`` None counts every row once."""
+    w = np.ones(P.shape[0]) if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    return _fast_pair_gains(P, g, h, pairs, nbins, min_leaf, min_hess, lam, w)
 
 
 def rank_pairs(gains_per_bag: list[np.ndarray], pairs: np.ndarray, k: int) -> np.ndarray:

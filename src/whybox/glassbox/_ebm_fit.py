@@ -70,7 +70,7 @@ class FittedTerms:
     main_scores : list of arrays of shape (n_bins_j,)
     main_std : list of arrays of shape (n_bins_j,)
     main_weights : list of arrays of shape (n_bins_j,)
-        Training rows per bin.
+        Training weight per bin (the rows per bin for unit weights).
     pairs : list of (int, int)
     pair_scores, pair_std, pair_weights : lists of arrays of shape (n_bins_a, n_bins_b)
     best_iteration : ndarray of shape (2, n_bags)
@@ -121,11 +121,14 @@ def make_bags(
     return bags
 
 
-def _intercept(y: np.ndarray, objective: int) -> float:
+def _intercept(y: np.ndarray, w: np.ndarray, objective: int) -> float:
+    """The best constant: the weighted mean (squared error) or the log-odds of the weighted
+    rate (log-loss). ``sum(y * 1) / sum(1)`` is ``y.mean()`` to the bit."""
+    m = float((y * w).sum() / w.sum())
     if objective == LOGLOSS:
-        p = float(np.clip(y.mean(), 1e-12, 1 - 1e-12))
+        p = float(np.clip(m, 1e-12, 1 - 1e-12))
         return float(np.log(p / (1 - p)))
-    return float(y.mean())
+    return m
 
 
 def _map(fn: Callable[[int], Any], n: int, n_jobs: int) -> list[Any]:
@@ -144,6 +147,7 @@ def fit_ebm(
     is_cat: np.ndarray,
     s: BoostSettings,
     random_state: Any,
+    sample_weight: np.ndarray | None = None,
 ) -> FittedTerms:
     """Fit all bags and stages; see the module docstring.
 
@@ -159,8 +163,12 @@ def fit_ebm(
     s : BoostSettings
     random_state : None, int or SeedSequence
         Seeds the bags' splits and the random cuts of the smoothing rounds.
+    sample_weight : float array of shape (n,) or None
+        Positive weights of the rows (None: all ones): they scale each row's gradient,
+        hessian, count and loss, the intercept and the centring weights.
     """
     _n, p = B.shape
+    w = np.ones(_n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     ss = np.random.SeedSequence(random_state) if not isinstance(random_state, np.random.SeedSequence) else random_state  # fmt: skip
     children = ss.spawn(s.outer_bags)
     kernel_seeds = [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in children]
@@ -173,14 +181,14 @@ def fit_ebm(
         Btr = np.asfortranarray(B[tr])
         Bva = np.asfortranarray(B[va])
         ytr, yva = y[tr], y[va]
-        icpt = _intercept(ytr, s.objective)
+        icpt = _intercept(ytr, w[tr], s.objective)
         F_tr = np.full(tr.size, icpt)
         F_va = np.full(va.size, icpt)
         scores, rounds = boost_mains(
             Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, s.objective, s.learning_rate,
             s.max_leaves, s.min_samples_leaf, s.min_hessian, s.reg_lambda, s.cat_smooth,
             s.max_rounds, s.early_stopping_rounds, s.early_stopping_tolerance,
-            s.smoothing_rounds, kernel_seeds[b],
+            s.smoothing_rounds, kernel_seeds[b], wtr=w[tr], wva=w[va],
         )  # fmt: skip
         state[b].update(
             intercept=icpt,
@@ -202,9 +210,10 @@ def fit_ebm(
             tr = bags[b][0]
             g, h = gradients(state[b]["F_tr"], y[tr], s.objective)
             Ptr = np.asfortranarray(P[tr])
+            wb = w[tr]
             return fast_pair_gains(
-                Ptr, g, h, candidates, nbins_int, float(s.min_samples_leaf), s.min_hessian,
-                s.reg_lambda,
+                Ptr, g * wb, h * wb, candidates, nbins_int, float(s.min_samples_leaf),
+                s.min_hessian, s.reg_lambda, wb,
             )  # fmt: skip
 
         gains = _map(rank, s.outer_bags, s.n_jobs)
@@ -223,13 +232,13 @@ def fit_ebm(
             state[b]["F_tr"].copy(), state[b]["F_va"].copy(), pair_arr, nbins_int,
             s.objective, s.learning_rate, float(s.min_samples_leaf), s.min_hessian,
             s.reg_lambda, s.max_rounds, s.early_stopping_rounds, s.early_stopping_tolerance,
-            s.interaction_smoothing_rounds, kernel_seeds[b] ^ 0x5DEECE66D,
+            s.interaction_smoothing_rounds, kernel_seeds[b] ^ 0x5DEECE66D, wtr=w[tr], wva=w[va],
         )  # fmt: skip
         state[b]["pairs"] = scores
         state[b]["pair_rounds"] = rounds
 
     _map(pair_stage, s.outer_bags, s.n_jobs)
-    return _average(B, P, state, pairs, nbins, nbins_int)
+    return _average(B, P, state, pairs, nbins, nbins_int, w)
 
 
 def _average(
@@ -239,11 +248,12 @@ def _average(
     pairs: list[tuple[int, int]],
     nbins: np.ndarray,
     nbins_int: np.ndarray,
+    rw: np.ndarray,
 ) -> FittedTerms:
     n_bags = len(state)
     p = B.shape[1]
     icpt = np.array([st["intercept"] for st in state], dtype=float)
-    main_w = [np.bincount(B[:, j], minlength=nbins[j]).astype(float) for j in range(p)]
+    main_w = [np.bincount(B[:, j], weights=rw, minlength=nbins[j]) for j in range(p)]
     bagged_main = []
     for j in range(p):
         sc = np.stack([st["mains"][j, : nbins[j]] for st in state])  # (n_bags, nb)
@@ -257,7 +267,7 @@ def _average(
     for t, (a, c) in enumerate(pairs):
         na, nc = int(nbins_int[a]), int(nbins_int[c])
         w = np.zeros((na, nc))
-        np.add.at(w, (P[:, a].astype(np.int64), P[:, c].astype(np.int64)), 1.0)
+        np.add.at(w, (P[:, a].astype(np.int64), P[:, c].astype(np.int64)), rw)
         sc = np.stack([st["pairs"][t, :na, :nc] for st in state])
         mean = (sc * w).sum(axis=(1, 2)) / w.sum()
         sc = sc - mean[:, None, None]

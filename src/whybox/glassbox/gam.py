@@ -57,6 +57,7 @@ from ._ebm_boost import LOGLOSS, SQUARED
 from ._ebm_fit import BoostSettings, FittedTerms, fit_ebm
 from ._ebm_targets import _plain, _resolve_ebm_target
 from ._ebm_terms import EBMGlobal, EBMTerm
+from ._ebm_weights import check_sample_weight
 
 __all__ = ["ExplainableBoostingClassifier", "ExplainableBoostingRegressor"]
 
@@ -315,7 +316,23 @@ class _EBMBase(BaseEstimator):
         return mask
 
     # ---------------------------------------------------------------- fit
-    def _fit(self, X: Any, y: np.ndarray) -> None:
+    def _weighted_rows(
+        self, X: Any, y: np.ndarray, sample_weight: Any
+    ) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """(X, y, weights) without the rows of weight zero; weights None when not given."""
+        X = _as_table(X)
+        if y.shape[0] != X.shape[0]:
+            raise InvalidInputError(
+                f"X has {X.shape[0]} rows but y has {y.shape[0]} entries; pass one target per row."
+            )
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if w is None or (w > 0).all():
+            return X, y, w
+        keep = w > 0
+        X = X.iloc[np.flatnonzero(keep)] if isinstance(X, pd.DataFrame) else X[keep]
+        return X, y[keep], w[keep]
+
+    def _fit(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
         X = _as_table(X)
         _check_feature_names(self, X, reset=True)
         names = (
@@ -343,7 +360,9 @@ class _EBMBase(BaseEstimator):
         P = bin_matrix(X, specs, interaction=True)
         nbins = np.array([s.n_bins() for s in specs], dtype=np.int64)
         nbins_int = np.array([s.n_bins(interaction=True) for s in specs], dtype=np.int64)
-        fitted = fit_ebm(B, P, y, nbins, nbins_int, is_cat, settings, self.random_state)
+        fitted = fit_ebm(
+            B, P, y, nbins, nbins_int, is_cat, settings, self.random_state, sample_weight
+        )
         self._store(specs, names, fitted)
 
     def _store(self, specs: list[FeatureBins], names: list[str], f: FittedTerms) -> None:
@@ -603,11 +622,15 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
     def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
         return {"allow_nan": True, "binary_only": True}
 
-    def fit(self, X: Any, y: Any) -> ExplainableBoostingClassifier:
-        """Fit on X (n, p) and binary labels y (n,)."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ExplainableBoostingClassifier:
+        """Fit on X (n, p) and binary labels y (n,).
+
+        ``sample_weight`` (n,): non-negative weights, a row of weight w counting w times
+        (rows of weight 0 are dropped); None weighs every row 1.
+        """
         from sklearn.utils.multiclass import check_classification_targets
 
-        yv = _as_target(y)
+        X, yv, w = self._weighted_rows(X, _as_target(y), sample_weight)
         try:
             check_classification_targets(yv)
         except ValueError as exc:
@@ -630,7 +653,7 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
                 "(one-vs-rest), e.g. with sklearn.multiclass.OneVsRestClassifier."
             )
         self.classes_ = classes
-        self._fit(X, codes.astype(float))
+        self._fit(X, codes.astype(float), w)
         return self
 
     def _output_name(self) -> str:
@@ -721,9 +744,10 @@ class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
             random_state=random_state,
         )
 
-    def fit(self, X: Any, y: Any) -> ExplainableBoostingRegressor:
-        """Fit on X (n, p) and a numeric target y (n,)."""
-        yv = _as_target(y)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ExplainableBoostingRegressor:
+        """Fit on X (n, p) and a numeric target y (n,), with optional ``sample_weight`` (n,)
+        as in :meth:`ExplainableBoostingClassifier.fit`."""
+        X, yv, w = self._weighted_rows(X, _as_target(y), sample_weight)
         try:
             yf = yv.astype(float)
         except (TypeError, ValueError) as exc:
@@ -736,7 +760,7 @@ class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
                 f"y contains {int((~np.isfinite(yf)).sum())} NaN or infinite values; the "
                 "target must be finite. Drop or impute those rows."
             )
-        self._fit(X, yf)
+        self._fit(X, yf, w)
         return self
 
     def predict(self, X: Any) -> np.ndarray:
