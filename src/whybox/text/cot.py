@@ -341,7 +341,8 @@ class ProbeMonitor(Monitor):
     prefix : str, default ""
         Text run before the trace (the question), not scored; tokenised separately.
 
-    The result's score is the largest token probability; spans are runs of consecutive
+    A probe without ``predict_proba`` (a ridge probe) is scored by the logistic sigmoid of
+    its decision value. The result's score is the largest token probability; spans are runs of consecutive
     flagged tokens (character offsets of their first and last token); ``details`` holds the
     ``tokens``, ``token_scores`` (n_tokens,) and ``offsets``.
     """
