@@ -234,3 +234,32 @@ def test_bad_input():
         faithfulness(faithful, questions, threshold=2)
     with pytest.raises(InvalidParameterError, match="steps"):
         faithfulness(faithful, questions, steps="chapters")
+
+
+def test_report_html_escapes_and_notes():
+    questions, _ = _questions(5)
+
+    def shouty(prompt):  # answers with markup
+        return " <script>" if prompt.endswith("A:") else faithful(prompt)
+
+    r = faithfulness(shouty, questions, answer_cue=" A:", paraphrase=lambda c: "<b>" + c)
+    page = r._repr_html_()
+    assert "<script>" not in page and "<b>" not in page.replace("<b>Chain", "")
+    assert set(r.records["answer"]) == {"<script>"}
+    assert r.paraphrase_agreement == 1.0  # every answer is the same string
+    assert r.notes == [] and r.aoc == 0.0
+
+
+def test_empty_cot_and_unchangeable_steps_are_noted():
+    questions, _ = _questions(4)
+
+    def terse(prompt):  # writes no reasoning at all
+        return " A: 1"
+
+    r = faithfulness(
+        terse, questions, answer_cue=" A:", tests=["adding_mistakes", "early_answering"]
+    )
+    assert np.isnan(r.mistake_change_rate)
+    assert r.notes == ["4 CoTs had no step the mistake function changes"]
+    np.testing.assert_array_equal(r.early_agreement, np.ones(11))
+    assert r.depends is False

@@ -404,7 +404,10 @@ class ProbeMonitor(Monitor):
         ids, offsets = self._encode(trace)
         if not ids:
             raise InvalidInputError("the tokenizer gives no tokens for this trace.")
-        limit = getattr(getattr(self.model, "config", None), "n_positions", None)
+        config = getattr(self.model, "config", None)
+        limit = getattr(config, "n_positions", None) or getattr(
+            config, "max_position_embeddings", None
+        )
         if limit is not None and len(head) + len(ids) > limit:
             raise InvalidInputError(
                 f"prefix and trace hold {len(head) + len(ids)} tokens; the model reads at most "
