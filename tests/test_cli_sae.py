@@ -280,6 +280,11 @@ BAD_INPUTS = [
         r"--out '.*notes\.txt/sae' is inside '.*notes\.txt', which is a file",
     ),
     BadInput(
+        "quickstart-sae-and-text",
+        ("quickstart", "--sae", "--text", "--out", _NEW),
+        r"--sae and --text are different quickstarts; pass one",
+    ),
+    BadInput(
         "sae-width-does-not-fit-the-site",
         ("sae", "eval", "{d}/wrong_width", "{d}/lm", "--pydoc", "--tokens", "512"),
         r"d_in=64, but the site 'blocks\.1\.resid_post' of this model has width 128",

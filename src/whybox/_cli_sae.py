@@ -684,6 +684,11 @@ def _add_quickstart_flag(
 
         box: dict[str, Any] = {}
         try:
+            others = [f"--{k}" for k in ("text", "vision") if kwargs.get(k)]
+            if others:
+                raise InvalidParameterError(
+                    f"--sae and {' and '.join(others)} are different quickstarts; pass one."
+                )
             target = check_output_report(kwargs["out"], "--out")
 
             def save(p: Path) -> None:
