@@ -263,3 +263,19 @@ def test_empty_cot_and_unchangeable_steps_are_noted():
     assert r.notes == ["4 CoTs had no step the mistake function changes"]
     np.testing.assert_array_equal(r.early_agreement, np.ones(11))
     assert r.depends is False
+
+
+def test_plot_draws_the_curve():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    questions, digits = _questions(10)
+    r = faithfulness(faithful, questions, answer_cue=" A:", tests=["early_answering"])
+    ax = r.plot()
+    x, y = ax.lines[0].get_data()
+    np.testing.assert_array_equal(x, FRACTIONS)
+    np.testing.assert_allclose(y, _expected_early(digits))
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)

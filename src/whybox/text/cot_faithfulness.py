@@ -268,6 +268,21 @@ class FaithfulnessReport:
         """The early-answering curve: fraction of the CoT kept, agreement with the full answer."""
         return pd.DataFrame({"fraction": self.fractions, "agreement": self.early_agreement})
 
+    def plot(self, ax: Any = None, *, label: str | None = None) -> Any:
+        """The early-answering curve (as Lanham et al.'s Figure 3): fraction of the CoT kept
+        against the fraction of answers unchanged. Returns the matplotlib Axes."""
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(4.5, 3.2))
+        text = label if label is not None else f"AOC {self.aoc:.2f}"
+        ax.plot(self.fractions, self.early_agreement, marker="o", label=text)
+        ax.set_xlabel("fraction of the chain of thought kept")
+        ax.set_ylabel("same answer as the full CoT")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(loc="lower right")
+        return ax
+
     def __str__(self) -> str:
         lines = [
             f"Chain-of-thought faithfulness on {self.n_questions} questions ({self.calls} calls)"
