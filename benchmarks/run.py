@@ -52,6 +52,7 @@ BENCHMARKS = [
     "bench_rag",
     "bench_autointerp",
     "bench_serve",
+    "bench_cot",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

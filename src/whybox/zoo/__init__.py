@@ -18,6 +18,8 @@
 - :func:`toy_superposition_model` (Toy Models of Superposition, Elhage et al. 2022) with its
   geometry helpers (:func:`classify_geometry`, :func:`feature_dimensionality`, ...): the
   ground truth an SAE must recover.
+- :func:`scratchpad_model`: two small transformers trained on a multi-step sum, one whose
+  answer reads its scratchpad and one whose answer ignores it (chain-of-thought faithfulness).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from whybox.zoo.modular import (
     modular_addition_data,
     modular_addition_model,
 )
+from whybox.zoo.scratchpad import ScratchpadModel, scratchpad_model, scratchpad_questions
 from whybox.zoo.sentiment import sentiment_classifier, sentiment_sentences
 from whybox.zoo.superposition import (
     Geometry,
@@ -76,6 +79,7 @@ __all__ = [
     "CreditData",
     "DigitsData",
     "Geometry",
+    "ScratchpadModel",
     "ToyModel",
     "ablate_frequencies",
     "attention_patterns",
@@ -103,6 +107,8 @@ __all__ = [
     "previous_token_score",
     "repeated_tokens",
     "sample_sparse_features",
+    "scratchpad_model",
+    "scratchpad_questions",
     "sentiment_classifier",
     "sentiment_sentences",
     "tiny_lm",
