@@ -53,6 +53,7 @@ BENCHMARKS = [
     "bench_autointerp",
     "bench_serve",
     "bench_cot",
+    "bench_sae_demo",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

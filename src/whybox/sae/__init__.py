@@ -38,6 +38,8 @@ _LAZY = {
     "ShardActivations": "whybox.sae.activations",
     "feature_data": "whybox.sae.features",
     "FeatureData": "whybox.sae.features",
+    "demo_sae": "whybox.sae.demo",
+    "concept_features": "whybox.sae.demo",
     "edit_features": "whybox.sae.steering",
     "ablate_features": "whybox.sae.steering",
     "clamp_features": "whybox.sae.steering",
