@@ -546,10 +546,15 @@ class JumpReLUSAE(SAE):
         self, sae_in: torch.Tensor, target: torch.Tensor, state: TrainState
     ) -> tuple:
         # sparse kernels (H-perf): same values and pseudo-derivatives as _JumpReLU / _Step
-        values, indices, l0 = _sparse.jumprelu_encode(
-            sae_in, self.W_enc, self.b_enc, self.threshold, float(self.cfg.jumprelu_bandwidth)
+        values, indices, offsets, l0 = _sparse.jumprelu_encode(
+            sae_in,
+            self.W_enc,
+            self.b_enc,
+            self.threshold,
+            float(self.cfg.jumprelu_bandwidth),
+            compact=True,
         )
-        x_hat = _sparse.sparse_decode(values, indices, self.W_dec, self.b_dec)
+        x_hat = _sparse.sparse_decode(values, indices, self.W_dec, self.b_dec, offsets=offsets)
         sparsity = self.cfg.l0_coefficient * state.l1_scale * l0.mean()
         return x_hat, values, indices, sparsity, None
 
@@ -635,13 +640,15 @@ class BatchTopKSAE(SAE):
         self, sae_in: torch.Tensor, target: torch.Tensor, state: TrainState
     ) -> tuple:
         # sparse kernels (H-perf): the same selection as _batch_topk, no dense (n, d_sae)
-        values, indices = _sparse.batchtopk_encode(sae_in, self.W_enc, self.b_enc, self.cfg.k)
+        values, indices, offsets = _sparse.batchtopk_encode(
+            sae_in, self.W_enc, self.b_enc, self.cfg.k, compact=True
+        )
         with torch.no_grad():
             kept = values[values > 0]
             if kept.numel():
                 lr = self.cfg.topk_threshold_lr
                 self.topk_threshold.mul_(1 - lr).add_(lr * kept.min())
-        x_hat = _sparse.sparse_decode(values, indices, self.W_dec, self.b_dec)
+        x_hat = _sparse.sparse_decode(values, indices, self.W_dec, self.b_dec, offsets=offsets)
         return x_hat, values, indices, x_hat.new_zeros(()), None
 
     def _aux_loss(self, sae_in, target, x_hat, state, extra) -> torch.Tensor:
