@@ -35,6 +35,7 @@ from ._cli_inputs import (
     parse_target,
 )
 from ._cli_internals import register as _register_internals
+from ._cli_llm import register as _register_llm
 from ._cli_sae import register as _register_sae
 from ._cli_serve import register as _register_serve
 from ._cli_text import register as _register_text
@@ -810,6 +811,7 @@ _register_internals(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
 _register_text(app, fail=_fail, write=_write)
 _register_sae(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
 _register_serve(app, fail=_fail)
+_register_llm(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
 
 
 def main() -> None:
