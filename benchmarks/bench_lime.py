@@ -1,27 +1,38 @@
 """Lime vs lime's LimeTabularExplainer: same model, rows and number of model calls; one process.
 
-Task: scikit-learn's breast-cancer data (569 x 30), RandomForestClassifier(n_estimators=100,
-random_state=0) fit on all rows, explain the class-1 probability of the first 20 rows with 5000
-samples each (one model call of 5000 rows per row in both) and top-5 features (lime's
-``num_features=5``: "auto" = forward selection), lime's training data / whybox's background = X.
+Tasks (20 rows each, 5000 samples per row, top-5 features: lime's ``num_features=5``, "auto" =
+forward selection; lime's training data = whybox's background = the training rows):
+
+* ``cancer_rf``: scikit-learn's breast-cancer data (569 x 30), RandomForestClassifier(
+  n_estimators=100, random_state=0) fit on all rows, class-1 probability.
+* ``gb3``: held out: ``make_classification(5000, 20 features, 8 informative, 3 classes)``,
+  GradientBoostingClassifier(random_state=0), all three class probabilities (lime
+  ``labels=(0, 1, 2)``).
+* ``wine_mlp``: held out: wine (178 x 13, 3 classes), StandardScaler + MLPClassifier((64, 64))
+  pipeline, class-1 probability.
 
 Runs are interleaved (lime seed s, then whybox) so that load on a shared machine hits both;
-times are the best of ``repeats``. The floor is the bare model time: ``predict_proba`` on
-20 x 5000 rows in 20 calls, on samples drawn like whybox's (each column from its marginal).
-Stability: whybox's top-5 sets over ``repeats`` runs with the same random_state, lime's over
-``repeats`` seeds (fraction of rows with identical sets, and mean pairwise Jaccard index).
+times are the best of ``repeats``. The model-call floor is the bare model time on whybox's own
+model inputs, in its batches (whybox sends the samples of all 20 rows in one call here, and the
+20 explained rows for the predictions), timed after each whybox run;
+``whybox_model_s`` is the model time inside whybox's own run (its calls timed) and
+``lime_model_s`` inside lime's. Stability: whybox's top-5 sets over ``repeats`` runs with the
+same random_state, lime's over ``repeats`` seeds (fraction of rows with identical sets, and mean
+pairwise Jaccard index).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from itertools import combinations
+from typing import Any
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import RandomForestClassifier
 
-from benchmarks.common import best_of
+from benchmarks.common import best_of, machine
+
+N_ROWS, BUDGET = 20, 5000
 
 
 def _agreement(runs: list[list[frozenset[int]]]) -> tuple[float, float]:
@@ -34,21 +45,61 @@ def _agreement(runs: list[list[frozenset[int]]]) -> tuple[float, float]:
     return float(same), float(jac)
 
 
-def run(n_rows: int = 20, budget: int = 5000, repeats: int = 3) -> dict[str, object]:
+def _tasks() -> dict[str, tuple[str, Any, np.ndarray, np.ndarray, list[int]]]:
+    """name -> (description, fitted model, training rows, explained rows, classes)."""
+    from sklearn.datasets import load_breast_cancer, load_wine, make_classification
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = {}
+    X, y = load_breast_cancer(return_X_y=True)
+    rf = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
+    out["cancer_rf"] = ("breast cancer 569x30, RandomForest(100), class 1", rf, X, X[:N_ROWS], [1])
+    X, y = make_classification(
+        n_samples=5000, n_features=20, n_informative=8, n_classes=3, random_state=0
+    )
+    gb = GradientBoostingClassifier(random_state=0).fit(X, y)
+    out["gb3"] = ("synthetic 5000x20, GradientBoosting, 3 classes", gb, X, X[:N_ROWS], [0, 1, 2])
+    X, y = load_wine(return_X_y=True)
+    mlp = make_pipeline(
+        StandardScaler(), MLPClassifier((64, 64), max_iter=1000, random_state=0)
+    ).fit(X, y)
+    out["wine_mlp"] = ("wine 178x13, StandardScaler+MLP(64,64), class 1", mlp, X, X[:N_ROWS], [1])
+    return out
+
+
+class _Timed:
+    """``predict_proba`` of a fitted model, its calls timed (set as an instance attribute)."""
+
+    def __init__(self, model: Any) -> None:
+        self.fn: Callable[[Any], np.ndarray] = type(model).predict_proba.__get__(model)
+        self.seconds = 0.0
+        self.batches: list[int] = []
+        self.inputs: list[Any] = []
+        self.keep = False
+
+    def __call__(self, Z: Any) -> np.ndarray:
+        t = time.perf_counter()
+        out = self.fn(Z)
+        self.seconds += time.perf_counter() - t
+        self.batches.append(len(Z))
+        if self.keep:
+            self.inputs.append(Z)
+        return out
+
+
+def _run_task(
+    name: str, desc: str, model: Any, X: np.ndarray, rows: np.ndarray, classes: list[int],
+    repeats: int,
+) -> dict[str, Any]:  # fmt: skip
     from lime.lime_tabular import LimeTabularExplainer
 
     import whybox as wb
 
-    X, y = load_breast_cancer(return_X_y=True)
-    model = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
-    rows = X[:n_rows]
-    lime_model_s = [0.0]
-
-    def predict_proba(Z: np.ndarray) -> np.ndarray:  # lime's calls, timed
-        t = time.perf_counter()
-        out = model.predict_proba(Z)
-        lime_model_s[0] += time.perf_counter() - t
-        return out
+    timed = _Timed(model)
+    target = classes[0] if len(classes) == 1 else list(classes)
 
     def lime_run(seed: int) -> list[frozenset[int]]:
         ex = LimeTabularExplainer(
@@ -58,38 +109,48 @@ def run(n_rows: int = 20, budget: int = 5000, repeats: int = 3) -> dict[str, obj
             frozenset(
                 j
                 for j, _ in ex.explain_instance(
-                    r, predict_proba, num_features=5, num_samples=budget, labels=(1,)
-                ).as_map()[1]
+                    r, timed, num_features=5, num_samples=BUDGET, labels=tuple(classes)
+                ).as_map()[classes[0]]
             )
             for r in rows
         ]
 
     def wb_run() -> tuple[list[frozenset[int]], float]:
-        exp = wb.Lime(model, background=X, n_features=5, random_state=0).explain(
-            rows, budget=budget, target=1
-        )
-        index = {name: j for j, name in enumerate(exp.feature_names)}
-        tops = [frozenset(index[f] for f in sel) for sel in exp.meta["selected_features"]]
-        return tops, float(np.mean(exp.meta["fidelity"]))
+        model.predict_proba = timed  # the explainer calls the timed predict_proba
+        try:
+            exp = wb.Lime(model, background=X, n_features=5, random_state=0).explain(
+                rows, budget=BUDGET, target=target
+            )
+        finally:
+            del model.predict_proba
+        index = {f: j for j, f in enumerate(exp.feature_names)}
+        sel = exp.meta["selected_features"]
+        sel = [s if len(classes) == 1 else s[0] for s in sel]  # the first class's
+        fid = np.asarray(exp.meta["fidelity"], dtype=float)
+        return [frozenset(index[f] for f in s) for s in sel], float(fid.mean())
 
-    wb_run(), lime_run(0)  # warm-up: imports, first calls
-    lime_times, lime_tops, wb_times, wb_tops, lime_calls = [], [], [], [], []
+    timed.keep = True
+    wb_run()  # warm-up (imports, first calls), keeping whybox's model inputs for the floor
+    timed.keep = False
+    inputs, wb_batches = timed.inputs, list(timed.batches)
+    lime_run(0)
+    lime_times, lime_tops, wb_times, wb_tops, lime_calls, wb_calls = [], [], [], [], [], []
+    floor_times = []
     for seed in range(repeats):
-        lime_model_s[0] = 0.0
+        timed.seconds, timed.batches = 0.0, []
         t, tops = best_of(lambda s=seed: lime_run(s), repeats=1)
         lime_times.append(t)
         lime_tops.append(tops)
-        lime_calls.append(lime_model_s[0])
+        lime_calls.append(timed.seconds)
+        timed.seconds, timed.batches = 0.0, []
         t, (tops, fidelity) = best_of(wb_run, repeats=1)
         wb_times.append(t)
         wb_tops.append(tops)
-
-    rng = np.random.default_rng(0)
-    samples = [
-        X[rng.integers(0, len(X), (budget, X.shape[1])), np.arange(X.shape[1])]
-        for _ in range(n_rows)
-    ]
-    t_model, _ = best_of(lambda: [model.predict_proba(Z) for Z in samples], repeats=repeats)
+        wb_calls.append(timed.seconds)
+        # floor: the bare model on whybox's own inputs, in its batches
+        t, _ = best_of(lambda: [model.predict_proba(S) for S in inputs], repeats=1)
+        floor_times.append(t)
+    t_floor = min(floor_times)
     lime_s, wb_s = min(lime_times), min(wb_times)
     wb_same, wb_jac = _agreement(wb_tops)
     lime_same, lime_jac = _agreement(lime_tops)
@@ -97,18 +158,20 @@ def run(n_rows: int = 20, budget: int = 5000, repeats: int = 3) -> dict[str, obj
         [len(a & b) / len(a | b) for a, b in zip(wb_tops[0], lime_tops[0], strict=True)]
     )
     return {
-        "task": f"Lime, breast cancer RF(100), {n_rows} rows, {budget} samples, top-5, class 1",
+        "task": f"{desc}; {len(rows)} rows, {BUDGET} samples, top-5",
         "whybox_s": wb_s,
-        "peer": "lime.LimeTabularExplainer",
-        "peer_s": lime_s,
-        "ratio": wb_s / lime_s,
+        "lime_s": lime_s,
         "speedup_vs_lime": lime_s / wb_s,
+        "model_call_floor_s": t_floor,
+        "whybox_over_floor": wb_s / t_floor,
+        "lime_over_floor": lime_s / t_floor,
+        "best_possible_speedup": lime_s / t_floor,
+        "whybox_model_s": min(wb_calls),
+        "lime_model_s": min(lime_calls),
+        "whybox_batches": wb_batches,
         "whybox_times_s": [round(t, 3) for t in wb_times],
+        "floor_times_s": [round(t, 3) for t in floor_times],
         "lime_times_s": [round(t, 3) for t in lime_times],
-        "model_calls_s": t_model,
-        "lime_model_calls_in_run_s": min(lime_calls),
-        "whybox_over_model_calls": wb_s / t_model,
-        "lime_over_model_calls": lime_s / t_model,
         "whybox_top5_identical_same_seed": wb_same,
         "whybox_top5_jaccard_same_seed": wb_jac,
         "lime_top5_identical_across_seeds": lime_same,
@@ -118,5 +181,57 @@ def run(n_rows: int = 20, budget: int = 5000, repeats: int = 3) -> dict[str, obj
     }
 
 
+def run(repeats: int = 3, tasks: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Every task (or those named): {"machine": ..., "tasks": {name: figures}}, plus the
+    first task's figures at the top level under the names earlier runs used."""
+    out: dict[str, Any] = {"machine": machine(), "tasks": {}}
+    for name, (desc, model, X, rows, classes) in _tasks().items():
+        if tasks is None or name in tasks:
+            out["tasks"][name] = _run_task(name, desc, model, X, rows, classes, repeats)
+    first = next(iter(out["tasks"].values()))
+    out.update(
+        whybox_s=first["whybox_s"],
+        peer="lime.LimeTabularExplainer",
+        peer_s=first["lime_s"],
+        ratio=first["whybox_s"] / first["lime_s"],
+        speedup_vs_lime=first["speedup_vs_lime"],
+    )
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The results as a markdown block: one row per task."""
+    lines = [
+        "### bench_lime",
+        "",
+        f"Machine: {res['machine']}. 20 rows per task, 5000 samples per row, top-5 features; "
+        "the floor is the bare model on the same total perturbed rows in whybox's batches; "
+        "best of the interleaved runs.",
+        "",
+        "| task | lime s | whybox s | speed-up vs lime (goal >= 20) | model-call floor s | "
+        "whybox / floor (goal <= 1.3) | lime / floor (best possible speed-up) | whybox model "
+        "s in run | batches | top-5 identical, same seed (whybox / lime across seeds) | "
+        "top-5 Jaccard whybox vs lime |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in res["tasks"].items():
+        lines.append(
+            f"| {name}: {r['task']} | {r['lime_s']:.2f} | {r['whybox_s']:.3f} | "
+            f"**{r['speedup_vs_lime']:.1f}x** | {r['model_call_floor_s']:.3f} | "
+            f"**{r['whybox_over_floor']:.2f}** | {r['lime_over_floor']:.1f} | "
+            f"{r['whybox_model_s']:.3f} | {len(r['whybox_batches'])} x "
+            f"{max(r['whybox_batches'], default=0)} | "
+            f"{r['whybox_top5_identical_same_seed']:.2f} / "
+            f"{r['lime_top5_identical_across_seeds']:.2f} | "
+            f"{r['whybox_vs_lime_top5_jaccard']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(run())
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    names = tuple(sys.argv[1:]) or None
+    print(markdown(run(tasks=names)))

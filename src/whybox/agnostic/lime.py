@@ -24,6 +24,7 @@ from .._validation import check_in, check_int, check_keywords
 from ..errors import InvalidParameterError
 from ..explainer import Explainer, ProgressFn
 from ..explanation import ROW_KEYS, Explanation
+from ..games._lime_batch import fit_batch
 from ..games.game import DEFAULT_CHUNK_BYTES
 from ..games.image import ImageGame, lime_image
 from ..games.lime import (
@@ -32,13 +33,12 @@ from ..games.lime import (
     InterpretableSpace,
     _is_real,
     default_kernel_width,
-    fit_surrogates,
     submodular_pick,
 )
 from ..games.maskers import Masker
 from ..models import ModelFunction
 from ..parallel import row_generator
-from ._base import TabularGameExplainer
+from ._base import TabularGameExplainer, _RowTask
 
 __all__ = ["Lime", "SubmodularPick"]
 
@@ -74,8 +74,14 @@ class Lime(TabularGameExplainer):
         Numeric columns (positions or names) to treat as categorical; non-numeric and bool
         columns always are.
     link, random_state, allow_nan, n_jobs, backend, client, chunk_size, chunk_bytes
-        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``chunk_bytes`` bounds one
-        model call (a row's ``budget`` samples are sent in pieces above it).
+        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``chunk_bytes`` bounds the
+        memory of one batch: the model inputs of its perturbations and the surrogate fit's
+        working arrays (a row's ``budget`` samples are sent in pieces above it).
+    max_batch_rows : int, optional
+        Most perturbed rows in one model call. The perturbations of consecutive explained rows
+        are sent to the model together, as many rows as fit (at least one explained row's;
+        its samples are split above this), and their surrogates are fitted together. Default:
+        what ``chunk_bytes`` allows. Results do not depend on it.
     max_background : int or None
         Background rows kept (a sample with a warning below the rows given); None keeps all,
         as lime does.
@@ -124,6 +130,7 @@ class Lime(TabularGameExplainer):
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         max_background: int | None = None,
         groups: Any = None,
+        max_batch_rows: int | None = None,
     ) -> None:
         if groups:
             raise InvalidParameterError(
@@ -165,6 +172,11 @@ class Lime(TabularGameExplainer):
                     f"got {c!r} of type {type(c).__name__}."
                 )
         self.categorical_features = cats
+        self.max_batch_rows = (
+            None
+            if max_batch_rows is None
+            else check_int("max_batch_rows", max_batch_rows, minimum=1)
+        )
         self._space: tuple[Masker, InterpretableSpace] | None = None
         self._categorical_names: set[str] = set()
         self._width = self.kernel_width
@@ -182,7 +194,8 @@ class Lime(TabularGameExplainer):
         """Explain each row of ``X`` (DataFrame or array (n, p)) with a local surrogate.
 
         ``budget`` is the number of perturbation samples per row, the row itself being the
-        first (lime's ``num_samples``): one model call of ``budget`` rows per explained row.
+        first (lime's ``num_samples``): the model sees ``budget`` rows per explained row, the
+        samples of several rows in one call (see ``max_batch_rows``).
         ``target``, ``link`` and ``progress`` are as for every explainer. Returns an
         Explanation with ``values`` (n, p), or (n, p, k) for several outputs (each fitted
         separately), ``base_values`` the intercepts, ``std`` the standard errors and
@@ -247,38 +260,84 @@ class Lime(TabularGameExplainer):
     def _explain_row(
         self, fn: ModelFunction, masker: Masker, x: Any, kwargs: dict[str, Any]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+        return self._explain_rows(fn, masker, [x], None, kwargs)[0]
+
+    def _batch_rows(self, masker: Masker, budget: int, n_outputs: int) -> int:
+        """Perturbed rows of one batch: ``max_batch_rows``, or what ``chunk_bytes`` allows
+        for the model inputs and the fit's working arrays (about 4 floats per feature and 3
+        per output for each sample)."""
+        if self.max_batch_rows is not None:
+            return self.max_batch_rows
+        p = len(masker.feature_names)
+        per_row = masker.row_nbytes + 8 * (4 * p + 3 * n_outputs + 4)
+        return max(1, int(self.chunk_bytes // per_row))
+
+    def _map_rows(self, task: Any, n: int, progress: ProgressFn | None) -> list[Any]:
+        if not isinstance(task, _RowTask):
+            return super()._map_rows(task, n, progress)
+        batched = _LimeRows(task)
+        if progress is None or self.chunk_size is not None or self.backend != "serial":
+            return super()._map_rows(batched, n, progress)
+        # serially with progress: one chunk per batch (not per row), so rows stay batched
+        budget = int(task.kwargs["budget"])
+        rows = max(1, self._batch_rows(task.masker, budget, task.fn.n_outputs) // budget)
+        self.chunk_size = rows
+        try:
+            return super()._map_rows(batched, n, progress)
+        finally:
+            self.chunk_size = None
+
+    def _explain_rows(
+        self,
+        fn: ModelFunction,
+        masker: Masker,
+        xs: list[Any],
+        rows: list[int] | None,
+        kwargs: dict[str, Any],
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]]:
+        """Explain the rows ``xs`` (positions ``rows`` in X, for per-row targets; None: ``fn``
+        is each row's own function) in batches: their perturbations in as few model calls as
+        the batch size allows, their surrogates in one stacked fit per batch."""
         if self._space is None or self._space[0] is not masker:
             self._space = (masker, self._build_space(masker))
         space = self._space[1]
         budget = int(kwargs["budget"])
-        rng = row_generator(self.random_state, x)
-        data, Z = space.sample(x, budget, rng)
-        step = max(1, int(self.chunk_bytes // max(1, masker.row_nbytes)))
-        if budget <= step:
-            y = fn(data)
-        else:
-            take = data.iloc if isinstance(data, pd.DataFrame) else data
-            y = np.concatenate([fn(take[s : s + step]) for s in range(0, budget, step)])
+        per_row = fn.per_row and rows is not None
+        k = 1 if per_row else fn.n_outputs
+        cap = self._batch_rows(masker, budget, k)
+        group = max(1, cap // budget)
         width = self.kernel_width or default_kernel_width(space.p)
-        values, std = np.zeros((space.p, y.shape[1])), np.zeros((space.p, y.shape[1]))
-        intercept = np.zeros(y.shape[1])
-        fits = fit_surrogates(
-            Z, y, width, self.n_features, self.feature_selection, self.ridge_alpha
-        )
-        for o, fit in enumerate(fits):
-            values[fit.used, o] = fit.coef * Z[0, fit.used]
-            std[fit.used, o] = fit.std * np.abs(Z[0, fit.used])
-            intercept[o] = fit.intercept
-        xv = space.row_values(x)
-        info = {
-            "n_evals": budget,
-            "single": fn.single_output,
-            "fidelity": [f.score for f in fits],
-            "local_prediction": [f.local_prediction for f in fits],
-            "selected": [[space.names[j] for j in f.used] for f in fits],
-            "conditions": space.describe(xv),
-        }
-        return values, intercept, std, info
+        out = []
+        for g in range(0, len(xs), group):
+            xg = xs[g : g + group]
+            rngs = [row_generator(self.random_state, x) for x in xg]
+            data, Z = space.sample_batch(xg, budget, rngs)
+            y = _call_in_pieces(fn, data, cap)  # (len(xg) * budget, outputs)
+            y = y.reshape(len(xg), budget, -1)
+            if per_row:
+                cols = [fn.output_indices.index(fn.row_targets[i]) for i in rows[g : g + group]]  # type: ignore[index]
+                y = np.take_along_axis(y, np.array(cols)[:, None, None], axis=2)
+            fit = fit_batch(
+                Z,
+                y,
+                width,
+                self.n_features,
+                self.feature_selection,
+                self.ridge_alpha,
+                binary=space.discretize is not None,  # every feature a bin / category
+            )
+            for r, x in enumerate(xg):
+                xv = space.row_values(x)
+                info = {
+                    "n_evals": budget,
+                    "single": per_row or fn.single_output,
+                    "fidelity": [float(s) for s in fit.score[r]],
+                    "local_prediction": [float(v) for v in fit.local_prediction[r]],
+                    "selected": [[space.names[j] for j in u] for u in fit.used_list[r]],
+                    "conditions": space.describe(xv),
+                }
+                out.append((fit.values[r], fit.intercept[r], fit.std[r], info))
+        return out
 
     def _estimate_image(
         self, game: ImageGame, rng: np.random.Generator, **kwargs: Any
@@ -418,3 +477,27 @@ class SubmodularPick(Explainer):
         out.meta = meta
         out.params["pick"] = f"SP-LIME submodular pick of {n_picks} of {exp.n_rows} rows"
         return out
+
+
+def _call_in_pieces(fn: ModelFunction, data: Any, step: int) -> np.ndarray:
+    """``fn(data)`` in calls of at most ``step`` rows, concatenated."""
+    n = data.shape[0]
+    if n <= step:
+        return fn(data)
+    take = data.iloc if isinstance(data, pd.DataFrame) else data
+    return np.concatenate([fn(take[s : s + step]) for s in range(0, n, step)])
+
+
+class _LimeRows:
+    """Explain rows ``start:stop`` of X in batches (:meth:`Lime._explain_rows`): the picklable
+    unit of work that replaces the one-row-at-a-time task on every backend."""
+
+    def __init__(self, task: _RowTask) -> None:
+        self.task = task
+
+    def __call__(self, start: int, stop: int) -> list[Any]:
+        t = self.task
+        X = t.X
+        xs = [X.iloc[[i]] if isinstance(X, pd.DataFrame) else X[i] for i in range(start, stop)]
+        rows = list(range(start, stop)) if t.fn.per_row else None
+        return t.explainer._explain_rows(t.fn, t.masker, xs, rows, t.kwargs)  # type: ignore[attr-defined]

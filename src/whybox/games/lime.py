@@ -30,6 +30,11 @@ Guestrin 2016). This module holds LIME's numerical core; the explainer users con
   Gram matrix (forward selection scores every candidate of a step at once) instead of
   refitting scikit-learn models, with the same selected features and coefficients.
 
+Many rows at once (what :class:`~whybox.agnostic.lime.Lime` does): :meth:`InterpretableSpace.
+sample_batch` draws every row's perturbations from its own generator into one batch of model
+inputs (one model call for many rows), and :func:`whybox.games._lime_batch.fit_batch` fits all
+their surrogates with stacked solves, equal to :func:`fit_surrogates` row by row.
+
 Unlike lime, results are seeded per row (identical for identical ``random_state`` whatever the
 batching or backend) and carry standard errors.
 
@@ -406,51 +411,103 @@ class InterpretableSpace:
         Row 0 is ``x``. Each other sample takes each feature from an independently drawn
         background row (numeric features without discretisation: a normal draw).
         """
-        p, n_bg = self.p, len(self.weights)
-        xv = self.row_values(x)
-        if self.uniform:
-            idx = rng.integers(0, n_bg, size=(m, p))
-        else:
-            idx = rng.choice(n_bg, size=(m, p), p=self.weights)
-        match = self.codes == self.x_codes(xv)  # (n_bg, p): background value in x's bin?
-        Z = match[idx, np.arange(p)].astype(float)
-        Z[0] = 1.0
-        drawn = None
-        if self.discretize is None and len(self.cont):
-            c = self.cont
-            x_num = np.array([float(xv[j]) for j in c])
-            if np.isnan(x_num).any():
-                bad = [self.names[j] for j in c[np.isnan(x_num)]]
-                raise InvalidInputError(
-                    f"the explained row has missing values in numeric features {bad}, which "
-                    "discretize=None cannot standardise. Use discretize='quartile' (missing "
-                    "values then form their own bin) or impute them."
-                )
-            drawn = self.mean[c] + rng.standard_normal((m, len(c))) * self.std[c]
-            drawn = np.where(self.is_int[c], np.rint(drawn), drawn)
-            drawn[0] = x_num
-            Z[:, c] = (drawn - self.mean[c]) / self.std[c]
-        return self._inputs(idx, xv, drawn), Z
+        data, Z = self.sample_batch([x], m, [rng])
+        return data, Z[0]
 
-    def _inputs(self, idx: np.ndarray, xv: list[Any], drawn: np.ndarray | None) -> Any:
-        bg, masker = self.masker.background, self.masker
-        block = bg if not self.frame else getattr(masker, "_block", None)
-        if block is not None:  # one array: a single gather
-            data = block[idx, np.arange(self.p)]
+    def sample_batch(
+        self, xs: list[Any], m: int, rngs: list[np.random.Generator]
+    ) -> tuple[Any, np.ndarray]:
+        """``m`` perturbations of each row of ``xs`` (R rows), drawn from its own generator.
+
+        Returns the model inputs of all rows, stacked (R * m rows: row ``r``'s samples are
+        ``r * m : (r + 1) * m``, its sample 0 being ``xs[r]``), and the interpretable samples
+        (R, m, p). Row ``r``'s draws come from ``rngs[r]`` alone, in the order of
+        :meth:`sample`, so a row's samples do not depend on the rows batched with it. Each
+        sample's feature ``j`` is read from background row ``idx[i, j]`` through the flat
+        position ``idx[i, j] * p + j``, shared by the interpretable value (a table of
+        "background value in x's bin") and the model input (one ``np.take`` each).
+        """
+        p, n_bg, R = self.p, len(self.weights), len(xs)
+        xvs = [self.row_values(x) for x in xs]
+        xcodes = [self.x_codes(xv) for xv in xvs]
+        cols = np.arange(p)
+        Z = np.empty((R, m, p))
+        block = self._flat_block()
+        data = None if block is None else np.empty((R * m, p), dtype=block.dtype)
+        idxs, drawn_rows = [], []
+        c = self.cont
+        numeric = self.discretize is None and len(c)
+        for r, rng in enumerate(rngs):
+            if self.uniform:
+                idx = rng.integers(0, n_bg, size=(m, p))
+            else:
+                idx = rng.choice(n_bg, size=(m, p), p=self.weights)
+            if block is None:
+                idxs.append(idx.copy())
+            idx *= p
+            idx += cols  # flat positions in the (n_bg, p) tables
+            match = (self.codes == xcodes[r]).astype(float)  # (n_bg, p): in x's bin?
+            # positions are in range by construction: "clip" skips the bounds check
+            np.take(match.ravel(), idx, out=Z[r], mode="clip")
+            if data is not None:
+                np.take(block, idx, out=data[r * m : (r + 1) * m], mode="clip")
+            if numeric:
+                drawn_rows.append(self._draw_numeric(xvs[r], m, rng, Z[r]))
+        Z[:, 0] = 1.0
+        if numeric:
+            Z[:, 0, c] = [(d[0] - self.mean[c]) / self.std[c] for d in drawn_rows]
+        drawn = np.concatenate(drawn_rows) if numeric else None
+        firsts = np.arange(R) * m  # each row's sample 0
+        if data is not None:
             if drawn is not None:
-                data[:, self.cont] = drawn
-            data[0] = np.asarray(xv, dtype=data.dtype)
+                data[:, c] = drawn
+            data[firsts] = np.asarray(xvs, dtype=data.dtype)
             if not self.frame:
-                return data
-            return pd.DataFrame(data, columns=bg.columns, copy=False)
+                return data, Z
+            return pd.DataFrame(data, columns=self.masker.background.columns, copy=False), Z
+        return self._columns_inputs(np.concatenate(idxs), xvs, firsts, drawn), Z
+
+    def _flat_block(self) -> np.ndarray | None:
+        """The background as one contiguous flat array (None: columns of several dtypes)."""
+        if not hasattr(self, "_flat"):
+            bg = self.masker.background
+            block = bg if not self.frame else getattr(self.masker, "_block", None)
+            self._flat = None if block is None else np.ascontiguousarray(block).ravel()
+        return self._flat
+
+    def _draw_numeric(
+        self, xv: list[Any], m: int, rng: np.random.Generator, Zr: np.ndarray
+    ) -> np.ndarray:
+        """Numeric features without discretisation: normal draws (m, |cont|), as lime's
+        ``sample_around_instance=False``; writes their standardised values into ``Zr``."""
+        c = self.cont
+        x_num = np.array([float(xv[j]) for j in c])
+        if np.isnan(x_num).any():
+            bad = [self.names[j] for j in c[np.isnan(x_num)]]
+            raise InvalidInputError(
+                f"the explained row has missing values in numeric features {bad}, which "
+                "discretize=None cannot standardise. Use discretize='quartile' (missing "
+                "values then form their own bin) or impute them."
+            )
+        drawn = self.mean[c] + rng.standard_normal((m, len(c))) * self.std[c]
+        drawn = np.where(self.is_int[c], np.rint(drawn), drawn)
+        drawn[0] = x_num
+        Zr[:, c] = (drawn - self.mean[c]) / self.std[c]
+        return drawn
+
+    def _columns_inputs(
+        self, idx: np.ndarray, xvs: list[list[Any]], firsts: np.ndarray, drawn: np.ndarray | None
+    ) -> Any:
+        """Model inputs of a background of several dtypes, column by column."""
         out = {}
         where = {j: i for i, j in enumerate(self.cont)}
-        for j, col in enumerate(masker._columns):  # type: ignore[attr-defined]
+        for j, col in enumerate(self.masker._columns):  # type: ignore[attr-defined]
             if drawn is not None and j in where:
                 arr = drawn[:, where[j]].astype(col.values.dtype, copy=False)
             else:
                 arr = col.values[idx[:, j]]
-            arr[0] = col.encode(xv[j])
+            for r, xv in zip(firsts, xvs, strict=True):
+                arr[r] = col.encode(xv[j])
             out[col.name] = col.rebuild(arr)
         return pd.DataFrame(out)
 
