@@ -190,6 +190,13 @@ def test_rag_over_an_endpoint_sends_the_key_and_never_shows_it(lm_dir, files, tm
         assert server.state.auth and set(server.state.auth) == {f"Bearer {KEY}"}
         remote = [float(r["value"]) for r in _read_csv(tmp_path / "remote.csv")]
         np.testing.assert_allclose(remote, local, atol=1e-3)
+        # the same server answers the faithfulness tests (generate over chat completions)
+        n0 = server.state.requests
+        res = _ok(["cot", "faithfulness", *url, "--prompt", "A class is", "--tests",
+                   "early_answering", "--max-cot-tokens", "8", "--max-answer-tokens", "2",
+                   "--max-retries", "0"], env=env)  # fmt: skip
+        assert server.state.requests > n0 and KEY not in res.output
+        assert re.search(r"early_answering_aoc\s+│\s+[\d.]+", res.stdout)
         # a careless server echoing the header in a 500: exit 1, the status said, key hidden
         server.state.mode, server.state.status, server.state.leak_auth = "error", 500, True
         res = runner.invoke(app, [*base, *url, "--csv", str(tmp_path / "x.csv")], env=env)
@@ -242,7 +249,7 @@ def test_autointerp_offline_top_latents_out_and_attach(features, lm_dir, tmp_pat
 
 
 # ---------------------------------------------------------------------- cot
-def test_cot_monitor_spans_are_the_regex_matches(files, tmp_path):
+def test_cot_monitor_spans_are_the_regex_matches(files, lm_dir, tmp_path):
     page = tmp_path / "cot.html"
     pats = [r"bypass", r"\d+"]
     res = _ok(["cot", "--trace", str(files / "trace.txt"), "--regex", pats[0], "--regex", pats[1],
@@ -261,6 +268,12 @@ def test_cot_monitor_spans_are_the_regex_matches(files, tmp_path):
     assert res.exit_code == 3 and "1 of 2 traces flagged" in res.stdout
     res = _ok(["cot", "--text", "A calm and honest derivation.", "--fail-on-flag"])
     assert "0 of 1 traces flagged" in res.stdout
+    # regex and a local LLM judge combined ("any"): one row per monitor under the combined one
+    res = _ok(["cot", "--text", TRACE, "--regex", "bypass", "--judge-model", str(lm_dir),
+               "--unparseable", "flag"])  # fmt: skip
+    assert re.search(r"│\s+0 │ combined\s+│ 1\.000 │ FLAGGED │", res.stdout)
+    assert re.search(r"│\s+│ regex\s+│ 1\.000 │ FLAGGED │\s+1 │", res.stdout)
+    assert re.search(r"│\s+│ judge\s+│ [\d.]+ │", res.stdout)
 
 
 def test_cot_faithfulness_aoc_is_the_area_over_the_printed_curve(lm_dir, tmp_path):
