@@ -37,7 +37,7 @@ from ..games.lime import (
 )
 from ..games.maskers import Masker
 from ..models import ModelFunction
-from ..parallel import row_generator
+from ..parallel import map_chunks, row_generator
 from ._base import TabularGameExplainer, _RowTask
 
 __all__ = ["Lime", "SubmodularPick"]
@@ -264,12 +264,12 @@ class Lime(TabularGameExplainer):
 
     def _batch_rows(self, masker: Masker, budget: int, n_outputs: int) -> int:
         """Perturbed rows of one batch: ``max_batch_rows``, or what ``chunk_bytes`` allows
-        for the model inputs and the fit's working arrays (about 4 floats per feature and 3
-        per output for each sample)."""
+        for the model inputs, the interpretable samples (a float per feature) and the
+        outputs of each sample (the fit's other working arrays are per row)."""
         if self.max_batch_rows is not None:
             return self.max_batch_rows
         p = len(masker.feature_names)
-        per_row = masker.row_nbytes + 8 * (4 * p + 3 * n_outputs + 4)
+        per_row = masker.row_nbytes + 8 * (p + 2 * n_outputs + 2)
         return max(1, int(self.chunk_bytes // per_row))
 
     def _map_rows(self, task: Any, n: int, progress: ProgressFn | None) -> list[Any]:
@@ -281,11 +281,8 @@ class Lime(TabularGameExplainer):
         # serially with progress: one chunk per batch (not per row), so rows stay batched
         budget = int(task.kwargs["budget"])
         rows = max(1, self._batch_rows(task.masker, budget, task.fn.n_outputs) // budget)
-        self.chunk_size = rows
-        try:
-            return super()._map_rows(batched, n, progress)
-        finally:
-            self.chunk_size = None
+        chunks = map_chunks(batched, n, backend="serial", chunk_size=rows, progress=progress)
+        return [r for chunk in chunks for r in chunk]
 
     def _explain_rows(
         self,
@@ -303,8 +300,7 @@ class Lime(TabularGameExplainer):
         space = self._space[1]
         budget = int(kwargs["budget"])
         per_row = fn.per_row and rows is not None
-        k = 1 if per_row else fn.n_outputs
-        cap = self._batch_rows(masker, budget, k)
+        cap = self._batch_rows(masker, budget, fn.n_outputs)
         group = max(1, cap // budget)
         width = self.kernel_width or default_kernel_width(space.p)
         out = []
