@@ -197,6 +197,11 @@ def test_rag_over_an_endpoint_sends_the_key_and_never_shows_it(lm_dir, files, tm
                    "--max-retries", "0"], env=env)  # fmt: skip
         assert server.state.requests > n0 and KEY not in res.output
         assert re.search(r"early_answering_aoc\s+│\s+[\d.]+", res.stdout)
+        # an endpoint that cannot score continuations: exit 2, the option to use instead named
+        server.state.mode = "no_echo"
+        res = runner.invoke(app, [*base, *url], env=env)
+        assert res.exit_code == 2 and "cannot score a given continuation" in res.stderr
+        assert "value= is --value" in res.stderr and len(res.stderr.strip().splitlines()) == 1
         # a careless server echoing the header in a 500: exit 1, the status said, key hidden
         server.state.mode, server.state.status, server.state.leak_auth = "error", 500, True
         res = runner.invoke(app, [*base, *url, "--csv", str(tmp_path / "x.csv")], env=env)

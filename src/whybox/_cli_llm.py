@@ -75,17 +75,29 @@ _MAX_TEXT_BYTES = 50_000_000
 
 
 # ---------------------------------------------------------------------- helpers
-def _fail_call(exc: Exception) -> None:
-    """A model call that failed during the work: one line on stderr, exit code 1."""
-    message = " ".join(str(exc).split())
-    err_console.print("[bold red]error:[/] " + escape(message), markup=True, soft_wrap=True)
-    raise typer.Exit(code=1)
+#: library keywords that error messages name -> the options that set them here
+_HINTS = {
+    "value=": "--value",
+    "max_retries=": "--max-retries",
+    "timeout=": "--timeout",
+    "budget=": "--budget",
+    "granularity=": "--granularity",
+    "on_unparseable=": "--unparseable",
+}
+
+
+def _message(exc: Exception) -> str:
+    """The error on one line, with the options that set the library keywords it names."""
+    text = " ".join(str(exc).split())
+    said = [f"{k} is {o}" for k, o in _HINTS.items()
+            if re.search(rf"(?<![\w.]){re.escape(k)}", text) and o not in text]  # fmt: skip
+    return text + (f" (at the command line: {'; '.join(said)})" if said else "")
 
 
 def _run(fail: Callable[[Exception], None], work: Callable[[], None], models: bool = True) -> None:
-    """Run ``work``; ModelCallError -> exit 1, any other WhyboxError -> ``fail`` (exit 2).
-    Python warnings are off, and with ``models`` transformers' logging and progress bars too
-    (so that an error stays one line)."""
+    """Run ``work``; ModelCallError -> one line on stderr and exit 1, any other WhyboxError ->
+    ``fail`` (one line, exit 2). Python warnings are off, and with ``models`` transformers'
+    logging and progress bars too (so that an error stays one line)."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
@@ -96,9 +108,10 @@ def _run(fail: Callable[[Exception], None], work: Callable[[], None], models: bo
         try:
             work()
         except ModelCallError as exc:
-            _fail_call(exc)
+            err_console.print("[bold red]error:[/] " + escape(_message(exc)), soft_wrap=True)
+            raise typer.Exit(code=1) from None
         except WhyboxError as exc:
-            fail(exc)
+            fail(WhyboxError(_message(exc)))
 
 
 def _plain(text: Any, width: int | None = None) -> Text:
@@ -899,10 +912,11 @@ def register(
         The shared ``--trust-model`` option.
     """
 
-    def backend(model, endpoint, endpoint_model, key_env, trust, retries, required=True,
-                option="--model"):  # fmt: skip
+    def backend(model, endpoint, endpoint_model, key_env, trust, retries, timeout,
+                required=True, option="--model"):  # fmt: skip
         return backend_from_options(model, endpoint, endpoint_model, key_env, trust_model=trust,
-                                    max_retries=retries, required=required, model_option=option)  # fmt: skip
+                                    max_retries=retries, timeout=timeout, required=required,
+                                    model_option=option)  # fmt: skip
 
     Opt = typer.Option
     # fmt: off
@@ -911,6 +925,7 @@ def register(
     name_opt = Opt(None, "--endpoint-model", metavar="NAME", help=_ENDPOINT_MODEL_HELP)
     key_opt = Opt(None, "--api-key-env", metavar="VAR", help=_KEY_HELP)
     retries_opt = Opt(3, "--max-retries", min=0, help=_RETRIES_HELP)
+    timeout_opt = Opt(30.0, "--timeout", min=0.001, help="Seconds per endpoint request.")
     html_opt = Opt(None, "--html", help=_HTML_HELP)
 
     @app.command("rag")
@@ -941,6 +956,7 @@ def register(
         csv: Path | None = Opt(None, "--csv", help="Also write the sources' values as CSV."),
         seed: int = Opt(0, "--seed", min=0, help="Random seed of sampling methods."),
         max_retries: int = retries_opt,
+        timeout: float = timeout_opt,
         trust: bool = trust_model,
     ) -> None:
         """Which retrieved documents drove the answer: RAG source attribution.
@@ -951,7 +967,7 @@ def register(
         """
 
         def work() -> None:
-            be = backend(model, endpoint, endpoint_model, api_key_env, trust, max_retries)
+            be = backend(model, endpoint, endpoint_model, api_key_env, trust, max_retries, timeout)
             rag_command(be, query, docs, answer, method, budget, granularity, value, cost_quality,
                         budgets, cq_methods, html, csv, seed, write=write)
 
@@ -981,6 +997,7 @@ def register(
                          "feature pages (explanations.json, and autointerp.json unless --out)."),
         seed: int = Opt(0, "--seed", min=0, help="Random seed."),
         max_retries: int = retries_opt,
+        timeout: float = timeout_opt,
         trust: bool = trust_model,
     ) -> None:
         """Explain SAE latents in words and score the words on held-out contexts.
@@ -990,7 +1007,7 @@ def register(
         """
 
         def work() -> None:
-            be = backend(model, endpoint, endpoint_model, api_key_env, trust, max_retries,
+            be = backend(model, endpoint, endpoint_model, api_key_env, trust, max_retries, timeout,
                          required=False)
             autointerp_command(features_dir, be, latents, top, scorers, simulator, n_examples,
                                out, attach, seed, write=write)
@@ -1023,6 +1040,7 @@ def register(
         fail_on_flag: bool = Opt(False, "--fail-on-flag", help="Exit with code 3 when a trace is "
                                "flagged."),
         max_retries: int = retries_opt,
+        timeout: float = timeout_opt,
         trust: bool = trust_model,
     ) -> None:
         """Monitor reasoning traces: regex patterns and an LLM judge; flagged spans shown.
@@ -1034,7 +1052,7 @@ def register(
 
         def work() -> None:
             judge = backend(judge_model, endpoint, endpoint_model, api_key_env, trust,
-                            max_retries, required=False, option="--judge-model")
+                            max_retries, timeout, required=False, option="--judge-model")
             cot_monitor_command(trace, text, regex, judge, rubric, threshold, rule, unparseable,
                                 html, fail_on_flag, write=write)
 
@@ -1061,13 +1079,14 @@ def register(
         seed: int = Opt(0, "--seed", min=0, help="Random seed (mistakes)."),
         html: Path | None = html_opt,
         max_retries: int = retries_opt,
+        timeout: float = timeout_opt,
         trust: bool = trust_model,
     ) -> None:
         """Does the answer depend on the chain of thought? Lanham et al.'s (2023) tests:
         early answering, adding mistakes, paraphrasing, filler tokens."""
 
         def work() -> None:
-            be = backend(model, endpoint, endpoint_model, api_key_env, trust, max_retries)
+            be = backend(model, endpoint, endpoint_model, api_key_env, trust, max_retries, timeout)
             cot_faithfulness_command(be, prompt, prompts, cot_cue.replace("\\n", "\n"),
                                      answer_cue.replace("\\n", "\n"), tests, max_cot_tokens,
                                      max_answer_tokens, threshold, seed, html, write=write)
