@@ -88,6 +88,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "whybox._cli_sae",
             "whybox._cli_serve",
             "whybox._cli_llm",
+            "whybox._cli_cot",
         ],
     ),
 ]

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from ._cli_cot import register as _register_cot
 from ._cli_inputs import (
     PICKLE_SUFFIXES,
     align_categoricals,
@@ -812,6 +813,7 @@ _register_text(app, fail=_fail, write=_write)
 _register_sae(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
 _register_serve(app, fail=_fail)
 _register_llm(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
+_register_cot(app, fail=_fail, write=_write, trust_model=_TRUST_MODEL)
 
 
 def main() -> None:
