@@ -519,11 +519,18 @@ def _n_data_rows(data: Any) -> int | None:
 def load(path: str | os.PathLike[str]) -> Explanation:
     """Read an Explanation written by :meth:`Explanation.save`.
 
-    Arrays are read with ``allow_pickle=False``: loading a file never runs code.
+    Arrays are read with ``allow_pickle=False``: loading a file never runs code. A folder
+    written by ``explain(dask_X, out=folder)`` opens lazily as a
+    :class:`~whybox._shards.ShardedExplanation` (memory-mapped shards).
     """
     path = Path(path)
     if not path.exists():
         raise InvalidInputError(f"no such file: {str(path)!r}.")
+    if path.is_dir():  # shards written by explain(dask_X, out=folder): opened lazily
+        from ._shards import is_shard_folder, load_shards
+
+        if is_shard_folder(path):
+            return load_shards(path, Explanation)  # type: ignore[return-value]
     if not path.is_file():
         raise InvalidInputError(f"{str(path)!r} is not a file; pass the path of a saved file.")
     try:

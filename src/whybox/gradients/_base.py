@@ -382,6 +382,13 @@ class GradientExplainer(Explainer):
         self.output_names = None if output_names is None else [str(o) for o in output_names]
         self._forward_how = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "explain" in cls.__dict__:  # a Dask x (or client=, out=): whybox._dask_explain
+            from whybox._dask_explain import dask_routed
+
+            cls.explain = dask_routed(cls.__dict__["explain"])  # type: ignore[method-assign]
+
     def _check_keywords(self, kwargs: dict[str, Any], allowed: Sequence[str]) -> None:
         """Refuse keywords ``explain`` does not read (Captum's spellings get whybox's)."""
         from whybox._validation import check_keywords

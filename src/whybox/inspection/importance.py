@@ -32,6 +32,7 @@ Efron, B. and Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapma
 from __future__ import annotations
 
 import numbers
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -251,6 +252,7 @@ def permutation_importance(
     confidence: float = 0.95,
     random_state: Any = 0,
     n_jobs: int | None = None,
+    client: Any = None,
 ) -> FeatureImportance:
     """Permutation importance of every feature (or group of features).
 
@@ -282,6 +284,10 @@ def permutation_importance(
     random_state : int, Generator or None
     n_jobs : int or None
         Worker processes over features (results do not depend on it).
+    client : distributed.Client, optional
+        Evaluate the model partition by partition on this Dask cluster (a Dask DataFrame or
+        Array as ``X`` selects the default client by itself); bit-identical to the serial
+        result (:mod:`whybox._dask_inspect`).
 
     Returns
     -------
@@ -292,9 +298,28 @@ def permutation_importance(
     ----------
     Breiman (2001); Fisher, Rudin & Dominici (2019); see the module docstring.
     """
+    from .._dask_explain import is_dask_collection
     from .._validation import check_unique_columns
     from .partial_dependence import check_global_target
 
+    if client is not None or is_dask_collection(X):
+        from .._dask_inspect import permutation_importance_dask
+
+        target = check_global_target(target, "permutation_importance")
+        return permutation_importance_dask(
+            sys.modules[__name__],
+            model,
+            X,
+            y,
+            client=client,
+            scoring=scoring,
+            n_repeats=n_repeats,
+            groups=groups,
+            target=target,
+            link=link,
+            confidence=confidence,
+            random_state=random_state,
+        )
     n_repeats = check_int("n_repeats", n_repeats, minimum=1)
     confidence = _check_confidence(confidence)
     target = check_global_target(target, "permutation_importance")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numbers
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -541,6 +542,7 @@ def partial_dependence(
     sample: int | None = None,
     sample_weight: Any = None,
     random_state: Any = 0,
+    client: Any = None,
 ) -> PartialDependence:
     """Partial dependence (average) and ICE (individual) curves of a feature or a pair.
 
@@ -587,6 +589,10 @@ def partial_dependence(
         Weights of the rows in the average.
     random_state : int, Generator or None
         Seeds ``sample``.
+    client : distributed.Client, optional
+        Compute the ICE curves partition by partition on this Dask cluster (a Dask DataFrame
+        or Array as ``X`` selects the default client by itself); results are bit-identical
+        to the serial ones (:mod:`whybox._dask_inspect`).
 
     Returns
     -------
@@ -604,6 +610,30 @@ def partial_dependence(
     ----------
     Friedman (2001), Goldstein et al. (2015); see the module docstring.
     """
+    from .._dask_explain import is_dask_collection
+
+    if client is not None or is_dask_collection(X):
+        from .._dask_inspect import partial_dependence_dask
+
+        return partial_dependence_dask(
+            sys.modules[__name__],
+            model,
+            X,
+            feature,
+            client=client,
+            grid=grid,
+            grid_resolution=grid_resolution,
+            percentiles=percentiles,
+            kind=kind,
+            centered=centered,
+            target=target,
+            link=link,
+            categorical=categorical,
+            method=method,
+            sample=sample,
+            sample_weight=sample_weight,
+            random_state=random_state,
+        )
     check_in("kind", kind, KINDS)
     check_in("method", method, METHODS)
     grid_resolution = check_int("grid_resolution", grid_resolution, minimum=2)

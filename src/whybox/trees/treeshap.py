@@ -81,6 +81,8 @@ _CONSTRUCTOR = (
     "link",
     "allow_nan",
     "n_jobs",
+    "backend",
+    "client",
 )
 
 _TREE_CLASSES = {
@@ -153,6 +155,11 @@ class TreeShap(Explainer):
         background=...)``).
     n_jobs : int, optional
         Threads of the numba kernels (default: numba's, all cores).
+    backend : {"serial", "dask"}
+        ``"dask"`` (or a Dask DataFrame / Array as ``X``): partition by partition on the
+        workers of ``client`` (default: the current one), bit-identical to ``"serial"``
+        (:mod:`whybox._dask_explain`).
+    client : distributed.Client, optional
 
     Notes
     -----
@@ -184,8 +191,14 @@ class TreeShap(Explainer):
         link: str = "identity",
         allow_nan: bool = True,
         n_jobs: int | None = None,
+        backend: str = "serial",
+        client: Any = None,
     ) -> None:
         from .parse import parse_tree_model
+
+        check_in("backend", backend, ("serial", "dask"))
+        self.backend = "dask" if client is not None else backend
+        self.client = client
 
         check_in("model_output", model_output, ("raw", "probability"))
         check_in(
@@ -410,7 +423,13 @@ class TreeShap(Explainer):
 
     # ---------------------------------------------------------------- explain
     def explain(
-        self, X: Any, *, target: Any = None, progress: Any = None, **kwargs: Any
+        self,
+        X: Any,
+        *,
+        target: Any = None,
+        progress: Any = None,
+        out: Any = None,
+        **kwargs: Any,
     ) -> Explanation:
         """SHAP values of each row of ``X``: (n, p) or (n, p, k).
 
@@ -424,18 +443,27 @@ class TreeShap(Explainer):
             Output(s): class label or index, list, ``"all"``, or a 1-D array / tensor /
             Series with one target per row (see the class Notes).
         progress : callable(done, total), optional
+        out : str or path-like, optional
+            On Dask: a new or empty folder for one ``.npy`` shard per partition, opened
+            lazily by ``wb.load(out)`` (a :class:`~whybox._shards.ShardedExplanation`).
 
         Raises
         ------
         InvalidParameterError
-            For an unknown keyword (e.g. shap's ``check_additivity``: whybox always checks).
+            For an unknown keyword (e.g. shap's ``check_additivity``: whybox always checks),
+            or ``out=`` without Dask or naming a non-empty folder.
         """
         check_keywords(
             kwargs,
-            ("target", "progress"),
+            ("target", "progress", "out"),
             where="TreeShap.explain",
             constructor=_CONSTRUCTOR,
         )
+        from .._dask_explain import route
+
+        routed = route(self, X, out=out, progress=progress, target=target)
+        if routed is not None:  # a Dask X, or backend="dask"
+            return routed
         with _numba_threads(self.n_jobs):
             return self._explain(X, target=target, progress=progress)
 
