@@ -1,17 +1,20 @@
 """LIME's local surrogates of many rows and outputs at once: stacked weighted ridge problems.
 
 :func:`whybox.games.lime.fit_surrogates` fits the surrogates of one row; :func:`fit_batch`
-fits those of ``R`` rows and ``K`` outputs together, with the same arithmetic: the kernel
-weights, weighted-centred designs and Gram matrices of all rows come from stacked array
-operations, lime's forward selection scores every candidate of every problem of a step at
-once (one stacked ``np.linalg.solve`` of the chosen features' normal equations per step), and
-the final ridge fits and their sandwich standard errors are one stacked solve and one stacked
-pseudo-inverse. Per-problem work is only the ``"lasso_path"`` selection (scikit-learn's
-``lars_path``, as lime).
+fits those of ``R`` rows and ``K`` outputs together, with the same arithmetic. The passes over
+the samples (kernel weights, weighted-centred design, Gram matrix ``Z_c^T W Z_c`` and
+``Z_c^T W y_c``) run row by row on reused buffers that stay in cache; everything on the small
+(p, p) systems is stacked over all R K problems: lime's forward selection scores every
+candidate of every problem of a step at once (one stacked ``np.linalg.solve`` of the chosen
+features' normal equations per step), the final ridge fits are one stacked solve and their
+sandwich covariances one stacked pseudo-inverse. Per-problem work is only the
+``"lasso_path"`` selection (scikit-learn's ``lars_path``, as lime).
 
-Every stacked operation treats each row (and each output) on its own, with the shapes of a
-batch of one, so a row's result does not depend on the rows batched with it (bit for bit:
-the tests compare batches of 1, 7 and all rows) and equals the per-row fit to rounding.
+Every operation treats each row (and each output) on its own, with the shapes of a batch of
+one, so a row's result does not depend on the rows batched with it (bit for bit: the tests
+compare batches of 1, 7 and all rows) and equals the per-row fit to 1e-12 (the tests' bound;
+the forward selection solves where the per-row code takes least squares, the rest is the
+same arithmetic).
 
 References
 ----------
@@ -38,9 +41,8 @@ __all__ = ["BatchFit", "fit_batch"]
 class BatchFit:
     """The surrogates of R rows and K outputs.
 
-    ``used`` (R, K, k) the selected features in selection order (``k`` = features selected;
-    ``None`` entries per problem for ``"lasso_path"``, whose sizes differ: see ``used_list``),
-    ``values`` (R, p, K) coefficient times the row's interpretable value (0 for unselected
+    ``used_list[r][o]`` the features selected for row ``r`` and output ``o`` in selection
+    order (``"lasso_path"`` selections may differ in size), ``values`` (R, p, K) coefficient times the row's interpretable value (0 for unselected
     features), ``std`` (R, p, K) their standard errors, ``intercept``, ``score`` (weighted
     R^2) and ``local_prediction`` (R, K).
     """
