@@ -50,12 +50,27 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["whybox", "whybox.errors"]),
     (
         "validation",
-        ["whybox._validation", "whybox._targets", "whybox._persist", "whybox._selection"],
+        [
+            "whybox._validation",
+            "whybox._targets",
+            "whybox._persist",
+            "whybox._selection",
+            "whybox._shards",
+        ],
     ),
     ("data", ["whybox.zoo"]),
-    ("core", ["whybox.explanation", "whybox.models", "whybox._adapters", "whybox.parallel"]),
+    (
+        "core",
+        [
+            "whybox.explanation",
+            "whybox.models",
+            "whybox._adapters",
+            "whybox.parallel",
+            "whybox._dask_explain",
+        ],
+    ),
     ("viz", ["whybox.viz"]),
-    ("games", ["whybox.games"]),
+    ("games", ["whybox.games", "whybox._dask_inspect"]),
     ("explainer", ["whybox.explainer"]),
     (
         "methods",
