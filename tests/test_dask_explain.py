@@ -199,6 +199,31 @@ def test_gradient_methods_on_dask_arrays_bit_identical(client):
         np.testing.assert_array_equal(np.asarray(dask.meta["completeness_gap"]), gap)
 
 
+def test_gradient_out_folder_and_out_without_dask(client, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    net = net.double()
+    x = np.random.default_rng(2).normal(size=(30, 3))
+    # torch's matmul rounds by batch: the same batches (6 rows divides every partition)
+    # give the same bits; other batches agree to rounding only
+    serial = wb.IntegratedGradients(net).explain(x, target=0, steps=8, internal_batch_size=6)
+    res = wb.IntegratedGradients(net).explain(
+        da.from_array(x, chunks=12),
+        target=0,
+        steps=8,
+        internal_batch_size=6,
+        out=tmp_path / "ig",
+        client=client,
+    )
+    loaded = wb.load(tmp_path / "ig")
+    assert loaded.rows == res.rows == [12, 12, 6]
+    np.testing.assert_array_equal(loaded.to_explanation().values, serial.values)
+    np.testing.assert_array_equal(loaded.shard(2).data, x[24:])
+    with pytest.raises(InvalidParameterError, match="one shard per Dask partition"):
+        wb.Saliency(net).explain(x, out=tmp_path / "sal")
+
+
 # ------------------------------------------------------------------ PDP / ICE
 def test_partial_dependence_dask_bit_identical_and_matches_sklearn(data, client):
     X, _, reg, _ = data

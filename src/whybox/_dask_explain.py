@@ -15,7 +15,10 @@ per partition of ``X``:
 * without ``out=`` the partitions' explanations are gathered and concatenated in partition
   order into one in-memory :class:`~whybox.explanation.Explanation` -- bit-identical to
   ``explainer.explain(X.compute())`` for explainers whose rows do not interact (every
-  explainer here: TreeSHAP, the gradient methods, the per-row game estimators);
+  explainer here: TreeSHAP, the gradient methods, the per-row game estimators). A torch
+  model's matmuls round by batch: the gradient methods give the same bits when their
+  ``internal_batch_size`` divides every partition's rows (the batches are then the same),
+  and agree to rounding (~1 ulp) otherwise;
 * with ``out="folder/"`` each task writes its partition's arrays as ``.npy`` shards into the
   folder (temporary name, then rename: a rerun task replaces a shard whole), the caller
   writes the manifest last, and :func:`whybox.load` opens the folder lazily as a
@@ -190,7 +193,12 @@ def _header(exp: Any) -> dict[str, Any]:
         "feature_names": exp.feature_names,
         "output_names": exp.output_names,
         "random_state": exp.random_state,
-        "meta": {k: v for k, v in exp.meta.items() if k not in exp.meta.get("row_keys", ())},
+        # per-row meta entries (and their listing) stay with the in-memory result only
+        "meta": {
+            k: v
+            for k, v in exp.meta.items()
+            if k != "row_keys" and k not in exp.meta.get("row_keys", ())
+        },
         "n_evals": exp.n_evals,
         "has_std": exp.std is not None,
         "has_predictions": exp.predictions is not None,
