@@ -7,6 +7,9 @@ Review 19.
 
 Wang, J. T. and Jia, R. (2023). Data Banzhaf: a robust data valuation framework for machine
 learning. AISTATS.
+
+Witter, R. T., Liu, Y. and Musco, C. (2025). Regression-adjusted Monte Carlo estimators for
+Shapley values and probabilistic values. arXiv:2506.11849.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from ..explainer import ProgressFn
 from ..explanation import Explanation
+from ..games._regression_adjusted import adjusted_banzhaf, check_surrogate
 from ..games.banzhaf import banzhaf_min_budget, exact_banzhaf, msr_banzhaf
 from ..games.game import TabularGame
 from ..games.shapley import MAX_EXACT_PLAYERS, _check_budget, default_budget
@@ -31,17 +35,36 @@ class Banzhaf(TabularGameExplainer):
     The values do not satisfy efficiency, so ``exp.completeness_gap()`` is not zero; it is
     reported as what it is. ``exp.std`` holds standard errors (zero when exact).
 
+    Parameters
+    ----------
+    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
+    n_jobs, backend, client, chunk_size
+        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``background`` is required.
+    surrogate : {"auto", "tree", "linear", "none"}
+        Regression-adjusted maximum sample reuse (Witter, Liu and Musco 2025): coalitions in
+        complementary pairs, a cross-fitted surrogate game (linear, or small boosted trees)
+        with exact Banzhaf values, sampling only the residual game; exactly unbiased.
+        ``"auto"`` (default) keeps, per row, the choice with the smallest estimated variance
+        (``exp.meta["surrogate"]``); ``"none"`` is classic MSR.
+
     Notes
     -----
     ``.explain(X, budget=None, target=None, link=None)``: exact when ``2**n <= budget``.
 
     References
     ----------
-    Banzhaf (1965); Wang and Jia (2023), AISTATS.
+    Banzhaf (1965); Wang and Jia (2023), AISTATS; Witter, Liu and Musco (2025),
+    arXiv:2506.11849.
     """
 
     method = "banzhaf"
     efficient = False  # Banzhaf values do not add up to v(N) - v(empty)
+
+    def __init__(
+        self, model: Any, background: Any = None, *, surrogate: str = "auto", **kwargs: Any
+    ):
+        super().__init__(model, background, **kwargs)
+        self.surrogate = check_surrogate(surrogate)
 
     def explain(
         self,
@@ -75,12 +98,21 @@ class Banzhaf(TabularGameExplainer):
         if n <= MAX_EXACT_PLAYERS and 2**n <= budget:
             beta, v0 = exact_banzhaf(game)
             return beta, v0, np.zeros_like(beta), {"exact": True}
-        beta, std, v0 = msr_banzhaf(game, rng, budget=budget)
-        return beta, v0, std, {"exact": False}
+        if self.surrogate == "none":
+            beta, std, v0 = msr_banzhaf(game, rng, budget=budget)
+            return beta, v0, std, {"exact": False}
+        beta, std, v0, info = adjusted_banzhaf(game, rng, budget=budget, surrogate=self.surrogate)
+        return beta, v0, std, {"exact": False, **info}
 
     def _params(self, **kwargs: Any) -> dict[str, Any]:
         return {
             "estimator": "Banzhaf values (exact or maximum sample reuse)",
             "budget": kwargs.get("budget"),
             "efficient": False,
+            "surrogate": self.surrogate,
+        }
+
+    def _meta(self, infos: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "surrogate": [i.get("surrogate", "exact" if i.get("exact") else None) for i in infos]
         }

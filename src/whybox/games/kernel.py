@@ -22,6 +22,18 @@ problem exactly (efficiency holds to rounding for any budget):
    the random part is a stratified sum over sampled pairs whose variance is estimated from
    the residuals, with the finite-population correction.
 
+5. Regression adjustment (``surrogate=``, Witter, Liu and Musco 2025): a surrogate game is
+   fitted to the coalition values already paid for (a linear game, or small boosted trees on
+   the coalition indicators, :mod:`whybox.games._regression_adjusted`) with cross-fitting:
+   the sampled pairs are split into folds, each fold's residuals come from the surrogate fitted
+   on the other folds (enumerated coalitions, which carry no sampling error, use the folds'
+   average). The estimate is the surrogates' exact Shapley values plus the constrained fit
+   above applied to the residual game, so efficiency stays exact and the standard errors are
+   the residual game's. ``"auto"`` keeps the candidate (none, linear, tree) with the smallest
+   estimated variance. The least-squares solve makes KernelSHAP a ratio estimator, unbiased
+   up to O(1/budget); the exactly unbiased Monte Carlo forms are the permutation and Banzhaf
+   ones in :mod:`whybox.games._regression_adjusted`.
+
 ``tolerance=`` adds pairs in rounds (doubling the budget spent) until the largest standard
 error is below it.
 
@@ -35,6 +47,9 @@ using linear regression. AISTATS.
 
 Musco, C. and Witter, R. T. (2024). Provably accurate Shapley value estimation via leverage
 score sampling. arXiv:2410.01917.
+
+Witter, R. T., Liu, Y. and Musco, C. (2025). Regression-adjusted Monte Carlo estimators for
+Shapley values and probabilistic values. arXiv:2506.11849.
 """
 
 from __future__ import annotations
@@ -48,6 +63,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from ..parallel import one_blas_thread
+from ._regression_adjusted import check_surrogate, choose, cross_fit, fold_of_pairs
 from .game import Game, as_value_matrix
 from .shapley import _check_budget, default_budget, exact_shapley
 
@@ -152,6 +168,7 @@ def kernel_shapley(
     *,
     budget: int | None = None,
     tolerance: float | None = None,
+    surrogate: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """KernelSHAP estimate with paired, stratified leverage sampling and standard errors.
 
@@ -164,6 +181,11 @@ def kernel_shapley(
         ``2 n + 2048``. A budget covering all ``2**n`` coalitions gives the exact values.
     tolerance : float, optional
         Stop adding coalitions once the largest standard error is below this.
+    surrogate : {"auto", "tree", "linear", "none"}
+        Regression adjustment (:mod:`whybox.games._regression_adjusted`): a cross-fitted
+        surrogate game whose Shapley values are exact, KernelSHAP applied to the residual.
+        ``"auto"`` keeps whichever of none, linear and tree gives the residual game the
+        smallest estimated variance (``info["surrogate"]``).
 
     Returns
     -------
@@ -176,6 +198,7 @@ def kernel_shapley(
     n = int(game.n_players)
     budget = default_budget(n) if budget is None else budget
     budget = _check_budget(budget, kernel_min_budget(n), n, "KernelShap")
+    check_surrogate(surrogate)
     if tolerance is not None and (not np.isfinite(tolerance) or tolerance <= 0):
         raise InvalidParameterError(f"tolerance must be a positive number, got {tolerance}.")
     if n <= 2 or budget >= 2**n:
@@ -194,7 +217,7 @@ def kernel_shapley(
     strata = [_Stratum(n, s) for s in range(1, n // 2 + 1)]
     spend = budget if tolerance is None else max(kernel_min_budget(n), min(budget, 4 * n + 64))
     while True:
-        phi, std, info = _estimate_round(game, rng, strata, spend, v0, delta)
+        phi, std, info = _estimate_round(game, rng, strata, spend, v0, delta, surrogate=surrogate)
         info["converged"] = tolerance is not None and float(std.max()) < tolerance
         if tolerance is None or info["converged"] or spend >= budget:
             break
@@ -334,6 +357,7 @@ def _estimate_round(
     v0: np.ndarray,
     delta: np.ndarray,
     allocation: str = "leverage",
+    surrogate: str = "none",
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     n = strata[0].n
     pairs_total = (budget - 2) // 2
@@ -377,44 +401,106 @@ def _estimate_round(
     W = np.concatenate([b[1] for b in blocks])
     group_of = np.concatenate([b[2] for b in blocks])
     y = as_value_matrix(game.value(Z), len(Z)) - v0
-    Zf = Z.astype(float)
-    ZW = Zf * W[:, None]
-    phi_g = np.zeros((n, y.shape[1]))
-    if order >= 3 and groups:
-        # control variate: a polynomial game g fitted on the enumerated strata, whose Shapley
-        # values are known; only the residual game v - g is estimated from samples
-        is_exact = group_of == -1
-        D, P = _control_design(n, len(exact), order)
-        coef = P @ np.concatenate([y[is_exact], delta[None, :]])
-        phi_g = _polynomial_shapley(coef, n, order)
-        g = np.empty_like(y)
-        g[is_exact] = D @ coef
-        g[~is_exact] = _monomials(Z[~is_exact], order) @ coef
-        y = y - g
-        delta = delta - _monomials(np.ones((1, n), dtype=bool), order)[0] @ coef
-    phi, M = _solve(ZW.T @ Zf, ZW.T @ y, delta)
-    var = np.zeros_like(phi)
-    if groups:
-        resid = y - Zf @ phi  # (m, k)
-        for g, fpc in enumerate(groups):
-            rows = np.flatnonzero(group_of == g)
-            half = len(rows) // 2  # a block is laid out [members..., complements...]
-            first, second = rows[:half], rows[half:]
-            # per pair: sum over its two coalitions of w z (y - z.phi), projected by M
-            per_pair = (
-                ZW[first][:, :, None] * resid[first][:, None, :]
-                + ZW[second][:, :, None] * resid[second][:, None, :]
-            )
-            if per_pair.shape[0] < 2:
-                continue
-            proj = np.einsum("ij,pjk->pik", M, per_pair)
-            var += per_pair.shape[0] * fpc * proj.var(axis=0, ddof=1)
     info = {
         "coalitions": int(len(Z) + 2),
         "exact_sizes": sorted({s_ for st in exact for s_ in (st.s, n - st.s)}),
         "control_variate_order": int(order) if order >= 3 and groups else 0,
     }
-    return phi + phi_g, np.sqrt(var), info
+    fit = _Fit(Z, W, group_of, groups, len(exact), order)
+    phi, var = fit.solve(y, delta)
+    if surrogate == "none" or not groups:
+        if groups:
+            info["surrogate"] = "none"
+        return phi, np.sqrt(var), info
+    # regression adjustment (Witter, Liu and Musco 2025): cross-fitted surrogate, exact values
+    # of the surrogate plus the KernelSHAP estimate of the residual game
+    half = [len(b[0]) // 2 for b in blocks]
+    fold = np.concatenate(
+        [
+            np.tile(fold_of_pairs(rng, h), 2) if b[2][0] >= 0 else np.full(2 * h, -1)
+            for h, b in zip(half, blocks, strict=True)
+        ]
+    )
+    # the surrogate matters where the coalitions were sampled: the enumerated ones weigh as
+    # much per coalition as the sampled ones on average
+    fit_weight = W.copy()
+    if (fold < 0).any():
+        fit_weight[fold < 0] = W[fold >= 0].mean()
+    kinds = ["tree", "linear"] if surrogate == "auto" else [surrogate]
+    results = {"none": (phi, var)}
+    for kind in kinds:
+        pred, phi_f, ends = cross_fit(Z, y, fit_weight, fold, kind)
+        phi_r, var_r = fit.solve(y - pred, delta - (ends[1] - ends[0]))
+        results[kind] = (phi_f + phi_r, var_r)
+    choice, phi, var = choose(results, surrogate)
+    info["surrogate"] = choice
+    return phi, np.sqrt(var), info
+
+
+class _Fit:
+    """The constrained weighted least-squares solve of one round, with its standard errors.
+
+    Applied to the game and to residual games on the same coalitions (regression adjustment).
+    """
+
+    def __init__(
+        self,
+        Z: np.ndarray,
+        W: np.ndarray,
+        group_of: np.ndarray,
+        groups: list[float],
+        n_exact: int,
+        order: int,
+    ) -> None:
+        self.Z, self.W, self.group_of, self.groups = Z, W, group_of, groups
+        self.n_exact, self.order = n_exact, order
+        self.n = Z.shape[1]
+        self.Zf = Z.astype(float)
+        self.ZW = self.Zf * W[:, None]
+
+    def solve(self, y: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Estimate (n, k) and its variance (n, k) for values ``y`` (m, k) (minus v(empty))
+        and ``delta = v(N) - v(empty)`` (k,)."""
+        n, Z, Zf, ZW, group_of, groups = (
+            self.n,
+            self.Z,
+            self.Zf,
+            self.ZW,
+            self.group_of,
+            self.groups,
+        )
+        order = self.order
+        phi_g = np.zeros((n, y.shape[1]))
+        if order >= 3 and groups:
+            # control variate: a polynomial game g fitted on the enumerated strata, whose
+            # Shapley values are known; only the residual game v - g is estimated from samples
+            is_exact = group_of == -1
+            D, P = _control_design(n, self.n_exact, order)
+            coef = P @ np.concatenate([y[is_exact], delta[None, :]])
+            phi_g = _polynomial_shapley(coef, n, order)
+            g = np.empty_like(y)
+            g[is_exact] = D @ coef
+            g[~is_exact] = _monomials(Z[~is_exact], order) @ coef
+            y = y - g
+            delta = delta - _monomials(np.ones((1, n), dtype=bool), order)[0] @ coef
+        phi, M = _solve(ZW.T @ Zf, ZW.T @ y, delta)
+        var = np.zeros_like(phi)
+        if groups:
+            resid = y - Zf @ phi  # (m, k)
+            for g_, fpc in enumerate(groups):
+                rows = np.flatnonzero(group_of == g_)
+                half = len(rows) // 2  # a block is laid out [members..., complements...]
+                first, second = rows[:half], rows[half:]
+                # per pair: sum over its two coalitions of w z (y - z.phi), projected by M
+                per_pair = (
+                    ZW[first][:, :, None] * resid[first][:, None, :]
+                    + ZW[second][:, :, None] * resid[second][:, None, :]
+                )
+                if per_pair.shape[0] < 2:
+                    continue
+                proj = np.einsum("ij,pjk->pik", M, per_pair)
+                var += per_pair.shape[0] * fpc * proj.var(axis=0, ddof=1)
+        return phi + phi_g, var
 
 
 def _pair_block(
