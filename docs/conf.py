@@ -50,7 +50,15 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "**/README.rst", "examples/*.py", "Thumbs.db", ".DS_Store"]
+exclude_patterns = [
+    "_build",
+    "**/README.rst",
+    "examples/*.py",
+    # sphinx-gallery writes it whatever write_computation_times says; it loads jQuery from CDNs
+    "sg_execution_times.rst",
+    "Thumbs.db",
+    ".DS_Store",
+]
 templates_path = ["_templates"]
 
 # ---- strictness: a broken cross-reference is an error under -W --------------------------

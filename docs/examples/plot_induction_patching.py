@@ -51,6 +51,8 @@ for ax, (title, m) in zip(
     im = ax.imshow(m, cmap="viridis", aspect="auto")
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
+    ax.set_xticks(range(m.shape[1]))
+    ax.set_yticks(range(m.shape[0]))
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
 fig.tight_layout()

@@ -55,7 +55,7 @@ for row, c in enumerate(contexts):
             fontsize=8,
             family="monospace",
             va="center",
-            bbox={"facecolor": plt.cm.Reds(act / peak), "edgecolor": "none", "pad": 1},
+            bbox={"facecolor": plt.cm.Reds(0.6 * act / peak), "edgecolor": "none", "pad": 1},
         )
         x += 0.6 * max(len(text), 1)
 ax.set_xlim(0, 60)
