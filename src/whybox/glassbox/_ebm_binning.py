@@ -193,13 +193,18 @@ def fit_feature_bins(
             )
         return FeatureBins(name=name, kind="nominal", categories=cats)
     x = _numeric_values(column, name)
-    return FeatureBins(
-        name=name,
-        kind="continuous",
-        # like interpret, max_bins counts the missing and unseen bins too
-        cuts=quantile_cuts(x, max_bins - 2),
-        interaction_cuts=quantile_cuts(x, max_interaction_bins - 2),
-    )
+    # like interpret, max_bins counts the missing and unseen bins too
+    cuts = quantile_cuts(x, max_bins - 2)
+    icuts = quantile_cuts(x, max_interaction_bins - 2)
+    if icuts.size and cuts.size and not np.isin(icuts, cuts).all():
+        # each interaction cut snapped to the nearest main cut, so every main bin lies in one
+        # interaction bin (pair purification moves mass into the main terms exactly); a
+        # feature with at most max_bins - 2 distinct values has every midpoint as a main cut
+        hi = np.clip(np.searchsorted(cuts, icuts), 0, cuts.size - 1)
+        lo = np.clip(hi - 1, 0, cuts.size - 1)
+        near = np.where(np.abs(cuts[lo] - icuts) <= np.abs(cuts[hi] - icuts), lo, hi)
+        icuts = np.unique(cuts[near])
+    return FeatureBins(name=name, kind="continuous", cuts=cuts, interaction_cuts=icuts)
 
 
 def bin_column(column: Any, spec: FeatureBins, *, interaction: bool = False) -> np.ndarray:

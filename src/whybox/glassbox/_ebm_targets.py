@@ -1,7 +1,8 @@
 """``target=`` of the explainable boosting machines' ``explain_local`` (CONTRACT §1).
 
-The classifier's terms explain the log-odds of ``classes_[1]``; class 0 is the negated
-log-odds. A target is a label (matched first), the string of a label, an index, a list of
+The binary classifier's terms explain the log-odds of ``classes_[1]``; class 0 is the negated
+log-odds. A multiclass classifier's terms carry one score per class (the softmax logits); a
+class picks its own scores. A target is a label (matched first), the string of a label, an index, a list of
 these, ``"all"``, or a 1-D array / Series / tensor with one target per row.
 """
 
@@ -74,3 +75,42 @@ def _resolve_ebm_target(target: Any, labels: list[Any], n: int) -> tuple[list[in
             raise InvalidParameterError("target is an empty list; name at least one output.")
         return [_resolve_one_ebm(t, labels) for t in target], "several"
     return [_resolve_one_ebm(target, labels)], "single"
+
+
+def ebm_outputs(
+    raw: np.ndarray, intercept: Any, picks: list[int], kind: str, n_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, base_values) of the picked outputs.
+
+    Parameters
+    ----------
+    raw : ndarray of shape (n, n_terms) or (n, n_terms, k)
+        Term contributions: to the decision function (binary: the log-odds of the last
+        label, whose negation is the other label's; regression: the prediction), or per
+        class (multiclass).
+    intercept : float or ndarray of shape (k,)
+    picks, kind
+        From :func:`_resolve_ebm_target`.
+    n_labels : int
+
+    Returns
+    -------
+    values : (n, n_terms) for "single" and "per_row", (n, n_terms, len(picks)) for "several"
+    base : (n,) or (n, len(picks))
+    """
+    n = raw.shape[0]
+    idx = np.asarray(picks, dtype=np.int64)
+    if raw.ndim == 3:
+        icpt = np.asarray(intercept, dtype=float)
+        if kind == "single":
+            return raw[:, :, idx[0]], np.full(n, icpt[idx[0]])
+        if kind == "several":
+            return raw[:, :, idx], np.tile(icpt[idx], (n, 1))
+        return raw[np.arange(n), :, idx], icpt[idx]
+    signs = np.where(idx == n_labels - 1, 1.0, -1.0)
+    base1 = np.full(n, float(intercept))
+    if kind == "single":
+        return raw * signs[0], base1 * signs[0]
+    if kind == "several":
+        return raw[:, :, None] * signs, base1[:, None] * signs
+    return raw * signs[:, None], base1 * signs

@@ -26,7 +26,19 @@ import pandas as pd
 from ..errors import InvalidParameterError
 from ..explanation import Explanation
 
-__all__ = ["EBMGlobal", "EBMTerm"]
+__all__ = ["EBMGlobal", "EBMTerm", "avg_weight_importance"]
+
+
+def avg_weight_importance(scores: np.ndarray, weights: np.ndarray) -> float:
+    """interpret's "avg_weight" importance of one term: ``sum w |s| / sum w`` over its bins
+    (cells), the absolute scores first averaged over classes when ``scores`` has a trailing
+    class axis (shape ``weights.shape + (k,)``); 0 for a term without weight."""
+    a = np.abs(np.asarray(scores, dtype=float))
+    w = np.asarray(weights, dtype=float)
+    if a.ndim > w.ndim:
+        a = a.mean(axis=-1)
+    return float((w * a).sum() / w.sum()) if w.sum() > 0 else 0.0
+
 
 _TEXT: dict[str, Any] = {"parse_math": False, "usetex": False}
 
@@ -71,8 +83,7 @@ class EBMTerm:
     @property
     def importance(self) -> float:
         """Mean absolute contribution over the training rows: ``sum w |s| / sum w``."""
-        w = self.weights
-        return float((w * np.abs(self.scores)).sum() / w.sum()) if w.sum() > 0 else 0.0
+        return avg_weight_importance(self.scores, self.weights)
 
     def to_frame(self) -> pd.DataFrame:
         """Scores, std and weights per bin (main terms) or per cell (pairs) as a long table."""
@@ -103,14 +114,14 @@ class EBMGlobal:
 
     Parameters
     ----------
-    intercept : float
+    intercept : float, or ndarray of shape (k,) for a multiclass model
     terms : list of EBMTerm
     output : str
         What the scores are on (``"log-odds of class 1"``, ``"prediction"``).
     """
 
     def __init__(self, intercept: float, terms: list[EBMTerm], output: str) -> None:
-        self.intercept = float(intercept)
+        self.intercept = float(intercept) if np.ndim(intercept) == 0 else np.asarray(intercept, dtype=float)  # fmt: skip
         self.terms = list(terms)
         self.output = output
 

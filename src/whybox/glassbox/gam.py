@@ -15,16 +15,29 @@ Pipeline (one module per step):
 * :mod:`._ebm_fast` -- FAST ranking of all pairs on the main-effects residuals;
 * :mod:`._ebm_fit` -- bags (seeded stratified train / validation splits with early
   stopping), the two stages, centring and bag averaging;
-* :mod:`._ebm_terms` -- the global explanation (shape functions with bagging error bars).
+* :mod:`._ebm_multi`, :mod:`._ebm_fit_multi` -- the same for k > 2 classes: softmax boosting
+  of one score per class and bin, trees whose cuts all classes share;
+* :mod:`._ebm_purify` -- pair terms purified into the mains and the intercept;
+* :mod:`._ebm_weights` -- ``sample_weight`` checks (rows of weight 0 dropped);
+* :mod:`._ebm_terms` -- the global explanation (shape functions with bagging error bars);
+* :mod:`._ebm_input`, :mod:`._ebm_targets` -- input checks and ``target=`` selection.
 
 The defaults mirror interpret's ``ExplainableBoostingClassifier`` / ``Regressor`` (0.7):
 1024 bins, 64 interaction bins, 14 outer bags, 15 % validation rows, learning rate 0.015
 (0.04 for regression), two-leaf trees, ``interactions="3x"`` (``"5x"`` for regression: three
 (five) times as many pairs as features, chosen by FAST). Unlike interpret, every step is
-cyclic (no greedy rounds) and pair terms are centred but not purified.
+cyclic (no greedy rounds) and pair terms are purified (:mod:`._ebm_purify`, Lengerich et al.
+2020): every pair has zero weighted row and column means, its marginal mass moved into the
+main terms and the intercept, predictions unchanged.
 
 References
 ----------
+Friedman, J. H. (2001). Greedy function approximation: a gradient boosting machine. Annals of
+Statistics 29(5).
+
+Lengerich, B., Tan, S., Chang, C.-H., Hooker, G. and Caruana, R. (2020). Purifying Interaction
+Effects with the Functional ANOVA. AISTATS.
+
 Lou, Y., Caruana, R. and Gehrke, J. (2012). Intelligible models for classification and
 regression. KDD.
 
@@ -39,8 +52,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,95 +60,29 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_finite, check_int, check_nonempty, check_unique_columns
+from .._validation import check_int
 from ..errors import InvalidInputError, InvalidParameterError
 from ..explanation import ROW_KEYS, Explanation
 from ._ebm_binning import FeatureBins, bin_matrix, fit_feature_bins, is_categorical_column
 from ._ebm_boost import LOGLOSS, SQUARED
 from ._ebm_fit import BoostSettings, FittedTerms, fit_ebm
-from ._ebm_targets import _plain, _resolve_ebm_target
-from ._ebm_terms import EBMGlobal, EBMTerm
+from ._ebm_fit_multi import fit_ebm_multi
+from ._ebm_input import (
+    _align_by_name,
+    _as_table,
+    _as_target,
+    _check_feature_names,
+    _check_real,
+    _column,
+    _feature_index,
+    _n_jobs,
+)
+from ._ebm_purify import purify_terms
+from ._ebm_targets import _plain, _resolve_ebm_target, ebm_outputs
+from ._ebm_terms import EBMGlobal, EBMTerm, avg_weight_importance
 from ._ebm_weights import check_sample_weight
 
 __all__ = ["ExplainableBoostingClassifier", "ExplainableBoostingRegressor"]
-
-
-def _check_feature_names(est: BaseEstimator, X: Any, reset: bool) -> None:
-    """scikit-learn's feature-name and feature-count bookkeeping, with whybox errors."""
-    check_unique_columns(X)
-    try:
-        try:
-            from sklearn.utils.validation import validate_data
-        except ImportError:  # scikit-learn < 1.6
-            est._check_feature_names(X, reset=reset)  # type: ignore[attr-defined]
-            est._check_n_features(X, reset=reset)  # type: ignore[attr-defined]
-        else:
-            validate_data(est, X, reset=reset, skip_check_array=True)
-    except InvalidInputError:
-        raise
-    except ValueError as exc:
-        raise InvalidInputError(
-            f"{exc} Pass the columns the model was fitted on (in any order: DataFrame "
-            "columns are matched by name)."
-        ) from exc
-
-
-def _align_by_name(est: BaseEstimator, X: Any) -> Any:
-    """A DataFrame with the fitted columns in another order, reordered by name.
-
-    Anything else (an array, other or missing names) is returned as it is, for
-    :func:`_check_feature_names` to check and report.
-    """
-    fitted = getattr(est, "feature_names_in_", None)
-    if not isinstance(X, pd.DataFrame) or fitted is None:
-        return X
-    have = [str(c) for c in X.columns]
-    fitted = [str(c) for c in fitted]
-    if have == fitted or len(set(have)) != len(have) or set(have) != set(fitted):
-        return X
-    position = {c: j for j, c in enumerate(have)}
-    return X.iloc[:, [position[c] for c in fitted]]
-
-
-def _as_table(X: Any, name: str = "X") -> np.ndarray | pd.DataFrame:
-    """A DataFrame stays a DataFrame; anything else becomes a 2-D numpy array."""
-    if hasattr(X, "tocsr") or hasattr(X, "todense"):
-        raise InvalidInputError(
-            f"{name} is a sparse matrix; explainable boosting needs dense input. "
-            "Pass X.toarray() (or a DataFrame)."
-        )
-    if isinstance(X, pd.DataFrame):
-        table: np.ndarray | pd.DataFrame = X
-    else:
-        try:
-            table = np.asarray(X)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{name} could not be read as a 2-D array ({exc}). Pass a 2-D numpy array "
-                "or a DataFrame."
-            ) from exc
-        if table.ndim != 2:
-            raise InvalidInputError(
-                f"Expected 2D array, got {table.ndim}D array instead (shape {table.shape}). "
-                "Reshape your data with X.reshape(-1, 1) for a single feature or "
-                "X.reshape(1, -1) for a single sample."
-            )
-        if table.dtype.kind == "c":
-            raise InvalidInputError(
-                f"Complex data not supported: {name} has dtype {table.dtype}. Pass real numbers."
-            )
-    if table.shape[1] == 0:
-        raise InvalidInputError(
-            f"{name} has 0 feature(s) (shape={tuple(table.shape)}) while a minimum of 1 is "
-            "required. Pass at least one feature column."
-        )
-    check_nonempty(table, name)
-    check_finite(table, name, allow_nan=True)
-    return table
-
-
-def _column(X: np.ndarray | pd.DataFrame, j: int) -> Any:
-    return X.iloc[:, j] if isinstance(X, pd.DataFrame) else X[:, j]
 
 
 class _EBMBase(BaseEstimator):
@@ -332,7 +277,9 @@ class _EBMBase(BaseEstimator):
         X = X.iloc[np.flatnonzero(keep)] if isinstance(X, pd.DataFrame) else X[keep]
         return X, y[keep], w[keep]
 
-    def _fit(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
+    def _fit(
+        self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None, n_classes: int = 2
+    ) -> None:
         X = _as_table(X)
         _check_feature_names(self, X, reset=True)
         names = (
@@ -360,10 +307,16 @@ class _EBMBase(BaseEstimator):
         P = bin_matrix(X, specs, interaction=True)
         nbins = np.array([s.n_bins() for s in specs], dtype=np.int64)
         nbins_int = np.array([s.n_bins(interaction=True) for s in specs], dtype=np.int64)
-        fitted = fit_ebm(
-            B, P, y, nbins, nbins_int, is_cat, settings, self.random_state, sample_weight
-        )
-        self._store(specs, names, fitted)
+        if n_classes > 2:
+            fitted = fit_ebm_multi(
+                B, P, y.astype(np.int64), n_classes, nbins, nbins_int, is_cat, settings,
+                self.random_state, sample_weight,
+            )  # fmt: skip
+        else:
+            fitted = fit_ebm(
+                B, P, y, nbins, nbins_int, is_cat, settings, self.random_state, sample_weight
+            )
+        self._store(specs, names, purify_terms(fitted, specs))
 
     def _store(self, specs: list[FeatureBins], names: list[str], f: FittedTerms) -> None:
         self.bins_ = specs
@@ -389,7 +342,8 @@ class _EBMBase(BaseEstimator):
     def _contributions(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
         B = bin_matrix(X, self.bins_)
         P = bin_matrix(X, self.bins_, interaction=True) if len(self.term_features_) > len(self.bins_) else None  # fmt: skip
-        out = np.empty((B.shape[0], len(self.term_features_)))
+        # (n, n_terms), or (n, n_terms, k) for a multiclass model (one score per class)
+        out = np.empty((B.shape[0], len(self.term_features_), *self.term_scores_[0].shape[1:]))
         for t, feats in enumerate(self.term_features_):
             sc = self.term_scores_[t]
             if len(feats) == 1:
@@ -459,24 +413,20 @@ class _EBMBase(BaseEstimator):
             Xc = X  # the caller's column order (main terms follow it; pairs stay last)
         n = raw.shape[0]
         labels = self._output_labels()
+        if target is None and raw.ndim == 3:
+            target = "all"  # a multiclass model explains every class by default
         picks, kind = _resolve_ebm_target(target, labels, n)
-        # the decision function explains the last label (classes_[1]); the other is negated
-        signs = np.where(np.asarray(picks) == len(labels) - 1, 1.0, -1.0)
+        values, base = ebm_outputs(raw, self.intercept_, picks, kind, len(labels))
         names = [str(_plain(labels[j])) for j in picks]
-        base1 = np.full(n, self.intercept_)
         params: dict[str, Any] = {"terms": [list(map(int, t)) for t in self.term_features_]}
         meta: dict[str, Any] | None = None
         if kind == "single":
-            values, base = raw * signs[0], base1 * signs[0]
             output_names: list[str] | None = names
             params["output"] = self._describe(picks[0])
         elif kind == "several":
-            values = raw[:, :, None] * signs
-            base = base1[:, None] * signs
             output_names = names
             params["output"] = "; ".join(self._describe(j) for j in picks)
         else:  # one target per row
-            values, base = raw * signs[:, None], base1 * signs
             output_names = ["per-example target"]
             params["output"] = "per-example target: " + "; ".join(
                 self._describe(j) for j in sorted(set(picks))
@@ -547,12 +497,19 @@ class _EBMBase(BaseEstimator):
         return EBMGlobal(self.intercept_, terms, self._output_name())
 
     def term_importances(self) -> np.ndarray:
-        """Mean absolute contribution of each term over the training rows, shape (n_terms,)."""
-        return self.explain_global().importance().to_numpy()
+        """Mean absolute contribution of each term over the training rows, shape (n_terms,).
+
+        interpret's "avg_weight" importance: the (sample-)weighted mean over the training
+        rows of the term's absolute score, for a multiclass model averaged over classes.
+        """
+        check_is_fitted(self, "term_scores_")
+        pairs = zip(self.term_scores_, self.bin_weights_, strict=True)
+        return np.array([avg_weight_importance(sc, w) for sc, w in pairs])
 
 
 class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
-    """Explainable boosting machine for binary classification (log-loss on the log-odds).
+    """Explainable boosting machine for classification: binary (log-loss on the log-odds) or
+    multiclass (softmax boosting of one score per class and bin; Friedman 2001).
 
     Parameters
     ----------
@@ -596,13 +553,16 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (2,)
+    classes_ : ndarray of shape (k,)
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when fitted on a DataFrame
     term_names_, term_features_ : lists, one entry per term
     term_scores_, standard_deviations_, bin_weights_ : lists of arrays, one per term
     bagged_scores_ : list of arrays of shape (outer_bags, *bins)
-    intercept_ : float
+    intercept_ : float, or ndarray of shape (k,) with k > 2 classes
+        With k > 2 classes every ``term_scores_`` array has a trailing class axis (k,),
+        ``decision_function`` gives (n, k) logits and ``explain_local`` explains every class
+        by default (values (n, n_terms, k)).
     bins_ : list of FeatureBins
     best_iteration_ : ndarray of shape (2, outer_bags)
 
@@ -613,14 +573,6 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
     """
 
     _objective = LOGLOSS
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
-    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
-        return {"allow_nan": True, "binary_only": True}
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ExplainableBoostingClassifier:
         """Fit on X (n, p) and binary labels y (n,).
@@ -647,16 +599,22 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
                 "to learn from. Check the labels or the rows selected."
             )
         if classes.size > 2:
-            raise InvalidInputError(
-                f"y has {classes.size} classes. Only binary classification is supported. "
-                "ExplainableBoostingClassifier fits two classes; fit one model per class "
-                "(one-vs-rest), e.g. with sklearn.multiclass.OneVsRestClassifier."
-            )
+            counts = np.bincount(codes, minlength=classes.size)
+            if counts.min() < 2:
+                few = [_plain(c) for c in classes[counts < 2]]
+                raise InvalidInputError(
+                    f"class(es) {few!r} of y have a single row; a multiclass EBM needs at "
+                    "least two rows per class (each bag keeps one for training and stratifies "
+                    "its validation rows by class). Add rows of those classes, or drop them "
+                    "(or give those rows sample_weight=0)."
+                )
         self.classes_ = classes
-        self._fit(X, codes.astype(float), w)
+        self._fit(X, codes.astype(float), w, n_classes=classes.size)
         return self
 
     def _output_name(self) -> str:
+        if len(self.classes_) > 2:
+            return "softmax scores (logits) of the classes " + ", ".join(map(str, self._output_labels()))  # fmt: skip
         return self._describe(1)
 
     def _output_labels(self) -> list[Any]:
@@ -664,24 +622,32 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
 
     def _describe(self, j: int) -> str:
         label = _plain(self.classes_[j])
+        if len(self.classes_) > 2:
+            return f"softmax score (logit) of class {label}"
         if j == 1:
             return f"log-odds of class {label}"
         return f"log-odds of class {label} (negated margin: the log-odds of class 1 times -1)"
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Log-odds of ``classes_[1]``, shape (n,)."""
+        """Log-odds of ``classes_[1]``, shape (n,); with k > 2 classes the softmax scores
+        (logits) of every class, shape (n, k)."""
         return self._decision(X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape (n, 2)."""
+        """Class probabilities, shape (n, k) (k = 2 for a binary model)."""
         f = self._decision(X)
+        if f.ndim == 2:
+            z = np.exp(f - f.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
         p1 = 1.0 / (1.0 + np.exp(-f))
         return np.column_stack([1.0 - p1, p1])
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels, shape (n,)."""
-        positive = self._decision(X) > 0
-        return self.classes_[positive.astype(int)]
+        f = self._decision(X)
+        if f.ndim == 2:
+            return self.classes_[np.argmax(f, axis=1)]
+        return self.classes_[(f > 0).astype(int)]
 
 
 class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
@@ -766,64 +732,3 @@ class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
     def predict(self, X: Any) -> np.ndarray:
         """Predictions, shape (n,)."""
         return self._decision(X)
-
-
-# ---------------------------------------------------------------------- helpers
-def _as_target(y: Any) -> np.ndarray:
-    if y is None:
-        raise InvalidInputError(
-            "this estimator requires y to be passed, but the target y is None. Pass one "
-            "target per row of X."
-        )
-    arr = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        from sklearn.exceptions import DataConversionWarning
-
-        warnings.warn(
-            "A column-vector y was passed when a 1d array was expected; it is read as y.ravel().",
-            DataConversionWarning,
-            stacklevel=3,
-        )
-        arr = arr.ravel()
-    if arr.ndim != 1:
-        raise InvalidInputError(
-            f"y must be 1-D with one target per row, got shape {arr.shape}. Multi-output "
-            "targets are not supported; fit one model per output."
-        )
-    return arr
-
-
-def _check_real(
-    name: str, value: Any, *, low: float | None = None, low_open: bool = False
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}.")
-    if low is not None and (value < low or (low_open and value == low)):
-        bound = f"greater than {low}" if low_open else f"at least {low}"
-        raise InvalidParameterError(f"{name} must be {bound}, got {value!r}.")
-    return float(value)
-
-
-def _feature_index(f: Any, names: list[str], param: str) -> int:
-    if isinstance(f, str):
-        if f not in names:
-            raise InvalidParameterError(f"{param} names feature {f!r}, not in X. Features: {names}.")  # fmt: skip
-        return names.index(f)
-    if isinstance(f, numbers.Integral) and not isinstance(f, bool):
-        if not -len(names) <= f < len(names):
-            raise InvalidParameterError(
-                f"{param} refers to feature index {f}, out of range for {len(names)} features."
-            )
-        return int(f) % len(names)
-    raise InvalidParameterError(f"{param} entries must be feature names or indices, got {f!r}.")
-
-
-def _n_jobs(n_jobs: Any, n_bags: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    if n_jobs is None:
-        return min(cores, n_bags)
-    check_int("n_jobs", n_jobs)
-    if n_jobs == 0:
-        raise InvalidParameterError("n_jobs must be a positive int, -1 (all cores) or None; got 0.")  # fmt: skip
-    return max(1, min(n_bags, n_jobs if n_jobs > 0 else cores + 1 + n_jobs))

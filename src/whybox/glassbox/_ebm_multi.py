@@ -1,0 +1,750 @@
+"""numba kernels of the multiclass explainable boosting machine: softmax cyclic boosting.
+
+With ``k`` classes every term has ``k`` scores per bin (cell), one per class, and the model's
+class scores are ``F_c(x) = b_c + sum_t f_t,c(x)``, turned into probabilities by the softmax.
+Each boosting step of a term fits one tree whose cuts are shared by all classes: a cut's
+gain is the sum over classes of the per-class Newton gains ``G_c^2 / (H_c + lambda)``, with
+``g_ic = w_i (p_ic - [y_i = c])`` and ``h_ic = w_i p_ic (1 - p_ic)`` (the diagonal of the
+softmax Hessian, as in Friedman's multiclass boosting and interpret's), and every leaf takes a
+Newton step per class. ``min_hessian`` applies to the hessian summed over classes.
+
+As in the binary kernels (``_ebm_boost``), ``exp(F)`` is kept per row and class (shifted by
+the row's largest score at each round's start) and multiplied by ``exp(step)`` of the leaf a
+row falls in, so a step costs ``k`` multiplications per row instead of ``k`` exponentials;
+applying a step and building the next term's histogram share one pass over the rows.
+
+Categorical features are ordered before each cut by the gradient ratio ``G_c / (H_c + s)`` of
+the class ``c`` with the largest total absolute gradient in the histogram.
+
+References
+----------
+Friedman, J. H. (2001). Greedy function approximation: a gradient boosting machine. Annals of
+Statistics 29(5) (section 4.6, multiclass logistic regression).
+
+Lou, Y., Caruana, R., Gehrke, J. and Hooker, G. (2013). Accurate intelligible models with
+pairwise interactions. KDD.
+
+Nori, H., Jenkins, S., Koch, P. and Caruana, R. (2019). InterpretML: A Unified Framework for
+Machine Learning Interpretability. arXiv:1909.09223.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._ebm_boost import _next_uniform
+
+__all__ = ["boost_mains_multi", "boost_pairs_multi", "fast_pair_gains_multi", "softmax_grads"]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _resync(F, E):
+    """``E[i] = exp(F[i] - max F[i])`` (recomputed once per round so products never drift)."""
+    n, k = F.shape
+    for i in range(n):
+        m = F[i, 0]
+        for c in range(1, k):
+            m = max(m, F[i, c])
+        for c in range(k):
+            E[i, c] = np.exp(F[i, c] - m)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ce_loss(F, y, w):
+    """Weighted mean cross-entropy ``logsumexp(F_i) - F_i,y_i``."""
+    n, k = F.shape
+    total = 0.0
+    wsum = 0.0
+    for i in range(n):
+        m = F[i, 0]
+        for c in range(1, k):
+            m = max(m, F[i, c])
+        s = 0.0
+        for c in range(k):
+            s += np.exp(F[i, c] - m)
+        total += w[i] * (m + np.log(s) - F[i, y[i]])
+        wsum += w[i]
+    return total / wsum if wsum > 0 else total
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def softmax_grads(F, y, w):
+    """Weighted gradients and hessians of the cross-entropy at scores F (n, k): (n, k) each."""
+    n, k = F.shape
+    g = np.empty((n, k))
+    h = np.empty((n, k))
+    for i in range(n):
+        m = F[i, 0]
+        for c in range(1, k):
+            m = max(m, F[i, c])
+        s = 0.0
+        for c in range(k):
+            s += np.exp(F[i, c] - m)
+        for c in range(k):
+            p = np.exp(F[i, c] - m) / s
+            g[i, c] = w[i] * (p - (1.0 if c == y[i] else 0.0))
+            h[i, c] = w[i] * max(p * (1.0 - p), 1e-16)
+    return g, h
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _score(G, H, lam, k):
+    """``sum_c G_c^2 / (H_c + lam)`` of vectors (k,)."""
+    s = 0.0
+    for c in range(k):
+        d = H[c] + lam
+        if d > 0:
+            s += G[c] * G[c] / d
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR,
+              HR):  # fmt: skip
+    """Best (or random) cut of ordered bins ``order[s:e]`` over all classes: (position, gain);
+    -1 when no cut leaves ``min_leaf`` rows and ``min_hess`` hessian on both sides."""
+    k = G.shape[1]
+    Gt[:] = 0.0
+    Ht[:] = 0.0
+    Ct = 0.0
+    for t in range(s, e):
+        b = order[t]
+        Ct += C[b]
+        for c in range(k):
+            Gt[c] += G[b, c]
+            Ht[c] += H[b, c]
+    htot = 0.0
+    for c in range(k):
+        htot += Ht[c]
+    parent = _score(Gt, Ht, lam, k)
+    target = -1
+    if random:
+        n_valid = 0
+        CL = 0.0
+        hl = 0.0
+        for t in range(s, e - 1):
+            b = order[t]
+            CL += C[b]
+            for c in range(k):
+                hl += H[b, c]
+            if CL >= min_leaf and Ct - CL >= min_leaf and hl >= min_hess and htot - hl >= min_hess:
+                n_valid += 1
+        if n_valid == 0:
+            return -1, 0.0
+        target = int(_next_uniform(state) * n_valid)
+    GL[:] = 0.0
+    HL[:] = 0.0
+    CL = 0.0
+    hl = 0.0
+    best_k = -1
+    best_gain = -np.inf
+    seen = 0
+    for t in range(s, e - 1):
+        b = order[t]
+        CL += C[b]
+        for c in range(k):
+            GL[c] += G[b, c]
+            HL[c] += H[b, c]
+            hl += H[b, c]
+        if CL < min_leaf or Ct - CL < min_leaf or hl < min_hess or htot - hl < min_hess:
+            continue
+        for c in range(k):
+            GR[c] = Gt[c] - GL[c]
+            HR[c] = Ht[c] - HL[c]
+        gain = _score(GL, HL, lam, k) + _score(GR, HR, lam, k) - parent
+        if random:
+            if seen == target:
+                return t, gain
+            seen += 1
+        elif gain > best_gain:
+            best_gain = gain
+            best_k = t
+    if best_k < 0 or best_gain <= 0.0:
+        return -1, 0.0
+    return best_k, best_gain
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, random, state,
+              delta, seg, seg_gain, V):  # fmt: skip
+    """A tree of at most ``max_leaves`` leaves on ordered bins; per-class Newton steps to delta.
+    ``seg`` (3, max_leaves + 1), ``seg_gain`` (max_leaves + 1,), ``V`` (6, k): scratch."""
+    k = G.shape[1]
+    seg_s = seg[0]
+    seg_e = seg[1]
+    seg_k = seg[2]
+    GL = V[0]
+    HL = V[1]
+    Gt = V[2]
+    Ht = V[3]
+    GR = V[4]
+    HR = V[5]
+    delta[:, :] = 0.0
+    nseg = 1
+    seg_s[0] = 0
+    seg_e[0] = n_order
+    kk, gain = _best_cut(G, H, C, order, 0, n_order, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR, HR)  # fmt: skip
+    seg_k[0] = kk
+    seg_gain[0] = gain
+    while nseg < max_leaves:
+        pick = -1
+        best = -np.inf
+        for q in range(nseg):
+            if seg_k[q] >= 0 and seg_gain[q] > best:
+                best = seg_gain[q]
+                pick = q
+        if pick < 0:
+            break
+        s = seg_s[pick]
+        e = seg_e[pick]
+        kk = seg_k[pick]
+        seg_e[pick] = kk + 1
+        seg_s[nseg] = kk + 1
+        seg_e[nseg] = e
+        k1, g1 = _best_cut(G, H, C, order, s, kk + 1, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR, HR)  # fmt: skip
+        k2, g2 = _best_cut(G, H, C, order, kk + 1, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR, HR)  # fmt: skip
+        seg_k[pick] = k1
+        seg_gain[pick] = g1
+        seg_k[nseg] = k2
+        seg_gain[nseg] = g2
+        nseg += 1
+    for q in range(nseg):
+        for c in range(k):
+            Gs = 0.0
+            Hs = 0.0
+            for t in range(seg_s[q], seg_e[q]):
+                Gs += G[order[t], c]
+                Hs += H[order[t], c]
+            v = -lr * Gs / (Hs + lam) if Hs + lam > 1e-300 else 0.0
+            for t in range(seg_s[q], seg_e[q]):
+                delta[order[t], c] = v
+    if C[0] > 0:  # the missing bin is a leaf of its own
+        for c in range(k):
+            if H[0, c] + lam > 1e-300:
+                delta[0, c] = -lr * G[0, c] / (H[0, c] + lam)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_update(E, i, EV, r, y_i, w, Gn, Hn, Cn, bn, k):
+    """Apply a step to row i (``F += step`` done by the caller, ``E[i] *= EV[r]``), then add
+    the row's gradient and hessian at the new scores to bin ``bn`` of the next histogram.
+    (Rows are indexed in place: views would cost reference counts.)"""
+    s = 0.0
+    for c in range(k):
+        e = E[i, c] * EV[r, c]
+        E[i, c] = e
+        s += e
+    inv = 1.0 / s
+    for c in range(k):
+        p = E[i, c] * inv
+        g = p - (1.0 if c == y_i else 0.0)
+        h = max(p * (1.0 - p), 1e-16)
+        Gn[bn, c] += g * w
+        Hn[bn, c] += h * w
+    Cn[bn] += w
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_leaves, min_leaf,
+                      min_hess, lam, cat_smooth, max_rounds, es_rounds, es_tol,
+                      smoothing_rounds, seed, wtr, wva):  # fmt: skip
+    """Cyclic softmax boosting of the main terms of one bag.
+
+    Parameters
+    ----------
+    Btr, Bva : uint16 arrays of shape (n_tr, p), (n_va, p)
+        Bin codes.
+    ytr, yva : int64 arrays of shape (n_tr,), (n_va,)
+        Class codes 0 .. k-1.
+    F_tr, F_va : float arrays of shape (n_tr, k), (n_va, k)
+        Class scores to start from (the intercepts); updated in place.
+    wtr, wva : float arrays of shape (n_tr,), (n_va,)
+        Sample weights.
+
+    Returns
+    -------
+    best : ndarray of shape (p, max(nbins), k)
+        Per-bin class scores at the round of lowest validation cross-entropy.
+    n_rounds : int
+    """
+    n_tr, p = Btr.shape
+    n_va = Bva.shape[0]
+    k = F_tr.shape[1]
+    maxb = 0
+    for j in range(p):
+        maxb = max(maxb, nbins[j])
+    scores = np.zeros((p, maxb, k))
+    best = np.zeros((p, maxb, k))
+    G = np.zeros((maxb, k))
+    H = np.zeros((maxb, k))
+    C = np.zeros(maxb)
+    Gn = np.zeros((maxb, k))
+    Hn = np.zeros((maxb, k))
+    Cn = np.zeros(maxb)
+    delta = np.zeros((maxb, k))
+    ed = np.ones((maxb, k))
+    order = np.zeros(maxb, dtype=np.int64)
+    ratio = np.zeros(maxb)
+    seg = np.zeros((3, max_leaves + 1), dtype=np.int64)
+    seg_gain = np.zeros(max_leaves + 1)
+    V = np.zeros((6, k))
+    state = np.array([np.uint64(seed)], dtype=np.uint64)
+    use_es = n_va > 0 and es_rounds > 0
+    best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
+    best_round = 0
+    rounds_done = 0
+    E = np.ones((n_tr, k))
+    one = np.ones((1, k))
+    _resync(F_tr, E)
+    for i in range(n_tr):
+        _row_update(E, i, one, 0, ytr[i], wtr[i], G, H, C, Btr[i, 0], k)
+    for r in range(max_rounds):
+        random = r < smoothing_rounds
+        for j in range(p):
+            nb = nbins[j]
+            n_order = nb - 2
+            if n_order > 0:
+                if is_cat[j]:
+                    cstar = 0
+                    big = -1.0
+                    for c in range(k):
+                        a = 0.0
+                        for t in range(nb):
+                            a += abs(G[t, c])
+                        if a > big:
+                            big = a
+                            cstar = c
+                    for t in range(n_order):
+                        ratio[t] = G[t + 1, cstar] / (H[t + 1, cstar] + cat_smooth)
+                    idx = np.argsort(ratio[:n_order])
+                    for t in range(n_order):
+                        order[t] = idx[t] + 1
+                else:
+                    for t in range(n_order):
+                        order[t] = t + 1
+                _fit_tree(G[:nb], H[:nb], C[:nb], order, n_order, max_leaves, min_leaf,
+                          min_hess, lam, lr, random, state, delta[:nb], seg, seg_gain, V)  # fmt: skip
+            else:
+                delta[:nb, :] = 0.0
+            for b in range(nb):
+                for c in range(k):
+                    scores[j, b, c] += delta[b, c]
+                    ed[b, c] = np.exp(delta[b, c])
+            last = j + 1 == p
+            jn = 0 if last else j + 1
+            nbn = nbins[jn]
+            Gn[:nbn, :] = 0.0
+            Hn[:nbn, :] = 0.0
+            Cn[:nbn] = 0.0
+            for i in range(n_tr):
+                b = Btr[i, j]
+                for c in range(k):
+                    F_tr[i, c] += delta[b, c]
+                if last:
+                    m = F_tr[i, 0]
+                    for c in range(1, k):
+                        m = max(m, F_tr[i, c])
+                    for c in range(k):
+                        E[i, c] = np.exp(F_tr[i, c] - m)
+                    _row_update(E, i, one, 0, ytr[i], wtr[i], Gn, Hn, Cn, Btr[i, jn], k)
+                else:
+                    _row_update(E, i, ed, b, ytr[i], wtr[i], Gn, Hn, Cn, Btr[i, jn], k)
+            G, Gn = Gn, G
+            H, Hn = Hn, H
+            C, Cn = Cn, C
+            for i in range(n_va):
+                b = Bva[i, j]
+                for c in range(k):
+                    F_va[i, c] += delta[b, c]
+        rounds_done = r + 1
+        if use_es:
+            loss = _ce_loss(F_va, yva, wva)
+            if loss < best_loss - es_tol * abs(best_loss):
+                best_loss = loss
+                best_round = rounds_done
+                best[:, :, :] = scores
+            elif rounds_done - best_round >= es_rounds:
+                break
+    if not use_es:
+        return scores, rounds_done
+    return best, best_round
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _side(AG, AH, AC, TG, TH, TC, right, nb, k, min_leaf, min_hess, lam, sg, sh, sc, PG, PH, RG,
+          RH):  # fmt: skip
+    """Best cut ``y <= j`` of one side of a first cut: (score, j), j = -1 when leaving the side
+    whole scores best. The side's column sums are ``A`` (left side) or ``T - A`` (``right``),
+    its totals ``sg``, ``sh`` (k,) and ``sc``. Columns without rows repeat the previous cut and
+    are skipped."""
+    htot = 0.0
+    for c in range(k):
+        htot += sh[c]
+    best = _score(sg, sh, lam, k)
+    bj = -1
+    PG[:] = 0.0
+    PH[:] = 0.0
+    pc = 0.0
+    ph = 0.0
+    for y in range(nb - 1):
+        cy = TC[y] - AC[y] if right else AC[y]
+        if cy == 0.0:
+            continue
+        pc += cy
+        if right:
+            for c in range(k):
+                PG[c] += TG[y, c] - AG[y, c]
+                v = TH[y, c] - AH[y, c]
+                PH[c] += v
+                ph += v
+        else:
+            for c in range(k):
+                PG[c] += AG[y, c]
+                PH[c] += AH[y, c]
+                ph += AH[y, c]
+        if pc < min_leaf or sc - pc < min_leaf or ph < min_hess or htot - ph < min_hess:
+            continue
+        for c in range(k):
+            RG[c] = sg[c] - PG[c]
+            RH[c] = sh[c] - PH[c]
+        v = _score(PG, PH, lam, k) + _score(RG, RH, lam, k)
+        if v > best:
+            best = v
+            bj = y
+    return best, bj
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V):
+    """Best tree "cut the first feature at i, then the second within each side" over all
+    classes on the pair histogram (``tr``: the second feature is cut first; ``na``, ``nb``
+    the sizes in that orientation). Returns (gain, i, j_left, j_right); i = -1: no cut.
+    ``W3`` (4, m, k), ``W1`` (2, m), ``V`` (10, k): scratch."""
+    k = HG.shape[2]
+    TG = W3[0, :nb]
+    TH = W3[1, :nb]
+    LG = W3[2, :nb]
+    LH = W3[3, :nb]
+    TC = W1[0, :nb]
+    LC = W1[1, :nb]
+    W3[:, :nb, :] = 0.0
+    W1[:, :nb] = 0.0
+    tg = V[0]
+    th = V[1]
+    lg = V[2]
+    lh = V[3]
+    rg = V[4]
+    rh = V[5]
+    PG = V[6]
+    PH = V[7]
+    XG = V[8]
+    XH = V[9]
+    V[:, :] = 0.0
+    ctot = 0.0
+    for x in range(na):
+        for y in range(nb):
+            a = y if tr else x
+            b = x if tr else y
+            cnt = HC[a, b]
+            if cnt == 0.0:
+                continue
+            TC[y] += cnt
+            ctot += cnt
+            for c in range(k):
+                TG[y, c] += HG[a, b, c]
+                TH[y, c] += HH[a, b, c]
+    for y in range(nb):
+        for c in range(k):
+            tg[c] += TG[y, c]
+            th[c] += TH[y, c]
+    htot = 0.0
+    for c in range(k):
+        htot += th[c]
+    parent = _score(tg, th, lam, k)
+    best_gain = 0.0
+    bi = -1
+    bjl = -1
+    bjr = -1
+    cl = 0.0
+    hl = 0.0
+    for i in range(na - 1):
+        rc = 0.0
+        for y in range(nb):
+            a = y if tr else i
+            b = i if tr else y
+            cnt = HC[a, b]
+            if cnt == 0.0:
+                continue
+            LC[y] += cnt
+            rc += cnt
+            for c in range(k):
+                g = HG[a, b, c]
+                h = HH[a, b, c]
+                LG[y, c] += g
+                LH[y, c] += h
+                lg[c] += g
+                lh[c] += h
+                hl += h
+        cl += rc
+        if rc == 0.0 and i > 0:
+            continue  # the same split as the previous cut
+        if cl < min_leaf or ctot - cl < min_leaf or hl < min_hess or htot - hl < min_hess:
+            continue
+        for c in range(k):
+            rg[c] = tg[c] - lg[c]
+            rh[c] = th[c] - lh[c]
+        sl, jl = _side(LG, LH, LC, TG, TH, TC, False, nb, k, min_leaf, min_hess, lam, lg, lh,
+                       cl, PG, PH, XG, XH)  # fmt: skip
+        sr, jr = _side(LG, LH, LC, TG, TH, TC, True, nb, k, min_leaf, min_hess, lam, rg, rh,
+                       ctot - cl, PG, PH, XG, XH)  # fmt: skip
+        gain = sl + sr - parent
+        if gain > best_gain:
+            best_gain = gain
+            bi = i
+            bjl = jl
+            bjr = jr
+    return best_gain, bi, bjl, bjr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_fill(HG, HH, na, nb, tr, i, jl, jr, lam, lr, d, ed):
+    """Per-class Newton steps of the four leaves into ``d`` and ``exp(step)`` into ``ed``,
+    both (n_a, n_b, k) in the original orientation."""
+    k = HG.shape[2]
+    SG = np.zeros((4, k))
+    SH = np.zeros((4, k))
+    for x in range(na):
+        side = 0 if x <= i else 2
+        j = jl if x <= i else jr
+        for y in range(nb):
+            q = side + (1 if (j >= 0 and y > j) else 0)
+            a = y if tr else x
+            b = x if tr else y
+            for c in range(k):
+                SG[q, c] += HG[a, b, c]
+                SH[q, c] += HH[a, b, c]
+    vals = np.zeros((4, k))
+    for q in range(4):
+        for c in range(k):
+            den = SH[q, c] + lam
+            vals[q, c] = -lr * SG[q, c] / den if den > 1e-300 else 0.0
+    for x in range(na):
+        side = 0 if x <= i else 2
+        j = jl if x <= i else jr
+        for y in range(nb):
+            q = side + (1 if (j >= 0 and y > j) else 0)
+            a = y if tr else x
+            b = x if tr else y
+            for c in range(k):
+                d[a, b, c] = vals[q, c]
+                ed[a, b, c] = np.exp(vals[q, c])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf, min_hess,
+                      lam, max_rounds, es_rounds, es_tol, smoothing_rounds, seed, wtr, wva):  # fmt: skip
+    """Cyclic softmax boosting of pair terms of one bag on interaction bins, from scores F
+    (n, k). During the first ``smoothing_rounds`` rounds the orientation of each pair tree is
+    drawn at random. Returns the per-cell class scores (q, m, m, k) at the best validation
+    round and the number of rounds."""
+    n_tr = Ptr.shape[0]
+    n_va = Pva.shape[0]
+    q = pairs.shape[0]
+    k = F_tr.shape[1]
+    m = 0
+    for j in range(nbins.shape[0]):
+        m = max(m, nbins[j])
+    scores = np.zeros((q, m, m, k))
+    best = np.zeros((q, m, m, k))
+    HG = np.zeros((m, m, k))
+    HH = np.zeros((m, m, k))
+    HC = np.zeros((m, m))
+    NG = np.zeros((m, m, k))
+    NH = np.zeros((m, m, k))
+    NC = np.zeros((m, m))
+    d = np.zeros((m, m, k))
+    ed = np.ones((m, m, k))
+    edf = ed.reshape(m * m, k)
+    W3 = np.zeros((4, m, k))
+    W1 = np.zeros((2, m))
+    V = np.zeros((10, k))
+    state = np.array([np.uint64(seed)], dtype=np.uint64)
+    use_es = n_va > 0 and es_rounds > 0
+    best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
+    best_round = 0
+    rounds_done = 0
+    E = np.ones((n_tr, k))
+    one = np.ones((1, k))
+    _resync(F_tr, E)
+    if q > 0:
+        fa = pairs[0, 0]
+        fb = pairs[0, 1]
+        HGf = HG.reshape(m * m, k)
+        HHf = HH.reshape(m * m, k)
+        HCf = HC.reshape(m * m)
+        for i in range(n_tr):
+            cell = np.int64(Ptr[i, fa]) * m + np.int64(Ptr[i, fb])
+            _row_update(E, i, one, 0, ytr[i], wtr[i], HGf, HHf, HCf, cell, k)
+    for r in range(max_rounds):
+        random = r < smoothing_rounds
+        for t in range(q):
+            fa = pairs[t, 0]
+            fb = pairs[t, 1]
+            na = nbins[fa]
+            nb = nbins[fb]
+            gain_a, ia, jla, jra = _best_pair_cut(HG, HH, HC, na, nb, False, min_leaf, min_hess, lam, W3, W1, V)  # fmt: skip
+            gain_b, ib, jlb, jrb = _best_pair_cut(HG, HH, HC, nb, na, True, min_leaf, min_hess, lam, W3, W1, V)  # fmt: skip
+            if random:
+                transposed = _next_uniform(state) < 0.5
+            else:
+                transposed = gain_b > gain_a
+            if (ia < 0 and not transposed) or (ib < 0 and transposed):
+                transposed = ib >= 0
+            if (ib < 0 and transposed) or (ia < 0 and not transposed):
+                d[:na, :nb, :] = 0.0
+                ed[:na, :nb, :] = 1.0
+            elif transposed:
+                _pair_fill(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, d, ed)
+            else:
+                _pair_fill(HG, HH, na, nb, False, ia, jla, jra, lam, lr, d, ed)
+            for a in range(na):
+                for b in range(nb):
+                    for c in range(k):
+                        scores[t, a, b, c] += d[a, b, c]
+            last = t + 1 == q
+            tn = 0 if last else t + 1
+            ga = pairs[tn, 0]
+            gb = pairs[tn, 1]
+            NG[: nbins[ga], : nbins[gb], :] = 0.0
+            NH[: nbins[ga], : nbins[gb], :] = 0.0
+            NC[: nbins[ga], : nbins[gb]] = 0.0
+            NGf = NG.reshape(m * m, k)
+            NHf = NH.reshape(m * m, k)
+            NCf = NC.reshape(m * m)
+            for i in range(n_tr):
+                a = Ptr[i, fa]
+                b = Ptr[i, fb]
+                for c in range(k):
+                    F_tr[i, c] += d[a, b, c]
+                cell = np.int64(Ptr[i, ga]) * m + np.int64(Ptr[i, gb])
+                if last:
+                    mx = F_tr[i, 0]
+                    for c in range(1, k):
+                        mx = max(mx, F_tr[i, c])
+                    for c in range(k):
+                        E[i, c] = np.exp(F_tr[i, c] - mx)
+                    _row_update(E, i, one, 0, ytr[i], wtr[i], NGf, NHf, NCf, cell, k)
+                else:
+                    _row_update(E, i, edf, np.int64(a) * m + np.int64(b), ytr[i], wtr[i], NGf, NHf, NCf, cell, k)  # fmt: skip
+            HG, NG = NG, HG
+            HH, NH = NH, HH
+            HC, NC = NC, HC
+            for i in range(n_va):
+                a = Pva[i, fa]
+                b = Pva[i, fb]
+                for c in range(k):
+                    F_va[i, c] += d[a, b, c]
+        rounds_done = r + 1
+        if use_es:
+            loss = _ce_loss(F_va, yva, wva)
+            if loss < best_loss - es_tol * abs(best_loss):
+                best_loss = loss
+                best_round = rounds_done
+                best[:, :, :, :] = scores
+            elif rounds_done - best_round >= es_rounds:
+                break
+    if not use_es:
+        return scores, rounds_done
+    return best, best_round
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fast_pair_gains_multi(P, g, h, w, pairs, nbins, min_leaf, min_hess, lam):
+    """FAST strength of each pair for k classes: the best 2x2 cut's gain summed over classes.
+
+    ``g``, ``h`` (n, k) are weighted gradients and hessians, ``w`` (n,) the weights (counts
+    towards ``min_leaf``); ``min_hess`` applies to the hessian summed over classes.
+    """
+    n = P.shape[0]
+    k = g.shape[1]
+    q = pairs.shape[0]
+    m = 0
+    for j in range(nbins.shape[0]):
+        m = max(m, nbins[j])
+    SG = np.zeros((m, m, k))
+    SH = np.zeros((m, m, k))
+    SC = np.zeros((m, m))
+    out = np.zeros(q)
+    Q = np.zeros((4, k))
+    QH = np.zeros((4, k))
+    Gt = np.zeros(k)
+    Ht = np.zeros(k)
+    hs = np.zeros(4)
+    for t in range(q):
+        fa = pairs[t, 0]
+        fb = pairs[t, 1]
+        na = nbins[fa]
+        nb = nbins[fb]
+        SG[:na, :nb, :] = 0.0
+        SH[:na, :nb, :] = 0.0
+        SC[:na, :nb] = 0.0
+        for i in range(n):
+            a = P[i, fa]
+            b = P[i, fb]
+            SC[a, b] += w[i]
+            for c in range(k):
+                SG[a, b, c] += g[i, c]
+                SH[a, b, c] += h[i, c]
+        for a in range(na):
+            for b in range(nb):
+                if a > 0:
+                    SC[a, b] += SC[a - 1, b]
+                    for c in range(k):
+                        SG[a, b, c] += SG[a - 1, b, c]
+                        SH[a, b, c] += SH[a - 1, b, c]
+                if b > 0:
+                    SC[a, b] += SC[a, b - 1]
+                    for c in range(k):
+                        SG[a, b, c] += SG[a, b - 1, c]
+                        SH[a, b, c] += SH[a, b - 1, c]
+                if a > 0 and b > 0:
+                    SC[a, b] -= SC[a - 1, b - 1]
+                    for c in range(k):
+                        SG[a, b, c] -= SG[a - 1, b - 1, c]
+                        SH[a, b, c] -= SH[a - 1, b - 1, c]
+        Ct = SC[na - 1, nb - 1]
+        for c in range(k):
+            Gt[c] = SG[na - 1, nb - 1, c]
+            Ht[c] = SH[na - 1, nb - 1, c]
+        parent = _score(Gt, Ht, lam, k)
+        best = 0.0
+        for i in range(na - 1):
+            for j in range(nb - 1):
+                c00 = SC[i, j]
+                c01 = SC[i, nb - 1] - c00
+                c10 = SC[na - 1, j] - c00
+                c11 = Ct - c00 - c01 - c10
+                if c00 < min_leaf or c01 < min_leaf or c10 < min_leaf or c11 < min_leaf:
+                    continue
+                hs[:] = 0.0
+                for c in range(k):
+                    Q[0, c] = SG[i, j, c]
+                    QH[0, c] = SH[i, j, c]
+                    Q[1, c] = SG[i, nb - 1, c] - Q[0, c]
+                    QH[1, c] = SH[i, nb - 1, c] - QH[0, c]
+                    Q[2, c] = SG[na - 1, j, c] - Q[0, c]
+                    QH[2, c] = SH[na - 1, j, c] - QH[0, c]
+                    Q[3, c] = Gt[c] - Q[0, c] - Q[1, c] - Q[2, c]
+                    QH[3, c] = Ht[c] - QH[0, c] - QH[1, c] - QH[2, c]
+                    for z in range(4):
+                        hs[z] += QH[z, c]
+                if hs[0] < min_hess or hs[1] < min_hess or hs[2] < min_hess or hs[3] < min_hess:
+                    continue
+                gain = -parent
+                for z in range(4):
+                    gain += _score(Q[z], QH[z], lam, k)
+                if gain > best:
+                    best = gain
+        out[t] = best
+    return out

@@ -1,0 +1,189 @@
+"""Multiclass explainable boosting (issue 20, part 3): softmax boosting of per-class scores.
+
+Oracles: the closed form of one unshrunk Newton step per bin (numpy), interpret's
+ExplainableBoostingClassifier with the same small settings (one-vs-rest AUC within 0.01),
+the softmax of the decision function, and the terms adding up to each class's score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import whybox as wb
+from whybox.glassbox import ExplainableBoostingClassifier
+
+SMALL = dict(outer_bags=2, max_rounds=120, early_stopping_rounds=20, interactions=1, n_jobs=1)
+
+
+def five_classes(n=400, seed=0):
+    """A 5-class problem: the class is the argmax of noisy additive scores plus one pair."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    W = rng.normal(size=(5, 5))
+    S = X @ W + 1.5 * np.outer(X[:, 0] * X[:, 1], np.r_[1.0, -1.0, 0, 0, 0])
+    y = np.argmax(S + rng.gumbel(size=S.shape), axis=1)
+    return pd.DataFrame(X, columns=[f"f{j}" for j in range(5)]), y
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = five_classes()
+    return ExplainableBoostingClassifier(**SMALL).fit(X, y), X, y
+
+
+def test_one_newton_step_per_bin_is_the_closed_form():
+    # one unshrunk round, every bin its own leaf, from the log class frequencies: each bin's
+    # class score moves by -G/H with G = n_b p_c - n_bc, H = n_b p_c (1 - p_c)
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 6, size=900)
+    y = (x + rng.integers(0, 3, size=900)) % 4
+    exact = dict(outer_bags=1, validation_size=0, learning_rate=1.0, max_rounds=1,
+                 smoothing_rounds=0, interactions=0, min_samples_leaf=1, min_hessian=0.0,
+                 max_leaves=64, n_jobs=1)  # fmt: skip
+    m = ExplainableBoostingClassifier(**exact).fit(x[:, None].astype(float), y)
+    prior = np.bincount(y, minlength=4) / len(y)
+    lp = np.log(prior) - np.log(prior).mean()
+    nb = np.bincount(x, minlength=6)[:, None]
+    nbc = np.stack([np.bincount(x[y == c], minlength=6) for c in range(4)], axis=1)
+    want = lp + (nbc - nb * prior) / (nb * prior * (1 - prior))
+    got = m.decision_function(np.arange(6.0)[:, None])
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_probabilities_are_the_softmax_of_the_decision_function(fitted):
+    m, X, y = fitted
+    f = m.decision_function(X)
+    assert f.shape == (len(X), 5)
+    p = m.predict_proba(X)
+    want = np.exp(f) / np.exp(f).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(m.predict(X), m.classes_[np.argmax(p, axis=1)])
+    assert (m.predict(X) == y).mean() > 0.6  # well above the 0.2 of guessing
+
+
+def test_explanations_carry_the_class_axis(fitted):
+    m, X, _ = fitted
+    Xe = X.iloc[:7]
+    f = m.decision_function(Xe)
+    e = m.explain_local(Xe)  # every class by default
+    assert e.values.shape == (7, len(m.term_names_), 5)
+    assert e.output_names == [str(c) for c in m.classes_]
+    np.testing.assert_allclose(e.values.sum(axis=1) + e.base_values, f, atol=1e-12)
+    one = m.explain_local(Xe, target=3)
+    np.testing.assert_array_equal(one.values, e.values[:, :, 3])
+    np.testing.assert_allclose(one.values.sum(axis=1) + one.base_values, f[:, 3], atol=1e-12)
+    rows = np.array([0, 4, 2, 1, 3, 0, 4])
+    per_row = m.explain_local(Xe, target=rows)
+    np.testing.assert_array_equal(per_row.values, e.values[np.arange(7), :, rows])
+    via_api = wb.explain(m, Xe, method="ebm", link="logit")
+    np.testing.assert_array_equal(via_api.values, e.values)
+    # the pair term is there, with a score per class
+    assert any(" & " in t for t in m.term_names_)
+    assert all(s.shape[-1] == 5 for s in m.term_scores_)
+
+
+def test_string_labels_and_global_view(fitted):
+    _, X, y = fitted
+    labels = np.array(["a", "b", "c", "d", "e"])[y]
+    m = ExplainableBoostingClassifier(**{**SMALL, "interactions": 0}).fit(X, labels)
+    assert list(m.classes_) == list("abcde")
+    assert set(m.predict(X)) <= set("abcde")
+    e = m.explain_local(X.iloc[:3], target="d")
+    assert e.output_names == ["d"]
+    g = m.explain_global()
+    np.testing.assert_allclose(g.importance().to_numpy(), m.term_importances())
+
+
+def test_auc_matches_interpret_with_the_same_small_settings():
+    interpret = pytest.importorskip("interpret.glassbox")
+    from sklearn.metrics import roc_auc_score
+
+    X, y = five_classes(n=1000, seed=3)
+    Xt, yt = five_classes(n=1000, seed=4)
+    kw = dict(outer_bags=2, interactions=0)
+    ours = ExplainableBoostingClassifier(**kw, n_jobs=1).fit(X, y)
+    ref = interpret.ExplainableBoostingClassifier(**kw, n_jobs=1).fit(X, y)
+    auc = roc_auc_score(yt, ours.predict_proba(Xt), multi_class="ovr")
+    auc_ref = roc_auc_score(yt, ref.predict_proba(Xt), multi_class="ovr")
+    assert abs(auc - auc_ref) <= 0.01
+
+
+def test_unit_weights_give_the_unweighted_multiclass_model_bit_for_bit(fitted):
+    m, X, y = fitted
+    again = ExplainableBoostingClassifier(**SMALL).fit(X, y, sample_weight=np.ones(len(y)))
+    np.testing.assert_array_equal(m.intercept_, again.intercept_)
+    for a, b in zip(m.term_scores_, again.term_scores_, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_results_do_not_depend_on_n_jobs():
+    X, y = five_classes(n=200, seed=5)
+    a = ExplainableBoostingClassifier(**{**SMALL, "outer_bags": 3, "n_jobs": 1}).fit(X, y)
+    b = ExplainableBoostingClassifier(**{**SMALL, "outer_bags": 3, "n_jobs": 2}).fit(X, y)
+    np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X))
+
+
+def test_a_class_with_one_row_is_refused_saying_what_to_do():
+    X, y = five_classes(n=100, seed=6)
+    y = y.copy()
+    y[np.flatnonzero(y == 2)[1:]] = 0  # class 2 keeps a single row
+    with pytest.raises(wb.WhyboxError, match=r"single row.*Add rows.*sample_weight=0"):
+        ExplainableBoostingClassifier(**SMALL).fit(X, y)
+    # dropping that row with a zero weight works
+    w = np.where(y == 2, 0.0, 1.0)
+    m = ExplainableBoostingClassifier(**SMALL).fit(X, y, sample_weight=w)
+    assert len(m.classes_) == 4
+
+
+def _brute_pair_cut(G, H, C, lam, min_leaf):
+    """Best "cut a at i, then b within each side" gain by enumeration (numpy)."""
+
+    def score(mask):
+        g = G[mask].sum(axis=0)
+        h = H[mask].sum(axis=0)
+        return float((g * g / (h + lam)).sum())
+
+    na, nb = C.shape
+    A, B = np.meshgrid(np.arange(na), np.arange(nb), indexing="ij")
+    parent = score(np.ones_like(C, dtype=bool))
+    best = 0.0
+    for i in range(na - 1):
+        left, right = A <= i, A > i
+        if C[left].sum() < min_leaf or C[right].sum() < min_leaf:
+            continue
+        sides = []
+        for side in (left, right):
+            opts = [score(side)]
+            for j in range(nb - 1):
+                lo, hi = side & (B <= j), side & (B > j)
+                if C[lo].sum() >= min_leaf and C[hi].sum() >= min_leaf:
+                    opts.append(score(lo) + score(hi))
+            sides.append(max(opts))
+        best = max(best, sides[0] + sides[1] - parent)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_cut_search_equals_enumeration(seed):
+    from whybox.glassbox._ebm_multi import _best_pair_cut
+
+    rng = np.random.default_rng(seed)
+    na, nb, k = 5, 6, 3
+    C = rng.integers(0, 4, size=(na, nb)).astype(float)
+    C[1] = 0.0  # an empty row: its cut repeats the previous one
+    G = rng.normal(size=(na, nb, k)) * (C[..., None] > 0)
+    H = rng.uniform(0.1, 1.0, size=(na, nb, k)) * (C[..., None] > 0)
+    m = 8
+    work = (np.zeros((4, m, k)), np.zeros((2, m)), np.zeros((10, k)))
+    HG, HH, HC = np.zeros((m, m, k)), np.zeros((m, m, k)), np.zeros((m, m))
+    HG[:na, :nb], HH[:na, :nb], HC[:na, :nb] = G, H, C
+    for tr in (False, True):
+        want = _brute_pair_cut(
+            G.transpose(1, 0, 2) if tr else G, H.transpose(1, 0, 2) if tr else H,
+            C.T if tr else C, 0.5, 3.0,
+        )  # fmt: skip
+        sizes = (nb, na) if tr else (na, nb)
+        gain, *_ = _best_pair_cut(HG, HH, HC, *sizes, tr, 3.0, 0.0, 0.5, *work)
+        assert gain == pytest.approx(want, rel=1e-12, abs=1e-12)
