@@ -79,6 +79,11 @@ def test_treeshap_path_dependent_dask_dataframe_bit_identical(data, client):
     )
     same(dask, serial)
     pd.testing.assert_frame_equal(dask.data, X)
+    # the explainer pickles without its client (a connection, not data)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(TreeShap(reg, client=client)))
+    assert again.backend == "dask" and again.client is None
     assert seen[-1] == len(X) and sorted(seen) == seen
 
 

@@ -262,6 +262,11 @@ class TreeShap(Explainer):
         if feature_perturbation == "interventional":
             self._bg = self._background(background)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["client"] = None  # a connection, not data (backend="dask" finds the default)
+        return state
+
     def _background(self, background: Any) -> tuple[np.ndarray, np.ndarray]:
         """The encoded background and its weights: whole, or sampled with a warning."""
         e = self.ensemble
