@@ -187,3 +187,20 @@ def test_pair_cut_search_equals_enumeration(seed):
         sizes = (nb, na) if tr else (na, nb)
         gain, *_ = _best_pair_cut(HG, HH, HC, *sizes, tr, 3.0, 0.0, 0.5, *work)
         assert gain == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def test_global_view_of_a_multiclass_model(fitted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    m, _, _ = fitted
+    g = m.explain_global()
+    assert "intercept=[" in repr(g)
+    frame = g[0].to_frame()
+    assert sorted(frame["class_index"].unique()) == list(range(5))
+    np.testing.assert_array_equal(frame[frame.class_index == 2]["score"], m.term_scores_[0][:, 2])
+    assert g.to_explanation().values.shape == (1, len(m.term_names_))
+    with pytest.raises(wb.WhyboxError, match="class_index="):
+        g.plot(0)
+    g.plot(0, class_index=1)
+    g.plot(len(m.bins_), class_index=4)  # a pair

@@ -17,7 +17,7 @@ Machine Learning Interpretability. arXiv:1909.09223.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -85,8 +85,31 @@ class EBMTerm:
         """Mean absolute contribution over the training rows: ``sum w |s| / sum w``."""
         return avg_weight_importance(self.scores, self.weights)
 
+    @property
+    def n_classes(self) -> int:
+        """Classes of a multiclass term (scores with a trailing class axis), else 0."""
+        return int(self.scores.shape[-1]) if self.scores.ndim > self.weights.ndim else 0
+
+    def for_class(self, j: int) -> EBMTerm:
+        """The term's scores (and std) of class index ``j`` of a multiclass model."""
+        k = self.n_classes
+        if not k:
+            return self
+        if isinstance(j, bool) or not isinstance(j, numbers.Integral) or not -k <= j < k:
+            raise InvalidParameterError(
+                f"class_index must be an integer between 0 and {k - 1} for this multiclass "
+                f"term, got {j!r}."
+            )
+        return replace(self, scores=self.scores[..., j], std=self.std[..., j])
+
     def to_frame(self) -> pd.DataFrame:
-        """Scores, std and weights per bin (main terms) or per cell (pairs) as a long table."""
+        """Scores, std and weights per bin (main terms) or per cell (pairs) as a long table;
+        a multiclass term has one block per class, told apart by a ``class_index`` column."""
+        if self.n_classes:
+            frames = [
+                self.for_class(j).to_frame().assign(class_index=j) for j in range(self.n_classes)
+            ]
+            return pd.concat(frames, ignore_index=True)
         if not self.is_pair:
             return pd.DataFrame(
                 {
@@ -134,9 +157,10 @@ class EBMGlobal:
 
     def __repr__(self) -> str:
         pairs = sum(t.is_pair for t in self.terms)
+        icpt = np.array2string(np.asarray(self.intercept), precision=4)
         return (
             f"<EBMGlobal {len(self.terms) - pairs} main terms, {pairs} pairs, "
-            f"intercept={self.intercept:.4g}, output={self.output!r}>"
+            f"intercept={icpt}, output={self.output!r}>"
         )
 
     def __getitem__(self, key: str | int) -> EBMTerm:
@@ -165,23 +189,32 @@ class EBMGlobal:
     def to_explanation(self) -> Explanation:
         """A one-row Explanation whose values are the term importances."""
         imp = self.importance().to_numpy()
+        # a multiclass model has one intercept per class: the base value is their mean
         return Explanation(
             imp[None, :],
-            np.array([self.intercept]),
+            np.array([float(np.mean(self.intercept))]),
             feature_names=self.term_names,
             method="ebm_global",
             params={"output": f"mean |contribution| to the {self.output}"},
         )
 
-    def plot(self, term: str | int, ax: Any = None) -> Any:
+    def plot(self, term: str | int, ax: Any = None, class_index: int | None = None) -> Any:
         """Plot one term's shape function with its bagging error bars; returns the Axes.
 
         Numeric main terms are step functions over their bins with a band of +-1 std,
-        nominal terms bars with error bars, pairs a heat map of the cell scores.
+        nominal terms bars with error bars, pairs a heat map of the cell scores. A multiclass
+        model's term is plotted for one class: ``class_index`` (index into ``classes_``).
         """
         import matplotlib.pyplot as plt
 
         t = self[term]
+        if t.n_classes:
+            if class_index is None:
+                raise InvalidParameterError(
+                    f"term {t.name!r} has a score per class ({t.n_classes} classes); pass "
+                    "class_index= (an index into the model's classes_) to plot one of them."
+                )
+            t = t.for_class(class_index)
         if ax is None:
             _, ax = plt.subplots(figsize=(6.4, 4.0))
         if t.is_pair:
