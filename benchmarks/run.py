@@ -54,6 +54,7 @@ BENCHMARKS = [
     "bench_serve",
     "bench_cot",
     "bench_sae_demo",
+    "bench_dask",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
