@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test lint bench clean system-deps docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 SAELENS_VENV := .venv-saelens
 $(SAELENS_VENV)/.installed: scripts/oracle-saelens.sh
 	PYTHON=$(PYTHON) bash scripts/oracle-saelens.sh $(SAELENS_VENV)
+
+$(VENV)/.installed-docs: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e '.[all,docs]'
+	@touch $@
+
+# The documentation site, built offline into docs/_build/html; every warning is an error and
+# the gallery's examples run (not yet part of `make test`: see docs/ for the build's checks).
+docs: $(VENV)/.installed-docs
+	$(MAKE) -C docs html PYTHON=$(abspath $(BIN))/python
 
 # `demo` needs no system package: the quickstart report is written with matplotlib's own fonts.
 demo: $(VENV)/.installed-all
