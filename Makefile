@@ -65,4 +65,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(SAELENS_VENV) whybox-report .pytest_cache
+	rm -rf $(VENV) $(SAELENS_VENV) whybox-report .pytest_cache docs/_build docs/api docs/auto_examples
