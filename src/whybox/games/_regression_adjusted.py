@@ -57,6 +57,7 @@ __all__ = [
     "check_surrogate",
     "choose",
     "fold_of_pairs",
+    "negligible",
 ]
 
 #: Accepted values of ``surrogate=``.
@@ -366,6 +367,12 @@ def cross_fit(
 #: fraction of the simpler one's (a tie, e.g. between a game and its negation, must not flip
 #: the choice; the margin also tempers picking a variance estimate that happens to be low).
 CHOICE_MARGIN = 0.9
+
+
+def negligible(var: np.ndarray, y: np.ndarray) -> bool:
+    """Whether the plain estimate's variance is rounding noise (an additive game for
+    KernelSHAP, a constant one for the Monte Carlo forms): no surrogate is then fitted."""
+    return float(var.sum()) <= 1e-24 * max(float(np.mean(y**2)), 1e-300)
 
 
 def choose(

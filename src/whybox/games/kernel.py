@@ -63,7 +63,13 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from ..parallel import one_blas_thread
-from ._regression_adjusted import check_surrogate, choose, cross_fit, fold_of_pairs
+from ._regression_adjusted import (
+    check_surrogate,
+    choose,
+    cross_fit,
+    fold_of_pairs,
+    negligible,
+)
 from .game import Game, as_value_matrix
 from .shapley import _check_budget, default_budget, exact_shapley
 
@@ -408,7 +414,7 @@ def _estimate_round(
     }
     fit = _Fit(Z, W, group_of, groups, len(exact), order)
     phi, var = fit.solve(y, delta)
-    if surrogate == "none" or not groups:
+    if surrogate == "none" or not groups or (surrogate == "auto" and negligible(var, y)):
         if groups:
             info["surrogate"] = "none"
         return phi, np.sqrt(var), info
