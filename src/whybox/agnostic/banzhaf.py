@@ -44,8 +44,8 @@ class Banzhaf(TabularGameExplainer):
         Regression-adjusted maximum sample reuse (Witter, Liu and Musco 2025): coalitions in
         complementary pairs, a cross-fitted surrogate game (linear, or small boosted trees)
         with exact Banzhaf values, sampling only the residual game; exactly unbiased.
-        ``"auto"`` (default) keeps, per row, the choice with the smallest estimated variance
-        (``exp.meta["surrogate"]``); ``"none"`` is classic MSR.
+        ``"auto"`` keeps, per row, the choice with the smallest estimated variance
+        (``exp.meta["surrogate"]``); ``"none"`` (default) is classic MSR.
 
     Notes
     -----
@@ -61,7 +61,7 @@ class Banzhaf(TabularGameExplainer):
     efficient = False  # Banzhaf values do not add up to v(N) - v(empty)
 
     def __init__(
-        self, model: Any, background: Any = None, *, surrogate: str = "auto", **kwargs: Any
+        self, model: Any, background: Any = None, *, surrogate: str = "none", **kwargs: Any
     ):
         super().__init__(model, background, **kwargs)
         self.surrogate = check_surrogate(surrogate)
@@ -100,7 +100,7 @@ class Banzhaf(TabularGameExplainer):
             return beta, v0, np.zeros_like(beta), {"exact": True}
         if self.surrogate == "none":
             beta, std, v0 = msr_banzhaf(game, rng, budget=budget)
-            return beta, v0, std, {"exact": False}
+            return beta, v0, std, {"exact": False, "surrogate": "none"}
         beta, std, v0, info = adjusted_banzhaf(game, rng, budget=budget, surrogate=self.surrogate)
         return beta, v0, std, {"exact": False, **info}
 

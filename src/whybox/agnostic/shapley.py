@@ -193,9 +193,11 @@ class PermutationShap(SamplingShapExplainer):
         Regression-adjusted Monte Carlo (Witter, Liu and Musco 2025): a surrogate game fitted
         with cross-fitting to the coalitions of the sampled chains (linear, or small boosted
         trees), its Shapley values exact, the permutations estimating only the residual game.
-        Exactly unbiased and efficient; ``"auto"`` (default) keeps, per row, the choice with
-        the smallest estimated variance (``exp.meta["surrogate"]``). With ``tolerance=`` the
-        plain sequential estimator runs (the adjustment needs the whole sample).
+        Exactly unbiased and efficient; ``"auto"`` keeps, per row, the choice with the
+        smallest estimated variance (``exp.meta["surrogate"]``). Default ``"none"``: plain
+        antithetic sampling (the adjusted standard errors, from few permutation pairs, cover
+        a little less than nominal). With ``tolerance=`` the plain sequential estimator runs
+        (the adjustment needs the whole sample).
 
     Notes
     -----
@@ -214,7 +216,7 @@ class PermutationShap(SamplingShapExplainer):
     description = "antithetic permutation sampling"
 
     def __init__(
-        self, model: Any, background: Any = None, *, surrogate: str = "auto", **kwargs: Any
+        self, model: Any, background: Any = None, *, surrogate: str = "none", **kwargs: Any
     ):
         super().__init__(model, background, **kwargs)
         self.surrogate = check_surrogate(surrogate)

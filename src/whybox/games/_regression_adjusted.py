@@ -64,10 +64,12 @@ __all__ = [
 SURROGATES = ("auto", "none", "linear", "tree")
 
 #: Gradient-boosting settings of the tree surrogate.
-N_TREES = 40
+N_TREES = 20
 DEPTH = 3
-LEARNING_RATE = 0.3
+LEARNING_RATE = 0.5
 MIN_LEAF = 4
+#: At most this many coalitions train a surrogate (enumerated ones are subsampled first).
+MAX_TRAIN = 1536
 #: Cross-fitting folds.
 N_FOLDS = 4
 
@@ -319,6 +321,7 @@ def cross_fit(
     fold: np.ndarray,
     kind: str,
     value: str = "shapley",
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cross-fitted surrogate: held-out predictions and the folds' average exact values.
 
@@ -333,6 +336,9 @@ def cross_fit(
         folds' average (no sampling error to keep unbiased there).
     kind : {"linear", "tree"}
     value : {"shapley", "banzhaf"}
+    rng : numpy Generator, optional
+        Draws which enumerated coalitions train the surrogates when there are more than
+        :data:`MAX_TRAIN` coalitions (the sampled ones always do); without it all train.
 
     Returns
     -------
@@ -351,8 +357,17 @@ def cross_fit(
     corners = np.zeros((2, n), dtype=bool)
     corners[1] = True
     K = max(K, 1)
-    models = fit_surrogates(Z, y, w[None, :] * (fold[None, :] != np.arange(K)[:, None]), kind)
+    train = np.ones(len(Z), dtype=bool)
     enumerated = fold < 0
+    spare = MAX_TRAIN - int((~enumerated).sum())
+    if rng is not None and len(Z) > MAX_TRAIN and enumerated.sum() > max(spare, 0):
+        keep = rng.choice(np.flatnonzero(enumerated), size=max(spare, 0), replace=False)
+        train[enumerated] = False
+        train[keep] = True
+    Zt, ft = Z[train], fold[train]
+    models = fit_surrogates(
+        Zt, y[train], w[train][None, :] * (ft[None, :] != np.arange(K)[:, None]), kind
+    )
     for k, model in enumerate(models):
         test = fold == k
         pred[test] = model.predict(Z[test])

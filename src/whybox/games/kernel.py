@@ -414,7 +414,11 @@ def _estimate_round(
     }
     fit = _Fit(Z, W, group_of, groups, len(exact), order)
     phi, var = fit.solve(y, delta)
-    if surrogate == "none" or not groups or (surrogate == "auto" and negligible(var, y)):
+    # "auto" fits no surrogate when the estimate is already exact up to rounding, or when the
+    # polynomial control variate runs (most of the budget enumerated: measured, the tree
+    # surrogate is then not chosen, and fitting it would only cost time)
+    skip_auto = surrogate == "auto" and (negligible(var, y) or info["control_variate_order"] > 0)
+    if surrogate == "none" or not groups or skip_auto:
         if groups:
             info["surrogate"] = "none"
         return phi, np.sqrt(var), info
@@ -435,7 +439,7 @@ def _estimate_round(
     kinds = ["tree", "linear"] if surrogate == "auto" else [surrogate]
     results = {"none": (phi, var)}
     for kind in kinds:
-        pred, phi_f, ends = cross_fit(Z, y, fit_weight, fold, kind)
+        pred, phi_f, ends = cross_fit(Z, y, fit_weight, fold, kind, rng=rng)
         phi_r, var_r = fit.solve(y - pred, delta - (ends[1] - ends[0]))
         results[kind] = (phi_f + phi_r, var_r)
     choice, phi, var = choose(results, surrogate)
