@@ -4,7 +4,9 @@ A pair term ``f_ab`` on interaction bins is *pure* when its weighted means along
 and every column are zero: ``sum_b w_ab f_ab = 0`` for every ``a`` and ``sum_a w_ab f_ab = 0``
 for every ``b`` (``w``: the training weight of each cell). Lengerich et al. (2020) show that
 the pure part is unique and reached by repeatedly subtracting the row means and then the
-column means (alternating projections, which converge geometrically); the subtracted means are
+column means (alternating projections, which converge geometrically, but slowly for sparse
+pairs); here the row and column functions are solved for directly (a least-squares solve of
+their normal equations, size ``n_a + n_b``) and then polished by a few sweeps; they are
 functions of one feature and are added to that feature's main term, so every prediction is
 unchanged. The main terms are then centred (weighted mean zero over the training rows) into
 the intercept.
@@ -53,7 +55,7 @@ def purify_pair(
     *,
     multiclass: bool = False,
     tol: float = 1e-13,
-    max_iter: int = 10_000,
+    max_iter: int = 200,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pure part of a pair term and the row / column functions moved out of it.
 
@@ -85,8 +87,28 @@ def purify_pair(
     Wc = W.sum(axis=0)
     wr = np.where(Wr > 0, Wr, 1.0)[:, None]
     wc = np.where(Wc > 0, Wc, 1.0)[:, None]
-    row = np.zeros((*S.shape[:-3], W.shape[0], S.shape[-1]))
-    col = np.zeros((*S.shape[:-3], W.shape[1], S.shape[-1]))
+    # exact step: the row and column functions solve the normal equations
+    #   Wr_a r_a + sum_b W_ab c_b = sum_b W_ab S_ab,  sum_a W_ab r_a + Wc_b c_b = sum_a W_ab S_ab
+    # (singular along r + t, c - t: the minimum-norm solution), for every bag and class at once
+    na, nb = W.shape
+    M = np.zeros((na + nb, na + nb))
+    M[:na, :na] = np.diag(Wr)
+    M[na:, na:] = np.diag(Wc)
+    M[:na, na:] = W
+    M[na:, :na] = W.T
+    lead = S.shape[:-3]
+    k = S.shape[-1]
+    Sf = np.moveaxis(S.reshape(-1, na, nb, k), 0, -1).reshape(na, nb, -1)  # (na, nb, m)
+    rhs = np.concatenate([np.einsum("abm,ab->am", Sf, W), np.einsum("abm,ab->bm", Sf, W)])
+    sol = np.linalg.lstsq(M, rhs, rcond=None)[0]  # (na + nb, m)
+
+    def back(v: np.ndarray, size: int) -> np.ndarray:
+        return np.moveaxis(v.reshape(size, k, -1), -1, 0).reshape(*lead, size, k)
+
+    row = back(sol[:na], na)
+    col = back(sol[na:], nb)
+    S = S - row[..., :, None, :] - col[..., None, :, :]
+    # polish with alternating projections (Lengerich et al.'s sweeps) to the tolerance
     scale = max(float(np.abs(S).max()), 1e-300) if S.size else 1.0
     for _ in range(max_iter):
         r = np.einsum("...abk,ab->...ak", S, W) / wr
