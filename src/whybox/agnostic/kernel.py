@@ -46,10 +46,13 @@ class KernelShap(SamplingShapExplainer):
         fitted to the sampled coalition values with cross-fitting (a linear game, or a linear
         game plus small boosted trees on the coalition indicators), its Shapley values are
         taken exactly, and KernelSHAP estimates only the residual game; efficiency stays
-        exact and ``exp.std`` is the residual game's standard error. ``"auto"`` (default)
-        keeps, per row, the choice with the smallest estimated variance;
-        ``exp.meta["surrogate"]`` lists the choices and ``exp.params["surrogate"]`` the
-        setting. ``"none"`` is plain KernelSHAP.
+        exact and ``exp.std`` is the residual game's standard error. ``"auto"`` keeps, per
+        row, the choice with the smallest estimated variance; ``exp.meta["surrogate"]``
+        lists the choices and ``exp.params["surrogate"]`` the setting. ``"none"`` (default)
+        is plain KernelSHAP. The adjustment is opt-in for now: at budget 512 fitting the
+        surrogates takes time per row from ~1.1x to 1.4-3.3x the model-call floor, the
+        adjusted KernelSHAP is a ratio estimator (bias of order 1/budget) and its standard
+        errors leave out the surrogate's own variability (95% coverage ~0.90-0.93).
 
     Notes
     -----
@@ -68,7 +71,7 @@ class KernelShap(SamplingShapExplainer):
     description = "KernelSHAP (paired, leverage-stratified, control variate, exact efficiency)"
 
     def __init__(
-        self, model: Any, background: Any = None, *, surrogate: str = "auto", **kwargs: Any
+        self, model: Any, background: Any = None, *, surrogate: str = "none", **kwargs: Any
     ):
         super().__init__(model, background, **kwargs)
         self.surrogate = check_surrogate(surrogate)

@@ -174,7 +174,7 @@ def kernel_shapley(
     *,
     budget: int | None = None,
     tolerance: float | None = None,
-    surrogate: str = "auto",
+    surrogate: str = "none",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """KernelSHAP estimate with paired, stratified leverage sampling and standard errors.
 
@@ -191,7 +191,8 @@ def kernel_shapley(
         Regression adjustment (:mod:`whybox.games._regression_adjusted`): a cross-fitted
         surrogate game whose Shapley values are exact, KernelSHAP applied to the residual.
         ``"auto"`` keeps whichever of none, linear and tree gives the residual game the
-        smallest estimated variance (``info["surrogate"]``).
+        smallest estimated variance (``info["surrogate"]``); ``"none"`` (default) is plain
+        KernelSHAP (see :class:`whybox.KernelShap` for why the adjustment is opt-in).
 
     Returns
     -------
