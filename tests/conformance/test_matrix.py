@@ -69,8 +69,6 @@ def not_applicable(explainer: str, model_type: str, output: str) -> str | None:
     if explainer == "ExplainableBoosting":
         if model_type != "glassbox":
             return "explains whybox's own explainable boosting machines only"
-        if output == "multiclass":
-            return "whybox's ExplainableBoostingClassifier is binary only"
     if explainer == "LinearShap" and model_type != "linear":
         return "needs coef_ and intercept_ on the model itself (a pipeline's are inside it)"
     if explainer == "TreeShap" and model_type not in TREES:
