@@ -55,6 +55,7 @@ BENCHMARKS = [
     "bench_cot",
     "bench_sae_demo",
     "bench_dask",
+    "bench_kernel_sweep",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
