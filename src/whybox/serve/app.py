@@ -31,9 +31,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import whybox.serve._explanations as X
 from whybox.errors import InvalidParameterError, MissingDependencyError, WhyboxError
 
-from . import _explanations as X
 from ._paths import PathRefused
 from ._store import Store, table_heatmap
 from .index import FolderIndex
