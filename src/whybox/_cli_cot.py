@@ -32,11 +32,7 @@ from rich.text import Text
 from ._cli_inputs import check_output_report
 from ._cli_llm import (
     _ENDPOINT_HELP,
-    _ENDPOINT_MODEL_HELP,
-    _HTML_HELP,
-    _KEY_HELP,
     _MODEL_HELP,
-    _RETRIES_HELP,
     _atomic_write,
     _load,
     _num,
@@ -44,9 +40,16 @@ from ._cli_llm import (
     _progress,
     _read_text,
     _run,
-    backend_from_options,
+    backend,
     console,
+    endpoint_opt,
     err_console,
+    html_opt,
+    key_opt,
+    model_opt,
+    name_opt,
+    retries_opt,
+    timeout_opt,
 )
 from .errors import InvalidInputError, InvalidParameterError
 
@@ -291,21 +294,8 @@ def register(
         The shared ``--trust-model`` option.
     """
 
-    def backend(model, endpoint, endpoint_model, key_env, trust, retries, timeout,
-                required=True, option="--model"):  # fmt: skip
-        return backend_from_options(model, endpoint, endpoint_model, key_env, trust_model=trust,
-                                    max_retries=retries, timeout=timeout, required=required,
-                                    model_option=option)  # fmt: skip
-
     Opt = typer.Option
     # fmt: off
-    model_opt = Opt(None, "--model", metavar="MODEL_DIR", help=_MODEL_HELP)
-    endpoint_opt = Opt(None, "--endpoint", metavar="URL", help=_ENDPOINT_HELP)
-    name_opt = Opt(None, "--endpoint-model", metavar="NAME", help=_ENDPOINT_MODEL_HELP)
-    key_opt = Opt(None, "--api-key-env", metavar="VAR", help=_KEY_HELP)
-    retries_opt = Opt(3, "--max-retries", min=0, help=_RETRIES_HELP)
-    timeout_opt = Opt(30.0, "--timeout", min=0.001, help="Seconds per endpoint request.")
-    html_opt = Opt(None, "--html", help=_HTML_HELP)
 
     cot_app = typer.Typer(help="Chain-of-thought: monitors over reasoning traces, and "
                           "faithfulness tests.", rich_markup_mode="rich")

@@ -674,6 +674,27 @@ _RETRIES_HELP = "Retries of a failed endpoint request (with backoff) before givi
 _HTML_HELP = "Also write an HTML page: a .html file, or a folder (index.html in it)."
 
 
+def backend(model: Any, endpoint: Any, endpoint_model: Any, key_env: Any, trust: bool,
+            retries: int, timeout: float, required: bool = True,
+            option: str = "--model") -> Any:  # fmt: skip
+    """:func:`backend_from_options` with the commands' positional order (shared by cot)."""
+    return backend_from_options(model, endpoint, endpoint_model, key_env, trust_model=trust,
+                                max_retries=retries, timeout=timeout, required=required,
+                                model_option=option)  # fmt: skip
+
+
+# the options every language-model command shares (typer reuses an option object per command)
+# fmt: off
+model_opt = typer.Option(None, "--model", metavar="MODEL_DIR", help=_MODEL_HELP)
+endpoint_opt = typer.Option(None, "--endpoint", metavar="URL", help=_ENDPOINT_HELP)
+name_opt = typer.Option(None, "--endpoint-model", metavar="NAME", help=_ENDPOINT_MODEL_HELP)
+key_opt = typer.Option(None, "--api-key-env", metavar="VAR", help=_KEY_HELP)
+retries_opt = typer.Option(3, "--max-retries", min=0, help=_RETRIES_HELP)
+timeout_opt = typer.Option(30.0, "--timeout", min=0.001, help="Seconds per endpoint request.")
+html_opt = typer.Option(None, "--html", help=_HTML_HELP)
+# fmt: on
+
+
 def register(
     app: typer.Typer,
     *,
@@ -694,21 +715,8 @@ def register(
         The shared ``--trust-model`` option.
     """
 
-    def backend(model, endpoint, endpoint_model, key_env, trust, retries, timeout,
-                required=True, option="--model"):  # fmt: skip
-        return backend_from_options(model, endpoint, endpoint_model, key_env, trust_model=trust,
-                                    max_retries=retries, timeout=timeout, required=required,
-                                    model_option=option)  # fmt: skip
-
     Opt = typer.Option
     # fmt: off
-    model_opt = Opt(None, "--model", metavar="MODEL_DIR", help=_MODEL_HELP)
-    endpoint_opt = Opt(None, "--endpoint", metavar="URL", help=_ENDPOINT_HELP)
-    name_opt = Opt(None, "--endpoint-model", metavar="NAME", help=_ENDPOINT_MODEL_HELP)
-    key_opt = Opt(None, "--api-key-env", metavar="VAR", help=_KEY_HELP)
-    retries_opt = Opt(3, "--max-retries", min=0, help=_RETRIES_HELP)
-    timeout_opt = Opt(30.0, "--timeout", min=0.001, help="Seconds per endpoint request.")
-    html_opt = Opt(None, "--html", help=_HTML_HELP)
 
     @app.command("rag")
     def rag(
