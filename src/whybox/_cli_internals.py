@@ -177,9 +177,18 @@ def load_language_model(
         Pickled weights without ``trust_model``; a device torch cannot use.
     """
     folder = Path(folder)
+    return load_pretrained(folder, trust_model, device, causal=True)
+
+
+def load_pretrained(
+    folder: str | Path, trust_model: bool = False, device: str = "cpu", *, causal: bool = True
+) -> tuple[Any, Any]:
+    """:func:`load_language_model`, or with ``causal=False`` any model through ``AutoModel``
+    (a sentence encoder: no language-model head)."""
+    folder = Path(folder)
     safe = _check_model_folder(folder, trust_model)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     shown = repr(str(folder))
     try:
@@ -200,12 +209,12 @@ def load_language_model(
                 "tokenizer.save_pretrained(folder)."
             ) from exc
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                folder, attn_implementation="eager", use_safetensors=safe
-            )
+            auto = AutoModelForCausalLM if causal else AutoModel
+            model = auto.from_pretrained(folder, attn_implementation="eager", use_safetensors=safe)
         except Exception as exc:
+            what = " as a causal language model" if causal else ""
             raise InvalidInputError(
-                f"model folder {shown} could not be loaded as a causal language model "
+                f"model folder {shown} could not be loaded{what} "
                 f"({type(exc).__name__}: {_reason(exc)})."
             ) from exc
     return model.to(dev).eval(), tokenizer

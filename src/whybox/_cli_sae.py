@@ -118,42 +118,11 @@ def load_model_folder(
     is loaded with its head (CE loss and logit effects are then available), any other model
     with ``AutoModel`` (e.g. a sentence encoder). Safetensors only unless ``trust_model``.
     """
-    from ._cli_internals import _check_model_folder, _quiet, _reason, load_language_model
+    from ._cli_internals import _check_model_folder, load_pretrained
 
     folder = Path(folder)
-    safe = _check_model_folder(folder, trust_model)
-    if _causal(folder):
-        return load_language_model(folder, trust_model, device)
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    shown = repr(str(folder))
-    try:
-        dev = torch.device(device)
-        torch.empty(0, device=dev)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidParameterError(
-            f"--device {device!r} is not a device torch can use here ({_reason(exc)}); pass "
-            "cpu, cuda, cuda:1 or mps."
-        ) from exc
-    with _quiet():
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"model folder {shown}: its tokenizer could not be loaded ({type(exc).__name__}"
-                f": {_reason(exc)}); save it beside the model with "
-                "tokenizer.save_pretrained(folder)."
-            ) from exc
-        try:
-            model = AutoModel.from_pretrained(
-                folder, attn_implementation="eager", use_safetensors=safe
-            )
-        except Exception as exc:
-            raise InvalidInputError(
-                f"model folder {shown} could not be loaded ({type(exc).__name__}: {_reason(exc)})."
-            ) from exc
-    return model.to(dev).eval(), tokenizer
+    _check_model_folder(folder, trust_model)  # before config.json is read
+    return load_pretrained(folder, trust_model, device, causal=_causal(folder))
 
 
 def _inputs(texts: list[str], tokenizer: Any, anatomy: Any, tokens: int | None) -> Any:
