@@ -24,9 +24,9 @@ $(VENV)/.installed-all: pyproject.toml constraints.txt | $(BIN)/python
 # transformers, and inseq pins typeguard<=2.13.3, which other oracles need newer. context-cite
 # (ContextCite's reference solver) would pull nltk and spacy, which its solver never imports.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP_INSTALL) -e '.[all,dev]'
+	$(PIP_INSTALL) -e '.[all,dev,docs]'
 	$(PIP_INSTALL) --no-deps zennit tokenshap inseq treescope context-cite
-	@touch $@ $(VENV)/.installed-all
+	@touch $@ $(VENV)/.installed-all $(VENV)/.installed-docs
 
 # sae-lens (the SAE file-format oracle, test-only) pins transformer-lens < 4 while .venv has 4.x:
 # it gets its own venv, built by scripts/oracle-saelens.sh (torch held at the CPU wheel).
@@ -39,7 +39,7 @@ $(VENV)/.installed-docs: pyproject.toml constraints.txt | $(BIN)/python
 	@touch $@
 
 # The documentation site, built offline into docs/_build/html; every warning is an error and
-# the gallery's examples run (not yet part of `make test`: see docs/ for the build's checks).
+# the gallery's examples run (`make test` builds it after the tests, whose zoo models it reuses).
 docs: $(VENV)/.installed-docs
 	$(MAKE) -C docs html PYTHON=$(abspath $(BIN))/python
 
@@ -60,6 +60,7 @@ system-deps:
 test: system-deps $(VENV)/.installed-dev $(SAELENS_VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	MPLBACKEND=Agg $(BIN)/python -m pytest --durations=10
+	$(MAKE) -C docs html PYTHON=$(abspath $(BIN))/python
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run.py

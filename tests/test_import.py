@@ -35,3 +35,21 @@ def test_all_lists_exactly_the_lazy_names():
     assert set(whybox.__all__) == set(whybox._LAZY) | {"__version__"}
     for name in whybox.__all__:
         assert getattr(whybox, name) is not None
+
+
+def test_version_matches_the_package_metadata_and_the_changelog():
+    """``whybox.__version__`` is the installed distribution's version and has a changelog entry."""
+    import re
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import whybox
+
+    assert whybox.__version__ == version("whybox")
+    changelog = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text(encoding="utf-8")
+    released = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, flags=re.M)
+    assert released, "CHANGELOG.md has no released version heading"
+    assert released[0] == whybox.__version__, (
+        f"the newest release in CHANGELOG.md is {released[0]}, whybox.__version__ is "
+        f"{whybox.__version__}"
+    )
