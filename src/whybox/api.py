@@ -32,14 +32,51 @@ AUTO_EXACT_MAX_PLAYERS = 16
 
 
 def register_method(name: str, loader: Callable[[], type[Explainer]]) -> None:
-    """Register an explainer class under ``name``; ``loader`` imports it on first use."""
+    """Register an explainer class under ``name``; ``loader`` imports it on first use.
+
+    Parameters
+    ----------
+    name : str
+        The name ``explain(method=name)`` will accept; an existing name is replaced.
+    loader : callable
+        Called without arguments the first time the method is used; returns the explainer
+        class (constructed as ``cls(model, background, link=..., random_state=..., **kwargs)``
+        and called as ``.explain(X, target=..., progress=...)``).
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``name`` is not a non-empty string.
+
+    Examples
+    --------
+    >>> wb.register_method("my_exact", lambda: wb.ExactShap)
+    >>> f = lambda X: X @ np.array([1.0, 2.0, 3.0])
+    >>> exp = wb.explain(f, np.ones((1, 3)), method="my_exact", background=np.zeros((1, 3)))
+    >>> exp.values.round(3).tolist(), "my_exact" in wb.available_methods()
+    ([[1.0, 2.0, 3.0]], True)
+    """
     if not name or not isinstance(name, str):
         raise InvalidParameterError("a method name must be a non-empty string.")
     _REGISTRY[name] = loader
 
 
 def available_methods() -> list[str]:
-    """Names accepted by ``explain(method=...)``, besides ``"auto"``."""
+    """Names accepted by ``explain(method=...)``, besides ``"auto"``.
+
+    Returns
+    -------
+    list of str
+        The registered names, sorted (torch-only gradient and CAM methods are listed in
+        :func:`whybox.explain`).
+
+    Examples
+    --------
+    >>> wb.available_methods()[:4]
+    ['banzhaf', 'ebm', 'exact', 'expected_gradients']
+    >>> "kernel" in wb.available_methods(), "tree" in wb.available_methods()
+    (True, True)
+    """
     return sorted(_REGISTRY)
 
 
@@ -494,24 +531,26 @@ def explain(
     Parameters
     ----------
     model : object
-        Any supported model (see :mod:`whybox.models`).
-    X : DataFrame or array of shape (n, p)
+        Any supported model: a scikit-learn estimator or Pipeline, an XGBoost / LightGBM
+        model, a ``torch.nn.Module``, or a callable ``f(X) -> (m,) | (m, k)`` (see
+        :func:`whybox.wrap_model`).
+    X : DataFrame or array of shape (n, p), or array of shape (n, *input_shape) for torch
         Rows to explain.
-    method : str
-        ``"auto"`` or a registered name (see :func:`available_methods`).
+    method : str, default "auto"
+        ``"auto"`` or a registered name (see :func:`whybox.available_methods`).
     background : DataFrame, array or masker, optional
         Rows that stand for the data (absent features take their values), used whole. A
         model-agnostic method needs one (the explained rows never stand in); TreeShap
         without one is path-dependent.
     target : optional
         Output(s) to explain: class label or index, list, ``"all"``, or a 1-D array / tensor
-        / Series with one target per row (see :mod:`whybox.models`).
-    link : {"identity", "logit"}
-        The output explained (one rule for every model type, see :mod:`whybox.models`):
+        / Series with one target per row (see :func:`whybox.wrap_model`).
+    link : {"identity", "logit"}, default "identity"
+        The output explained (one rule for every model type, see :func:`whybox.wrap_model`):
         ``"identity"`` the class probability (the decision function of classifiers without
         probabilities, the prediction of regressors, the raw output of torch modules and
         callables); ``"logit"`` the log-odds of the class probability.
-    random_state : int or None
+    random_state : int or None, default 0
         Seed of every random choice.
     progress : callable(done, total), optional
         Called as rows are explained.
@@ -525,12 +564,27 @@ def explain(
     Returns
     -------
     Explanation
-        With ``params["method_selection"]`` recording the choice.
+        ``values`` of shape (n, p) for one output, (n, p, k) for ``k`` outputs (or
+        ``(n, *input_shape)`` for torch inputs), with ``params["method_selection"]`` recording
+        the choice.
+
+    Raises
+    ------
+    InvalidParameterError
+        For an unknown ``method``, a keyword the chosen explainer does not take, an unknown
+        ``target`` or a ``link`` that does not fit the model.
+    InvalidInputError
+        If ``X`` or ``background`` cannot be used (wrong columns, NaN where not allowed,
+        no background for a model-agnostic method).
+    UnsupportedModelError
+        If whybox cannot call ``model``.
+    ModelCallError
+        If the model raises while it is evaluated (the original error is chained).
 
     Notes
     -----
     ``method="auto"`` picks the fastest method that is exact for the output ``link`` selects
-    (:func:`resolve_method`): TreeShap for a tree ensemble's raw output (a forest's
+    (``resolve_method``): TreeShap for a tree ensemble's raw output (a forest's
     probability, a boosted binary classifier's log-odds with ``link="logit"``, a regressor's
     prediction), LinearShap for a linear model's decision function / log-odds, an
     explainable boosting machine's own exact terms (``"ebm"``), Integrated Gradients for
@@ -545,11 +599,22 @@ def explain(
     go to that explainer's constructor or its ``explain``.
 
     Texts (a string or a list of strings, with ``tokenizer=``) go to
-    :func:`whybox.text.explain.explain_text`: players are tokens, words or sentences
+    ``whybox.text.explain.explain_text``: players are tokens, words or sentences
     (``granularity=``), absence is ``masker=`` ("mask", "pad", "drop" or a baseline string), the
     explained number ``value=``; ``method`` is one of ``"exact"``, ``"kernel"``,
     ``"permutation"``, ``"banzhaf"``, ``"lime"``, ``"ablation"`` (or ``"auto"``). The result
     has one ragged row per text.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> X, y = wb.zoo.breast_cancer()
+    >>> model = RandomForestClassifier(n_estimators=20, max_depth=3, random_state=0).fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:5], target=1)
+    >>> exp.method, exp.values.shape
+    ('tree', (5, 30))
+    >>> bool(np.allclose(exp.values.sum(axis=1), exp.predictions - exp.base_values))
+    True
     """
     if "tokenizer" in kwargs or _is_text(X):
         return _explain_texts(

@@ -68,34 +68,56 @@ class Explanation(Selection):
 
     Parameters
     ----------
-    values : ndarray of shape (n, *feature_shape) or (n, *feature_shape, k), or list of arrays
+    values : ndarray of shape ``(n, *feature_shape)`` or ``(n, *feature_shape, k)``, or list
         Attributions. A list gives one array per row for ragged inputs.
-    base_values : array of shape (n,) or (n, k)
+    base_values : array of shape (n,) or (n, k), default 0.0
         The value the attributions are measured from (expected model output under the
         background for Shapley methods). A scalar is broadcast to all rows.
-    data : ndarray, DataFrame, list or None
+    data : ndarray, DataFrame, list or None, default None
         The explained inputs, row-aligned with ``values``.
-    feature_names : list of str, or list of list of str for ragged rows
-        Names of the features (players); defaults to ``x0, x1, ...``.
-    output_names : list of str or None
-        Names of the explained outputs, one per output (also for a single output).
-    std : same layout as ``values`` or None
+    feature_names : list of str, or list of list of str for ragged rows, optional
+        Names of the features (players); defaults to the DataFrame columns of ``data``, else
+        ``x0, x1, ...``.
+    output_names : list of str or None, default None
+        Names of the explained outputs, one per output (also for a single output); with
+        ``k`` outputs and None, ``output 0, output 1, ...``.
+    std : same layout as ``values`` or None, default None
         Standard errors of sampled estimates.
-    predictions : array of shape (n,) or (n, k) or None
+    predictions : array of shape (n,) or (n, k) or None, default None
         Model outputs for the explained inputs, on the same scale as the values.
-    method : str
+    method : str, default ""
         Name of the method that produced the values.
-    params : dict
+    params : dict or None, default None
         JSON-serialisable parameters, including ``params["output"]`` describing the output.
-    n_evals : int or None
+    n_evals : int or None, default None
         Model evaluations (coalitions, samples, steps) per explained row.
-    random_state : int or None
+    random_state : int or None, default None
         Seed used, for reproducibility.
-    meta : dict or None
+    meta : dict or None, default None
         Extra JSON-serialisable information (fidelity, timing, ...). ``meta["row_keys"]``
         lists the keys whose values hold one entry per explained row (an array with a leading
         row axis, or a list): row selection (``exp[rows]``) selects those entries too, so
         per-row information such as segment maps or completeness gaps stays aligned.
+
+    Raises
+    ------
+    InvalidInputError
+        If the shapes disagree: ``values`` without a row or feature axis, ``base_values``,
+        ``predictions``, ``std``, ``data``, ``feature_names`` or ``output_names`` not
+        matching the rows, features or outputs of ``values``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> exp = wb.explain(LinearRegression().fit(X, y), X.iloc[:5], background=X)
+    >>> exp.values.shape, exp.base_values.shape, exp.method
+    ((5, 10), (5,), 'linear')
+    >>> # values add up to the prediction minus the base value (completeness)
+    >>> bool(np.allclose(exp.values.sum(axis=1), exp.predictions - exp.base_values))
+    True
+    >>> exp[0].values.shape  # indexing keeps the row axis
+    (1, 10)
     """
 
     def __init__(
@@ -517,11 +539,37 @@ def _n_data_rows(data: Any) -> int | None:
 
 
 def load(path: str | os.PathLike[str]) -> Explanation:
-    """Read an Explanation written by :meth:`Explanation.save`.
+    """Read an Explanation written by :meth:`whybox.Explanation.save`.
 
     Arrays are read with ``allow_pickle=False``: loading a file never runs code. A folder
-    written by ``explain(dask_X, out=folder)`` opens lazily as a
-    :class:`~whybox._shards.ShardedExplanation` (memory-mapped shards).
+    written by ``explain(dask_X, out=folder)`` opens lazily as a ``ShardedExplanation``
+    (memory-mapped shards, read like an Explanation).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file written by :meth:`whybox.Explanation.save`, or a shard folder.
+
+    Returns
+    -------
+    Explanation
+        Equal to the saved one: values, base values, data (DataFrame columns and dtypes
+        included), names, standard errors, predictions, parameters and meta.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``path`` does not exist, is not a whybox explanation file, is damaged, or was
+        written by a newer whybox (format version above the one this whybox reads).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> exp = wb.Explanation([[0.5, -0.25]], base_values=1.0, feature_names=["a", "b"])
+    >>> path = exp.save(os.path.join(tempfile.mkdtemp(), "exp.whybox"))
+    >>> back = wb.load(path)
+    >>> back.feature_names, back.values.tolist(), back.base_values.tolist()
+    (['a', 'b'], [[0.5, -0.25]], [1.0])
     """
     path = Path(path)
     if not path.exists():

@@ -499,18 +499,29 @@ def wrap_model(
     n_rows: int | None = None,
     output: Any = None,
 ) -> ModelFunction:
-    """Wrap ``model`` as a :class:`ModelFunction` returning the outputs selected by ``target``.
+    """Wrap ``model`` as a ``ModelFunction`` returning the outputs selected by ``target``.
+
+    Every explainer calls models through this function, so ``target`` and ``link`` mean the
+    same for every method and model type.
 
     Parameters
     ----------
     model : object
-        A supported model (see module docstring) or a callable ``f(X) -> (m,) | (m, k)``.
-    target : None, label, index, list, "all", or a 1-D array / tensor / Series
-        Output(s) to explain; see the module docstring. A 1-D array gives one target per
-        row (:attr:`ModelFunction.row_targets`).
-    link : {"identity", "logit"}
-        Output scale (see the module docstring): ``"logit"`` is the log-odds of a class
-        probability, the model's own margin where that is the log-odds.
+        A scikit-learn estimator or Pipeline, an XGBoost / LightGBM model (scikit-learn API
+        or native Booster), a ``torch.nn.Module``, or a callable ``f(X) -> (m,) | (m, k)``.
+    target : None, label, index, list, "all", or a 1-D array / tensor / Series, optional
+        Output(s) to explain. None (default): a binary classifier's positive class, a
+        multiclass classifier's every class, a regressor's prediction, every output of a
+        torch module or callable. A scalar: one output, a class label (matched before an
+        index) or an output index. A list: several outputs. ``"all"``: every output the
+        model computes. A 1-D array with one entry per explained row: one target per row
+        (held in ``ModelFunction.row_targets``). Class 0 of a binary margin model is the
+        negated margin.
+    link : {"identity", "logit"}, default "identity"
+        Output scale: ``"identity"`` is the class probability (the decision function of a
+        classifier without probabilities, the prediction of a regressor, the raw output of a
+        torch module or callable); ``"logit"`` is the log-odds of a class probability, the
+        model's own margin where that is the log-odds.
     X : array or DataFrame, optional
         Example inputs, used to find the number of outputs of callables and torch modules.
     n_rows : int, optional
@@ -523,12 +534,29 @@ def wrap_model(
     Returns
     -------
     ModelFunction
+        Callable ``f(X) -> ndarray of shape (m, k)`` with the ``k`` selected outputs (``k`` is
+        ``f.n_outputs``); a DataFrame ``X`` is matched to the model's columns by name.
 
     Raises
     ------
     InvalidParameterError
         For an unknown target, a per-row target of the wrong length, or a link that does not
         fit the model (``"logit"`` of a regressor or of a decision-only classifier).
+    UnsupportedModelError
+        If ``model`` has no ``predict`` method and is not callable.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> X, y = wb.zoo.breast_cancer()
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    >>> f = wb.wrap_model(model, target=1, link="logit")
+    >>> f(X.iloc[:3]).shape, f.n_outputs
+    ((3, 1), 1)
+    >>> bool(np.allclose(f(X.iloc[:3])[:, 0], model.decision_function(X.iloc[:3])))
+    True
     """
     check_in("link", link, LINKS)
     raw = _raw_adapter(model, output)
