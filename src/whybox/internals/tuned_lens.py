@@ -155,11 +155,29 @@ class TunedLens:
     model_info_ : dict
         n_layers, d_model, vocab_size and the model's class, checked when the lens is used.
 
+    Raises
+    ------
+    InvalidParameterError
+        Checked by ``fit``: a non-positive ``tokens_per_step`` / ``max_length`` /
+        ``max_tokens`` / ``batch_size``, a negative ``n_steps``, ``lr`` or ``weight_decay``,
+        ``momentum`` outside [0, 1), an unknown ``optimizer``; ``logits`` / ``evaluate``
+        before ``fit``.
+    InvalidInputError
+        Data that are neither texts, token ids nor a ``BatchEncoding``, or hold no tokens; a
+        model other than the one the lens was fitted on.
+
     Examples
     --------
-    >>> lens = TunedLens(n_steps=250, random_state=0).fit(model, texts, tokenizer=tok)  # doctest: +SKIP
-    >>> lens.logits(model, ids).logits.shape       # (layers, batch, pos, vocab) doctest: +SKIP
-    >>> lens.evaluate(model, held_out, tokenizer=tok)   # KL per layer vs the logit lens  # doctest: +SKIP
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> texts = wb.zoo.tiny_lm_corpus("train")[:10]
+    >>> lens = wb.TunedLens(n_steps=20, tokens_per_step=256, max_tokens=2048)
+    >>> lens = lens.fit(model, texts, tokenizer=tok)
+    >>> kl = lens.evaluate(model, wb.zoo.tiny_lm_corpus("test")[:3], tokenizer=tok)
+    >>> bool((kl.tuned_lens_kl < kl.logit_lens_kl).iloc[:-1].all())  # closer to the output
+    True
+    >>> ids = tok("The for statement is", return_tensors="pt").input_ids
+    >>> tuple(lens.logits(model, ids).logits.shape)   # (entries, batch, pos, vocab)
+    (5, 1, 4, 2048)
 
     References
     ----------

@@ -158,11 +158,33 @@ class CheferRelevance(_TokenExplainer):
     start_layer : int, default 0
         First layer that updates the relevance.
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
+
+    Raises
+    ------
+    UnsupportedModelError
+        A base model without a head (its output is hidden states, not logits), or a model
+        whose attention weights cannot be read (load it with ``attn_implementation="eager"``).
+    InvalidParameterError
+        ``start_layer`` outside ``0 .. n_layers - 1``; from ``explain``, an unknown target.
 
     Notes
     -----
-    One forward and one backward pass per batch (the explained logits are summed over rows,
-    whose gradients do not mix). Parameters' ``.grad`` are left untouched.
+    ``explain(inputs, target=None, tokenizer=None, position=None)`` returns an
+    :class:`~whybox.Explanation` whose ``values`` hold one array of shape (n_tokens,) per row;
+    the default target is the predicted class (or token). One forward and one backward pass
+    per batch (the explained logits are summed over rows, whose gradients do not mix).
+    Parameters' ``.grad`` are left untouched.
+
+    Examples
+    --------
+    >>> clf = wb.zoo.sentiment_classifier()              # MiniLM with a sentiment head
+    >>> exp = wb.CheferRelevance(clf.model).explain(
+    ...     "a wonderful film", tokenizer=clf.tokenizer, target=1)   # 1: "positive"
+    >>> exp.feature_names[0]
+    ['a', 'wonderful', 'film']
+    >>> exp.feature_names[0][int(np.argmax(exp.values[0]))]
+    'wonderful'
 
     References
     ----------

@@ -536,12 +536,34 @@ class AttentionRollout(_TokenExplainer):
     discard_ratio : float in [0, 1), default 0.0
         Fraction of each query row's smallest fused weights set to 0 (vit-explain).
     start_layer : int, default 0
+        First layer multiplied into the rollout (the earlier ones are skipped).
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``head_fusion``, ``discard_ratio`` outside [0, 1), or ``start_layer``
+        not below the model's number of layers.
+    UnsupportedModelError
+        A model whose attention weights cannot be read (a fused SDPA / flash attention:
+        load it with ``attn_implementation="eager"``).
+
+    Notes
+    -----
+    ``explain(inputs, tokenizer=None, position=None)`` returns an :class:`~whybox.Explanation`
+    whose ``values`` hold one array of shape (n_tokens,) per row: the explained token's row
+    of the rolled-out attention (the last token for causal LMs, ``[CLS]`` for encoders). With
+    ``residual=True`` and no ``discard_ratio`` every rollout row sums to 1.
 
     Examples
     --------
-    >>> exp = wb.AttentionRollout(model).explain(ids)           # doctest: +SKIP
-    >>> exp.values[0]   # one value per token, the [CLS] row (encoders) / last token (LMs)
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> exp = wb.AttentionRollout(model).explain("The for statement is", tokenizer=tok)
+    >>> exp.feature_names[0]
+    ['The', ' for', ' statement', ' is']
+    >>> round(float(exp.values[0].sum()), 3)   # a row of a product of stochastic matrices
+    1.0
 
     References
     ----------
@@ -649,9 +671,34 @@ class AttentionFlow(AttentionRollout):
     """Attention flow (Abnar & Zuidema 2020): max flow from the output token to each input
     token through the layered attention graph.
 
-    Same parameters as :class:`AttentionRollout`, plus ``max_tokens`` (default 128): flow
-    solves one max-flow problem per token on a graph of (L + 1) n nodes and L n^2 edges
-    (see :func:`attention_flow`), so it is meant for short inputs.
+    Flow solves one max-flow problem per token on a graph of (L + 1) n nodes and L n^2 edges
+    (see ``whybox.propagation.rollout.attention_flow``), so it is meant for short inputs.
+
+    Parameters
+    ----------
+    model : transformers model
+        Decoder or encoder loaded with ``attn_implementation="eager"``.
+    max_tokens : int, default 128
+        Longest input explained; longer ones raise :class:`~whybox.InvalidInputError`.
+    **kwargs
+        ``head_fusion``, ``residual``, ``discard_ratio``, ``start_layer`` and ``anatomy``, as
+        in :class:`AttentionRollout`.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``max_tokens`` below 1, or an invalid parameter of :class:`AttentionRollout`.
+    InvalidInputError
+        From ``explain``: an input longer than ``max_tokens``.
+
+    Examples
+    --------
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> exp = wb.AttentionFlow(model).explain("The for statement is", tokenizer=tok)
+    >>> exp.values[0].shape                    # one flow value per token
+    (4,)
+    >>> bool((exp.values[0] >= 0).all() and (exp.values[0] <= 1 + 1e-9).all())
+    True
 
     References
     ----------
@@ -690,7 +737,21 @@ class RawAttention(AttentionRollout):
     layer : int, default -1
         Which layer (negative counts from the last).
     head_fusion : {"mean", "max", "min"}, default "mean"
+        How the heads of the layer are combined.
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``layer`` outside ``-n_layers .. n_layers - 1`` or an unknown ``head_fusion``.
+
+    Examples
+    --------
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> exp = wb.RawAttention(model, layer=0).explain("The for statement is", tokenizer=tok)
+    >>> exp.values[0].shape, round(float(exp.values[0].sum()), 3)   # one softmax row
+    ((4,), 1.0)
 
     References
     ----------
