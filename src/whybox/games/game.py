@@ -206,15 +206,41 @@ class TabularGame(BaseGame):
     Parameters
     ----------
     model_fn : callable
-        ``f(X) -> float (m, k)``, usually a :class:`whybox.models.ModelFunction`.
+        ``f(X) -> float (m,) or (m, k)``, usually the result of :func:`whybox.wrap_model`.
     x : DataFrame of one row, or array of shape (p,)
         The explained row.
-    masker : :class:`whybox.games.maskers.Masker`
-        Supplies the rows that stand in for absent features.
-    groups : mapping, optional
-        Feature groups acting as single players (see :func:`group_matrix`).
-    chunk_bytes : int
-        Upper bound on the memory of one batch of masked rows (default 256 MB).
+    masker : Independent or Baseline
+        Supplies the rows that stand in for absent features (:class:`whybox.Independent`,
+        :class:`whybox.Baseline`).
+    groups : mapping of str to list of str, optional
+        Feature groups acting as single players (name -> its features); features in no
+        group stay players of their own.
+    chunk_bytes : int, default 268435456
+        Upper bound on the memory of one batch of masked rows (256 MB).
+    cache : bool, default True
+        Remember every evaluated coalition so that it is never evaluated twice.
+
+    Attributes
+    ----------
+    n_players : int
+        Number of players (features, or groups).
+    player_names : list of str
+        Their names.
+
+    Notes
+    -----
+    ``game.value(coalitions)`` takes a boolean array of shape (m, n_players) and returns the
+    worths, shape (m, k); a coalition of the wrong width raises
+    :class:`~whybox.InvalidInputError`.
+
+    Examples
+    --------
+    >>> f = lambda X: np.asarray(X) @ np.array([1.0, 2.0, 3.0])
+    >>> game = wb.TabularGame(f, np.ones(3), wb.Independent(np.zeros((1, 3))))
+    >>> game.n_players, game.player_names
+    (3, ['x0', 'x1', 'x2'])
+    >>> game.value(np.array([[0, 0, 0], [1, 0, 1], [1, 1, 1]], dtype=bool)).tolist()
+    [[0.0], [4.0], [6.0]]
     """
 
     def __init__(

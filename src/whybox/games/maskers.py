@@ -240,10 +240,41 @@ class Independent(Masker):
         masker keeps 100 by default; whybox never drops rows unless asked).
     weights : array of shape (n_bg,), optional
         Weights of the background rows (normalised to sum to one).
-    random_state : int, Generator or None
+    random_state : int, Generator or None, default 0
         Seed of the subsampling.
-    allow_nan : bool
+    allow_nan : bool, default False
         Accept NaN in the background (for models that handle missing values).
+
+    Attributes
+    ----------
+    background : DataFrame or ndarray of shape (n_bg, p)
+        The rows kept.
+    weights : ndarray of shape (n_bg,)
+        Their weights, summing to one.
+    feature_names : list of str
+        The DataFrame's columns, else ``x0, x1, ...``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``background`` is empty, not 2-D, or holds NaN / inf (NaN allowed with
+        ``allow_nan=True``).
+    InvalidParameterError
+        If ``max_samples`` is not a positive integer or ``weights`` are not one finite
+        non-negative number per row with a positive sum.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.diabetes()
+    >>> masker = wb.Independent(X, max_samples=100, random_state=0)
+    >>> masker.background.shape, round(float(masker.weights.sum()), 3)
+    ((100, 10), 1.0)
+    >>> from sklearn.linear_model import LinearRegression
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.KernelShap(model, masker).explain(X.iloc[:2])
+    >>> # the base value is the mean prediction over the background rows
+    >>> bool(np.isclose(exp.base_values[0], model.predict(masker.background).mean()))
+    True
     """
 
     def __init__(
@@ -283,6 +314,24 @@ class Baseline(Masker):
     template : DataFrame or array, optional
         Inputs whose columns and dtypes the reference row should follow; needed for a scalar
         or mapping ``value`` with DataFrame inputs. Explainers pass it automatically.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``value`` does not fit ``template`` (a DataFrame of several rows, unknown columns,
+        or a length other than the number of features).
+
+    Examples
+    --------
+    For a linear model, Shapley values against a single reference row are
+    ``coef * (x - reference)``:
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.ExactShap(model, wb.Baseline(X.mean())).explain(X.iloc[:2])
+    >>> bool(np.allclose(exp.values, model.coef_ * (X.iloc[:2] - X.mean()).to_numpy()))
+    True
     """
 
     def __init__(self, value: Any, template: Any = None) -> None:
@@ -448,15 +497,34 @@ def kmeans(
     Parameters
     ----------
     background : DataFrame or array of shape (n, p)
-    k : int
-        Number of representative rows (at most n).
-    random_state : int, Generator or None
+        The rows to summarise.
+    k : int, default 10
+        Number of representative rows; ``k >= n`` keeps every row, unweighted.
+    random_state : int, Generator or None, default 0
         Seed of the k-means initialisation.
+    allow_nan : bool, default False
+        Accept NaN in the background (for models that handle missing values).
 
     Returns
     -------
     Independent
-        With ``k`` background rows and their weights.
+        With ``k`` background rows (shape (k, p)) and their weights (shape (k,)).
+
+    Raises
+    ------
+    InvalidInputError
+        If ``background`` is empty or holds NaN / inf (NaN allowed with ``allow_nan=True``).
+    InvalidParameterError
+        If ``k`` is not a positive integer.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.diabetes()
+    >>> bg = wb.kmeans(X, k=10, random_state=0)
+    >>> bg.background.shape, round(float(bg.weights.sum()), 3)
+    ((10, 10), 1.0)
+    >>> len(bg.background.merge(X))  # each one a real row of X, not a centroid
+    10
 
     References
     ----------
