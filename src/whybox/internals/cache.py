@@ -641,6 +641,17 @@ def run_with_cache(
     activation is handed back to the model as the tensor the rest of the pass uses (same
     values, bit for bit), so its gradient is defined even for head or q/k/v views.
 
+    Examples
+    --------
+    >>> import torch
+    >>> model, tok = wb.zoo.tiny_lm()                       # a 4-layer GPT-2, d_model 128
+    >>> ids = tok("The for statement is used to", return_tensors="pt").input_ids
+    >>> logits, cache = wb.run_with_cache(model, ids, names="blocks.*.resid_post")
+    >>> tuple(logits.shape), tuple(cache["blocks.3.resid_post"].shape)
+    ((1, 6, 2048), (1, 6, 128))
+    >>> torch.equal(logits, model(ids).logits)              # the hooks change nothing
+    True
+
     References
     ----------
     .. [1] Nanda & Bloom (2022), TransformerLens, ``HookedTransformer.run_with_cache``.

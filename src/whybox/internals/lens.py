@@ -327,6 +327,28 @@ def logit_lens(
         layers, ``.logits[-1]`` equals the model's own logits (the same modules run on the
         same tensor).
 
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``site``, a layer index or label that does not exist, an empty ``layers``.
+    InvalidInputError
+        Text without a tokenizer, ragged or non-integer token ids, token ids outside the
+        vocabulary.
+    UnsupportedModelError
+        A model without an unembedding (no language-model head), or whose hook points do not
+        run in its forward pass.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> ids = tok("The for statement is used to", return_tensors="pt").input_ids
+    >>> lens = wb.logit_lens(model, ids, tokenizer=tok)
+    >>> lens.labels, tuple(lens.logits.shape)              # (entries, batch, pos, vocab)
+    (['embed', 'L0', 'L1', 'L2', 'L3'], (5, 1, 6, 2048))
+    >>> torch.allclose(lens.logits[-1], model(ids).logits, atol=1e-5)   # last = the output
+    True
+
     Notes
     -----
     Each entry goes through the final norm with its *own* statistics (the norm is
@@ -426,6 +448,17 @@ def direct_logit_attribution(
         is not a sum of contributions), for ``by="head"`` on a model whose attention output
         is not the sum of its heads' projections (Gemma 2 normalises it), or for a final norm
         whose form is unknown.
+
+    Examples
+    --------
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> ids = tok("The for statement is used to", return_tensors="pt").input_ids
+    >>> exp = wb.direct_logit_attribution(model, ids, target=" the", tokenizer=tok, by="component")
+    >>> exp.feature_names[:4], exp.values.shape            # one value per component
+    (['embed', 'pos_embed', 'L0.attn', 'L0.mlp'], (1, 11))
+    >>> logit = model(ids).logits[0, -1, tok(" the").input_ids[0]].item()
+    >>> bool(np.isclose(exp.values.sum(), logit, atol=1e-4))  # the parts sum to the logit
+    True
 
     Notes
     -----
