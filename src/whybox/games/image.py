@@ -263,16 +263,17 @@ def segment(
     method : {"slic", "quickshift", "grid"}
         ``"slic"``: scikit-image's SLIC k-means superpixels (Achanta et al. 2012);
         ``"quickshift"``: scikit-image's quick shift (lime's default segmenter, with lime's
-        ``kernel_size=4, max_dist=200, ratio=0.2``); ``"grid"``: :func:`grid_segments`, pure
-        numpy.
-    n_segments : int
+        ``kernel_size=4, max_dist=200, ratio=0.2``); ``"grid"``: near-square cells, pure
+        numpy. Default ``"slic"``.
+    n_segments : int, default 50
         Approximate number of segments (SLIC and grid; quick shift has no target count).
     compactness : float, optional
         SLIC's colour/space trade-off. Default 10 for 3-channel images (SLIC works in CIELAB
         there) and 0.1 otherwise (intensities in [0, 1]); larger is more square.
-    channels : {"auto", "first", "last", "none"}
-        Layout of ``image``; ``"auto"`` as for one image of a batch (module docstring).
-    random_state : int or None
+    channels : {"auto", "first", "last", "none"}, default "auto"
+        Layout of ``image``; ``"auto"`` reads it from the shape (a 2-D array is one
+        grey-scale image; a 3-D one has its channels on the short axis, first or last).
+    random_state : int or None, default 0
         Seed of quick shift's random tie-breaking (SLIC and the grid are deterministic).
     **options
         Passed on to ``skimage.segmentation.slic`` / ``quickshift``.
@@ -286,6 +287,18 @@ def segment(
     ------
     MissingDependencyError
         For ``"slic"`` / ``"quickshift"`` without scikit-image (``pip install 'whybox[torch]'``).
+    InvalidParameterError
+        For an unknown ``method`` or ``channels``, or ``n_segments`` below 1.
+    InvalidInputError
+        If ``image`` is a batch rather than one image.
+
+    Examples
+    --------
+    >>> labels = wb.segment(np.zeros((8, 8)), "grid", n_segments=4)
+    >>> labels.shape, np.unique(labels).tolist()
+    ((8, 8), [0, 1, 2, 3])
+    >>> labels[::4, ::4].tolist()  # one 4x4 cell per label
+    [[0, 1], [2, 3]]
     """
     check_in("method", method, SEGMENTERS)
     check_in("channels", channels, CHANNELS)
@@ -355,8 +368,16 @@ class ImageMasker:
 
     Examples
     --------
-    >>> masker = ImageMasker(segments="slic", n_segments=50, fill="blur")  # doctest: +SKIP
-    >>> exp = wb.KernelShap(cnn, masker).explain(images, target=3, budget=512)  # doctest: +SKIP
+    An image whose top-left quarter is bright, and a model that sums the pixels: only the
+    top-left cell of a 2 x 2 grid gets credit, spread over its pixels.
+
+    >>> image = np.zeros((8, 8))
+    >>> image[:4, :4] = 1.0
+    >>> f = lambda images: np.asarray(images).reshape(len(images), -1).sum(axis=1)
+    >>> masker = wb.ImageMasker("grid", n_segments=4, fill="baseline", value=0.0)
+    >>> exp = wb.ExactShap(f, masker).explain(image[None])
+    >>> exp.values.shape, float(exp.values[0, :4, :4].sum()), float(exp.values[0, 4:].sum())
+    ((1, 8, 8), 16.0, 0.0)
     """
 
     def __init__(
@@ -576,30 +597,31 @@ class ImageGame(RegionGame):
     """The game of one image whose players are its segments (superpixels or grid cells).
 
     ``v(S)`` is the model output on the image in which the segments outside ``S`` show the
-    masker's fill (baseline colour, blur, or segment mean). Any estimator of
-    :mod:`whybox.games` (ExactShap's :func:`~whybox.games.shapley.exact_shapley`, KernelSHAP,
-    permutation sampling, Banzhaf, :func:`lime_image`) takes it as it is.
+    masker's fill (baseline colour, blur, or segment mean). Any of whybox's game
+    estimators (exact Shapley values, KernelSHAP, permutation sampling, Banzhaf, LIME) takes
+    it as it is; :class:`whybox.ExactShap` and :class:`whybox.KernelShap` build it for you
+    when their background is an :class:`whybox.ImageMasker`.
 
     Parameters
     ----------
     model_fn : callable or model
         ``f(images) -> (m,) or (m, k)``, a torch module or anything
-        :func:`whybox.models.wrap_model` supports.
+        :func:`whybox.wrap_model` supports.
     image : array or torch.Tensor of shape (c, h, w), (h, w, c) or (h, w)
         One image (no batch axis).
     masker : ImageMasker, optional
         Segments and fill (default ``ImageMasker()``: SLIC, baseline 0).
-    channels : {"auto", "first", "last", "none"}
+    channels : {"auto", "first", "last", "none"}, optional
         Layout of ``image``; default the masker's.
     target : optional
-        Output(s) of the model when it is wrapped here (see :func:`whybox.models.wrap_model`).
+        Output(s) of the model when it is wrapped here (see :func:`whybox.wrap_model`).
     row : int, optional
         Which of the masker's per-image label maps to use, when it holds one per image.
-    chunk_bytes : int
-        Memory bound of one model call's batch of composed images (default 256 MB).
-    batch_size : int or None
-        At most this many images per model call (default 256); None: the memory bound alone.
-    cache : bool
+    chunk_bytes : int, default 268435456
+        Memory bound of one model call's batch of composed images (256 MB).
+    batch_size : int or None, default 256
+        At most this many images per model call; None: the memory bound alone.
+    cache : bool, default True
         Never evaluate the same coalition twice.
 
     Attributes
@@ -607,8 +629,25 @@ class ImageGame(RegionGame):
     segments : ndarray of int32, shape (h, w)
         Segment label of every pixel; player ``j`` is segment ``j``.
     fill : ndarray of the image's shape
+        What absent pixels show.
     sizes : ndarray (n_players,)
         Pixels per segment.
+
+    Notes
+    -----
+    ``game.value(coalitions)`` takes a boolean array of shape (m, n_players) and returns the
+    model's outputs on the composed images, shape (m, k).
+
+    Examples
+    --------
+    >>> image = np.zeros((8, 8))
+    >>> image[:4, :4] = 1.0
+    >>> f = lambda images: np.asarray(images).reshape(len(images), -1).sum(axis=1)
+    >>> game = wb.ImageGame(f, image, wb.ImageMasker("grid", n_segments=4))
+    >>> game.n_players, game.sizes.tolist()
+    (4, [16, 16, 16, 16])
+    >>> game.value(np.eye(4, dtype=bool)).ravel().tolist()  # one cell shown at a time
+    [16.0, 0.0, 0.0, 0.0]
     """
 
     def __init__(
