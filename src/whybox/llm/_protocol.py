@@ -52,16 +52,43 @@ def _texts(name: str, values: Any) -> list[str]:
 class Backend:
     """Base class of language-model backends.
 
-    Subclasses implement :meth:`_generate` and, where the model exposes them,
-    :meth:`_logprobs` (then set ``supports_logprobs = True``) and :meth:`_score`.
+    Subclasses implement ``_generate(prompts, *, max_new_tokens, temperature,
+    random_state) -> list[str]`` and, where the model exposes them,
+    ``_logprobs(prompts, continuations)`` (then set ``supports_logprobs = True``) and
+    ``_score(prompts, continuations)`` (then set ``supports_score = True``). The public
+    ``generate`` / ``logprobs`` / ``score`` check their arguments and call them.
 
     Attributes
     ----------
     name : str
         Shown in explanations' ``params`` and cost tables (never a secret).
     supports_logprobs : bool
+        Whether ``logprobs`` works (else it raises :class:`~whybox.UnsupportedModelError`).
+    supports_score : bool
+        Whether the backend has its own ``score`` (else ``score`` is the log-probability).
     calls : int
         Prompts sent to the model so far (cache hits are not calls).
+
+    Raises
+    ------
+    InvalidInputError
+        From ``generate`` / ``logprobs`` / ``score``: prompts that are not strings, or
+        prompts and continuations of different lengths.
+    InvalidParameterError
+        From ``generate``: ``max_new_tokens`` below 1 or a negative ``temperature``.
+    UnsupportedModelError
+        ``logprobs`` on a backend without log-probabilities.
+
+    Examples
+    --------
+    >>> class Shout(wb.llm.Backend):
+    ...     name = "shout"
+    ...     def _generate(self, prompts, **kwargs):
+    ...         self.calls += len(prompts)
+    ...         return [p.upper() + "!" for p in prompts]
+    >>> backend = Shout()
+    >>> backend.generate(["hello", "bye"], stop=["E"]), backend.calls
+    (['H', 'BY'], 2)
     """
 
     name: str = "backend"
@@ -202,11 +229,29 @@ class CallableBackend(Backend):
     generate : callable(prompt: str) -> str, optional
         May also accept ``max_new_tokens`` / ``temperature`` keywords; called per prompt.
     logprobs : callable(prompt: str, continuation: str) -> float, optional
+        ``log p(continuation | prompt)``; makes ``supports_logprobs`` True.
     score : callable(prompt: str, continuation: str) -> float, optional
-    name : str
+        Any scalar judgement; makes ``supports_score`` True.
+    name : str, default "callable"
+        Shown in explanations' ``params`` and cost tables.
 
-    Errors raised by the functions come back as :class:`~whybox.errors.ModelCallError`
-    naming the prompt's index.
+    Raises
+    ------
+    InvalidParameterError
+        None of the three functions given, or one that is not callable.
+    ModelCallError
+        From ``generate`` / ``logprobs`` / ``score``: the function raised (the message names
+        the prompt's index; the original error is chained) or returned a non-string.
+    UnsupportedModelError
+        ``generate`` on a backend made without ``generate=``.
+
+    Examples
+    --------
+    >>> backend = wb.llm.CallableBackend(lambda prompt: prompt[::-1], name="reverse")
+    >>> backend.generate(["abc", "hello"]), backend.calls
+    (['cba', 'olleh'], 2)
+    >>> backend.supports_logprobs
+    False
     """
 
     def __init__(

@@ -32,6 +32,25 @@ def as_backend(obj: Any, *, tokenizer: Any = None, **kwargs: Any) -> Backend:
         Needed for a model.
     **kwargs
         Passed to :class:`~whybox.llm.local.LocalBackend` for a model.
+
+    Returns
+    -------
+    Backend
+        ``obj`` itself when it is a backend; a :class:`~whybox.llm.local.LocalBackend` for a
+        model; a :class:`CallableBackend` (``generate=obj``) for a callable.
+
+    Raises
+    ------
+    InvalidParameterError
+        A model without ``tokenizer``, or an object that is none of the three.
+
+    Examples
+    --------
+    >>> backend = wb.llm.as_backend(lambda prompt: "yes")
+    >>> type(backend).__name__, backend.generate("Is it?")
+    ('CallableBackend', ['yes'])
+    >>> wb.llm.as_backend(backend) is backend
+    True
     """
     if isinstance(obj, Backend):
         return obj

@@ -65,20 +65,32 @@ def binomial_p_value(k: int, n: int, p: float) -> float:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One described rule and its held-out score.
+    """One described rule and its held-out score (made by :func:`~whybox.describe`).
 
-    Attributes
+    Parameters
     ----------
     sentence : str
+        The rule in words.
     accuracy : float
         Fraction of held-out examples where "rule holds" equals "output is the target".
     baseline : float
         Accuracy of always predicting the held-out majority.
     p_value : float
         One-sided exact binomial test of ``n_correct`` out of ``n_test`` against ``baseline``.
-    n_correct, n_test : int
+    n_correct : int
+        Held-out examples where the rule agrees with the output.
+    n_test : int
+        Held-out examples.
     coverage : float
         Fraction of held-out examples where the rule holds.
+
+    Examples
+    --------
+    >>> from whybox.llm.describe import Hypothesis
+    >>> h = Hypothesis("x is big", accuracy=0.9, baseline=0.5, p_value=0.001,
+    ...                n_correct=18, n_test=20, coverage=0.45)
+    >>> print(h)
+    [held-out accuracy 90.0% vs majority 50.0%, p = 0.001, n = 20] x is big
     """
 
     sentence: str
@@ -99,7 +111,29 @@ class Hypothesis:
 @dataclass
 class Description:
     """Scored hypotheses, best held-out accuracy first; printing shows every sentence with
-    its score (never a sentence alone)."""
+    its score (never a sentence alone). Made by :func:`~whybox.describe`.
+
+    Parameters
+    ----------
+    hypotheses : list of Hypothesis
+        Best held-out accuracy first (ties: smaller p-value first); ``.best`` is the first.
+    target : object
+        The output value described (one against the rest).
+    subject : str
+        What is described: ``"label"`` for data, ``"prediction"`` for a model.
+    params : dict, default {}
+        ``backend`` (``"offline"`` for the decision stumps), ``test_size``, ``n_train`` and
+        ``random_state``.
+
+    Examples
+    --------
+    >>> texts = ["a great film", "a film", "great food", "food"] * 10
+    >>> d = wb.describe(np.array([1, 0, 1, 0] * 10), texts, n_hypotheses=1)
+    >>> d.best.sentence, d.best.accuracy
+    ("The label is 1 when the text contains the word 'great'.", 1.0)
+    >>> list(d.to_frame().columns)[:3]
+    ['sentence', 'accuracy', 'baseline']
+    """
 
     hypotheses: list[Hypothesis]
     target: Any
@@ -351,6 +385,33 @@ def describe(
     Returns
     -------
     Description
+
+    Raises
+    ------
+    InvalidParameterError
+        ``test_size`` outside (0, 1), ``n_hypotheses`` / ``n_shown`` below 1, a malformed
+        entry of ``hypotheses``.
+    InvalidInputError
+        Outputs not one per example; too few examples to hold some out; a rule that does
+        not return one bool per row; no hypothesis to score.
+    UnsupportedModelError
+        A sentence hypothesis without a ``backend`` to check it, or a backend that cannot
+        generate.
+
+    Examples
+    --------
+    >>> texts = ["a great film", "a film", "great food", "food"] * 10
+    >>> labels = np.array([1, 0, 1, 0] * 10)
+    >>> print(wb.describe(labels, texts, n_hypotheses=1))   # offline: decision stumps
+    When is the label 1? (scored on held-out examples)
+    1. [held-out accuracy 100.0% vs majority 50.0%, p = 9.5e-07, n = 20]
+    The label is 1 when the text contains the word 'great'.
+
+    References
+    ----------
+    Zhong, R. et al. (2022). Describing Differences between Text Distributions with Natural
+    Language. ICML. Singh, C. et al. (2023). Explaining black box text modules in natural
+    language with language models. arXiv:2305.09863.
     """
     n_hypotheses = check_int("n_hypotheses", n_hypotheses, minimum=1)
     n_shown = check_int("n_shown", n_shown, minimum=1)

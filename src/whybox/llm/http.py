@@ -152,6 +152,32 @@ class OpenAIBackend(Backend):
     random_state : int, default 0
         Seeds the backoff jitter (sampling seeds come from ``generate``'s own random_state).
 
+    Raises
+    ------
+    InvalidParameterError
+        A ``base_url`` that is not http(s) or carries a query string, an empty ``model``,
+        non-positive ``timeout`` / ``max_concurrency``, negative ``backoff`` / ``max_retries``.
+    MissingDependencyError
+        On the first request, without ``httpx`` (the ``llm`` extra).
+    ModelCallError
+        A request that still fails after ``max_retries`` retries, or an answer of the wrong
+        form (the message names the prompt; the API key never appears in it).
+    UnsupportedModelError
+        An endpoint that gives no log-probabilities (for ``logprobs``).
+
+    Examples
+    --------
+    Nothing is sent when the backend is made; the first ``generate`` or ``logprobs`` call
+    opens the connection:
+
+    >>> backend = wb.llm.OpenAIBackend("http://127.0.0.1:8000", "my-model",
+    ...                                api_key_env="WHYBOX_EXAMPLE_UNSET_KEY")
+    >>> backend
+    OpenAIBackend(base_url='http://127.0.0.1:8000/v1', model='my-model', chat=True,
+                  max_concurrency=4, api_key=none)
+    >>> backend.calls, backend.requests
+    (0, 0)
+
     Attributes
     ----------
     calls : int
