@@ -534,7 +534,7 @@ def explain(
         Any supported model: a scikit-learn estimator or Pipeline, an XGBoost / LightGBM
         model, a ``torch.nn.Module``, or a callable ``f(X) -> (m,) | (m, k)`` (see
         :func:`whybox.wrap_model`).
-    X : DataFrame or array of shape (n, p), or array of shape (n, *input_shape) for torch
+    X : DataFrame or array of shape (n, p), or of shape ``(n, *input_shape)`` for torch
         Rows to explain.
     method : str, default "auto"
         ``"auto"`` or a registered name (see :func:`whybox.available_methods`).

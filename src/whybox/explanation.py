@@ -539,7 +539,7 @@ def _n_data_rows(data: Any) -> int | None:
 
 
 def load(path: str | os.PathLike[str]) -> Explanation:
-    """Read an Explanation written by :meth:`whybox.Explanation.save`.
+    """Read an Explanation written by ``Explanation.save()``.
 
     Arrays are read with ``allow_pickle=False``: loading a file never runs code. A folder
     written by ``explain(dask_X, out=folder)`` opens lazily as a ``ShardedExplanation``
@@ -548,7 +548,7 @@ def load(path: str | os.PathLike[str]) -> Explanation:
     Parameters
     ----------
     path : str or os.PathLike
-        The file written by :meth:`whybox.Explanation.save`, or a shard folder.
+        The file written by ``Explanation.save()``, or a shard folder.
 
     Returns
     -------

@@ -52,7 +52,7 @@ class Lime(TabularGameExplainer):
     Parameters
     ----------
     model : object
-        Any model :func:`whybox.models.wrap_model` supports.
+        Any model :func:`whybox.wrap_model` supports.
     background : DataFrame, array of shape (n_bg, p), Masker, or ImageMasker
         lime's training data: bin edges, means, standard deviations and the marginals that
         perturbations are drawn from (required; lime's ``training_data``). With an
@@ -74,9 +74,12 @@ class Lime(TabularGameExplainer):
         Numeric columns (positions or names) to treat as categorical; non-numeric and bool
         columns always are.
     link, random_state, allow_nan, n_jobs, backend, client, chunk_size, chunk_bytes
-        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``chunk_bytes`` bounds the
-        memory of one batch: the model inputs of its perturbations and the surrogate fit's
-        working arrays (a row's ``budget`` samples are sent in pieces above it).
+        As for :class:`whybox.ExactShap`: output scale (default ``"identity"``), seed (default
+        0), NaN accepted (default False), worker processes, ``"serial"`` / ``"processes"`` /
+        ``"dask"`` backend, Dask client, rows per task. ``chunk_bytes`` (default 256 MB)
+        bounds the memory of one batch: the model inputs of its perturbations and the
+        surrogate fit's working arrays (a row's ``budget`` samples are sent in pieces above
+        it).
     max_batch_rows : int, optional
         Most perturbed rows in one model call. The perturbations of consecutive explained rows
         are sent to the model together, as many rows as fit (at least one explained row's;
@@ -393,14 +396,47 @@ class Lime(TabularGameExplainer):
 
 
 class SubmodularPick(Explainer):
-    """SP-LIME: explain every row with :class:`Lime`, then pick a few non-redundant rows that
-    together cover the globally important features (Ribeiro et al. 2016, Algorithm 2).
+    """SP-LIME: explain every row with :class:`whybox.Lime`, then pick a few non-redundant
+    rows that together cover the globally important features (Ribeiro et al. 2016,
+    Algorithm 2).
 
-    ``model``, ``background``, ``random_state`` and ``**lime_kwargs`` (``n_features``,
-    ``discretize``, ...) are :class:`Lime`'s. The explanation matrix ``W`` is ``exp.values`` (one column per feature). lime keys its
+    Parameters
+    ----------
+    model : object
+        Any model :func:`whybox.wrap_model` supports.
+    background : DataFrame or array of shape (n_bg, p)
+        lime's training data (required), as for :class:`whybox.Lime`.
+    random_state : int or None, default 0
+        Seed of the perturbations.
+    **lime_kwargs
+        Further keywords of :class:`whybox.Lime` (``n_features``, ``discretize``, ...).
+
+    Notes
+    -----
+    ``.explain(X, n_picks=5, budget=5000, target=None, link=None, progress=None)`` explains
+    every row of ``X`` with ``budget`` perturbations each and returns the Explanation of the
+    ``n_picks`` picked rows in pick order (values of shape (n_picks, p)), with
+    ``meta["picked_indices"]`` (positions in ``X``), ``meta["coverage"]`` (after each pick)
+    and ``meta["global_importance"]`` (per feature). ``n_picks`` above the number of rows
+    raises :class:`~whybox.InvalidParameterError`.
+
+    The explanation matrix ``W`` is ``exp.values`` (one column per feature). lime keys its
     columns by the explanation's text instead, so with discretisation two rows in different
     bins of a feature count as different columns there; whybox reports per-feature global
     importance. lime's ``method="sample"`` explains a random subset: pass that subset as X.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> X, y = wb.zoo.breast_cancer()
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    >>> exp = wb.SubmodularPick(model, X, n_features=5).explain(X.iloc[:20], n_picks=2, budget=200)
+    >>> exp.values.shape, len(exp.meta["picked_indices"])
+    ((2, 30), 2)
+    >>> bool(exp.meta["coverage"][1] >= exp.meta["coverage"][0])  # coverage only grows
+    True
     """
 
     method = "lime"
@@ -427,7 +463,7 @@ class SubmodularPick(Explainer):
         progress: ProgressFn | None = None,
         **kwargs: Any,
     ) -> Explanation:
-        """Explain every row of ``X`` (arguments as :meth:`Lime.explain`); return the
+        """Explain every row of ``X`` (arguments as ``Lime.explain``); return the
         Explanation of the ``n_picks`` picked rows in pick order, with ``meta["picked_indices"]``
         (positions in X), ``meta["coverage"]`` (after each pick), ``meta["global_importance"]``
         (per feature) and Lime's per-row meta of the picked rows.

@@ -48,24 +48,25 @@ class Occlusion(Explainer):
     Parameters
     ----------
     model : object
-        A torch module, a callable on arrays, or anything :func:`whybox.models.wrap_model`
+        A torch module, a callable on arrays, or anything :func:`whybox.wrap_model`
         supports.
-    window : int or tuple of int
+    window : int or tuple of int, default (1, 3, 3)
         Window shape over one input (no batch axis), e.g. ``(1, 3, 3)`` for (1, h, w) images
         (Captum's ``sliding_window_shapes``). An int is used along every axis.
-    stride : int or tuple of int
+    stride : int or tuple of int, default 1
         Steps of the window along each axis (Captum's ``strides``); at most the window.
-    baseline : float, array broadcastable to one input, or array of shape (n, *input_shape)
+    baseline : float, array broadcastable to one input, or array of shape ``(n, *input_shape)``
         What occluded entries show (Captum's ``baselines``); a batch gives one per input.
-    channels : {"auto", "first", "last", "none"}
+        Default 0.0.
+    channels : {"auto", "first", "last", "none"}, default "auto"
         Layout of image inputs, recorded for plots (the windows cover every axis, so any
-        array input (n, *shape) works, a table (n, p) included).
-    link : {"identity", "logit"}
+        array input ``(n, *shape)`` works, a table (n, p) included).
+    link : {"identity", "logit"}, default "identity"
         Default output scale.
-    chunk_bytes : int
-        Memory bound of one batch of occluded inputs.
-    batch_size : int or None
-        At most this many inputs per model call (default 256, as Captum's
+    chunk_bytes : int, default 268435456
+        Memory bound of one batch of occluded inputs (256 MB).
+    batch_size : int or None, default 256
+        At most this many inputs per model call (as Captum's
         ``perturbations_per_eval`` bounds its batches); None: the memory bound alone. The
         values do not depend on it.
     output : int or str, optional
@@ -88,12 +89,26 @@ class Occlusion(Explainer):
     ``target`` means what it means for every explainer: a scalar is one output (a class
     label, an output name of ``output_names``, or an index), a list several (trailing axis),
     ``"all"`` every output, and a 1-D tensor, array or Series of length n one output per
-    row, as in Captum (values (n, *input_shape), ``output_names == ["per-example target"]``,
+    row, as in Captum (values ``(n, *input_shape)``, ``output_names == ["per-example target"]``,
     each row's output name in ``params["target"]`` and ``meta["targets"]``).
 
     A torch module is evaluated in eval mode for the whole explanation (a ``UserWarning``
     if it was training) and every submodule's mode is restored afterwards, also after an
     exception; its parameters and buffers are never changed.
+
+    Examples
+    --------
+    One bright pixel and a model that sums the pixels: only the 2 x 2 window that holds it
+    changes the output when occluded.
+
+    >>> image = np.zeros((1, 1, 4, 4))
+    >>> image[0, 0, 0, 0] = 1.0
+    >>> f = lambda X: np.asarray(X).reshape(len(X), -1).sum(axis=1)
+    >>> exp = wb.Occlusion(f, window=(1, 2, 2), stride=(1, 2, 2)).explain(image)
+    >>> exp.values[0, 0].tolist()
+    [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    >>> exp.n_evals  # 4 windows, plus the input and the baseline
+    6
 
     References
     ----------
@@ -145,11 +160,11 @@ class Occlusion(Explainer):
         progress: ProgressFn | None = None,
         **kwargs: Any,
     ) -> Explanation:
-        """Occlusion attributions of each input of ``X`` (n, *input_shape); see the class.
+        """Occlusion attributions of each input of ``X``, ``(n, *input_shape)``; see the class.
 
         Parameters
         ----------
-        X : tensor or array of shape (n, *input_shape)
+        X : tensor or array of shape ``(n, *input_shape)``
         target : label, name, int, list, "all", or 1-D tensor / array / Series of length n
             The explained output(s); a 1-D tensor / array / Series gives one per row.
         link : {"identity", "logit"}, optional
