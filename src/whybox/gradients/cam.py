@@ -99,6 +99,7 @@ class GradCam(GradientExplainer):
     Parameters
     ----------
     model : torch.nn.Module
+        The network, explained in eval mode on its own device and dtype.
     layer : str
         Path of the module in ``model.named_modules()``, typically the last convolution.
     relu : bool, default True
@@ -107,9 +108,13 @@ class GradCam(GradientExplainer):
         The prediction in what the forward returns: index in a tuple, key in a dict (a dict
         or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
     output_names : sequence of str, optional
+        Names of the model outputs (e.g. class names), usable as ``target=``.
 
     Notes
     -----
+    ``.explain(x, target=None)`` takes images ``(n, c, h, w)`` and returns the map
+    upsampled to the input's spatial size, shape (n, 1, h, w).
+
     Any module that runs once per forward pass can be the layer, also one whose output the
     model then changes in place (the last batch norm of a ResNet block before
     ``out += identity``, a convolution before ``ReLU(inplace=True)``): its output is recorded
@@ -119,6 +124,14 @@ class GradCam(GradientExplainer):
     ----------
     Selvaraju et al. (2017), Grad-CAM: visual explanations from deep networks via
     gradient-based localization. ICCV.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> x, y = data.X_test[:2], data.y_test[:2]
+    >>> exp = wb.GradCam(model, "features.3").explain(x, target=y)
+    >>> exp.values.shape, bool((exp.values >= 0).all())  # one ReLU'd map per image
+    ((2, 1, 8, 8), True)
     """
 
     method = "grad_cam"
@@ -249,7 +262,29 @@ class GradCam(GradientExplainer):
 
 class GradCamPlusPlus(GradCam):
     """Grad-CAM++ (Chattopadhyay et al., 2018): positive-gradient, pixel-weighted channel
-    weights. Same parameters as :class:`GradCam`.
+    weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, explained in eval mode on its own device and dtype.
+    layer : str
+        Path of the module in ``model.named_modules()``, typically the last convolution.
+    relu : bool, default True
+        Apply the ReLU of the paper to the map (Captum's ``relu_attributions``).
+    output : int or str, optional
+        The prediction in what the forward returns: index in a tuple, key in a dict (a dict
+        or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
+    output_names : sequence of str, optional
+        Names of the model outputs (e.g. class names), usable as ``target=``.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> x, y = data.X_test[:2], data.y_test[:2]
+    >>> exp = wb.GradCamPlusPlus(model, "features.3").explain(x, target=y)
+    >>> exp.values.shape, bool((exp.values >= 0).all())
+    ((2, 1, 8, 8), True)
 
     References
     ----------
@@ -299,7 +334,27 @@ def guided_relus(model: Any) -> Iterator[int]:
 class GuidedBackprop(GradientExplainer):
     """Guided backpropagation (Springenberg et al., 2015) through ``nn.ReLU`` modules.
 
-    Functional ReLUs (``F.relu`` inside ``forward``) are not guided; see the module notes.
+    Only ``nn.ReLU`` modules pass back positive gradients alone; functional ReLUs
+    (``F.relu`` inside ``forward``) cannot be hooked and stay unguided, so a model with
+    functional ReLUs and no ReLU module is refused.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, explained in eval mode on its own device and dtype.
+    output : int or str, optional
+        The prediction in what the forward returns: index in a tuple, key in a dict (a dict
+        or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
+    output_names : sequence of str, optional
+        Names of the model outputs (e.g. class names), usable as ``target=``.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> x, y = data.X_test[:2], data.y_test[:2]
+    >>> exp = wb.GuidedBackprop(model).explain(x, target=y)
+    >>> exp.values.shape
+    (2, 1, 8, 8)
 
     References
     ----------
@@ -339,7 +394,29 @@ class GuidedBackprop(GradientExplainer):
 class GuidedGradCam(GradCam):
     """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 
-    Same parameters as :class:`GradCam`; values have the input's shape.
+    Values have the input's shape.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, explained in eval mode on its own device and dtype.
+    layer : str
+        Path of the module in ``model.named_modules()``, typically the last convolution.
+    relu : bool, default True
+        Apply the ReLU of the paper to the map (Captum's ``relu_attributions``).
+    output : int or str, optional
+        The prediction in what the forward returns: index in a tuple, key in a dict (a dict
+        or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
+    output_names : sequence of str, optional
+        Names of the model outputs (e.g. class names), usable as ``target=``.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> x, y = data.X_test[:2], data.y_test[:2]
+    >>> exp = wb.GuidedGradCam(model, "features.3").explain(x, target=y)
+    >>> exp.values.shape  # the input's shape, not the layer's
+    (2, 1, 8, 8)
 
     References
     ----------

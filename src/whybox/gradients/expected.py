@@ -97,7 +97,8 @@ class ExpectedGradients(GradientExplainer):
     Parameters
     ----------
     model : torch.nn.Module
-    baselines : tensor or array of shape (m, *input_shape)
+        The network, explained in eval mode on its own device and dtype.
+    baselines : tensor or array of shape ``(m, *input_shape)``
         The baseline distribution (e.g. training images).
     n_samples : int, optional
         Pairs per example. None (default): stratified and adaptive, every baseline visited
@@ -118,11 +119,25 @@ class ExpectedGradients(GradientExplainer):
         The prediction in what the forward returns: index in a tuple, key in a dict (a dict
         or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
     output_names : sequence of str, optional
+        Names of the model outputs (e.g. class names), usable as ``target=``.
 
     Notes
     -----
-    ``base_values`` is the mean of f over all of ``baselines``, so ``completeness_gap()``
-    measures the Monte-Carlo error; ``std`` holds the standard errors of the values.
+    ``.explain(x, target=None)`` takes inputs ``(n, *input_shape)`` and returns values of
+    that shape (plus an output axis for several outputs). ``base_values`` is the mean of f
+    over all of ``baselines``, so ``completeness_gap()`` measures the Monte-Carlo error;
+    ``std`` holds the standard errors of the values.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> x, y = data.X_test[:2], data.y_test[:2]
+    >>> exp = wb.ExpectedGradients(model, data.X_train[:50]).explain(x, target=y)
+    >>> exp.values.shape, exp.std.shape
+    ((2, 1, 8, 8), (2, 1, 8, 8))
+    >>> # values add up to f(x) - E f(baseline) within the tolerance (1% of the output scale)
+    >>> bool(np.abs(exp.completeness_gap()).max() < 0.1)
+    True
 
     References
     ----------

@@ -478,6 +478,18 @@ class IntegratedGradients(GradientExplainer):
     References
     ----------
     Sundararajan, Taly, Yan (2017), Axiomatic attribution for deep networks. ICML.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> x, y = data.X_test[:2], data.y_test[:2]
+    >>> exp = wb.IntegratedGradients(model).explain(x, target=y, tolerance=1e-3)
+    >>> exp.values.shape
+    (2, 1, 8, 8)
+    >>> # completeness: values add up to f(x) - f(baseline), the baseline a black image
+    >>> gap = exp.predictions - exp.base_values - exp.values.sum(axis=(1, 2, 3))
+    >>> bool(np.abs(gap).max() < 0.01)
+    True
     """
 
     method = "integrated_gradients"

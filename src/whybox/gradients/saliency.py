@@ -66,13 +66,32 @@ class Saliency(GradientExplainer):
     Parameters
     ----------
     model : torch.nn.Module
+        The network, explained in eval mode on its own device and dtype.
     absolute : bool, default True
         Return ``|gradient|`` (the classic saliency map) or the signed gradient.
     output : int or str, optional
         The prediction in what the forward returns: index in a tuple, key in a dict (a dict
         or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
     output_names : sequence of str, optional
-        Names of the model outputs, usable as ``target=``.
+        Names of the model outputs (e.g. class names), usable as ``target=``.
+
+    Notes
+    -----
+    ``.explain(x, target=None)`` takes inputs of shape ``(n, *input_shape)`` and returns
+    values of that shape (plus an output axis for several outputs).
+
+    Examples
+    --------
+    The gradient of a linear model is its weight vector:
+
+    >>> import torch
+    >>> model = torch.nn.Linear(3, 1, bias=False).eval()
+    >>> model.weight.data = torch.tensor([[1.0, -2.0, 3.0]])
+    >>> x = torch.tensor([[2.0, 1.0, 1.0]])
+    >>> wb.Saliency(model).explain(x).values.tolist()
+    [[1.0, 2.0, 3.0]]
+    >>> wb.Saliency(model, absolute=False).explain(x).values.tolist()
+    [[1.0, -2.0, 3.0]]
 
     References
     ----------
@@ -134,6 +153,32 @@ class Saliency(GradientExplainer):
 class InputXGradient(GradientExplainer):
     """Input times the gradient of the explained output (Shrikumar et al., 2016).
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network, explained in eval mode on its own device and dtype.
+    output : int or str, optional
+        The prediction in what the forward returns: index in a tuple, key in a dict (a dict
+        or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
+    output_names : sequence of str, optional
+        Names of the model outputs (e.g. class names), usable as ``target=``.
+
+    Notes
+    -----
+    ``.explain(x, target=None)`` takes inputs of shape ``(n, *input_shape)`` and returns
+    values of that shape (plus an output axis for several outputs). For a linear model
+    without bias the values add up to the prediction.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Linear(3, 1, bias=False).eval()
+    >>> model.weight.data = torch.tensor([[1.0, -2.0, 3.0]])
+    >>> x = torch.tensor([[2.0, 1.0, 1.0]])
+    >>> exp = wb.InputXGradient(model).explain(x)
+    >>> exp.values.tolist(), exp.predictions.tolist()  # x * w, summing to f(x) = 3
+    ([[2.0, -2.0, 3.0]], [3.0])
+
     References
     ----------
     Shrikumar et al. (2016), Not just a black box. arXiv:1605.01713.
@@ -185,6 +230,24 @@ class SmoothGrad(GradientExplainer):
         device.
     relative : bool, default True
         Whether ``noise`` is relative to each example's range.
+
+    Notes
+    -----
+    ``.explain(x, target=None)`` takes what the wrapped explainer takes and returns values
+    of its shape, ``(n, *input_shape)`` for input attributions.
+
+    Examples
+    --------
+    The gradient of a linear model is the same at every noisy copy, so smoothing leaves
+    it unchanged:
+
+    >>> import torch
+    >>> model = torch.nn.Linear(3, 1, bias=False).eval()
+    >>> model.weight.data = torch.tensor([[1.0, -2.0, 3.0]])
+    >>> x = torch.tensor([[2.0, 1.0, 1.0]])
+    >>> exp = wb.SmoothGrad(wb.Saliency(model), n_samples=10, random_state=0).explain(x)
+    >>> exp.values.round(3).tolist()
+    [[1.0, 2.0, 3.0]]
 
     References
     ----------
@@ -337,8 +400,36 @@ class SmoothGrad(GradientExplainer):
 class VarGrad(SmoothGrad):
     """Variance of another gradient explainer's attributions over noisy inputs.
 
-    Same parameters as :class:`SmoothGrad`; the values are the population variance
-    ``E[a^2] - E[a]^2`` over the ``n_samples`` noisy copies (as Captum's ``vargrad``).
+    The values are the population variance ``E[a^2] - E[a]^2`` over the ``n_samples`` noisy
+    copies (as Captum's ``vargrad``).
+
+    Parameters
+    ----------
+    explainer : GradientExplainer
+        The wrapped method (Saliency, InputXGradient, IntegratedGradients, GuidedBackprop,
+        ...), already constructed with its model.
+    noise : float, default 0.15
+        Standard deviation of the Gaussian noise, a fraction of each example's value range
+        (or, with ``relative=False``, in input units).
+    n_samples : int, default 50
+        Noisy copies per example.
+    random_state : int, optional
+        Seed of the noise (default 0); each example draws from its own stream, so its
+        values do not depend on the batch.
+    relative : bool, default True
+        Whether ``noise`` is relative to each example's range.
+
+    Examples
+    --------
+    The gradient of a linear model does not vary under noise: its variance is zero.
+
+    >>> import torch
+    >>> model = torch.nn.Linear(3, 1, bias=False).eval()
+    >>> model.weight.data = torch.tensor([[1.0, -2.0, 3.0]])
+    >>> x = torch.tensor([[2.0, 1.0, 1.0]])
+    >>> exp = wb.VarGrad(wb.Saliency(model, absolute=False), n_samples=10).explain(x)
+    >>> exp.values.round(3).tolist()
+    [[0.0, 0.0, 0.0]]
 
     References
     ----------
