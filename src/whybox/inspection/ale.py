@@ -371,12 +371,16 @@ def ale(
     n_bootstrap : int, default 0
         Bootstrap replicates for the confidence band (0: no band).
     confidence : float, default 0.95
-    random_state : int, Generator or None
+        Level of the bootstrap confidence band.
+    random_state : int, Generator or None, default 0
         Seeds the bootstrap.
 
     Returns
     -------
     AccumulatedLocalEffects
+        ``grid`` (the K + 1 bin edges, or the categories), ``effect`` of shape (n_grid,),
+        (n1, n2) for a pair, with a trailing output axis for several outputs, the band
+        ``lower`` / ``upper`` (None without bootstrap) and ``counts`` per bin.
 
     Raises
     ------
@@ -388,7 +392,22 @@ def ale(
 
     References
     ----------
-    Apley & Zhu (2020); see the module docstring.
+    Apley, D. W. and Zhu, J. (2020). Visualizing the effects of predictor variables in black
+    box supervised learning models. Journal of the Royal Statistical Society B 82(4).
+
+    Examples
+    --------
+    The ALE of a linear model rises with the feature's coefficient:
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> eff = wb.ale(model, X, "bmi", bins=10)
+    >>> eff.grid.shape, eff.effect.shape  # 11 bin edges, the effect at each
+    ((11,), (11,))
+    >>> slope = np.diff(eff.effect) / np.diff(eff.grid)
+    >>> bool(np.allclose(slope, model.coef_[list(X.columns).index("bmi")]))
+    True
     """
     bins = check_int("bins", bins, minimum=1)
     n_bootstrap = check_int("n_bootstrap", n_bootstrap, minimum=0)

@@ -287,16 +287,40 @@ def permutation_importance(
     client : distributed.Client, optional
         Evaluate the model partition by partition on this Dask cluster (a Dask DataFrame or
         Array as ``X`` selects the default client by itself); bit-identical to the serial
-        result (:mod:`whybox._dask_inspect`).
+        result.
 
     Returns
     -------
     FeatureImportance
-        ``importances`` has shape (n_features_or_groups, n_repeats).
+        ``importances`` has shape (n_features_or_groups, n_repeats); ``importances_mean``,
+        ``importances_std``, ``lower`` and ``upper`` shape (n_features_or_groups,);
+        ``baseline_score`` the score on the unpermuted data.
+
+    Raises
+    ------
+    InvalidParameterError
+        For a bad ``n_repeats``, ``confidence`` or ``scoring``, or a per-row ``target``.
+    InvalidInputError
+        For an empty X, duplicated or missing columns, or a ``y`` of another length.
+    ModelCallError
+        If the model or the scorer raises.
 
     References
     ----------
-    Breiman (2001); Fisher, Rudin & Dominici (2019); see the module docstring.
+    Breiman, L. (2001). Random forests. Machine Learning 45(1).
+    Fisher, A., Rudin, C. and Dominici, F. (2019). All models are wrong, but many are
+    useful. Journal of Machine Learning Research 20(177).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> imp = wb.permutation_importance(model, X, y, n_repeats=3, random_state=0)
+    >>> imp.importances.shape, round(imp.baseline_score, 3)  # baseline: R^2 on X
+    ((10, 3), 0.518)
+    >>> bool((imp.importances_mean >= imp.lower).all())
+    True
     """
     from .._dask_explain import is_dask_collection
     from .._validation import check_unique_columns
@@ -413,18 +437,42 @@ def global_importance(
         With several outputs: the output to keep (name or index); None keeps all of them
         (arrays of shape (p, k)).
     confidence : float, default 0.95
+        Level of the confidence interval.
     n_bootstrap : int, default 1000
         Bootstrap replicates over rows; 0 gives the normal-approximation interval from the
         standard error ``std(|values|, ddof=1) / sqrt(n)``.
-    random_state : int, Generator or None
+    random_state : int, Generator or None, default 0
+        Seeds the bootstrap.
 
     Returns
     -------
     FeatureImportance
+        ``importances_mean`` (the mean of ``|values|`` over rows), ``importances_std``,
+        ``lower`` and ``upper``, each of shape (p,), or (p, k) for several outputs.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``exp`` is not a tabular Explanation, for an unknown ``output``, or a bad
+        ``confidence`` or ``n_bootstrap``.
 
     References
     ----------
-    Lundberg et al. (2020); Efron & Tibshirani (1993); see the module docstring.
+    Lundberg, S. M. et al. (2020). From local explanations to global understanding with
+    explainable AI for trees. Nature Machine Intelligence 2.
+    Efron, B. and Tibshirani, R. J. (1993). An Introduction to the Bootstrap.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:100], background=X)
+    >>> imp = wb.global_importance(exp, n_bootstrap=200)
+    >>> imp.importances_mean.shape
+    (10,)
+    >>> bool(np.allclose(imp.importances_mean, np.abs(exp.values).mean(axis=0)))
+    True
     """
     from ..explanation import Explanation
 

@@ -592,11 +592,14 @@ def partial_dependence(
     client : distributed.Client, optional
         Compute the ICE curves partition by partition on this Dask cluster (a Dask DataFrame
         or Array as ``X`` selects the default client by itself); results are bit-identical
-        to the serial ones (:mod:`whybox._dask_inspect`).
+        to the serial ones.
 
     Returns
     -------
     PartialDependence
+        ``grid`` of shape (n_grid,) (a tuple of two for a pair), ``average`` of shape
+        (n_grid,) or (n1, n2), ``individual`` of shape (n_rows, n_grid) or None, with a
+        trailing output axis for several outputs; ``output`` says what the values are.
 
     Raises
     ------
@@ -608,7 +611,26 @@ def partial_dependence(
 
     References
     ----------
-    Friedman (2001), Goldstein et al. (2015); see the module docstring.
+    Friedman, J. H. (2001). Greedy function approximation: a gradient boosting machine.
+    Annals of Statistics 29(5).
+    Goldstein, A., Kapelner, A., Bleich, J. and Pitkin, E. (2015). Peeking inside the black
+    box: visualizing statistical learning with plots of individual conditional expectation.
+    Journal of Computational and Graphical Statistics 24(1).
+
+    Examples
+    --------
+    The partial dependence of a linear model is a line with the feature's coefficient as
+    its slope:
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> pdp = wb.partial_dependence(model, X, "bmi", grid_resolution=5)
+    >>> pdp.grid.shape, pdp.average.shape, pdp.output
+    ((5,), (5,), 'prediction')
+    >>> slope = np.diff(pdp.average) / np.diff(pdp.grid)
+    >>> bool(np.allclose(slope, model.coef_[list(X.columns).index("bmi")]))
+    True
     """
     from .._dask_explain import is_dask_collection
 
