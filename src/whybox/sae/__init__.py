@@ -1,10 +1,11 @@
-"""Sparse autoencoders: train, evaluate, load published ones, analyse their features.
+"""Sparse autoencoders: train, evaluate, load published ones, analyse their features [1]_ [2]_.
 
 ``wb.sae.load(folder)`` reads SAELens folders, Gemma Scope ``params.npz`` files and sparsify
 folders; ``wb.sae.train(model, site=..., architecture="topk", ...)`` trains on activations
-streamed from the user's own model through scoped hooks (or read from stored shards);
+streamed from the user's own model through scoped hooks (or read from stored shards), with
+the top-k family of [3]_ among the architectures;
 ``wb.sae.evaluate`` reports L0, FVU, CE-loss recovered and KL with the reconstruction spliced
-into the model; :mod:`whybox.sae.features` gathers what a feature page shows. Names are
+into the model; :func:`~whybox.sae.feature_data` gathers what a feature page shows. Names are
 imported on first use, so ``import whybox.sae`` needs no torch.
 
 References

@@ -48,8 +48,9 @@ class SAEConfig:
     ----------
     d_in, d_sae : int
         Input width and number of latents.
-    architecture : str
-        One of :data:`ARCHITECTURES`.
+    architecture : str, default "topk"
+        One of ``whybox.sae.ARCHITECTURES``: ``"standard"`` (alias ``"relu"``), ``"topk"``,
+        ``"batchtopk"``, ``"jumprelu"``, ``"matryoshka"``.
     k : int, optional
         Active latents per token (topk, batchtopk, matryoshka); ``1 <= k <= d_sae``.
     d_out : int, optional
@@ -61,7 +62,7 @@ class SAEConfig:
         Subtract ``b_dec`` from the input before encoding (always False for transcoders).
     normalize_activations : {"none", "expected_average_only_in"}
         The latter scales inputs by ``sqrt(d_in) / mean ||x||`` (estimated when training
-        starts), as SAELens does; :meth:`SAE.save` folds the factor into the weights.
+        starts), as SAELens does; ``SAE.save`` folds the factor into the weights.
     matryoshka_widths : tuple of int, optional
         Increasing prefix sizes whose last entry is ``d_sae`` (matryoshka only).
     l1_coefficient, l0_coefficient : float
@@ -85,6 +86,22 @@ class SAEConfig:
     dtype : str
     model_name : str, optional
     metadata : dict
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown architecture; a top-k family architecture without ``k`` or with
+        ``k > d_sae``; ``matryoshka_widths`` that do not increase to ``d_sae``; negative
+        penalty coefficients, a non-positive ``jumprelu_bandwidth``; activation
+        normalisation on a transcoder.
+
+    Examples
+    --------
+    >>> cfg = wb.sae.SAEConfig(d_in=128, d_sae=1024, k=16, hook_name="blocks.2.resid_post")
+    >>> cfg.architecture, cfg.is_transcoder, cfg.output_width
+    ('topk', False, 128)
+    >>> wb.sae.SAEConfig.from_dict(cfg.to_dict()) == cfg      # JSON round trip
+    True
     """
 
     d_in: int

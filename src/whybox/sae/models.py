@@ -184,14 +184,39 @@ def _padded_nonzero(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class SAE(torch.nn.Module):
     """The shared base of every architecture: parameters, encode / decode, save.
 
-    Build one with :meth:`SAE.create` (it picks the subclass for ``cfg.architecture``).
+    Build one with ``SAE.create(cfg)`` (it picks the subclass for
+    ``cfg.architecture``), train one with :func:`~whybox.sae.train`, or read a published one
+    with ``whybox.sae.load``. Parameters (SAELens' names): ``W_enc`` (d_in, d_sae),
+    ``b_enc`` (d_sae,), ``W_dec`` (d_sae, d_out), ``b_dec`` (d_out,). ``encode(x)`` maps
+    (..., d_in) to (..., d_sae), ``decode(f)`` maps (..., d_sae) to (..., d_out), and calling
+    the SAE is ``decode(encode(x))``.
 
     Parameters
     ----------
     cfg : SAEConfig
-    random_state : int
+        Shape, architecture and training objective.
+    random_state : int, default 0
         Seed of the initial weights: decoder rows random unit vectors, ``W_enc = W_dec.T``,
         zero biases (Gao et al. 2024).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``create`` with a ``cfg`` that is neither an :class:`SAEConfig` nor a dict of its
+        fields.
+    InvalidInputError
+        ``encode`` / ``decode`` of a tensor whose last axis is not ``d_in`` / ``d_sae``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cfg = wb.sae.SAEConfig(d_in=16, d_sae=64, architecture="topk", k=4)
+    >>> sae = wb.sae.SAE.create(cfg, random_state=0)
+    >>> sae
+    TopKSAE(architecture='topk', d_in=16, d_sae=64, k=4)
+    >>> x = torch.randn(10, 16)
+    >>> tuple(sae.encode(x).shape), tuple(sae(x).shape)       # (n, d_sae), (n, d_out)
+    ((10, 64), (10, 16))
     """
 
     def __init__(self, cfg: SAEConfig, *, random_state: int = 0) -> None:
@@ -449,7 +474,38 @@ class SAE(torch.nn.Module):
 
 
 class StandardSAE(SAE):
-    """ReLU latents with an L1 penalty weighted by decoder norms (``"standard"``)."""
+    """ReLU latents with an L1 penalty weighted by decoder norms (``"standard"``).
+
+    ``f = relu((x - b_dec) @ W_enc + b_enc)``; the training loss is the MSE plus
+    ``l1_coefficient * sum_j f_j ||W_dec[j]||`` (Bricken et al. 2023; Conerly et al. 2024).
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        Its shape and training objective (``cfg.architecture`` must be 'standard').
+    random_state : int, default 0
+        Seed of the initial weights (see :class:`SAE`).
+
+    Raises
+    ------
+    InvalidInputError
+        ``encode`` of a tensor whose last axis is not ``d_in``, or of a non-tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cfg = wb.sae.SAEConfig(d_in=16, d_sae=64, architecture="standard")
+    >>> sae = wb.sae.StandardSAE(cfg, random_state=0)
+    >>> f = sae.encode(torch.randn(10, 16))
+    >>> tuple(f.shape), bool((f >= 0).all())                 # ReLU latents
+    ((10, 64), True)
+
+    References
+    ----------
+    Bricken, T. et al. (2023). Towards Monosemanticity: Decomposing Language Models With
+    Dictionary Learning. Transformer Circuits Thread. Conerly, T. et al. (2024). Circuits
+    Updates, April 2024. Transformer Circuits Thread.
+    """
 
     def _train_forward(
         self, sae_in: torch.Tensor, target: torch.Tensor, state: TrainState
@@ -463,7 +519,35 @@ class StandardSAE(SAE):
 
 
 class TopKSAE(SAE):
-    """The k largest rectified pre-activations per token, AuxK for dead latents (``"topk"``)."""
+    """The k largest rectified pre-activations per token, AuxK for dead latents (``"topk"``).
+
+    At most ``k`` latents are non-zero in each row; the AuxK loss lets the ``aux_k`` largest
+    pre-activations of the dead latents reconstruct the residual error (Gao et al. 2024).
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        Its shape and training objective (``cfg.architecture`` must be 'topk').
+    random_state : int, default 0
+        Seed of the initial weights (see :class:`SAE`).
+
+    Raises
+    ------
+    InvalidInputError
+        ``encode`` of a tensor whose last axis is not ``d_in``, or of a non-tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae = wb.sae.TopKSAE(wb.sae.SAEConfig(d_in=16, d_sae=64, architecture="topk", k=4))
+    >>> f = sae.encode(torch.randn(3, 16))
+    >>> (f != 0).sum(-1).tolist()                            # k active latents per row
+    [4, 4, 4]
+
+    References
+    ----------
+    Gao, L. et al. (2024). Scaling and evaluating sparse autoencoders. arXiv:2406.04093.
+    """
 
     def _activation(self, pre: torch.Tensor) -> torch.Tensor:
         top = torch.topk(pre, self.cfg.k, dim=-1, sorted=False)
@@ -515,7 +599,39 @@ def _auxk_loss(
 
 
 class JumpReLUSAE(SAE):
-    """``f = relu(pre) * (pre > threshold)`` with straight-through threshold gradients."""
+    """``f = relu(pre) * (pre > threshold)`` with straight-through threshold gradients.
+
+    One threshold per latent, ``threshold`` (d_sae,), stored as its logarithm and trained
+    with rectangle-kernel pseudo-derivatives and an L0 penalty (``l0_coefficient``)
+    (Rajamanoharan et al. 2024).
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        Its shape and training objective (``cfg.architecture`` must be 'jumprelu').
+    random_state : int, default 0
+        Seed of the initial weights (see :class:`SAE`).
+
+    Raises
+    ------
+    InvalidInputError
+        ``encode`` of a tensor whose last axis is not ``d_in``, or of a non-tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae = wb.sae.JumpReLUSAE(wb.sae.SAEConfig(d_in=16, d_sae=64, architecture="jumprelu"))
+    >>> sae.set_threshold_(torch.full((64,), 0.5))
+    >>> x = torch.randn(10, 16)
+    >>> f, pre = sae.encode(x), sae.encode_pre(x)
+    >>> bool(((f > 0) == (pre > 0.5)).all())                 # fires above its threshold
+    True
+
+    References
+    ----------
+    Rajamanoharan, S. et al. (2024). Jumping Ahead: Improving Reconstruction Fidelity with
+    JumpReLU Sparse Autoencoders. arXiv:2407.14435.
+    """
 
     def __init__(self, cfg: SAEConfig, *, random_state: int = 0) -> None:
         super().__init__(cfg, random_state=random_state)
@@ -607,6 +723,31 @@ class BatchTopKSAE(SAE):
 
     Inference (``encode``) is a JumpReLU with one threshold for every latent: the running mean
     of the smallest activation kept in training batches (``topk_threshold``), as SAELens.
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        Its shape and training objective (``cfg.architecture`` must be 'batchtopk').
+    random_state : int, default 0
+        Seed of the initial weights (see :class:`SAE`).
+
+    Raises
+    ------
+    InvalidInputError
+        ``encode`` of a tensor whose last axis is not ``d_in``, or of a non-tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cfg = wb.sae.SAEConfig(d_in=16, d_sae=64, architecture="batchtopk", k=4)
+    >>> sae = wb.sae.BatchTopKSAE(cfg)
+    >>> tuple(sae.threshold.shape), float(sae.topk_threshold)   # 0 until trained
+    ((64,), 0.0)
+
+    References
+    ----------
+    Bussmann, B., Leask, P. & Nanda, N. (2024). BatchTopK Sparse Autoencoders.
+    arXiv:2412.06410.
     """
 
     def __init__(self, cfg: SAEConfig, *, random_state: int = 0) -> None:
@@ -668,7 +809,37 @@ class BatchTopKSAE(SAE):
 
 
 class MatryoshkaSAE(BatchTopKSAE):
-    """BatchTopK whose loss adds the MSE of each nested prefix of latents (``"matryoshka"``)."""
+    """BatchTopK whose loss adds the MSE of each nested prefix of latents (``"matryoshka"``).
+
+    The first ``matryoshka_widths[i]`` latents alone are trained to reconstruct the input,
+    so general features gather in the early latents (Bussmann et al. 2025); inference is
+    :class:`BatchTopKSAE`'s.
+
+    Parameters
+    ----------
+    cfg : SAEConfig
+        Its shape and training objective (``cfg.architecture`` must be 'matryoshka').
+    random_state : int, default 0
+        Seed of the initial weights (see :class:`SAE`).
+
+    Raises
+    ------
+    InvalidInputError
+        ``encode`` of a tensor whose last axis is not ``d_in``, or of a non-tensor.
+
+    Examples
+    --------
+    >>> cfg = wb.sae.SAEConfig(d_in=16, d_sae=64, architecture="matryoshka", k=4,
+    ...                        matryoshka_widths=(16, 64))
+    >>> sae = wb.sae.MatryoshkaSAE(cfg)
+    >>> sae.cfg.matryoshka_widths, isinstance(sae, wb.sae.BatchTopKSAE)
+    ((16, 64), True)
+
+    References
+    ----------
+    Bussmann, B. et al. (2025). Learning Multi-Level Features with Matryoshka Sparse
+    Autoencoders. arXiv:2503.17547.
+    """
 
     def _train_forward(
         self, sae_in: torch.Tensor, target: torch.Tensor, state: TrainState

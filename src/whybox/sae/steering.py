@@ -121,11 +121,38 @@ def edit_features(
         is added to ``x`` as ``decode(f') - decode(f)``); False splices the bare
         reconstruction.
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
 
     Yields
     ------
     None
         Hooks are removed on exit, also after an exception.
+
+    Raises
+    ------
+    InvalidParameterError
+        A latent index that is not an int in ``0 .. d_sae - 1``, a non-finite clamp or add
+        value, ``ablate`` not an iterable of indices, a non-boolean ``error_term``.
+    UnsupportedModelError
+        A transcoder (it reads one site and writes another), or a site the model lacks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()     # TopK SAE on the tiny GPT-2's layer 2
+    >>> ids = tok("It is the end of the loop", return_tensors="pt").input_ids
+    >>> base = model(ids).logits                       # (1, 7, vocab)
+    >>> j = int(sae.encode(wb.run_with_cache(model, ids, names=sae.cfg.hook_name)[1][
+    ...     sae.cfg.hook_name][0, 2]).argmax())         # the top latent on token 2, " the"
+    >>> with wb.sae.edit_features(model, sae):        # no edit: the error term is kept
+    ...     same = model(ids).logits
+    >>> torch.equal(same, base)
+    True
+    >>> with wb.sae.edit_features(model, sae, ablate=[j]):
+    ...     edited = model(ids).logits
+    >>> change = (edited - base).abs().amax(-1)[0]    # per position
+    >>> bool(change[:2].max() == 0), bool(change[2] > 0)  # causal: only from " the" on
+    (True, True)
     """
     _torch()
     from whybox.internals import hooks
@@ -180,23 +207,173 @@ def edit_features(
 
 
 def ablate_features(model: Any, sae: Any, latents: Iterable[int], **kwargs: Any) -> Any:
-    """:func:`edit_features` with ``ablate=latents`` (a context manager)."""
+    """:func:`edit_features` with ``ablate=latents`` (a context manager).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model the SAE reads.
+    sae : whybox SAE
+        An autoencoder (not a transcoder).
+    latents : iterable of int
+        Latents set to zero at every position.
+    **kwargs
+        ``site``, ``error_term``, ``anatomy``, as in :func:`edit_features`.
+
+    Returns
+    -------
+    context manager
+        The model runs with the latents ablated inside its ``with`` block.
+
+    Raises
+    ------
+    InvalidParameterError, UnsupportedModelError
+        As :func:`edit_features`, on entering the block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()     # TopK SAE on the tiny GPT-2's layer 2
+    >>> ids = tok("It is the end of the loop", return_tensors="pt").input_ids
+    >>> base = model(ids).logits                       # (1, 7, vocab)
+    >>> j = int(sae.encode(wb.run_with_cache(model, ids, names=sae.cfg.hook_name)[1][
+    ...     sae.cfg.hook_name][0, 2]).argmax())         # the top latent on token 2, " the"
+    >>> with wb.sae.ablate_features(model, sae, [j]):
+    ...     ablated = model(ids).logits
+    >>> with wb.sae.clamp_features(model, sae, {j: 0.0}):
+    ...     clamped = model(ids).logits
+    >>> torch.equal(ablated, clamped), torch.equal(ablated, base)   # clamping to 0 ablates
+    (True, False)
+    """
     return edit_features(model, sae, ablate=latents, **kwargs)
 
 
 def clamp_features(model: Any, sae: Any, values: Mapping[int, float], **kwargs: Any) -> Any:
-    """:func:`edit_features` with ``clamp=values`` (a context manager)."""
+    """:func:`edit_features` with ``clamp=values`` (a context manager).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model the SAE reads.
+    sae : whybox SAE
+        An autoencoder (not a transcoder).
+    values : {latent: value}
+        Each latent set to its value at every position (Templeton et al. 2024).
+    **kwargs
+        ``ablate``, ``add``, ``site``, ``error_term``, ``anatomy``, as in
+        :func:`edit_features`.
+
+    Returns
+    -------
+    context manager
+        The model runs with the latents clamped inside its ``with`` block.
+
+    Raises
+    ------
+    InvalidParameterError, UnsupportedModelError
+        As :func:`edit_features`, on entering the block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()     # TopK SAE on the tiny GPT-2's layer 2
+    >>> ids = tok("It is the end of the loop", return_tensors="pt").input_ids
+    >>> base = model(ids).logits                       # (1, 7, vocab)
+    >>> j = int(sae.encode(wb.run_with_cache(model, ids, names=sae.cfg.hook_name)[1][
+    ...     sae.cfg.hook_name][0, 2]).argmax())         # the top latent on token 2, " the"
+    >>> with wb.sae.clamp_features(model, sae, {j: 20.0}):   # " the" everywhere
+    ...     clamped = model(ids).logits
+    >>> tuple(clamped.shape), bool((clamped - base).abs().amax(-1)[0].min() > 0)
+    ((1, 7, 2048), True)
+    """
     return edit_features(model, sae, clamp=values, **kwargs)
 
 
 def add_feature(model: Any, sae: Any, latent: int, coef: float, **kwargs: Any) -> Any:
-    """:func:`edit_features` adding ``coef * W_dec[latent]`` (a context manager)."""
+    """:func:`edit_features` adding ``coef * W_dec[latent]`` (a context manager).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model the SAE reads.
+    sae : whybox SAE
+        An autoencoder (not a transcoder).
+    latent : int
+        The latent whose decoder direction ``W_dec[latent]`` (d_in,) is added.
+    coef : float
+        Its coefficient (negative subtracts it).
+    **kwargs
+        ``ablate``, ``clamp``, ``site``, ``error_term``, ``anatomy``, as in
+        :func:`edit_features`.
+
+    Returns
+    -------
+    context manager
+        The model runs with the direction added at every position inside its ``with`` block.
+
+    Raises
+    ------
+    InvalidParameterError, UnsupportedModelError
+        As :func:`edit_features`, on entering the block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()     # TopK SAE on the tiny GPT-2's layer 2
+    >>> ids = tok("It is the end of the loop", return_tensors="pt").input_ids
+    >>> base = model(ids).logits                       # (1, 7, vocab)
+    >>> j = int(sae.encode(wb.run_with_cache(model, ids, names=sae.cfg.hook_name)[1][
+    ...     sae.cfg.hook_name][0, 2]).argmax())         # the top latent on token 2, " the"
+    >>> with wb.sae.add_feature(model, sae, j, 0.0):    # a zero step changes nothing
+    ...     same = model(ids).logits
+    >>> with wb.sae.add_feature(model, sae, j, 10.0):
+    ...     steered = model(ids).logits
+    >>> torch.equal(same, base), torch.equal(steered, base)
+    (True, False)
+    """
     return edit_features(model, sae, add={latent: coef}, **kwargs)
 
 
 def run_with_features(model: Any, sae: Any, inputs: Any, **edits: Any) -> Any:
     """Logits of ``model`` on ``inputs`` (token ids or a mapping) under
-    :func:`edit_features` ``(**edits)``."""
+    :func:`edit_features` ``(**edits)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model the SAE reads.
+    sae : whybox SAE
+        An autoencoder (not a transcoder).
+    inputs : LongTensor (batch, pos) or mapping
+        Token ids, or the model's keyword arguments (a tokenizer's ``BatchEncoding``).
+    **edits
+        ``ablate``, ``clamp``, ``add``, ``site``, ``error_term``, ``anatomy``, as in
+        :func:`edit_features`.
+
+    Returns
+    -------
+    torch.Tensor (batch, pos, vocab)
+        The model's logits (its ``.logits``, else its output) with the edits applied.
+
+    Raises
+    ------
+    InvalidParameterError, UnsupportedModelError
+        As :func:`edit_features`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()     # TopK SAE on the tiny GPT-2's layer 2
+    >>> ids = tok("It is the end of the loop", return_tensors="pt").input_ids
+    >>> base = model(ids).logits                       # (1, 7, vocab)
+    >>> j = int(sae.encode(wb.run_with_cache(model, ids, names=sae.cfg.hook_name)[1][
+    ...     sae.cfg.hook_name][0, 2]).argmax())         # the top latent on token 2, " the"
+    >>> logits = wb.sae.run_with_features(model, sae, ids, ablate=[j])
+    >>> with wb.sae.ablate_features(model, sae, [j]):
+    ...     same = model(ids).logits
+    >>> tuple(logits.shape), torch.equal(logits, same)
+    ((1, 7, 2048), True)
+    """
     from whybox.internals import hooks
 
     with edit_features(model, sae, **edits):
@@ -232,6 +409,25 @@ def generate_with_features(
     Returns
     -------
     str, or LongTensor (1, pos + new) without a tokenizer
+        The prompt and its continuation.
+
+    Raises
+    ------
+    UnsupportedModelError
+        A model without ``generate``; also as :func:`edit_features`.
+    InvalidParameterError
+        A text prompt without ``tokenizer``; also as :func:`edit_features`.
+
+    Examples
+    --------
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()
+    >>> prompt = "The for statement is"
+    >>> plain = wb.sae.generate_with_features(model, sae, prompt, tokenizer=tok,
+    ...                                       max_new_tokens=6)
+    >>> steered = wb.sae.generate_with_features(model, sae, prompt, tokenizer=tok,
+    ...                                         max_new_tokens=6, add={7: 40.0})
+    >>> plain.startswith(prompt), steered != plain
+    (True, True)
     """
     torch = _torch()
     from whybox.internals.hooks import as_model_inputs, model_device
