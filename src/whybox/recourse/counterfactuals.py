@@ -246,7 +246,7 @@ class Counterfactuals:
     Parameters
     ----------
     model : object
-        Any model :func:`whybox.models.wrap_model` supports. The model is called with rows
+        Any model :func:`whybox.wrap_model` supports. The model is called with rows
         like ``X_train`` (DataFrames keep their columns and dtypes).
     X_train : DataFrame or array of shape (n, p)
         Training (or reference) rows: feature types, ranges, scales, seeds and plausibility.
@@ -284,8 +284,44 @@ class Counterfactuals:
     max_reference : int or None
         Training rows kept for seeds and plausibility: above this, a seeded sample, with a
         ``UserWarning`` naming it (ranges and scales always use every row); None keeps all.
-    random_state : int or None
+    random_state : int or None, default 0
         Seed of every random choice.
+
+    Raises
+    ------
+    InvalidParameterError
+        For an unknown feature in ``immutable``, ``ranges``, ``monotone`` or
+        ``categorical``, an empty range, an unknown ``method`` or ``desired`` outcome, or
+        a non-positive ``time_budget``.
+    InvalidInputError
+        If ``X_train`` is empty or a query does not have its columns.
+
+    Notes
+    -----
+    ``.explain(x, n=3)`` searches for up to ``n`` diverse counterfactuals of one row and
+    returns a ``CounterfactualResult``: ``counterfactuals`` (a DataFrame of shape (k, p),
+    ``k <= n``), ``found``, ``status``, and per-counterfactual ``valid``, ``prediction``,
+    ``proximity``, ``sparsity``, ``plausibility`` and ``lof`` arrays of shape (k,).
+    ``.explain_many(X, n=3)`` returns one result per row.
+
+    References
+    ----------
+    Wachter, S., Mittelstadt, B. and Russell, C. (2017). Counterfactual explanations without
+    opening the black box. Harvard Journal of Law & Technology 31(2).
+    Mothilal, R. K., Sharma, A. and Tan, C. (2020). Explaining machine learning classifiers
+    through diverse counterfactual explanations. FAT* 2020.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame(rng.normal(size=(300, 3)), columns=["income", "debt", "age"])
+    >>> model = LogisticRegression().fit(X, X["income"] > X["debt"])
+    >>> x = pd.DataFrame({"income": [-1.0], "debt": [1.0], "age": [0.5]})  # denied
+    >>> res = wb.Counterfactuals(model, X, immutable=["age"]).explain(x, n=1)
+    >>> res.found, model.predict(res.counterfactuals).tolist(), res.counterfactuals["age"].tolist()
+    (True, [True], [0.5])
     """
 
     def __init__(

@@ -89,19 +89,21 @@ def reason_codes(
     Parameters
     ----------
     exp : Explanation
-        A tabular local explanation of a risk score (any method).
-    rows : int, list of int, or None
+        A tabular local explanation of a risk score (any method), values of shape (n, p)
+        (or (n, p, k) with ``output=``).
+    rows : int, list of int, or None, default None
         Rows of ``exp`` to give reasons for (all rows by default).
-    k : int
+    k : int, default 4
         Reasons per row (fewer when fewer features push toward denial).
-    adverse : {"positive", "negative"}
+    adverse : {"positive", "negative"}, default "positive"
         Sign of a contribution that pushes toward denial: ``"positive"`` when the explained
         output is a risk (probability of default), ``"negative"`` when it is a score where
         higher is better (probability of approval).
     phrases : mapping, optional
         Plain phrases per feature or group. A value is a string (``"{value}"`` is replaced by
         the applicant's value) or a mapping with ``"increase"`` / ``"decrease"`` phrases.
-        Features without a phrase get :func:`default_phrase`.
+        Features without a phrase get a default: the feature's name, its value and
+        "increased the risk" / "decreased the risk".
     groups : mapping, optional
         Features reported together, e.g. ``{"Delinquency": ["late_payments", "util"]}``;
         a group's contribution is the sum of its members'.
@@ -113,6 +115,24 @@ def reason_codes(
     DataFrame
         One line per reason with columns ``row, rank, feature, value, contribution,
         reason``; ``row`` is the row's label (the DataFrame index of ``exp.data``).
+
+    Raises
+    ------
+    InvalidParameterError
+        For a bad ``k`` or ``adverse``, a row out of range, unknown features in ``phrases``
+        or ``groups``, or an Explanation with several outputs and no ``output=``.
+
+    Examples
+    --------
+    Reasons from the exact Shapley values of the true model of the synthetic credit data:
+
+    >>> data = wb.zoo.credit(n=500, random_state=0)
+    >>> exp = wb.explain(wb.zoo.credit_true_logit, data.X.iloc[:2], background=data.X.iloc[:50])
+    >>> codes = wb.reason_codes(exp, rows=0, k=2)
+    >>> codes.columns.tolist()
+    ['row', 'rank', 'feature', 'value', 'contribution', 'reason']
+    >>> bool((codes["contribution"] > 0).all())  # each one pushed the risk up
+    True
     """
     check_in("adverse", adverse, ("positive", "negative"))
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
