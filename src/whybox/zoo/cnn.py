@@ -43,7 +43,7 @@ _VERSION = "2"  # bump when the architecture or the training recipe changes
 class DigitsData:
     """The digits split used to train :func:`digits_cnn`.
 
-    Attributes
+    Parameters
     ----------
     X_train, X_test : torch.Tensor of shape (n, 1, 8, 8), float32 in [0, 1]
         Images (pixel intensities divided by 16).
@@ -55,6 +55,14 @@ class DigitsData:
         ``["0", ..., "9"]``.
     test_accuracy : float
         Accuracy of the returned model on the test split.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> tuple(data.X_train.shape), tuple(data.X_test.shape), data.images.shape
+    ((1347, 1, 8, 8), (450, 1, 8, 8), (450, 8, 8))
+    >>> data.target_names[:3], bool(data.test_accuracy > 0.9)
+    (['0', '1', '2'], True)
     """
 
     X_train: Any
@@ -151,6 +159,15 @@ def digits_cnn(
         If torch is not installed.
     InvalidParameterError
         If ``random_state`` or ``epochs`` is not a non-negative / positive integer.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()  # trained once (about 10 s), then cached
+    >>> logits = model(data.X_test[:5])
+    >>> tuple(logits.shape)
+    (5, 10)
+    >>> bool((logits.argmax(dim=1) == data.y_test[:5]).float().mean() >= 0.8)
+    True
     """
     try:
         import torch

@@ -285,8 +285,8 @@ def credit_true_logit(X: pd.DataFrame) -> np.ndarray:
     Parameters
     ----------
     X : pandas.DataFrame, shape (n, >= 9)
-        Rows with at least the columns of :data:`CREDIT_FEATURES` (any order; extra columns
-        are ignored). ``loan_purpose`` may be categorical or plain strings.
+        Rows with at least the columns of ``wb.zoo.CREDIT_FEATURES`` (any order; extra
+        columns are ignored). ``loan_purpose`` may be categorical or plain strings.
 
     Returns
     -------
@@ -299,6 +299,13 @@ def credit_true_logit(X: pd.DataFrame) -> np.ndarray:
     InvalidInputError
         If ``X`` is not a DataFrame, misses columns, has non-finite or non-numeric values,
         non-positive income or loan amount, or unknown loan purposes.
+
+    Examples
+    --------
+    >>> data = wb.zoo.credit(n=1000, random_state=0)
+    >>> logit = wb.zoo.credit_true_logit(data.X)
+    >>> logit.shape, bool(np.allclose(logit, data.logit))
+    ((1000,), True)
     """
     return _logit_from_columns(_columns(X, "X"))
 
@@ -312,20 +319,31 @@ def credit_true_shap(X: pd.DataFrame, background: pd.DataFrame) -> np.ndarray:
     Parameters
     ----------
     X : pandas.DataFrame, shape (n, >= 9)
-        Rows to explain, with the columns of :data:`CREDIT_FEATURES`.
+        Rows to explain, with the columns of ``wb.zoo.CREDIT_FEATURES``.
     background : pandas.DataFrame, shape (m, >= 9)
         Background rows that fill in absent features, ``m >= 1``.
 
     Returns
     -------
     numpy.ndarray, shape (n, 9)
-        Shapley values in the column order of :data:`CREDIT_FEATURES`. Each row sums to
+        Shapley values in the column order of ``wb.zoo.CREDIT_FEATURES``. Each row sums to
         ``credit_true_logit(x) - credit_true_logit(background).mean()``.
 
     Raises
     ------
     InvalidInputError
         If either frame is invalid (see :func:`credit_true_logit`) or ``background`` is empty.
+
+    Examples
+    --------
+    The closed form agrees with exact Shapley values computed by brute force:
+
+    >>> data = wb.zoo.credit(n=500, random_state=0)
+    >>> X, bg = data.X.iloc[:2], data.X.iloc[:50]
+    >>> phi = wb.zoo.credit_true_shap(X, bg)
+    >>> exp = wb.ExactShap(wb.zoo.credit_true_logit, bg).explain(X)
+    >>> phi.shape, bool(np.allclose(phi, exp.values))
+    ((2, 9), True)
     """
     xc = _columns(X, "X")
     bc = _columns(background, "background")
@@ -359,11 +377,11 @@ def credit_true_shap(X: pd.DataFrame, background: pd.DataFrame) -> np.ndarray:
 class CreditData:
     """A draw from :func:`credit`.
 
-    Attributes
+    Parameters
     ----------
     X : pandas.DataFrame, shape (n, 9)
-        Features, columns in the order of :data:`CREDIT_FEATURES`; ``loan_purpose`` is a
-        pandas Categorical with categories :data:`LOAN_PURPOSES`.
+        Features, columns in the order of ``wb.zoo.CREDIT_FEATURES``; ``loan_purpose`` is a
+        pandas Categorical with categories ``wb.zoo.LOAN_PURPOSES``.
     y : pandas.Series, shape (n,)
         ``default`` (int64, 1 = the applicant defaults), ``Bernoulli(sigmoid(logit))``.
     logit : numpy.ndarray, shape (n,)
@@ -372,6 +390,14 @@ class CreditData:
         What the data set is, in a paragraph.
     feature_descriptions : dict[str, str]
         Plain-language description of each column of ``X``.
+
+    Examples
+    --------
+    >>> data = wb.zoo.credit(n=1000, random_state=0)
+    >>> data.X.shape, data.y.name, data.logit.shape
+    ((1000, 9), 'default', (1000,))
+    >>> list(data.feature_descriptions) == list(data.X.columns)
+    True
     """
 
     X: pd.DataFrame

@@ -53,12 +53,22 @@ def load_sklearn(
     Returns
     -------
     X : pandas.DataFrame or numpy.ndarray, shape (n_samples, n_features)
+        The features.
     y : pandas.Series or numpy.ndarray, shape (n_samples,)
+        The target.
 
     Raises
     ------
     InvalidParameterError
         If ``name`` is not one of the bundled data sets or ``as_frame`` is not a bool.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.load_sklearn("iris", as_frame=False)
+    >>> type(X).__name__, X.shape, y.shape
+    ('ndarray', (150, 4), (150,))
+    >>> wb.zoo.SKLEARN_DATASETS
+    ('breast_cancer', 'diabetes', 'digits', 'iris', 'wine')
     """
     if not isinstance(name, str) or name not in _LOADERS:
         raise InvalidParameterError(
@@ -79,7 +89,30 @@ def breast_cancer(
 ) -> tuple[pd.DataFrame | np.ndarray, pd.Series | np.ndarray]:
     """Wisconsin breast cancer (binary classification), X shape (569, 30), y shape (569,).
 
-    See :func:`load_sklearn`.
+    Parameters
+    ----------
+    as_frame : bool, default True
+        Return a DataFrame and a Series (True) or two numpy arrays (False).
+
+    Returns
+    -------
+    X : pandas.DataFrame or numpy.ndarray
+    y : pandas.Series or numpy.ndarray
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``as_frame`` is not a bool.
+
+    See Also
+    --------
+    load_sklearn : the loader behind it.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.breast_cancer()
+    >>> X.shape, y.shape, int(y.sum())  # 357 benign (1), 212 malignant (0)
+    ((569, 30), (569,), 357)
     """
     return load_sklearn("breast_cancer", as_frame=as_frame)
 
@@ -89,7 +122,30 @@ def diabetes(
 ) -> tuple[pd.DataFrame | np.ndarray, pd.Series | np.ndarray]:
     """Diabetes progression (regression), X shape (442, 10), y shape (442,).
 
-    See :func:`load_sklearn`.
+    Parameters
+    ----------
+    as_frame : bool, default True
+        Return a DataFrame and a Series (True) or two numpy arrays (False).
+
+    Returns
+    -------
+    X : pandas.DataFrame or numpy.ndarray
+    y : pandas.Series or numpy.ndarray
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``as_frame`` is not a bool.
+
+    See Also
+    --------
+    load_sklearn : the loader behind it.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.diabetes()
+    >>> X.columns.tolist()[:4], round(float(y.mean()), 1)
+    (['age', 'sex', 'bmi', 'bp'], 152.1)
     """
     return load_sklearn("diabetes", as_frame=as_frame)
 
@@ -99,7 +155,32 @@ def digits(
 ) -> tuple[pd.DataFrame | np.ndarray, pd.Series | np.ndarray]:
     """8x8 handwritten digits (10 classes), X shape (1797, 64), y shape (1797,).
 
-    See :func:`load_sklearn`.
+    Pixel intensities are 0-16; ``X[i].reshape(8, 8)`` is the image.
+
+    Parameters
+    ----------
+    as_frame : bool, default True
+        Return a DataFrame and a Series (True) or two numpy arrays (False).
+
+    Returns
+    -------
+    X : pandas.DataFrame or numpy.ndarray
+    y : pandas.Series or numpy.ndarray
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``as_frame`` is not a bool.
+
+    See Also
+    --------
+    load_sklearn : the loader behind it.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.digits(as_frame=False)
+    >>> X.shape, float(X.max()), len(set(y))
+    ((1797, 64), 16.0, 10)
     """
     return load_sklearn("digits", as_frame=as_frame)
 
@@ -109,7 +190,30 @@ def iris(
 ) -> tuple[pd.DataFrame | np.ndarray, pd.Series | np.ndarray]:
     """Iris flowers (3 classes), X shape (150, 4), y shape (150,).
 
-    See :func:`load_sklearn`.
+    Parameters
+    ----------
+    as_frame : bool, default True
+        Return a DataFrame and a Series (True) or two numpy arrays (False).
+
+    Returns
+    -------
+    X : pandas.DataFrame or numpy.ndarray
+    y : pandas.Series or numpy.ndarray
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``as_frame`` is not a bool.
+
+    See Also
+    --------
+    load_sklearn : the loader behind it.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.iris()
+    >>> X.columns.tolist()[:2], np.bincount(y).tolist()
+    (['sepal length (cm)', 'sepal width (cm)'], [50, 50, 50])
     """
     return load_sklearn("iris", as_frame=as_frame)
 
@@ -119,6 +223,29 @@ def wine(
 ) -> tuple[pd.DataFrame | np.ndarray, pd.Series | np.ndarray]:
     """Wine cultivars (3 classes), X shape (178, 13), y shape (178,).
 
-    See :func:`load_sklearn`.
+    Parameters
+    ----------
+    as_frame : bool, default True
+        Return a DataFrame and a Series (True) or two numpy arrays (False).
+
+    Returns
+    -------
+    X : pandas.DataFrame or numpy.ndarray
+    y : pandas.Series or numpy.ndarray
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``as_frame`` is not a bool.
+
+    See Also
+    --------
+    load_sklearn : the loader behind it.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.wine()
+    >>> X.shape, np.bincount(y).tolist()
+    ((178, 13), [59, 71, 48])
     """
     return load_sklearn("wine", as_frame=as_frame)
