@@ -35,32 +35,65 @@ _VERSION = 1
 class FeatureData:
     """Per-latent feature-page data, in memory or memory-mapped from a saved folder.
 
-    On disk (:meth:`save`) a folder holds ``index.json`` (format, counts, settings, notes and
+    On disk (``save(folder)``) a folder holds ``index.json`` (format, counts, settings, notes and
     every array's file, dtype and shape), one ``.npy`` file per array with the latent on
     axis 0, ``vocab.json`` (the string of every token id, when a tokenizer was given) and
-    ``explanations.json`` (``{"<latent>": {"text": ..., "score": ...}}``, when set).
-    :meth:`load` maps the arrays lazily, so reading one latent's page reads its rows only.
+    ``explanations.json`` (``{"<  latent>": {"text": ..., "score": ...}}``, when set).
+    ``FeatureData.load(folder)`` maps the arrays lazily, so reading one latent's page reads its rows only.
 
     Arrays (``D = d_sae``, ``W = left + 1 + right``, ``Q = n_quantiles``, ``R =
     examples_per_quantile``; padding: token ``-1``, activation ``0``, sequence ``-1``):
 
-    ============================ ================ =============================================
-    ``density``                  (D,) float64     fraction of tokens where the latent fires
-    ``n_firing``                 (D,) int64       tokens where it fires
-    ``mean_activation``          (D,) float32     mean over firing tokens
-    ``max_activation``           (D,) float32
-    ``range_exponent``           (D,) int32       range ``[0, 2**e)`` of histogram/intervals
-    ``hist_counts``              (D, n_bins)      firing tokens per bin
-    ``interval_counts``          (D, Q)           firing tokens per interval
-    ``top_values``               (D, n_top)       top activations, descending
-    ``top_seq``, ``top_pos``     (D, n_top)       where (sequence, position)
-    ``top_tokens``, ``top_acts`` (D, n_top, W)    window token ids and the latent's activations
-    ``interval_*``               (D, Q, R[, W])   the same for the interval samples
-    ``logit_pos_ids/vals``       (D, n_logits)    promoted tokens (if the model has logits)
-    ``logit_neg_ids/vals``       (D, n_logits)    suppressed tokens
-    ``nearest_ids/cos``          (D, n_nearest)   nearest latents by decoder cosine
-    ``cooc_indptr/indices/counts`` CSR            co-firing token counts (diagonal left out)
-    ============================ ================ =============================================
+    ============================== ================ =============================================
+    ``density``                    (D,) float64     fraction of tokens where the latent fires
+    ``n_firing``                   (D,) int64       tokens where it fires
+    ``mean_activation``            (D,) float32     mean over firing tokens
+    ``max_activation``             (D,) float32
+    ``range_exponent``             (D,) int32       range ``[0, 2**e)`` of histogram/intervals
+    ``hist_counts``                (D, n_bins)      firing tokens per bin
+    ``interval_counts``            (D, Q)           firing tokens per interval
+    ``top_values``                 (D, n_top)       top activations, descending
+    ``top_seq``, ``top_pos``       (D, n_top)       where (sequence, position)
+    ``top_tokens``, ``top_acts``   (D, n_top, W)    window token ids and the latent's activations
+    ``interval_*``                 (D, Q, R[, W])   the same for the interval samples
+    ``logit_pos_ids/vals``         (D, n_logits)    promoted tokens (if the model has logits)
+    ``logit_neg_ids/vals``         (D, n_logits)    suppressed tokens
+    ``nearest_ids/cos``            (D, n_nearest)   nearest latents by decoder cosine
+    ``cooc_indptr/indices/counts`` CSR              co-firing token counts (diagonal left out)
+    ============================== ================ =============================================
+
+    Parameters
+    ----------
+    meta : mapping
+        Counts and settings: ``d_sae``, ``site``, ``n_tokens``, ``n_bins``,
+        ``n_quantiles``, ``has_logits``, ... (the ``index.json`` of a saved folder).
+    arrays : mapping of str to ndarray
+        The arrays above, by name (latent on axis 0).
+    vocab : sequence of str, optional
+        The string of every token id.
+    explanations : mapping, optional
+        ``{"<latent>": {"text": ..., "score": ...}}``.
+    folder : Path, optional
+        The saved folder the arrays are read from lazily (set by ``load``).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``array`` of a name not stored, a latent index outside ``0 .. d_sae - 1``.
+    InvalidInputError
+        ``load`` of a folder that is not a saved feature store.
+
+    Examples
+    --------
+    >>> data = wb.sae.demo_sae().feature_data            # made by feature_data()
+    >>> data
+    FeatureData(1024 latents at 'blocks.2.resid_post', 9976 tokens, logits=yes)
+    >>> data.array("density").shape, data.array("top_values").shape   # (D,), (D, n_top)
+    ((1024,), (1024, 20))
+    >>> bool(np.all(np.diff(data.array("top_values")[0]) <= 0))  # top activations descend
+    True
+    >>> sorted(data.feature(0))[:4]                      # one latent's page, JSON-able
+    ['cooccurring', 'density', 'explanation', 'histogram']
     """
 
     def __init__(

@@ -171,6 +171,18 @@ class ShardActivations(ActivationSource):
         Unreadable or inconsistent shards; non-finite activations (shard file and token).
     InvalidParameterError
         A site not stored (the message lists those stored).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> ids = tok("The for statement is used to iterate", return_tensors="pt").input_ids
+    >>> _, cache = wb.run_with_cache(model, ids, names="blocks.2.resid_post")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = cache.save(os.path.join(folder, "acts.safetensors"))  # one shard
+    ...     shards = wb.sae.ShardActivations(folder, batch_size=4)
+    ...     print(tuple(shards.next_batch().shape))                      # (batch, d_model)
+    (4, 128)
     """
 
     def __init__(

@@ -315,6 +315,15 @@ class ModelActivations(ActivationSource):
         A site that does not exist or is not per token (``attn.pattern``), a buffer smaller
         than two batches.
 
+    Examples
+    --------
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> texts = wb.zoo.tiny_lm_corpus("train")[:2]
+    >>> acts = wb.sae.ModelActivations(model, "blocks.2.resid_post", texts, tokenizer=tok,
+    ...                                context_size=64, batch_size=256)
+    >>> tuple(acts.next_batch().shape)           # (batch_size, d_model), shuffled tokens
+    (256, 128)
+
     Notes
     -----
     Each token's activation is computed once and copied twice: from the hook into a free

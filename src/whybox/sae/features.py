@@ -619,7 +619,8 @@ def feature_data(
     sae : whybox SAE
         Anything with ``encode(x (n, d_in)) -> (n, d_sae)`` and ``W_dec (d_sae, d_out)``.
     model : torch.nn.Module
-        The model whose activations the SAE reads (any model :class:`Anatomy` understands).
+        The model whose activations the SAE reads (any model
+        :class:`~whybox.internals.anatomy.Anatomy` understands).
     inputs : LongTensor (n_seq, pos), 1-D token stream, tokenizer output, or list of str
         A stream is cut into rows of ``context_size`` tokens; texts too (joined by the
         tokenizer's end-of-text token), or one padded row per text with ``per_text``. The
@@ -649,9 +650,12 @@ def feature_data(
     cooccurrence : bool, default True
         Count co-firing pairs (a sparse matrix of at most ``max_pairs`` pairs; beyond that
         the rarest pairs are dropped and the index says so).
+    max_pairs : int, default 4000000
+        Most co-firing pairs kept.
     batch_size : int, optional
         Sequences per forward pass (default: about 2**24 activation values per batch).
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
     random_state : int or Generator, default 0
         Seeds the interval samples; the result does not depend on ``batch_size``.
     progress : callable, optional
@@ -660,6 +664,24 @@ def feature_data(
     Returns
     -------
     FeatureData
+
+    Raises
+    ------
+    InvalidParameterError
+        A count below its minimum (``n_top``, ``n_quantiles``, ``context_size``,
+        ``max_pairs``, ...), a malformed ``context_window``, a site the model lacks.
+    InvalidInputError
+        Texts without a tokenizer, or token ids of a wrong type or shape.
+
+    Examples
+    --------
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()
+    >>> texts = wb.zoo.tiny_lm_corpus("test")[:1]
+    >>> data = wb.sae.feature_data(sae, model, texts, tokenizer=tok, context_size=64, n_top=5)
+    >>> len(data), data.array("top_values").shape       # every latent, its n_top contexts
+    (1024, (1024, 5))
+    >>> bool(np.isclose(data.array("density").mean() * len(data), 16))   # mean L0 = k
+    True
     """
     torch = _torch()
     from whybox.internals.anatomy import Anatomy

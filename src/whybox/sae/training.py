@@ -439,6 +439,8 @@ def train(
     activations : array (n, d_in), pair ``(x, y)``, shard folder, source or iterable, optional
         Activations to train on instead of ``model`` + ``tokens``. A source is an object with
         ``next_batch(n)`` (and ``state_dict`` / ``load_state_dict`` for exact resumes).
+    tokenizer : tokenizer, optional
+        Tokenizes text ``tokens`` (the model's own).
     site_out : str, optional
         Site a transcoder predicts (with ``model``).
     total_tokens : int, optional
@@ -449,7 +451,7 @@ def train(
     lr : float, optional
         Peak learning rate (default ``2e-4 / sqrt(width / 2**14)``, Gao et al. 2024).
     lr_schedule : {"constant", "cosine"}
-        Between warm-up and final decay; see :func:`lr_at`.
+        Between warm-up and final decay; see ``whybox.sae.training.lr_at``.
     lr_warmup_steps, lr_decay_steps : int
         Linear warm-up steps and final linear decay steps (default ``total_steps // 5``).
     lr_end : float
@@ -458,7 +460,8 @@ def train(
     l1_coefficient : float, optional
         Sparsity penalty of "standard" (default 5.0); "jumprelu" takes ``l0_coefficient=``.
     l1_warmup_steps : int
-        The sparsity penalty rises linearly from 0 over these steps (:func:`l1_scale_at`).
+        The sparsity penalty rises linearly from 0 over these steps
+        (``whybox.sae.training.l1_scale_at``).
     dead_tokens : int, optional
         A latent that has not fired in this many tokens is dead (AuxK, resampling; default
         10M).
@@ -474,10 +477,12 @@ def train(
         Where ``checkpoint-<step>/`` folders go (weights and Adam state as safetensors,
         activation-source and RNG states, a hash of the configuration); one is written every
         ``checkpoint_every`` steps and at the end.
+    checkpoint_every : int, optional
+        Steps between checkpoints (None: only the final one).
     resume : bool or path
         Continue from the latest checkpoint in ``checkpoint_dir`` (or this checkpoint folder).
         The result equals an uninterrupted run bit for bit on CPU. A checkpoint of another
-        configuration raises :class:`InvalidParameterError`.
+        configuration raises :class:`~whybox.InvalidParameterError`.
     progress : bool
         A Rich progress bar on stderr with L0, FVU, dead fraction and lr (rank 0 only).
     log_every : int, optional
@@ -518,6 +523,24 @@ def train(
     InvalidInputError
         NaN or inf in the activations (the step, token and dimension are named, and
         ``err.step`` / ``err.row`` / ``err.dimension`` set); nothing is trained on that batch.
+
+    Examples
+    --------
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> texts = wb.zoo.tiny_lm_corpus("train")[:3]
+    >>> sae = wb.sae.train(model, "blocks.2.resid_post", tokens=texts, tokenizer=tok,
+    ...                    width=256, k=8, batch_size=256, total_tokens=2048, progress=False)
+    >>> sae
+    TopKSAE(architecture='topk', d_in=128, d_sae=256, k=8, hook_name='blocks.2.resid_post')
+    >>> last = sae.history[-1]                      # logged metrics of the last step
+    >>> last["tokens"], last["l0"], last["fvu"] < 1
+    (2048, 8.0, True)
+
+    References
+    ----------
+    Bricken, T. et al. (2023). Towards Monosemanticity: Decomposing Language Models With
+    Dictionary Learning. Transformer Circuits Thread. Gao, L. et al. (2024). Scaling and
+    evaluating sparse autoencoders. arXiv:2406.04093 (top-k, AuxK, the default learning rate).
     """
     import torch
 
