@@ -83,6 +83,20 @@ def agreement(exp_a: Any, exp_b: Any, *, k: int = 5, target: Any = None) -> pd.D
     DataFrame with one row per explained row and columns ``spearman``, ``kendall``,
     ``feature_agreement``, ``rank_agreement``, ``sign_agreement``, ``signed_rank_agreement``
     and ``pairwise_rank_agreement``: all in [-1, 1] or [0, 1], higher meaning more agreement.
+
+    Examples
+    --------
+    Two exact methods agree perfectly:
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> a = wb.explain(model, X.iloc[:5], background=bg)  # LinearShap
+    >>> b = wb.explain(model, X.iloc[:5], method="exact", background=bg)  # ExactShap
+    >>> table = wb.metrics.agreement(a, b, k=3)
+    >>> table.shape, table["feature_agreement"].tolist()
+    ((5, 7), [1.0, 1.0, 1.0, 1.0, 1.0])
     """
     a = attribution_matrix(exp_a, "exp_a", target=target)
     b = attribution_matrix(exp_b, "exp_b", target=target)

@@ -206,7 +206,7 @@ def evaluate(
         Any of ``"deletion"``, ``"insertion"``, ``"faithfulness_correlation"``,
         ``"infidelity"``, ``"max_sensitivity"`` and ``"stability"`` (these two need
         ``explain_fn``), and ``"agreement"`` (needs ``other``). Default: the metrics that
-        apply to the explanation's kind (:func:`default_metrics`): deletion, insertion,
+        apply to the explanation's kind (``default_metrics(exp)``): deletion, insertion,
         faithfulness correlation and infidelity (tabular rows without a numeric feature:
         no infidelity; images: over pixels).
     background : optional
@@ -239,6 +239,19 @@ def evaluate(
     DataFrame indexed by metric, with columns ``mean``, ``std``, ``n`` (rows with a defined
     value), ``higher_is_better``, ``statistic`` (what the number is) and ``reading`` (one
     sentence).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> exp = wb.explain(model, X.iloc[:5], background=bg)  # exact Shapley values
+    >>> table = wb.evaluate(exp, model, background=bg)
+    >>> table.index.tolist()
+    ['deletion', 'insertion', 'faithfulness_correlation', 'infidelity']
+    >>> round(float(table.loc["faithfulness_correlation", "mean"]), 3)
+    1.0
     """
     if metrics is None:
         metrics = default_metrics(exp, X)

@@ -84,15 +84,36 @@ _MAX_DEFAULT_STEPS = 100
 class Curve:
     """A deletion or insertion curve for each explained row.
 
-    Attributes
+    Parameters
     ----------
     kind : {"deletion", "insertion"}
+        Which curve it is.
     fractions : ndarray of shape (m,)
         Fraction of players removed (deletion) or inserted (insertion), from 0 to 1.
     values : ndarray of shape (n_rows, m)
         The game's value (the model output) after each step.
     full, empty : ndarray of shape (n_rows,)
         Value with every player present, and with none.
+    meta : dict, optional
+        What the curve was computed with (ranking rule, masker, ...).
+
+    Notes
+    -----
+    Derived properties: ``auc`` (shape (n_rows,)), ``normalized_values``
+    (``(values - empty) / (full - empty)``, shape (n_rows, m)), ``normalized_auc`` (shape
+    (n_rows,)), ``pooled_normalized_values`` and ``pooled_normalized_auc`` (the rows
+    averaged with weights ``|full - empty|``) and ``higher_is_better`` (True for insertion).
+    ``curve.plot()`` draws it.
+
+    Examples
+    --------
+    >>> f = lambda Z: np.asarray(Z) @ np.array([1.0, 2.0, 3.0])
+    >>> game = wb.TabularGame(f, np.ones(3), wb.Independent(np.zeros((1, 3))))
+    >>> curve = wb.metrics.deletion_curve(game, np.array([2, 1, 0]))
+    >>> curve.kind, curve.fractions.round(3).tolist(), curve.values.tolist()
+    ('deletion', [0.0, 0.333, 0.667, 1.0], [[6.0, 3.0, 1.0, 0.0]])
+    >>> curve.normalized_values.round(3).tolist(), curve.higher_is_better
+    ([[1.0, 0.5, 0.167, 0.0]], False)
     """
 
     kind: str
@@ -298,6 +319,14 @@ def deletion_curve(game: Any, order: Any, *, n_steps: int | None = None) -> Curv
     Curve
         ``values[:, t]`` is the value of the coalition without the first
         ``fractions[t] * P`` players of the ranking.
+
+    Examples
+    --------
+    >>> f = lambda Z: np.asarray(Z) @ np.array([1.0, 2.0, 3.0])
+    >>> game = wb.TabularGame(f, np.ones(3), wb.Independent(np.zeros((1, 3))))
+    >>> curve = wb.metrics.deletion_curve(game, np.array([2, 1, 0]))
+    >>> curve.values.tolist()  # remove x2 (-3), then x1 (-2), then x0 (-1)
+    [[6.0, 3.0, 1.0, 0.0]]
     """
     return _curve(game, order, "deletion", n_steps)
 
@@ -305,7 +334,28 @@ def deletion_curve(game: Any, order: Any, *, n_steps: int | None = None) -> Curv
 def insertion_curve(game: Any, order: Any, *, n_steps: int | None = None) -> Curve:
     """Insertion curve: the value of the first ``fractions[t] * P`` players of the ranking.
 
-    Same parameters as :func:`deletion_curve`.
+    Parameters
+    ----------
+    game : Game or sequence of Games
+        Any game (tabular row, image, text): ``value(bool (m, P)) -> (m,) or (m, 1)``.
+    order : int array of shape (P,), or one per game (n_games, P)
+        The players, most important first.
+    n_steps : int, optional
+        Points after the start (default: one per player, at most 100).
+
+    Returns
+    -------
+    Curve
+        ``values[:, t]`` is the value of the coalition of the first ``fractions[t] * P``
+        players of the ranking; shape (n_games, n_steps + 1).
+
+    Examples
+    --------
+    >>> f = lambda Z: np.asarray(Z) @ np.array([1.0, 2.0, 3.0])
+    >>> game = wb.TabularGame(f, np.ones(3), wb.Independent(np.zeros((1, 3))))
+    >>> curve = wb.metrics.insertion_curve(game, np.array([2, 1, 0]))
+    >>> curve.values.tolist()  # x2 first (+3), then x1 (+2), then x0 (+1)
+    [[0.0, 3.0, 5.0, 6.0]]
     """
     return _curve(game, order, "insertion", n_steps)
 
@@ -439,6 +489,19 @@ def deletion(
     -------
     Curve
         Lower ``normalized_auc`` is better.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> exp = wb.explain(model, X.iloc[:5], background=bg)  # exact Shapley values
+    >>> curve = wb.metrics.deletion(exp, model, background=bg)
+    >>> curve.values.shape  # 5 rows, 10 features removed one by one
+    (5, 11)
+    >>> bool(np.allclose(curve.values[:, 0], curve.full)), bool(np.allclose(curve.values[:, -1], curve.empty))
+    (True, True)
     """
     return _tabular_curve(
         "deletion", exp, model, X, background, target, link, n_steps, by, allow_nan
@@ -459,7 +522,43 @@ def insertion(
 ) -> Curve:
     """Insertion curve: start from the background and insert features most-important-first.
 
-    Same parameters as :func:`deletion`; higher ``normalized_auc`` is better.
+    Parameters
+    ----------
+    exp : Explanation or array (n, p)
+        The attributions scored.
+    model : object
+        The explained model (anything :func:`whybox.wrap_model` accepts).
+    X : DataFrame or array (n, p), optional
+        The explained rows (default: ``exp.data``).
+    background : DataFrame, array, scalar, mapping, Masker or ImageMasker, optional
+        What a feature not yet inserted is, as for :func:`whybox.metrics.deletion` (default:
+        up to 100 rows of X).
+    target, link : optional
+        The output scored; default: the one the explanation explains.
+    n_steps : int, optional
+        Points of the curve (default: one per feature, at most 100).
+    by : {"prediction", "value", "abs"}, default "prediction"
+        How "most important" is read, as for :func:`whybox.metrics.deletion`.
+    allow_nan : bool, default False
+        Accept missing values (NaN) in X and the background, for models that handle them.
+
+    Returns
+    -------
+    Curve
+        Values of shape (n, n_steps + 1); higher ``normalized_auc`` is better.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> exp = wb.explain(model, X.iloc[:5], background=bg)  # exact Shapley values
+    >>> curve = wb.metrics.insertion(exp, model, background=bg)
+    >>> curve.values.shape, curve.higher_is_better
+    ((5, 11), True)
+    >>> bool(np.allclose(curve.values[:, 0], curve.empty))  # starts from the background
+    True
     """
     return _tabular_curve(
         "insertion", exp, model, X, background, target, link, n_steps, by, allow_nan
@@ -573,6 +672,19 @@ def faithfulness_correlation(
     -------
     ndarray of shape (n,)
         Higher is better; NaN for a row whose attribution sums or output drops do not vary.
+
+    Examples
+    --------
+    Exact Shapley values of a linear model are perfectly faithful: removing a subset drops
+    the output by exactly the sum of its values.
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> exp = wb.explain(model, X.iloc[:5], background=bg)  # exact Shapley values
+    >>> wb.metrics.faithfulness_correlation(exp, model, background=bg).round(3).tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0]
     """
     if is_image_masker(background):
         games, values = image_setup(exp, model, X, background, target=target, link=link)

@@ -170,6 +170,19 @@ def infidelity(
     Returns
     -------
     ndarray of shape (n,)
+
+    Examples
+    --------
+    Exact Shapley values of a linear model have zero infidelity: every perturbation
+    changes the output by exactly the attributions' share of it.
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> exp = wb.explain(model, X.iloc[:5], background=bg)
+    >>> np.round(wb.metrics.infidelity(exp, model, background=bg), 6).tolist()
+    [0.0, 0.0, 0.0, 0.0, 0.0]
     """
     if is_image_masker(background) or is_image_batch(exp, X):
         return _image_infidelity(

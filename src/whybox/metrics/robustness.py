@@ -75,6 +75,17 @@ def max_sensitivity(
     Returns
     -------
     ndarray of shape (n,)
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> explain_fn = lambda Z: wb.explain(model, Z, background=bg)
+    >>> sens = wb.metrics.max_sensitivity(explain_fn, X.iloc[:3], radius=0.01, scale="std")
+    >>> sens.shape, bool((sens < 0.05).all())  # at most 5% change for 1% of a std
+    ((3,), True)
     """
     images = _image_batch(X)
     if images is not None:  # every pixel and channel a feature
@@ -175,9 +186,23 @@ def stability(
     -------
     DataFrame with one row per explained row and columns
         ``std``: the attributions' standard deviation across seeds (ddof=1), averaged over
-        features (lower is better); ``relative_std``: ``std`` divided by the mean |attribution|
+        features (lower is better); ``relative_std``: ``std`` divided by the mean ``|attribution|``
         of the row; ``rank_correlation``: mean Spearman correlation of the attributions over
         all pairs of seeds (higher is better; NaN where a row's attributions are constant).
+
+    Examples
+    --------
+    KernelSHAP is exact for a linear model whatever the seed:
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg = X.iloc[:50]
+    >>> def explain_fn(Z, random_state):
+    ...     return wb.KernelShap(model, bg, random_state=random_state).explain(Z, budget=64)
+    >>> table = wb.metrics.stability(explain_fn, X.iloc[:3], seeds=(0, 1))
+    >>> table.columns.tolist(), table["std"].round(6).tolist()
+    (['std', 'relative_std', 'rank_correlation'], [0.0, 0.0, 0.0])
     """
     X = as_2d_input(X)
     check_nonempty(X)

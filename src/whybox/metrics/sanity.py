@@ -93,6 +93,16 @@ def model_randomisation(
     original model: 1 for deterministic methods) and then the randomised layers in the order
     they were randomised, with columns ``mean``, ``std`` and ``n`` (or one column per row with
     ``per_row=True``). Lower similarity after randomisation is what a faithful method shows.
+
+    Examples
+    --------
+    >>> model, data = wb.zoo.digits_cnn()
+    >>> x, y = data.X_test[:4], data.y_test[:4]
+    >>> table = wb.metrics.model_randomisation(lambda m, Z: wb.Saliency(m).explain(Z, target=y), model, x)
+    >>> table.index.tolist()  # randomised from the output layer down
+    ['original', 'fc', 'features.3', 'features.0']
+    >>> bool(table.loc["original", "mean"] == 1.0), bool(table.loc["fc", "mean"] < 0.9)
+    (True, True)
     """
     torch = require_torch("model_randomisation")
     if not is_torch_module(model):
