@@ -128,6 +128,21 @@ def sample_sparse_features(
     Returns
     -------
     ndarray of shape (n, n_features), float32
+
+    Raises
+    ------
+    InvalidParameterError
+        A negative ``n``, ``n_features`` below 1, ``sparsity`` outside [0, 1).
+
+    Examples
+    --------
+    >>> X = wb.zoo.sample_sparse_features(10_000, 5, sparsity=0.9, random_state=0)
+    >>> X.shape, X.dtype, round(float((X == 0).mean()), 2)   # 90% zeros
+    ((10000, 5), dtype('float32'), 0.9)
+
+    References
+    ----------
+    Elhage, N. et al. (2022). Toy Models of Superposition. Transformer Circuits Thread.
     """
     n = check_int("n", n, minimum=0)
     n_features = check_int("n_features", n_features, minimum=1)
@@ -142,7 +157,32 @@ def sample_sparse_features(
 
 
 def feature_norms(W: Any) -> np.ndarray:
-    """``||W_i||`` (n_features,): the length of each feature's embedding (the columns of W)."""
+    """``||W_i||`` (n_features,): the length of each feature's embedding (the columns of W).
+
+    Parameters
+    ----------
+    W : array of shape (d_hidden, n_features)
+        The embedding, one column per feature (``ToyModel.W``).
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+
+    Raises
+    ------
+    InvalidInputError
+        ``W`` not 2-d, or holding NaN or infinite values.
+
+    Examples
+    --------
+    >>> wb.zoo.feature_norms(np.array([[3.0, 0.0], [4.0, 0.0]]))   # a 3-4-5 column, a zero one
+    array([5., 0.])
+
+    References
+    ----------
+    Elhage et al. (2022), Toy Models of Superposition (a feature is represented when its
+    norm is near 1).
+    """
     return np.linalg.norm(_weights(W), axis=0)
 
 
@@ -156,10 +196,23 @@ def feature_dimensionality(W: Any) -> np.ndarray:
     Parameters
     ----------
     W : array of shape (d_hidden, n_features)
+        The embedding, one column per feature (``ToyModel.W``).
 
     Returns
     -------
     ndarray of shape (n_features,)
+
+    Raises
+    ------
+    InvalidInputError
+        ``W`` not 2-d, or holding NaN or infinite values.
+
+    Examples
+    --------
+    >>> angle = 2 * np.pi * np.arange(5) / 5
+    >>> W = np.stack([np.cos(angle), np.sin(angle)])     # 5 unit features on a pentagon
+    >>> np.round(wb.zoo.feature_dimensionality(W), 3)   # 2 dimensions shared by 5
+    array([0.4, 0.4, 0.4, 0.4, 0.4])
 
     References
     ----------
@@ -179,6 +232,33 @@ def dimensions_per_feature(W: Any) -> float:
 
     1 when ``m`` features are stored orthogonally, 1/2 for antipodal pairs, below 1/2 for
     polygons (Elhage et al. 2022, "The Geometry of Superposition").
+
+    Parameters
+    ----------
+    W : array of shape (d_hidden, n_features)
+        The embedding, one column per feature (``ToyModel.W``).
+
+    Returns
+    -------
+    float
+        ``inf`` when every feature is dropped (``W = 0``).
+
+    Raises
+    ------
+    InvalidInputError
+        ``W`` not 2-d, or holding NaN or infinite values.
+
+    Examples
+    --------
+    >>> angle = 2 * np.pi * np.arange(5) / 5
+    >>> W = np.stack([np.cos(angle), np.sin(angle)])     # 5 unit features on a pentagon
+    >>> round(wb.zoo.dimensions_per_feature(W), 3)      # 2 / 5
+    0.4
+
+    References
+    ----------
+    Elhage et al. (2022), Toy Models of Superposition, section "The Geometry of
+    Superposition".
     """
     W = _weights(W)
     total = float((W**2).sum())
@@ -188,11 +268,33 @@ def dimensions_per_feature(W: Any) -> float:
 def feature_angles(W: Any) -> np.ndarray:
     """Angles in degrees between the feature directions ``W_i`` and ``W_j``.
 
+    Parameters
+    ----------
+    W : array of shape (d_hidden, n_features)
+        The embedding, one column per feature (``ToyModel.W``).
+
     Returns
     -------
     ndarray of shape (n_features, n_features)
         ``arccos(W_i . W_j / (||W_i|| ||W_j||))`` in ``[0, 180]``; NaN in the rows and columns
         of features whose embedding is zero (no direction).
+
+    Raises
+    ------
+    InvalidInputError
+        ``W`` not 2-d, or holding NaN or infinite values.
+
+    Examples
+    --------
+    >>> angle = 2 * np.pi * np.arange(5) / 5
+    >>> W = np.stack([np.cos(angle), np.sin(angle)])     # 5 unit features on a pentagon
+    >>> np.round(wb.zoo.feature_angles(W)[0], 1)        # neighbours 72 degrees apart
+    array([  0.,  72., 144., 144.,  72.])
+
+    References
+    ----------
+    Elhage et al. (2022), Toy Models of Superposition, section "The Geometry of
+    Superposition".
     """
     W = _weights(W)
     norms = np.linalg.norm(W, axis=0)
@@ -208,7 +310,7 @@ def feature_angles(W: Any) -> np.ndarray:
 class Geometry:
     """How a toy model stores its features (the result of :func:`classify_geometry`).
 
-    Attributes
+    Parameters
     ----------
     kind : str
         ``"none"`` (no feature represented), ``"orthogonal"`` (represented features pairwise
@@ -227,6 +329,13 @@ class Geometry:
     order : tuple of int
         The represented features in the order round the plane that ``adjacent_angles`` follows
         (empty when they do not span a plane).
+
+    Examples
+    --------
+    >>> angle = 2 * np.pi * np.arange(5) / 5
+    >>> g = wb.zoo.classify_geometry(np.stack([np.cos(angle), np.sin(angle)]))
+    >>> g.kind, g.represented, g.adjacent_angles.round(1).tolist()
+    ('pentagon', (0, 1, 2, 3, 4), [72.0, 72.0, 72.0, 72.0, 72.0])
     """
 
     kind: str
@@ -284,6 +393,21 @@ def classify_geometry(
     -------
     Geometry
 
+    Raises
+    ------
+    InvalidInputError
+        ``W`` not 2-d, or holding NaN or infinite values.
+    InvalidParameterError
+        ``norm_threshold`` or ``tol_degrees`` out of range.
+
+    Examples
+    --------
+    >>> wb.zoo.classify_geometry(np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])).pairs
+    ((0, 1),)
+    >>> angle = 2 * np.pi * np.arange(5) / 5
+    >>> wb.zoo.classify_geometry(np.stack([np.cos(angle), np.sin(angle)])).kind
+    'pentagon'
+
     References
     ----------
     Elhage et al. (2022), Toy Models of Superposition, sections "Superposition as a Phase
@@ -328,7 +452,7 @@ def classify_geometry(
 class ToyModel:
     """A trained toy model of superposition: ``x' = ReLU(W^T W x + b)``.
 
-    Attributes
+    Parameters
     ----------
     W : ndarray of shape (d_hidden, n_features)
         The embedding; column ``W_i`` is feature ``i``'s direction in the hidden layer.
@@ -337,7 +461,7 @@ class ToyModel:
     importance : ndarray of shape (n_features,)
         The loss weights ``I_i``.
     sparsity : float
-        Probability that a feature is zero in :meth:`sample`.
+        Probability that a feature is zero in ``sample(n)``.
     loss : float
         The importance-weighted loss of the kept instance on a fixed sample of 100,000 rows.
     losses : ndarray of shape (n_instances,)
@@ -345,6 +469,20 @@ class ToyModel:
     config : dict
         The training settings (the cache key, with ``seed``).
     seed : int
+        The seed it was trained with.
+
+    Examples
+    --------
+    >>> toy = wb.zoo.toy_superposition_model(sparsity=0.9)   # cached after the first run
+    >>> toy.W.shape, toy.geometry().kind                      # 5 features in 2 dimensions
+    ((2, 5), 'pentagon')
+    >>> x = toy.sample(3, random_state=0)
+    >>> toy.hidden(x).shape, toy.reconstruct(x).shape         # (n, d_hidden), (n, n_features)
+    ((3, 2), (3, 5))
+
+    References
+    ----------
+    Elhage, N. et al. (2022). Toy Models of Superposition. Transformer Circuits Thread.
     """
 
     W: np.ndarray
@@ -503,13 +641,19 @@ def toy_superposition_model(
     lr : float, default 1e-2
         Adam's learning rate before the decay.
     cache : bool, default True
-        Load from / store to the cache (:func:`whybox.zoo.cache.cached_model`).
+        Load from / store to the cache (:func:`~whybox.zoo.cached_model`).
     cache_dir : path, optional
         The cache folder (default ``$WHYBOX_CACHE`` or the user cache).
 
     Returns
     -------
     ToyModel
+
+    Examples
+    --------
+    >>> toy = wb.zoo.toy_superposition_model(sparsity=0.8)      # ~5 s the first time
+    >>> toy.geometry().kind, len(toy.geometry().pairs)          # two antipodal pairs
+    ('antipodal', 2)
 
     References
     ----------
