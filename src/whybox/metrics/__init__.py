@@ -5,7 +5,7 @@
 * robustness: :func:`max_sensitivity`, :func:`stability`;
 * sanity: :func:`model_randomisation` (torch models);
 * agreement: :func:`agreement` (the disagreement problem);
-* :func:`whybox.metrics.evaluate`: several metrics of one explanation as one table (also ``wb.evaluate``).
+* :func:`whybox.evaluate`: several metrics of one explanation as one table (also ``wb.evaluate``).
 """
 
 from __future__ import annotations

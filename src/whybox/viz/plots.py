@@ -301,6 +301,22 @@ def bar(
     Returns
     -------
     matplotlib.axes.Axes
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``exp`` is not a tabular Explanation, explains several outputs and ``output`` is
+        not given, or for a bad ``max_display``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:20], background=X.iloc[:50])
+    >>> ax = wb.viz.bar(exp, max_display=5)
+    >>> [label.get_text() for label in ax.get_yticklabels()]  # largest mean |value| first
+    ['s5', 's1', 's2', 'bmi', 'Sum of 6 other features']
     """
     exp = _prepare(exp, output, "bar")
     max_display = _check_max_display(max_display)
@@ -405,6 +421,22 @@ def waterfall(
     Returns
     -------
     matplotlib.axes.Axes
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``exp`` is not a tabular Explanation, explains several outputs and ``output`` is
+        not given, for a bad ``max_display`` or a row ``i`` out of range.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:20], background=X.iloc[:50])
+    >>> ax = wb.viz.waterfall(exp, 0, max_display=5)
+    >>> len(ax.patches)  # the 4 largest features and one bar for the 6 others
+    5
     """
     exp = _prepare(exp, output, "waterfall")
     max_display = _check_max_display(max_display)
@@ -545,6 +577,22 @@ def beeswarm(
     matplotlib.axes.Axes
         One scatter collection per feature line, top line first, labelled with the feature
         name.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``exp`` is not a tabular Explanation, explains several outputs and ``output`` is
+        not given, or for a bad ``max_display``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:20], background=X.iloc[:50])
+    >>> ax = wb.viz.beeswarm(exp, max_display=5)
+    >>> [label.get_text() for label in ax.get_yticklabels()]
+    ['s5', 's1', 's2', 'bmi', 'Sum of 6 other features']
     """
     exp = _prepare(exp, output, "beeswarm")
     max_display = _check_max_display(max_display)
@@ -640,6 +688,24 @@ def scatter(
     -------
     matplotlib.axes.Axes
         The dots are ``ax.collections[0]``.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``exp`` is not a tabular Explanation, explains several outputs and ``output`` is
+        not given, or ``feature`` (or ``color``) is not one of its features.
+    InvalidInputError
+        If ``exp`` has no data to plot the values against.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:20], background=X.iloc[:50])
+    >>> ax = wb.viz.scatter(exp, "bmi")
+    >>> ax.collections[0].get_offsets().shape, ax.get_xlabel()  # one dot per row
+    ((20, 2), 'bmi')
     """
     exp = _prepare(exp, output, "scatter")
     if exp.data is None:

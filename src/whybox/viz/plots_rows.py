@@ -132,13 +132,16 @@ def heatmap(
     max_display : int, default 10
         Most feature lines (including the "other features" line).
     instance_order : {"hclust", "output", "none"} or array, default "hclust"
-        Order of the rows (columns of the heatmap); see :func:`row_order`.
+        Order of the rows (columns of the heatmap): ``"hclust"`` the leaf order of an
+        average-linkage hierarchical clustering of the rows' attributions (rows explained
+        alike sit together), ``"output"`` by output ascending, ``"none"`` as given, or an
+        explicit permutation of ``range(n)``.
     ax : matplotlib Axes, optional
         Axes to draw on; a new figure is created when None.
     output : str or int, optional
         Output to plot when ``exp`` explains several outputs (required then).
     max_rows : int or None, default 500
-        Most rows drawn (see :data:`HEATMAP_MAX_ROWS`): with more, a random sample of
+        Most rows drawn: with more, a random sample of
         ``max_rows`` rows (seeded by ``random_state``) is ordered and drawn, and the x label
         says so; the feature order still comes from every row. None draws (and clusters)
         every row: ``"hclust"`` then costs O(n^3).
@@ -151,6 +154,22 @@ def heatmap(
         The heatmap is ``ax.images[0]`` (array of shape (lines, n), in plotting order); the
         output line and the importance bars are ``ax.child_axes[0]`` and ``[1]``, the colour
         bar ``ax.child_axes[2]``.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``exp`` is not a tabular Explanation, explains several outputs and ``output`` is
+        not given, or for a bad ``max_display``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:20], background=X.iloc[:50])
+    >>> ax = wb.viz.heatmap(exp, max_display=5)
+    >>> ax.images[0].get_array().shape  # 5 feature lines x 20 rows
+    (5, 20)
     """
     exp = _prepare(exp, output, "heatmap")
     max_display = _check_max_display(max_display)
@@ -262,9 +281,26 @@ def force(
     matplotlib.axes.Axes
         The segments are ``ax.patches`` (red first, from f(x) leftwards, then blue).
 
+    Raises
+    ------
+    InvalidParameterError
+        If ``exp`` is not a tabular Explanation, explains several outputs and ``output`` is
+        not given, for a bad ``max_display`` or a row ``i`` out of range.
+
     References
     ----------
     Lundberg et al. (2018), Nature Biomedical Engineering 2, 749-760 (figure 2).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> exp = wb.explain(model, X.iloc[:20], background=X.iloc[:50])
+    >>> ax = wb.viz.force(exp, 0)
+    >>> n_nonzero = int((exp.values[0] != 0).sum())
+    >>> len(ax.patches) == n_nonzero  # one segment per feature with a non-zero value
+    True
     """
     exp = _prepare(exp, output, "force")
     max_display = _check_max_display(max_display)
