@@ -26,7 +26,7 @@ import re
 import textwrap
 from pathlib import Path
 
-__all__ = ["blocks", "fenced_blocks", "run_blocks"]
+__all__ = ["blocks", "check_prints", "fenced_blocks", "run_blocks"]
 
 _OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _PY_INFO = re.compile(r"^\s*(\{(code-block|code|sourcecode)\}\s*)?(python|py|python3|pycon)?\s*$")
@@ -119,3 +119,46 @@ def run_blocks(path: str | Path, tag: str, namespace: dict | None = None) -> dic
                 f"{path}: '# {tag}' block {k} failed with {type(err).__name__}: {err}\n{preview}"
             ) from err
     return ns
+
+
+def check_prints(source: str, printed: str) -> int:
+    """Check a block's ``print(...)  # expected`` comments against what it printed.
+
+    Each line of ``source`` whose code starts with ``print(`` (indented ones too, e.g. in a
+    ``try``; not in loops) and ends with a comment is a claim: the line it printed (its output lines are taken in order, one per ``print``) must
+    be the start of the comment's text, so ``print(x.shape)  # (4, 13): rows, features``
+    claims ``(4, 13)``. Prints without a comment are not checked.
+
+    Parameters
+    ----------
+    source : str
+        The block's source.
+    printed : str
+        What running it wrote to stdout.
+
+    Returns
+    -------
+    int
+        The number of claims checked.
+
+    Raises
+    ------
+    AssertionError
+        When the block printed a different number of lines than it has ``print`` lines, or a
+        printed line is not the start of its comment.
+    """
+    prints = [ln.strip() for ln in source.splitlines() if ln.strip().startswith("print(")]
+    out = printed.splitlines()
+    if len(out) != len(prints):
+        raise AssertionError(
+            f"{len(prints)} print lines printed {len(out)} lines (one each expected):\n{printed}"
+        )
+    checked = 0
+    for line, got in zip(prints, out, strict=True):
+        code, sep, comment = line.partition("  # ")
+        if not sep:
+            continue
+        if not comment.strip().startswith(got.strip()):
+            raise AssertionError(f"{code} printed {got!r}; the page says {comment.strip()!r}")
+        checked += 1
+    return checked

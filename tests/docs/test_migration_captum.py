@@ -9,13 +9,15 @@ the two namespaces right after section k ran on both sides.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import warnings
 
 import numpy as np
 import pytest
 
-from ._md_blocks import blocks
+from ._md_blocks import blocks, check_prints
 from ._public import ROOT
 
 PAGE = ROOT / "docs" / "migration" / "captum.md"
@@ -70,7 +72,7 @@ def _brute_shapley(f, x, baseline):
     masks = np.array(list(product([0, 1], repeat=p)), dtype=bool)
     inputs = np.where(masks, x, baseline).astype(np.float32)
     with torch.no_grad():
-        v = dict(zip(map(tuple, masks), f(torch.tensor(inputs)).double().numpy()))
+        v = dict(zip(map(tuple, masks), f(torch.tensor(inputs)).double().numpy(), strict=True))
     phi = np.zeros(p)
     for m, val in v.items():
         s = sum(m)
@@ -104,13 +106,23 @@ def _oracle_20(c, w):
     ns = 10
     pert = (0.1 * np.random.default_rng(0).standard_normal((4, ns, 1, 8, 8))).astype(np.float32)
     ours = wb.metrics.infidelity(
-        exp, w["model"], x, target=w["target"], perturbation=pert, n_samples=ns,
+        exp,
+        w["model"],
+        x,
+        target=w["target"],
+        perturbation=pert,
+        n_samples=ns,
         multiply_by_inputs=False,
     )
     flat = torch.tensor(pert.reshape(4 * ns, 1, 8, 8))
     theirs = infidelity(
-        w["model"], lambda inp: (flat, inp - flat), x, torch.tensor(exp.values),
-        target=w["target"], n_perturb_samples=ns, max_examples_per_batch=4 * ns,
+        w["model"],
+        lambda inp: (flat, inp - flat),
+        x,
+        torch.tensor(exp.values),
+        target=w["target"],
+        n_perturb_samples=ns,
+        max_examples_per_batch=4 * ns,
     )
     _close(ours, theirs, 1e-5)
     assert np.all(w["sens"] >= 0) and np.all(np.isfinite(w["infid"]))
@@ -157,15 +169,22 @@ def test_whybox_blocks_run_and_match_captum():
         c.update({k: v for k, v in w.items() if not k.startswith("__")})
         captum_blocks = {_label(b): b for b in blocks(PAGE, "captum")}
         checked = []
+        claims = 0
         for k, src in enumerate(blocks(PAGE, "whybox")):
             label = _label(src)
             if label in CAPTUM_RUNS:
                 exec(compile(captum_blocks[label], f"captum.md[captum {label}]", "exec"), c)
+            out = io.StringIO()
             try:
-                exec(compile(src, f"captum.md[whybox {label or k}]", "exec"), w)
+                with contextlib.redirect_stdout(out):
+                    exec(compile(src, f"captum.md[whybox {label or k}]", "exec"), w)
             except Exception as err:  # pragma: no cover - the message points at the page
-                raise AssertionError(f"captum.md whybox block {label or k} failed: {err!r}") from err
+                raise AssertionError(
+                    f"captum.md whybox block {label or k} failed: {err!r}"
+                ) from err
+            claims += check_prints(src, out.getvalue())  # "print(x)  # what it prints"
             if label in ORACLES:
                 ORACLES[label](c, w)
                 checked.append(label)
     assert sorted(checked, key=int) == sorted(ORACLES, key=int)
+    assert claims >= 10  # the page's printed results are checked, not only run

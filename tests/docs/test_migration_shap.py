@@ -9,13 +9,15 @@ the two namespaces right after section k ran on both sides.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import warnings
 
 import numpy as np
 import pytest
 
-from ._md_blocks import blocks
+from ._md_blocks import blocks, check_prints
 from ._public import ROOT
 
 PAGE = ROOT / "docs" / "migration" / "shap.md"
@@ -110,6 +112,7 @@ def test_whybox_blocks_run_and_match_shap(monkeypatch):
         s["shap"] = _shap
         shap_blocks = {_label(b): b for b in blocks(PAGE, "shap")}
         checked = []
+        claims = 0
         for k, src in enumerate(blocks(PAGE, "whybox")):
             label = _label(src)
             if label in SHAP_RUNS:
@@ -118,11 +121,15 @@ def test_whybox_blocks_run_and_match_shap(monkeypatch):
                 s["sv"] = _shap.ExactExplainer(s["forest"].predict, s["background"])(
                     s["rows"].iloc[:2]
                 )
+            out = io.StringIO()
             try:
-                exec(compile(src, f"shap.md[whybox {label or k}]", "exec"), w)
+                with contextlib.redirect_stdout(out):
+                    exec(compile(src, f"shap.md[whybox {label or k}]", "exec"), w)
             except Exception as err:  # pragma: no cover - the message points at the page
                 raise AssertionError(f"shap.md whybox block {label or k} failed: {err!r}") from err
+            claims += check_prints(src, out.getvalue())  # "print(x)  # what it prints"
             if label in ORACLES:
                 ORACLES[label](s, w)
                 checked.append(label)
     assert sorted(checked, key=int) == sorted(ORACLES, key=int)
+    assert claims >= 10  # the page's printed results are checked, not only run
