@@ -10,7 +10,7 @@ required, NaN model outputs refused, and the user's torch model left exactly as 
 message saying what failed: this module is a test helper, and that is its documented
 behaviour. ``check_game`` and the Shapley property suite (``check_shapley_estimator`` and the
 closed-form games ``MobiusGame``, ``additive_game``, ``unanimity_game``, ``pairwise_game``,
-``random_game``) live in :mod:`whybox.games.properties` and are served from here on first use
+``random_game``) live in ``whybox.games.properties`` and are served from here on first use
 (a module ``__getattr__``, so this file also loads beside an older whybox).
 """
 
@@ -186,7 +186,7 @@ def check_explainer(
     efficiency_atol, efficiency_rtol : float
         Largest completeness gap allowed: ``efficiency_atol + efficiency_rtol * scale``,
         scale being the contract's output scale (std of the predictions over the rows; max
-        |prediction| for one row), e.g. ``efficiency_rtol=0.01`` for the contract's 1%. A
+        ``|prediction|`` for one row), e.g. ``efficiency_rtol=0.01`` for the contract's 1%. A
         larger gap passes only if the explainer warned (UserWarning) about it with the
         figure.
     n_sigma : float
@@ -195,7 +195,8 @@ def check_explainer(
         values (treating rows' errors as independent), plus ``efficiency_atol``. The
         column-order check compares values within ``n_sigma`` combined standard errors.
     checks : collection of str, "all" or None
-        The checks to run, by name (see :data:`ALL_CHECKS`); None runs :data:`BASIC_CHECKS`.
+        The checks to run, by name (``whybox.testing.ALL_CHECKS``); None runs
+        ``whybox.testing.BASIC_CHECKS`` (shape, completeness, determinism, batch).
         Switch a check off where the explainer or model makes it meaningless (no background
         for a gradient method, no completeness for saliency, text explainers, ...):
 
@@ -222,7 +223,7 @@ def check_explainer(
           saying it was summarised;
         * ``background_required`` -- built with ``background=None``, explaining raises
           InvalidParameterError mentioning ``background``;
-        * ``nan_output`` -- the model returns NaN on the rows holding :data:`NAN_SENTINEL`
+        * ``nan_output`` -- the model returns NaN on the rows holding ``NAN_SENTINEL``
           (written into one input of row 0): explaining raises ModelCallError;
         * ``model_unchanged`` -- the torch ``model``'s parameters, buffers and every
           module's training flag are bit-identical after an explain, and after an explain
@@ -262,6 +263,21 @@ def check_explainer(
         Naming the check that failed (``"<check>: ..."``) and what was wrong. An exception
         raised by the explainer inside a check is reported the same way (its type and
         message), except in the first explain of ``X``, which propagates.
+    ValueError
+        For an unknown name in ``checks`` (the message lists the checks).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from whybox.testing import check_explainer
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> def make(model=model, background=X.iloc[:30]):
+    ...     return wb.ExactShap(model, background)
+    >>> checks = ["shape", "completeness", "batch", "column_order", "nan_output"]
+    >>> exp = check_explainer(make, X.iloc[:4], checks=checks, model=model)  # passes silently
+    >>> exp.values.shape
+    (4, 10)
     """
     if checks is None:
         selected = list(BASIC_CHECKS)
@@ -593,6 +609,26 @@ def nan_sentinel_model(model: Any, sentinel: float = NAN_SENTINEL) -> Iterator[A
     ``decision_function`` / ``predict_log_proba`` gets those replaced on the instance; a plain
     callable is wrapped. Yields the model to explain (the same object, except for a plain
     callable). Everything is restored on exit.
+
+    Parameters
+    ----------
+    model : object
+        A torch module, a model with ``predict``-style methods, or a callable.
+    sentinel : float, default NAN_SENTINEL (4242.5)
+        The input value that makes a row's output NaN (exact in float32).
+
+    Yields
+    ------
+    object
+        The model to explain while the context is open.
+
+    Examples
+    --------
+    >>> from whybox.testing import NAN_SENTINEL, nan_sentinel_model
+    >>> f = lambda X: np.asarray(X).sum(axis=1)
+    >>> with nan_sentinel_model(f) as poisoned:
+    ...     print(poisoned(np.array([[1.0, NAN_SENTINEL], [1.0, 2.0]])))
+    [nan  3.]
     """
 
     def poison(X: Any, out: Any) -> Any:
@@ -712,7 +748,21 @@ def _state_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 class InjectedModelFailure(RuntimeError):
-    """Raised by the model (through a hook) in the ``model_unchanged`` check."""
+    """Raised by the model (through a hook) in the ``model_unchanged`` check.
+
+    The check makes the user's torch model raise this in the middle of an explanation, then
+    verifies that the model's parameters, buffers and training flags were restored; an
+    explainer may let it propagate (it is a ``RuntimeError``) but must not leave the model
+    changed.
+
+    Examples
+    --------
+    >>> from whybox.testing import InjectedModelFailure
+    >>> issubclass(InjectedModelFailure, RuntimeError)
+    True
+    >>> str(InjectedModelFailure("injected by check_explainer"))
+    'injected by check_explainer'
+    """
 
 
 def _check_model_unchanged(c: _Context) -> None:
