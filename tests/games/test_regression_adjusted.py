@@ -89,7 +89,7 @@ SIG = sigmoid_game(N)
 SIG_EXACT = brute_shapley(N, SIG)
 
 
-@pytest.mark.parametrize("surrogate", ["auto", "tree", "linear"])
+@pytest.mark.parametrize("surrogate", ["auto", "tree", "kernel", "linear"])
 def test_within_four_standard_errors_and_efficiency_exact(surrogate):
     game = FnGame(N, SIG)
     v = SIG(np.array([np.zeros(N), np.ones(N)], dtype=bool))
@@ -97,7 +97,7 @@ def test_within_four_standard_errors_and_efficiency_exact(surrogate):
         phi, std, v0, info = kernel_shapley(
             game, np.random.default_rng(seed), budget=90, surrogate=surrogate
         )
-        assert info["surrogate"] in ("none", "linear", "tree")
+        assert info["surrogate"] in ("none", "linear", "kernel", "tree")
         if surrogate != "auto":
             assert info["surrogate"] == surrogate
         assert np.all(np.abs(phi[:, 0] - SIG_EXACT) <= 4 * std[:, 0] + 1e-12)
@@ -199,7 +199,7 @@ def test_surrogate_values_match_enumeration():
 
 def test_constant_game_is_exact_with_zero_error():
     game = FnGame(8, lambda Z: np.full(len(Z), 4.2))
-    for s in ("auto", "tree", "linear"):
+    for s in ("auto", "tree", "kernel", "linear"):
         phi, std, v0, _ = kernel_shapley(game, np.random.default_rng(0), budget=40, surrogate=s)
         np.testing.assert_array_equal(phi, 0.0)
         np.testing.assert_array_equal(std, 0.0)

@@ -31,7 +31,7 @@ ESTIMATORS = {"shapley": adjusted_permutation_shapley, "banzhaf": adjusted_banzh
 
 
 @pytest.mark.parametrize("value", ["shapley", "banzhaf"])
-@pytest.mark.parametrize("surrogate", ["tree", "linear", "none"])
+@pytest.mark.parametrize("surrogate", ["tree", "kernel", "linear", "none"])
 def test_unbiased_over_seeds(value, surrogate):
     game = FnGame(N, SIG)
     est = np.array(
@@ -53,7 +53,7 @@ def test_standard_errors_are_calibrated_and_efficiency_exact(value):
     hits = []
     for s in range(60):
         phi, std, v0, info = ESTIMATORS[value](game, np.random.default_rng(s), budget=150)
-        assert info["surrogate"] in ("none", "linear", "tree")
+        assert info["surrogate"] in ("none", "linear", "kernel", "tree")
         hits.append(np.abs(phi[:, 0] - EXACT[value]) <= 1.96 * std[:, 0])
         if value == "shapley":
             assert abs(phi.sum() - (v[1] - v[0])) < 1e-10
@@ -84,7 +84,7 @@ def test_linear_game_exact_and_constant_game_zero(value):
     phi, _, _, _ = ESTIMATORS[value](game, np.random.default_rng(0), budget=200, surrogate="linear")
     np.testing.assert_allclose(phi[:, 0], w, atol=1e-9)
     const = FnGame(n, lambda Z: np.full(len(Z), -1.5))
-    for s in ("auto", "tree", "linear", "none"):
+    for s in ("auto", "tree", "kernel", "linear", "none"):
         phi, std, _, _ = ESTIMATORS[value](const, np.random.default_rng(0), budget=200, surrogate=s)
         np.testing.assert_allclose(phi, 0.0, atol=1e-15)
         np.testing.assert_allclose(std, 0.0, atol=1e-15)
@@ -106,7 +106,7 @@ def test_explainers_record_the_surrogate_and_stay_close_to_exact(wine_svc, cls):
     assert exp.params["surrogate"] == "auto"
     default = cls(f, background=bg).explain(X[:1], budget=200).params["surrogate"]
     assert default == "none"  # opt-in everywhere (time per row and SE coverage: see KernelShap)
-    assert set(exp.meta["surrogate"]) <= {"none", "linear", "tree"}
+    assert set(exp.meta["surrogate"]) <= {"none", "linear", "kernel", "tree"}
     if cls is wb.Banzhaf:
         ref = wb.Banzhaf(f, background=bg).explain(X, budget=2**8).values  # exact: 2**8 <= budget
     else:

@@ -37,15 +37,21 @@ class Banzhaf(TabularGameExplainer):
 
     Parameters
     ----------
-    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
-    n_jobs, backend, client, chunk_size
-        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``background`` is required.
-    surrogate : {"auto", "tree", "linear", "none"}
+    model : object
+        Any model ``whybox.models.wrap_model`` supports.
+    background : DataFrame, array or Masker
+        Rows whose values absent features take (required), as for :class:`whybox.ExactShap`.
+    surrogate : {"none", "auto", "tree", "linear", "kernel"}
         Regression-adjusted maximum sample reuse (Witter, Liu and Musco 2025): coalitions in
-        complementary pairs, a cross-fitted surrogate game (linear, or small boosted trees)
-        with exact Banzhaf values, sampling only the residual game; exactly unbiased.
-        ``"auto"`` keeps, per row, the choice with the smallest estimated variance
-        (``exp.meta["surrogate"]``); ``"none"`` (default) is classic MSR.
+        complementary pairs, a cross-fitted surrogate game (linear, small boosted trees, or
+        ``"kernel"``: product-kernel ridge regression) with exact Banzhaf values, sampling
+        only the residual game; exactly unbiased. ``"auto"`` keeps, per row, whichever of
+        none, linear and tree has the smallest estimated variance (``exp.meta["surrogate"]``);
+        ``"none"`` (default) is classic MSR.
+    **kwargs
+        ``groups``, ``max_background``, ``link``, ``random_state``, ``allow_nan``,
+        ``chunk_bytes``, ``n_jobs``, ``backend``, ``client``, ``chunk_size``: as for
+        :class:`whybox.ExactShap`.
 
     Notes
     -----

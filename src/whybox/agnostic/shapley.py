@@ -185,19 +185,24 @@ class PermutationShap(SamplingShapExplainer):
 
     Parameters
     ----------
-    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
-    n_jobs, backend, client, chunk_size
-        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``background`` is required.
-
-    surrogate : {"auto", "tree", "linear", "none"}
+    model : object
+        Any model ``whybox.models.wrap_model`` supports.
+    background : DataFrame, array or Masker
+        Rows whose values absent features take (required), as for :class:`whybox.ExactShap`.
+    surrogate : {"none", "auto", "tree", "linear", "kernel"}
         Regression-adjusted Monte Carlo (Witter, Liu and Musco 2025): a surrogate game fitted
-        with cross-fitting to the coalitions of the sampled chains (linear, or small boosted
-        trees), its Shapley values exact, the permutations estimating only the residual game.
-        Exactly unbiased and efficient; ``"auto"`` keeps, per row, the choice with the
-        smallest estimated variance (``exp.meta["surrogate"]``). Default ``"none"``: plain
-        antithetic sampling (the adjusted standard errors, from few permutation pairs, cover
-        a little less than nominal). With ``tolerance=`` the plain sequential estimator runs
-        (the adjustment needs the whole sample).
+        with cross-fitting to the coalitions of the sampled chains (linear, small boosted
+        trees, or ``"kernel"``: product-kernel ridge regression), its Shapley values exact,
+        the permutations estimating only the residual game. Exactly unbiased and efficient;
+        ``"auto"`` keeps, per row, whichever of none, linear and tree has the smallest
+        estimated variance (``exp.meta["surrogate"]``). Default ``"none"``: plain antithetic
+        sampling (the adjusted standard errors, from few permutation pairs, cover a little
+        less than nominal). With ``tolerance=`` the plain sequential estimator runs (the
+        adjustment needs the whole sample).
+    **kwargs
+        ``groups``, ``max_background``, ``link``, ``random_state``, ``allow_nan``,
+        ``chunk_bytes``, ``n_jobs``, ``backend``, ``client``, ``chunk_size``: as for
+        :class:`whybox.ExactShap`.
 
     Notes
     -----

@@ -23,14 +23,16 @@ problem exactly (efficiency holds to rounding for any budget):
    the residuals, with the finite-population correction.
 
 5. Regression adjustment (``surrogate=``, Witter, Liu and Musco 2025): a surrogate game is
-   fitted to the coalition values already paid for (a linear game, or small boosted trees on
-   the coalition indicators, :mod:`whybox.games._regression_adjusted`) with cross-fitting:
-   the sampled pairs are split into folds, each fold's residuals come from the surrogate fitted
-   on the other folds (enumerated coalitions, which carry no sampling error, use the folds'
-   average). The estimate is the surrogates' exact Shapley values plus the constrained fit
-   above applied to the residual game, so efficiency stays exact and the standard errors are
-   the residual game's. ``"auto"`` keeps the candidate (none, linear, tree) with the smallest
-   estimated variance. The least-squares solve makes KernelSHAP a ratio estimator, unbiased
+   fitted to the coalition values already paid for (kernel ridge regression with a product
+   kernel, small boosted trees on the coalition indicators, or a linear game,
+   :mod:`whybox.games._regression_adjusted`) with cross-fitting: the sampled pairs are split
+   into folds (8 when at most 128 pairs were sampled, else 4), each fold's residuals come
+   from the surrogate fitted on the other folds (enumerated coalitions, which carry no
+   sampling error, use the folds' average). The estimate is the surrogates' exact Shapley
+   values plus the constrained fit above applied to the residual game, so efficiency stays
+   exact and the standard errors are the residual game's. ``"auto"`` keeps the candidate
+   (none, kernel, tree) with the smallest estimated variance; a linear surrogate is no
+   candidate, since paired KernelSHAP is already exact on additive and pairwise games. The least-squares solve makes KernelSHAP a ratio estimator, unbiased
    up to O(1/budget); the exactly unbiased Monte Carlo forms are the permutation and Banzhaf
    ones in :mod:`whybox.games._regression_adjusted`.
 
@@ -187,10 +189,10 @@ def kernel_shapley(
         ``2 n + 2048``. A budget covering all ``2**n`` coalitions gives the exact values.
     tolerance : float, optional
         Stop adding coalitions once the largest standard error is below this.
-    surrogate : {"auto", "tree", "linear", "none"}
+    surrogate : {"auto", "kernel", "tree", "linear", "none"}
         Regression adjustment (:mod:`whybox.games._regression_adjusted`): a cross-fitted
         surrogate game whose Shapley values are exact, KernelSHAP applied to the residual.
-        ``"auto"`` keeps whichever of none, linear and tree gives the residual game the
+        ``"auto"`` keeps whichever of none, kernel and tree gives the residual game the
         smallest estimated variance (``info["surrogate"]``); ``"none"`` (default) is plain
         KernelSHAP (see :class:`whybox.KernelShap` for why the adjustment is opt-in).
 
@@ -426,9 +428,11 @@ def _estimate_round(
     # regression adjustment (Witter, Liu and Musco 2025): cross-fitted surrogate, exact values
     # of the surrogate plus the KernelSHAP estimate of the residual game
     half = [len(b[0]) // 2 for b in blocks]
+    # more folds when few pairs were sampled: each surrogate then sees 7/8 of them, not 3/4
+    n_folds = 8 if sum(h for h, b in zip(half, blocks, strict=True) if b[2][0] >= 0) <= 128 else 4
     fold = np.concatenate(
         [
-            np.tile(fold_of_pairs(rng, h), 2) if b[2][0] >= 0 else np.full(2 * h, -1)
+            np.tile(fold_of_pairs(rng, h, n_folds), 2) if b[2][0] >= 0 else np.full(2 * h, -1)
             for h, b in zip(half, blocks, strict=True)
         ]
     )
@@ -437,7 +441,8 @@ def _estimate_round(
     fit_weight = W.copy()
     if (fold < 0).any():
         fit_weight[fold < 0] = W[fold >= 0].mean()
-    kinds = ["tree", "linear"] if surrogate == "auto" else [surrogate]
+    # (no linear candidate: paired KernelSHAP is already exact on additive and pairwise games)
+    kinds = ["tree", "kernel"] if surrogate == "auto" else [surrogate]
     results = {"none": (phi, var)}
     for kind in kinds:
         pred, phi_f, ends = cross_fit(Z, y, fit_weight, fold, kind, rng=rng)

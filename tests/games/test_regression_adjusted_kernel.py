@@ -1,0 +1,120 @@
+"""The product-kernel surrogate of regression-adjusted KernelSHAP, against enumeration.
+
+Reference values come from enumerating every coalition in the test (the Shapley and Banzhaf
+subset formulas), or from a game built as a sum of product games whose values are worked out
+by hand, never from the code under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whybox.games._product_kernel import cross_fit_kernel, fit_product_kernel
+from whybox.games.kernel import kernel_shapley
+
+from .test_regression_adjusted import FnGame, brute_banzhaf, brute_shapley, sigmoid_game
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_fitted_kernel_game_values_match_enumeration(n):
+    r = np.random.default_rng(n)
+    Z = r.random((40, n)) < 0.5
+    y = r.normal(size=(40, 2))
+    model = fit_product_kernel(Z, y, np.ones((1, 40)), 0.4, 1e-2, max_train=512)[0]
+    for k in range(2):
+        fn = lambda C, k=k: model.predict(C)[:, k]  # noqa: E731
+        np.testing.assert_allclose(model.shapley(n)[:, k], brute_shapley(n, fn), atol=1e-12)
+        np.testing.assert_allclose(model.banzhaf(n)[:, k], brute_banzhaf(n, fn), atol=1e-12)
+
+
+def test_kernel_ridge_matches_the_normal_equations():
+    # the fit solves (K + ridge W^-1) alpha = y - c with c the weighted mean; checked by
+    # building K from the Hamming distance by hand
+    r = np.random.default_rng(0)
+    n, m, gamma, ridge = 6, 30, 0.3, 1e-2
+    Z = r.random((m, n)) < 0.5
+    y = r.normal(size=(m, 1))
+    w = r.uniform(0.5, 2.0, size=m)
+    model = fit_product_kernel(Z, y, w[None, :], gamma, ridge, max_train=512)[0]
+    ham = (Z[:, None, :] != Z[None, :, :]).sum(axis=2)
+    wn = w / w.mean()
+    c = (wn @ y) / wn.sum()
+    alpha = np.linalg.solve(np.exp(-gamma * ham) + np.diag(ridge / wn), y - c)
+    np.testing.assert_allclose(model.alpha, alpha, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(model.intercept, c, rtol=1e-12)
+
+
+def product_game(Z):
+    """A product game with interactions of every order, ``2 prod_j (rho + (1 - rho) z_j)``
+    over 12 players, ``rho = exp(-3 / 12)`` (three times the kernel's own width)."""
+    Z = np.asarray(Z, dtype=float)
+    rho = np.exp(-3.0 / 12)
+    return 2.0 * np.prod(rho + (1.0 - rho) * Z, axis=1)
+
+
+def test_product_game_is_estimated_better_with_the_kernel():
+    # the kernel surrogate captures a product game's high-order interactions that paired
+    # KernelSHAP at a small budget cannot (a game of the surrogate's own family, as the tree
+    # test uses a tree); error measured against enumeration (measured: 0.26x)
+    n = 12
+    exact = brute_shapley(n, product_game)
+    game = FnGame(n, product_game)
+    err = {}
+    for s in ("none", "kernel"):
+        e = []
+        for seed in range(6):
+            phi, _, _, info = kernel_shapley(
+                game, np.random.default_rng(seed), budget=160, surrogate=s
+            )
+            e.append(np.abs(phi[:, 0] - exact).sum())
+            assert info["surrogate"] == s
+        err[s] = np.mean(e)
+    assert err["kernel"] < 0.4 * err["none"], err
+
+
+@pytest.mark.parametrize("surrogate", ["kernel", "auto"])
+def test_efficiency_exact_seeded_and_within_standard_errors(surrogate):
+    n = 10
+    fn = sigmoid_game(n, seed=2)
+    exact = brute_shapley(n, fn)
+    game = FnGame(n, fn)
+    v = fn(np.array([np.zeros(n), np.ones(n)], dtype=bool))
+    z = []
+    for seed in range(6):
+        phi, std, _, _ = kernel_shapley(
+            game, np.random.default_rng(seed), budget=200, surrogate=surrogate
+        )
+        again = kernel_shapley(game, np.random.default_rng(seed), budget=200, surrogate=surrogate)
+        np.testing.assert_array_equal(phi, again[0])  # every random choice is seeded
+        assert abs(phi.sum() - (v[1] - v[0])) < 1e-10
+        z.append(np.abs(phi[:, 0] - exact) / np.maximum(std[:, 0], 1e-300))
+    assert np.mean(np.concatenate(z) < 4.0) >= 0.95
+
+
+def test_exact_when_the_budget_covers_every_coalition():
+    n = 8
+    fn = sigmoid_game(n)
+    phi, std, _, _ = kernel_shapley(
+        FnGame(n, fn), np.random.default_rng(0), budget=2**n, surrogate="kernel"
+    )
+    np.testing.assert_allclose(phi[:, 0], brute_shapley(n, fn), atol=1e-12)
+    np.testing.assert_array_equal(std, 0.0)
+
+
+def test_cross_fit_never_predicts_a_coalition_with_a_surrogate_that_saw_it():
+    # changing the value of one sampled coalition leaves its own held-out prediction unchanged
+    r = np.random.default_rng(1)
+    n, pairs = 9, 60
+    Z1 = r.random((pairs, n)) < 0.5
+    Z = np.concatenate([Z1, ~Z1])
+    y = sigmoid_game(n)(Z)[:, None]
+    fold = np.tile(np.arange(pairs) % 4, 2)
+    w = np.ones(len(Z))
+    pred, phi_f, ends = cross_fit_kernel(Z, y, w, fold, 0.1, 1e-4, np.random.default_rng(0), 512)
+    y2 = y.copy()
+    y2[5] += 10.0
+    pred2, _, _ = cross_fit_kernel(Z, y2, w, fold, 0.1, 1e-4, np.random.default_rng(0), 512)
+    assert pred2[5, 0] == pytest.approx(pred[5, 0], abs=1e-12)
+    assert np.abs(pred2 - pred).max() > 1e-3  # the other folds' surrogates did see it
+    assert phi_f.shape == (n, 1) and ends.shape == (2, 1)
