@@ -173,10 +173,11 @@ def test_pair_cut_search_equals_enumeration(seed):
     na, nb, k = 5, 6, 3
     C = rng.integers(0, 4, size=(na, nb)).astype(float)
     C[1] = 0.0  # an empty row: its cut repeats the previous one
+    C[:, 3 + seed % 3] = 0.0  # an empty column (the last one for seed 2): skipped likewise
     G = rng.normal(size=(na, nb, k)) * (C[..., None] > 0)
     H = rng.uniform(0.1, 1.0, size=(na, nb, k)) * (C[..., None] > 0)
     m = 8
-    work = (np.zeros((4, m, k)), np.zeros((2, m)), np.zeros((10, k)))
+    work = (np.zeros((4, m, k)), np.zeros((3, m)), np.zeros((10, k)), np.zeros(m, dtype=np.int64))
     HG, HH, HC = np.zeros((m, m, k)), np.zeros((m, m, k)), np.zeros((m, m))
     HG[:na, :nb], HH[:na, :nb], HC[:na, :nb] = G, H, C
     for tr in (False, True):

@@ -89,7 +89,7 @@ def fit_ebm_multi(
 
     def mains(b: int) -> None:
         tr, va = bags[b]
-        Btr, Bva = np.ascontiguousarray(B[tr]), np.ascontiguousarray(B[va])
+        Btr, Bva = np.asfortranarray(B[tr]), np.asfortranarray(B[va])
         icpt = _log_priors(y[tr], w[tr], k)
         F_tr = np.tile(icpt, (tr.size, 1))
         F_va = np.tile(icpt, (va.size, 1))
@@ -119,7 +119,7 @@ def fit_ebm_multi(
             tr = bags[b][0]
             g, h = softmax_grads(state[b]["F_tr"], y[tr], w[tr])
             return fast_pair_gains_multi(
-                np.ascontiguousarray(P[tr]), g, h, w[tr], candidates, nbins_int,
+                np.asfortranarray(P[tr]), g, h, w[tr], candidates, nbins_int,
                 float(s.min_samples_leaf), s.min_hessian, s.reg_lambda,
             )  # fmt: skip
 
@@ -134,7 +134,7 @@ def fit_ebm_multi(
             return
         tr, va = bags[b]
         scores, rounds = boost_pairs_multi(
-            np.ascontiguousarray(P[tr]), y[tr], np.ascontiguousarray(P[va]), y[va],
+            np.asfortranarray(P[tr]), y[tr], np.asfortranarray(P[va]), y[va],
             state[b]["F_tr"].copy(), state[b]["F_va"].copy(), pair_arr, nbins_int,
             s.learning_rate, float(s.min_samples_leaf), s.min_hessian, s.reg_lambda,
             s.max_rounds, s.early_stopping_rounds, s.early_stopping_tolerance,

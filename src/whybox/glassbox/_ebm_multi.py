@@ -99,6 +99,24 @@ def _score(G, H, lam, k):
     return s
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _score2(GL, HL, Gt, Ht, lam, k):
+    """``_score(GL, HL) + _score(Gt - GL, Ht - HL)`` in one loop (the same sums in the same
+    order; inlined at the numba level: a compiled call per candidate cut costs more than it)."""
+    s1 = 0.0
+    s2 = 0.0
+    for c in range(k):
+        g = GL[c]
+        d = HL[c] + lam
+        if d > 0:
+            s1 += g * g / d
+        g = Gt[c] - GL[c]
+        d = (Ht[c] - HL[c]) + lam
+        if d > 0:
+            s2 += g * g / d
+    return s1 + s2
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR,
               HR):  # fmt: skip
@@ -149,10 +167,7 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
             hl += H[b, c]
         if CL < min_leaf or Ct - CL < min_leaf or hl < min_hess or htot - hl < min_hess:
             continue
-        for c in range(k):
-            GR[c] = Gt[c] - GL[c]
-            HR[c] = Ht[c] - HL[c]
-        gain = _score(GL, HL, lam, k) + _score(GR, HR, lam, k) - parent
+        gain = _score2(GL, HL, Gt, Ht, lam, k) - parent
         if random:
             if seen == target:
                 return t, gain
@@ -202,8 +217,10 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
         seg_e[pick] = kk + 1
         seg_s[nseg] = kk + 1
         seg_e[nseg] = e
-        k1, g1 = _best_cut(G, H, C, order, s, kk + 1, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR, HR)  # fmt: skip
-        k2, g2 = _best_cut(G, H, C, order, kk + 1, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR, HR)  # fmt: skip
+        k1, g1, k2, g2 = -1, 0.0, -1, 0.0
+        if nseg + 1 < max_leaves:  # the children's cuts are only searched if one can be used
+            k1, g1 = _best_cut(G, H, C, order, s, kk + 1, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR, HR)  # fmt: skip
+            k2, g2 = _best_cut(G, H, C, order, kk + 1, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, GR, HR)  # fmt: skip
         seg_k[pick] = k1
         seg_gain[pick] = g1
         seg_k[nseg] = k2
@@ -327,10 +344,11 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                           min_hess, lam, lr, random, state, delta[:nb], seg, seg_gain, V)  # fmt: skip
             else:
                 delta[:nb, :] = 0.0
-            for b in range(nb):
+            for b in range(nb):  # a tree has few leaves: reuse the previous bin's exponential
                 for c in range(k):
-                    scores[j, b, c] += delta[b, c]
-                    ed[b, c] = np.exp(delta[b, c])
+                    dv = delta[b, c]
+                    scores[j, b, c] += dv
+                    ed[b, c] = ed[b - 1, c] if b > 0 and dv == delta[b - 1, c] else np.exp(dv)
             last = j + 1 == p
             jn = 0 if last else j + 1
             nbn = nbins[jn]
@@ -339,17 +357,32 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
             Cn[:nbn] = 0.0
             for i in range(n_tr):
                 b = Btr[i, j]
-                for c in range(k):
-                    F_tr[i, c] += delta[b, c]
-                if last:
-                    m = F_tr[i, 0]
-                    for c in range(1, k):
-                        m = max(m, F_tr[i, c])
+                bn = Btr[i, jn]
+                s = 0.0  # the row's step, then its gradient and hessian into the next histogram
+                if last:  # (written out here: a function per row, even inlined, costs 4x the row)
+                    mx = -np.inf
                     for c in range(k):
-                        E[i, c] = np.exp(F_tr[i, c] - m)
-                    _row_update(E, i, one, 0, ytr[i], wtr[i], Gn, Hn, Cn, Btr[i, jn], k)
+                        v = F_tr[i, c] + delta[b, c]
+                        F_tr[i, c] = v
+                        mx = max(mx, v)
+                    for c in range(k):
+                        e = np.exp(F_tr[i, c] - mx)
+                        E[i, c] = e
+                        s += e
                 else:
-                    _row_update(E, i, ed, b, ytr[i], wtr[i], Gn, Hn, Cn, Btr[i, jn], k)
+                    for c in range(k):
+                        F_tr[i, c] += delta[b, c]
+                        e = E[i, c] * ed[b, c]
+                        E[i, c] = e
+                        s += e
+                inv = 1.0 / s
+                wi = wtr[i]
+                yi = ytr[i]
+                for c in range(k):
+                    pc = E[i, c] * inv
+                    Gn[bn, c] += (pc - (1.0 if c == yi else 0.0)) * wi
+                    Hn[bn, c] += max(pc * (1.0 - pc), 1e-16) * wi
+                Cn[bn] += wi
             G, Gn = Gn, G
             H, Hn = Hn, H
             C, Cn = Cn, C
@@ -372,12 +405,13 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _side(AG, AH, AC, TG, TH, TC, right, nb, k, min_leaf, min_hess, lam, sg, sh, sc, PG, PH, RG,
-          RH):  # fmt: skip
+def _side(AG, AH, AC, TG, TH, TC, right, cols, ncols, k, min_leaf, min_hess, lam, sg, sh, sc,
+          PG, PH, RG, RH):  # fmt: skip
     """Best cut ``y <= j`` of one side of a first cut: (score, j), j = -1 when leaving the side
     whole scores best. The side's column sums are ``A`` (left side) or ``T - A`` (``right``),
-    its totals ``sg``, ``sh`` (k,) and ``sc``. Columns without rows repeat the previous cut and
-    are skipped."""
+    its totals ``sg``, ``sh`` (k,) and ``sc``. Only the columns ``cols[:ncols]`` (those with
+    rows, the last column excluded) are candidates; columns without rows on this side repeat
+    the previous cut and are skipped."""
     htot = 0.0
     for c in range(k):
         htot += sh[c]
@@ -387,7 +421,8 @@ def _side(AG, AH, AC, TG, TH, TC, right, nb, k, min_leaf, min_hess, lam, sg, sh,
     PH[:] = 0.0
     pc = 0.0
     ph = 0.0
-    for y in range(nb - 1):
+    for q in range(ncols):
+        y = cols[q]
         cy = TC[y] - AC[y] if right else AC[y]
         if cy == 0.0:
             continue
@@ -405,10 +440,7 @@ def _side(AG, AH, AC, TG, TH, TC, right, nb, k, min_leaf, min_hess, lam, sg, sh,
                 ph += AH[y, c]
         if pc < min_leaf or sc - pc < min_leaf or ph < min_hess or htot - ph < min_hess:
             continue
-        for c in range(k):
-            RG[c] = sg[c] - PG[c]
-            RH[c] = sh[c] - PH[c]
-        v = _score(PG, PH, lam, k) + _score(RG, RH, lam, k)
+        v = _score2(PG, PH, sg, sh, lam, k)
         if v > best:
             best = v
             bj = y
@@ -416,11 +448,12 @@ def _side(AG, AH, AC, TG, TH, TC, right, nb, k, min_leaf, min_hess, lam, sg, sh,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V):
+def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V, cols):
     """Best tree "cut the first feature at i, then the second within each side" over all
     classes on the pair histogram (``tr``: the second feature is cut first; ``na``, ``nb``
     the sizes in that orientation). Returns (gain, i, j_left, j_right); i = -1: no cut.
-    ``W3`` (4, m, k), ``W1`` (2, m), ``V`` (10, k): scratch."""
+    Rows and columns of the histogram without training rows are skipped (they repeat the
+    previous cut). ``W3`` (4, m, k), ``W1`` (3, m), ``V`` (10, k), ``cols`` (m,): scratch."""
     k = HG.shape[2]
     TG = W3[0, :nb]
     TH = W3[1, :nb]
@@ -428,8 +461,10 @@ def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V):
     LH = W3[3, :nb]
     TC = W1[0, :nb]
     LC = W1[1, :nb]
+    RC = W1[2, :na]
     W3[:, :nb, :] = 0.0
-    W1[:, :nb] = 0.0
+    W1[:2, :nb] = 0.0
+    W1[2, :na] = 0.0
     tg = V[0]
     th = V[1]
     lg = V[2]
@@ -450,14 +485,20 @@ def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V):
             if cnt == 0.0:
                 continue
             TC[y] += cnt
+            RC[x] += cnt
             ctot += cnt
             for c in range(k):
                 TG[y, c] += HG[a, b, c]
                 TH[y, c] += HH[a, b, c]
+    ncols = 0
     for y in range(nb):
+        if TC[y] != 0.0:
+            cols[ncols] = y
+            ncols += 1
         for c in range(k):
             tg[c] += TG[y, c]
             th[c] += TH[y, c]
+    ncut = ncols - 1 if ncols > 0 and cols[ncols - 1] == nb - 1 else ncols
     htot = 0.0
     for c in range(k):
         htot += th[c]
@@ -469,15 +510,17 @@ def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V):
     cl = 0.0
     hl = 0.0
     for i in range(na - 1):
-        rc = 0.0
-        for y in range(nb):
+        rc = RC[i]
+        if rc == 0.0:
+            continue  # the same split as the previous cut (or an empty left side)
+        for q in range(ncols):
+            y = cols[q]
             a = y if tr else i
             b = i if tr else y
             cnt = HC[a, b]
             if cnt == 0.0:
                 continue
             LC[y] += cnt
-            rc += cnt
             for c in range(k):
                 g = HG[a, b, c]
                 h = HH[a, b, c]
@@ -487,17 +530,15 @@ def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V):
                 lh[c] += h
                 hl += h
         cl += rc
-        if rc == 0.0 and i > 0:
-            continue  # the same split as the previous cut
         if cl < min_leaf or ctot - cl < min_leaf or hl < min_hess or htot - hl < min_hess:
             continue
         for c in range(k):
             rg[c] = tg[c] - lg[c]
             rh[c] = th[c] - lh[c]
-        sl, jl = _side(LG, LH, LC, TG, TH, TC, False, nb, k, min_leaf, min_hess, lam, lg, lh,
-                       cl, PG, PH, XG, XH)  # fmt: skip
-        sr, jr = _side(LG, LH, LC, TG, TH, TC, True, nb, k, min_leaf, min_hess, lam, rg, rh,
-                       ctot - cl, PG, PH, XG, XH)  # fmt: skip
+        sl, jl = _side(LG, LH, LC, TG, TH, TC, False, cols, ncut, k, min_leaf, min_hess, lam,
+                       lg, lh, cl, PG, PH, XG, XH)  # fmt: skip
+        sr, jr = _side(LG, LH, LC, TG, TH, TC, True, cols, ncut, k, min_leaf, min_hess, lam,
+                       rg, rh, ctot - cl, PG, PH, XG, XH)  # fmt: skip
         gain = sl + sr - parent
         if gain > best_gain:
             best_gain = gain
@@ -508,37 +549,43 @@ def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pair_fill(HG, HH, na, nb, tr, i, jl, jr, lam, lr, d, ed):
-    """Per-class Newton steps of the four leaves into ``d`` and ``exp(step)`` into ``ed``,
-    both (n_a, n_b, k) in the original orientation."""
+def _leaf(a, b, tr, i, jl, jr):
+    """Leaf (0..3) of cell (a, b) (original orientation) in the tree "first feature cut at
+    i, then the second at jl (left side) or jr (right side)"; ``tr``: the second feature is
+    cut first."""
+    x = b if tr else a
+    y = a if tr else b
+    if x <= i:
+        return 1 if (jl >= 0 and y > jl) else 0
+    return 3 if (jr >= 0 and y > jr) else 2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_fill(HG, HH, na, nb, tr, i, jl, jr, lam, lr, sc, V):
+    """Per-class Newton steps of the four leaves into ``V[:4]`` and their exponentials into
+    ``V[4:8]`` (``V`` (10, k)), and the steps added to the pair's scores ``sc`` (n_a, n_b, k),
+    original orientation; ``na``, ``nb``, ``i``, ``jl``, ``jr`` in the tree's orientation."""
     k = HG.shape[2]
-    SG = np.zeros((4, k))
-    SH = np.zeros((4, k))
-    for x in range(na):
-        side = 0 if x <= i else 2
-        j = jl if x <= i else jr
-        for y in range(nb):
-            q = side + (1 if (j >= 0 and y > j) else 0)
-            a = y if tr else x
-            b = x if tr else y
+    V[:8, :] = 0.0
+    ea = nb if tr else na
+    eb = na if tr else nb
+    for a in range(ea):
+        for b in range(eb):
+            q = _leaf(a, b, tr, i, jl, jr)
             for c in range(k):
-                SG[q, c] += HG[a, b, c]
-                SH[q, c] += HH[a, b, c]
-    vals = np.zeros((4, k))
+                V[q, c] += HG[a, b, c]
+                V[4 + q, c] += HH[a, b, c]
     for q in range(4):
         for c in range(k):
-            den = SH[q, c] + lam
-            vals[q, c] = -lr * SG[q, c] / den if den > 1e-300 else 0.0
-    for x in range(na):
-        side = 0 if x <= i else 2
-        j = jl if x <= i else jr
-        for y in range(nb):
-            q = side + (1 if (j >= 0 and y > j) else 0)
-            a = y if tr else x
-            b = x if tr else y
+            den = V[4 + q, c] + lam
+            v = -lr * V[q, c] / den if den > 1e-300 else 0.0
+            V[q, c] = v
+            V[4 + q, c] = np.exp(v)
+    for a in range(ea):
+        for b in range(eb):
+            q = _leaf(a, b, tr, i, jl, jr)
             for c in range(k):
-                d[a, b, c] = vals[q, c]
-                ed[a, b, c] = np.exp(vals[q, c])
+                sc[a, b, c] += V[q, c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -563,12 +610,10 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
     NG = np.zeros((m, m, k))
     NH = np.zeros((m, m, k))
     NC = np.zeros((m, m))
-    d = np.zeros((m, m, k))
-    ed = np.ones((m, m, k))
-    edf = ed.reshape(m * m, k)
     W3 = np.zeros((4, m, k))
-    W1 = np.zeros((2, m))
+    W1 = np.zeros((3, m))
     V = np.zeros((10, k))
+    cols = np.zeros(m, dtype=np.int64)
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
     best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
@@ -593,25 +638,32 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             fb = pairs[t, 1]
             na = nbins[fa]
             nb = nbins[fb]
-            gain_a, ia, jla, jra = _best_pair_cut(HG, HH, HC, na, nb, False, min_leaf, min_hess, lam, W3, W1, V)  # fmt: skip
-            gain_b, ib, jlb, jrb = _best_pair_cut(HG, HH, HC, nb, na, True, min_leaf, min_hess, lam, W3, W1, V)  # fmt: skip
+            # a smoothing round draws the orientation first and searches only that one (the
+            # other only when the drawn one has no valid cut)
+            pick = -1
             if random:
-                transposed = _next_uniform(state) < 0.5
-            else:
-                transposed = gain_b > gain_a
+                pick = 1 if _next_uniform(state) < 0.5 else 0
+            gain_a, ia, jla, jra = 0.0, -1, -1, -1
+            gain_b, ib, jlb, jrb = 0.0, -1, -1, -1
+            if pick != 1:
+                gain_a, ia, jla, jra = _best_pair_cut(HG, HH, HC, na, nb, False, min_leaf, min_hess, lam, W3, W1, V, cols)  # fmt: skip
+            if pick != 0 or ia < 0:
+                gain_b, ib, jlb, jrb = _best_pair_cut(HG, HH, HC, nb, na, True, min_leaf, min_hess, lam, W3, W1, V, cols)  # fmt: skip
+            if pick == 1 and ib < 0:
+                gain_a, ia, jla, jra = _best_pair_cut(HG, HH, HC, na, nb, False, min_leaf, min_hess, lam, W3, W1, V, cols)  # fmt: skip
+            transposed = pick == 1 if random else gain_b > gain_a
             if (ia < 0 and not transposed) or (ib < 0 and transposed):
                 transposed = ib >= 0
+            ci, cjl, cjr = na + nb, -1, -1  # no cut: every cell in leaf 0, which stays put
             if (ib < 0 and transposed) or (ia < 0 and not transposed):
-                d[:na, :nb, :] = 0.0
-                ed[:na, :nb, :] = 1.0
+                V[0, :] = 0.0
+                V[4, :] = 1.0
             elif transposed:
-                _pair_fill(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, d, ed)
+                ci, cjl, cjr = ib, jlb, jrb
+                _pair_fill(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, scores[t], V)
             else:
-                _pair_fill(HG, HH, na, nb, False, ia, jla, jra, lam, lr, d, ed)
-            for a in range(na):
-                for b in range(nb):
-                    for c in range(k):
-                        scores[t, a, b, c] += d[a, b, c]
+                ci, cjl, cjr = ia, jla, jra
+                _pair_fill(HG, HH, na, nb, False, ia, jla, jra, lam, lr, scores[t], V)
             last = t + 1 == q
             tn = 0 if last else t + 1
             ga = pairs[tn, 0]
@@ -623,28 +675,40 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             NHf = NH.reshape(m * m, k)
             NCf = NC.reshape(m * m)
             for i in range(n_tr):
-                a = Ptr[i, fa]
-                b = Ptr[i, fb]
-                for c in range(k):
-                    F_tr[i, c] += d[a, b, c]
+                lf = _leaf(Ptr[i, fa], Ptr[i, fb], transposed, ci, cjl, cjr)
                 cell = np.int64(Ptr[i, ga]) * m + np.int64(Ptr[i, gb])
-                if last:
-                    mx = F_tr[i, 0]
-                    for c in range(1, k):
-                        mx = max(mx, F_tr[i, c])
+                s = 0.0  # the row's step, then its gradient and hessian into the next histogram
+                if last:  # (written out here: a function per row, even inlined, costs 4x the row)
+                    mx = -np.inf
                     for c in range(k):
-                        E[i, c] = np.exp(F_tr[i, c] - mx)
-                    _row_update(E, i, one, 0, ytr[i], wtr[i], NGf, NHf, NCf, cell, k)
+                        v = F_tr[i, c] + V[lf, c]
+                        F_tr[i, c] = v
+                        mx = max(mx, v)
+                    for c in range(k):
+                        e = np.exp(F_tr[i, c] - mx)
+                        E[i, c] = e
+                        s += e
                 else:
-                    _row_update(E, i, edf, np.int64(a) * m + np.int64(b), ytr[i], wtr[i], NGf, NHf, NCf, cell, k)  # fmt: skip
+                    for c in range(k):
+                        F_tr[i, c] += V[lf, c]
+                        e = E[i, c] * V[4 + lf, c]
+                        E[i, c] = e
+                        s += e
+                inv = 1.0 / s
+                wi = wtr[i]
+                yi = ytr[i]
+                for c in range(k):
+                    pc = E[i, c] * inv
+                    NGf[cell, c] += (pc - (1.0 if c == yi else 0.0)) * wi
+                    NHf[cell, c] += max(pc * (1.0 - pc), 1e-16) * wi
+                NCf[cell] += wi
             HG, NG = NG, HG
             HH, NH = NH, HH
             HC, NC = NC, HC
             for i in range(n_va):
-                a = Pva[i, fa]
-                b = Pva[i, fb]
+                lf = _leaf(Pva[i, fa], Pva[i, fb], transposed, ci, cjl, cjr)
                 for c in range(k):
-                    F_va[i, c] += d[a, b, c]
+                    F_va[i, c] += V[lf, c]
         rounds_done = r + 1
         if use_es:
             loss = _ce_loss(F_va, yva, wva)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel import one_blas_thread
 from ._ebm_binning import FeatureBins
 from ._ebm_fit import FittedTerms
 
@@ -132,12 +133,13 @@ def purify_terms(f: FittedTerms, specs: list[FeatureBins]) -> FittedTerms:
     maps = [main_to_interaction_bins(s) for s in specs]
     mains = [sc.copy() for sc in f.bagged_main_scores]  # (n_bags, nb[, k])
     pairs = []
-    for t, (a, c) in enumerate(f.pairs):
-        sc = f.bagged_pair_scores[t]  # (n_bags, n_a, n_b[, k])
-        pure, row, col = purify_pair(sc, f.pair_weights[t], multiclass=sc.ndim == 4)
-        pairs.append(pure)
-        mains[a] += row[:, maps[a]]
-        mains[c] += col[:, maps[c]]
+    with one_blas_thread():  # small solves: threads only spin against each other
+        for t, (a, c) in enumerate(f.pairs):
+            sc = f.bagged_pair_scores[t]  # (n_bags, n_a, n_b[, k])
+            pure, row, col = purify_pair(sc, f.pair_weights[t], multiclass=sc.ndim == 4)
+            pairs.append(pure)
+            mains[a] += row[:, maps[a]]
+            mains[c] += col[:, maps[c]]
     icpt = np.array(f.bagged_intercept, dtype=float)
     for j, sc in enumerate(mains):
         w = f.main_weights[j]
