@@ -144,6 +144,25 @@ def repeated_tokens(n: int, seq_len: int, vocab: int = 64, seed: int = 0) -> Any
     Returns
     -------
     torch.LongTensor of shape (n, 2 * seq_len)
+
+    Raises
+    ------
+    InvalidParameterError
+        ``n`` below 1, ``seq_len`` below 2, ``vocab`` below 2 or a negative ``seed``.
+    MissingDependencyError
+        Without torch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ids = wb.zoo.repeated_tokens(2, 10)                 # 2 rows of [x, x], |x| = 10
+    >>> tuple(ids.shape), torch.equal(ids[:, :10], ids[:, 10:])
+    ((2, 20), True)
+
+    References
+    ----------
+    Olsson, C. et al. (2022). In-context Learning and Induction Heads (repeated random
+    tokens as the induction test).
     """
     torch = require("torch", "torch", _FEATURE)
     n = check_int("n", n, minimum=1)
@@ -204,6 +223,21 @@ def prefix_matching_score(pattern: Any, seq_len: int, *, offset: int = 0) -> np.
     ndarray of shape (n_heads,) or (..., n_heads)
         The batch axis (the third from the end) is averaged out.
 
+    Raises
+    ------
+    InvalidInputError
+        A pattern whose last two axes are not square, or shorter than ``offset + 2 * seq_len``.
+    InvalidParameterError
+        ``seq_len`` below 2 or a negative ``offset``.
+
+    Examples
+    --------
+    >>> model, _ = wb.zoo.induction_model()
+    >>> pattern = wb.zoo.attention_patterns(model, wb.zoo.repeated_tokens(8, 10))
+    >>> score = wb.zoo.prefix_matching_score(pattern, 10)   # (layers, heads)
+    >>> score.shape, bool(score[1].min() > 0.3 > score[0].max())   # layer 1 does induction
+    ((2, 4), True)
+
     References
     ----------
     Olsson, C. et al. (2022). In-context Learning and Induction Heads.
@@ -235,6 +269,24 @@ def previous_token_score(pattern: Any, *, start: int = 1) -> np.ndarray:
     -------
     ndarray of shape (n_heads,) or (..., n_heads)
         The batch axis is averaged out.
+
+    Raises
+    ------
+    InvalidInputError
+        A pattern whose last two axes are not square (query, key).
+    InvalidParameterError
+        ``start`` outside ``1 .. pos - 1``.
+
+    Examples
+    --------
+    >>> pattern = np.eye(5, k=-1)[None, None]           # one head, always the previous token
+    >>> pattern[0, 0, 0, 0] = 1.0                       # (position 0 attends to itself)
+    >>> wb.zoo.previous_token_score(pattern)
+    array([1.])
+
+    References
+    ----------
+    Olsson, C. et al. (2022). In-context Learning and Induction Heads (previous-token heads).
     """
     arr = _as_numpy(pattern)
     start = check_int("start", start, minimum=1, maximum=arr.shape[-1] - 1)
@@ -268,6 +320,13 @@ def attention_patterns(model: Any, input_ids: Any) -> Any:
     Runs ``model(input_ids, output_attentions=True)`` under ``torch.no_grad``. The model must
     compute its attention weights explicitly (``attn_implementation="eager"``).
 
+    Parameters
+    ----------
+    model : transformers model
+        Loaded with ``attn_implementation="eager"``.
+    input_ids : LongTensor of shape (batch, pos)
+        Token ids, on the model's device.
+
     Returns
     -------
     torch.Tensor of shape (n_layers, batch, n_heads, pos, pos)
@@ -276,6 +335,15 @@ def attention_patterns(model: Any, input_ids: Any) -> Any:
     ------
     UnsupportedModelError
         If the model does not return attention weights (a fused SDPA / flash attention).
+
+    Examples
+    --------
+    >>> model, _ = wb.zoo.induction_model()
+    >>> pattern = wb.zoo.attention_patterns(model, wb.zoo.repeated_tokens(2, 10))
+    >>> tuple(pattern.shape)                         # (layers, batch, heads, pos, pos)
+    (2, 2, 4, 20, 20)
+    >>> bool(pattern.sum(-1).sub(1).abs().max() < 1e-5)   # each row is a softmax
+    True
     """
     torch = require("torch", "torch", _FEATURE)
     return torch.stack(list(_run_with_attentions(torch, model, input_ids).attentions))
@@ -312,6 +380,20 @@ def induction_scores(
     InductionScores
         ``prefix_matching`` and ``previous_token`` of shape (n_layers, n_heads), the losses of
         both copies.
+
+    Raises
+    ------
+    InvalidParameterError
+        No ``vocab`` and no ``config.vocab_size``; bad ``n`` / ``seq_len`` / ``seed``.
+    UnsupportedModelError
+        A model that does not return attention weights (load it with eager attention).
+
+    Examples
+    --------
+    >>> model, _ = wb.zoo.induction_model()
+    >>> s = wb.zoo.induction_scores(model)
+    >>> s.prefix_matching.shape, s.second_half_loss < s.first_half_loss   # (layers, heads)
+    ((2, 4), True)
 
     References
     ----------
@@ -428,6 +510,15 @@ def induction_model(
         If torch or transformers is not installed.
     InvalidParameterError
         For a negative seed or fewer than one step.
+
+    Examples
+    --------
+    >>> model, info = wb.zoo.induction_model()            # ~1 min the first time, then cached
+    >>> model.config.num_hidden_layers, model.config.num_attention_heads
+    (2, 4)
+    >>> scores = wb.zoo.induction_scores(model)
+    >>> bool(scores.prefix_matching[1].max() > 0.5)       # a layer-1 head copies the prefix
+    True
 
     References
     ----------

@@ -194,6 +194,27 @@ def modular_addition_data(p: int, frac_train: float = 0.3, seed: int = 0) -> dic
     dict
         ``X`` (p*p, 3) and ``y`` (p*p,) in the order ``a * p + b``; ``train`` and ``test``:
         index tensors into them; ``X_train``, ``y_train``, ``X_test``, ``y_test``.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``p`` below 3, ``frac_train`` outside (0, 1), a negative ``seed``.
+    MissingDependencyError
+        Without torch.
+
+    Examples
+    --------
+    >>> data = wb.zoo.modular_addition_data(7)
+    >>> tuple(data["X"].shape), tuple(data["X_train"].shape)   # 49 pairs, 30% for training
+    ((49, 3), (15, 3))
+    >>> data["X"][10].tolist(), int(data["y"][10])             # [a, b, "="]: (1 + 3) mod 7
+    ([1, 3, 7], 4)
+
+    References
+    ----------
+    Power, A. et al. (2022). Grokking: Generalization Beyond Overfitting on Small Algorithmic
+    Datasets. arXiv:2201.02177. Nanda, N. et al. (2023). Progress measures for grokking via
+    mechanistic interpretability. ICLR 2023.
     """
     torch = require("torch", "torch", _FEATURE)
     p = check_int("p", p, minimum=3)
@@ -350,6 +371,20 @@ def modular_addition_model(
     info : ModularInfo
         Split, accuracies, training history and the step at which it grokked.
 
+    Raises
+    ------
+    InvalidParameterError
+        ``p`` below 3, a negative seed, fewer than one step, a bad ``frac_train``, ``lr`` or
+        ``weight_decay``.
+    MissingDependencyError
+        Without torch.
+
+    Examples
+    --------
+    >>> model, info = wb.zoo.modular_addition_model(p=59)   # ~1 min the first time, cached
+    >>> info.train_accuracy, info.test_accuracy             # grokked: it generalises
+    (1.0, 1.0)
+
     References
     ----------
     Nanda, N. et al. (2023). Progress measures for grokking via mechanistic
@@ -502,6 +537,26 @@ def fourier_key_frequencies(
     -------
     FourierAnalysis
 
+    Raises
+    ------
+    InvalidParameterError
+        ``p`` below 3, ``coverage`` outside (0, 1], ``k`` outside ``1 .. p // 2``.
+    InvalidInputError
+        An embedding whose shape is not (p or p + 1, d_model).
+    UnsupportedModelError
+        Neither the modular-addition model nor an embedding array.
+
+    Examples
+    --------
+    An embedding built from frequencies 3 and 5 alone (p = 13) has exactly those keys:
+
+    >>> a = np.arange(13)
+    >>> W_E = np.stack([np.cos(2 * np.pi * 3 * a / 13), np.sin(2 * np.pi * 3 * a / 13),
+    ...                 np.cos(2 * np.pi * 5 * a / 13)], axis=1)      # (p, d_model)
+    >>> fa = wb.zoo.fourier_key_frequencies(W_E, 13)
+    >>> fa.key, round(fa.fraction, 3)
+    ([3, 5], 1.0)
+
     References
     ----------
     Nanda, N. et al. (2023). Progress measures for grokking via mechanistic
@@ -564,6 +619,27 @@ def ablate_frequencies(
     -------
     float
         Accuracy on ``X`` at the last position.
+
+    Raises
+    ------
+    InvalidParameterError
+        Both or neither of ``keep`` and ``remove``, a frequency outside ``1 .. p // 2``.
+    UnsupportedModelError
+        A model without the modular-addition model's ``.embed``.
+
+    Examples
+    --------
+    >>> model, _ = wb.zoo.modular_addition_model(p=59)
+    >>> key = wb.zoo.fourier_key_frequencies(model, 59).key      # a handful of frequencies
+    >>> keep = wb.zoo.ablate_frequencies(model, 59, keep=key)
+    >>> drop = wb.zoo.ablate_frequencies(model, 59, remove=key)
+    >>> keep > 0.95, drop < 0.2                                   # they carry the algorithm
+    (True, True)
+
+    References
+    ----------
+    Nanda, N. et al. (2023). Progress measures for grokking via mechanistic
+    interpretability. ICLR 2023, section 5 (ablations in the Fourier basis).
     """
     torch = require("torch", "torch", _FEATURE)
     p = check_int("p", p, minimum=3)
