@@ -353,12 +353,35 @@ class LRP(GradientExplainer):
     low, high : float or array, optional
         Input bounds of the z-box rule (``"epsilon_gamma_box"``).
     output, output_names
-        As for the gradient explainers.
+        As for :class:`whybox.Saliency`: the element of a tuple / dict output to explain, and
+        names of the outputs usable as ``target=``.
+
+    Notes
+    -----
+    ``.explain(x, target=None)`` takes inputs ``(n, *input_shape)`` and returns relevances
+    of that shape; ``predictions`` holds the explained outputs and ``base_values`` is 0, so
+    ``completeness_gap()`` is the relevance lost or created on the way (bias terms,
+    stabilisers, the flat and gamma rules).
 
     References
     ----------
     Bach et al. (2015), PLoS ONE 10(7): e0130140. Montavon et al. (2019), Layer-wise
     relevance propagation: an overview. Anders et al. (2021), arXiv:2106.13200 (zennit).
+
+    Examples
+    --------
+    With the epsilon rule, a bias-free linear layer passes ``x * w`` back, which adds up to
+    the output:
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 1, bias=False)).eval()
+    >>> model[0].weight.data = torch.tensor([[1.0, -2.0, 3.0]])
+    >>> exp = wb.LRP(model, composite={torch.nn.Linear: "epsilon"}).explain(torch.tensor([[2.0, 1.0, 1.0]]))
+    >>> exp.values.round(3).tolist(), exp.predictions.tolist()
+    ([[2.0, -2.0, 3.0]], [3.0])
+    >>> cnn, data = wb.zoo.digits_cnn()
+    >>> wb.LRP(cnn).explain(data.X_test[:2], target=data.y_test[:2]).values.shape
+    (2, 1, 8, 8)
     """
 
     method = "lrp"
