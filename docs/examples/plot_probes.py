@@ -93,18 +93,17 @@ def hidden_states(batch):
     return torch.stack(out.hidden_states[1:]), enc["attention_mask"]
 
 
-def features(batch, where):
+def features(batch):
+    """Each sentence's [CLS] vector and mean over tokens per block, (layers, n, d) each."""
     h, mask = hidden_states(batch)
-    if where == "[CLS] token":
-        return h[:, :, 0].numpy()
     m = mask[None, :, :, None].float()
-    return ((h * m).sum(2) / m.sum(2)).numpy()
+    return {0: h[:, :, 0].numpy(), "mean": ((h * m).sum(2) / m.sum(2)).numpy()}
 
 
+train_feats, test_feats = features(texts), features(test_texts)
 transfer = {}
 for name, kw in configs.items():
-    where = "[CLS] token" if kw["position"] == 0 else "mean"
-    X_train, X_test = features(texts, where), features(test_texts, where)
+    X_train, X_test = train_feats[kw["position"]], test_feats[kw["position"]]
     probe = wb.Probe(control=False, standardize=kw.get("standardize", False), random_state=0)
     transfer[name] = [
         probe.fit(X_train[i], y).score(X_test[i], test_y) for i in range(len(X_train))
