@@ -136,6 +136,22 @@ def scratchpad_questions(
         Keys ``"prompt"`` (``"Q: 3 4 2 = S:"``, what the models continue), ``"digits"``
         (list of int), ``"scratchpad"`` (the running sums, list of int), ``"answer"``
         (``str`` of the sum).
+
+    Raises
+    ------
+    InvalidParameterError
+        ``n`` or ``n_digits`` below 1, or ``n_digits * max_digit`` above 9.
+
+    Examples
+    --------
+    >>> q = wb.zoo.scratchpad_questions(1, random_state=0)[0]
+    >>> q["prompt"], q["digits"], q["scratchpad"], q["answer"]   # running sums, then the sum
+    ('Q: 3 2 2 = S:', [3, 2, 2], [3, 5, 7], '7')
+
+    References
+    ----------
+    Nye, M. et al. (2021). Show Your Work: Scratchpads for Intermediate Computation with
+    Language Models. arXiv:2112.00114.
     """
     n = check_int("n", n, minimum=1)
     n_digits = check_int("n_digits", n_digits, minimum=1)
@@ -266,21 +282,45 @@ class ScratchpadModel:
     """A trained scratchpad model: a generate function over text, greedy.
 
     Call it like a function, ``sp(prompt, max_new_tokens=16) -> continuation``, or
-    :meth:`generate_batch` for many prompts at once (the chain-of-thought tests of
-    :mod:`whybox.text.cot` use the batched form). Words outside the vocabulary (:data:`VOCAB`)
-    read as ``<unk>``.
+    ``sp.generate_batch(prompts)`` for many prompts at once (the chain-of-thought tests of
+    ``whybox.text.cot`` use the batched form). Words outside the vocabulary
+    (``whybox.zoo.scratchpad.VOCAB``) read as ``<unk>``.
 
-    Attributes
+    Parameters
     ----------
     kind : {"dependent", "independent"}
+        Whether the answer reads the scratchpad's last value or ignores the scratchpad.
     model : transformers.GPT2LMHeadModel
         On the CPU, eval mode.
     tokenizer : transformers.PreTrainedTokenizerFast
-    config : dict
+        The task's word-level tokenizer.
+    config : dict, default {}
         The training settings (the cache key, with the seed).
-    seed : int
-    train_seconds : float
+    seed : int, default 0
+        The training seed.
+    train_seconds : float, default nan
         Wall time of the training run that produced the weights (on the machine that trained).
+
+    Raises
+    ------
+    InvalidInputError
+        ``encode`` / ``generate_batch`` of something that is not text.
+
+    Examples
+    --------
+    A scratchpad that lies (1 1 1 instead of 3 5 7) changes only the dependent model's answer:
+
+    >>> dependent = wb.zoo.scratchpad_model("dependent")      # cached after the first build
+    >>> independent = wb.zoo.scratchpad_model("independent")
+    >>> dependent("Q: 3 2 2 = S:")                            # the honest chain of thought
+    ' 3 5 7 A: 7'
+    >>> dependent("Q: 3 2 2 = S: 1 1 1 A:"), independent("Q: 3 2 2 = S: 1 1 1 A:")
+    (' 1', ' 7')
+
+    References
+    ----------
+    Lanham, T. et al. (2023). Measuring Faithfulness in Chain-of-Thought Reasoning.
+    arXiv:2307.13702.
     """
 
     kind: str
@@ -408,6 +448,15 @@ def scratchpad_model(
         An unknown ``kind``, a negative seed, ``n_digits`` outside 1..10, ``steps`` < 1.
     MissingDependencyError
         Without torch, transformers or tokenizers.
+
+    Examples
+    --------
+    >>> sp = wb.zoo.scratchpad_model("dependent")     # ~4 min the first time, then cached
+    >>> sp
+    ScratchpadModel(kind='dependent', n_digits=3, seed=0)
+    >>> q = wb.zoo.scratchpad_questions(20, random_state=1)
+    >>> sum(sp(x["prompt"]).endswith("A: " + x["answer"]) for x in q)   # solves the task
+    20
 
     References
     ----------

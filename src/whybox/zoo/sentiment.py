@@ -118,13 +118,33 @@ def sentiment_sentences(
         ``"test"`` sentences use only adjectives and verbs absent from ``"train"``.
     n : int, optional
         A seeded random sample of this many sentences (default: 400 train, 200 test).
-    seed : int
+    seed : int, default 0
+        Seeds the sample (with ``n``).
 
     Returns
     -------
     texts : list of str, length n
     labels : ndarray of int, shape (n,)
         1 positive, 0 negative (balanced up to sampling).
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``split`` or ``n`` below 1.
+
+    Examples
+    --------
+    >>> texts, labels = wb.zoo.sentiment_sentences()
+    >>> len(texts), labels.shape, sorted(set(labels.tolist()))
+    (400, (400,), [0, 1])
+    >>> test, _ = wb.zoo.sentiment_sentences("test", n=3)
+    >>> len(test)
+    3
+
+    References
+    ----------
+    Socher, R. et al. (2013). Recursive Deep Models for Semantic Compositionality Over a
+    Sentiment Treebank. EMNLP (the binary sentence-sentiment task these sentences mimic).
     """
     from whybox.errors import InvalidParameterError
 
@@ -240,7 +260,7 @@ def sentiment_classifier(*, seed: int = 0, cache: bool = True, cache_dir: Any = 
     cache : bool, default True
         False retrains (about 10 s on one thread) instead of reading the cache.
     cache_dir : path, optional
-        Cache folder (default :func:`whybox.zoo.cache.cache_folder`).
+        Cache folder (default ``$WHYBOX_CACHE`` or the user cache).
 
     Returns
     -------

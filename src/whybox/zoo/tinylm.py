@@ -79,10 +79,33 @@ def tiny_lm_corpus(split: str = "train") -> list[str]:
     ``pydoc_data.topics.topics`` sorted by topic name; every tenth topic (the 0th, 10th, ...)
     is held out as ``"test"``, the rest is ``"train"``.
 
+    Parameters
+    ----------
+    split : {"train", "test"}, default "train"
+        The training topics, or the held-out ones.
+
     Returns
     -------
     list of str
         One string per topic, in name order.
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``split``; a Python without ``pydoc_data.topics``.
+
+    Examples
+    --------
+    >>> train, test = wb.zoo.tiny_lm_corpus("train"), wb.zoo.tiny_lm_corpus("test")
+    >>> len(test) == (len(train) + len(test) + 9) // 10       # every tenth topic held out
+    True
+    >>> all(isinstance(doc, str) and doc for doc in train)
+    True
+
+    References
+    ----------
+    The Python Software Foundation, ``pydoc_data.topics`` (the standard library's help
+    topics).
     """
     if split not in ("train", "test"):
         raise InvalidParameterError(f"split must be 'train' or 'test', got {split!r}.")
@@ -261,6 +284,23 @@ def tiny_lm_path(
         ``tokenizer_config.json`` and ``whybox_training.json`` (held-out loss and the recipe):
         ``AutoModelForCausalLM.from_pretrained(path)`` and ``AutoTokenizer.from_pretrained(path)``
         load it.
+
+    Raises
+    ------
+    InvalidParameterError
+        A negative seed or fewer than one step.
+    MissingDependencyError
+        Without torch, transformers or tokenizers.
+
+    Examples
+    --------
+    >>> path = wb.zoo.tiny_lm_path()          # ~70 s the first time, then cached
+    >>> sorted(f.name for f in path.iterdir() if f.suffix in (".json", ".safetensors"))[:4]
+    ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']
+
+    References
+    ----------
+    Radford, A. et al. (2019). Language Models are Unsupervised Multitask Learners (GPT-2).
     """
     require("torch", "torch", _FEATURE)
     require("transformers", "llm", _FEATURE)
@@ -300,6 +340,20 @@ def tiny_lm(
         eval mode, ``attn_implementation="eager"`` (attention weights available to hooks).
     tokenizer : transformers.PreTrainedTokenizerFast
         Byte-level BPE (any text encodes); ``<|endoftext|>`` is BOS, EOS, UNK and padding.
+
+    Raises
+    ------
+    InvalidParameterError, MissingDependencyError
+        As :func:`tiny_lm_path`.
+
+    Examples
+    --------
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> ids = tok("The for statement is used to", return_tensors="pt").input_ids
+    >>> tuple(ids.shape), tuple(model(ids).logits.shape)       # (batch, pos), (.., vocab)
+    ((1, 6), (1, 6, 2048))
+    >>> model.config.n_layer, model.config.n_embd
+    (4, 128)
 
     References
     ----------
