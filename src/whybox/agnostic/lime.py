@@ -104,8 +104,15 @@ class Lime(TabularGameExplainer):
 
     Examples
     --------
-    >>> exp = Lime(model, background=X_train, n_features=5).explain(X[:10])  # doctest: +SKIP
-    >>> exp.top(5), exp.meta["fidelity"]  # doctest: +SKIP
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = wb.zoo.breast_cancer()
+    >>> X = (X - X.mean()) / X.std()
+    >>> model = LogisticRegression().fit(X, y)
+    >>> exp = wb.Lime(model, X, n_features=5).explain(X.iloc[:2], budget=1000)
+    >>> exp.values.shape, (exp.values != 0).sum(axis=1).tolist()  # 5 features per row
+    ((2, 30), [5, 5])
+    >>> len(exp.meta["fidelity"]), len(exp.meta["selected_features"][0])
+    (2, 5)
     """
 
     method = "lime"

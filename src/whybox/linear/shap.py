@@ -67,23 +67,34 @@ class LinearShap(Explainer):
         classifiers without probabilities. A classifier whose decision function is not a
         log-odds (an SVM with probabilities) refuses ``"logit"``, and logistic regression
         refuses ``"identity"`` (its probability is not linear: use ExactShap / KernelShap).
-    random_state : int or None
+    random_state : int or None, default 0
         Seed of the background sample when ``max_background`` subsamples.
     max_background : int or None
         None (default): the background is used whole.
-    allow_nan : bool
+    allow_nan : bool, default False
         Accepted for the API's sake; linear models do not take NaN.
 
     Notes
     -----
-    ``target`` follows :mod:`whybox._targets`: for a binary classifier (one decision
+    ``target`` means what it means for every explainer (see :func:`whybox.wrap_model`): for
+    a binary classifier (one decision
     function, for ``classes_[1]``) ``target=0`` (or the label ``classes_[0]``) is the
     negated decision function; ``"all"`` is the one decision function; ``[0, 1]`` both; a 1-D
     array / tensor / Series gives one target per row.
 
     Examples
     --------
-    >>> exp = LinearShap(model, background=X_train).explain(X_test)  # doctest: +SKIP
+    Against a background, the SHAP value of a linear model is ``coef * (x - mean)``:
+
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = wb.zoo.breast_cancer()
+    >>> X = (X - X.mean()) / X.std()
+    >>> model = LogisticRegression().fit(X, y)
+    >>> exp = wb.LinearShap(model, X, link="logit").explain(X.iloc[:3])
+    >>> exp.values.shape, exp.params["output"]
+    ((3, 30), 'log-odds of class 1')
+    >>> bool(np.allclose(exp.values, model.coef_[0] * (X.iloc[:3] - X.mean()).to_numpy()))
+    True
 
     References
     ----------

@@ -145,7 +145,8 @@ class TreeShap(Explainer):
         None (default): the background is used whole. An int below its rows draws that many
         with ``random_state`` and warns with the measured effect (how far the mean model
         output moves). A background of more than 1000 rows warns about run time.
-    random_state : int or None
+    random_state : int or None, default 0
+        Seed of the background sample when ``max_background`` subsamples.
     chunk_rows : int, optional
         Rows explained per chunk (bounds the memory beyond the output array).
     link : {"identity", "logit"}
@@ -153,27 +154,44 @@ class TreeShap(Explainer):
         binary classifiers with a logistic link. Other ensembles refuse it (a forest's
         log-odds is not additive over trees: use ``wb.explain(..., link="logit",
         background=...)``).
+    allow_nan : bool, default True
+        Missing values (NaN) in X are routed as the model routes them (trees handle them);
+        infinities are always refused.
     n_jobs : int, optional
         Threads of the numba kernels (default: numba's, all cores).
     backend : {"serial", "dask"}
         ``"dask"`` (or a Dask DataFrame / Array as ``X``): partition by partition on the
-        workers of ``client`` (default: the current one), bit-identical to ``"serial"``
-        (:mod:`whybox._dask_explain`).
+        workers of ``client`` (default: the current one), bit-identical to ``"serial"``.
     client : distributed.Client, optional
+        The Dask cluster for ``backend="dask"``.
 
     Notes
     -----
-    ``target`` follows :mod:`whybox._targets`: for a boosted binary classifier (one margin
+    ``target`` means what it means for every explainer (see :func:`whybox.wrap_model`): for a
+    boosted binary classifier (one margin
     for class 1) ``target=0`` explains class 0 as the NEGATED margin (values, base value and
     prediction negated; ``1 - p`` with ``model_output="probability"``); ``"all"`` is the one
     margin the model computes (class 1); ``target=[0, 1]`` gives both; a 1-D array / tensor /
     Series gives one target per row. Values come back in the caller's column order under the
     caller's names (columns are matched to the model's by name).
 
+    ``.explain(X, target=None)`` returns values of shape (n, p) (or (n, p, k));
+    ``.explain_interactions(X)`` SHAP interaction values of shape (n, p, p), whose rows add
+    up to the SHAP values.
+
     Examples
     --------
-    >>> exp = TreeShap(xgb_model).explain(X)  # doctest: +SKIP
-    >>> inter = TreeShap(xgb_model).explain_interactions(X[:100])  # doctest: +SKIP
+    >>> from sklearn.ensemble import GradientBoostingRegressor
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0).fit(X, y)
+    >>> exp = wb.TreeShap(model).explain(X.iloc[:5])  # path-dependent: no background
+    >>> exp.values.shape, bool(np.allclose(exp.predictions, model.predict(X.iloc[:5])))
+    ((5, 10), True)
+    >>> bool(np.allclose(exp.values.sum(axis=1), exp.predictions - exp.base_values))
+    True
+    >>> inter = wb.TreeShap(model).explain_interactions(X.iloc[:2])
+    >>> inter.values.shape, bool(np.allclose(inter.values.sum(axis=2), exp.values[:2]))
+    ((2, 10, 10), True)
     """
 
     method = "tree"
