@@ -104,12 +104,23 @@ class Anatomy(_Discovery):
     parallel_residual : bool
         Attention and MLP read the same residual (GPT-NeoX, Phi): no ``resid_mid``.
     logit_softcap : float or None
-        Gemma 2's final ``tanh`` soft cap of the logits, applied by :meth:`to_logits`.
+        Gemma 2's final ``tanh`` soft cap of the logits, applied by ``to_logits``.
+
+    Raises
+    ------
+    UnsupportedModelError
+        A model whose blocks, attention or norms cannot be found (pass their paths).
+    InvalidParameterError
+        A path that does not exist in the model, an unknown hook name (the message lists
+        the nearest), a bad override.
 
     Examples
     --------
-    >>> anat = Anatomy.of(model)                      # doctest: +SKIP
-    >>> anat.path("blocks.3.mlp.out")                 # doctest: +SKIP
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> anat = wb.Anatomy.of(model)                   # found in the model, cached per model
+    >>> anat.n_layers, anat.n_heads, anat.d_model, anat.is_causal, anat.norm_position
+    (4, 4, 128, True, 'pre')
+    >>> anat.path("blocks.3.mlp.out")                 # hook name -> module path
     'transformer.h.3.mlp'
     """
 

@@ -61,8 +61,8 @@ class _MissingActivation(InvalidParameterError, KeyError):
 class ActivationCache(Mapping):
     """Activations of one run, keyed by hook name, in the order the model produced them.
 
-    Returned by :func:`run_with_cache`; also :meth:`load` from a saved file or an offload
-    folder. A read-only mapping ``name -> tensor``.
+    Returned by :func:`run_with_cache`; also ``ActivationCache.load(path)`` from a saved file
+    or an offload folder. A read-only mapping ``name -> tensor``.
 
     Shapes (``batch`` rows, ``pos`` positions):
 
@@ -73,27 +73,50 @@ class ActivationCache(Mapping):
     - ``attn.pattern``: ``(batch, n_heads, q_pos, k_pos)``; ``mlp.post``: ``(batch, pos, d_mlp)``
     - a raw module path: the module's output (its first element for a tuple output)
 
-    Attributes
+    Parameters
     ----------
-    names : list of str
-        Cached names, in forward order.
-    grad : ActivationCache
-        Gradients of the metric with respect to each cached activation (same names and
-        shapes); only for a run with ``with_grad=True``.
-    n_layers : int or None
-        The model's number of blocks (for :meth:`stack` and :meth:`accumulated_resid`).
-    offload_dir : pathlib.Path or None
+    activations : mapping of str to torch.Tensor
+        The cached tensors by hook name, in forward order.
+    grads : mapping of str to torch.Tensor, optional
+        Their gradients (``with_grad=True`` runs), exposed as ``cache.grad``.
+    layers : mapping of str to int or None, optional
+        The block of each name (default: read from names such as ``"blocks.3.mlp.out"``).
+    n_layers : int, optional
+        The model's number of blocks (for ``stack`` and ``accumulated_resid``).
+    anatomy : Anatomy, optional
+        The model's anatomy (None for a loaded cache); ``accumulated_resid(apply_ln=True)``
+        uses its final norm.
+    offload_dir : path-like, optional
         The folder of memory-mapped ``.npy`` files holding the activations that did not fit
         ``max_bytes`` (None if all are in memory).
-    anatomy : Anatomy or None
-        The model's anatomy (None for a loaded cache); :meth:`accumulated_resid` with
-        ``apply_ln=True`` uses its final norm.
+    _owned_dir : bool, default False
+        Internal: the folder was made for this cache and is deleted with it.
+
+    Raises
+    ------
+    InvalidParameterError
+        A name that is not a string or a value that is not a tensor; a missing name on
+        lookup (the message lists the nearest); ``cache.grad`` of a run without
+        ``with_grad``.
+
+    Notes
+    -----
+    ``cache.names`` lists the cached names in forward order; ``cache.grad`` is the
+    :class:`ActivationCache` of the gradients of the metric with respect to each cached
+    activation (same names and shapes); ``cache.stack(site)`` stacks one site over the
+    layers, ``(layers, batch, pos, ...)``; ``cache.accumulated_resid()`` is
+    TransformerLens's residual stack; ``cache.save(path)`` writes safetensors.
 
     Examples
     --------
-    >>> cache["blocks.0.resid_post"]          # doctest: +SKIP
-    >>> cache["resid_post", 0]                # the same (TransformerLens's key form)  # doctest: +SKIP
-    >>> cache.grad["blocks.0.resid_post"]     # with_grad=True runs  # doctest: +SKIP
+    >>> import torch
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> ids = tok("The for statement is used to", return_tensors="pt").input_ids
+    >>> _, cache = wb.run_with_cache(model, ids, names="blocks.*.resid_post")
+    >>> cache.names[0], torch.equal(cache["resid_post", 0], cache["blocks.0.resid_post"])
+    ('blocks.0.resid_post', True)
+    >>> tuple(cache.stack("resid_post").shape)     # (layers, batch, pos, d_model)
+    (4, 1, 6, 128)
     """
 
     def __init__(
@@ -597,7 +620,7 @@ def run_with_cache(
         size of the smallest cached activation.
     offload_dir : path-like, optional
         Folder for the memory-mapped files (a new sub-folder is made in it per run, kept
-        after the cache; :meth:`ActivationCache.load` reopens it).
+        after the cache; ``ActivationCache.load`` reopens it).
     with_grad : bool, default False
         Also cache the gradient of ``metric(logits)`` with respect to each cached activation
         (``cache.grad[name]``). Gradients are taken with ``torch.autograd.grad`` only: no

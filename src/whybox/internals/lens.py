@@ -313,10 +313,10 @@ def logit_lens(
         between each block's attention and MLP (``"L3.mid"``). ``"attn.out"`` / ``"mlp.out"``
         read each block's sublayer output alone (one entry per block).
     target : int, str, LongTensor (batch,) or (batch, pos), optional
-        Default target token of :meth:`LogitLens.rank`, :meth:`~LogitLens.prob`,
-        :meth:`~LogitLens.to_frame` (-1 marks positions without one).
+        Default target token of the result's ``rank``, ``prob`` and ``to_frame`` (-1 marks
+        positions without one).
     top_k : int, default 5
-        Default ``k`` of :meth:`LogitLens.top_tokens` and :meth:`~LogitLens.to_frame`.
+        Default ``k`` of the result's ``top_tokens`` and ``to_frame``.
     tokenizer : tokenizer, optional
         For text inputs, string targets and token strings.
 

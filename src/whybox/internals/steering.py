@@ -144,17 +144,39 @@ class SteeringVector:
     Attributes
     ----------
     vector : torch.Tensor (n_layers, d), float32
-    layers : tuple of int (empty with ``layer=None``)
+        One direction per steered layer.
+    layers : tuple of int
+        The steered blocks (empty with ``layer=None``).
     site : str
-    width : int
+        The hook name inside each block.
+
+    Raises
+    ------
+    InvalidParameterError
+        A vector that is not 1-d or 2-d, or whose rows do not match ``layer``; from
+        ``apply`` / ``generate``: a layer out of the model's range or a width that is not the
+        hook's (``vec.width`` is ``d``).
 
     Examples
     --------
-    >>> vec = SteeringVector.from_pairs(model, ["I love it"], ["I hate it"], layer=3,
-    ...                                 tokenizer=tok)                       # doctest: +SKIP
-    >>> with vec.apply(model, coef=4.0):                                     # doctest: +SKIP
-    ...     logits = model(ids).logits
-    >>> vec.generate(model, tok, "I think this film", coef=4.0)              # doctest: +SKIP
+    >>> import torch
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> vec = wb.SteeringVector.from_pairs(model, ["The for statement", "A for loop"],
+    ...                                    ["The while statement", "A while loop"],
+    ...                                    layer=2, tokenizer=tok)     # mean difference
+    >>> vec.layers, vec.width
+    ((2,), 128)
+    >>> ids = tok("The statement is used to", return_tensors="pt").input_ids
+    >>> with vec.apply(model, coef=4.0):                 # steered inside the block only
+    ...     steered = model(ids).logits
+    >>> torch.equal(steered, model(ids).logits)
+    False
+
+    References
+    ----------
+    Rimsky, N. et al. (2024). Steering Llama 2 via Contrastive Activation Addition. ACL.
+    Turner, A. et al. (2023). Activation Addition: Steering Language Models Without
+    Optimization. arXiv:2308.10248.
     """
 
     def __init__(
