@@ -35,9 +35,12 @@ def examples_section(obj: object) -> str | None:
             body = []
             for line in lines[i + 2 :]:
                 # the next numpy-style section ends it
-                if body and line and not line.startswith(" ") and line.strip() in {
-                    "References", "Notes", "See Also", "Attributes", "Methods"
-                }:
+                if (
+                    body
+                    and line
+                    and not line.startswith(" ")
+                    and line.strip() in {"References", "Notes", "See Also", "Attributes", "Methods"}
+                ):
                     break
                 body.append(line)
             return "\n".join(body)
