@@ -16,13 +16,12 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from ._md_blocks import blocks, check_prints
 from ._public import ROOT
 
 PAGE = ROOT / "docs" / "migration" / "captum.md"
-captum = pytest.importorskip("captum")  # a dev dependency: the oracle is part of the claim
-torch = pytest.importorskip("torch")
 
 
 def _label(src: str) -> str:
