@@ -163,7 +163,8 @@ def cached_model(
     version : str
         The trainer's code version: part of the key. Bump it when the code changes.
     cache_dir : path, optional
-        The cache folder (default: :func:`cache_folder`).
+        The cache folder (default: ``$WHYBOX_CACHE``, else ``$XDG_CACHE_HOME/whybox``, else
+        ``~/.cache/whybox``).
     cache : bool, default True
         False trains without reading or writing the cache.
 
@@ -185,6 +186,19 @@ def cached_model(
     A cache file that cannot be read (truncated, not safetensors) or whose metadata names
     another identity is replaced by a fresh training, with a ``UserWarning`` naming the file. A
     cache folder that cannot be written (a read-only home) only costs the next call a retraining.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> calls = []
+    >>> def train(config, seed):
+    ...     calls.append(seed)
+    ...     return {"w": np.full(config["n"], float(seed))}
+    >>> folder = tempfile.mkdtemp()
+    >>> first = wb.zoo.cached_model("demo", train, {"n": 3}, 7, version="1", cache_dir=folder)
+    >>> again = wb.zoo.cached_model("demo", train, {"n": 3}, 7, version="1", cache_dir=folder)
+    >>> again["w"].tolist(), len(calls)  # the second call loads the file: trained once
+    ([7.0, 7.0, 7.0], 1)
     """
     identity = _identity(name, config, seed, version)
     if not isinstance(cache, (bool, np.bool_)):
