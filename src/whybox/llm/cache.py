@@ -58,12 +58,22 @@ class RequestCache:
     hits, misses : int
         Lookups answered from disk / not found (thread-safe counters).
 
+    Raises
+    ------
+    InvalidParameterError
+        ``folder`` that is not a path.
+
     Examples
     --------
-    >>> cache = RequestCache(tmp_path)                        # doctest: +SKIP
-    >>> cache.get({"body": {"prompt": "hi"}}) is None         # doctest: +SKIP
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> cache = wb.llm.RequestCache(folder.name)
+    >>> cache.get({"body": {"prompt": "hi"}}) is None
     True
-    >>> cache.put({"body": {"prompt": "hi"}}, {"text": "hello"})  # doctest: +SKIP
+    >>> cache.put({"body": {"prompt": "hi"}}, {"text": "hello"})
+    >>> cache.get({"body": {"prompt": "hi"}}), cache.hits, cache.misses
+    ({'text': 'hello'}, 1, 1)
+    >>> folder.cleanup()
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:

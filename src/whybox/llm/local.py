@@ -91,11 +91,26 @@ class LocalBackend(Backend):
     tokens_processed : int
         Token positions fed through the model so far (shared prefixes count once).
 
+    Raises
+    ------
+    UnsupportedModelError
+        A model that is not a torch module.
+    InvalidParameterError
+        No tokenizer; ``chat_template=True`` with a tokenizer that has none; from
+        ``generate``, a negative temperature.
+    InvalidInputError
+        From ``generate`` / ``logprobs``: prompts that are not text, a sequence longer than
+        ``max_length``, an empty prompt with a tokenizer that has no BOS / EOS token.
+
     Examples
     --------
-    >>> from whybox.zoo.tinylm import tiny_lm            # doctest: +SKIP
-    >>> backend = LocalBackend(*tiny_lm())               # doctest: +SKIP
-    >>> backend.logprobs("The for statement", [" is", " was"])  # doctest: +SKIP
+    >>> backend = wb.llm.LocalBackend(*wb.zoo.tiny_lm())
+    >>> lp = backend.logprobs("The for statement", [" is", " was"])   # log p(cont | prompt)
+    >>> lp.shape, bool((lp < 0).all())
+    ((2,), True)
+    >>> out = backend.generate("The for statement", max_new_tokens=4)   # greedy
+    >>> len(out), isinstance(out[0], str), backend.calls
+    (1, True, 3)
     """
 
     supports_logprobs = True

@@ -534,9 +534,11 @@ def evaluate(
 
     Examples
     --------
-    >>> table = wb.sae.evaluate(sae, model, texts, tokenizer=tok)   # doctest: +SKIP
-    >>> table.ce_loss_score, table.l0                               # doctest: +SKIP
-    >>> table.to_frame()                                            # doctest: +SKIP
+    >>> sae, model, tok, _, _ = wb.sae.demo_sae()
+    >>> texts = wb.zoo.tiny_lm_corpus("test")[:2]
+    >>> table = wb.sae.evaluate(sae, model, texts, tokenizer=tok)   # one row per text
+    >>> table.l0, table.n_tokens, 0.9 < table.ce_loss_score <= 1
+    (16.0, 256, True)
     """
     torch = hooks.require_torch("wb.sae.evaluate")
     from whybox.internals.anatomy import Anatomy

@@ -123,8 +123,16 @@ def load(
 
     Examples
     --------
-    >>> sae = load("saes/blocks.3.resid_post", model=model)   # doctest: +SKIP
-    >>> f = sae.encode(x)                                      # doctest: +SKIP
+    A round trip through a SAELens folder (``SAE.save`` writes one):
+
+    >>> import tempfile, torch
+    >>> sae, model, _, _, _ = wb.sae.demo_sae()
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = sae.save(folder)                    # cfg.json + sae_weights.safetensors
+    ...     loaded = wb.sae.load(folder, model=model)
+    >>> x = torch.randn(3, 128)
+    >>> loaded.cfg.hook_name, torch.equal(loaded.encode(x), sae.encode(x))
+    ('blocks.2.resid_post', True)
     """
     from whybox.internals.hooks import require_torch
 
