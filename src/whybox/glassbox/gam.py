@@ -558,7 +558,7 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
     feature_names_in_ : ndarray of str, only when fitted on a DataFrame
     term_names_, term_features_ : lists, one entry per term
     term_scores_, standard_deviations_, bin_weights_ : lists of arrays, one per term
-    bagged_scores_ : list of arrays of shape (outer_bags, *bins)
+    bagged_scores_ : list of arrays of shape ``(outer_bags, *bins)``
     intercept_ : float, or ndarray of shape (k,) with k > 2 classes
         With k > 2 classes every ``term_scores_`` array has a trailing class axis (k,),
         ``decision_function`` gives (n, k) logits and ``explain_local`` explains every class
@@ -570,12 +570,28 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
     ----------
     Lou, Y., Caruana, R., Gehrke, J. and Hooker, G. (2013). Accurate intelligible models with
     pairwise interactions. KDD.
+
+    Friedman, J. H. (2001). Greedy function approximation: a gradient boosting machine. Annals
+    of Statistics 29(5).
+
+    Examples
+    --------
+    Three wine cultivars: every term carries one score per class.
+
+    >>> X, y = wb.zoo.wine()
+    >>> ebm = wb.ExplainableBoostingClassifier(outer_bags=2, interactions=2).fit(X, y)
+    >>> ebm.predict_proba(X).shape, len(ebm.term_names_)  # 13 mains + 2 pairs
+    ((178, 3), 15)
+    >>> ebm.explain_local(X.iloc[:5]).values.shape  # rows x terms x classes
+    (5, 15, 3)
+    >>> bool((ebm.predict(X) == y).mean() > 0.9)
+    True
     """
 
     _objective = LOGLOSS
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ExplainableBoostingClassifier:
-        """Fit on X (n, p) and binary labels y (n,).
+        """Fit on X (n, p) and class labels y (n,) (two classes or more).
 
         ``sample_weight`` (n,): non-negative weights, a row of weight w counting w times
         (rows of weight 0 are dropped); None weighs every row 1.
@@ -654,13 +670,38 @@ class ExplainableBoostingRegressor(RegressorMixin, _EBMBase):
     """Explainable boosting machine for regression (squared error).
 
     Parameters are those of :class:`ExplainableBoostingClassifier`, with interpret's
-    regression defaults: ``interactions="5x"``, ``learning_rate=0.04``,
-    ``smoothing_rounds=500``, ``interaction_smoothing_rounds=100``, ``min_hessian=0.0``.
+    regression defaults where they differ.
+
+    Parameters
+    ----------
+    interactions : int, float, str or list of pairs, default="5x"
+        Pairs to add after the main terms (as for the classifier).
+    learning_rate : float, default=0.04
+    smoothing_rounds : int, default=500
+    interaction_smoothing_rounds : int, default=100
+        First rounds of each stage whose cuts are drawn at random.
+    min_hessian : float, default=0.0
+    max_bins, max_interaction_bins, categorical_features, validation_size, outer_bags : see classifier
+        As for :class:`ExplainableBoostingClassifier`.
+    max_rounds, early_stopping_rounds, early_stopping_tolerance, min_samples_leaf : see classifier
+        As for :class:`ExplainableBoostingClassifier`.
+    reg_lambda, max_leaves, cat_smooth, n_jobs, random_state : see classifier
+        As for :class:`ExplainableBoostingClassifier`.
 
     References
     ----------
     Lou, Y., Caruana, R., Gehrke, J. and Hooker, G. (2013). Accurate intelligible models with
     pairwise interactions. KDD.
+
+    Examples
+    --------
+    >>> X, y = wb.zoo.diabetes()
+    >>> ebm = wb.ExplainableBoostingRegressor(outer_bags=2, interactions=1).fit(X, y)
+    >>> len(ebm.term_names_), ebm.predict(X).shape  # 10 mains + 1 pair
+    (11, (442,))
+    >>> e = ebm.explain_local(X.iloc[:3])  # terms add up to the prediction
+    >>> bool(np.allclose(e.values.sum(axis=1) + e.base_values, ebm.predict(X.iloc[:3])))
+    True
     """
 
     _objective = SQUARED
