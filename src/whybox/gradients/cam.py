@@ -110,6 +110,15 @@ class GradCam(GradientExplainer):
     output_names : sequence of str, optional
         Names of the model outputs (e.g. class names), usable as ``target=``.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``, or a ``layer`` that is not a path of
+        ``model.named_modules()``.
+
     Notes
     -----
     ``.explain(x, target=None)`` takes images ``(n, c, h, w)`` and returns the map
@@ -278,6 +287,15 @@ class GradCamPlusPlus(GradCam):
     output_names : sequence of str, optional
         Names of the model outputs (e.g. class names), usable as ``target=``.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``, or a ``layer`` that is not a path of
+        ``model.named_modules()``.
+
     Examples
     --------
     >>> model, data = wb.zoo.digits_cnn()
@@ -348,6 +366,14 @@ class GuidedBackprop(GradientExplainer):
     output_names : sequence of str, optional
         Names of the model outputs (e.g. class names), usable as ``target=``.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``, or has no ``nn.ReLU`` module to guide.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``.
+
     Examples
     --------
     >>> model, data = wb.zoo.digits_cnn()
@@ -409,6 +435,15 @@ class GuidedGradCam(GradCam):
         or ``ModelOutput`` defaults to ``"logits"``; a tuple needs it).
     output_names : sequence of str, optional
         Names of the model outputs (e.g. class names), usable as ``target=``.
+
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``, or a ``layer`` that is not a path of
+        ``model.named_modules()``.
 
     Examples
     --------

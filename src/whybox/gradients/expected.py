@@ -121,6 +121,14 @@ class ExpectedGradients(GradientExplainer):
     output_names : sequence of str, optional
         Names of the model outputs (e.g. class names), usable as ``target=``.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``.
+
     Notes
     -----
     ``.explain(x, target=None)`` takes inputs ``(n, *input_shape)`` and returns values of

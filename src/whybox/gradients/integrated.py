@@ -467,6 +467,14 @@ class IntegratedGradients(GradientExplainer):
     random_state : int, optional
         Seed of the ``"uniform"`` baseline.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``, ``steps`` below 1 or an unknown quadrature ``method``.
+
     Notes
     -----
     Completeness is checked on every call: a fixed rule whose completeness gap

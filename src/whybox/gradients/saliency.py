@@ -75,6 +75,14 @@ class Saliency(GradientExplainer):
     output_names : sequence of str, optional
         Names of the model outputs (e.g. class names), usable as ``target=``.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``.
+
     Notes
     -----
     ``.explain(x, target=None)`` takes inputs of shape ``(n, *input_shape)`` and returns
@@ -163,6 +171,14 @@ class InputXGradient(GradientExplainer):
     output_names : sequence of str, optional
         Names of the model outputs (e.g. class names), usable as ``target=``.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``.
+
     Notes
     -----
     ``.explain(x, target=None)`` takes inputs of shape ``(n, *input_shape)`` and returns
@@ -230,6 +246,12 @@ class SmoothGrad(GradientExplainer):
         device.
     relative : bool, default True
         Whether ``noise`` is relative to each example's range.
+
+    Raises
+    ------
+    InvalidParameterError
+        For ``n_samples`` below 1, a negative ``noise``, or an unknown ``target`` of the
+        wrapped explainer.
 
     Notes
     -----
@@ -418,6 +440,12 @@ class VarGrad(SmoothGrad):
         values do not depend on the batch.
     relative : bool, default True
         Whether ``noise`` is relative to each example's range.
+
+    Raises
+    ------
+    InvalidParameterError
+        For ``n_samples`` below 1, a negative ``noise``, or an unknown ``target`` of the
+        wrapped explainer.
 
     Examples
     --------

@@ -356,6 +356,14 @@ class LRP(GradientExplainer):
         As for :class:`whybox.Saliency`: the element of a tuple / dict output to explain, and
         names of the outputs usable as ``target=``.
 
+    Raises
+    ------
+    UnsupportedModelError
+        If ``model`` is not a ``torch.nn.Module``.
+    InvalidParameterError
+        For an unknown ``target`` (an index out of range, a name not in ``output_names``), or
+        an unknown keyword of ``explain``, or an unknown composite or rule name.
+
     Notes
     -----
     ``.explain(x, target=None)`` takes inputs ``(n, *input_shape)`` and returns relevances
