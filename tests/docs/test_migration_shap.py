@@ -43,6 +43,17 @@ def _oracle_3(s, w):
     ex = shap.ExactExplainer(s["forest"].predict, s["background"])(s["rows"].iloc[:2])
     _close(w["exp"].values[:2], ex.values)
     _close(w["exp"].base_values[:2], ex.base_values)
+    # what the page says of shap's own interventional TreeExplainer (shap 0.51) on this forest
+    tree = s["sv"]
+    off = np.abs(tree.values[:2] - ex.values).max()
+    miss = np.abs(tree.values.sum(1) + tree.base_values - s["forest"].predict(s["rows"])).max()
+    assert 0.05 < off < 0.2 and 1e-3 < miss < 5e-3, (off, miss)
+    from sklearn.tree import DecisionTreeRegressor
+
+    one = DecisionTreeRegressor(max_depth=4, random_state=0).fit(s["X_train"], s["y_train"])
+    sv_one = shap.TreeExplainer(one, s["background"], feature_perturbation="interventional")
+    exact_one = w["wb"].ExactShap(one, s["background"]).explain(s["rows"])
+    assert np.abs(sv_one(s["rows"]).values - exact_one.values).max() < 1e-5
 
 
 def _oracle_4(s, w):
