@@ -15,15 +15,15 @@ accumulated local effects part ways.
 # --------------
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.model_selection import train_test_split
 
 import whybox as wb
 
 X, y = wb.zoo.diabetes()
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
-model = HistGradientBoostingRegressor(
-    max_iter=150, learning_rate=0.05, max_depth=3, min_samples_leaf=20, random_state=0
+model = GradientBoostingRegressor(
+    n_estimators=150, learning_rate=0.05, max_depth=3, min_samples_leaf=20, random_state=0
 )
 model.fit(X_train, y_train)
 print(f"test R^2: {model.score(X_test, y_test):.2f}")  # diabetes progression is noisy
