@@ -327,8 +327,11 @@ ARCH_KW = {
 }
 
 
-@pytest.mark.parametrize("arch", list(ARCH_KW))
-@pytest.mark.parametrize("transcoder", [False, True])
+# SAELens has no TopK transcoder, so save refuses one (tests/sae/test_saelens_transcoder_roundtrip.py)
+ROUND_TRIPS = [(a, t) for t in (False, True) for a in ARCH_KW if not (a == "topk" and t)]
+
+
+@pytest.mark.parametrize("arch, transcoder", ROUND_TRIPS)
 def test_save_load_round_trip(tmp_path, arch, transcoder):
     kw = dict(ARCH_KW[arch])
     if transcoder:

@@ -55,6 +55,9 @@ WHYBOX_VARIANTS = {
     "scaled_jumprelu": "JumpReLUSAE",
     "transcoder": "Transcoder",
     "jumprelu_transcoder": "JumpReLUTranscoder",
+    # exported like their SAEs; a TopK transcoder is refused (test_saelens_transcoder_roundtrip)
+    "batchtopk_transcoder": "JumpReLUTranscoder",
+    "matryoshka_transcoder": "JumpReLUTranscoder",
 }
 
 

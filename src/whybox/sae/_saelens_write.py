@@ -50,7 +50,9 @@ def save_sae(sae: Any, folder: str | os.PathLike[str]) -> Path:
     ``b_dec / s``) and ``normalize_activations`` written as ``"none"``, as SAELens does after
     training; the SAE itself is left unchanged. BatchTopK and Matryoshka SAEs are written as
     JumpReLU SAEs with one threshold on every latent and ``metadata.training_architecture``
-    (SAELens' export), from which :func:`load` restores them. Both files are written to
+    (SAELens' export), from which :func:`load` restores them. Transcoders are written as
+    SAELens ``transcoder`` / ``jumprelu_transcoder`` folders; a TopK transcoder is refused,
+    since SAELens 6.54 has no TopK transcoder class to load it. Both files are written to
     temporary names first and renamed into place, so a failure leaves an existing folder as
     it was.
 
@@ -64,6 +66,13 @@ def save_sae(sae: Any, folder: str | os.PathLike[str]) -> Path:
     -------
     Path
         The folder.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``sae`` is not a whybox SAE; ``folder`` is a file or its parent does not exist;
+        ``sae`` is a TopK transcoder (SAELens cannot load one: train the transcoder as
+        standard, JumpReLU, BatchTopK or Matryoshka instead).
     """
     from safetensors.torch import save as st_save
 
@@ -83,6 +92,16 @@ def save_sae(sae: Any, folder: str | os.PathLike[str]) -> Path:
             "Create it first or choose another path."
         )
     cfg = sae.cfg
+    if cfg.architecture == "topk" and sae.is_transcoder:
+        raise InvalidParameterError(
+            "cannot save a TopK transcoder as a SAELens folder: SAELens (6.54) has no TopK "
+            "transcoder; its transcoders are 'transcoder' (ReLU), 'jumprelu_transcoder' and "
+            "the skip variants, so SAELens could not load what would be written. Transcoders "
+            "with architecture='standard', 'jumprelu', 'batchtopk' or 'matryoshka' save (the "
+            "last two as SAELens JumpReLU transcoders that encode as they do at inference), "
+            "and so do TopK SAEs; train one of those, or keep this transcoder's tensors "
+            "yourself (sae.state_dict())."
+        )
     with torch.no_grad():
         w_enc = sae.W_enc.detach().cpu().clone()
         w_dec = sae.W_dec.detach().cpu().clone()
@@ -124,7 +143,7 @@ def save_sae(sae: Any, folder: str | os.PathLike[str]) -> Path:
     }
     if arch == "standard":
         out["architecture"] = "transcoder" if transcoder else "standard"
-    elif arch == "topk":
+    elif arch == "topk":  # never a transcoder here (refused above)
         out.update(architecture="topk", k=int(cfg.k), rescale_acts_by_decoder_norm=False)
     else:
         out["architecture"] = "jumprelu_transcoder" if transcoder else "jumprelu"
