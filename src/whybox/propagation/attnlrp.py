@@ -111,12 +111,25 @@ class AttnLRP:
     anatomy : Anatomy, optional
         A prepared ``Anatomy.of(model, ...)`` for a model that needs overrides.
 
+    Raises
+    ------
+    InvalidParameterError
+        A negative ``epsilon``, an unknown rule name; from ``explain``, a target outside
+        the output range or a position outside the sequence.
+    UnsupportedModelError
+        From ``explain``: an embedding that does not run, or an output that is not logits.
+    ModelCallError
+        From ``explain``: the model raised (the original error is chained).
+
     Examples
     --------
-    >>> lrp = AttnLRP(lm)                                              # doctest: +SKIP
-    >>> exp = lrp.explain(tok("The capital of France is", return_tensors="pt"),
-    ...                   target=tok.encode(" Paris")[0], tokenizer=tok)  # doctest: +SKIP
-    >>> exp.values[0], exp.meta["conservation"][0]["gap"]              # doctest: +SKIP
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> enc = tok("The for statement is used to", return_tensors="pt")
+    >>> exp = wb.AttnLRP(model).explain(enc, target=tok.encode(" the")[0], tokenizer=tok)
+    >>> exp.feature_names[0], exp.values[0].shape   # tokenizer strings (Ġ: a leading space)
+    (['The', 'Ġfor', 'Ġstatement', 'Ġis', 'Ġused', 'Ġto'], (6,))
+    >>> sorted(exp.meta["conservation"][0])[:3]         # how much of the logit is conserved
+    ['gap', 'position_relevance', 'relative_gap']
 
     References
     ----------

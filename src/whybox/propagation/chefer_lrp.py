@@ -77,6 +77,14 @@ class CheferLRP(CheferRelevance):
     epsilon : float, default 1e-6
         Stabiliser of AttnLRP's epsilon rule on linear layers.
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
+
+    Raises
+    ------
+    InvalidParameterError
+        A non-boolean ``cp_lrp``, ``start_layer`` out of range, a bad ``epsilon``.
+    UnsupportedModelError
+        A base model without a head, or attention weights that cannot be read.
 
     Notes
     -----
@@ -87,8 +95,12 @@ class CheferLRP(CheferRelevance):
 
     Examples
     --------
-    >>> exp = CheferLRP(clf).explain(["a fine film"], tokenizer=tok, target=1)  # doctest: +SKIP
-    >>> exp.values[0]                       # one relevance per token      # doctest: +SKIP
+    >>> model, tok = wb.zoo.sentiment_classifier()      # MiniLM with a sentiment head
+    >>> exp = wb.CheferLRP(model).explain(["a wonderful film"], tokenizer=tok, target=1)
+    >>> exp.feature_names[0], exp.values[0].shape        # one relevance per token
+    (['a', 'wonderful', 'film'], (3,))
+    >>> exp.feature_names[0][int(np.argmax(exp.values[0]))]
+    'wonderful'
 
     References
     ----------
