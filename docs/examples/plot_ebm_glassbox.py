@@ -62,8 +62,10 @@ plt.tight_layout()
 # Each main term is a step function over the feature's bins, with a band of one standard
 # deviation across the bags. Because the data are simulated, the true term is known: for a
 # feature outside the interaction, its centred true term is its exact Shapley value
-# (:func:`whybox.zoo.credit_true_shap`), drawn as grey dots. The EBM recovers the shapes;
-# where data are sparse (the tails) the band widens and the steps get noisier.
+# (:func:`whybox.zoo.credit_true_shap`), drawn as grey dots. The EBM recovers the shapes
+# where there are applicants. In the tails the band widens, the steps get noisy, and the
+# shape can be wrong: above 60 the few older applicants do not show the true rise of risk
+# with age. Read a shape function together with its band and its bin weights.
 truth = wb.zoo.credit_true_shap(X_train.iloc[:600], background=X_train)
 names = list(X_train.columns)
 fig, axes = plt.subplots(2, 2, figsize=(11, 7))
