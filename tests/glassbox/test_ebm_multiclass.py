@@ -205,3 +205,29 @@ def test_global_view_of_a_multiclass_model(fitted):
         g.plot(0)
     g.plot(0, class_index=1)
     g.plot(len(m.bins_), class_index=4)  # a pair
+
+
+@pytest.mark.parametrize("tr", [False, True])
+def test_pair_leaf_steps_are_the_newton_steps_of_the_four_cells(tr):
+    # the tree "first feature cut at i, then the second at jl / jr": each leaf's class step
+    # is -lr * G / (H + lam) over its cells (numpy sums), added to every cell of the leaf,
+    # and rows find their leaf from their two codes
+    from whybox.glassbox._ebm_multi import _leaf, _pair_fill
+
+    rng = np.random.default_rng(3)
+    na, nb, k, lr, lam = 5, 7, 3, 0.3, 0.5
+    HG = rng.normal(size=(na, nb, k))
+    HH = rng.uniform(0.1, 1.0, size=(na, nb, k))
+    i, jl, jr = 2, 1, -1  # in the tree's orientation (first, second)
+    A, Bc = np.meshgrid(np.arange(na), np.arange(nb), indexing="ij")
+    x, y = (Bc, A) if tr else (A, Bc)
+    leaf = np.where(x <= i, (y > jl).astype(int) * (jl >= 0), 2 + (y > jr) * (jr >= 0))
+    steps = np.stack([-lr * HG[leaf == q].sum(0) / (HH[leaf == q].sum(0) + lam) for q in range(4)])
+    sc = np.zeros((na, nb, k))
+    V = np.zeros((10, k))
+    sizes = (nb, na) if tr else (na, nb)
+    _pair_fill(HG, HH, *sizes, tr, i, jl, jr, lam, lr, sc, V)
+    np.testing.assert_allclose(sc, steps[leaf], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(V[4:8], np.exp(steps), rtol=1e-12)
+    got = np.array([[_leaf(a, b, tr, i, jl, jr) for b in range(nb)] for a in range(na)])
+    np.testing.assert_array_equal(got, leaf)
