@@ -20,7 +20,7 @@ Examples
 >>> X, y = wb.zoo.diabetes()
 >>> model = LinearRegression().fit(X, y)
 >>> exp = wb.explain(model, X.iloc[:5], background=X.iloc[:50])
->>> rep = wb.report(exp, quality=False)
+>>> rep = wb.report(exp, rows=[0], top_features=1, quality=False)
 >>> [section["title"] for section in rep.sections]
 ['Summary', 'Global importance', 'Feature effects', 'Local explanations', 'Limitations']
 >>> rep.to_html().startswith("<!DOCTYPE html>")
