@@ -402,8 +402,14 @@ class Probe(ClassifierMixin, _ProbeBase):
 
     Examples
     --------
-    >>> probe = Probe(k=16, random_state=0).fit(acts, labels, groups=token_ids)  # doctest: +SKIP
-    >>> print(probe.report_)                                                     # doctest: +SKIP
+    Activations in which one neuron (column 3) encodes the label:
+
+    >>> rng = np.random.default_rng(0)
+    >>> acts = rng.normal(size=(400, 32))                      # (n_examples, d)
+    >>> labels = (acts[:, 3] > 0).astype(int)
+    >>> probe = wb.Probe(k=1, random_state=0).fit(acts, labels)   # a 1-sparse probe
+    >>> probe.selected_.tolist(), probe.score_ > 0.9, probe.selectivity_ > 0.3
+    ([3], True, True)
 
     References
     ----------

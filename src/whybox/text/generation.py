@@ -207,8 +207,9 @@ def explain_generation(
     contrast : str, int or sequence of int, optional
         Foil tokens, one per explained token (as many tokens as the continuation): row ``t``
         then explains ``log p(token_t) - log p(foil_t)`` given the prompt and the actual
-        tokens before ``t`` ("why Paris rather than London") [3]_. Without ``generated``,
-        the model generates as many tokens as the contrast has (not ``max_new_tokens``).
+        tokens before ``t`` ("why Paris rather than London"; Yin & Neubig 2022). Without
+        ``generated``, the model generates as many tokens as the contrast has (not
+        ``max_new_tokens``).
     generated : str or sequence of int, optional
         Explain this continuation instead of generating one (teacher forcing).
     baseline : "zero", "pad", "eos", "unk", "mask" or int, default "zero"
@@ -249,9 +250,15 @@ def explain_generation(
 
     Examples
     --------
-    >>> exp = wb.explain_generation(lm, "The capital of France is", tokenizer=tok,
-    ...                             generated=" Paris", contrast=" London")  # doctest: +SKIP
-    >>> exp.plot.text(0)  # doctest: +SKIP
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> prompt = "The for statement is used to"
+    >>> exp = wb.explain_generation(model, prompt, tokenizer=tok, generated=" iterate")
+    >>> exp.meta["generated_tokens"], [v.shape for v in exp.values]   # (P + t,) per token
+    ([' iter', 'ate'], [(6,), (7,)])
+    >>> exp = wb.explain_generation(model, prompt, tokenizer=tok, generated=" the",
+    ...                             contrast=" a")         # why " the" rather than " a"
+    >>> round(float(exp.predictions[0]), 2)               # log p(the) - log p(a)
+    0.12
     """
     from ..internals.hooks import model_device, require_torch
 

@@ -134,7 +134,7 @@ class RagAttribution:
         is made).
     prompt_template : str or callable, optional
         ``{context}`` / ``{query}`` format string or ``f(query, documents) -> prompt``
-        (default :data:`whybox.games.documents.DEFAULT_TEMPLATE`).
+        (default ``whybox.games.documents.DEFAULT_TEMPLATE``).
     value : {"logprob", "similarity"}
         The answer's log-probability, or the similarity of the regenerated answer.
     similarity : {"tfidf", "minilm"} or callable
@@ -159,9 +159,14 @@ class RagAttribution:
 
     Examples
     --------
-    >>> rag = RagAttribution(LocalBackend(*tiny_lm()))            # doctest: +SKIP
-    >>> exp = rag.explain("What does pass do?", docs, method="exact")  # doctest: +SKIP
-    >>> exp.plot.bar()                                             # doctest: +SKIP
+    >>> rag = wb.RagAttribution(wb.llm.LocalBackend(*wb.zoo.tiny_lm()))
+    >>> docs = ["The pass statement is a null operation.",
+    ...         "The for statement iterates over a sequence.", "Lists are mutable."]
+    >>> exp = rag.explain("What does pass do?", docs, answer=" nothing", method="exact")
+    >>> exp.values[0].shape, exp.meta["estimator"]       # one Shapley value per document
+    ((3,), 'exact')
+    >>> bool(np.isclose(exp.values[0].sum() + exp.base_values[0], exp.predictions[0]))
+    True
     """
 
     def __init__(

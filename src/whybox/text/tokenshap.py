@@ -499,15 +499,15 @@ class TokenShap(Explainer):
     value : {"logprob", "prob", "logit", "similarity"} or callable
         What a coalition is worth (see the module docstring). Default ``"logprob"`` for a
         causal LM, ``"prob"`` otherwise. A callable is passed to
-        :class:`whybox.games.text.TextGame` as its value function.
+        ``whybox.games.text.TextGame`` as its value function.
     similarity : {"minilm", "tfidf"} or callable
         For ``value="similarity"``: all-MiniLM-L6-v2 cosine, TF-IDF cosine (the paper's), or
         ``f(answers, reference) -> float (m,)``.
     masker : str, optional
         How absent tokens are represented: ``"drop"`` (removed; TokenSHAP's choice and the
         default for ``value="similarity"``), ``"pad"``, ``"mask"``; for the other values
-        whatever :class:`~whybox.games.text.TextGame` accepts (e.g. a baseline string), its
-        default (:func:`~whybox.games.text.default_masker`) when None.
+        whatever ``TextGame`` accepts (e.g. a baseline string), its
+        default (``whybox.games.text.default_masker``) when None.
     granularity : {"token", "word", "sentence"}
         Players (default ``"word"``: the units the TokenSHAP paper reports).
     budget, n_samples : int, optional
@@ -530,15 +530,18 @@ class TokenShap(Explainer):
     batch_size : int
         Prompts per model call.
     max_length : int, optional
-        Context limit checked by :func:`whybox.text.tokenize`.
+        Context limit checked by ``whybox.text.tokenize``.
     random_state : int or None
         Seed; the same seed gives the same values whatever else is explained alongside.
 
     Examples
     --------
-    >>> ts = TokenShap(lm, tokenizer=tok, value="similarity", similarity="tfidf")  # doctest: +SKIP
-    >>> exp = ts.explain(["What is the capital of France?"], tolerance=0.01)  # doctest: +SKIP
-    >>> exp.values[0], exp.std[0]  # doctest: +SKIP
+    >>> model, tok = wb.zoo.tiny_lm()
+    >>> exp = wb.TokenShap(model, tokenizer=tok).explain(["The for statement is used to"])
+    >>> exp.feature_names[0]                         # players: the words of the prompt
+    ['The', 'for', 'statement', 'is', 'used', 'to']
+    >>> bool(np.isclose(exp.values[0].sum() + exp.base_values[0], exp.predictions[0]))
+    True
 
     References
     ----------
