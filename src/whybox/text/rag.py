@@ -163,8 +163,8 @@ class RagAttribution:
     >>> docs = ["The pass statement is a null operation.",
     ...         "The for statement iterates over a sequence.", "Lists are mutable."]
     >>> exp = rag.explain("What does pass do?", docs, answer=" nothing", method="exact")
-    >>> exp.values[0].shape, exp.meta["estimator"]       # one Shapley value per document
-    ((3,), 'exact')
+    >>> exp.values[0].shape, exp.params["calls"]         # one value per document; 2**3 calls
+    ((3,), 8)
     >>> bool(np.isclose(exp.values[0].sum() + exp.base_values[0], exp.predictions[0]))
     True
     """
