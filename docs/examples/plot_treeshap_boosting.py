@@ -51,7 +51,9 @@ print("output explained:", exp.params["output"])
 # %%
 # **Completeness.** Shapley values are efficient: the base value (the expected margin over the
 # training data's paths) plus the row's values is the model's margin for that row. We check it
-# against XGBoost's own ``output_margin``, a number computed by XGBoost, not by whybox.
+# against XGBoost's own ``output_margin``, a number computed by XGBoost, not by whybox (in
+# float32, hence agreement to about 1e-6); ``completeness_gap()`` is the same check against the
+# predictions whybox recorded from the parsed trees, in float64.
 margin = xgb_model.predict(X_test, output_margin=True)
 reconstructed = exp.base_values + exp.values.sum(axis=1)
 print("max |base + sum(values) - XGBoost margin|:", f"{np.abs(reconstructed - margin).max():.1e}")
