@@ -9,9 +9,11 @@ model's own, bit for bit.
 
 Examples
 --------
->>> logits, cache = run_with_cache(model, ids, names="blocks.*.resid_post")  # doctest: +SKIP
->>> cache["blocks.3.resid_post"].shape        # (batch, pos, d_model)       # doctest: +SKIP
->>> cache.stack("resid_post").shape           # (layers, batch, pos, d_model)  # doctest: +SKIP
+Runnable examples are in :func:`run_with_cache` and :class:`ActivationCache`; in short::
+
+    logits, cache = run_with_cache(model, ids, names="blocks.*.resid_post")
+    cache["blocks.3.resid_post"].shape        # (batch, pos, d_model)
+    cache.stack("resid_post").shape           # (layers, batch, pos, d_model)
 
 References
 ----------
@@ -107,6 +109,14 @@ class ActivationCache(Mapping):
     layers, ``(layers, batch, pos, ...)``; ``cache.accumulated_resid()`` is
     TransformerLens's residual stack; ``cache.save(path)`` writes safetensors.
 
+    Keys are cached names, their TransformerLens spellings (``"blocks.0.attn.hook_pattern"``)
+    or ``(site, layer)`` pairs (negative layers count from the end), where ``site`` is a
+    whybox site (``cache["attn.pattern", 0]``) or one of TransformerLens' short names that
+    has one: ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out``, ``q``,
+    ``k``, ``v``, ``pattern``, ``z`` (``attn.head_out``), ``post`` (``mlp.post``) and the
+    aliases ``query``, ``key``, ``value``, ``attn``, ``mlp_post``, read as TransformerLens'
+    ``utils.get_act_name`` reads them; ``("normalized", i, "ln1")`` is ``blocks.{i}.ln1``.
+
     Examples
     --------
     >>> import torch
@@ -179,9 +189,11 @@ class ActivationCache(Mapping):
 
     def _key(self, key: Any, strict: bool = True) -> str:
         """The cached name ``key`` stands for: a name, a TransformerLens alias, or
-        ``(site, layer)`` such as ``("resid_post", 3)``."""
-        if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str):
-            site, layer = key
+        ``(site, layer)`` such as ``("resid_post", 3)``, where ``site`` may also be one of
+        TransformerLens' short names (``("pattern", 0)``, ``("z", 2)``; ``("normalized", 1,
+        "ln2")`` with a layer type), resolved as its ``utils.get_act_name`` resolves them."""
+        if isinstance(key, tuple) and len(key) in (2, 3) and isinstance(key[0], str):
+            site, layer = key[0], key[1]
             if isinstance(layer, bool) or not isinstance(layer, int):
                 raise _MissingActivation(
                     f"a (site, layer) key needs an int layer, got {key!r}; e.g. "
@@ -189,7 +201,22 @@ class ActivationCache(Mapping):
                 )
             if layer < 0 and self.n_layers is not None:
                 layer += self.n_layers
-            key = f"blocks.{layer}.{site}"
+            layer_type = key[2] if len(key) == 3 else None
+            short = _tl_short_site(site, layer_type)
+            literal = f"blocks.{layer}.{site}"
+            if layer_type is None and (short is None or self._key(literal, False) in self._acts):
+                key = literal  # a cached name wins over the TransformerLens reading
+            elif short is not None:
+                key = f"blocks.{layer}.{short}"
+            else:
+                raise _MissingActivation(
+                    f"{key!r}: no whybox site is TransformerLens' {site!r} with layer type "
+                    f"{layer_type!r}. Three-part keys name the norms, as ('normalized', "
+                    f"{layer}, 'ln1') or ('normalized', {layer}, 'ln2'); two-part keys take a "
+                    f"site (cache['attn.pattern', {layer}]) or a TransformerLens short name: "
+                    + ", ".join(repr(n) for n in _TL_SHORT)
+                    + "."
+                )
         if not isinstance(key, str):
             raise _MissingActivation(
                 f"cache keys are hook names such as 'blocks.0.resid_post', got "
@@ -247,6 +274,8 @@ class ActivationCache(Mapping):
     # -- shaping ------------------------------------------------------------------------------
     def _layer_names(self, site: str, layers: Sequence[int] | None) -> list[str]:
         site = re.sub(r"^blocks\.(\*|\{i\}|\d+)\.", "", site)
+        if site in _TL_SHORT and not any(_site_of(n) == site for n in self._acts):
+            site = _TL_SHORT[site]  # a TransformerLens short name ("pattern", "z")
         if layers is None:
             found = sorted(
                 (self._layers[n], n)
@@ -274,7 +303,8 @@ class ActivationCache(Mapping):
         ----------
         site : str
             The name after ``blocks.{i}.`` (``"resid_post"``, ``"attn.out"``,
-            ``"attn.head_out"``); ``"blocks.*.resid_post"`` also works.
+            ``"attn.head_out"``); ``"blocks.*.resid_post"`` and TransformerLens' short names
+            (``"pattern"``, ``"z"``, ``"mlp_out"``) also work.
         layers : sequence of int, optional
             Which layers, in order (default: every layer of the model).
 
@@ -468,6 +498,51 @@ def _canonical(key: str, anatomy: Any) -> str:
     if m:
         return f"{m.group(1) or ''}{m.group(2)}{m.group(3)}"
     return key
+
+
+# TransformerLens' short activation names (what its ``utils.get_act_name(name, layer)`` makes
+# ``blocks.{layer}.[attn.|mlp.]hook_{name}`` of, with its aliases attn, query, key, value and
+# mlp_post) -> whybox's standard site. TransformerLens' others (scale, pre, mid, attn_scores,
+# rot_q, rot_k, result, pre_linear) have no whybox site.
+_TL_SHORT = {
+    "resid_pre": "resid_pre",
+    "resid_mid": "resid_mid",
+    "resid_post": "resid_post",
+    "attn_out": "attn.out",
+    "mlp_out": "mlp.out",
+    "q": "attn.q",
+    "query": "attn.q",
+    "k": "attn.k",
+    "key": "attn.k",
+    "v": "attn.v",
+    "value": "attn.v",
+    "pattern": "attn.pattern",
+    "attn": "attn.pattern",
+    "z": "attn.head_out",
+    "post": "mlp.post",
+    "mlp_post": "mlp.post",
+}
+# get_act_name's layer types (its aliases a, m, b, block, blocks, attention and the names
+# themselves); "" is none. The norms' outputs need one: ("normalized", i, "ln1").
+_TL_LAYER_TYPES = {"": "", "b": "", "block": "", "blocks": "", "a": "attn", "attention": "attn"}
+_TL_LAYER_TYPES.update(attn="attn", m="mlp", mlp="mlp", ln1="ln1", ln2="ln2")
+
+
+def _tl_short_site(site: str, layer_type: Any = None) -> str | None:
+    """The whybox site of a TransformerLens short name (and layer type), or None."""
+    mapped = _TL_SHORT.get(site)
+    if layer_type is None:
+        return mapped
+    kind = _TL_LAYER_TYPES.get(layer_type) if isinstance(layer_type, str) else None
+    if kind is None:
+        return None
+    if site == "normalized":
+        return kind if kind in ("ln1", "ln2") else None
+    if mapped is None:
+        return None
+    if mapped in ("resid_pre", "resid_mid", "resid_post", "attn.out", "mlp.out"):
+        return mapped if kind == "" else None  # on the block: any other layer type misses
+    return mapped  # get_act_name puts q, k, v, z, pattern under attn, post under mlp
 
 
 def _site_of(name: str) -> str | None:

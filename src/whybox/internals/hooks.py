@@ -7,11 +7,17 @@ patched.
 
 Examples
 --------
->>> with hooks.capture(model, ["features.3", "fc"]) as cache:   # doctest: +SKIP
-...     model(x)
->>> cache["features.3"].shape                                   # doctest: +SKIP
->>> with hooks.replace(model, "features.3", lambda out: 0 * out):  # doctest: +SKIP
-...     model(x)
+>>> import torch
+>>> from whybox.internals import hooks
+>>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+>>> x = torch.ones(5, 3)
+>>> with hooks.capture(model, ["0", "2"]) as cache:
+...     y = model(x)
+>>> tuple(cache["0"].shape), torch.equal(cache["2"], y)
+((5, 4), True)
+>>> with hooks.replace(model, "0", lambda out: 0 * out):   # the first layer's output zeroed
+...     torch.equal(model(x), model[2](torch.zeros(5, 4)))
+True
 """
 
 from __future__ import annotations

@@ -28,8 +28,10 @@ factor into the weights, as SAELens does.
 
 Examples
 --------
->>> sae = SAE.create(SAEConfig(d_in=384, d_sae=3072, architecture="topk", k=32))  # doctest: +SKIP
->>> f = sae.encode(x); x_hat = sae.decode(f)                                      # doctest: +SKIP
+See :class:`~whybox.sae.SAE` and each architecture's class for runnable examples; in short::
+
+    sae = SAE.create(SAEConfig(d_in=384, d_sae=3072, architecture="topk", k=32))
+    f = sae.encode(x); x_hat = sae.decode(f)
 
 References
 ----------
