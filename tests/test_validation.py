@@ -418,3 +418,16 @@ def test_check_keywords_names_closest_constructor_and_shap_spellings():
         InvalidParameterError, match=r"belongs to the constructor.*KernelShap\(\.\.\., groups="
     ):
         check_keywords({"groups": {}}, allowed, where="KernelShap.explain", constructor=["groups"])
+
+
+def test_a_captum_keyword_is_named_as_captums_spelling():
+    """The refusal names the library the keyword comes from (not shap for Captum's n_steps)."""
+    torch = pytest.importorskip("torch")
+    import whybox as wb
+
+    model = torch.nn.Linear(3, 2)
+    x = torch.zeros(1, 3)
+    with pytest.raises(InvalidParameterError, match=r"n_steps= \(Captum's spelling\)"):
+        wb.IntegratedGradients(model).explain(x, target=0, n_steps=5)
+    with pytest.raises(InvalidParameterError, match=r"nsamples= \(shap's spelling\)"):
+        wb.IntegratedGradients(model).explain(x, target=0, nsamples=5)

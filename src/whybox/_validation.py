@@ -97,6 +97,7 @@ def check_keywords(
     constructor: Iterable[str] = (),
     constructor_name: str | None = None,
     spellings: Mapping[str, str] | None = None,
+    spellings_of: str = "Captum",
 ) -> None:
     """Refuse keywords a public call does not read, naming the closest valid one.
 
@@ -115,6 +116,8 @@ def check_keywords(
         How the constructor is written in the message (default: ``where`` before the dot).
     spellings : mapping, optional
         Extra ``{keyword: advice}`` beside :data:`SHAP_SPELLINGS` (e.g. a peer's name).
+    spellings_of : str, default "Captum"
+        The library whose spelling ``spellings`` holds, named in the message.
 
     Raises
     ------
@@ -136,8 +139,9 @@ def check_keywords(
             f"{ctor}(..., {k}=...) and call {where}() without it."
         )
     if k in advice:
+        source = spellings_of if k in (spellings or {}) else "shap"
         raise InvalidParameterError(
-            f"{where}() does not take {k}= (shap's spelling){listed}: use {advice[k]}. "
+            f"{where}() does not take {k}= ({source}'s spelling){listed}: use {advice[k]}. "
             f"It takes: {sorted(allowed)}."
         )
     close = difflib.get_close_matches(k, [*allowed, *constructor], n=1, cutoff=0.6)
