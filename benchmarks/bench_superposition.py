@@ -13,8 +13,8 @@
    dimensions (sparsity 0.95) recovers the toy's feature directions: mean over true features of
    the largest cosine with a decoder row (target > 0.9), against the same SAE untrained and
    against a random rotation of the true features; TopK, ReLU + L1, BatchTopK and JumpReLU
-   (with its defaults, whose threshold 0.001 and bandwidth 0.001 suit activations far smaller
-   than these unit-scale ones, and with a threshold and bandwidth at this scale), each trained
+   (with threshold 0.001 and bandwidth 0.001, far below these unit-scale activations, and with
+   a threshold and bandwidth at this scale), each trained
    by a bare Adam loop on ``SAE.training_loss`` (lr 1e-2, decoder rows unit-norm), and TopK and
    ReLU + L1 by ``whybox.sae.train`` when it is importable.
 """
@@ -137,8 +137,12 @@ def recovery_figures() -> dict[str, Any]:
                 d_in=m, d_sae=2 * n, architecture="standard", l1_coefficient=0.5
             ),
             "batchtopk (k 2)": SAEConfig(d_in=m, d_sae=2 * n, architecture="batchtopk", k=2),
-            "jumprelu (defaults: threshold 0.001, bandwidth 0.001, L0 coef 1)": SAEConfig(
-                d_in=m, d_sae=2 * n, architecture="jumprelu"
+            "jumprelu (threshold 0.001, bandwidth 0.001, L0 coef 1)": SAEConfig(
+                d_in=m,
+                d_sae=2 * n,
+                architecture="jumprelu",
+                jumprelu_init_threshold=0.001,
+                jumprelu_bandwidth=0.001,
             ),
             "jumprelu (threshold 0.2, bandwidth 0.05, L0 coef 0.1)": SAEConfig(
                 d_in=m,

@@ -68,10 +68,11 @@ class SAEConfig:
     l1_coefficient, l0_coefficient : float
         Sparsity penalty weights (standard, jumprelu).
     jumprelu_bandwidth, jumprelu_init_threshold : float
-        The straight-through kernel's width and the initial threshold (SAELens' defaults,
-        0.001, suit activations scaled to norm ``sqrt(d_in)``; for raw activations of another
-        scale raise both, e.g. to a tenth of a typical pre-activation, or the thresholds
-        barely move).
+        The straight-through kernel's width (default 0.05) and the initial threshold (default
+        0.01), SAELens 6.54's defaults. Both are in the units of the pre-activations: for
+        activations far from norm ``sqrt(d_in)`` (``normalize_activations="none"`` on raw
+        activations) scale them with the pre-activations, e.g. the bandwidth to a tenth of a
+        typical one, or the thresholds barely move.
     aux_k : int, optional
         Dead latents used by AuxK (None: ``d_in // 2``).
     aux_coefficient : float
@@ -116,8 +117,8 @@ class SAEConfig:
     matryoshka_widths: tuple[int, ...] | None = None
     l1_coefficient: float = 5.0
     l0_coefficient: float = 1.0
-    jumprelu_bandwidth: float = 0.001
-    jumprelu_init_threshold: float = 0.001
+    jumprelu_bandwidth: float = 0.05
+    jumprelu_init_threshold: float = 0.01
     aux_k: int | None = None
     aux_coefficient: float = 1 / 32
     dead_tokens: int = 10_000_000
@@ -170,7 +171,7 @@ class SAEConfig:
             if not math.isfinite(float(getattr(self, name))) or getattr(self, name) < 0:
                 raise InvalidParameterError(f"{name} must be a finite number >= 0.")
         if not float(self.jumprelu_bandwidth) > 0:
-            raise InvalidParameterError("jumprelu_bandwidth must be > 0 (e.g. 0.001).")
+            raise InvalidParameterError("jumprelu_bandwidth must be > 0 (e.g. 0.05).")
 
     @property
     def is_transcoder(self) -> bool:
