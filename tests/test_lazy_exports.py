@@ -30,3 +30,14 @@ def test_report_signature_is_the_report_function():
     assert sig == inspect.signature(report)
     assert "model" in sig.parameters and "X_train" in sig.parameters
     assert str(sig) != "(*args, **kwargs)"
+
+
+def test_a_public_name_that_is_also_a_submodule_stays_the_function():
+    """``whybox.llm.describe`` is the function even when another name of its module is read
+    first (importing ``whybox.llm.describe`` binds the package attribute to the module)."""
+    import subprocess
+    import sys
+
+    code = "import whybox.llm as L\nL.Description\nprint(type(L.describe).__name__)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "function"

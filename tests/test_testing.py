@@ -396,5 +396,5 @@ def test_nan_sentinel_model_restores_every_kind_of_model(toy):
 
 
 def test_unknown_check_names_are_refused(toy):
-    with pytest.raises(ValueError, match="unknown check"):
+    with pytest.raises(InvalidParameterError, match="unknown check"):
         _run_toy(ToyShap, toy, checks=["colum_order"])

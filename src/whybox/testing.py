@@ -263,8 +263,9 @@ def check_explainer(
         Naming the check that failed (``"<check>: ..."``) and what was wrong. An exception
         raised by the explainer inside a check is reported the same way (its type and
         message), except in the first explain of ``X``, which propagates.
-    ValueError
-        For an unknown name in ``checks`` (the message lists the checks).
+    InvalidParameterError
+        For an unknown name in ``checks`` (the message lists the checks), or ``"nan_output"``
+        asked of an ``X`` without a float column.
 
     Examples
     --------
@@ -287,7 +288,10 @@ def check_explainer(
         selected = list(checks)
     unknown = sorted(set(selected) - set(ALL_CHECKS))
     if unknown:
-        raise ValueError(f"unknown check(s) {unknown}; the checks are {list(ALL_CHECKS)}.")
+        raise InvalidParameterError(
+            f"unknown check(s) {unknown}; the checks are {list(ALL_CHECKS)}: pass names from "
+            "that list in checks=."
+        )
     kw = dict(explain_kwargs or {})
     initial = _torch_state(model) if _is_torch_module(model) else None
     exp, caught = _call(make_explainer, X, kw)
@@ -690,7 +694,10 @@ def _with_sentinel(X: Any, row: int = 0) -> Any:
         out = X.copy()
         num = [col for col in out.columns if pd.api.types.is_float_dtype(out[col])]
         if not num:
-            raise ValueError("nan_output needs a float column in X to hold the sentinel.")
+            raise InvalidParameterError(
+                "nan_output needs a float column in X to hold the sentinel; give X a float "
+                "column, or leave 'nan_output' out of checks=."
+            )
         out.loc[out.index[row], num[0]] = NAN_SENTINEL
         return out
     out = X.clone() if _is_tensor(X) else np.array(X, copy=True)

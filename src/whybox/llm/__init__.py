@@ -35,8 +35,14 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        value = getattr(module, name)
         globals()[name] = value
+        # importing the submodule whybox.llm.describe binds the package attribute `describe`
+        # to the module; the public name is the function of the same name
+        sub = _LAZY[name].rpartition(".")[2]
+        if sub in _LAZY and _LAZY[sub] == _LAZY[name]:
+            globals()[sub] = getattr(module, sub)
         return value
     raise AttributeError(f"module 'whybox.llm' has no attribute {name!r}")
 
