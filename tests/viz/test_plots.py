@@ -406,3 +406,13 @@ def test_plot_accessor_and_given_axes():
     assert exp.plot.beeswarm(ax=axes[1, 0]) is axes[1, 0]
     assert exp.plot.scatter("f0", ax=axes[1, 1]) is axes[1, 1]
     fig.canvas.draw()
+
+
+def test_missing_values_read_na_in_labels():
+    """A NaN data value (a missing entry, an EBM pair term) is labelled NA, not 'nan'."""
+    import pandas as pd
+
+    from whybox.viz.plots import _fmt_data
+
+    assert [_fmt_data(v) for v in (float("nan"), np.float32("nan"), None, pd.NA)] == ["NA"] * 4
+    assert [_fmt_data(v) for v in (1.23456, 3, True, "a")] == ["1.235", "3", "True", "a"]

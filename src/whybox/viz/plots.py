@@ -235,7 +235,8 @@ def _normalise(vals: np.ndarray, categories: list[str] | None) -> np.ndarray:
 
 
 def _fmt_data(v: Any) -> str:
-    """A data value for a label: floats with 4 significant digits, others as ``str``."""
+    """A data value for a label: floats with 4 significant digits, missing values (None,
+    NaN, NA) as ``"NA"``, others as ``str``."""
     if v is None:
         return "NA"
     if isinstance(v, (bool, np.bool_)):
@@ -243,7 +244,7 @@ def _fmt_data(v: Any) -> str:
     if isinstance(v, numbers.Integral):
         return str(int(v))
     if isinstance(v, numbers.Real):
-        return f"{float(v):.4g}"
+        return "NA" if np.isnan(float(v)) else f"{float(v):.4g}"
     try:
         if pd.isna(v):
             return "NA"
