@@ -128,7 +128,7 @@ class InductionInfo:
 
 
 def repeated_tokens(n: int, seq_len: int, vocab: int = 64, seed: int = 0) -> Any:
-    """Random token sequences repeated once: ``[x_0 .. x_{L-1}, x_0 .. x_{L-1}]``.
+    """Random token sequences repeated once: ``[x_0, ..., x_{L-1}, x_0, ..., x_{L-1}]``.
 
     Parameters
     ----------

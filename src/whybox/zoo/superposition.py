@@ -187,7 +187,7 @@ def feature_norms(W: Any) -> np.ndarray:
 
 
 def feature_dimensionality(W: Any) -> np.ndarray:
-    """Elhage et al.'s feature dimensionality ``D_i = ||W_i||^4 / sum_j (W_i . W_j)^2``.
+    """Elhage et al.'s feature dimensionality ``D_i = ||W_i||^4 / sum_j (W_i^T W_j)^2``.
 
     The fraction of a dimension feature ``i`` owns: 1 alone on its direction, 1/2 in an
     antipodal pair, 2/5 in a pentagon, ``k/n`` for ``n`` features evenly in ``k`` dimensions
