@@ -115,7 +115,7 @@ class ActivationCache(Mapping):
     has one: ``resid_pre``, ``resid_mid``, ``resid_post``, ``attn_out``, ``mlp_out``, ``q``,
     ``k``, ``v``, ``pattern``, ``z`` (``attn.head_out``), ``post`` (``mlp.post``) and the
     aliases ``query``, ``key``, ``value``, ``attn``, ``mlp_post``, read as TransformerLens'
-    ``utils.get_act_name`` reads them; ``("normalized", i, "ln1")`` is ``blocks.{i}.ln1``.
+    ``get_act_name`` reads them; ``("normalized", i, "ln1")`` is ``blocks.{i}.ln1``.
 
     Examples
     --------
@@ -191,7 +191,7 @@ class ActivationCache(Mapping):
         """The cached name ``key`` stands for: a name, a TransformerLens alias, or
         ``(site, layer)`` such as ``("resid_post", 3)``, where ``site`` may also be one of
         TransformerLens' short names (``("pattern", 0)``, ``("z", 2)``; ``("normalized", 1,
-        "ln2")`` with a layer type), resolved as its ``utils.get_act_name`` resolves them."""
+        "ln2")`` with a layer type), resolved as its ``get_act_name`` resolves them."""
         if isinstance(key, tuple) and len(key) in (2, 3) and isinstance(key[0], str):
             site, layer = key[0], key[1]
             if isinstance(layer, bool) or not isinstance(layer, int):
@@ -500,7 +500,7 @@ def _canonical(key: str, anatomy: Any) -> str:
     return key
 
 
-# TransformerLens' short activation names (what its ``utils.get_act_name(name, layer)`` makes
+# TransformerLens' short activation names (what its ``get_act_name(name, layer)`` makes
 # ``blocks.{layer}.[attn.|mlp.]hook_{name}`` of, with its aliases attn, query, key, value and
 # mlp_post) -> whybox's standard site. TransformerLens' others (scale, pre, mid, attn_scores,
 # rot_q, rot_k, result, pre_linear) have no whybox site.
