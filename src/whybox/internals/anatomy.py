@@ -122,6 +122,10 @@ class Anatomy(_Discovery):
     (4, 4, 128, True, 'pre')
     >>> anat.path("blocks.3.mlp.out")                 # hook name -> module path
     'transformer.h.3.mlp'
+
+    References
+    ----------
+    Nanda, N. & Bloom, J. (2022). TransformerLens (the standard hook names ``blocks.{l}.*``).
     """
 
     def __init__(

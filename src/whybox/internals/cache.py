@@ -127,6 +127,11 @@ class ActivationCache(Mapping):
     ('blocks.0.resid_post', True)
     >>> tuple(cache.stack("resid_post").shape)     # (layers, batch, pos, d_model)
     (4, 1, 6, 128)
+
+    References
+    ----------
+    Nanda, N. & Bloom, J. (2022). TransformerLens (``ActivationCache``, the key forms followed
+    here).
     """
 
     def __init__(

@@ -400,6 +400,14 @@ class Probe(ClassifierMixin, _ProbeBase):
     score_, score_ci_, control_score_, selectivity_ : held-out report, also ``report_``.
     test_index_ : ndarray of int, the held-out examples; ``control_y_`` the control labels.
 
+    Raises
+    ------
+    InvalidParameterError
+        From ``fit``: an unknown ``kind`` or ``select``, a ``k`` that is not a positive int
+        or is larger than the width, ``test_size`` or ``confidence`` outside (0, 1).
+    InvalidInputError
+        From ``fit``: labels of a single class, ``groups`` not one id per example.
+
     Examples
     --------
     Activations in which one neuron (column 3) encodes the label:

@@ -94,6 +94,11 @@ class FeatureData:
     True
     >>> sorted(data.feature(0))[:4]                      # one latent's page, JSON-able
     ['cooccurring', 'density', 'explanation', 'histogram']
+
+    References
+    ----------
+    Bricken, T. et al. (2023). Towards Monosemanticity: Decomposing Language Models With
+    Dictionary Learning. Transformer Circuits Thread (the contents of a feature page).
     """
 
     def __init__(

@@ -183,6 +183,10 @@ class ShardActivations(ActivationSource):
     ...     shards = wb.sae.ShardActivations(folder, batch_size=4)
     ...     print(tuple(shards.next_batch().shape))                      # (batch, d_model)
     (4, 128)
+
+    References
+    ----------
+    Bloom, J., Tigges, C. & Chanin, D. (2024). SAELens (cached activations for SAE training).
     """
 
     def __init__(

@@ -328,6 +328,11 @@ class ModelActivations(ActivationSource):
     -----
     Each token's activation is computed once and copied twice: from the hook into a free
     slot of the buffer, and from the buffer into its batch.
+
+    References
+    ----------
+    Bloom, J., Tigges, C. & Chanin, D. (2024). SAELens (the activation store: a shuffled buffer
+    refilled from the model).
     """
 
     def __init__(

@@ -682,6 +682,12 @@ def feature_data(
     (1024, (1024, 5))
     >>> bool(np.isclose(data.array("density").mean() * len(data), 16))   # mean L0 = k
     True
+
+    References
+    ----------
+    Bricken, T. et al. (2023). Towards Monosemanticity: Decomposing Language Models With
+    Dictionary Learning. Transformer Circuits Thread (feature pages: top activations,
+    activation intervals, logit effects).
     """
     torch = _torch()
     from whybox.internals.anatomy import Anatomy

@@ -133,6 +133,12 @@ def load(
     >>> x = torch.randn(3, 128)
     >>> loaded.cfg.hook_name, torch.equal(loaded.encode(x), sae.encode(x))
     ('blocks.2.resid_post', True)
+
+    References
+    ----------
+    Bloom, J., Tigges, C. & Chanin, D. (2024). SAELens (the folder format). Lieberum, T. et al.
+    (2024). Gemma Scope: Open Sparse Autoencoders Everywhere All At Once on Gemma 2.
+    arXiv:2408.05147.
     """
     from whybox.internals.hooks import require_torch
 

@@ -153,6 +153,12 @@ def edit_features(
     >>> change = (edited - base).abs().amax(-1)[0]    # per position
     >>> bool(change[:2].max() == 0), bool(change[2] > 0)  # causal: only from " the" on
     (True, True)
+
+    References
+    ----------
+    Templeton, A. et al. (2024). Scaling Monosemanticity: Extracting Interpretable Features from
+    Claude 3 Sonnet (feature steering by clamping). Transformer Circuits Thread. Marks, S. et al.
+    (2024). Sparse Feature Circuits (SAE error terms). arXiv:2403.19647.
     """
     _torch()
     from whybox.internals import hooks
@@ -244,6 +250,12 @@ def ablate_features(model: Any, sae: Any, latents: Iterable[int], **kwargs: Any)
     ...     clamped = model(ids).logits
     >>> torch.equal(ablated, clamped), torch.equal(ablated, base)   # clamping to 0 ablates
     (True, False)
+
+    References
+    ----------
+    Templeton, A. et al. (2024). Scaling Monosemanticity: Extracting Interpretable Features from
+    Claude 3 Sonnet (feature steering by clamping). Transformer Circuits Thread. Marks, S. et al.
+    (2024). Sparse Feature Circuits (SAE error terms). arXiv:2403.19647.
     """
     return edit_features(model, sae, ablate=latents, **kwargs)
 
@@ -285,6 +297,12 @@ def clamp_features(model: Any, sae: Any, values: Mapping[int, float], **kwargs: 
     ...     clamped = model(ids).logits
     >>> tuple(clamped.shape), bool((clamped - base).abs().amax(-1)[0].min() > 0)
     ((1, 7, 2048), True)
+
+    References
+    ----------
+    Templeton, A. et al. (2024). Scaling Monosemanticity: Extracting Interpretable Features from
+    Claude 3 Sonnet (feature steering by clamping). Transformer Circuits Thread. Marks, S. et al.
+    (2024). Sparse Feature Circuits (SAE error terms). arXiv:2403.19647.
     """
     return edit_features(model, sae, clamp=values, **kwargs)
 
@@ -330,6 +348,12 @@ def add_feature(model: Any, sae: Any, latent: int, coef: float, **kwargs: Any) -
     ...     steered = model(ids).logits
     >>> torch.equal(same, base), torch.equal(steered, base)
     (True, False)
+
+    References
+    ----------
+    Templeton, A. et al. (2024). Scaling Monosemanticity: Extracting Interpretable Features from
+    Claude 3 Sonnet (feature steering by clamping). Transformer Circuits Thread. Marks, S. et al.
+    (2024). Sparse Feature Circuits (SAE error terms). arXiv:2403.19647.
     """
     return edit_features(model, sae, add={latent: coef}, **kwargs)
 
@@ -373,6 +397,12 @@ def run_with_features(model: Any, sae: Any, inputs: Any, **edits: Any) -> Any:
     ...     same = model(ids).logits
     >>> tuple(logits.shape), torch.equal(logits, same)
     ((1, 7, 2048), True)
+
+    References
+    ----------
+    Templeton, A. et al. (2024). Scaling Monosemanticity: Extracting Interpretable Features from
+    Claude 3 Sonnet (feature steering by clamping). Transformer Circuits Thread. Marks, S. et al.
+    (2024). Sparse Feature Circuits (SAE error terms). arXiv:2403.19647.
     """
     from whybox.internals import hooks
 
@@ -428,6 +458,12 @@ def generate_with_features(
     ...                                         max_new_tokens=6, add={7: 40.0})
     >>> plain.startswith(prompt), steered != plain
     (True, True)
+
+    References
+    ----------
+    Templeton, A. et al. (2024). Scaling Monosemanticity: Extracting Interpretable Features from
+    Claude 3 Sonnet (feature steering by clamping). Transformer Circuits Thread. Marks, S. et al.
+    (2024). Sparse Feature Circuits (SAE error terms). arXiv:2403.19647.
     """
     torch = _torch()
     from whybox.internals.hooks import as_model_inputs, model_device

@@ -259,6 +259,13 @@ def explain_generation(
     ...                             contrast=" a")         # why " the" rather than " a"
     >>> round(float(exp.predictions[0]), 2)               # log p(the) - log p(a)
     0.12
+
+    References
+    ----------
+    Yin, K. & Neubig, G. (2022). Interpreting Language Models with Contrastive Explanations.
+    EMNLP. Sarti, G. et al. (2023). Inseq: An Interpretability Toolkit for Sequence Generation
+    Models. ACL demo. Sundararajan, M., Taly, A. & Yan, Q. (2017). Axiomatic Attribution for
+    Deep Networks. ICML.
     """
     from ..internals.hooks import model_device, require_torch
 

@@ -157,6 +157,18 @@ class RagAttribution:
         Lasso fit, as the package does); default counted with the backend's tokenizer, or 1
         for a backend without one.
 
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``value``, ``granularity``, ``method`` or similarity, a non-positive
+        count, a template without the ``{context}`` / ``{query}`` fields.
+    UnsupportedModelError
+        ``value="logprob"`` with a backend that gives no log-probabilities.
+    InvalidInputError
+        From ``explain``: an empty query or no documents.
+    ModelCallError
+        The backend raised (the original error is chained).
+
     Examples
     --------
     >>> rag = wb.RagAttribution(wb.llm.LocalBackend(*wb.zoo.tiny_lm()))
@@ -167,6 +179,11 @@ class RagAttribution:
     ((3,), 8)
     >>> bool(np.isclose(exp.values[0].sum() + exp.base_values[0], exp.predictions[0]))
     True
+
+    References
+    ----------
+    Cohen-Wang, B., Shah, H., Georgiev, K. and Madry, A. (2024). ContextCite: attributing model
+    generation to context. NeurIPS. Shapley, L. S. (1953). A value for n-person games.
     """
 
     def __init__(

@@ -534,6 +534,17 @@ class TokenShap(Explainer):
     random_state : int or None
         Seed; the same seed gives the same values whatever else is explained alongside.
 
+    Raises
+    ------
+    InvalidParameterError
+        An unknown ``value``, ``similarity``, ``masker``, ``granularity`` or ``estimator``, a
+        non-positive budget or batch size.
+    InvalidInputError
+        From ``explain``: empty texts, or texts longer than ``max_length`` tokens.
+    ModelCallError
+        The model, a generator or a similarity function raised or returned the wrong number
+        of values (the original error is chained).
+
     Examples
     --------
     >>> model, tok = wb.zoo.tiny_lm()

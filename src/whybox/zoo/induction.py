@@ -344,6 +344,10 @@ def attention_patterns(model: Any, input_ids: Any) -> Any:
     (2, 2, 4, 20, 20)
     >>> bool(pattern.sum(-1).sub(1).abs().max() < 1e-5)   # each row is a softmax
     True
+
+    References
+    ----------
+    Olsson, C. et al. (2022). In-context Learning and Induction Heads.
     """
     torch = require("torch", "torch", _FEATURE)
     return torch.stack(list(_run_with_attentions(torch, model, input_ids).attentions))

@@ -287,6 +287,11 @@ def sentiment_classifier(*, seed: int = 0, cache: bool = True, cache_dir: Any = 
     ...                  method="integrated_gradients")
     >>> exp.feature_names[0][int(np.argmax(exp.values[0]))]
     'great'
+
+    References
+    ----------
+    Reimers, N. & Gurevych, I. (2019). Sentence-BERT: Sentence Embeddings using Siamese
+    BERT-Networks. EMNLP (the all-MiniLM-L6-v2 encoder's family).
     """
     torch = require("torch", "llm", _FEATURE)
     seed = check_int("seed", seed, minimum=0)

@@ -471,6 +471,11 @@ class ToyModel:
     seed : int
         The seed it was trained with.
 
+    Raises
+    ------
+    InvalidInputError
+        ``hidden`` / ``reconstruct`` / ``loss_on`` of rows that are not (n, n_features).
+
     Examples
     --------
     >>> toy = wb.zoo.toy_superposition_model(sparsity=0.9)   # cached after the first run
@@ -648,6 +653,14 @@ def toy_superposition_model(
     Returns
     -------
     ToyModel
+
+    Raises
+    ------
+    InvalidParameterError
+        Counts below 1, ``sparsity`` outside [0, 1), non-positive importances or ``lr``, a
+        negative seed.
+    MissingDependencyError
+        Without torch (the training runs in torch; a cached model also needs it).
 
     Examples
     --------
