@@ -89,6 +89,11 @@ class Backend:
     >>> backend = Shout()
     >>> backend.generate(["hello", "bye"], stop=["E"]), backend.calls
     (['H', 'BY'], 2)
+
+    References
+    ----------
+    OpenAI (2023). Chat Completions API (``logprobs``, ``top_logprobs``): the protocol the
+    backends answer.
     """
 
     name: str = "backend"
@@ -252,6 +257,11 @@ class CallableBackend(Backend):
     (['cba', 'olleh'], 2)
     >>> backend.supports_logprobs
     False
+
+    References
+    ----------
+    OpenAI (2023). Chat Completions API (``logprobs``, ``top_logprobs``): the protocol the
+    backends answer.
     """
 
     def __init__(

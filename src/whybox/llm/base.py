@@ -51,6 +51,11 @@ def as_backend(obj: Any, *, tokenizer: Any = None, **kwargs: Any) -> Backend:
     ('CallableBackend', ['yes'])
     >>> wb.llm.as_backend(backend) is backend
     True
+
+    References
+    ----------
+    OpenAI (2023). Chat Completions API (``logprobs``, ``top_logprobs``): the protocol the
+    backends answer.
     """
     if isinstance(obj, Backend):
         return obj

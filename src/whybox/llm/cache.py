@@ -74,6 +74,10 @@ class RequestCache:
     >>> cache.get({"body": {"prompt": "hi"}}), cache.hits, cache.misses
     ({'text': 'hello'}, 1, 1)
     >>> folder.cleanup()
+
+    References
+    ----------
+    NIST (2015). FIPS 180-4, Secure Hash Standard (SHA-256, the cache key).
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:

@@ -91,6 +91,11 @@ class Hypothesis:
     ...                n_correct=18, n_test=20, coverage=0.45)
     >>> print(h)
     [held-out accuracy 90.0% vs majority 50.0%, p = 0.001, n = 20] x is big
+
+    References
+    ----------
+    Zhong, R. et al. (2022). Describing Differences between Text Distributions with Natural
+    Language. ICML.
     """
 
     sentence: str
@@ -133,6 +138,11 @@ class Description:
     ("The label is 1 when the text contains the word 'great'.", 1.0)
     >>> list(d.to_frame().columns)[:3]
     ['sentence', 'accuracy', 'baseline']
+
+    References
+    ----------
+    Zhong, R. et al. (2022). Describing Differences between Text Distributions with Natural
+    Language. ICML.
     """
 
     hypotheses: list[Hypothesis]

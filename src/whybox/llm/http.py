@@ -185,6 +185,10 @@ class OpenAIBackend(Backend):
     requests : int
         HTTP requests made, retries included.
     cache : RequestCache or None
+
+    References
+    ----------
+    OpenAI (2023). Chat Completions and Completions API (the request and response format).
     """
 
     supports_logprobs = True

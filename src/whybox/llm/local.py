@@ -111,6 +111,11 @@ class LocalBackend(Backend):
     >>> out = backend.generate("The for statement", max_new_tokens=4)   # greedy
     >>> len(out), isinstance(out[0], str), backend.calls
     (1, True, 3)
+
+    References
+    ----------
+    Wolf, T. et al. (2020). Transformers: State-of-the-Art Natural Language Processing. EMNLP
+    demos (the models and tokenizers run here).
     """
 
     supports_logprobs = True

@@ -103,6 +103,10 @@ class SAEConfig:
     ('topk', False, 128)
     >>> wb.sae.SAEConfig.from_dict(cfg.to_dict()) == cfg      # JSON round trip
     True
+
+    References
+    ----------
+    Bloom, J., Tigges, C. & Chanin, D. (2024). SAELens (the field names of ``cfg.json``).
     """
 
     d_in: int

@@ -133,6 +133,11 @@ class SAEEvaluation:
     (True, True)
     >>> ev.to_frame().columns.tolist()
     ['group', 'metric', 'value']
+
+    References
+    ----------
+    Gao, L. et al. (2024). Scaling and evaluating sparse autoencoders. arXiv:2406.04093.
+    Bloom, J., Tigges, C. & Chanin, D. (2024). SAELens, ``evals.run_evals`` (the metric names).
     """
 
     site: str

@@ -219,6 +219,12 @@ class SAE(torch.nn.Module):
     >>> x = torch.randn(10, 16)
     >>> tuple(sae.encode(x).shape), tuple(sae(x).shape)       # (n, d_sae), (n, d_out)
     ((10, 64), (10, 16))
+
+    References
+    ----------
+    Bricken, T. et al. (2023). Towards Monosemanticity. Transformer Circuits Thread. Gao, L. et
+    al. (2024). Scaling and evaluating sparse autoencoders. arXiv:2406.04093 (the
+    initialisation).
     """
 
     def __init__(self, cfg: SAEConfig, *, random_state: int = 0) -> None:
