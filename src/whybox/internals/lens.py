@@ -412,6 +412,7 @@ def direct_logit_attribution(
         A pre-norm transformer with a linear unembedding (GPT-2, Llama, Mistral, Qwen, Gemma,
         Phi, GPT-NeoX, ...).
     inputs : LongTensor (batch, pos), mapping, str or list of str
+        Token ids, the tokenizer's output, or text (then ``tokenizer`` is needed).
     target : int, str, (correct, wrong), array (batch, 2), array (batch,) or float array
         The metric: a token's logit, a logit difference ``logit[correct] - logit[wrong]``
         (one pair, or one per batch row), or ``logits @ v`` for a direction ``v`` over the
@@ -420,6 +421,7 @@ def direct_logit_attribution(
         The position read, one for all rows or one per row (e.g. the last real token of
         right-padded rows).
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
     by : {"head", "component"}
         ``"head"``: players ``embed``, ``pos_embed`` (models with learned positions),
         ``L{l}.H{h}`` for each head (its output through the output projection) and

@@ -381,6 +381,7 @@ class Probe(ClassifierMixin, _ProbeBase):
         After the report, refit on all examples (``predict`` uses that fit); ``False`` keeps
         the fit on the training split.
     max_iter : int, default 1000
+        Iterations of the solver.
     confidence : float, default 0.95
         Level of the Wilson interval ``score_ci_``.
     random_state : int, RandomState or None

@@ -28,6 +28,7 @@ def as_backend(obj: Any, *, tokenizer: Any = None, **kwargs: Any) -> Backend:
     Parameters
     ----------
     obj : Backend, torch.nn.Module or callable
+        What to turn into a backend (a backend is returned as it is).
     tokenizer : optional
         Needed for a model.
     **kwargs

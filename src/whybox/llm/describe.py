@@ -382,6 +382,7 @@ def describe(
         The output value described (one against the rest); default the larger of two
         values, or "above its median" for numeric outputs with more values.
     n_hypotheses : int, default 3
+        Hypotheses kept (offline: the best decision stumps).
     hypotheses : list, optional
         Your own: ``(sentence, rule)`` pairs, ``rule(X_frame) -> bool array`` (checked
         offline), or sentences (checked by ``backend``).

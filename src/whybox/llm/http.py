@@ -135,6 +135,7 @@ class OpenAIBackend(Backend):
         Sent as ``Authorization: Bearer ...``; default the environment variable
         ``api_key_env``; none for local servers that need none.
     api_key_env : str, default "OPENAI_API_KEY"
+        The environment variable the key is read from when ``api_key`` is None.
     timeout : float, default 30
         Seconds per request (connect, read, write, pool).
     max_retries : int, default 3

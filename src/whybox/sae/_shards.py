@@ -152,6 +152,7 @@ class ShardActivations(ActivationSource):
     site_out : str, optional
         The transcoder's target, row-aligned with ``site`` in every shard.
     batch_size : int, default 4096
+        Rows per batch.
     buffer_tokens : int, default 65536
         At most this many rows in memory (two groups of ``buffer_tokens / 2``).
     buffer_bytes : int, optional
@@ -160,10 +161,13 @@ class ShardActivations(ActivationSource):
         Rows read contiguously (default ``buffer_tokens / 16``); groups are made of randomly
         chosen chunks, so smaller chunks mix more and read less sequentially.
     device : str or torch.device, default "cpu"
+        Where the batches are put.
     dtype : torch dtype or str, optional
         Cast the batches (default: the stored dtype).
     random_state : int, default 0
+        Seeds the chunk order and the shuffle.
     drop_last : bool, default False
+        Drop a last batch smaller than ``batch_size``.
 
     Raises
     ------

@@ -296,6 +296,7 @@ class ModelActivations(ActivationSource):
     drop_last : bool, default False
         Skip an epoch's last, smaller batch.
     anatomy : Anatomy, optional
+        Built with ``Anatomy.of(model)`` when None.
     forward_kwargs : dict, optional
         Extra keyword arguments for the model's forward.
 

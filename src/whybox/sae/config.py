@@ -85,8 +85,11 @@ class SAEConfig:
     topk_threshold_lr : float
         Step of the running BatchTopK threshold.
     dtype : str
+        Parameter dtype (default "float32").
     model_name : str, optional
+        The model the SAE was trained on (kept in ``cfg.json``).
     metadata : dict
+        Free-form entries (kept in ``cfg.json``).
 
     Raises
     ------

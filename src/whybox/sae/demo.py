@@ -398,6 +398,7 @@ def concept_features(
     Parameters
     ----------
     data : FeatureData
+        Made by :func:`~whybox.sae.feature_data` with a tokenizer.
     n : int, default 5
         Latents returned.
     min_contexts : int, default 10

@@ -497,6 +497,7 @@ def evaluate(
         Evaluate at most ``n_batches * batch_size`` rows, drawn at random (seeded by
         ``random_state``) when there are more.
     random_state : int, Generator or None, default 0
+        Seeds the choice of rows when ``n_batches`` limits the evaluation.
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch (for a progress bar).
 

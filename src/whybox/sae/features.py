@@ -630,6 +630,7 @@ def feature_data(
     site : str, optional
         Hook name the SAE reads (default ``sae.cfg.hook_name``).
     context_size : int, default 128
+        Row length of a packed token stream (and the truncation of texts).
     per_text : bool, optional
         One row per text (default for encoders, ``Anatomy.is_causal`` False) or a packed
         stream (default for causal models).

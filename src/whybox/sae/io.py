@@ -104,6 +104,7 @@ def load(
         ``hook_name``. Stored as ``sae.cfg.hook_name`` (the folder's own one is kept in
         ``metadata["source_hook_name"]``).
     device : str or torch.device, default "cpu"
+        Where the parameters are put.
     dtype : str or torch.dtype, optional
         Parameter dtype; None: the file's.
 

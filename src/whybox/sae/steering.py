@@ -106,6 +106,7 @@ def edit_features(
     Parameters
     ----------
     model : torch.nn.Module
+        The model the SAE reads.
     sae : whybox SAE
         ``encode``, ``decode`` and ``W_dec (d_sae, d_in)``; a transcoder is not supported.
     ablate : iterable of int
@@ -427,11 +428,15 @@ def generate_with_features(
     Parameters
     ----------
     model : a ``transformers`` model with ``generate``
+        A causal LM.
     sae : whybox SAE
+        An autoencoder (not a transcoder).
     prompt : str or LongTensor (pos,) / (1, pos)
+        The prompt, as text (with ``tokenizer``) or token ids.
     tokenizer : tokenizer, optional
         Needed for a text prompt; the result is then decoded text.
     max_new_tokens : int, default 20
+        Tokens generated.
     **kwargs
         ``ablate``, ``clamp``, ``add``, ``site``, ``error_term``, ``anatomy`` go to
         :func:`edit_features`; the rest to ``model.generate``.

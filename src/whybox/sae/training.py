@@ -430,6 +430,7 @@ def train(
     site : str, optional
         Site read: a standard name (``"blocks.3.resid_post"``) or a module path.
     architecture : {"standard", "topk", "batchtopk", "jumprelu", "matryoshka"}
+        The SAE family (default "topk").
     width, expansion_factor : int, optional
         Number of latents ``d_sae``, or it as a multiple of ``d_in`` (default 8x).
     k : int, optional
@@ -457,6 +458,7 @@ def train(
     lr_end : float
         Learning rate at the end of the decay / cosine.
     adam_betas : (float, float)
+        Adam's betas (default (0.9, 0.999)).
     l1_coefficient : float, optional
         Sparsity penalty of "standard" (default 5.0); "jumprelu" takes ``l0_coefficient=``.
     l1_warmup_steps : int

@@ -200,10 +200,13 @@ def explain_generation(
     prompt : str
         The prompt, encoded with ``tokenizer`` (special tokens added as the tokenizer does).
     tokenizer : Hugging Face tokenizer
+        The model's own; it encodes the prompt and decodes the generated tokens.
     max_new_tokens : int, default 20
         Tokens generated (greedy decoding unless ``gen_kwargs`` say otherwise; generation
         stops early at the end-of-sequence token).
     method : {"input_x_gradient", "integrated_gradients", "ablation", "attnlrp", "cp_lrp"}
+        How each generated token is attributed to the source tokens (default
+        ``"input_x_gradient"``).
     contrast : str, int or sequence of int, optional
         Foil tokens, one per explained token (as many tokens as the continuation): row ``t``
         then explains ``log p(token_t) - log p(foil_t)`` given the prompt and the actual

@@ -140,6 +140,7 @@ class RagAttribution:
     similarity : {"tfidf", "minilm"} or callable
         With ``value="similarity"``.
     granularity : {"document", "sentence"}
+        The players: whole documents or their sentences.
     separator : str
         Between kept documents.
     random_state : int or None

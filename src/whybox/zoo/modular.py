@@ -525,6 +525,7 @@ def fourier_key_frequencies(
     Parameters
     ----------
     model : the modular-addition model, or an embedding array of shape (p or p + 1, d_model)
+        Its token embedding ``embed.weight`` is read.
     p : int
         The modulus.
     k : int, optional
@@ -608,6 +609,7 @@ def ablate_frequencies(
     Parameters
     ----------
     model : the modular-addition model of :func:`modular_addition_model`
+        It is not modified: a copy is evaluated.
     p : int
         The modulus.
     keep, remove : iterable of int

@@ -125,10 +125,13 @@ def scratchpad_questions(
     Parameters
     ----------
     n : int
+        Questions drawn.
     n_digits : int, default 3
+        Digits per question.
     max_digit : int, default 3
         Digits are 0 .. max_digit; ``n_digits * max_digit`` must be at most 9.
     random_state : int
+        Seeds the draw (default 0).
 
     Returns
     -------
@@ -428,6 +431,7 @@ def scratchpad_model(
         ``"dependent"``: the answer is the scratchpad's last value; ``"independent"``: the
         answer is computed from the question, the scratchpad is ignored.
     seed : int, default 0
+        The training seed.
     n_digits : int, default 3
         Digits per question (and steps per scratchpad).
     max_digit : int, default 3
@@ -437,6 +441,7 @@ def scratchpad_model(
     cache : bool, default True
         Load from / store in the zoo cache.
     cache_dir : path, optional
+        The cache folder (default ``$WHYBOX_CACHE`` or the user cache).
 
     Returns
     -------
