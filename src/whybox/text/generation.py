@@ -260,8 +260,10 @@ def explain_generation(
     ([' iter', 'ate'], [(6,), (7,)])
     >>> exp = wb.explain_generation(model, prompt, tokenizer=tok, generated=" the",
     ...                             contrast=" a")         # why " the" rather than " a"
-    >>> round(float(exp.predictions[0]), 2)               # log p(the) - log p(a)
-    0.12
+    >>> logp = model(tok(prompt, return_tensors="pt").input_ids).logits[0, -1].log_softmax(-1)
+    >>> the, a = tok(" the").input_ids[0], tok(" a").input_ids[0]
+    >>> bool(np.isclose(exp.predictions[0], (logp[the] - logp[a]).item(), atol=1e-4))
+    True
 
     References
     ----------

@@ -382,8 +382,8 @@ def modular_addition_model(
     Examples
     --------
     >>> model, info = wb.zoo.modular_addition_model(p=59)   # ~1 min the first time, cached
-    >>> info.train_accuracy, info.test_accuracy             # grokked: it generalises
-    (1.0, 1.0)
+    >>> info.train_accuracy > 0.99, info.test_accuracy > 0.99   # grokked: it generalises
+    (True, True)
 
     References
     ----------
