@@ -17,8 +17,14 @@ Cells of the table: whybox's error / shap KernelExplainer's error, and whybox's 
 best (lowest-error) of shap's and shapiq's estimators at that budget. Where the budget
 covers all ``2**n`` coalitions whybox is exact (ratio 0).
 
+whybox runs with ``surrogate="auto"``: per row, the cross-fitted product-kernel or tree
+surrogate, or none, whichever gives the residual game the smallest estimated variance (the
+choices are in each cell's ``surrogates``). shap's KernelExplainer has no seed argument and
+draws from numpy's global generator, which is seeded with the run's seed before each call.
+
 Time: whybox's wall time per explained row over the time spent inside the model (the floor),
-at budgets 512 and 4096.
+at every budget (for models as cheap as a linear model, the floor is tiny and the ratio says
+little).
 
 shapiq (test-only peer): shapiq 1.8 needs Python >= 3.12; on Python 3.11 the newest is 1.4.1,
 which ships the same estimators (KernelSHAP, SVARM, UnbiasedKernelSHAP, StratifiedSamplingSV,

@@ -55,11 +55,13 @@ class KernelShap(SamplingShapExplainer):
         keeps, per row, whichever of none, kernel and tree gives the smallest estimated
         variance; ``exp.meta["surrogate"]`` lists the choices and ``exp.params["surrogate"]``
         the setting. ``"none"`` (default) is plain KernelSHAP. The adjustment is opt-in: it
-        cuts the error at equal model evaluations (to 0.2-0.5x plain KernelSHAP's on SVC,
-        k-NN, MLP and boosted-tree games at 256-1024 evaluations, ``bench_kernel_sweep``),
-        but fitting the surrogates costs time per row beyond the model calls at budget 512,
-        the adjusted estimate is a ratio estimator (bias of order 1/budget) and its standard
-        errors leave out the surrogate's own variability (95% coverage ~0.85-0.93).
+        cuts the error at equal model evaluations (to 0.3-0.7x plain KernelSHAP's on the SVC,
+        k-NN, boosted-tree and MLP games of ``benchmarks/bench_kernel_sweep.py`` at 128-512
+        evaluations; where most of the budget is enumerated and the polynomial control
+        variate runs, no surrogate is fitted), but fitting the surrogates costs time per row
+        well beyond the model calls at budget 512, the adjusted estimate is a ratio estimator
+        (bias of order 1/budget) and its standard errors leave out the surrogate's own
+        variability (95% coverage ~0.85-0.93).
     **kwargs
         ``groups``, ``max_background``, ``link``, ``random_state``, ``allow_nan``,
         ``chunk_bytes``, ``n_jobs``, ``backend``, ``client``, ``chunk_size``: as for
