@@ -195,17 +195,15 @@ def partial_dependence_dask(
             )
         if weights.sum() <= 0:
             raise InvalidParameterError("sample_weight sums to 0; give some row a weight.")
-    grids = []
-    for a, (name, flag) in enumerate(zip(names, flags, strict=True)):
-        col = column(cols, a)
-        if grid is None:
-            grids.append(pdp.sklearn_grid(col, flag, grid_resolution, percentiles, name))
-        else:
-            if pair and (not isinstance(grid, (tuple, list)) or len(grid) != 2):
-                raise InvalidParameterError(
-                    "for a pair of features, grid must be a tuple of two grids (one per feature)."
-                )
-            grids.append(pdp._user_grid(grid[a] if pair else grid, col, flag, name))
+    grids = pdp._grids_for(
+        [column(cols, a) for a in range(len(names))],
+        names,
+        flags,
+        grid,
+        grid_resolution,
+        percentiles,
+        pair,
+    )
     parts, columns = partitions(X)
     token = uuid.uuid4().hex
     shipped = client.scatter(_Shipped(model, token), broadcast=True, hash=False)

@@ -407,6 +407,32 @@ def _user_grid(grid: Any, col: Any, categorical: bool, name: str) -> np.ndarray:
     return np.asarray(grid) if np.asarray(grid).dtype.kind in "iuf" else g
 
 
+def _grids_for(
+    cols: list[Any],
+    names: list[str],
+    flags: list[bool],
+    grid: Any,
+    grid_resolution: int,
+    percentiles: tuple[float, float],
+    pair: bool,
+) -> list[np.ndarray]:
+    """The grid of each explained feature (one, or two for a pair): scikit-learn's grid
+    (:func:`sklearn_grid`) when ``grid`` is None, else the user's grid(s), checked against
+    the column. ``cols[a]`` holds every value of feature ``a`` (the serial and the Dask
+    paths both build their grids here)."""
+    grids = []
+    for a, (col, name, flag) in enumerate(zip(cols, names, flags, strict=True)):
+        if grid is None:
+            grids.append(sklearn_grid(col, flag, grid_resolution, percentiles, name))
+        else:
+            if pair and (not isinstance(grid, (tuple, list)) or len(grid) != 2):
+                raise InvalidParameterError(
+                    "for a pair of features, grid must be a tuple of two grids (one per feature)."
+                )
+            grids.append(_user_grid(grid[a] if pair else grid, col, flag, name))
+    return grids
+
+
 def _categorical_flags(X: Any, positions: list[int], names: list[str], categorical: Any) -> list:
     if categorical is None:
         return [is_categorical_column(column(X, j)) for j in positions]
@@ -696,18 +722,8 @@ def partial_dependence(
             weights = None if weights is None else weights[rows]
             n = sample
 
-    grids = []
-    for a, (name, j, flag) in enumerate(zip(names, positions, flags, strict=True)):
-        col = column(X, j)
-        if grid is None:
-            grids.append(sklearn_grid(col, flag, grid_resolution, percentiles, name))
-        else:
-            if pair and (not isinstance(grid, (tuple, list)) or len(grid) != 2):
-                raise InvalidParameterError(
-                    "for a pair of features, grid must be a tuple of two grids (one per feature)."
-                )
-            g = grid[a] if pair else grid
-            grids.append(_user_grid(g, col, flag, name))
+    cols = [column(X, j) for j in positions]
+    grids = _grids_for(cols, names, flags, grid, grid_resolution, percentiles, pair)
     if pair:
         mesh = np.meshgrid(
             np.arange(len(grids[0])), np.arange(len(grids[1])), indexing="ij"
