@@ -4,7 +4,6 @@ as shards. One LocalCluster of two worker processes (with nannies, which restart
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -16,6 +15,8 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor
 
 from whybox.trees.treeshap import TreeShap
+
+from ._dask_cluster import two_worker_client
 
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
@@ -34,22 +35,8 @@ def _frame(i):
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-    )
-    c = Client(cluster, set_as_default=False)
-    try:
-        c.wait_for_workers(2, timeout=60)
+    with two_worker_client() as c:
         yield c
-    finally:
-        c.close()
-        cluster.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ including a worker killed by SIGKILL in the middle of a job.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import signal
@@ -33,6 +32,8 @@ from whybox.parallel import (
     row_generator,
     row_seed,
 )
+
+from ._dask_cluster import two_worker_client
 
 distributed = pytest.importorskip("distributed")
 
@@ -87,23 +88,8 @@ def rows_of_chunk(start, stop):
 @pytest.fixture(scope="module")
 def client():
     """One real cluster of two single-threaded worker processes for the whole module."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-    )
-    # not the default client: tests of "no client" must not find this one
-    c = Client(cluster, set_as_default=False)
-    try:
-        c.wait_for_workers(2, timeout=60)
+    with two_worker_client() as c:
         yield c
-    finally:
-        c.close()
-        cluster.close()
 
 
 @pytest.fixture(scope="module")
