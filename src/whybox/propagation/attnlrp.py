@@ -86,6 +86,7 @@ from whybox.propagation._attnlrp_rules import (
     grad_scale_hook,
     norm_hook,
 )
+from whybox.propagation.rollout import _token_names
 
 __all__ = ["AttnLRP"]
 
@@ -126,8 +127,8 @@ class AttnLRP:
     >>> model, tok = wb.zoo.tiny_lm()
     >>> enc = tok("The for statement is used to", return_tensors="pt")
     >>> exp = wb.AttnLRP(model).explain(enc, target=tok.encode(" the")[0], tokenizer=tok)
-    >>> exp.feature_names[0], exp.values[0].shape   # tokenizer strings (Ġ: a leading space)
-    (['The', 'Ġfor', 'Ġstatement', 'Ġis', 'Ġused', 'Ġto'], (6,))
+    >>> exp.feature_names[0], exp.values[0].shape   # the text of each token
+    (['The', ' for', ' statement', ' is', ' used', ' to'], (6,))
     >>> sorted(exp.meta["conservation"][0])[:3]         # how much of the logit is conserved
     ['gap', 'position_relevance', 'relative_gap']
 
@@ -247,7 +248,10 @@ class AttnLRP:
             For token-level outputs (LMs), the position whose logit is explained, counted among
             each example's real (unpadded) tokens: -1 is its last token.
         tokenizer : optional
-            Names the tokens (``convert_ids_to_tokens``) and resolves a str target.
+            Names the tokens and resolves a str target. A token is named by the text it
+            stands for (its ``tokenizer.decode``: ``' for'``, not byte-level BPE's
+            ``'Ġfor'``), a special token by its token string, as whybox's text explainers
+            name them.
 
         Returns
         -------
@@ -257,7 +261,9 @@ class AttnLRP:
             ``base_values`` 0, so ``completeness_gap()`` is the conservation gap.
             ``meta["conservation"][i]``: ``target_logit``, ``relevance_sum``,
             ``position_relevance``, ``gap`` (logit - token relevance - position relevance)
-            and ``relative_gap`` (gap / |logit|).
+            and ``relative_gap`` (gap / |logit|). ``meta["target_names"][i]``: the target
+            token's text (LMs; its id without a tokenizer) or its class label
+            (``config.id2label``; sequence classifiers).
 
         Raises
         ------
@@ -393,7 +399,7 @@ class AttnLRP:
             row_ids = ids[i].cpu().numpy()[keep].tolist()
             vals = emb_rel[i][keep]
             if tokenizer is not None:
-                toks = [str(t) for t in tokenizer.convert_ids_to_tokens(row_ids)]
+                toks = _token_names(tokenizer, row_ids)
             else:
                 toks = [f"[{t}]" for t in row_ids]
             values.append(vals)
@@ -410,11 +416,13 @@ class AttnLRP:
                     "relative_gap": gap / max(abs(float(logits[i])), 1e-12),
                 }
             )
-        tnames = (
-            [str(t) for t in tokenizer.convert_ids_to_tokens(targets.tolist())]
-            if tokenizer is not None
-            else [str(int(t)) for t in targets]
-        )
+        if positions and positions[0] is None:  # classes: named by the config, not the vocabulary
+            labels = getattr(getattr(self.model, "config", None), "id2label", None) or {}
+            tnames = [str(labels.get(int(t), int(t))) for t in targets]
+        elif tokenizer is not None:
+            tnames = _token_names(tokenizer, targets.tolist())
+        else:
+            tnames = [str(int(t)) for t in targets]
         return Explanation(
             values,
             base_values=0.0,

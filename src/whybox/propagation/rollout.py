@@ -373,10 +373,32 @@ def _positions(position: Any, valid: list[np.ndarray], defaults: list[int]) -> l
 
 
 def _token_names(tokenizer: Any, ids: Any) -> list[str]:
+    """Display name of each token id, as the text path names tokens
+    (:func:`whybox.text.tokens.tokenize`): the text a token stands for (its own
+    ``tokenizer.decode``, so ``' for'`` rather than byte-level BPE's ``'Ġfor'``; a WordPiece
+    continuation without its ``##``), the token string for special tokens and for a token that
+    is part of a character's bytes, the id itself without a tokenizer. Explanations of ids and of the same text then name tokens alike."""
     ids = [int(i) for i in ids]
     if tokenizer is None:
         return [str(i) for i in ids]
-    return [str(t) for t in tokenizer.convert_ids_to_tokens(ids)]
+    raw = [str(t) for t in tokenizer.convert_ids_to_tokens(ids)]
+    if not callable(getattr(tokenizer, "decode", None)):
+        return raw
+    specials = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    prefix = getattr(decoder, "prefix", None) if type(decoder).__name__ == "WordPiece" else None
+    names = []
+    for i, r in zip(ids, raw, strict=True):
+        if i in specials:
+            names.append(r)
+            continue
+        name = str(tokenizer.decode([i]))
+        if "\ufffd" in name or name == "":  # part of a character's bytes: not text alone
+            name = r
+        elif prefix and name.startswith(prefix) and len(name) > len(prefix):
+            name = name[len(prefix) :]  # decode keeps a lone continuation's "##"
+        names.append(name)
+    return names
 
 
 class _TokenExplainer:
@@ -643,7 +665,9 @@ class AttentionRollout(_TokenExplainer):
             texts (need ``tokenizer``; then players follow ``granularity``, specials are
             never players).
         tokenizer : tokenizer, optional
-            Names the tokens; required for texts.
+            Names the tokens; required for texts. Ids and texts name a token alike: the text
+            it stands for (``' for'``, not byte-level BPE's ``'Ġfor'``), special tokens by
+            their token string.
         position : int or sequence of int, optional
             Output token per row, counted over the real tokens (negative from the end).
             Default: the last token for causal models, the first [MASK] for masked LMs
@@ -658,7 +682,7 @@ class AttentionRollout(_TokenExplainer):
         -------
         Explanation
             Ragged: ``values[i]`` (n_i,) one value per token (rows of the rollout matrix sum
-            to 1), ``feature_names[i]`` the token strings (ids when no tokenizer);
+            to 1), ``feature_names[i]`` the tokens' texts (ids when no tokenizer);
             ``meta["tokens"]``, ``meta["input_ids"]``, ``meta["position"]``.
         """
         return super().explain(
