@@ -420,7 +420,11 @@ class RagAttribution:
             for sampling methods, ``base_values`` the value of the empty context (the
             surrogate's bias for ContextCite / LIME), ``predictions`` the value with every
             source (the surrogate's for ContextCite); ``params``: method, LLM calls, wall
-            time; ``meta``: query, answer, documents, each source's document, the prompt.
+            time; ``meta``: query, answer, documents, each source's document, the prompt,
+            and ``meta["estimator"][0]``: the method run (``"method"``, ``"auto"`` resolved),
+            the coalitions of sources it evaluated (``"coalitions"``: ``2**n`` for
+            ``"exact"``, ``n + 2`` for ``"leave_one_out"``) and its own diagnostics
+            (``"converged"``, LIME's ``"fidelity"``, ContextCite's ``"lds"``...).
         """
         if budget is not None:
             budget = check_int("budget", budget, minimum=1)
@@ -458,6 +462,10 @@ class RagAttribution:
         }
         if name == "contextcite":
             params["lds"] = info.get("lds")
+        # every method reports its name and the coalitions (contexts) it evaluated, plus its own
+        # diagnostics (convergence, LIME fidelity, ContextCite's LDS / bias)
+        estimator = {"method": name, **{k: v for k, v in info.items() if _simple(v)}}
+        estimator.setdefault("coalitions", int(game.n_evaluated))
         meta = {
             "kind": "rag",
             "query": [game.query],
@@ -467,7 +475,7 @@ class RagAttribution:
             "sources": [list(game.sources)],
             "source_document": [game.doc_of.tolist()],
             "prompt": [game.prompt(np.ones(game.n_players, dtype=bool))],
-            "estimator": [{k: v for k, v in info.items() if _simple(v)}],
+            "estimator": [estimator],
             "row_keys": [
                 "query",
                 "answer",
