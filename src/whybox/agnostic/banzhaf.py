@@ -57,6 +57,19 @@ class Banzhaf(TabularGameExplainer):
     -----
     ``.explain(X, budget=None, target=None, link=None)``: exact when ``2**n <= budget``.
 
+    Examples
+    --------
+    For a linear model a feature's Banzhaf value equals its Shapley value,
+    ``coef * (x - mean of the background)``:
+
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = LinearRegression().fit(X, y)
+    >>> bg, rows = X.iloc[:50], X.iloc[100:103]
+    >>> exp = wb.Banzhaf(model, background=bg).explain(rows)
+    >>> bool(np.allclose(exp.values, model.coef_ * (rows - bg.mean()).to_numpy()))
+    True
+
     References
     ----------
     Banzhaf (1965); Wang and Jia (2023), AISTATS; Witter, Liu and Musco (2025),

@@ -58,14 +58,54 @@ class ExactShap(TabularGameExplainer):
 
     Parameters
     ----------
-    model, background, groups, max_background, link, random_state, allow_nan, chunk_bytes,
-    n_jobs, backend, client, chunk_size
-        See :class:`whybox.agnostic._base.TabularGameExplainer`. ``background`` is required.
+    model : object
+        Any model ``whybox.models.wrap_model`` supports.
+    background : DataFrame, array, Masker or ImageMasker
+        Rows that stand for the data: absent features take their values (e.g.
+        ``X_train.sample(100, random_state=0)``), ``wb.Baseline(value)`` for a fixed
+        reference, or ``wb.kmeans(X_train, k)`` for a weighted summary. Required. An
+        ``ImageMasker`` explains images, its segments being the players.
+    groups : mapping, optional
+        Feature groups explained as single players, e.g. ``{"address": ["zip", "city"]}``.
+    max_background : int, optional
+        Background rows to keep (default: all); fewer are sampled with ``random_state`` and
+        a warning gives the effect on the base value.
+    link : {"identity", "logit"}, default "identity"
+        Default output scale; ``.explain(link=...)`` overrides it.
+    random_state : int or None, default 0
+        Seed of the background sample.
+    allow_nan : bool, default False
+        Accept NaN in X and background, for models that handle missing values themselves.
+    chunk_bytes : int
+        Memory bound of one batch of model inputs.
+    n_jobs : int or None
+        Worker processes for ``backend="processes"``; above 1 alone selects that backend.
+    backend : {"serial", "processes", "dask"}, default "serial"
+        Where rows are explained; results are bit-identical whichever is used.
+    client : dask.distributed.Client, optional
+        Cluster for ``backend="dask"``; a client alone selects the Dask backend.
+    chunk_size : int, optional
+        Rows per task sent to a worker (default: an even split over the workers).
+
+    Raises
+    ------
+    InvalidParameterError
+        Without ``background``, or with more players than enumeration allows (use
+        ``groups=`` or :class:`whybox.KernelShap`).
 
     Examples
     --------
-    >>> exp = ExactShap(model, background=X_train).explain(X_test[:10])  # doctest: +SKIP
-    >>> exp.completeness_gap()  # doctest: +SKIP
+    Every coalition of the 10 diabetes features is evaluated; the values add up to the
+    prediction minus the background's mean prediction:
+
+    >>> from sklearn.ensemble import RandomForestRegressor
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = RandomForestRegressor(n_estimators=20, max_depth=4, random_state=0).fit(X, y)
+    >>> exp = wb.ExactShap(model, background=X.iloc[:25]).explain(X.iloc[100:103])
+    >>> exp.values.shape
+    (3, 10)
+    >>> bool(np.allclose(exp.values.sum(1) + exp.base_values, model.predict(X.iloc[100:103])))
+    True
 
     References
     ----------
@@ -208,6 +248,22 @@ class PermutationShap(SamplingShapExplainer):
     -----
     ``.explain(X, budget=None, tolerance=None, target=None, link=None)``: ``budget`` is the
     number of coalitions per row (default ``2 n + 2048``).
+
+    Examples
+    --------
+    Sampled values land near the exact ones, within a few of their standard errors, and
+    still add up exactly:
+
+    >>> from sklearn.ensemble import RandomForestRegressor
+    >>> X, y = wb.zoo.diabetes()
+    >>> model = RandomForestRegressor(n_estimators=20, max_depth=4, random_state=0).fit(X, y)
+    >>> bg, rows = X.iloc[:25], X.iloc[100:102]
+    >>> exact = wb.ExactShap(model, background=bg).explain(rows)
+    >>> exp = wb.PermutationShap(model, background=bg, random_state=0).explain(rows, budget=400)
+    >>> bool((np.abs(exp.values - exact.values) <= 5 * exp.std + 1e-9).all())
+    True
+    >>> bool(np.allclose(exp.values.sum(1), exact.values.sum(1)))
+    True
 
     References
     ----------

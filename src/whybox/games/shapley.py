@@ -88,7 +88,8 @@ def exact_shapley(game: Game) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if n > MAX_EXACT_PLAYERS:
         raise InvalidParameterError(
             f"exact Shapley values need all 2**{n} coalitions; refusing above "
-            f"{MAX_EXACT_PLAYERS} players."
+            f"{MAX_EXACT_PLAYERS} players. Merge features into fewer players with groups=, "
+            "or sample: wb.KernelShap or wb.PermutationShap."
         )
     coalitions = all_coalitions(n)
     v = as_value_matrix(game.value(coalitions), coalitions.shape[0])
