@@ -296,6 +296,14 @@ def test_plots_draw_every_kind_of_term(credit_model):
         ax = g.plot(name)
         assert ax.get_title() == name
         plt.close(ax.figure)
+    pair = g[g.term_names[-1]]
+    assert pair.is_pair
+    ax = g.plot(pair.name)
+    # a pair's axes are its two features, labelled with their bins (not bin indices)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == pair.features
+    kept_a = [lab for lab, w in zip(pair.bin_labels[0], pair.weights.sum(1) > 0, strict=True) if w]
+    assert ax.get_xticklabels()[0].get_text() == kept_a[0]
+    plt.close(ax.figure)
 
 
 def test_results_do_not_depend_on_n_jobs_and_follow_random_state():

@@ -221,7 +221,18 @@ class EBMGlobal:
             keep_a = t.weights.sum(axis=1) > 0
             keep_b = t.weights.sum(axis=0) > 0
             img = ax.imshow(t.scores[np.ix_(keep_a, keep_b)].T, origin="lower", aspect="auto")
-            ax.figure.colorbar(img, ax=ax, label="score")
+            ax.figure.colorbar(img, ax=ax, label=f"score ({self.output})")
+            # the cells are bins: label the axes with the bins' value ranges, not their indices
+            for labels, keep, set_ticks, set_labels in (
+                (t.bin_labels[0], keep_a, ax.set_xticks, ax.set_xticklabels),
+                (t.bin_labels[1], keep_b, ax.set_yticks, ax.set_yticklabels),
+            ):
+                kept = [lab for lab, k in zip(labels, keep, strict=True) if k]
+                step = max(1, int(np.ceil(len(kept) / 12)))
+                ticks = np.arange(0, len(kept), step)
+                set_ticks(ticks)
+                set_labels([kept[i] for i in ticks], fontsize=7, **_TEXT)
+            ax.tick_params(axis="x", labelrotation=45)
             ax.set_xlabel(t.features[0], **_TEXT)
             ax.set_ylabel(t.features[1], **_TEXT)
         elif t.kinds[0] == "nominal":
@@ -246,6 +257,7 @@ class EBMGlobal:
             if t.weights[0] > 0:
                 ax.errorbar([edges[0]], [t.scores[0]], yerr=[t.std[0]], fmt="o", color="#777777")
             ax.set_xlabel(t.features[0], **_TEXT)
-        ax.set_ylabel(f"score ({self.output})", **_TEXT)
+        if not t.is_pair:  # a pair's y axis is its second feature; the colour bar its score
+            ax.set_ylabel(f"score ({self.output})", **_TEXT)
         ax.set_title(t.name, **_TEXT)
         return ax
