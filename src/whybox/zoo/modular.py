@@ -381,7 +381,7 @@ def modular_addition_model(
 
     Examples
     --------
-    >>> model, info = wb.zoo.modular_addition_model(p=59)   # ~1 min the first time, cached
+    >>> model, info = wb.zoo.modular_addition_model(p=59, steps=1500)  # ~1 min once, cached
     >>> info.train_accuracy > 0.99, info.test_accuracy > 0.99   # grokked: it generalises
     (True, True)
 
@@ -631,7 +631,7 @@ def ablate_frequencies(
 
     Examples
     --------
-    >>> model, _ = wb.zoo.modular_addition_model(p=59)
+    >>> model, _ = wb.zoo.modular_addition_model(p=59, steps=1500)
     >>> key = wb.zoo.fourier_key_frequencies(model, 59).key      # a handful of frequencies
     >>> keep = wb.zoo.ablate_frequencies(model, 59, keep=key)
     >>> drop = wb.zoo.ablate_frequencies(model, 59, remove=key)
