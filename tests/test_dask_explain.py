@@ -8,7 +8,6 @@ tests/test_dask_kill.py runs worker processes and kills one).
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
@@ -25,6 +24,8 @@ from whybox.inspection.importance import permutation_importance
 from whybox.inspection.partial_dependence import partial_dependence
 from whybox.trees.treeshap import TreeShap
 
+from ._dask_cluster import two_worker_client
+
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
 da = pytest.importorskip("dask.array")
@@ -32,22 +33,8 @@ da = pytest.importorskip("dask.array")
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=False,
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-    )
-    c = Client(cluster, set_as_default=False)
-    try:
-        c.wait_for_workers(2, timeout=60)
+    with two_worker_client(processes=False) as c:  # thread workers: fast to start
         yield c
-    finally:
-        c.close()
-        cluster.close()
 
 
 @pytest.fixture(scope="module")
