@@ -10,10 +10,11 @@ block that no longer runs (a renamed keyword, a changed signature) fails here.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+
+from .docs._md_blocks import fenced_blocks
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -182,12 +183,8 @@ questions = [q["prompt"][: -len(" S:")] for q in wb.zoo.scratchpad_questions(4)]
 }
 
 
-def python_blocks(text: str) -> list[str]:
-    """The README's fenced ``python`` blocks, in order."""
-    return [m.group(1) for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.M | re.S)]
-
-
-BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
+# the README's fenced ``python`` blocks, in order (the same extractor as the docs pages' tests)
+BLOCKS = [src for info, src, _ in fenced_blocks(README) if info == "python"]
 
 
 def _setup_for(block: str) -> str:
