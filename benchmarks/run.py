@@ -56,6 +56,7 @@ BENCHMARKS = [
     "bench_sae_demo",
     "bench_dask",
     "bench_kernel_sweep",
+    "bench_kernel_time",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
