@@ -36,9 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import machine
-
 N_ROWS, BUDGET = 20, 5000
+TASKS = ("cancer_rf", "gb3", "wine_mlp")
 
 
 def _agreement(runs: list[list[frozenset[int]]]) -> tuple[float, float]:
@@ -217,6 +216,8 @@ def _run_task(
 def run(repeats: int = 3, tasks: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Every task (or those named): {"machine": ..., "tasks": {name: figures}}, plus the
     first task's figures at the top level under the names earlier runs used."""
+    from benchmarks.common import machine
+
     out: dict[str, Any] = {"machine": machine(), "tasks": {}}
     for name, (desc, model, X, rows, classes) in _tasks().items():
         if tasks is None or name in tasks:
@@ -273,5 +274,8 @@ if __name__ == "__main__":
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    names = tuple(sys.argv[1:]) or None
+    names = tuple(sys.argv[1:]) or None  # e.g. ``python benchmarks/bench_lime.py cancer_rf``
+    unknown = set(names or ()) - set(TASKS)
+    if unknown:
+        sys.exit(f"unknown task(s) {sorted(unknown)}; tasks are {list(TASKS)}")
     print(markdown(run(tasks=names)))

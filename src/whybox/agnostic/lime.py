@@ -317,7 +317,7 @@ class Lime(TabularGameExplainer):
         for g in range(0, len(xs), group):
             xg = xs[g : g + group]
             rngs = [row_generator(self.random_state, x) for x in xg]
-            data, Z = space.sample_batch(xg, budget, rngs)
+            data, Z = space.sample_batch(xg, budget, rngs, compact=True)  # uint8 Z when binary
             y = _call_in_pieces(fn, data, cap)  # (len(xg) * budget, outputs)
             y = y.reshape(len(xg), budget, -1)
             if per_row:

@@ -149,32 +149,45 @@ def fit_batch(
     if method == "auto":
         method = "forward_selection" if n_features <= 6 else "highest_weights"
     with one_blas_thread():
-        if binary:
-            d2 = p - Z.sum(axis=2)  # (z - 1)^2 summed: the count of zeros, exactly
-            w = kernel_weights(np.sqrt(d2), width)
-        else:
-            w = kernel_weights(np.sqrt(((Z - Z[:, :1]) ** 2).sum(axis=2)), width)  # (R, m)
-        if method == "lasso_path":
-            return _per_problem(Z, Y, w, n_features, alpha)
+        if method == "lasso_path" or not binary:
+            Z = np.asarray(Z, dtype=float)
+            if binary:
+                w = kernel_weights(np.sqrt(p - Z.sum(axis=2)), width)  # the count of zeros
+            else:
+                w = kernel_weights(np.sqrt(((Z - Z[:, :1]) ** 2).sum(axis=2)), width)  # (R, m)
+            if method == "lasso_path":
+                return _per_problem(Z, Y, w, n_features, alpha)
+        else:  # p - sum(z) takes p + 1 values: their weights, looked up by each sample's sum
+            table = kernel_weights(np.sqrt(float(p) - np.arange(p + 1, dtype=float)), width)
+            w = np.empty((R, m))
+        Z0 = Z[:, 0].astype(float)  # (R, p): the explained rows' interpretable values
         G = np.empty((R, p, p))
         b = np.empty((R, K, p))
         zbar = np.empty((R, p))
         ybar = np.empty((R, K))
         usable = np.empty((R, p), dtype=bool)
         Zc, Zw = np.empty((m, p)), np.empty((m, p))  # reused: stay in cache, no page faults
+        Zf = np.empty((m, p)) if Z.dtype != np.float64 else None  # a row of uint8 Z as floats
+        ones = np.ones(p)
         for r in range(R):  # (1): the arithmetic of _Gram and _fit, on one row's samples
+            Zr = Z[r]
+            if Zf is not None:
+                np.copyto(Zf, Zr)
+                Zr = Zf
+            if binary:  # sums of 0/1 (exact in any order): the weights' positions in table
+                np.take(table, (Zr @ ones).astype(np.intp), out=w[r])
             wr = w[r]
-            wZ = wr @ Z[r]
+            wZ = wr @ Zr
             wsum = wr.sum()
             zbar[r] = wZ / wsum
-            np.subtract(Z[r], zbar[r], out=Zc)
+            np.subtract(Zr, zbar[r], out=Zc)
             np.multiply(Zc, wr[:, None], out=Zw)
             np.matmul(Zw.T, Zc, out=G[r])
             for o in range(K):
                 ybar[r, o] = float(wr @ Y[r, :, o]) / float(wsum)
                 b[r, o] = Zw.T @ (Y[r, :, o] - ybar[r, o])
             if method == "forward_selection":  # raw norms (binary: z^2 = z, the same numbers)
-                raw = wZ if binary else wr @ Z[r] ** 2
+                raw = wZ if binary else wr @ Zr**2
                 usable[r] = np.diag(G[r]) > 1e-20 * raw
         n = R * K  # (2): problem (r, o) at r * K + o
         Gn = np.repeat(G, K, axis=0)
@@ -185,7 +198,7 @@ def fit_batch(
             used = _forward_selection(Gn, bn, np.repeat(usable, K, axis=0), n_features)
         else:  # highest_weights: lime's Ridge(alpha=0.01) on all features
             coef = _stacked_solve(Gn + 0.01 * np.eye(p), bn[:, :, None])[:, :, 0]
-            z0 = np.repeat(Z[:, 0], K, axis=0)
+            z0 = np.repeat(Z0, K, axis=0)
             used = np.argsort(-np.abs(coef * z0), axis=1, kind="stable")[:, :n_features]
         k = used.shape[1]
         A = _gather(Gn, used, used) + alpha * np.eye(k)  # (n, k, k)
@@ -207,8 +220,8 @@ def fit_batch(
                 if k:
                     M = (Zc_u * w[r][:, None]) * resid[:, None]
                     cov = A_inv[r, o] @ (M.T @ M) @ A_inv[r, o] * dof
-                    std[r, u, o] = np.sqrt(np.maximum(np.diag(cov), 0.0)) * np.abs(Z[r, 0, u])
-                z0 = Z[r, 0, u]
+                    std[r, u, o] = np.sqrt(np.maximum(np.diag(cov), 0.0)) * np.abs(Z0[r, u])
+                z0 = Z0[r, u]
                 values[r, u, o] = c * z0
                 intercept[r, o] = ybar[r, o] - float(zbar[r, u] @ c)
                 local[r, o] = intercept[r, o] + float(z0 @ c)

@@ -336,14 +336,23 @@ class InterpretableSpace:
         self.weights = w
         self.uniform = bool(np.all(w == w[0]))
         p = self.p = len(self.names)
-        cols = [bg.iloc[:, j] if self.frame else pd.Series(bg[:, j]) for j in range(p)]
+        # a numeric array: one dtype, every column read from one float copy (no Series)
+        block = not self.frame and bg.dtype.kind in "iuf"
+        cols = (
+            []
+            if block
+            else [bg.iloc[:, j] if self.frame else pd.Series(bg[:, j]) for j in range(p)]
+        )
         self.cat = np.array(
-            [
+            [j in categorical for j in range(p)]
+            if block
+            else [
                 j in categorical
                 or not pd.api.types.is_numeric_dtype(s.dtype)
                 or pd.api.types.is_bool_dtype(s.dtype)
                 for j, s in enumerate(cols)
-            ]
+            ],
+            dtype=bool,
         )
         self.cont = np.flatnonzero(~self.cat)
         self.codes = np.zeros((len(w), p), dtype=np.int32)  # category codes / bins
@@ -352,8 +361,17 @@ class InterpretableSpace:
         self.bin_names: dict[int, list[str]] = {}
         self.mean, self.std = np.zeros(p), np.ones(p)
         self.is_int = np.zeros(p, dtype=bool)
-        for j, s in enumerate(cols):
+        V = np.ascontiguousarray(bg.T, dtype=float) if block else None  # (p, n_bg)
+        quick = {}  # edges of complete columns, all at once (np.percentile along an axis)
+        if V is not None and discretize is not None and self.uniform and len(self.cont):
+            full = [j for j in self.cont if not np.isnan(V[j]).any()]
+            if full:
+                E = np.percentile(V[full], _PERCENTILES[discretize], axis=1)
+                quick = {j: np.unique(E[:, i]) for i, j in enumerate(full)}
+        for j in range(p):
+            s = None if block else cols[j]
             if self.cat[j]:
+                s = pd.Series(bg[:, j]) if s is None else s
                 codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=False)
                 self.codes[:, j] = codes
                 na = [i for i, u in enumerate(uniques) if pd.isna(u)]
@@ -362,17 +380,31 @@ class InterpretableSpace:
                     na[0] if na else -1,
                 )
                 continue
-            self.is_int[j] = pd.api.types.is_integer_dtype(s.dtype)
-            v = s.to_numpy(dtype=float, na_value=np.nan)
+            if V is not None:
+                self.is_int[j] = bg.dtype.kind in "iu"
+                v = V[j]
+            else:
+                self.is_int[j] = pd.api.types.is_integer_dtype(s.dtype)
+                v = s.to_numpy(dtype=float, na_value=np.nan)
             ok = ~np.isnan(v)
             if ok.any():
                 self.mean[j] = np.average(v[ok], weights=w[ok])
                 sd = float(np.sqrt(np.average((v[ok] - self.mean[j]) ** 2, weights=w[ok])))
                 self.std[j] = sd if sd > 0 else 1.0  # as StandardScaler
             if discretize is not None:
-                e = self.edges[j] = bin_edges(v, discretize, None if self.uniform else w)
+                e = quick.get(j)
+                if e is None:
+                    e = bin_edges(v, discretize, None if self.uniform else w)
+                self.edges[j] = e
                 self.bin_names[j] = bin_descriptions(self.names[j], e)
                 self.codes[:, j] = np.where(ok, np.searchsorted(e, v, side="left"), -1)
+        # the edges padded with +inf, one row per binned feature: a value's bin is the count
+        # of edges below it (np.searchsorted(e, v, side="left")), for all of them at once
+        self._binned = np.array(sorted(self.edges), dtype=np.intp)
+        width = max((len(e) for e in self.edges.values()), default=0)
+        self._edge_table = np.full((len(self._binned), width), np.inf)
+        for i, j in enumerate(self._binned):
+            self._edge_table[i, : len(self.edges[j])] = self.edges[j]
 
     def row_values(self, x: Any) -> list[Any]:
         return list(x.iloc[0]) if isinstance(x, pd.DataFrame) else list(np.asarray(x).ravel())
@@ -380,17 +412,16 @@ class InterpretableSpace:
     def x_codes(self, xv: list[Any]) -> np.ndarray:
         """The codes (category / bin) of the explained row's values, (p,)."""
         out = np.full(self.p, -2, dtype=np.int64)
-        for j in range(self.p):
+        for j, (table, na) in self.lookup.items():
             v = xv[j]
-            if j in self.lookup:
-                table, na = self.lookup[j]
-                try:
-                    out[j] = na if pd.isna(v) else table.get(v, -2)
-                except TypeError:  # unhashable: unseen
-                    out[j] = -2
-            elif j in self.edges:
-                f = float(v)
-                out[j] = -1 if np.isnan(f) else np.searchsorted(self.edges[j], f, side="left")
+            try:
+                out[j] = na if pd.isna(v) else table.get(v, -2)
+            except TypeError:  # unhashable: unseen
+                out[j] = -2
+        if len(self._binned):
+            f = np.array([float(xv[j]) for j in self._binned])
+            below = (self._edge_table < f[:, None]).sum(axis=1)
+            out[self._binned] = np.where(np.isnan(f), -1, below)
         return out
 
     def describe(self, xv: list[Any]) -> list[str]:
@@ -415,7 +446,7 @@ class InterpretableSpace:
         return data, Z[0]
 
     def sample_batch(
-        self, xs: list[Any], m: int, rngs: list[np.random.Generator]
+        self, xs: list[Any], m: int, rngs: list[np.random.Generator], compact: bool = False
     ) -> tuple[Any, np.ndarray]:
         """``m`` perturbations of each row of ``xs`` (R rows), drawn from its own generator.
 
@@ -426,17 +457,19 @@ class InterpretableSpace:
         sample's feature ``j`` is read from background row ``idx[i, j]`` through the flat
         position ``idx[i, j] * p + j``, shared by the interpretable value (a table of
         "background value in x's bin") and the model input (one ``np.take`` each).
+        ``compact=True`` with discretisation returns ``Z`` as uint8 (the same 0/1 values in an
+        eighth of the memory; float64 otherwise).
         """
         p, n_bg, R = self.p, len(self.weights), len(xs)
         xvs = [self.row_values(x) for x in xs]
         xcodes = [self.x_codes(xv) for xv in xvs]
         cols = np.arange(p)
-        Z = np.empty((R, m, p))
+        numeric = self.discretize is None and len(self.cont)
+        Z = np.empty((R, m, p), dtype=np.uint8 if compact and not numeric else float)
         block = self._flat_block()
         data = None if block is None else np.empty((R * m, p), dtype=block.dtype)
         idxs, drawn_rows = [], []
         c = self.cont
-        numeric = self.discretize is None and len(c)
         for r, rng in enumerate(rngs):
             if self.uniform:
                 idx = rng.integers(0, n_bg, size=(m, p))
@@ -446,14 +479,14 @@ class InterpretableSpace:
                 idxs.append(idx.copy())
             idx *= p
             idx += cols  # flat positions in the (n_bg, p) tables
-            match = (self.codes == xcodes[r]).astype(float)  # (n_bg, p): in x's bin?
+            match = (self.codes == xcodes[r]).astype(Z.dtype)  # (n_bg, p): in x's bin?
             # positions are in range by construction: "clip" skips the bounds check
             np.take(match.ravel(), idx, out=Z[r], mode="clip")
             if data is not None:
                 np.take(block, idx, out=data[r * m : (r + 1) * m], mode="clip")
             if numeric:
                 drawn_rows.append(self._draw_numeric(xvs[r], m, rng, Z[r]))
-        Z[:, 0] = 1.0
+        Z[:, 0] = 1
         if numeric:
             Z[:, 0, c] = [(d[0] - self.mean[c]) / self.std[c] for d in drawn_rows]
         drawn = np.concatenate(drawn_rows) if numeric else None
