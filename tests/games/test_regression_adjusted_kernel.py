@@ -7,6 +7,8 @@ by hand, never from the code under test.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,56 @@ def test_cross_fit_never_predicts_a_coalition_with_a_surrogate_that_saw_it():
     assert pred2[5, 0] == pytest.approx(pred[5, 0], abs=1e-12)
     assert np.abs(pred2 - pred).max() > 1e-3  # the other folds' surrogates did see it
     assert phi_f.shape == (n, 1) and ends.shape == (2, 1)
+
+
+@pytest.mark.parametrize("value", ["shapley", "banzhaf"])
+def test_cross_fit_matches_a_dense_reference_fold_by_fold(value):
+    # the cross-fit (one kernel matrix for all folds, blocks per held-out fold, LAPACK
+    # Cholesky, predictions as one product) against the plain formulation: per fold, the
+    # kernel from Hamming distances, np.linalg.solve, predictions, and the folds' average
+    # surrogate's values by enumerating all 2**n coalitions; enumerated coalitions (fold -1),
+    # zero weights and a subsampled pool (coalitions that train no fold) included
+    r = np.random.default_rng(3)
+    n, pairs, n_folds, gamma, ridge, max_train = 7, 120, 4, 0.2, 1e-3, 90
+    Z1 = r.random((pairs, n)) < 0.5
+    Z = np.concatenate([np.eye(n, dtype=bool), ~np.eye(n, dtype=bool), Z1, ~Z1])
+    y = np.stack([sigmoid_game(n, 1)(Z), sigmoid_game(n, 2)(Z)], axis=1)
+    pair_fold = r.permutation(np.arange(pairs) % n_folds)
+    fold = np.concatenate([np.full(2 * n, -1), pair_fold, pair_fold])
+    w = r.uniform(0.5, 2.0, size=len(Z))
+    w[[20, 21, 22]] = 0.0
+    pred, phi_f, ends = cross_fit_kernel(
+        Z, y, w, fold, gamma, ridge, np.random.default_rng(7), max_train, value
+    )
+    # the documented pool: positive weights, a sorted random subset when there are too many
+    pool = np.flatnonzero(w > 0)
+    size = -(-max_train * n_folds // (n_folds - 1))
+    pool = np.sort(np.random.default_rng(7).choice(pool, size=size, replace=False))
+    everything = np.array(list(itertools.product([False, True], repeat=n)))
+    ref_pred = np.zeros_like(y)
+    average = np.zeros((len(everything), 2))  # the folds' average surrogate on every coalition
+    for f in range(n_folds):
+        rows = pool[fold[pool] != f]
+        wf = w[rows] / w[rows].mean()
+        c = (wf @ y[rows]) / wf.sum()
+
+        def kern(A, B):
+            return np.exp(-gamma * (A[:, None, :] != B[None, :, :]).sum(axis=2))
+
+        alpha = np.linalg.solve(kern(Z[rows], Z[rows]) + np.diag(ridge / wf), y[rows] - c)
+        mine = fold == f
+        ref_pred[mine] = kern(Z[mine], Z[rows]) @ alpha + c
+        ref_pred[fold < 0] += (kern(Z[fold < 0], Z[rows]) @ alpha + c) / n_folds
+        average += (kern(everything, Z[rows]) @ alpha + c) / n_folds
+    np.testing.assert_allclose(pred, ref_pred, rtol=1e-9, atol=1e-9)
+    index = everything @ (2 ** np.arange(n)[::-1])
+    brute = brute_shapley if value == "shapley" else brute_banzhaf
+    for k in range(2):
+        table = np.empty(len(everything))
+        table[index] = average[:, k]
+
+        def fn(C, table=table):
+            return table[C.astype(int) @ (2 ** np.arange(n)[::-1])]
+
+        np.testing.assert_allclose(phi_f[:, k], brute(n, fn), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(ends[:, k], average[[0, -1], k], rtol=1e-9, atol=1e-11)

@@ -38,8 +38,11 @@ regression.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+
+from ..parallel import one_blas_thread
 
 __all__ = ["ProductKernelGame", "fit_product_kernel"]
 
@@ -47,6 +50,8 @@ __all__ = ["ProductKernelGame", "fit_product_kernel"]
 GAMMA_N = (1.0, 3.0)
 #: Ridge penalties tried, relative to the mean diagonal of the kernel matrix (which is 1).
 RIDGES = (1e-3, 1e-1)
+#: Rows of a kernel matrix computed at a time (the distances' buffers stay in cache).
+CHUNK_ROWS = 64
 
 
 @dataclass
@@ -66,7 +71,7 @@ class ProductKernelGame:
 
     def predict(self, Z: np.ndarray) -> np.ndarray:
         """Surrogate values of coalitions ``Z`` bool (q, n): float (q, k)."""
-        return self._kernel(Z) @ self.alpha + self.intercept
+        return _kernel_product(Z, self.centres, self.gamma, self.alpha) + self.intercept
 
     def shapley(self, n: int) -> np.ndarray:
         """Exact Shapley values (n, k) (Owen's diagonal integral, Gauss-Legendre).
@@ -75,37 +80,162 @@ class ProductKernelGame:
         (it has not), so the integral depends only on how many of the other players the
         centre has: ``J[s] = int_0^1 (rho + (1 - rho) x)^s (1 - (1 - rho) x)^(n - 1 - s) dx``.
         """
-        rho = np.exp(-self.gamma)
-        nodes, weights = np.polynomial.legendre.leggauss(max(1, (n + 1) // 2))
-        x = 0.5 * (nodes + 1.0)  # on [0, 1]
-        s = np.arange(n)[:, None]
-        J = ((rho + (1.0 - rho) * x) ** s * (1.0 - (1.0 - rho) * x) ** (n - 1 - s)) @ (
-            0.5 * weights
-        )
-        t = self.centres.astype(np.intp)
-        others = t.sum(axis=1, keepdims=True) - t  # (m, n)
-        op = (1.0 - rho) * (2.0 * t - 1.0) * J[others]  # (m, n)
-        return op.T @ self.alpha
+        return _shapley_operator(self.centres, self.gamma).T @ self.alpha
 
     def banzhaf(self, n: int) -> np.ndarray:
         """Exact Banzhaf values (n, k): the extension's gradient at the centre of the cube,
         ``(1 - rho) (2 t_i - 1) ((1 + rho) / 2)^(n - 1)`` per centre ``t``."""
-        rho = np.exp(-self.gamma)
-        op = (1.0 - rho) * (2.0 * self.centres - 1.0) * ((1.0 + rho) / 2.0) ** (n - 1)
-        return op.T @ self.alpha
+        return _banzhaf_operator(self.centres, self.gamma).T @ self.alpha
 
 
-def _kernel(Z: np.ndarray, T: np.ndarray, gamma: float) -> np.ndarray:
-    n = Z.shape[1]
-    return np.exp(-gamma * np.arange(n + 1.0))[_hamming(Z, T)]
+@lru_cache(maxsize=32)
+def _gauss_legendre(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes on [0, 1] and weights summing to one (read-only)."""
+    nodes, weights = np.polynomial.legendre.leggauss(n_nodes)
+    x, wt = 0.5 * (nodes + 1.0), 0.5 * weights
+    x.flags.writeable = False
+    wt.flags.writeable = False
+    return x, wt
+
+
+def _shapley_operator(centres: np.ndarray, gamma: float) -> np.ndarray:
+    """Shapley values of each centre's kernel game ``z -> K(z, t)``: float (m, n)."""
+    n = centres.shape[1]
+    rho = np.exp(-gamma)
+    x, wt = _gauss_legendre(max(1, (n + 1) // 2))
+    s = np.arange(n)[:, None]
+    J = ((rho + (1.0 - rho) * x) ** s * (1.0 - (1.0 - rho) * x) ** (n - 1 - s)) @ wt
+    t = centres.astype(np.intp)
+    others = t.sum(axis=1, keepdims=True) - t  # (m, n)
+    return (1.0 - rho) * (2.0 * t - 1.0) * J[others]
+
+
+def _banzhaf_operator(centres: np.ndarray, gamma: float) -> np.ndarray:
+    """Banzhaf values of each centre's kernel game: float (m, n)."""
+    n = centres.shape[1]
+    rho = np.exp(-gamma)
+    return (1.0 - rho) * (2.0 * centres - 1.0) * ((1.0 + rho) / 2.0) ** (n - 1)
+
+
+def _kernel(
+    Z: np.ndarray, T: np.ndarray, gamma: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``exp(-gamma Hamming(z, t))`` for the rows of ``Z`` (q, n) and ``T`` (p, n): (q, p),
+    from a table of the ``n + 1`` possible distances, written into ``out`` when given."""
+    rows = _KernelRows(T, gamma)
+    out = np.empty((Z.shape[0], T.shape[0])) if out is None else out
+    A = _encode(Z)
+    for start in range(0, Z.shape[0], CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, Z.shape[0])
+        rows.fill(A[start:stop], out[start:stop])
+    return out
+
+
+def _encode(Z: np.ndarray) -> np.ndarray:
+    """``[z, 1 - z]`` as float32 (q, 2n): its product with ``[1 - t, t]`` is the Hamming
+    distance, exact (integers below ``2**24``)."""
+    Zb = np.asarray(Z, dtype=bool)
+    return np.concatenate([Zb, ~Zb], axis=1).astype(np.float32)
 
 
 def _hamming(Z: np.ndarray, T: np.ndarray) -> np.ndarray:
     """Hamming distances between the rows of bool ``Z`` (q, n) and ``T`` (p, n): int (q, p)."""
-    Zf = Z.astype(np.float32)
-    Tf = T.astype(np.float32)
-    both = Zf @ Tf.T
-    return (Zf.sum(1)[:, None] + Tf.sum(1)[None, :] - 2.0 * both + 0.5).astype(np.intp)
+    Tb = np.asarray(T, dtype=bool)
+    return (_encode(Z) @ np.concatenate([~Tb, Tb], axis=1).astype(np.float32).T).astype(np.intp)
+
+
+class _KernelRows:
+    """Kernel rows against fixed centres ``T`` (p, n), :data:`CHUNK_ROWS` at a time.
+
+    The distances go through small buffers reused from chunk to chunk: fresh arrays the size
+    of the whole kernel matrix cost more in page faults than the arithmetic itself.
+    """
+
+    def __init__(self, T: np.ndarray, gamma: float) -> None:
+        Tb = np.asarray(T, dtype=bool)
+        n, p = Tb.shape[1], Tb.shape[0]
+        self.table = np.exp(-gamma * np.arange(n + 1.0))
+        self.Bt = np.ascontiguousarray(np.concatenate([~Tb, Tb], axis=1).astype(np.float32).T)
+        self.dist = np.empty((CHUNK_ROWS, p), dtype=np.float32)
+        self.index = np.empty((CHUNK_ROWS, p), dtype=np.intp)
+
+    def fill(self, A: np.ndarray, out: np.ndarray) -> None:
+        """Kernel rows of encoded coalitions ``A`` (r <= CHUNK_ROWS, 2n) into ``out`` (r, p)."""
+        r = A.shape[0]
+        np.matmul(A, self.Bt, out=self.dist[:r])
+        np.copyto(self.index[:r], self.dist[:r], casting="unsafe")
+        np.take(self.table, self.index[:r], out=out, mode="clip")
+
+
+def _kernel_product(Z: np.ndarray, T: np.ndarray, gamma: float, A: np.ndarray) -> np.ndarray:
+    """``K(Z, T) @ A`` for ``A`` (p, c), never holding more than :data:`CHUNK_ROWS` rows of
+    the kernel matrix."""
+    rows = _KernelRows(T, gamma)
+    block = np.empty((CHUNK_ROWS, T.shape[0]))
+    out = np.empty((Z.shape[0], A.shape[1]))
+    E = _encode(Z)
+    for start in range(0, Z.shape[0], CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, Z.shape[0])
+        rows.fill(E[start:stop], block[: stop - start])
+        np.matmul(block[: stop - start], A, out=out[start:stop])
+    return out
+
+
+class _FoldSolver:
+    """Kernel ridge fits on subsets of the coalitions of one kernel matrix ``K`` (u, u),
+    each solved by LAPACK's Cholesky ``potrf`` / ``potrs`` in place.
+
+    :meth:`solve_without` (cross-fitting, the held-out fold a contiguous block of ``K``)
+    assembles its matrix from four slices of ``K`` into a buffer shared by the fits: fresh
+    matrices cost more in page faults than the copy, and gathering arbitrary rows and
+    columns more than slicing.
+    """
+
+    def __init__(self, K: np.ndarray, ridge: float) -> None:
+        self.K, self.ridge = K, ridge
+        self._buffer = np.empty(0)
+
+    def solve(
+        self, cols: np.ndarray, y: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fit on the coalitions ``cols`` of ``K`` with values ``y`` (t, k) and weights ``w``
+        (t,): ``(alpha (t, k), intercept (k,))``."""
+        return self._fit(self.K[np.ix_(cols, cols)], y, w)
+
+    def solve_without(
+        self, a: int, b: int, y: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fit on every coalition of ``K`` but ``a .. b - 1``, with their values ``y``
+        (t, k) and weights ``w`` (t,), ``t = u - (b - a)``."""
+        K = self.K
+        u = K.shape[0]
+        t = u - (b - a)
+        if self._buffer.size < t * t:
+            self._buffer = np.empty(t * t)
+        Kf = self._buffer[: t * t].reshape(t, t)
+        Kf[:a, :a] = K[:a, :a]
+        Kf[:a, a:] = K[:a, b:]
+        Kf[a:, :a] = K[b:, :a]
+        Kf[a:, a:] = K[b:, b:]
+        return self._fit(Kf, y, w)
+
+    def _fit(self, Kf: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.linalg.lapack import dpotrf, dpotrs
+
+        t = Kf.shape[0]
+        wf = w / w.mean()
+        c = (wf @ y) / wf.sum()
+        Kf.reshape(-1)[:: t + 1] += self.ridge / wf
+        # Kf is symmetric: its transpose is the same matrix in LAPACK's (Fortran) order
+        chol, info = dpotrf(Kf.T, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(
+                f"kernel matrix is not positive definite (LAPACK potrf info={info})."
+            )
+        alpha, info = dpotrs(chol, y - c, lower=1)
+        if info != 0:  # pragma: no cover - potrs fails only on invalid arguments
+            raise np.linalg.LinAlgError(f"LAPACK potrs failed (info={info}).")
+        return alpha, c
 
 
 def fit_product_kernel(
@@ -116,7 +246,9 @@ def fit_product_kernel(
     Minimises ``sum_i w_i (y_i - f(z_i))^2 / mean(w) + ridge ||f - c||_K^2`` over the span of
     the kernel at the training coalitions, with ``c`` the weighted mean of ``y``. A fit with
     more than ``max_train`` coalitions of positive weight uses ``max_train`` of them, evenly
-    spaced in their order (which depends on the coalitions only, never on their values).
+    spaced in their order (which depends on the coalitions only, never on their values). The
+    fits share one kernel matrix over the coalitions any of them uses, and each solves its
+    system by a Cholesky factorisation (with one BLAS thread: the matrices are small).
 
     Parameters
     ----------
@@ -134,19 +266,22 @@ def fit_product_kernel(
     -------
     list of ProductKernelGame, one per row of ``w``.
     """
-    from scipy.linalg import cho_factor, cho_solve
-
-    out = []
+    fits = []
     for f in range(w.shape[0]):
         rows = np.flatnonzero(w[f] > 0)
         if len(rows) > max_train:
             rows = rows[np.linspace(0, len(rows) - 1, max_train).round().astype(np.intp)]
-        wf = w[f, rows] / w[f, rows].mean()
-        c = (wf @ y[rows]) / wf.sum()
-        Kf = _kernel(Z[rows], Z[rows], gamma)
-        Kf[np.diag_indices(len(rows))] += ridge / wf
-        alpha = cho_solve(cho_factor(Kf, lower=True, check_finite=False), y[rows] - c)
-        out.append(ProductKernelGame(Z[rows], alpha, c, gamma))
+        fits.append(rows)
+    used = np.unique(np.concatenate(fits)) if fits else np.zeros(0, dtype=np.intp)
+    where = np.full(Z.shape[0], -1)
+    where[used] = np.arange(len(used))
+    out = []
+    with one_blas_thread():
+        K = _kernel(Z[used], Z[used], gamma)
+        solver = _FoldSolver(K, ridge)
+        for f, rows in enumerate(fits):
+            alpha, c = solver.solve(where[rows], y[rows], w[f, rows])
+            out.append(ProductKernelGame(Z[rows], alpha, c, gamma))
     return out
 
 
@@ -169,6 +304,12 @@ def cross_fit_kernel(
     the other folds, about ``max_train`` of them (a subset drawn with ``rng`` when there are
     more), never on its own.
 
+    The folds share the kernel matrix of the training coalitions; each solves its own
+    system by a Cholesky factorisation (one BLAS thread: the matrices are small). Their
+    coefficients are laid out over all training coalitions (zero off the fold's own), so that
+    every held-out prediction, the folds' average and its exact values are one matrix
+    product each.
+
     Returns
     -------
     pred : float (m, k)
@@ -178,9 +319,8 @@ def cross_fit_kernel(
     ends : float (2, k)
         Mean over folds of the surrogates' values at the empty and full coalitions.
     """
-    from scipy.linalg import cho_factor, cho_solve
-
     m, n = Z.shape
+    k = y.shape[1]
     K_folds = max(int(fold.max()) + 1, 1)
     # one random subset of the coalitions trains every fold (less its own fold's), so that
     # all folds share the kernel columns: about max_train coalitions per fold
@@ -188,36 +328,44 @@ def cross_fit_kernel(
     size = -(-max_train * K_folds // max(K_folds - 1, 1))
     if len(pool) > size:
         pool = np.sort(rng.choice(pool, size=size, replace=False))
-    train_sets = [pool[fold[pool] != k] for k in range(K_folds)]
+    train_sets = [pool[fold[pool] != f] for f in range(K_folds)]
+    # the training coalitions, enumerated ones first, then fold by fold: each fold's training
+    # set is all of them but one contiguous block
     used = np.unique(np.concatenate(train_sets))
+    used = used[np.argsort(fold[used], kind="stable")]
+    bounds = np.searchsorted(fold[used], np.arange(K_folds + 1))
+    u = len(used)
     where = np.full(m, -1)
-    where[used] = np.arange(len(used))
-    corners = np.zeros((2, n), dtype=bool)
-    corners[1] = True
-    Zu = Z[used]
-    # kernel between every coalition (and the two corners) and the training coalitions:
-    # rho ** Hamming, from a table of the n + 1 possible distances
-    K = _kernel(np.concatenate([Z, corners]), Zu, gamma)  # (m + 2, u)
-    # values operator of each training coalition's kernel game: (n, u)
-    ops = ProductKernelGame(Zu, np.eye(len(used)), np.zeros(len(used)), gamma)
-    Phi = ops.shapley(n) if value == "shapley" else ops.banzhaf(n)
-    pred = np.empty_like(y)
-    pred_enum = np.zeros_like(y)
-    enumerated = fold < 0
-    phi_f = np.zeros((n, y.shape[1]))
-    ends = np.zeros((2, y.shape[1]))
-    for k, rows in enumerate(train_sets):
-        cols = where[rows]
-        wf = w[rows] / w[rows].mean()
-        c = (wf @ y[rows]) / wf.sum()
-        Kf = K[rows][:, cols]
-        Kf[np.diag_indices(len(rows))] += ridge / wf
-        alpha = cho_solve(cho_factor(Kf, lower=True, check_finite=False), y[rows] - c)
-        test = fold == k
-        pred[test] = K[:m][test][:, cols] @ alpha + c
-        if enumerated.any():
-            pred_enum[enumerated] += (K[:m][enumerated][:, cols] @ alpha + c) / K_folds
-        phi_f += Phi[:, cols] @ alpha / K_folds
-        ends += (K[m:][:, cols] @ alpha + c) / K_folds
-    pred[enumerated] = pred_enum[enumerated]
+    where[used] = np.arange(u)
+    Zu, yu, wu = Z[used], y[used], w[used]
+    # coefficients of fold f in column f, over all training coalitions; column K_folds: the
+    # folds' average (it predicts the enumerated coalitions)
+    coef = np.zeros((u, K_folds + 1, k))
+    intercepts = np.zeros((K_folds + 1, k))
+    with one_blas_thread():
+        Kuu = _kernel(Zu, Zu, gamma)  # rho ** Hamming, from a table of the distances
+        solver = _FoldSolver(Kuu, ridge)
+        for f in range(K_folds):
+            a, b = bounds[f], bounds[f + 1]
+            keep = np.r_[0:a, b:u]
+            coef[keep, f], intercepts[f] = solver.solve_without(a, b, yu[keep], wu[keep])
+        coef[:, K_folds] = coef[:, :K_folds].sum(axis=1) / K_folds
+        intercepts[K_folds] = intercepts[:K_folds].sum(axis=0) / K_folds
+        flat = coef.reshape(u, -1)
+        # each coalition is predicted by its own fold's surrogate, an enumerated one by the
+        # average: column fold (or K_folds) of K(z, training coalitions) @ coef
+        col = np.where(fold >= 0, fold, K_folds)
+        pred = np.empty_like(y, dtype=float)
+        every = (Kuu @ flat).reshape(u, K_folds + 1, k)
+        pred[used] = every[np.arange(u), col[used]]
+        rest = np.flatnonzero(where < 0)
+        if len(rest):
+            every = _kernel_product(Z[rest], Zu, gamma, flat).reshape(len(rest), K_folds + 1, k)
+            pred[rest] = every[np.arange(len(rest)), col[rest]]
+        pred += intercepts[col]
+        ops = _shapley_operator(Zu, gamma) if value == "shapley" else _banzhaf_operator(Zu, gamma)
+        phi_f = ops.T @ coef[:, K_folds]
+        corners = np.zeros((2, n), dtype=bool)
+        corners[1] = True
+        ends = _kernel(corners, Zu, gamma) @ coef[:, K_folds] + intercepts[K_folds]
     return pred, phi_f, ends
