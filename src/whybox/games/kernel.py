@@ -106,7 +106,12 @@ def _combinations(n: int, d: int) -> np.ndarray:
 
 
 class _Stratum:
-    """Coalitions of sizes ``{s, n - s}``, grouped in complementary pairs."""
+    """Coalitions of sizes ``{s, n - s}``, grouped in complementary pairs.
+
+    The without-replacement sample is drawn in vectorised batches: each pair is keyed by its
+    packed bits, and a batch keeps, in order, the first occurrence of each key not drawn
+    before (the same draws, for the same generator, as adding the rows one by one).
+    """
 
     def __init__(self, n: int, s: int) -> None:
         self.n, self.s = n, s
@@ -115,7 +120,7 @@ class _Stratum:
         self.cost = 2 * self.n_pairs  # coalitions to enumerate it
         self.n_sizes = 1 if self.middle else 2
         self.sampled: list[np.ndarray] = []  # canonical members of sampled pairs
-        self._seen: set[bytes] = set()
+        self._seen = _pair_keys(np.zeros((0, n), dtype=bool))  # keys of the sampled pairs
 
     def all_pairs(self) -> np.ndarray:
         """Canonical member of every pair: bool (n_pairs, n) (cached, read-only)."""
@@ -129,21 +134,20 @@ class _Stratum:
             return
         if k > self.n_pairs // 3:  # dense: draw the missing pairs from the unseen ones
             pool = self.all_pairs()
-            keys = [r.tobytes() for r in np.packbits(pool, axis=1)]
-            unseen = np.array([i for i, key in enumerate(keys) if key not in self._seen])
+            keys = _all_pair_keys(self.n, self.s)
+            unseen = np.flatnonzero(~np.isin(keys, self._seen))
             pick = rng.choice(unseen, size=need, replace=False)
-            for i in pick:
-                self._add(pool[i], keys[i])
+            self._add(pool[pick], keys[pick])
             return
         while need > 0:
             batch = self._random(rng, 2 * need + 4)
-            for row in batch:
-                key = np.packbits(row).tobytes()
-                if key not in self._seen:
-                    self._add(row, key)
-                    need -= 1
-                    if need == 0:
-                        break
+            keys = _pair_keys(batch)
+            fresh = np.zeros(len(batch), dtype=bool)
+            fresh[np.unique(keys, return_index=True)[1]] = True  # first of each key
+            fresh &= ~np.isin(keys, self._seen)
+            take = np.flatnonzero(fresh)[:need]
+            self._add(batch[take], keys[take])
+            need -= len(take)
 
     def _random(self, rng: np.random.Generator, m: int) -> np.ndarray:
         order = np.argsort(rng.random((m, self.n)), axis=1)
@@ -153,9 +157,28 @@ class _Stratum:
             rows[~rows[:, 0]] = ~rows[~rows[:, 0]]
         return rows
 
-    def _add(self, row: np.ndarray, key: bytes) -> None:
-        self._seen.add(key)
-        self.sampled.append(row)
+    def _add(self, rows: np.ndarray, keys: np.ndarray) -> None:
+        self._seen = np.concatenate([self._seen, keys])
+        self.sampled.extend(rows)
+
+
+def _pair_keys(rows: np.ndarray) -> np.ndarray:
+    """One hashable, sortable key per bool row (m, n): its packed bits, as uint64 when they
+    fit in 8 bytes, else as raw bytes."""
+    packed = np.packbits(rows, axis=1)
+    width = packed.shape[1]
+    if width <= 8:
+        out = np.zeros((len(rows), 8), dtype=np.uint8)
+        out[:, :width] = packed
+        return out.view(np.uint64).ravel()
+    return np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
+
+
+@lru_cache(maxsize=64)
+def _all_pair_keys(n: int, s: int) -> np.ndarray:
+    out = _pair_keys(_all_pairs(n, s))
+    out.flags.writeable = False
+    return out
 
 
 def _solve(A: np.ndarray, b: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
