@@ -1,0 +1,429 @@
+"""Link surrogate for probability-valued games: ``f(z) = sigmoid(a + beta . z)``.
+
+Games whose values are probabilities (a classifier's ``p(class)`` averaged over a background
+sample) are sigmoid-like in the coalition: a logistic model explained interventionally is a
+mixture of sigmoids of linear scores, and paired KernelSHAP, exact on games of order at most
+two, pays for every higher-order term of the sigmoid. The surrogate
+
+    f(z) = sigmoid(a + sum_j beta_j z_j)                     (one per output column)
+
+is fitted to the coalition values already paid for by ridge-stabilised weighted quasi-binomial
+regression (Newton's method / iteratively reweighted least squares on the Bernoulli
+log-likelihood with fractional targets in [0, 1]; McCullagh and Nelder 1989), cross-fitted by
+folds exactly like the surrogates of :mod:`whybox.games._regression_adjusted`, and enters the
+regression-adjusted estimate ``phi(f) + KernelSHAP(v - f)`` (Witter, Liu and Musco 2025).
+
+Its Shapley values have no closed form, but the adjustment only needs an *unbiased* estimate
+of ``phi(f)`` that adds up to ``f(N) - f(empty)``. Up to :data:`EXACT_MAX_PLAYERS` players it
+is computed exactly by enumerating the ``2^n`` coalitions of the surrogate (no model calls).
+Beyond, it is a Monte Carlo estimate on the surrogate, stratified by coalition size
+(Castro, Gomez and Tejada 2009; Maleki et al. 2013): ``phi_j = (1/n) sum_s E[f(S + j) - f(S)]``
+over uniform ``S`` of size ``s`` not containing ``j``. Along the players sorted by one uniform
+draw, the ``s`` first of the others are such a set for every ``j`` at once, and their score is
+a prefix sum of ``beta``, so a replicate costs ``O(n^2)`` sigmoids for all players and sizes;
+each replicate also uses the complement set in ``N \\ {j}`` (antithetic, as in Mitchell et al.
+2022), and subtracts the first-order Taylor term of each difference around its stratum's mean
+summed slope (a control variate of known mean zero). Each replicate's estimate is shifted by ``(f(N) - f(empty) - sum_j phi_j) / n``, a
+term of mean zero, so the estimate stays unbiased and is exactly efficient. The spread over
+replicates gives its variance (``var_phi``), to be added to the residual game's.
+
+Banzhaf values (``value="banzhaf"``) use the same strata weighted by ``C(n-1, s) / 2^(n-1)``.
+
+Multi-output games (``k`` columns) get one surrogate per column. Where the game's value is a
+mean over background rows of a model's probability, giving the surrogate one column per
+background row (the model is evaluated on those rows anyway) lets each column be fitted
+separately: for a logistic model every such column *is* a sigmoid of a linear score.
+
+References
+----------
+Witter, R. T., Liu, Y. and Musco, C. (2025). Regression-adjusted Monte Carlo estimators for
+Shapley values and probabilistic values. arXiv:2506.11849 (NeurIPS 2025).
+
+McCullagh, P. and Nelder, J. A. (1989). Generalized Linear Models, 2nd ed. Chapman & Hall.
+(Iteratively reweighted least squares; quasi-likelihood for fractional responses.)
+
+Castro, J., Gomez, D. and Tejada, J. (2009). Polynomial calculation of the Shapley value
+based on sampling. Computers & Operations Research 36(5).
+
+Maleki, S., Tran-Thanh, L., Hines, G., Rahwan, T. and Rogers, A. (2013). Bounding the
+estimation error of sampling-based Shapley value approximation. arXiv:1306.4265.
+(Stratification by coalition size.)
+
+Mitchell, R., Cooper, J., Frank, E. and Holmes, G. (2022). Sampling permutations for
+Shapley value estimation. Journal of Machine Learning Research 23. (Antithetic sampling.)
+"""
+
+from __future__ import annotations
+
+from math import comb, factorial
+
+import numpy as np
+from scipy.special import expit
+
+from ._regression_adjusted import MAX_TRAIN
+
+__all__ = [
+    "EXACT_MAX_PLAYERS",
+    "cross_fit_link",
+    "fit_link",
+    "link_values",
+    "link_values_exact",
+    "link_values_mc",
+]
+
+#: Up to this many players the surrogate's values are computed by enumeration.
+EXACT_MAX_PLAYERS = 14
+#: Values may leave [0, 1] by this much (rounding) and still count as probabilities.
+RANGE_TOL = 1e-9
+#: Ridge penalty on ``beta`` (the intercept is not penalised), relative to the weights
+#: normalised to sum to one.
+RIDGE = 1e-4
+#: Monte Carlo replicates of the surrogate's values (each covers every player and size).
+N_REPLICATES = 256
+
+
+def fit_link(
+    Z: np.ndarray,
+    t: np.ndarray,
+    w: np.ndarray,
+    *,
+    ridge: float = RIDGE,
+    max_iter: int = 60,
+    tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted ridge logistic fit of targets in [0, 1], one per output column.
+
+    Maximises ``sum_i w_i [t_i log mu_i + (1 - t_i) log(1 - mu_i)] - ridge / 2 |beta|^2``
+    with ``mu_i = sigmoid(a + z_i . beta)`` and ``w`` normalised to sum to one, by Newton's
+    method (IRLS) with step halving. A column whose targets are all equal (up to 1e-12) gets
+    ``beta = 0`` and the intercept of that value (clipped to logits of ``[1e-12, 1 - 1e-12]``).
+
+    Parameters
+    ----------
+    Z : bool (m, n)
+        Coalitions.
+    t : float (m, k)
+        Their values, in [0, 1].
+    w : float (m,)
+        Non-negative weights (zero: the row is left out).
+    ridge : float
+        Penalty on ``beta``.
+    max_iter, tol : int, float
+        Newton iterations at most; stop when the largest step is below ``tol``.
+
+    Returns
+    -------
+    a : float (k,)
+    beta : float (n, k)
+
+    References
+    ----------
+    McCullagh, P. and Nelder, J. A. (1989). Generalized Linear Models, 2nd ed., ch. 2 and 9.
+    """
+    n = Z.shape[1]
+    k = t.shape[1]
+    keep = w > 0
+    X = np.concatenate([np.ones((int(keep.sum()), 1)), Z[keep].astype(float)], axis=1)
+    sw = w[keep] / w[keep].sum()
+    tt = np.clip(t[keep], 0.0, 1.0)
+    pen = np.full(n + 1, ridge)
+    pen[0] = 0.0
+    a = np.zeros(k)
+    beta = np.zeros((n, k))
+    for c in range(k):
+        tc = tt[:, c]
+        mean = float(sw @ tc)
+        if float(sw @ (tc - mean) ** 2) <= 1e-24:
+            p = min(max(mean, 1e-12), 1.0 - 1e-12)
+            a[c] = np.log(p / (1.0 - p))
+            continue
+        p0 = min(max(mean, 1e-6), 1.0 - 1e-6)
+        theta = np.zeros(n + 1)
+        theta[0] = np.log(p0 / (1.0 - p0))
+
+        def objective(th: np.ndarray, tc: np.ndarray = tc) -> float:
+            eta = X @ th
+            # log-likelihood of fractional targets: t eta - log(1 + e^eta)
+            return float(sw @ (tc * eta - np.logaddexp(0.0, eta)) - 0.5 * pen @ th**2)
+
+        obj = objective(theta)
+        for _ in range(max_iter):
+            mu = expit(X @ theta)
+            grad = X.T @ (sw * (tc - mu)) - pen * theta
+            H = (X.T * (sw * mu * (1.0 - mu))) @ X
+            H[np.diag_indices(n + 1)] += pen + 1e-12
+            step = np.linalg.solve(H, grad)
+            scale = 1.0
+            for _ in range(30):
+                new = objective(theta + scale * step)
+                if new >= obj - 1e-15 * abs(obj):
+                    break
+                scale *= 0.5
+            theta = theta + scale * step
+            obj = new
+            if float(np.max(np.abs(scale * step))) < tol:
+                break
+        a[c], beta[:, c] = theta[0], theta[1:]
+    return a, beta
+
+
+def _shapley_weights(n: int) -> np.ndarray:
+    """``s! (n - 1 - s)! / n!`` for ``s = 0 .. n-1``: (n,)."""
+    return np.array([factorial(s) * factorial(n - 1 - s) / factorial(n) for s in range(n)])
+
+
+def link_values_exact(a: np.ndarray, beta: np.ndarray, value: str = "shapley") -> np.ndarray:
+    """Exact Shapley (or Banzhaf) values of ``sigmoid(a + beta . z)`` by enumeration.
+
+    Parameters
+    ----------
+    a : float (k,)
+    beta : float (n, k)
+    value : {"shapley", "banzhaf"}
+
+    Returns
+    -------
+    phi : float (n, k)
+    """
+    n, k = beta.shape
+    masks = np.arange(2**n)
+    Z = ((masks[:, None] >> np.arange(n)[None, :]) & 1).astype(float)  # (2^n, n)
+    f = expit(Z @ beta + a)  # (2^n, k)
+    size = Z.sum(1).astype(int)
+    phi = np.zeros((n, k))
+    if value == "shapley":
+        wts = _shapley_weights(n)
+    else:
+        wts = np.full(n, 1.0 / 2 ** (n - 1))
+    for j in range(n):
+        out = masks[(masks >> j) & 1 == 0]
+        phi[j] = (wts[size[out]][:, None] * (f[out | (1 << j)] - f[out])).sum(0)
+    return phi
+
+
+def _taylor(a: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per surrogate, size ``s`` and player ``j``: the mean ``mu`` of the summed slopes of a
+    uniform ``s``-subset of the other players, and the derivative at ``mu`` of
+    ``B -> sigmoid(a + beta_j + B) - sigmoid(a + B)``; each (F, n, n, k) indexed ``[f, s, j]``."""
+    n = beta.shape[1]
+    mean_o = (beta.sum(1)[:, None, :] - beta) / max(n - 1, 1)  # (F, n, k)
+    mu = np.arange(n, dtype=float)[None, :, None, None] * mean_o[:, None]
+    x0 = a[:, None, None, :] + mu
+    p1 = expit(x0 + beta[:, None])
+    p0 = expit(x0)
+    return mu, p1 * (1 - p1) - p0 * (1 - p0)
+
+
+def link_values_mc(
+    a: np.ndarray,
+    beta: np.ndarray,
+    rng: np.random.Generator,
+    n_replicates: int = N_REPLICATES,
+    value: str = "shapley",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unbiased size-stratified antithetic Monte Carlo values of sigmoid surrogates.
+
+    The value of the mean of several surrogates (the folds of cross-fitting) is estimated by
+    giving each surrogate an equal share of the replicates (independent draws).
+
+    Parameters
+    ----------
+    a : float (F, k)
+        Intercepts of ``F`` surrogates.
+    beta : float (F, n, k)
+        Their slopes.
+    rng : numpy Generator
+    n_replicates : int
+        Independent replicates in all, rounded up to a multiple of ``F`` (at least 2 per
+        surrogate); each one evaluates ``4 n^2`` sigmoids per column.
+    value : {"shapley", "banzhaf"}
+
+    Returns
+    -------
+    phi : float (n, k)
+        Mean over the surrogates of their estimated values; for Shapley values
+        ``phi.sum(0)`` equals the mean of ``f(N) - f(empty)`` to rounding.
+    var_phi : float (n, k)
+        Estimated variance of ``phi`` (spread over replicates / replicates).
+
+    References
+    ----------
+    Castro, J., Gomez, D. and Tejada, J. (2009). Polynomial calculation of the Shapley value
+    based on sampling. Computers & Operations Research 36(5).
+
+    Mitchell, R. et al. (2022). Sampling permutations for Shapley value estimation. JMLR 23.
+    """
+    F, n, k = beta.shape
+    if value == "shapley":
+        ws = np.full(n, 1.0 / n)
+    else:
+        ws = np.array([comb(n - 1, s) for s in range(n)], dtype=float) / 2 ** (n - 1)
+    sizes = np.arange(n)
+    # replicate r estimates surrogate r mod F: each surrogate gets the same number of
+    # replicates, so the mean over replicates is unbiased for the surrogates' mean value
+    per = max(2, -(-n_replicates // F))
+    which = np.repeat(np.arange(F), per)
+    # at most ~2M sigmoid arguments per chunk
+    chunk = max(1, 2_000_000 // (4 * n * n * k))
+    mu, h1 = _taylor(a, beta)
+    muc, h1c = mu[:, ::-1], h1[:, ::-1]  # the complement has size n-1-s
+    reps = np.empty((len(which), n, k))
+    for lo in range(0, len(which), chunk):
+        fr = which[lo : lo + chunk]
+        R = len(fr)
+        u = rng.random((R, n, n))  # one uniform order per replicate and size
+        order = np.argsort(u, axis=2)
+        rank = np.argsort(order, axis=2)  # (R, s, j)
+        bf = beta[fr]  # (R, n, k)
+        bs = np.take_along_axis(bf[:, None, :, :], order[:, :, :, None], axis=2)  # (R, s, n, k)
+        C = np.concatenate([np.zeros((R, n, 1, k)), np.cumsum(bs, axis=2)], axis=2)
+        # sum of beta over the s first of the others, for every player j: (R, s, j, k)
+        pre_s = np.take_along_axis(C, sizes[None, :, None, None], axis=2)  # C[s]
+        pre_s1 = np.take_along_axis(C, (sizes + 1)[None, :, None, None], axis=2)
+        inside = (rank < sizes[None, :, None])[:, :, :, None]  # j among the s first
+        bj = bf[:, None, :, :]  # (R, 1, n, k)
+        B = np.where(inside, pre_s1 - bj, pre_s)
+        total = bf.sum(1)[:, None, None, :]
+        aa = a[fr][:, None, None, :]
+        # control variate of known mean zero: the first-order Taylor term of each difference
+        # around the mean summed slope of its stratum
+        e = B - mu[fr]
+        d = expit(aa + B + bj) - expit(aa + B) - h1[fr] * e
+        Bc = total - bj - B  # the complement of the set in N \ {j}
+        e = Bc - muc[fr]
+        dc = expit(aa + Bc + bj) - expit(aa + Bc) - h1c[fr] * e
+        est = np.einsum("s,rsjk->rjk", ws, 0.5 * (d + dc))  # (R, n, k)
+        if value == "shapley":
+            gap = expit(a[fr] + bf.sum(1)) - expit(a[fr]) - est.sum(1)  # (R, k)
+            est = est + gap[:, None, :] / n
+        reps[lo : lo + R] = est
+    reps = reps.reshape(F, per, n, k)
+    var = reps.var(1, ddof=1).sum(0) / (F * F * per)
+    return reps.mean((0, 1)), var
+
+
+def link_values(
+    a: np.ndarray,
+    beta: np.ndarray,
+    rng: np.random.Generator,
+    value: str = "shapley",
+    n_replicates: int = N_REPLICATES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean values of ``F`` sigmoid surrogates: exact up to :data:`EXACT_MAX_PLAYERS`
+    players (variance 0), else :func:`link_values_mc`.
+
+    Parameters
+    ----------
+    a : float (F, k)
+    beta : float (F, n, k)
+
+    Returns
+    -------
+    phi : float (n, k)
+    var_phi : float (n, k)
+    """
+    n = beta.shape[1]
+    if n <= EXACT_MAX_PLAYERS:
+        phi = sum(link_values_exact(a[f], beta[f], value) for f in range(len(a))) / len(a)
+        return phi, np.zeros_like(phi)
+    return link_values_mc(a, beta, rng, n_replicates, value)
+
+
+def cross_fit_link(
+    Z: np.ndarray,
+    y: np.ndarray,
+    v0: np.ndarray,
+    w: np.ndarray,
+    fold: np.ndarray,
+    rng: np.random.Generator,
+    value: str = "shapley",
+    *,
+    ridge: float = RIDGE,
+    n_replicates: int = N_REPLICATES,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Cross-fitted sigmoid surrogate, or None when the game's values are not probabilities.
+
+    Same contract as :func:`whybox.games._regression_adjusted.cross_fit` plus the variance of
+    the surrogate's estimated values.
+
+    Parameters
+    ----------
+    Z : bool (m, n)
+        Coalitions.
+    y : float (m, k)
+        Their values minus ``v0``.
+    v0 : float (k,)
+        Value of the empty coalition; ``y + v0`` and ``v0`` must lie in [0, 1] (up to
+        :data:`RANGE_TOL`), else None is returned.
+    w : float (m,)
+        Fit weights (non-negative).
+    fold : int (m,)
+        Fold ``0 .. K-1`` of each sampled coalition, ``-1`` for enumerated ones (they train
+        every fold and are predicted by the folds' average).
+    rng : numpy Generator
+        Subsamples enumerated coalitions beyond :data:`MAX_TRAIN` training rows, and draws the
+        Monte Carlo replicates (beyond :data:`EXACT_MAX_PLAYERS` players).
+    value : {"shapley", "banzhaf"}
+    ridge : float
+        Penalty on the slopes (:func:`fit_link`).
+    n_replicates : int
+        Monte Carlo replicates of the surrogate's values.
+
+    Returns
+    -------
+    pred : float (m, k)
+        ``f_{-fold(i)}(z_i) - v0``: each coalition predicted by the surrogate that did not see
+        it (same offset as ``y``).
+    phi_f : float (n, k)
+        Unbiased estimate of the mean over folds of the surrogates' values (exact up to
+        :data:`EXACT_MAX_PLAYERS` players); for Shapley values
+        ``phi_f.sum(0) == ends[1] - ends[0]`` to rounding.
+    ends : float (2, k)
+        Mean over folds of ``f(empty) - v0`` and ``f(N) - v0``.
+    var_phi : float (n, k)
+        Variance of ``phi_f`` given the surrogates (0 when exact): add it to the residual
+        estimate's variance.
+
+    None when a value is non-finite or outside [0, 1].
+
+    References
+    ----------
+    Witter, R. T., Liu, Y. and Musco, C. (2025). Regression-adjusted Monte Carlo estimators
+    for Shapley values and probabilistic values. arXiv:2506.11849.
+    """
+    y = np.asarray(y, dtype=float)
+    v0 = np.asarray(v0, dtype=float).reshape(-1)
+    t = y + v0[None, :]
+    lo, hi = -RANGE_TOL, 1.0 + RANGE_TOL
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(v0))):
+        return None
+    if t.min() < lo or t.max() > hi or v0.min() < lo or v0.max() > hi:
+        return None
+    m, n = Z.shape
+    k = y.shape[1]
+    K = max(int(fold.max()) + 1, 1)
+    train = np.ones(m, dtype=bool)
+    enumerated = fold < 0
+    spare = MAX_TRAIN - int((~enumerated).sum())
+    if len(Z) > MAX_TRAIN and enumerated.sum() > max(spare, 0):
+        keep = rng.choice(np.flatnonzero(enumerated), size=max(spare, 0), replace=False)
+        train[enumerated] = False
+        train[keep] = True
+    A = np.zeros((K, k))
+    Bt = np.zeros((K, n, k))
+    w = np.asarray(w, dtype=float)
+    for f in range(K):
+        wf = np.where(train & (fold != f), w, 0.0)
+        if not np.any(wf > 0):
+            wf = np.where(train, w, 0.0)
+        A[f], Bt[f] = fit_link(Z, t, wf, ridge=ridge)
+    Zf = Z.astype(float)
+    pred = np.empty_like(y)
+    for f in range(K):
+        test = fold == f
+        pred[test] = expit(Zf[test] @ Bt[f] + A[f])
+    if enumerated.any():
+        pred[enumerated] = sum(expit(Zf[enumerated] @ Bt[f] + A[f]) for f in range(K)) / K
+    ends = np.stack([expit(A).mean(0), expit(A + Bt.sum(1)).mean(0)])
+    phi_f, var_phi = link_values(A, Bt, rng, value, n_replicates)
+    return pred - v0, phi_f, ends - v0, var_phi
