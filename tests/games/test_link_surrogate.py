@@ -160,3 +160,27 @@ def test_adjusted_permutation_estimate_is_unbiased(monkeypatch):
     assert np.all(np.abs(runs.mean(0) - exact[:, 0]) <= 4.0 * se + 1e-12)
     # the adjustment helps: the spread is well below the values themselves
     assert float(runs.std(0).max()) < 0.5 * float(np.abs(exact).max())
+
+
+def test_combined_columns_are_the_weighted_mixture(monkeypatch):
+    """One surrogate per background row, returned as the game of their weighted mean."""
+    rng = np.random.default_rng(6)
+    n, m, k = 10, 160, 3
+    Z = rng.random((m, n)) < rng.random((m, 1))
+    betas = rng.normal(0.0, 1.0, (n, k))
+    per_row = lambda Z: expit(Z.astype(float) @ betas + np.array([-1.0, 0.0, 1.0]))  # noqa: E731
+    v0 = per_row(np.zeros((1, n), dtype=bool))[0]
+    cw = np.array([[0.2], [0.3], [0.5]])
+    fold = np.arange(m) % 4
+    cols = L.cross_fit_link(Z, per_row(Z) - v0, v0, np.ones(m), fold, rng)
+    mixed = L.cross_fit_link(Z, per_row(Z) - v0, v0, np.ones(m), fold, rng, combine=cw)
+    assert cols is not None and mixed is not None
+    for c, mx in zip(cols[:3], mixed[:3], strict=True):
+        np.testing.assert_allclose(c @ cw, mx, atol=1e-12)
+    # the Monte Carlo values of the mixture: exactly efficient, near the exact ones
+    monkeypatch.setattr(L, "EXACT_MAX_PLAYERS", 0)
+    out = L.cross_fit_link(Z, per_row(Z) - v0, v0, np.ones(m), fold, rng, combine=cw)
+    assert out is not None
+    _, phi, ends, var = out
+    np.testing.assert_allclose(phi.sum(0), ends[1] - ends[0], rtol=0, atol=1e-12)
+    assert np.all(np.abs(phi - mixed[1]) <= 5.0 * np.sqrt(var) + 1e-12)

@@ -220,6 +220,7 @@ def link_values_mc(
     rng: np.random.Generator,
     n_replicates: int = N_REPLICATES,
     value: str = "shapley",
+    combine: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unbiased size-stratified antithetic Monte Carlo values of sigmoid surrogates.
 
@@ -237,13 +238,16 @@ def link_values_mc(
         Independent replicates in all, rounded up to a multiple of ``F`` (at least 2 per
         surrogate); each one evaluates ``4 n^2`` sigmoids per column.
     value : {"shapley", "banzhaf"}
+    combine : float (k, k_out), optional
+        Values wanted for ``k_out`` linear combinations of the columns (e.g. a weighted mean
+        over background rows); the variance is then that of the combinations.
 
     Returns
     -------
-    phi : float (n, k)
+    phi : float (n, k) or (n, k_out)
         Mean over the surrogates of their estimated values; for Shapley values
         ``phi.sum(0)`` equals the mean of ``f(N) - f(empty)`` to rounding.
-    var_phi : float (n, k)
+    var_phi : float (n, k) or (n, k_out)
         Estimated variance of ``phi`` (spread over replicates / replicates).
 
     References
@@ -297,7 +301,9 @@ def link_values_mc(
             gap = expit(a[fr] + bf.sum(1)) - expit(a[fr]) - est.sum(1)  # (R, k)
             est = est + gap[:, None, :] / n
         reps[lo : lo + R] = est
-    reps = reps.reshape(F, per, n, k)
+    if combine is not None:
+        reps = reps @ combine
+    reps = reps.reshape(F, per, n, -1)
     var = reps.var(1, ddof=1).sum(0) / (F * F * per)
     return reps.mean((0, 1)), var
 
@@ -308,6 +314,7 @@ def link_values(
     rng: np.random.Generator,
     value: str = "shapley",
     n_replicates: int = N_REPLICATES,
+    combine: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean values of ``F`` sigmoid surrogates: exact up to :data:`EXACT_MAX_PLAYERS`
     players (variance 0), else :func:`link_values_mc`.
@@ -316,17 +323,21 @@ def link_values(
     ----------
     a : float (F, k)
     beta : float (F, n, k)
+    combine : float (k, k_out), optional
+        See :func:`link_values_mc`.
 
     Returns
     -------
-    phi : float (n, k)
-    var_phi : float (n, k)
+    phi : float (n, k) or (n, k_out)
+    var_phi : float (n, k) or (n, k_out)
     """
     n = beta.shape[1]
     if n <= EXACT_MAX_PLAYERS:
         phi = sum(link_values_exact(a[f], beta[f], value) for f in range(len(a))) / len(a)
+        if combine is not None:
+            phi = phi @ combine
         return phi, np.zeros_like(phi)
-    return link_values_mc(a, beta, rng, n_replicates, value)
+    return link_values_mc(a, beta, rng, n_replicates, value, combine)
 
 
 def cross_fit_link(
@@ -340,6 +351,7 @@ def cross_fit_link(
     *,
     ridge: float = RIDGE,
     n_replicates: int = N_REPLICATES,
+    combine: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Cross-fitted sigmoid surrogate, or None when the game's values are not probabilities.
 
@@ -368,10 +380,17 @@ def cross_fit_link(
         Penalty on the slopes (:func:`fit_link`).
     n_replicates : int
         Monte Carlo replicates of the surrogate's values.
+    combine : float (k, k_out), optional
+        Fit one surrogate per column of ``y`` but return the game of ``k_out`` linear
+        combinations of the columns: ``pred @ combine``, ``ends @ combine`` and the values
+        and variance of the combined surrogate. With ``y`` holding one column per background
+        row and ``combine`` the background weights (k_out = 1), the surrogate is a weighted
+        mixture of sigmoids, one fitted per background row, for the game
+        ``v = y_per_row @ combine``.
 
     Returns
     -------
-    pred : float (m, k)
+    pred : float (m, k) (or (m, k_out) with ``combine``, likewise below)
         ``f_{-fold(i)}(z_i) - v0``: each coalition predicted by the surrogate that did not see
         it (same offset as ``y``).
     phi_f : float (n, k)
@@ -425,5 +444,8 @@ def cross_fit_link(
     if enumerated.any():
         pred[enumerated] = sum(expit(Zf[enumerated] @ Bt[f] + A[f]) for f in range(K)) / K
     ends = np.stack([expit(A).mean(0), expit(A + Bt.sum(1)).mean(0)])
-    phi_f, var_phi = link_values(A, Bt, rng, value, n_replicates)
-    return pred - v0, phi_f, ends - v0, var_phi
+    phi_f, var_phi = link_values(A, Bt, rng, value, n_replicates, combine)
+    pred, ends = pred - v0, ends - v0
+    if combine is not None:
+        pred, ends = pred @ combine, ends @ combine
+    return pred, phi_f, ends, var_phi
