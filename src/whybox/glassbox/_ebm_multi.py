@@ -405,147 +405,138 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _side(AG, AH, AC, TG, TH, TC, right, cols, ncols, k, min_leaf, min_hess, lam, sg, sh, sc,
-          PG, PH, RG, RH):  # fmt: skip
-    """Best cut ``y <= j`` of one side of a first cut: (score, j), j = -1 when leaving the side
-    whole scores best. The side's column sums are ``A`` (left side) or ``T - A`` (``right``),
-    its totals ``sg``, ``sh`` (k,) and ``sc``. Only the columns ``cols[:ncols]`` (those with
-    rows, the last column excluded) are candidates; columns without rows on this side repeat
-    the previous cut and are skipped."""
-    htot = 0.0
-    for c in range(k):
-        htot += sh[c]
-    best = _score(sg, sh, lam, k)
-    bj = -1
-    PG[:] = 0.0
-    PH[:] = 0.0
-    pc = 0.0
-    ph = 0.0
-    for q in range(ncols):
-        y = cols[q]
-        cy = TC[y] - AC[y] if right else AC[y]
-        if cy == 0.0:
-            continue
-        pc += cy
-        if right:
-            for c in range(k):
-                PG[c] += TG[y, c] - AG[y, c]
-                v = TH[y, c] - AH[y, c]
-                PH[c] += v
-                ph += v
-        else:
-            for c in range(k):
-                PG[c] += AG[y, c]
-                PH[c] += AH[y, c]
-                ph += AH[y, c]
-        if pc < min_leaf or sc - pc < min_leaf or ph < min_hess or htot - ph < min_hess:
-            continue
-        v = _score2(PG, PH, sg, sh, lam, k)
-        if v > best:
-            best = v
-            bj = y
-    return best, bj
+def pair_cut_work(m, k):
+    """Scratch space of ``_best_pair_cuts`` for histograms up to ``(m, m)`` with k classes:
+    ``S`` (2, 2, k, m, m), ``SC`` (2, m, m), ``W`` (2, m)."""
+    return np.zeros((2, 2, k, m, m)), np.zeros((2, m, m)), np.zeros((2, m))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _best_pair_cut(HG, HH, HC, na, nb, tr, min_leaf, min_hess, lam, W3, W1, V, cols):
-    """Best tree "cut the first feature at i, then the second within each side" over all
-    classes on the pair histogram (``tr``: the second feature is cut first; ``na``, ``nb``
-    the sizes in that orientation). Returns (gain, i, j_left, j_right); i = -1: no cut.
-    Rows and columns of the histogram without training rows are skipped (they repeat the
-    previous cut). ``W3`` (4, m, k), ``W1`` (3, m), ``V`` (10, k), ``cols`` (m,): scratch."""
+def _pair_tables(HG, HH, HC, na, nb, S, SC):
+    """Summed-area tables of the pair histogram: ``S[0, 0, c, x, y]`` the class-c gradient
+    over cells ``(<= x, <= y)`` (``S[0, 1]`` the hessian, ``SC[0]`` the weight) and the
+    same tables transposed in ``S[1]``, ``SC[1]`` (the second feature first)."""
     k = HG.shape[2]
-    TG = W3[0, :nb]
-    TH = W3[1, :nb]
-    LG = W3[2, :nb]
-    LH = W3[3, :nb]
-    TC = W1[0, :nb]
-    LC = W1[1, :nb]
-    RC = W1[2, :na]
-    W3[:, :nb, :] = 0.0
-    W1[:2, :nb] = 0.0
-    W1[2, :na] = 0.0
-    tg = V[0]
-    th = V[1]
-    lg = V[2]
-    lh = V[3]
-    rg = V[4]
-    rh = V[5]
-    PG = V[6]
-    PH = V[7]
-    XG = V[8]
-    XH = V[9]
-    V[:, :] = 0.0
-    ctot = 0.0
-    for x in range(na):
-        for y in range(nb):
-            a = y if tr else x
-            b = x if tr else y
-            cnt = HC[a, b]
-            if cnt == 0.0:
-                continue
-            TC[y] += cnt
-            RC[x] += cnt
-            ctot += cnt
-            for c in range(k):
-                TG[y, c] += HG[a, b, c]
-                TH[y, c] += HH[a, b, c]
-    ncols = 0
-    for y in range(nb):
-        if TC[y] != 0.0:
-            cols[ncols] = y
-            ncols += 1
-        for c in range(k):
-            tg[c] += TG[y, c]
-            th[c] += TH[y, c]
-    ncut = ncols - 1 if ncols > 0 and cols[ncols - 1] == nb - 1 else ncols
-    htot = 0.0
+    _sat(HC, na, nb, SC[0], SC[1])
     for c in range(k):
-        htot += th[c]
-    parent = _score(tg, th, lam, k)
+        _sat(HG[:, :, c], na, nb, S[0, 0, c], S[1, 0, c])
+        _sat(HH[:, :, c], na, nb, S[0, 1, c], S[1, 1, c])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sat(A, na, nb, T, U):
+    """``T[x, y] = sum(A[:x + 1, :y + 1])`` and ``U`` its transpose (8 x 8 blocks)."""
+    run = 0.0
+    for y in range(nb):
+        run += A[0, y]
+        T[0, y] = run
+    for x in range(1, na):
+        run = 0.0
+        for y in range(nb):
+            run += A[x, y]
+            T[x, y] = run + T[x - 1, y]
+    for x0 in range(0, na, 8):
+        for y0 in range(0, nb, 8):
+            for x in range(x0, min(x0 + 8, na)):
+                for y in range(y0, min(y0 + 8, nb)):
+                    U[y, x] = T[x, y]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_search(AG, AH, AC, nx, ny, min_leaf, min_hess, lam, W):
+    """Best tree "cut the first index at x, then the second within each side" from the
+    summed-area tables ``AG``, ``AH`` (k, nx, ny) and ``AC`` (nx, ny) of one orientation.
+    Returns (gain, x, y_left, y_right); x = -1: no cut; y = -1: that side is left whole.
+
+    A leaf is allowed when it holds ``min_leaf`` weight and, for every class, ``min_hess``
+    hessian. For each first cut x the values of all second cuts y of both sides are summed
+    over classes in branch-free (vectorised) loops over y, where a class whose hessian
+    breaks the minimum adds -1e300; then the best y of each side (the first of equal values).
+    Cuts x next to empty rows repeat the previous cut and are skipped."""
+    k = AG.shape[0]
+    vl = W[0]
+    vr = W[1]
+    ct = AC[nx - 1, ny - 1]
+    parent = 0.0
+    for c in range(k):
+        gt = AG[c, nx - 1, ny - 1]
+        parent += gt * gt / (AH[c, nx - 1, ny - 1] + lam)
     best_gain = 0.0
     bi = -1
     bjl = -1
     bjr = -1
-    cl = 0.0
-    hl = 0.0
-    for i in range(na - 1):
-        rc = RC[i]
-        if rc == 0.0:
-            continue  # the same split as the previous cut (or an empty left side)
-        for q in range(ncols):
-            y = cols[q]
-            a = y if tr else i
-            b = i if tr else y
-            cnt = HC[a, b]
-            if cnt == 0.0:
-                continue
-            LC[y] += cnt
-            for c in range(k):
-                g = HG[a, b, c]
-                h = HH[a, b, c]
-                LG[y, c] += g
-                LH[y, c] += h
-                lg[c] += g
-                lh[c] += h
-                hl += h
-        cl += rc
-        if cl < min_leaf or ctot - cl < min_leaf or hl < min_hess or htot - hl < min_hess:
-            continue
+    n2 = ny - 1
+    prev = 0.0
+    for x in range(nx - 1):
+        sc = AC[x, ny - 1]
+        empty = sc == prev
+        prev = sc
+        if empty or sc < min_leaf or ct - sc < min_leaf:
+            continue  # (an empty row repeats the previous cut, or leaves the left side empty)
+        wl = 0.0
+        wr = 0.0
+        hmin = np.inf
+        for y in range(n2):
+            vl[y] = 0.0
+            vr[y] = 0.0
         for c in range(k):
-            rg[c] = tg[c] - lg[c]
-            rh[c] = th[c] - lh[c]
-        sl, jl = _side(LG, LH, LC, TG, TH, TC, False, cols, ncut, k, min_leaf, min_hess, lam,
-                       lg, lh, cl, PG, PH, XG, XH)  # fmt: skip
-        sr, jr = _side(LG, LH, LC, TG, TH, TC, True, cols, ncut, k, min_leaf, min_hess, lam,
-                       rg, rh, ctot - cl, PG, PH, XG, XH)  # fmt: skip
-        gain = sl + sr - parent
+            sg = AG[c, x, ny - 1]
+            sh = AH[c, x, ny - 1]
+            rg = AG[c, nx - 1, ny - 1] - sg
+            rh = AH[c, nx - 1, ny - 1] - sh
+            wl += sg * sg / (sh + lam)
+            wr += rg * rg / (rh + lam)
+            hmin = min(hmin, min(sh, rh))
+            for y in range(n2):
+                pg = AG[c, x, y]
+                ph = AH[c, x, y]
+                qg = AG[c, nx - 1, y] - pg
+                qh = AH[c, nx - 1, y] - ph
+                dg = sg - pg
+                dh = sh - ph
+                eg = rg - qg
+                eh = rh - qh
+                a1 = ph + lam
+                a2 = dh + lam
+                b1 = qh + lam
+                b2 = eh + lam
+                u = (pg * pg * a2 + dg * dg * a1) / (a1 * a2)
+                v = (qg * qg * b2 + eg * eg * b1) / (b1 * b2)
+                vl[y] += u if (ph >= min_hess) & (dh >= min_hess) else -1e300
+                vr[y] += v if (qh >= min_hess) & (eh >= min_hess) else -1e300
+        if hmin < min_hess:
+            continue
+        jl = -1
+        jr = -1
+        for y in range(n2):
+            pc = AC[x, y]
+            qc = AC[nx - 1, y] - pc
+            if pc >= min_leaf and sc - pc >= min_leaf and vl[y] > wl:
+                wl = vl[y]
+                jl = y
+            if qc >= min_leaf and (ct - sc) - qc >= min_leaf and vr[y] > wr:
+                wr = vr[y]
+                jr = y
+        gain = wl + wr - parent
         if gain > best_gain:
             best_gain = gain
-            bi = i
+            bi = x
             bjl = jl
             bjr = jr
     return best_gain, bi, bjl, bjr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, W):
+    """Best pair tree of each orientation on the ``(na, nb)`` histogram: ``(gain, i, j_left,
+    j_right)`` with the first feature cut first, then the same with the second first (its
+    ``i`` on the second feature); ``S``, ``SC``, ``W``: scratch (``pair_cut_work``).
+    Leaves need ``min_leaf`` weight and ``min_hess`` hessian in every class (interpret's
+    rule: libebm's ``PartitionMultiDimensionalTree.cpp`` checks each score's hessian)."""
+    _pair_tables(HG, HH, HC, na, nb, S, SC)
+    ga, ia, jla, jra = _pair_search(S[0, 0], S[0, 1], SC[0], na, nb, min_leaf, min_hess, lam, W)
+    gb, ib, jlb, jrb = _pair_search(S[1, 0], S[1, 1], SC[1], nb, na, min_leaf, min_hess, lam, W)
+    return ga, ia, jla, jra, gb, ib, jlb, jrb
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -592,9 +583,18 @@ def _pair_fill(HG, HH, na, nb, tr, i, jl, jr, lam, lr, sc, V):
 def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf, min_hess,
                       lam, max_rounds, es_rounds, es_tol, smoothing_rounds, seed, wtr, wva):  # fmt: skip
     """Cyclic softmax boosting of pair terms of one bag on interaction bins, from scores F
-    (n, k). During the first ``smoothing_rounds`` rounds the orientation of each pair tree is
-    drawn at random. Returns the per-cell class scores (q, m, m, k) at the best validation
-    round and the number of rounds."""
+    (n, k). Returns the per-cell class scores (q, m, m, k) at the round of lowest validation
+    cross-entropy and that round.
+
+    As interpret 0.7.8 boosts pairs (``glassbox/_ebm/_boost.py`` and libebm): during the
+    first ``smoothing_rounds`` rounds each pair tree is a 2 x 2 grid cut at random on both
+    features (``TermBoostFlags_RandomSplits``) and early stopping is off; afterwards each tree
+    is the best over both orientations, with every leaf holding ``min_leaf`` weight and
+    ``min_hess`` hessian in each class, and boosting stops once the lowest loss of the last
+    ``es_rounds`` rounds is not below the lowest loss before them (after smoothing) by more
+    than ``es_tol`` times the smaller of that loss and the lowest loss so far. (interpret
+    checks after every term step, and boosts greedily between cyclic rounds; rounds here are
+    cyclic and checked as a whole.)"""
     n_tr = Ptr.shape[0]
     n_va = Pva.shape[0]
     q = pairs.shape[0]
@@ -610,14 +610,15 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
     NG = np.zeros((m, m, k))
     NH = np.zeros((m, m, k))
     NC = np.zeros((m, m))
-    W3 = np.zeros((4, m, k))
-    W1 = np.zeros((3, m))
+    S, SC, W = pair_cut_work(m, k)
     V = np.zeros((10, k))
-    cols = np.zeros(m, dtype=np.int64)
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
     best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
     best_round = 0
+    window = np.full(max(es_rounds, 1), np.inf)  # the last es_rounds losses after smoothing
+    w_at = 0
+    min_prev = np.inf  # the lowest loss after smoothing older than the window
     rounds_done = 0
     E = np.ones((n_tr, k))
     one = np.ones((1, k))
@@ -638,32 +639,29 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             fb = pairs[t, 1]
             na = nbins[fa]
             nb = nbins[fb]
-            # a smoothing round draws the orientation first and searches only that one (the
-            # other only when the drawn one has no valid cut)
-            pick = -1
             if random:
-                pick = 1 if _next_uniform(state) < 0.5 else 0
-            gain_a, ia, jla, jra = 0.0, -1, -1, -1
-            gain_b, ib, jlb, jrb = 0.0, -1, -1, -1
-            if pick != 1:
-                gain_a, ia, jla, jra = _best_pair_cut(HG, HH, HC, na, nb, False, min_leaf, min_hess, lam, W3, W1, V, cols)  # fmt: skip
-            if pick != 0 or ia < 0:
-                gain_b, ib, jlb, jrb = _best_pair_cut(HG, HH, HC, nb, na, True, min_leaf, min_hess, lam, W3, W1, V, cols)  # fmt: skip
-            if pick == 1 and ib < 0:
-                gain_a, ia, jla, jra = _best_pair_cut(HG, HH, HC, na, nb, False, min_leaf, min_hess, lam, W3, W1, V, cols)  # fmt: skip
-            transposed = pick == 1 if random else gain_b > gain_a
-            if (ia < 0 and not transposed) or (ib < 0 and transposed):
-                transposed = ib >= 0
-            ci, cjl, cjr = na + nb, -1, -1  # no cut: every cell in leaf 0, which stays put
-            if (ib < 0 and transposed) or (ia < 0 and not transposed):
-                V[0, :] = 0.0
-                V[4, :] = 1.0
-            elif transposed:
-                ci, cjl, cjr = ib, jlb, jrb
-                _pair_fill(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, scores[t], V)
+                # interpret's smoothing ("RandomSplits"): one cut drawn uniformly on each
+                # feature, a 2 x 2 grid of Newton steps, no search and no minimums
+                transposed = False
+                ci = int(_next_uniform(state) * (na - 1))
+                cj = int(_next_uniform(state) * (nb - 1))
+                cjl, cjr = cj, cj
+                _pair_fill(HG, HH, na, nb, False, ci, cjl, cjr, lam, lr, scores[t], V)
             else:
-                ci, cjl, cjr = ia, jla, jra
-                _pair_fill(HG, HH, na, nb, False, ia, jla, jra, lam, lr, scores[t], V)
+                gain_a, ia, jla, jra, gain_b, ib, jlb, jrb = _best_pair_cuts(
+                    HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, W
+                )
+                transposed = ib >= 0 and (ia < 0 or gain_b > gain_a)
+                ci, cjl, cjr = na + nb, -1, -1  # no cut: every cell in leaf 0, which stays put
+                if ia < 0 and ib < 0:
+                    V[0, :] = 0.0
+                    V[4, :] = 1.0
+                elif transposed:
+                    ci, cjl, cjr = ib, jlb, jrb
+                    _pair_fill(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, scores[t], V)
+                else:
+                    ci, cjl, cjr = ia, jla, jra
+                    _pair_fill(HG, HH, na, nb, False, ia, jla, jra, lam, lr, scores[t], V)
             last = t + 1 == q
             tn = 0 if last else t + 1
             ga = pairs[tn, 0]
@@ -712,12 +710,20 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
         rounds_done = r + 1
         if use_es:
             loss = _ce_loss(F_va, yva, wva)
-            if loss < best_loss - es_tol * abs(best_loss):
+            tol = min(abs(best_loss), abs(min_prev)) * es_tol
+            if not np.isfinite(tol):
+                tol = 0.0
+            if loss < best_loss:  # the model kept: the lowest validation loss
                 best_loss = loss
                 best_round = rounds_done
                 best[:, :, :, :] = scores
-            elif rounds_done - best_round >= es_rounds:
-                break
+            if not random:  # no stopping during smoothing (random cuts: noisy gains)
+                toss = window[w_at]
+                window[w_at] = loss
+                w_at = (w_at + 1) % es_rounds
+                min_prev = min(min_prev, toss)
+                if min_prev - tol <= window.min():
+                    break
     if not use_es:
         return scores, rounds_done
     return best, best_round
