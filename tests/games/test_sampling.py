@@ -182,3 +182,39 @@ def test_kernel_budgets_just_above_the_minimum_run_and_add_up(n, budgets):
         np.testing.assert_allclose(phi.sum(0), full - v0, rtol=1e-10, atol=1e-10)
         assert np.all(np.isfinite(std)) and info["coalitions"] <= budget
         assert phi.shape[0] == n and np.isfinite(phi).all()
+
+
+@pytest.mark.parametrize(("n", "s"), [(13, 3), (12, 6), (70, 5)])
+def test_kernel_stratum_draws_as_the_row_by_row_loop(n, s):
+    # the vectorised without-replacement draws (batch keys, first occurrences, seen keys;
+    # bytes keys beyond 64 players) against the plain loop: draw a batch, add each row whose
+    # bits were not drawn before, until enough; densely sampled strata pick from the unseen
+    from math import comb
+
+    from whybox.games.kernel import _Stratum
+
+    middle = 2 * s == n
+    n_pairs = comb(n, s) // 2 if middle else comb(n, s)
+    st, rng, ref_rng = _Stratum(n, s), np.random.default_rng(4), np.random.default_rng(4)
+    seen, ref = set(), []
+    for k in (5, 40, min(2 * n_pairs // 3, 300)):  # the last is dense for 12 and 13 players
+        st.extend(rng, k)
+        k = min(k, n_pairs)
+        if k > n_pairs // 3:
+            pool = st.all_pairs()
+            unseen = [i for i, row in enumerate(pool) if row.tobytes() not in seen]
+            for i in ref_rng.choice(np.array(unseen), size=k - len(ref), replace=False):
+                seen.add(pool[i].tobytes())
+                ref.append(pool[i])
+        while len(ref) < k:
+            order = np.argsort(ref_rng.random((2 * (k - len(ref)) + 4, n)), axis=1)
+            for perm in order:
+                row = np.zeros(n, dtype=bool)
+                row[perm[:s]] = True
+                if middle and not row[0]:
+                    row = ~row
+                if row.tobytes() not in seen and len(ref) < k:
+                    seen.add(row.tobytes())
+                    ref.append(row)
+        np.testing.assert_array_equal(np.array(st.sampled), np.array(ref))
+    assert rng.bit_generator.state == ref_rng.bit_generator.state
