@@ -192,8 +192,19 @@ def test_pair_cut_search_equals_enumeration(seed):
             G.transpose(1, 0, 2) if tr else G, H.transpose(1, 0, 2) if tr else H,
             C.T if tr else C, 0.5, 3.0, min_hess,
         )  # fmt: skip
-        gain = got[4 if tr else 0]
+        gain, i, jl, jr = got[4:] if tr else got[:4]
         assert gain == pytest.approx(want, rel=1e-12, abs=1e-12)
+        # the returned cuts' four leaves (numpy sums) give that gain
+        A, Bc = np.meshgrid(np.arange(na), np.arange(nb), indexing="ij")
+        x, y = (Bc, A) if tr else (A, Bc)
+        leaf = np.where(x <= i, (y > jl) * (jl >= 0), 2 + (y > jr) * (jr >= 0))
+
+        def score(mask):
+            return float((G[mask].sum(0) ** 2 / (H[mask].sum(0) + 0.5)).sum())
+
+        parent = score(np.ones((na, nb), dtype=bool))
+        leaves = sum(score(leaf == q) for q in range(4) if (leaf == q).any())
+        assert leaves - parent == pytest.approx(gain, rel=1e-12, abs=1e-12)
 
 
 def test_global_view_of_a_multiclass_model(fitted):

@@ -407,25 +407,14 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
 @njit(cache=True, nogil=True, error_model="numpy")
 def pair_cut_work(m, k):
     """Scratch space of ``_best_pair_cuts`` for histograms up to ``(m, m)`` with k classes:
-    ``S`` (2, 2, k, m, m), ``SC`` (2, m, m), ``W`` (2, m)."""
-    return np.zeros((2, 2, k, m, m)), np.zeros((2, m, m)), np.zeros((2, m))
+    ``S`` (2, k, m, m), ``SC`` (m, m), ``V2`` (2, m, m), ``V1`` (6, m), ``J`` (2, m)."""
+    return (np.zeros((2, k, m, m)), np.zeros((m, m)), np.zeros((2, m, m)), np.zeros((6, m)),
+            np.zeros((2, m), dtype=np.int64))  # fmt: skip
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pair_tables(HG, HH, HC, na, nb, S, SC):
-    """Summed-area tables of the pair histogram: ``S[0, 0, c, x, y]`` the class-c gradient
-    over cells ``(<= x, <= y)`` (``S[0, 1]`` the hessian, ``SC[0]`` the weight) and the
-    same tables transposed in ``S[1]``, ``SC[1]`` (the second feature first)."""
-    k = HG.shape[2]
-    _sat(HC, na, nb, SC[0], SC[1])
-    for c in range(k):
-        _sat(HG[:, :, c], na, nb, S[0, 0, c], S[1, 0, c])
-        _sat(HH[:, :, c], na, nb, S[0, 1, c], S[1, 1, c])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _sat(A, na, nb, T, U):
-    """``T[x, y] = sum(A[:x + 1, :y + 1])`` and ``U`` its transpose (8 x 8 blocks)."""
+def _sat(A, na, nb, T):
+    """Summed-area table ``T[x, y] = sum(A[:x + 1, :y + 1])``."""
     run = 0.0
     for y in range(nb):
         run += A[0, y]
@@ -435,44 +424,61 @@ def _sat(A, na, nb, T, U):
         for y in range(nb):
             run += A[x, y]
             T[x, y] = run + T[x - 1, y]
-    for x0 in range(0, na, 8):
-        for y0 in range(0, nb, 8):
-            for x in range(x0, min(x0 + 8, na)):
-                for y in range(y0, min(y0 + 8, nb)):
-                    U[y, x] = T[x, y]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pair_search(AG, AH, AC, nx, ny, min_leaf, min_hess, lam, W):
-    """Best tree "cut the first index at x, then the second within each side" from the
-    summed-area tables ``AG``, ``AH`` (k, nx, ny) and ``AC`` (nx, ny) of one orientation.
-    Returns (gain, x, y_left, y_right); x = -1: no cut; y = -1: that side is left whole.
+def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, J):
+    """Best pair tree of each orientation on the ``(na, nb)`` histogram (class sums ``HG``,
+    ``HH`` (m, m, k), weights ``HC`` (m, m)): ``(gain, i, j_left, j_right)`` of the tree "cut
+    the first feature at i, then the second within each side", then the same with the second
+    feature cut first (``i`` on the second feature, ``j`` on the first); i = -1: no cut,
+    j = -1: that side is left whole. ``S``, ``SC``, ``V2``, ``V1``, ``J``: scratch
+    (``pair_cut_work``).
 
     A leaf is allowed when it holds ``min_leaf`` weight and, for every class, ``min_hess``
-    hessian. For each first cut x the values of all second cuts y of both sides are summed
-    over classes in branch-free (vectorised) loops over y, where a class whose hessian
-    breaks the minimum adds -1e300; then the best y of each side (the first of equal values).
-    Cuts x next to empty rows repeat the previous cut and are skipped."""
-    k = AG.shape[0]
-    vl = W[0]
-    vr = W[1]
-    ct = AC[nx - 1, ny - 1]
+    hessian (interpret's rule: libebm's ``PartitionMultiDimensionalTree.cpp`` checks each
+    score's hessian of every leaf). Every leaf sum is read from summed-area tables, so one
+    pass over the cells ``(x, y)`` gives, per class, ``g^2 / (h + lam)`` of the four
+    quadrants around ``(x, y)`` (one division) and from them the value of the four sides a
+    cut through ``(x, y)`` can split (both orientations, both sides), in branch-free loops
+    over y (vectorised); a class whose hessian breaks the minimum adds -1e300. First cuts next
+    to empty rows (columns) repeat the previous cut and are skipped; equal values keep the
+    first cut.
+    """
+    k = HG.shape[2]
+    TG = S[0]
+    TH = S[1]
+    _sat(HC, na, nb, SC)
+    for c in range(k):
+        _sat(HG[:, :, c], na, nb, TG[c])
+        _sat(HH[:, :, c], na, nb, TH[c])
+    BL = V2[0]  # BL[x, y]: second feature cut first at y, its low side cut at x
+    BR = V2[1]
+    vl = V1[0]
+    vr = V1[1]
+    bl = V1[2]  # best value of each side of a first cut y (second feature first)
+    br = V1[3]
+    jl = J[0]
+    jr = J[1]
+    ct = SC[na - 1, nb - 1]
     parent = 0.0
     for c in range(k):
-        gt = AG[c, nx - 1, ny - 1]
-        parent += gt * gt / (AH[c, nx - 1, ny - 1] + lam)
-    best_gain = 0.0
-    bi = -1
-    bjl = -1
-    bjr = -1
-    n2 = ny - 1
+        parent += TG[c, na - 1, nb - 1] ** 2 / (TH[c, na - 1, nb - 1] + lam)
+    n1 = na - 1
+    n2 = nb - 1
+    for x in range(n1):
+        for y in range(n2):
+            BL[x, y] = 0.0
+            BR[x, y] = 0.0
+    best_a = 0.0
+    ia = -1
+    jla = -1
+    jra = -1
     prev = 0.0
-    for x in range(nx - 1):
-        sc = AC[x, ny - 1]
+    for x in range(n1):
+        sc = SC[x, nb - 1]
         empty = sc == prev
         prev = sc
-        if empty or sc < min_leaf or ct - sc < min_leaf:
-            continue  # (an empty row repeats the previous cut, or leaves the left side empty)
         wl = 0.0
         wr = 0.0
         hmin = np.inf
@@ -480,63 +486,125 @@ def _pair_search(AG, AH, AC, nx, ny, min_leaf, min_hess, lam, W):
             vl[y] = 0.0
             vr[y] = 0.0
         for c in range(k):
-            sg = AG[c, x, ny - 1]
-            sh = AH[c, x, ny - 1]
-            rg = AG[c, nx - 1, ny - 1] - sg
-            rh = AH[c, nx - 1, ny - 1] - sh
+            gt = TG[c, na - 1, nb - 1]
+            ht = TH[c, na - 1, nb - 1]
+            sg = TG[c, x, nb - 1]  # rows <= x
+            sh = TH[c, x, nb - 1]
+            rg = gt - sg
+            rh = ht - sh
             wl += sg * sg / (sh + lam)
             wr += rg * rg / (rh + lam)
             hmin = min(hmin, min(sh, rh))
             for y in range(n2):
-                pg = AG[c, x, y]
-                ph = AH[c, x, y]
-                qg = AG[c, nx - 1, y] - pg
-                qh = AH[c, nx - 1, y] - ph
-                dg = sg - pg
-                dh = sh - ph
-                eg = rg - qg
-                eh = rh - qh
-                a1 = ph + lam
-                a2 = dh + lam
-                b1 = qh + lam
-                b2 = eh + lam
-                u = (pg * pg * a2 + dg * dg * a1) / (a1 * a2)
-                v = (qg * qg * b2 + eg * eg * b1) / (b1 * b2)
-                vl[y] += u if (ph >= min_hess) & (dh >= min_hess) else -1e300
-                vr[y] += v if (qh >= min_hess) & (eh >= min_hess) else -1e300
-        if hmin < min_hess:
-            continue
-        jl = -1
-        jr = -1
+                # the four quadrants around the cut point (x, y): rows <= x / > x, columns
+                # <= y / > y; each side a cut can split is two of them
+                g00 = TG[c, x, y]
+                h00 = TH[c, x, y]
+                cg = TG[c, na - 1, y]  # columns <= y
+                ch = TH[c, na - 1, y]
+                g10 = cg - g00
+                h10 = ch - h00
+                g01 = sg - g00
+                h01 = sh - h00
+                g11 = rg - g10
+                h11 = rh - h10
+                # g^2 / (h + lam) of each quadrant with one division (an empty one, h = 0
+                # without lam, has g = 0 and a denominator of 1)
+                a00 = h00 + lam
+                a01 = h01 + lam
+                a10 = h10 + lam
+                a11 = h11 + lam
+                a00 = a00 if a00 > 0.0 else 1.0
+                a01 = a01 if a01 > 0.0 else 1.0
+                a10 = a10 if a10 > 0.0 else 1.0
+                a11 = a11 if a11 > 0.0 else 1.0
+                p0 = a00 * a01
+                p1 = a10 * a11
+                r = 1.0 / (p0 * p1)
+                r0 = p1 * r
+                r1 = p0 * r
+                q00 = g00 * g00 * a01 * r0
+                q01 = g01 * g01 * a00 * r0
+                q10 = g10 * g10 * a11 * r1
+                q11 = g11 * g11 * a10 * r1
+                k00 = h00 >= min_hess
+                k01 = h01 >= min_hess
+                k10 = h10 >= min_hess
+                k11 = h11 >= min_hess
+                vl[y] += q00 + q01 if k00 & k01 else -1e300
+                vr[y] += q10 + q11 if k10 & k11 else -1e300
+                BL[x, y] += q00 + q10 if k00 & k10 else -1e300
+                BR[x, y] += q01 + q11 if k01 & k11 else -1e300
+        if empty or sc < min_leaf or ct - sc < min_leaf or hmin < min_hess:
+            continue  # (an empty row repeats the previous cut, or leaves the left side empty)
+        yl = -1
+        yr = -1
         for y in range(n2):
-            pc = AC[x, y]
-            qc = AC[nx - 1, y] - pc
+            pc = SC[x, y]
+            qc = SC[na - 1, y] - pc
             if pc >= min_leaf and sc - pc >= min_leaf and vl[y] > wl:
                 wl = vl[y]
-                jl = y
+                yl = y
             if qc >= min_leaf and (ct - sc) - qc >= min_leaf and vr[y] > wr:
                 wr = vr[y]
-                jr = y
+                yr = y
         gain = wl + wr - parent
-        if gain > best_gain:
-            best_gain = gain
-            bi = x
-            bjl = jl
-            bjr = jr
-    return best_gain, bi, bjl, bjr
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, W):
-    """Best pair tree of each orientation on the ``(na, nb)`` histogram: ``(gain, i, j_left,
-    j_right)`` with the first feature cut first, then the same with the second first (its
-    ``i`` on the second feature); ``S``, ``SC``, ``W``: scratch (``pair_cut_work``).
-    Leaves need ``min_leaf`` weight and ``min_hess`` hessian in every class (interpret's
-    rule: libebm's ``PartitionMultiDimensionalTree.cpp`` checks each score's hessian)."""
-    _pair_tables(HG, HH, HC, na, nb, S, SC)
-    ga, ia, jla, jra = _pair_search(S[0, 0], S[0, 1], SC[0], na, nb, min_leaf, min_hess, lam, W)
-    gb, ib, jlb, jrb = _pair_search(S[1, 0], S[1, 1], SC[1], nb, na, min_leaf, min_hess, lam, W)
-    return ga, ia, jla, jra, gb, ib, jlb, jrb
+        if gain > best_a:
+            best_a = gain
+            ia = x
+            jla = yl
+            jra = yr
+    # the second feature cut first at y: each side left whole, then its best cut x
+    for y in range(n2):
+        bl[y] = 0.0
+        br[y] = 0.0
+        jl[y] = -1
+        jr[y] = -1
+    hm = V1[4]
+    for y in range(n2):
+        hm[y] = np.inf
+    for c in range(k):
+        gt = TG[c, na - 1, nb - 1]
+        ht = TH[c, na - 1, nb - 1]
+        for y in range(n2):
+            cg = TG[c, na - 1, y]
+            ch = TH[c, na - 1, y]
+            bl[y] += cg * cg / (ch + lam)
+            br[y] += (gt - cg) ** 2 / ((ht - ch) + lam)
+            hm[y] = min(hm[y], min(ch, ht - ch))
+    for x in range(n1):
+        for y in range(n2):
+            cc = SC[na - 1, y]
+            pc = SC[x, y]
+            qc = SC[x, nb - 1] - pc
+            ok = (pc >= min_leaf) & (cc - pc >= min_leaf)
+            v = BL[x, y] if ok else -1e300
+            up = v > bl[y]
+            bl[y] = v if up else bl[y]
+            jl[y] = x if up else jl[y]
+            ok = (qc >= min_leaf) & ((ct - cc) - qc >= min_leaf)
+            v = BR[x, y] if ok else -1e300
+            up = v > br[y]
+            br[y] = v if up else br[y]
+            jr[y] = x if up else jr[y]
+    best_b = 0.0
+    ib = -1
+    jlb = -1
+    jrb = -1
+    prev = 0.0
+    for y in range(n2):
+        cc = SC[na - 1, y]
+        empty = cc == prev
+        prev = cc
+        if empty or cc < min_leaf or ct - cc < min_leaf or hm[y] < min_hess:
+            continue
+        gain = bl[y] + br[y] - parent
+        if gain > best_b:
+            best_b = gain
+            ib = y
+            jlb = jl[y]
+            jrb = jr[y]
+    return best_a, ia, jla, jra, best_b, ib, jlb, jrb
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -610,7 +678,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
     NG = np.zeros((m, m, k))
     NH = np.zeros((m, m, k))
     NC = np.zeros((m, m))
-    S, SC, W = pair_cut_work(m, k)
+    S, SC, V2, V1, J = pair_cut_work(m, k)
     V = np.zeros((10, k))
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
@@ -649,7 +717,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                 _pair_fill(HG, HH, na, nb, False, ci, cjl, cjr, lam, lr, scores[t], V)
             else:
                 gain_a, ia, jla, jra, gain_b, ib, jlb, jrb = _best_pair_cuts(
-                    HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, W
+                    HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, J
                 )
                 transposed = ib >= 0 and (ia < 0 or gain_b > gain_a)
                 ci, cjl, cjr = na + nb, -1, -1  # no cut: every cell in leaf 0, which stays put
