@@ -57,6 +57,7 @@ BENCHMARKS = [
     "bench_dask",
     "bench_kernel_sweep",
     "bench_kernel_time",
+    "bench_leverage",
 ]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
