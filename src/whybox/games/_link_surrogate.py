@@ -90,6 +90,7 @@ def fit_link(
     ridge: float = RIDGE,
     max_iter: int = 60,
     tol: float = 1e-10,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted ridge logistic fit of targets in [0, 1], one per output column.
 
@@ -110,6 +111,10 @@ def fit_link(
         Penalty on ``beta``.
     max_iter, tol : int, float
         Newton iterations at most; stop when the largest step is below ``tol``.
+    init : (a (k,), beta (n, k)), optional
+        Starting point (e.g. another fold's fit); by default the logit of the weighted mean
+        and zero slopes. The objective is strictly concave, so the start changes only the
+        number of iterations.
 
     Returns
     -------
@@ -140,6 +145,8 @@ def fit_link(
         p0 = min(max(mean, 1e-6), 1.0 - 1e-6)
         theta = np.zeros(n + 1)
         theta[0] = np.log(p0 / (1.0 - p0))
+        if init is not None and np.all(np.isfinite(init[1][:, c])) and np.any(init[1][:, c]):
+            theta = np.concatenate([[init[0][c]], init[1][:, c]])
 
         def objective(th: np.ndarray, tc: np.ndarray = tc) -> float:
             eta = X @ th
@@ -289,13 +296,18 @@ def link_values_mc(
         B = np.where(inside, pre_s1 - bj, pre_s)
         total = bf.sum(1)[:, None, None, :]
         aa = a[fr][:, None, None, :]
+        # f(S + j) - f(S) needs one sigmoid per (s, j): the other end is a prefix of the
+        # order, shared by all j (C[s] for j outside the s first, C[s + 1] for j inside)
+        base = np.where(inside, pre_s1, pre_s)
+        sgn = np.where(inside, -1.0, 1.0)
+        shared = np.where(inside, expit(aa + pre_s1), expit(aa + pre_s))
+        shared_c = np.where(inside, expit(aa + total - pre_s1), expit(aa + total - pre_s))
         # control variate of known mean zero: the first-order Taylor term of each difference
         # around the mean summed slope of its stratum
-        e = B - mu[fr]
-        d = expit(aa + B + bj) - expit(aa + B) - h1[fr] * e
-        Bc = total - bj - B  # the complement of the set in N \ {j}
-        e = Bc - muc[fr]
-        dc = expit(aa + Bc + bj) - expit(aa + Bc) - h1c[fr] * e
+        d = sgn * (expit(aa + base + sgn * bj) - shared) - h1[fr] * (B - mu[fr])
+        # the complement of the set in N \ {j}: summed slope total - beta_j - B
+        e = total - bj - B - muc[fr]
+        dc = -sgn * (expit(aa + total - base - sgn * bj) - shared_c) - h1c[fr] * e
         est = np.einsum("s,rsjk->rjk", ws, 0.5 * (d + dc))  # (R, n, k)
         if value == "shapley":
             gap = expit(a[fr] + bf.sum(1)) - expit(a[fr]) - est.sum(1)  # (R, k)
@@ -350,7 +362,7 @@ def cross_fit_link(
     value: str = "shapley",
     *,
     ridge: float = RIDGE,
-    n_replicates: int = N_REPLICATES,
+    n_replicates: int | None = None,
     combine: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Cross-fitted sigmoid surrogate, or None when the game's values are not probabilities.
@@ -373,13 +385,15 @@ def cross_fit_link(
         Fold ``0 .. K-1`` of each sampled coalition, ``-1`` for enumerated ones (they train
         every fold and are predicted by the folds' average).
     rng : numpy Generator
-        Subsamples enumerated coalitions beyond :data:`MAX_TRAIN` training rows, and draws the
-        Monte Carlo replicates (beyond :data:`EXACT_MAX_PLAYERS` players).
+        Draws the training coalitions when there are more than about :data:`MAX_TRAIN` per
+        fold, and the Monte Carlo replicates (beyond :data:`EXACT_MAX_PLAYERS` players).
     value : {"shapley", "banzhaf"}
     ridge : float
         Penalty on the slopes (:func:`fit_link`).
-    n_replicates : int
-        Monte Carlo replicates of the surrogate's values.
+    n_replicates : int, optional
+        Monte Carlo replicates of the surrogate's values; default ``m // 16`` clipped to
+        ``[64, 256]`` (on the 30-player sweep model, 64 / 256 / 1024 replicates gave the
+        same error at 128 coalitions and 0.0020 / 0.0013 / 0.0009 at 4096).
     combine : float (k, k_out), optional
         Fit one surrogate per column of ``y`` but return the game of ``k_out`` linear
         combinations of the columns: ``pred @ combine``, ``ends @ combine`` and the values
@@ -421,13 +435,15 @@ def cross_fit_link(
     m, n = Z.shape
     k = y.shape[1]
     K = max(int(fold.max()) + 1, 1)
-    train = np.ones(m, dtype=bool)
     enumerated = fold < 0
-    spare = MAX_TRAIN - int((~enumerated).sum())
-    if len(Z) > MAX_TRAIN and enumerated.sum() > max(spare, 0):
-        keep = rng.choice(np.flatnonzero(enumerated), size=max(spare, 0), replace=False)
-        train[enumerated] = False
-        train[keep] = True
+    # about MAX_TRAIN coalitions train each fold's surrogate (n + 1 parameters per column):
+    # a random subset, drawn independently of the values, when there are more
+    pool = np.flatnonzero(np.asarray(w) > 0)
+    size = -(-MAX_TRAIN * K // max(K - 1, 1))
+    if len(pool) > size:
+        pool = rng.choice(pool, size=size, replace=False)
+    train = np.zeros(m, dtype=bool)
+    train[pool] = True
     A = np.zeros((K, k))
     Bt = np.zeros((K, n, k))
     w = np.asarray(w, dtype=float)
@@ -435,7 +451,8 @@ def cross_fit_link(
         wf = np.where(train & (fold != f), w, 0.0)
         if not np.any(wf > 0):
             wf = np.where(train, w, 0.0)
-        A[f], Bt[f] = fit_link(Z, t, wf, ridge=ridge)
+        # warm start from the previous fold's fit (the folds share most of their data)
+        A[f], Bt[f] = fit_link(Z, t, wf, ridge=ridge, init=(A[f - 1], Bt[f - 1]) if f else None)
     Zf = Z.astype(float)
     pred = np.empty_like(y)
     for f in range(K):
@@ -444,6 +461,8 @@ def cross_fit_link(
     if enumerated.any():
         pred[enumerated] = sum(expit(Zf[enumerated] @ Bt[f] + A[f]) for f in range(K)) / K
     ends = np.stack([expit(A).mean(0), expit(A + Bt.sum(1)).mean(0)])
+    if n_replicates is None:
+        n_replicates = int(np.clip(m // 16, 64, 256))
     phi_f, var_phi = link_values(A, Bt, rng, value, n_replicates, combine)
     pred, ends = pred - v0, ends - v0
     if combine is not None:
