@@ -60,8 +60,6 @@ from math import comb, factorial
 import numpy as np
 from scipy.special import expit
 
-from ._regression_adjusted import MAX_TRAIN
-
 __all__ = [
     "EXACT_MAX_PLAYERS",
     "cross_fit_link",
@@ -78,6 +76,8 @@ RANGE_TOL = 1e-9
 #: Ridge penalty on ``beta`` (the intercept is not penalised), relative to the weights
 #: normalised to sum to one.
 RIDGE = 1e-4
+#: About this many coalitions train each fold's surrogate (as in the other surrogates).
+MAX_TRAIN = 1536
 #: Monte Carlo replicates of the surrogate's values (each covers every player and size).
 N_REPLICATES = 256
 
