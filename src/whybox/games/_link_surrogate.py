@@ -23,9 +23,10 @@ draw, the ``s`` first of the others are such a set for every ``j`` at once, and 
 a prefix sum of ``beta``, so a replicate costs ``O(n^2)`` sigmoids for all players and sizes;
 each replicate also uses the complement set in ``N \\ {j}`` (antithetic, as in Mitchell et al.
 2022), and subtracts the first-order Taylor term of each difference around its stratum's mean
-summed slope (a control variate of known mean zero). Each replicate's estimate is shifted by ``(f(N) - f(empty) - sum_j phi_j) / n``, a
-term of mean zero, so the estimate stays unbiased and is exactly efficient. The spread over
-replicates gives its variance (``var_phi``), to be added to the residual game's.
+summed slope (a control variate of known mean zero). Each replicate's estimate is shifted
+by ``(f(N) - f(empty) - sum_j phi_j) / n``, a term of mean zero, so the estimate stays
+unbiased and is exactly efficient. The spread over replicates gives its variance
+(``var_phi``), to be added to the residual game's.
 
 Banzhaf values (``value="banzhaf"``) use the same strata weighted by ``C(n-1, s) / 2^(n-1)``.
 
