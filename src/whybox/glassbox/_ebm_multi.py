@@ -620,10 +620,10 @@ def _leaf(a, b, tr, i, jl, jr):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pair_fill(HG, HH, na, nb, tr, i, jl, jr, lam, lr, sc, V):
+def _pair_leaves(HG, HH, na, nb, tr, i, jl, jr, lam, lr, V):
     """Per-class Newton steps of the four leaves into ``V[:4]`` and their exponentials into
-    ``V[4:8]`` (``V`` (10, k)), and the steps added to the pair's scores ``sc`` (n_a, n_b, k),
-    original orientation; ``na``, ``nb``, ``i``, ``jl``, ``jr`` in the tree's orientation."""
+    ``V[4:8]`` (``V`` (10, k)); ``na``, ``nb``, ``i``, ``jl``, ``jr`` in the tree's
+    orientation."""
     k = HG.shape[2]
     V[:8, :] = 0.0
     ea = nb if tr else na
@@ -640,11 +640,27 @@ def _pair_fill(HG, HH, na, nb, tr, i, jl, jr, lam, lr, sc, V):
             v = -lr * V[q, c] / den if den > 1e-300 else 0.0
             V[q, c] = v
             V[4 + q, c] = np.exp(v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_add(sc, na, nb, tr, i, jl, jr, V):
+    """Add the leaves' steps ``V[:4]`` to every cell of the pair's scores ``sc``
+    (n_a, n_b, k), original orientation (``na``, ``nb`` in the tree's)."""
+    k = sc.shape[2]
+    ea = nb if tr else na
+    eb = na if tr else nb
     for a in range(ea):
         for b in range(eb):
             q = _leaf(a, b, tr, i, jl, jr)
             for c in range(k):
                 sc[a, b, c] += V[q, c]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_fill(HG, HH, na, nb, tr, i, jl, jr, lam, lr, sc, V):
+    """``_pair_leaves``, then the steps added to the pair's scores ``sc`` (``_pair_add``)."""
+    _pair_leaves(HG, HH, na, nb, tr, i, jl, jr, lam, lr, V)
+    _pair_add(sc, na, nb, tr, i, jl, jr, V)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -670,8 +686,13 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
     m = 0
     for j in range(nbins.shape[0]):
         m = max(m, nbins[j])
-    scores = np.zeros((q, m, m, k))
-    best = np.zeros((q, m, m, k))
+    # the steps taken (term, orientation, cuts; leaf steps), replayed up to the best round at
+    # the end instead of copying every term's scores at each better round
+    cap = max(q, 1) * (smoothing_rounds + 2 * es_rounds + 16)
+    log_cut = np.zeros((cap, 5), dtype=np.int64)
+    log_val = np.zeros((cap, 4, k))
+    n_log = 0
+    best_log = 0
     HG = np.zeros((m, m, k))
     HH = np.zeros((m, m, k))
     HC = np.zeros((m, m))
@@ -714,7 +735,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                 ci = int(_next_uniform(state) * (na - 1))
                 cj = int(_next_uniform(state) * (nb - 1))
                 cjl, cjr = cj, cj
-                _pair_fill(HG, HH, na, nb, False, ci, cjl, cjr, lam, lr, scores[t], V)
+                _pair_leaves(HG, HH, na, nb, False, ci, cjl, cjr, lam, lr, V)
             else:
                 gain_a, ia, jla, jra, gain_b, ib, jlb, jrb = _best_pair_cuts(
                     HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, J
@@ -726,10 +747,21 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                     V[4, :] = 1.0
                 elif transposed:
                     ci, cjl, cjr = ib, jlb, jrb
-                    _pair_fill(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, scores[t], V)
+                    _pair_leaves(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, V)
                 else:
                     ci, cjl, cjr = ia, jla, jra
-                    _pair_fill(HG, HH, na, nb, False, ia, jla, jra, lam, lr, scores[t], V)
+                    _pair_leaves(HG, HH, na, nb, False, ia, jla, jra, lam, lr, V)
+            if ci < na + nb:
+                if n_log == log_cut.shape[0]:
+                    log_cut = np.concatenate((log_cut, np.zeros_like(log_cut)))
+                    log_val = np.concatenate((log_val, np.zeros_like(log_val)))
+                log_cut[n_log, 0] = t
+                log_cut[n_log, 1] = 1 if transposed else 0
+                log_cut[n_log, 2] = ci
+                log_cut[n_log, 3] = cjl
+                log_cut[n_log, 4] = cjr
+                log_val[n_log] = V[:4]
+                n_log += 1
             last = t + 1 == q
             tn = 0 if last else t + 1
             ga = pairs[tn, 0]
@@ -784,7 +816,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             if loss < best_loss:  # the model kept: the lowest validation loss
                 best_loss = loss
                 best_round = rounds_done
-                best[:, :, :, :] = scores
+                best_log = n_log
             if not random:  # no stopping during smoothing (random cuts: noisy gains)
                 toss = window[w_at]
                 window[w_at] = loss
@@ -792,9 +824,16 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                 min_prev = min(min_prev, toss)
                 if min_prev - tol <= window.min():
                     break
-    if not use_es:
-        return scores, rounds_done
-    return best, best_round
+    upto = best_log if use_es else n_log
+    scores = np.zeros((q, m, m, k))
+    for e in range(upto):
+        t = log_cut[e, 0]
+        tr = log_cut[e, 1] == 1
+        na = nbins[pairs[t, 0]]
+        nb = nbins[pairs[t, 1]]
+        _pair_add(scores[t], nb if tr else na, na if tr else nb, tr, log_cut[e, 2], log_cut[e, 3],
+                  log_cut[e, 4], log_val[e])  # fmt: skip
+    return scores, best_round if use_es else rounds_done
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
