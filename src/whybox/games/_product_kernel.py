@@ -37,6 +37,7 @@ regression.)
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,6 +53,25 @@ GAMMA_N = (1.0, 3.0)
 RIDGES = (1e-3, 1e-1)
 #: Rows of a kernel matrix computed at a time (the distances' buffers stay in cache).
 CHUNK_ROWS = 64
+#: Largest workspace (bytes) a thread keeps between fits; larger ones are allocated afresh.
+MAX_WORKSPACE = 64 * 2**20
+
+_WORK = threading.local()
+
+
+def _workspace(slot: int, size: int) -> np.ndarray:
+    """``size`` float64 values from this thread's workspace ``slot``, reused between calls
+    (contents undefined): fresh arrays the size of a kernel matrix cost more in page faults
+    than filling them. A slot's array is only valid until the next call for that slot."""
+    if size * 8 > MAX_WORKSPACE:
+        return np.empty(size)
+    slots = getattr(_WORK, "slots", None)
+    if slots is None:
+        slots = _WORK.slots = {}
+    buf = slots.get(slot)
+    if buf is None or buf.size < size:
+        buf = slots[slot] = np.empty(size)
+    return buf[:size]
 
 
 @dataclass
@@ -186,14 +206,13 @@ class _FoldSolver:
     each solved by LAPACK's Cholesky ``potrf`` / ``potrs`` in place.
 
     :meth:`solve_without` (cross-fitting, the held-out fold a contiguous block of ``K``)
-    assembles its matrix from four slices of ``K`` into a buffer shared by the fits: fresh
+    assembles its matrix from four slices of ``K`` in a per-thread workspace: fresh
     matrices cost more in page faults than the copy, and gathering arbitrary rows and
     columns more than slicing.
     """
 
     def __init__(self, K: np.ndarray, ridge: float) -> None:
         self.K, self.ridge = K, ridge
-        self._buffer = np.empty(0)
 
     def solve(
         self, cols: np.ndarray, y: np.ndarray, w: np.ndarray
@@ -210,9 +229,7 @@ class _FoldSolver:
         K = self.K
         u = K.shape[0]
         t = u - (b - a)
-        if self._buffer.size < t * t:
-            self._buffer = np.empty(t * t)
-        Kf = self._buffer[: t * t].reshape(t, t)
+        Kf = _workspace(1, t * t).reshape(t, t)
         Kf[:a, :a] = K[:a, :a]
         Kf[:a, a:] = K[:a, b:]
         Kf[a:, :a] = K[b:, :a]
@@ -277,7 +294,8 @@ def fit_product_kernel(
     where[used] = np.arange(len(used))
     out = []
     with one_blas_thread():
-        K = _kernel(Z[used], Z[used], gamma)
+        u = len(used)
+        K = _kernel(Z[used], Z[used], gamma, out=_workspace(0, u * u).reshape(u, u))
         solver = _FoldSolver(K, ridge)
         for f, rows in enumerate(fits):
             alpha, c = solver.solve(where[rows], y[rows], w[f, rows])
@@ -343,7 +361,8 @@ def cross_fit_kernel(
     coef = np.zeros((u, K_folds + 1, k))
     intercepts = np.zeros((K_folds + 1, k))
     with one_blas_thread():
-        Kuu = _kernel(Zu, Zu, gamma)  # rho ** Hamming, from a table of the distances
+        # rho ** Hamming, from a table of the distances
+        Kuu = _kernel(Zu, Zu, gamma, out=_workspace(0, u * u).reshape(u, u))
         solver = _FoldSolver(Kuu, ridge)
         for f in range(K_folds):
             a, b = bounds[f], bounds[f + 1]
