@@ -18,7 +18,9 @@ one-vs-rest (macro) of both models with default settings, ``auc_diff`` (target
 ``|auc_diff| <= 0.01``) and the fit-time ratios, wall and CPU (target <= 0.1), fitted as
 above. Both fit pairs: interpret 0.7.8's default ``interactions="3x"`` applies to multiclass
 too (it boosts multiclass pairs and only warns that it cannot plot them), and whybox's default
-is the same, so the comparison is default against default.
+is the same, so the comparison is default against default. ``python benchmarks/bench_ebm.py
+multiclass [--whybox-only] [task ...]`` runs this block alone (``--whybox-only``: without
+interpret's fits, for quick timing of whybox).
 """
 
 from __future__ import annotations
@@ -131,8 +133,9 @@ def run() -> dict[str, object]:
     return res
 
 
-def run_multiclass(names: Any = None) -> dict[str, object]:
-    """The multiclass block: keys ``mc_<task>_...``."""
+def run_multiclass(names: Any = None, peer: bool = True) -> dict[str, object]:
+    """The multiclass block: keys ``mc_<task>_...``; ``peer=False`` skips interpret's fits
+    (its figures and the ratios are then NaN: for quick whybox-only timing)."""
     import warnings
 
     from interpret.glassbox import ExplainableBoostingClassifier as InterpretEBM
@@ -154,10 +157,12 @@ def run_multiclass(names: Any = None) -> dict[str, object]:
             cpus.append(cpu)
             aucs.append(roc_auc_score(y_te, model.predict_proba(X_te), multi_class="ovr"))
         gap = float(np.abs(model.explain_local(X_te).completeness_gap()).max())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # interpret warns that it cannot plot multiclass pairs
-            ref, ref_wall, ref_cpu = _fit(lambda: InterpretEBM(n_jobs=-1), X_tr, y_tr)
-        ref_auc = roc_auc_score(y_te, ref.predict_proba(X_te), multi_class="ovr")
+        ref, ref_wall, ref_cpu, ref_auc = None, float("nan"), float("nan"), float("nan")
+        if peer:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # interpret cannot plot multiclass pairs
+                ref, ref_wall, ref_cpu = _fit(lambda: InterpretEBM(n_jobs=-1), X_tr, y_tr)
+            ref_auc = roc_auc_score(y_te, ref.predict_proba(X_te), multi_class="ovr")
         key = f"mc_{name}"
         res[f"{key}_classes"] = len(model.classes_)
         res[f"{key}_whybox_auc"] = aucs[0]
@@ -171,7 +176,8 @@ def run_multiclass(names: Any = None) -> dict[str, object]:
         res[f"{key}_interpret_cpu_s"] = ref_cpu
         res[f"{key}_ratio_cpu_time"] = min(cpus) / ref_cpu
         res[f"{key}_whybox_terms"] = len(model.term_names_)
-        res[f"{key}_interpret_terms"] = len(ref.term_names_)
+        res[f"{key}_interpret_terms"] = len(ref.term_names_) if ref is not None else "-"
+        res[f"{key}_whybox_pair_rounds"] = model.best_iteration_[1].tolist()
         res[f"{key}_completeness_gap"] = gap
     return res
 
@@ -210,8 +216,11 @@ def markdown(res: dict[str, object]) -> str:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:2] == ["multiclass"]:  # python benchmarks/bench_ebm.py multiclass [task ...]
-        out = run_multiclass(sys.argv[2:] or None)
+    if sys.argv[1:2] == ["multiclass"]:
+        # python benchmarks/bench_ebm.py multiclass [--whybox-only] [task ...]
+        args = sys.argv[2:]
+        peer = "--whybox-only" not in args
+        out = run_multiclass([a for a in args if a != "--whybox-only"] or None, peer=peer)
         print(out)
         print(markdown(out))
     else:
