@@ -761,6 +761,8 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
     E = np.ones((n_tr, k))
     one = np.ones((1, k))
     _resync(F_tr, E)
+    za = -1  # the pair whose histogram the spare buffers hold (-1: they are clear)
+    zb = -1
     if q > 0:
         fa = pairs[0, 0]
         fb = pairs[0, 1]
@@ -815,12 +817,16 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             tn = 0 if last else t + 1
             ga = pairs[tn, 0]
             gb = pairs[tn, 1]
-            NG[: nbins[ga], : nbins[gb], :] = 0.0
-            NH[: nbins[ga], : nbins[gb], :] = 0.0
-            NC[: nbins[ga], : nbins[gb]] = 0.0
             NGf = NG.reshape(m * m, k)
             NHf = NH.reshape(m * m, k)
             NCf = NC.reshape(m * m)
+            if za >= 0:  # clear the cells the rows filled (the histogram of pair (za, zb))
+                for i in range(n_tr):
+                    cell = np.int64(Ptr[i, za]) * m + np.int64(Ptr[i, zb])
+                    NCf[cell] = 0.0
+                    for c in range(k):
+                        NGf[cell, c] = 0.0
+                        NHf[cell, c] = 0.0
             for i in range(n_tr):
                 lf = _leaf(Ptr[i, fa], Ptr[i, fb], transposed, ci, cjl, cjr)
                 cell = np.int64(Ptr[i, ga]) * m + np.int64(Ptr[i, gb])
@@ -852,6 +858,8 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             HG, NG = NG, HG
             HH, NH = NH, HH
             HC, NC = NC, HC
+            za = fa
+            zb = fb
             for i in range(n_va):
                 lf = _leaf(Pva[i, fa], Pva[i, fb], transposed, ci, cjl, cjr)
                 for c in range(k):
