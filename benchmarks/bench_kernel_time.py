@@ -271,7 +271,7 @@ def markdown(result: dict) -> str:
         f"{result['load_end']:.1f} at the end; total {result['total_s']:.0f} s. Cells: whybox "
         f"time per row / time inside the model, wall (CPU); goal <= {GOAL}.",
         "",
-        "| model | budget | floor ms/row | " + " | ".join(surs) + " |",
+        "| model | budget | floor ms/row (wall) | " + " | ".join(surs) + " |",
         "|---|---|---|" + "---|" * len(surs),
     ]
     for m, b in keys:
