@@ -120,6 +120,37 @@ def test_batched_samples_equal_per_row_samples(cancer):
         np.testing.assert_array_equal(z1, (bins == x_bins).astype(float))
 
 
+def test_compact_samples_fit_as_float_samples(cancer):
+    """uint8 interpretable samples (``compact=True``, what Lime uses) hold the float samples'
+    values, and the fit on them (kernel weights looked up by each sample's count) is the fit on
+    the float samples with the distances computed in full, bit for bit."""
+    X, model = cancer
+    X = X.copy()
+    X[::5, 2] = np.nan  # a column with missing values: its edges computed on their own
+    ex = Lime(model, background=X, random_state=3, allow_nan=True)
+    ex.explain(X[1:2], budget=50, target=1)
+    space = ex._space[1]
+    xs = [X[i] for i in (0, 40, 300)]
+    data, Z = space.sample_batch(xs, 500, [row_generator(3, x) for x in xs])
+    data8, Z8 = space.sample_batch(xs, 500, [row_generator(3, x) for x in xs], compact=True)
+    assert Z8.dtype == np.uint8 and Z.dtype == np.float64
+    np.testing.assert_array_equal(Z8, Z)
+    np.testing.assert_array_equal(data8, data)
+    Y = model.predict_proba(data).reshape(3, 500, 2)
+    width = default_kernel_width(30)
+    ref = fit_batch(Z, Y, width, 4, "forward_selection", binary=False)
+    for fit in (fit_batch(Z8, Y, width, 4, binary=True), fit_batch(Z, Y, width, 4, binary=True)):
+        for attr in ("values", "std", "intercept", "score", "local_prediction"):
+            np.testing.assert_array_equal(getattr(fit, attr), getattr(ref, attr))
+    # the explained row's bins (a padded edge table) against np.searchsorted, edges included
+    x = X[0].copy()
+    x[5], x[6], x[7] = space.edges[5][1], np.nan, np.inf
+    codes = space.x_codes(list(x))
+    for j in range(30):
+        want = -1 if np.isnan(x[j]) else np.searchsorted(space.edges[j], x[j], side="left")
+        assert codes[j] == want
+
+
 def test_model_sees_many_rows_per_call(cancer):
     X, model = cancer
     calls = []

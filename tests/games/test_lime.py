@@ -97,6 +97,8 @@ def test_bin_edges_and_names_equal_lime_discretizers(cancer):
             edges = bin_edges(X[:, j], kind)
             np.testing.assert_array_equal(edges, disc.mins[j][1:])
             np.testing.assert_array_equal(edges, disc.maxs[j][:-1])
+            # the space's edges (all columns in one np.percentile) are lime's, bit for bit
+            np.testing.assert_array_equal(space.edges[j], disc.mins[j][1:])
             assert space.bin_names[j] == disc.names[j]
 
 

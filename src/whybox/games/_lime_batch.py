@@ -119,7 +119,9 @@ def fit_batch(
     Parameters
     ----------
     Z : ndarray (R, m, p)
-        Interpretable samples of each row; sample 0 is the explained row.
+        Interpretable samples of each row; sample 0 is the explained row. With ``binary``
+        they may be uint8 (:meth:`~whybox.games.lime.InterpretableSpace.sample_batch`'s
+        ``compact=True``): each row is converted to floats in one reused buffer.
     Y : ndarray (R, m, K)
         Model outputs of the samples.
     width : float
@@ -128,7 +130,9 @@ def fit_batch(
         As :func:`whybox.games.lime.fit_surrogate`.
     binary : bool
         Whether every entry of ``Z`` is 0 or 1 with ``Z[:, 0] == 1`` (discretised features):
-        the squared distance to sample 0 is then ``p - sum(z)``, the same number.
+        the squared distance to sample 0 is then ``p - sum(z)``, the same number, and takes
+        only ``p + 1`` values, whose kernel weights are computed once and looked up by each
+        sample's sum (exact in any order: a count).
 
     Returns
     -------
