@@ -225,17 +225,18 @@ def test_global_view_of_a_multiclass_model(fitted):
 
 
 @pytest.mark.parametrize("tr", [False, True])
-def test_pair_leaf_steps_are_the_newton_steps_of_the_four_cells(tr):
+@pytest.mark.parametrize("cuts", [(2, 1, -1), (1, -1, 3)])
+def test_pair_leaf_steps_are_the_newton_steps_of_the_four_cells(tr, cuts):
     # the tree "first feature cut at i, then the second at jl / jr": each leaf's class step
     # is -lr * G / (H + lam) over its cells (numpy sums), added to every cell of the leaf,
     # and rows find their leaf from their two codes
-    from whybox.glassbox._ebm_multi import _leaf, _pair_fill
+    from whybox.glassbox._ebm_multi import _leaf, _pair_fill, _pair_leaves_sat
 
     rng = np.random.default_rng(3)
     na, nb, k, lr, lam = 5, 7, 3, 0.3, 0.5
     HG = rng.normal(size=(na, nb, k))
     HH = rng.uniform(0.1, 1.0, size=(na, nb, k))
-    i, jl, jr = 2, 1, -1  # in the tree's orientation (first, second)
+    i, jl, jr = cuts  # in the tree's orientation (first, second)
     A, Bc = np.meshgrid(np.arange(na), np.arange(nb), indexing="ij")
     x, y = (Bc, A) if tr else (A, Bc)
     leaf = np.where(x <= i, (y > jl).astype(int) * (jl >= 0), 2 + (y > jr) * (jr >= 0))
@@ -248,3 +249,8 @@ def test_pair_leaf_steps_are_the_newton_steps_of_the_four_cells(tr):
     np.testing.assert_allclose(V[4:8], np.exp(steps), rtol=1e-12)
     got = np.array([[_leaf(a, b, tr, i, jl, jr) for b in range(nb)] for a in range(na)])
     np.testing.assert_array_equal(got, leaf)
+    # the same steps from summed-area tables (numpy cumulative sums), as after a cut search
+    sat = np.stack([HG, HH]).cumsum(1).cumsum(2).transpose(0, 3, 1, 2).copy()
+    W = np.zeros((10, k))
+    _pair_leaves_sat(sat, na, nb, tr, i, jl, jr, lam, lr, W)
+    np.testing.assert_allclose(W[:4], steps, rtol=1e-10, atol=1e-14)

@@ -692,6 +692,51 @@ def _pair_leaves(HG, HH, na, nb, tr, i, jl, jr, lam, lr, V):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _rect(T, x0, x1, y0, y1):
+    """Sum of the cells ``[x0, x1] x [y0, y1]`` from the summed-area table ``T`` (0 if empty)."""
+    if x0 > x1 or y0 > y1:
+        return 0.0
+    v = T[x1, y1]
+    if x0 > 0:
+        v -= T[x0 - 1, y1]
+    if y0 > 0:
+        v -= T[x1, y0 - 1]
+    if x0 > 0 and y0 > 0:
+        v += T[x0 - 1, y0 - 1]
+    return v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_leaves_sat(S, na, nb, tr, i, jl, jr, lam, lr, V):
+    """``_pair_leaves`` from the summed-area tables ``S`` (2, k, n_a, n_b) of the histogram
+    (``_best_pair_cuts``); ``na``, ``nb`` in the original orientation, the cuts in the tree's."""
+    k = S.shape[1]
+    for c in range(k):
+        for z in range(2):
+            T = S[z, c]
+            if tr:  # columns cut at i first, then rows within each side
+                a = jl if jl >= 0 else na - 1
+                b = jr if jr >= 0 else na - 1
+                V[4 * z + 0, c] = _rect(T, 0, a, 0, i)
+                V[4 * z + 1, c] = _rect(T, a + 1, na - 1, 0, i)
+                V[4 * z + 2, c] = _rect(T, 0, b, i + 1, nb - 1)
+                V[4 * z + 3, c] = _rect(T, b + 1, na - 1, i + 1, nb - 1)
+            else:
+                a = jl if jl >= 0 else nb - 1
+                b = jr if jr >= 0 else nb - 1
+                V[4 * z + 0, c] = _rect(T, 0, i, 0, a)
+                V[4 * z + 1, c] = _rect(T, 0, i, a + 1, nb - 1)
+                V[4 * z + 2, c] = _rect(T, i + 1, na - 1, 0, b)
+                V[4 * z + 3, c] = _rect(T, i + 1, na - 1, b + 1, nb - 1)
+    for q in range(4):
+        for c in range(k):
+            den = V[4 + q, c] + lam
+            v = -lr * V[q, c] / den if den > 1e-300 else 0.0
+            V[q, c] = v
+            V[4 + q, c] = np.exp(v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pair_add(sc, na, nb, tr, i, jl, jr, V):
     """Add the leaves' steps ``V[:4]`` to every cell of the pair's scores ``sc``
     (n_a, n_b, k), original orientation (``na``, ``nb`` in the tree's)."""
@@ -798,10 +843,10 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                     V[4, :] = 1.0
                 elif transposed:
                     ci, cjl, cjr = ib, jlb, jrb
-                    _pair_leaves(HG, HH, nb, na, True, ib, jlb, jrb, lam, lr, V)
+                    _pair_leaves_sat(S, na, nb, True, ib, jlb, jrb, lam, lr, V)
                 else:
                     ci, cjl, cjr = ia, jla, jra
-                    _pair_leaves(HG, HH, na, nb, False, ia, jla, jra, lam, lr, V)
+                    _pair_leaves_sat(S, na, nb, False, ia, jla, jra, lam, lr, V)
             if ci < na + nb:
                 if n_log == log_cut.shape[0]:
                     log_cut = np.concatenate((log_cut, np.zeros_like(log_cut)))
