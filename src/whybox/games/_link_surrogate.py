@@ -193,20 +193,19 @@ def link_values_exact(a: np.ndarray, beta: np.ndarray, value: str = "shapley") -
     -------
     phi : float (n, k)
     """
-    n, k = beta.shape
+    n = beta.shape[0]
     masks = np.arange(2**n)
     Z = ((masks[:, None] >> np.arange(n)[None, :]) & 1).astype(float)  # (2^n, n)
     f = expit(Z @ beta + a)  # (2^n, k)
     size = Z.sum(1).astype(int)
-    phi = np.zeros((n, k))
+    # phi_j = sum_{T containing j} w(|T| - 1) f(T) - sum_{S without j} w(|S|) f(S)
     if value == "shapley":
         wts = _shapley_weights(n)
     else:
         wts = np.full(n, 1.0 / 2 ** (n - 1))
-    for j in range(n):
-        out = masks[(masks >> j) & 1 == 0]
-        phi[j] = (wts[size[out]][:, None] * (f[out | (1 << j)] - f[out])).sum(0)
-    return phi
+    w_in = np.concatenate([[0.0], wts])[size]  # weight of T as "S + j"
+    w_out = np.concatenate([wts, [0.0]])[size]  # weight of S as "S"
+    return Z.T @ (w_in[:, None] * f) - (1.0 - Z).T @ (w_out[:, None] * f)
 
 
 def _taylor(a: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -346,7 +345,10 @@ def link_values(
     """
     n = beta.shape[1]
     if n <= EXACT_MAX_PLAYERS:
-        phi = sum(link_values_exact(a[f], beta[f], value) for f in range(len(a))) / len(a)
+        F, k = a.shape
+        # all surrogates' columns in one enumeration: (n, F * k)
+        flat = link_values_exact(a.reshape(-1), beta.transpose(1, 0, 2).reshape(n, -1), value)
+        phi = flat.reshape(n, F, k).mean(1)
         if combine is not None:
             phi = phi @ combine
         return phi, np.zeros_like(phi)
