@@ -672,14 +672,26 @@ def _leaf(a, b, tr, i, jl, jr):
 def _pair_leaves(HG, HH, na, nb, tr, i, jl, jr, lam, lr, V):
     """Per-class Newton steps of the four leaves into ``V[:4]`` and their exponentials into
     ``V[4:8]`` (``V`` (10, k)); ``na``, ``nb``, ``i``, ``jl``, ``jr`` in the tree's
-    orientation."""
+    orientation. Each row of the histogram is two runs of cells, one leaf each."""
     k = HG.shape[2]
     V[:8, :] = 0.0
     ea = nb if tr else na
     eb = na if tr else nb
     for a in range(ea):
+        if tr:  # columns <= i: left side, split on rows at jl; the rest at jr
+            cut = i
+            q0 = 0 if (jl < 0 or a <= jl) else 1
+            q1 = 2 if (jr < 0 or a <= jr) else 3
+        elif a <= i:
+            cut = jl if jl >= 0 else eb - 1
+            q0 = 0
+            q1 = 1
+        else:
+            cut = jr if jr >= 0 else eb - 1
+            q0 = 2
+            q1 = 3
         for b in range(eb):
-            q = _leaf(a, b, tr, i, jl, jr)
+            q = q0 if b <= cut else q1
             for c in range(k):
                 V[q, c] += HG[a, b, c]
                 V[4 + q, c] += HH[a, b, c]
@@ -734,6 +746,19 @@ def _pair_leaves_sat(S, na, nb, tr, i, jl, jr, lam, lr, V):
             v = -lr * V[q, c] / den if den > 1e-300 else 0.0
             V[q, c] = v
             V[4 + q, c] = np.exp(v)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rect_add(D, x0, x1, y0, y1, v):
+    """Add ``v`` (k,) to the cells ``[x0, x1] x [y0, y1]`` of the difference array ``D``
+    (its 2-D running sum); nothing when the rectangle is empty."""
+    if x0 > x1 or y0 > y1:
+        return
+    for c in range(D.shape[2]):
+        D[x0, y0, c] += v[c]
+        D[x1 + 1, y0, c] -= v[c]
+        D[x0, y1 + 1, c] -= v[c]
+        D[x1 + 1, y1 + 1, c] += v[c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -927,14 +952,43 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                 if min_prev - tol <= window.min():
                     break
     upto = best_log if use_es else n_log
-    scores = np.zeros((q, m, m, k))
+    # each step adds a constant to the four rectangles of its leaves: corner updates of a
+    # difference array per pair, then one 2-D running sum per pair
+    D = np.zeros((q, m + 1, m + 1, k))
     for e in range(upto):
         t = log_cut[e, 0]
-        tr = log_cut[e, 1] == 1
         na = nbins[pairs[t, 0]]
         nb = nbins[pairs[t, 1]]
-        _pair_add(scores[t], nb if tr else na, na if tr else nb, tr, log_cut[e, 2], log_cut[e, 3],
-                  log_cut[e, 4], log_val[e])  # fmt: skip
+        i = log_cut[e, 2]
+        if log_cut[e, 1] == 1:  # columns cut at i, then rows at jl / jr
+            a = log_cut[e, 3] if log_cut[e, 3] >= 0 else na - 1
+            b = log_cut[e, 4] if log_cut[e, 4] >= 0 else na - 1
+            _rect_add(D[t], 0, a, 0, i, log_val[e, 0])
+            _rect_add(D[t], a + 1, na - 1, 0, i, log_val[e, 1])
+            _rect_add(D[t], 0, b, i + 1, nb - 1, log_val[e, 2])
+            _rect_add(D[t], b + 1, na - 1, i + 1, nb - 1, log_val[e, 3])
+        else:
+            a = log_cut[e, 3] if log_cut[e, 3] >= 0 else nb - 1
+            b = log_cut[e, 4] if log_cut[e, 4] >= 0 else nb - 1
+            _rect_add(D[t], 0, i, 0, a, log_val[e, 0])
+            _rect_add(D[t], 0, i, a + 1, nb - 1, log_val[e, 1])
+            _rect_add(D[t], i + 1, na - 1, 0, b, log_val[e, 2])
+            _rect_add(D[t], i + 1, na - 1, b + 1, nb - 1, log_val[e, 3])
+    scores = np.zeros((q, m, m, k))
+    for t in range(q):
+        Dt = D[t]
+        for x in range(m):
+            for y in range(m):
+                for c in range(k):
+                    v = Dt[x, y, c]
+                    if x > 0:
+                        v += Dt[x - 1, y, c]
+                    if y > 0:
+                        v += Dt[x, y - 1, c]
+                    if x > 0 and y > 0:
+                        v -= Dt[x - 1, y - 1, c]
+                    Dt[x, y, c] = v
+                    scores[t, x, y, c] = v
     return scores, best_round if use_es else rounds_done
 
 
