@@ -224,3 +224,27 @@ def test_multi_output_and_reproducible():
     np.testing.assert_array_equal(a[0], b[0])
     ref = np.stack([SIG_EXACT, brute_shapley(N, tree_game)], axis=1)
     assert np.all(np.abs(a[0] - ref) <= 4 * a[1] + 1e-10)
+
+
+def test_a_preferred_candidate_is_replaced_only_by_a_clearly_smaller_variance():
+    # summed variances by hand: kernel 1.0 is kept against none 0.8 and tree 0.75 (both
+    # above 0.7 x 1.0), replaced by tree at 0.6; without a preference the plain rule
+    # (each more complex one below 0.9 x the best simpler) keeps none against tree at 0.75
+    # (not below 0.72), tree at 0.7
+    from whybox.games._regression_adjusted import PREFERRED_MARGIN, choose
+
+    assert PREFERRED_MARGIN == 0.7
+
+    def cands(none, kernel, tree):
+        return {
+            k: (np.full((2, 1), i), np.full((2, 1), v / 2))
+            for i, (k, v) in enumerate({"none": none, "kernel": kernel, "tree": tree}.items())
+        }
+
+    assert choose(cands(0.8, 1.0, 0.75), "auto", prefer="kernel")[0] == "kernel"
+    assert choose(cands(0.8, 1.0, 0.6), "auto", prefer="kernel")[0] == "tree"
+    assert choose(cands(0.65, 1.0, 0.9), "auto", prefer="kernel")[0] == "none"
+    assert choose(cands(0.8, 1.0, 0.75), "auto")[0] == "none"
+    assert choose(cands(0.8, 1.0, 0.7), "auto")[0] == "tree"
+    name, est, _ = choose(cands(0.8, 1.0, 0.75), "kernel", prefer="kernel")
+    assert name == "kernel" and est[0, 0] == 1

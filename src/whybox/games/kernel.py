@@ -510,7 +510,8 @@ def _estimate_round(
         pred, phi_f, ends = cross_fit(Z, y, fit_weight, fold, kind, rng=rng, widths=widths)
         phi_r, var_r = fit.solve(y - pred, delta - (ends[1] - ends[0]))
         results[kind] = (phi_f + phi_r, var_r)
-    choice, phi, var = choose(results, surrogate)
+    # the relevance-weighted kernel is kept unless another candidate is clearly better
+    choice, phi, var = choose(results, surrogate, prefer="kernel" if singletons else None)
     info["surrogate"] = choice
     return phi, np.sqrt(var), info
 
