@@ -172,7 +172,7 @@ def _brute_pair_cut(G, H, C, lam, min_leaf, min_hess=0.0):
 @pytest.mark.parametrize("seed", range(6))
 def test_pair_cut_search_equals_enumeration(seed):
     # seeds 4, 5: a min_hessian that some classes' leaves miss (interpret checks each class)
-    from whybox.glassbox._ebm_multi import _best_pair_cuts, pair_cut_work
+    from whybox.glassbox._ebm_multi_pairs import _best_pair_cuts, pair_cut_work
 
     rng = np.random.default_rng(seed)
     na, nb, k = 5, 6, 3
@@ -230,7 +230,7 @@ def test_pair_leaf_steps_are_the_newton_steps_of_the_four_cells(tr, cuts):
     # the tree "first feature cut at i, then the second at jl / jr": each leaf's class step
     # is -lr * G / (H + lam) over its cells (numpy sums), added to every cell of the leaf,
     # and rows find their leaf from their two codes
-    from whybox.glassbox._ebm_multi import _leaf, _pair_fill, _pair_leaves_sat
+    from whybox.glassbox._ebm_multi_pairs import _leaf, _pair_fill, _pair_leaves_sat
 
     rng = np.random.default_rng(3)
     na, nb, k, lr, lam = 5, 7, 3, 0.3, 0.5

@@ -24,12 +24,8 @@ import numpy as np
 
 from ._ebm_fast import rank_pairs
 from ._ebm_fit import BoostSettings, FittedTerms, _map, make_bags
-from ._ebm_multi import (
-    boost_mains_multi,
-    boost_pairs_multi,
-    fast_pair_gains_multi,
-    softmax_grads,
-)
+from ._ebm_multi import boost_mains_multi, softmax_grads
+from ._ebm_multi_pairs import boost_pairs_multi, fast_pair_gains_multi
 
 __all__ = ["fit_ebm_multi"]
 
