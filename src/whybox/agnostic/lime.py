@@ -274,8 +274,9 @@ class Lime(TabularGameExplainer):
 
     def _batch_rows(self, masker: Masker, budget: int, n_outputs: int) -> int:
         """Perturbed rows of one batch: ``max_batch_rows``, or what ``chunk_bytes`` allows
-        for the model inputs, the interpretable samples (a float per feature) and the
-        outputs of each sample (the fit's other working arrays are per row)."""
+        for the model inputs, the interpretable samples (counted as a float per feature: an
+        upper bound, they are one byte per feature with discretisation) and the outputs of
+        each sample (the fit's other working arrays are per row)."""
         if self.max_batch_rows is not None:
             return self.max_batch_rows
         p = len(masker.feature_names)

@@ -362,6 +362,7 @@ class InterpretableSpace:
         self.mean, self.std = np.zeros(p), np.ones(p)
         self.is_int = np.zeros(p, dtype=bool)
         V = np.ascontiguousarray(bg.T, dtype=float) if block else None  # (p, n_bg)
+        binned_values = []  # (n_bg,) of each binned feature, in column order
         quick = {}  # edges of complete columns, all at once (np.percentile along an axis)
         if V is not None and discretize is not None and self.uniform and len(self.cont):
             full = [j for j in self.cont if not np.isnan(V[j]).any()]
@@ -397,14 +398,24 @@ class InterpretableSpace:
                     e = bin_edges(v, discretize, None if self.uniform else w)
                 self.edges[j] = e
                 self.bin_names[j] = bin_descriptions(self.names[j], e)
-                self.codes[:, j] = np.where(ok, np.searchsorted(e, v, side="left"), -1)
+                binned_values.append(v)
         # the edges padded with +inf, one row per binned feature: a value's bin is the count
         # of edges below it (np.searchsorted(e, v, side="left")), for all of them at once
-        self._binned = np.array(sorted(self.edges), dtype=np.intp)
+        self._binned = np.array(sorted(self.edges), dtype=np.intp)  # ascending: as the loop
         width = max((len(e) for e in self.edges.values()), default=0)
         self._edge_table = np.full((len(self._binned), width), np.inf)
         for i, j in enumerate(self._binned):
             self._edge_table[i, : len(self.edges[j])] = self.edges[j]
+        if binned_values:
+            self.codes[:, self._binned] = self._bins(np.stack(binned_values)).T
+
+    def _bins(self, values: np.ndarray) -> np.ndarray:
+        """Bins (n_binned, n) of values (n_binned, n) of the binned features, -1 for NaN: the
+        count of each feature's edges below the value (``np.searchsorted(edges, v)``)."""
+        below = np.zeros(values.shape, dtype=np.int32)
+        for i in range(self._edge_table.shape[1]):  # one pass per edge: memory stays (n_binned, n)
+            below += self._edge_table[:, i : i + 1] < values
+        return np.where(np.isnan(values), -1, below)
 
     def row_values(self, x: Any) -> list[Any]:
         return list(x.iloc[0]) if isinstance(x, pd.DataFrame) else list(np.asarray(x).ravel())
@@ -419,9 +430,7 @@ class InterpretableSpace:
             except TypeError:  # unhashable: unseen
                 out[j] = -2
         if len(self._binned):
-            f = np.array([float(xv[j]) for j in self._binned])
-            below = (self._edge_table < f[:, None]).sum(axis=1)
-            out[self._binned] = np.where(np.isnan(f), -1, below)
+            out[self._binned] = self._bins(np.array([[float(xv[j])] for j in self._binned]))[:, 0]
         return out
 
     def describe(self, xv: list[Any]) -> list[str]:
