@@ -3,7 +3,7 @@
 The same recipe as the binary fit (:mod:`._ebm_fit`) with ``k`` class scores per bin: seeded
 train / validation splits stratified by class, the main terms boosted by softmax cyclic
 boosting (:mod:`._ebm_multi`), pairs ranked by FAST with gains summed over classes and boosted
-on top of each bag's main effects, then every term centred per class (weighted mean zero over
+on top of each bag's main effects (:mod:`._ebm_multi_pairs`), then every term centred per class (weighted mean zero over
 the training rows, moved into that class's intercept) and the bags averaged.
 
 References
