@@ -19,7 +19,12 @@ covers all ``2**n`` coalitions whybox is exact (ratio 0).
 
 whybox runs with ``surrogate="auto"``: per row, the cross-fitted product-kernel or tree
 surrogate, or none, whichever gives the residual game the smallest estimated variance (the
-choices are in each cell's ``surrogates``). shap's KernelExplainer has no seed argument and
+choices are in each cell's ``surrogates``); where the sizes 1 and n - 1 are enumerated (small
+budgets with at least 4 pairs per other stratum left), the kernel gets one width per player
+from the players' relevance on them and is kept unless another candidate's variance is below
+0.7x its own. Plain KernelSHAP (``surrogate="none"``, also in the table) regresses sampled
+rounds on symmetric size covariates and shrinks towards the sizes-1/n-1 estimate
+(``whybox.games.kernel``). shap's KernelExplainer has no seed argument and
 draws from numpy's global generator, which is seeded with the run's seed before each call.
 
 Time: whybox's wall time per explained row over the time spent inside the model (the floor),
