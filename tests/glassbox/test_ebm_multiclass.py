@@ -254,3 +254,25 @@ def test_pair_leaf_steps_are_the_newton_steps_of_the_four_cells(tr, cuts):
     W = np.zeros((10, k))
     _pair_leaves_sat(sat, na, nb, tr, i, jl, jr, lam, lr, W)
     np.testing.assert_allclose(W[:4], steps, rtol=1e-10, atol=1e-14)
+
+
+def test_pair_scores_replayed_from_the_step_log_give_the_boosted_scores():
+    # the pair kernel logs its steps and rebuilds the per-cell scores at the end (its log
+    # grows past its first capacity here); the scores must reproduce the training scores it
+    # boosted row by row
+    from whybox.glassbox._ebm_multi_pairs import boost_pairs_multi
+
+    rng = np.random.default_rng(0)
+    n, k = 300, 3
+    P = rng.integers(0, 6, size=(n, 3)).astype(np.uint16)
+    y = rng.integers(0, k, size=n).astype(np.int64)
+    F0 = rng.normal(size=(n, k))
+    F = F0.copy()
+    pairs = np.array([[0, 1], [0, 2], [1, 2]], dtype=np.int64)
+    nbins = np.array([6, 6, 6], dtype=np.int64)
+    Pva, yva, Fva = P[:0], y[:0], np.zeros((0, k))
+    sc, rounds = boost_pairs_multi(P, y, Pva, yva, F, Fva, pairs, nbins, 0.1, 4.0, 1e-4, 0.0,
+                                   60, 0, 1e-5, 3, 7, np.ones(n), np.ones(0))  # fmt: skip
+    assert rounds == 60
+    rebuilt = F0 + sum(sc[t, P[:, a], P[:, b]] for t, (a, b) in enumerate(pairs))
+    np.testing.assert_allclose(rebuilt, F, rtol=0, atol=1e-12)
