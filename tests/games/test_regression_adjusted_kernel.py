@@ -124,13 +124,15 @@ def test_cross_fit_never_predicts_a_coalition_with_a_surrogate_that_saw_it():
     assert phi_f.shape == (n, 1) and ends.shape == (2, 1)
 
 
+@pytest.mark.parametrize("per_player", [False, True])
 @pytest.mark.parametrize("value", ["shapley", "banzhaf"])
-def test_cross_fit_matches_a_dense_reference_fold_by_fold(value):
+def test_cross_fit_matches_a_dense_reference_fold_by_fold(value, per_player):
     # the cross-fit (one kernel matrix for all folds, blocks per held-out fold, LAPACK
     # Cholesky, predictions as one product) against the plain formulation: per fold, the
     # kernel from Hamming distances, np.linalg.solve, predictions, and the folds' average
     # surrogate's values by enumerating all 2**n coalitions; enumerated coalitions (fold -1),
-    # zero weights and a subsampled pool (coalitions that train no fold) included
+    # zero weights and a subsampled pool (coalitions that train no fold) included; one
+    # kernel width for every player, or one per player (exp(-sum_j g_j [z_j != t_j]))
     r = np.random.default_rng(3)
     n, pairs, n_folds, gamma, ridge, max_train = 7, 120, 4, 0.2, 1e-3, 90
     Z1 = r.random((pairs, n)) < 0.5
@@ -140,8 +142,17 @@ def test_cross_fit_matches_a_dense_reference_fold_by_fold(value):
     fold = np.concatenate([np.full(2 * n, -1), pair_fold, pair_fold])
     w = r.uniform(0.5, 2.0, size=len(Z))
     w[[20, 21, 22]] = 0.0
+    widths = r.uniform(0.05, 0.5, size=n) if per_player else np.full(n, gamma)
     pred, phi_f, ends = cross_fit_kernel(
-        Z, y, w, fold, gamma, ridge, np.random.default_rng(7), max_train, value
+        Z,
+        y,
+        w,
+        fold,
+        widths if per_player else gamma,
+        ridge,
+        np.random.default_rng(7),
+        max_train,
+        value,
     )
     # the documented pool: positive weights, a sorted random subset when there are too many
     pool = np.flatnonzero(w > 0)
@@ -156,7 +167,7 @@ def test_cross_fit_matches_a_dense_reference_fold_by_fold(value):
         c = (wf @ y[rows]) / wf.sum()
 
         def kern(A, B):
-            return np.exp(-gamma * (A[:, None, :] != B[None, :, :]).sum(axis=2))
+            return np.exp(-((A[:, None, :] != B[None, :, :]) @ widths))
 
         alpha = np.linalg.solve(kern(Z[rows], Z[rows]) + np.diag(ridge / wf), y[rows] - c)
         mine = fold == f

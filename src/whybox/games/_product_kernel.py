@@ -78,13 +78,14 @@ def _workspace(slot: int, size: int) -> np.ndarray:
 class ProductKernelGame:
     """``f(z) = intercept + sum_t alpha[t] exp(-gamma Hamming(z, centres[t]))``.
 
-    centres : bool (m, n); alpha : float (m, k); intercept : float (k,); gamma : float.
+    centres : bool (m, n); alpha : float (m, k); intercept : float (k,); gamma : float, or
+    float (n,) for one width per player (``exp(-sum_j gamma_j [z_j != t_j])``).
     """
 
     centres: np.ndarray
     alpha: np.ndarray
     intercept: np.ndarray
-    gamma: float
+    gamma: float | np.ndarray
 
     def _kernel(self, Z: np.ndarray) -> np.ndarray:
         return _kernel(Z, self.centres, self.gamma)
@@ -118,9 +119,12 @@ def _gauss_legendre(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return x, wt
 
 
-def _shapley_operator(centres: np.ndarray, gamma: float) -> np.ndarray:
+def _shapley_operator(centres: np.ndarray, gamma: float | np.ndarray) -> np.ndarray:
     """Shapley values of each centre's kernel game ``z -> K(z, t)``: float (m, n)."""
     n = centres.shape[1]
+    widths = _widths(gamma)
+    if widths is not None:
+        return _owen_operator(centres, widths, *_gauss_legendre(max(1, (n + 1) // 2)))
     rho = np.exp(-gamma)
     x, wt = _gauss_legendre(max(1, (n + 1) // 2))
     s = np.arange(n)[:, None]
@@ -130,21 +134,48 @@ def _shapley_operator(centres: np.ndarray, gamma: float) -> np.ndarray:
     return (1.0 - rho) * (2.0 * t - 1.0) * J[others]
 
 
-def _banzhaf_operator(centres: np.ndarray, gamma: float) -> np.ndarray:
+def _banzhaf_operator(centres: np.ndarray, gamma: float | np.ndarray) -> np.ndarray:
     """Banzhaf values of each centre's kernel game: float (m, n)."""
     n = centres.shape[1]
+    widths = _widths(gamma)
+    if widths is not None:
+        return _owen_operator(centres, widths, np.array([0.5]), np.array([1.0]))
     rho = np.exp(-gamma)
     return (1.0 - rho) * (2.0 * centres - 1.0) * ((1.0 + rho) / 2.0) ** (n - 1)
 
 
-def _kernel(
-    Z: np.ndarray, T: np.ndarray, gamma: float, out: np.ndarray | None = None
+def _owen_operator(
+    centres: np.ndarray, widths: np.ndarray, x: np.ndarray, wt: np.ndarray
 ) -> np.ndarray:
-    """``exp(-gamma Hamming(z, t))`` for the rows of ``Z`` (q, n) and ``T`` (p, n): (q, p),
-    from a table of the ``n + 1`` possible distances, written into ``out`` when given."""
+    """Values of each centre's kernel game with one width per player: float (m, n).
+
+    The game of centre ``t`` is ``prod_j (a_j + b_j z_j)`` with ``rho_j = exp(-widths_j)``,
+    ``(a_j, b_j) = (rho_j, 1 - rho_j)`` where ``t_j = 1`` and ``(1, rho_j - 1)`` where
+    ``t_j = 0``; player ``i``'s value is ``b_i sum_q wt_q prod_{j != i} (a_j + b_j x_q)``
+    (Owen's diagonal integral by quadrature ``(x, wt)``; Banzhaf: ``x = 1/2``, ``wt = 1``).
+    The products over the other players are prefix times suffix products (no division).
+    """
+    T = np.asarray(centres, dtype=bool)
+    rho = np.exp(-widths)
+    a = np.where(T, rho, 1.0)
+    b = np.where(T, 1.0 - rho, rho - 1.0)
+    factor = a[:, :, None] + b[:, :, None] * x  # (m, n, q)
+    before = np.ones_like(factor)
+    after = np.ones_like(factor)
+    np.cumprod(factor[:, :-1], axis=1, out=before[:, 1:])
+    np.cumprod(factor[:, :0:-1], axis=1, out=after[:, -2::-1])
+    return b * ((before * after) @ wt)
+
+
+def _kernel(
+    Z: np.ndarray, T: np.ndarray, gamma: float | np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``exp(-gamma Hamming(z, t))`` for the rows of ``Z`` (q, n) and ``T`` (p, n): (q, p)
+    (from a table of the ``n + 1`` distances), or ``exp(-sum_j gamma_j [z_j != t_j])`` for
+    widths ``gamma`` (n,); written into ``out`` when given."""
     rows = _KernelRows(T, gamma)
     out = np.empty((Z.shape[0], T.shape[0])) if out is None else out
-    A = _encode(Z)
+    A = rows.encode(Z)
     for start in range(0, Z.shape[0], CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, Z.shape[0])
         rows.fill(A[start:stop], out[start:stop])
@@ -171,29 +202,54 @@ class _KernelRows:
     of the whole kernel matrix cost more in page faults than the arithmetic itself.
     """
 
-    def __init__(self, T: np.ndarray, gamma: float) -> None:
+    def __init__(self, T: np.ndarray, gamma: float | np.ndarray) -> None:
         Tb = np.asarray(T, dtype=bool)
         n, p = Tb.shape[1], Tb.shape[0]
-        self.table = np.exp(-gamma * np.arange(n + 1.0))
-        self.Bt = np.ascontiguousarray(np.concatenate([~Tb, Tb], axis=1).astype(np.float32).T)
-        self.dist = np.empty((CHUNK_ROWS, p), dtype=np.float32)
-        self.index = np.empty((CHUNK_ROWS, p), dtype=np.intp)
+        self.widths = _widths(gamma)
+        if self.widths is None:  # one width: a table of the n + 1 distances
+            self.table = np.exp(-float(gamma) * np.arange(n + 1.0))
+            self.Bt = np.ascontiguousarray(np.concatenate([~Tb, Tb], axis=1).astype(np.float32).T)
+            self.dist = np.empty((CHUNK_ROWS, p), dtype=np.float32)
+            self.index = np.empty((CHUNK_ROWS, p), dtype=np.intp)
+        else:  # one per player: the weighted distance in float64, then its exponential
+            self.Bt = np.ascontiguousarray(np.concatenate([~Tb, Tb], axis=1).astype(float).T)
+
+    def encode(self, Z: np.ndarray) -> np.ndarray:
+        """Coalitions (q, n) as the rows whose product with ``Bt`` is their distance to each
+        centre: ``[z, 1 - z]`` (float32, exact integers below ``2**24``), times the widths
+        when they differ by player."""
+        Zb = np.asarray(Z, dtype=bool)
+        if self.widths is None:
+            return _encode(Zb)
+        return np.concatenate([Zb, ~Zb], axis=1) * np.concatenate([self.widths, self.widths])
 
     def fill(self, A: np.ndarray, out: np.ndarray) -> None:
         """Kernel rows of encoded coalitions ``A`` (r <= CHUNK_ROWS, 2n) into ``out`` (r, p)."""
         r = A.shape[0]
+        if self.widths is not None:
+            np.matmul(A, self.Bt, out=out)
+            np.negative(out, out=out)
+            np.exp(out, out=out)
+            return
         np.matmul(A, self.Bt, out=self.dist[:r])
         np.copyto(self.index[:r], self.dist[:r], casting="unsafe")
         np.take(self.table, self.index[:r], out=out, mode="clip")
 
 
-def _kernel_product(Z: np.ndarray, T: np.ndarray, gamma: float, A: np.ndarray) -> np.ndarray:
+def _widths(gamma: float | np.ndarray) -> np.ndarray | None:
+    """Per-player widths as float (n,), or None for one width shared by every player."""
+    return None if np.ndim(gamma) == 0 else np.asarray(gamma, dtype=float)
+
+
+def _kernel_product(
+    Z: np.ndarray, T: np.ndarray, gamma: float | np.ndarray, A: np.ndarray
+) -> np.ndarray:
     """``K(Z, T) @ A`` for ``A`` (p, c), never holding more than :data:`CHUNK_ROWS` rows of
     the kernel matrix."""
     rows = _KernelRows(T, gamma)
     block = np.empty((CHUNK_ROWS, T.shape[0]))
     out = np.empty((Z.shape[0], A.shape[1]))
-    E = _encode(Z)
+    E = rows.encode(Z)
     for start in range(0, Z.shape[0], CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, Z.shape[0])
         rows.fill(E[start:stop], block[: stop - start])
@@ -256,7 +312,12 @@ class _FoldSolver:
 
 
 def fit_product_kernel(
-    Z: np.ndarray, y: np.ndarray, w: np.ndarray, gamma: float, ridge: float, max_train: int
+    Z: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    gamma: float | np.ndarray,
+    ridge: float,
+    max_train: int,
 ) -> list[ProductKernelGame]:
     """Weighted kernel ridge fits, one per row of ``w`` (F, m) (zero weight: left out).
 
@@ -273,8 +334,8 @@ def fit_product_kernel(
     y : float (m, k)
     w : float (F, m)
         Non-negative weights, one row per fit.
-    gamma : float
-        Kernel width (``rho = exp(-gamma)`` per disagreeing player).
+    gamma : float or float (n,)
+        Kernel width (``rho = exp(-gamma)`` per disagreeing player), or one per player.
     ridge : float
         Penalty, relative to weights scaled to mean one.
     max_train : int
@@ -308,7 +369,7 @@ def cross_fit_kernel(
     y: np.ndarray,
     w: np.ndarray,
     fold: np.ndarray,
-    gamma: float,
+    gamma: float | np.ndarray,
     ridge: float,
     rng: np.random.Generator,
     max_train: int,
@@ -320,7 +381,8 @@ def cross_fit_kernel(
     ``0 .. K-1`` for sampled coalitions, ``-1`` for enumerated ones (they train every fold and
     are predicted by the folds' average). Each fold's surrogate is fitted on the coalitions of
     the other folds, about ``max_train`` of them (a subset drawn with ``rng`` when there are
-    more), never on its own.
+    more), never on its own. ``gamma`` is the kernel's width, or one width per player (float
+    (n,): ``K(z, t) = exp(-sum_j gamma_j [z_j != t_j])``, still a product game per centre).
 
     The folds share the kernel matrix of the training coalitions; each solves its own
     system by a Cholesky factorisation (one BLAS thread: the matrices are small). Their
