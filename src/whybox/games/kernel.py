@@ -28,7 +28,8 @@ problem exactly (efficiency holds to rounding for any budget):
    they give, ``(v({j}) - v(N - j)) / 2`` centred plus ``(v(N) - v(empty)) / n``, by the
    positive-part James-Stein factor (Bock 1975), which tends to 1 as the sampling error
    vanishes. On bench_kernel_sweep's games at 128-512 evaluations (8 seeds) the two cut
-   plain KernelSHAP's error by 10-55% (SVC 1.22 -> 0.63x shap's at 128, k-NN 0.83 -> 0.37).
+   plain KernelSHAP's error by 5-50% (SVC 1.22 -> 0.63x shap's at 128, k-NN 0.83 -> 0.37;
+   unchanged where the control variate runs, 10 players at 512).
 5. Standard errors come from linearising the constrained solution:
    ``phi_hat - phi ~ M (b_hat - A_hat phi)`` with ``M = A^-1 - A^-1 1 1' A^-1 / (1' A^-1 1)``;
    the random part is a stratified sum over sampled pairs whose variance is estimated from
