@@ -188,24 +188,6 @@ def test_cross_fit_matches_a_dense_reference_fold_by_fold(value, per_player):
         np.testing.assert_allclose(ends[:, k], average[[0, -1], k], rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize(
-    ("n", "value"), [(1, "shapley"), (2, "banzhaf"), (7, "shapley"), (7, "banzhaf")]
-)
-def test_weighted_kernel_games_values_match_enumeration(n, value):
-    # exp(-sum_j widths_j [z_j != t_j]) per centre t, unequal widths: Owen's integral
-    # (Gauss-Legendre) and the Banzhaf product against the subset formulas
-    from whybox.games._regression_adjusted import weighted_kernel, weighted_kernel_values
-
-    r = np.random.default_rng(n)
-    T = r.random((5, n)) < 0.5
-    widths = r.uniform(0.0, 1.5, size=n)
-    ops = weighted_kernel_values(T, widths, value)
-    brute = brute_shapley if value == "shapley" else brute_banzhaf
-    for t in range(len(T)):
-        fn = lambda C, t=t: weighted_kernel(C, T[t : t + 1], widths)[:, 0]  # noqa: E731
-        np.testing.assert_allclose(ops[:, t], brute(n, fn), atol=1e-12)
-
-
 def test_relevance_widths_by_hand():
     # relevance |v({j}) - v(empty)| + |v(N) - v(N - j)|, summed over outputs; widths share
     # gamma * n = 1: 0.2 evenly, 0.8 by relevance

@@ -389,12 +389,9 @@ def cross_fit(
         from ._product_kernel import cross_fit_kernel
 
         g_n, lam, cap = KERNEL_SETTINGS[kind]
-        if widths is not None:
-            return cross_fit_weighted_kernel(
-                Z, y, w, fold, widths, lam, rng or np.random.default_rng(0), cap, value
-            )
+        gamma = g_n / n if widths is None else widths
         return cross_fit_kernel(
-            Z, y, w, fold, g_n / n, lam, rng or np.random.default_rng(0), cap, value
+            Z, y, w, fold, gamma, lam, rng or np.random.default_rng(0), cap, value
         )
     K = int(fold.max()) + 1
     pred = np.empty_like(y)
@@ -458,95 +455,6 @@ def relevance_widths(
         return None
     g_n = KERNEL_SETTINGS["kernel"][0]
     return g_n * (RELEVANCE_FLOOR / n + (1.0 - RELEVANCE_FLOOR) * relevance / total)
-
-
-def weighted_kernel(Z: np.ndarray, T: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """``exp(-sum_j widths_j [z_j != t_j])`` between bool ``Z`` (q, n) and ``T`` (p, n):
-    float (q, p)."""
-    Zf, Tf = Z.astype(float), T.astype(float)
-    return np.exp(-((Zf * widths) @ (1.0 - Tf).T + ((1.0 - Zf) * widths) @ Tf.T))
-
-
-def weighted_kernel_values(T: np.ndarray, widths: np.ndarray, value: str) -> np.ndarray:
-    """Exact Shapley (or Banzhaf) values of the games ``z -> K(z, t)``, one per centre:
-    (n, p) for centres ``T`` bool (p, n).
-
-    ``K(z, t) = prod_j (a_j + b_j z_j)`` with ``rho_j = exp(-widths_j)``, ``(a_j, b_j) =
-    (rho_j, 1 - rho_j)`` where ``t_j = 1`` and ``(1, rho_j - 1)`` where ``t_j = 0``. By Owen's
-    multilinear extension, ``phi_i = b_i int_0^1 prod_{j != i} (a_j + b_j x) dx`` (a
-    polynomial of degree ``n - 1``, exact by Gauss-Legendre with ``ceil(n / 2)`` nodes) and
-    the Banzhaf value is ``b_i prod_{j != i} (a_j + b_j / 2)``. Every factor lies in
-    ``[rho_j, 1]``, so dividing the full product by one factor is safe.
-    """
-    n = T.shape[1]
-    rho = np.exp(-np.asarray(widths, dtype=float))
-    a = np.where(T, rho, 1.0)
-    b = np.where(T, 1.0 - rho, rho - 1.0)
-    if value == "banzhaf":
-        x, wq = np.array([0.5]), np.array([1.0])
-    else:
-        nodes, weights = np.polynomial.legendre.leggauss(max(1, (n + 1) // 2))
-        x, wq = 0.5 * (nodes + 1.0), 0.5 * weights
-    factors = a[:, :, None] + b[:, :, None] * x[None, None, :]  # (p, n, q)
-    full = np.exp(np.log(factors).sum(axis=1))  # (p, q)
-    return (b * ((full[:, None, :] / factors) @ wq)).T
-
-
-def cross_fit_weighted_kernel(
-    Z: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    fold: np.ndarray,
-    widths: np.ndarray,
-    ridge: float,
-    rng: np.random.Generator,
-    max_train: int,
-    value: str = "shapley",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cross-fitted kernel ridge surrogate with one width per player (same contract and
-    fitting as :func:`whybox.games._product_kernel.cross_fit_kernel`: each fold fitted on
-    the others' coalitions, about ``max_train`` of them, enumerated ones (fold -1) train
-    every fold and are predicted by the folds' average).
-
-    Returns
-    -------
-    pred : float (m, k)
-    phi_f : float (n, k)
-    ends : float (2, k)
-    """
-    from scipy.linalg import cho_factor, cho_solve
-
-    m, n = Z.shape
-    n_folds = max(int(fold.max()) + 1, 1)
-    pool = np.flatnonzero(w > 0)
-    size = -(-max_train * n_folds // max(n_folds - 1, 1))
-    if len(pool) > size:
-        pool = np.sort(rng.choice(pool, size=size, replace=False))
-    corners = np.zeros((2, n), dtype=bool)
-    corners[1] = True
-    K = weighted_kernel(np.concatenate([Z, corners]), Z[pool], widths)  # (m + 2, p)
-    Phi = weighted_kernel_values(Z[pool], widths, value)  # (n, p)
-    pred = np.empty_like(y)
-    pred_enum = np.zeros_like(y)
-    enumerated = fold < 0
-    phi_f = np.zeros((n, y.shape[1]))
-    ends = np.zeros((2, y.shape[1]))
-    for k in range(n_folds):
-        cols = fold[pool] != k
-        rows = pool[cols]
-        wf = w[rows] / w[rows].mean()
-        c = (wf @ y[rows]) / wf.sum()
-        Kf = K[rows][:, cols]
-        Kf[np.diag_indices(len(rows))] += ridge / wf
-        alpha = cho_solve(cho_factor(Kf, lower=True, check_finite=False), y[rows] - c)
-        test = fold == k
-        pred[test] = K[:m][test][:, cols] @ alpha + c
-        if enumerated.any():
-            pred_enum[enumerated] += (K[:m][enumerated][:, cols] @ alpha + c) / n_folds
-        phi_f += Phi[:, cols] @ alpha / n_folds
-        ends += (K[m:][:, cols] @ alpha + c) / n_folds
-    pred[enumerated] = pred_enum[enumerated]
-    return pred, phi_f, ends
 
 
 #: A more complex surrogate is kept only if it cuts the estimated variance below this
