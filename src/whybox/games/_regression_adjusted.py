@@ -66,6 +66,7 @@ import numpy as np
 from ..errors import InvalidParameterError
 
 __all__ = [
+    "KERNEL_SURROGATES",
     "SURROGATES",
     "BinaryBoostedTrees",
     "adjusted_banzhaf",
@@ -100,13 +101,21 @@ KERNEL_SETTINGS = {"kernel": (1.0, 1e-4, 512)}
 RELEVANCE_FLOOR = 0.2
 
 
-def check_surrogate(surrogate: str) -> str:
-    """Validate ``surrogate=``; returns it."""
-    if surrogate not in SURROGATES:
+#: KernelShap's values of ``surrogate=``: also the sigmoid (link) surrogate of probability
+#: games (:mod:`whybox.games._link_surrogate`).
+KERNEL_SURROGATES = (*SURROGATES, "sigmoid")
+
+
+def check_surrogate(surrogate: str, allowed: tuple[str, ...] = SURROGATES) -> str:
+    """Validate ``surrogate=`` against ``allowed``; returns it."""
+    if surrogate not in allowed:
+        sigmoid = ", 'sigmoid' (a sigmoid per background row, for probability outputs)" * (
+            "sigmoid" in allowed
+        )
         raise InvalidParameterError(
-            f"surrogate={surrogate!r} is not one of {SURROGATES}. Pass surrogate='auto' (the "
+            f"surrogate={surrogate!r} is not one of {allowed}. Pass surrogate='auto' (the "
             "surrogate with the smallest held-out residual variance), 'linear', 'kernel', "
-            "'tree', or 'none' (no regression adjustment)."
+            f"'tree'{sigmoid}, or 'none' (no regression adjustment)."
         )
     return surrogate
 

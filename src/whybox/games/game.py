@@ -261,6 +261,10 @@ class TabularGame(BaseGame):
         super().__init__(len(players), players, cache=cache)
         self.membership = membership
         self.chunk_rows = max(1, int(chunk_bytes // max(1, masker.row_nbytes)))
+        #: Keep each evaluated coalition's outputs per background row (the regression
+        #: adjustment's per-background link surrogate reads them); off by default.
+        self.keep_background = False
+        self._by_background: dict[bytes, np.ndarray] = {}
 
     def feature_mask(self, coalitions: np.ndarray) -> np.ndarray:
         """Features present for each coalition: bool (m, p)."""
@@ -276,5 +280,19 @@ class TabularGame(BaseGame):
             data = self.masker.compose(self.x, block)
             y = np.asarray(self.model_fn(data), dtype=float)
             y = y.reshape(block.shape[0], n_bg, -1)
+            if self.keep_background:
+                keys = np.packbits(coalitions[start : start + per_chunk], axis=1)
+                for key, rows in zip(keys, y, strict=True):
+                    self._by_background[key.tobytes()] = rows
             out.append(np.einsum("mbk,b->mk", y, self.masker.weights))
         return np.concatenate(out, axis=0)
+
+    def values_by_background(self, coalitions: np.ndarray) -> np.ndarray | None:
+        """The model's outputs per background row for coalitions already evaluated while
+        :attr:`keep_background` was on: float (m, n_background, k), or None if one of them
+        was not (the game's value is their mean weighted by ``masker.weights``)."""
+        packed = np.packbits(np.asarray(coalitions, dtype=bool), axis=1)
+        rows = [self._by_background.get(key.tobytes()) for key in packed]
+        if any(r is None for r in rows):
+            return None
+        return np.stack(rows)  # type: ignore[arg-type]

@@ -83,7 +83,10 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from ..parallel import one_blas_thread
+from ._link_surrogate import cross_fit_link
 from ._regression_adjusted import (
+    CHOICE_MARGIN,
+    KERNEL_SURROGATES,
     check_surrogate,
     choose,
     cross_fit,
@@ -231,11 +234,13 @@ def kernel_shapley(
         ``2 n + 2048``. A budget covering all ``2**n`` coalitions gives the exact values.
     tolerance : float, optional
         Stop adding coalitions once the largest standard error is below this.
-    surrogate : {"auto", "kernel", "tree", "linear", "none"}
+    surrogate : {"auto", "kernel", "tree", "sigmoid", "linear", "none"}
         Regression adjustment (:mod:`whybox.games._regression_adjusted`): a cross-fitted
-        surrogate game whose Shapley values are exact, KernelSHAP applied to the residual.
-        ``"auto"`` keeps whichever of none, kernel and tree gives the residual game the
-        smallest estimated variance (``info["surrogate"]``); ``"none"`` (default) is plain
+        surrogate game whose Shapley values are known (exactly, or for ``"sigmoid"`` by an
+        unbiased Monte Carlo estimate on the surrogate), KernelSHAP applied to the residual.
+        ``"auto"`` keeps whichever of none, kernel, tree and (for probability outputs) sigmoid
+        gives the residual game the smallest estimated variance (``info["surrogate"]``);
+        ``"none"`` (default) is plain
         KernelSHAP (see :class:`whybox.KernelShap` for why the adjustment is opt-in).
 
     Returns
@@ -249,7 +254,7 @@ def kernel_shapley(
     n = int(game.n_players)
     budget = default_budget(n) if budget is None else budget
     budget = _check_budget(budget, kernel_min_budget(n), n, "KernelShap")
-    check_surrogate(surrogate)
+    check_surrogate(surrogate, KERNEL_SURROGATES)
     if tolerance is not None and (not np.isfinite(tolerance) or tolerance <= 0):
         raise InvalidParameterError(f"tolerance must be a positive number, got {tolerance}.")
     if n <= 2 or budget >= 2**n:
@@ -500,7 +505,9 @@ def _estimate_round(
     if (fold < 0).any():
         fit_weight[fold < 0] = W[fold >= 0].mean()
     # (no linear candidate: paired KernelSHAP is already exact on additive and pairwise games)
-    kinds = ["tree", "kernel"] if surrogate == "auto" else [surrogate]
+    kinds = (
+        ["tree", "kernel"] if surrogate == "auto" else [] if surrogate == "sigmoid" else [surrogate]
+    )
     results = {"none": (phi, var)}
     for kind in kinds:
         # the kernel surrogate's width per player follows the players' relevance, read off
@@ -511,10 +518,72 @@ def _estimate_round(
         pred, phi_f, ends = cross_fit(Z, y, fit_weight, fold, kind, rng=rng, widths=widths)
         phi_r, var_r = fit.solve(y - pred, delta - (ends[1] - ends[0]))
         results[kind] = (phi_f + phi_r, var_r)
-    # the relevance-weighted kernel is kept unless another candidate is clearly better
-    choice, phi, var = choose(results, surrogate, prefer="kernel" if singletons else None)
+    link = _link_candidate(game, Z, y, v0, delta, fit, fit_weight, fold, rng, surrogate)
+    if surrogate == "sigmoid":
+        choice, (phi, var) = ("sigmoid", link) if link is not None else ("none", results["none"])
+    else:
+        # the relevance-weighted kernel is kept unless another candidate is clearly better
+        choice, phi, var = choose(results, surrogate, prefer="kernel" if singletons else None)
+        if link is not None and float(link[1].sum()) < CHOICE_MARGIN * float(var.sum()):
+            choice, (phi, var) = "sigmoid", link
     info["surrogate"] = choice
     return phi, np.sqrt(var), info
+
+
+#: The sigmoid surrogate is fitted per background row (and output) up to this many columns;
+#: beyond, ``"auto"`` leaves it out and ``"sigmoid"`` fits one to the averaged game.
+LINK_MAX_COLUMNS = 64
+
+
+def _link_candidate(
+    game: Game,
+    Z: np.ndarray,
+    y: np.ndarray,
+    v0: np.ndarray,
+    delta: np.ndarray,
+    fit: _Fit,
+    fit_weight: np.ndarray,
+    fold: np.ndarray,
+    rng: np.random.Generator,
+    surrogate: str,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sigmoid (link) surrogate's estimate and variance, or None where it does not apply.
+
+    The interventional game is a weighted mean over background rows of the model's output;
+    the model is evaluated on every row anyway, and a :class:`~whybox.TabularGame` with
+    ``keep_background`` on keeps those outputs. One sigmoid per background row and output is
+    then fitted (for a logistic model each such column is exactly a sigmoid of a linear score)
+    and the surrogate game is their weighted mean. Without the outputs per row, only
+    ``surrogate="sigmoid"`` fits a single sigmoid to the averaged game.
+    """
+    if surrogate not in ("auto", "sigmoid"):
+        return None
+    by_bg = getattr(game, "values_by_background", None)
+    Yb = Yb0 = None
+    if by_bg is not None and getattr(game, "keep_background", False):
+        Yb = by_bg(Z)
+        Yb0 = by_bg(np.zeros((1, Z.shape[1]), dtype=bool))
+    if Yb is not None and Yb0 is not None and Yb.shape[1] * Yb.shape[2] <= LINK_MAX_COLUMNS:
+        m, nb, k = Yb.shape
+        combine = np.kron(np.asarray(game.masker.weights, dtype=float)[:, None], np.eye(k))
+        out = cross_fit_link(
+            Z,
+            (Yb - Yb0).reshape(m, nb * k),
+            Yb0.reshape(-1),
+            fit_weight,
+            fold,
+            rng,
+            combine=combine,
+        )
+    elif surrogate == "sigmoid":
+        out = cross_fit_link(Z, y, v0, fit_weight, fold, rng)
+    else:
+        return None
+    if out is None:
+        return None
+    pred, phi_f, ends, var_phi = out
+    phi_r, var_r = fit.solve(y - pred, delta - (ends[1] - ends[0]))
+    return phi_f + phi_r, var_r + var_phi
 
 
 class _Fit:
