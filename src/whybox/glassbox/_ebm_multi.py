@@ -121,10 +121,12 @@ def _score2(GL, HL, Gt, Ht, lam, k):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P):
+def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P, Q):
     """Best (``_best_cut_all``) or random cut of ordered bins ``order[s:e]`` over all classes:
     (position, gain), -1 when no cut is allowed. A random cut is drawn among those leaving
     ``min_leaf`` rows and ``min_hess`` hessian summed over classes on both sides."""
+    if not random:
+        return _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q)
     k = G.shape[1]
     Gt[:] = 0.0
     Ht[:] = 0.0
@@ -139,23 +141,19 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
     for c in range(k):
         htot += Ht[c]
     parent = _score(Gt, Ht, lam, k)
-    target = -1
-    if random:
-        n_valid = 0
-        CL = 0.0
-        hl = 0.0
-        for t in range(s, e - 1):
-            b = order[t]
-            CL += C[b]
-            for c in range(k):
-                hl += H[b, c]
-            if CL >= min_leaf and Ct - CL >= min_leaf and hl >= min_hess and htot - hl >= min_hess:
-                n_valid += 1
-        if n_valid == 0:
-            return -1, 0.0
-        target = int(_next_uniform(state) * n_valid)
-    if not random:
-        return _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, Ct, parent, P)
+    n_valid = 0
+    CL = 0.0
+    hl = 0.0
+    for t in range(s, e - 1):
+        b = order[t]
+        CL += C[b]
+        for c in range(k):
+            hl += H[b, c]
+        if CL >= min_leaf and Ct - CL >= min_leaf and hl >= min_hess and htot - hl >= min_hess:
+            n_valid += 1
+    if n_valid == 0:
+        return -1, 0.0
+    target = int(_next_uniform(state) * n_valid)
     GL[:] = 0.0
     HL[:] = 0.0
     CL = 0.0
@@ -177,35 +175,93 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, Ct, parent, P):
-    """The best cut of ordered bins ``order[s:e]`` (totals ``Gt``, ``Ht`` (k,), ``Ct``):
-    (position, gain), -1 when none is allowed. Both sides need ``min_leaf`` weight and, in
-    every class, ``min_hess`` hessian (interpret's rule: libebm's
-    ``PartitionOneDimensionalBoosting.cpp`` checks each score's hessian). Per class, the
-    prefix sums, then every cut's ``GL^2 / (HL + lam) + GR^2 / (HR + lam)`` with one division
-    in a branch-free (vectorised) loop; ``P`` (5, >= e - s): scratch."""
+def _running_sums(G, H, order, s, e, Q):
+    """``Q[0, c, t] = sum_{u <= t} G[order[s + u], c]`` and ``Q[1]`` the same of ``H``, for
+    ``t < e - s``: each class's sum runs in bin order from 0.0 (the same additions as a loop
+    per class), four or two classes per pass so their running sums advance side by side in
+    registers (one class per pass waits on its own additions)."""
     k = G.shape[1]
-    n = e - s - 1
-    PG = P[0]
-    PH = P[1]
+    m = e - s
+    c0 = 0
+    while c0 + 4 <= k:
+        g0 = g1 = g2 = g3 = 0.0
+        h0 = h1 = h2 = h3 = 0.0
+        for t in range(m):
+            b = order[s + t]
+            g0 += G[b, c0]
+            g1 += G[b, c0 + 1]
+            g2 += G[b, c0 + 2]
+            g3 += G[b, c0 + 3]
+            h0 += H[b, c0]
+            h1 += H[b, c0 + 1]
+            h2 += H[b, c0 + 2]
+            h3 += H[b, c0 + 3]
+            Q[0, c0, t] = g0
+            Q[0, c0 + 1, t] = g1
+            Q[0, c0 + 2, t] = g2
+            Q[0, c0 + 3, t] = g3
+            Q[1, c0, t] = h0
+            Q[1, c0 + 1, t] = h1
+            Q[1, c0 + 2, t] = h2
+            Q[1, c0 + 3, t] = h3
+        c0 += 4
+    if c0 + 2 <= k:
+        g0 = g1 = 0.0
+        h0 = h1 = 0.0
+        for t in range(m):
+            b = order[s + t]
+            g0 += G[b, c0]
+            g1 += G[b, c0 + 1]
+            h0 += H[b, c0]
+            h1 += H[b, c0 + 1]
+            Q[0, c0, t] = g0
+            Q[0, c0 + 1, t] = g1
+            Q[1, c0, t] = h0
+            Q[1, c0 + 1, t] = h1
+        c0 += 2
+    if c0 < k:
+        g0 = 0.0
+        h0 = 0.0
+        for t in range(m):
+            b = order[s + t]
+            g0 += G[b, c0]
+            h0 += H[b, c0]
+            Q[0, c0, t] = g0
+            Q[1, c0, t] = h0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q):
+    """The best cut of ordered bins ``order[s:e]``: (position, gain), -1 when none is
+    allowed. Both sides need ``min_leaf`` weight and, in every class, ``min_hess`` hessian
+    (interpret's rule: libebm's ``PartitionOneDimensionalBoosting.cpp`` checks each score's
+    hessian). The running sums of all classes (``_running_sums``; their last entries are the
+    totals ``Gt``, ``Ht``), then per class every cut's ``GL^2 / (HL + lam) + GR^2 / (HR +
+    lam)`` with one division in a branch-free (vectorised) loop; ``P`` (5, >= e - s), ``Q``
+    (2, k, >= e - s): scratch."""
+    k = G.shape[1]
+    m = e - s
+    n = m - 1
+    if n <= 0:
+        return -1, 0.0
     PC = P[2]
     val = P[3]
     hm = P[4]
     cl = 0.0
-    for t in range(n):
+    for t in range(m):
         cl += C[order[s + t]]
         PC[t] = cl
         val[t] = 0.0
         hm[t] = np.inf
+    Ct = PC[n]
+    _running_sums(G, H, order, s, e, Q)
     for c in range(k):
-        g = 0.0
-        h = 0.0
-        for t in range(n):
-            b = order[s + t]
-            g += G[b, c]
-            h += H[b, c]
-            PG[t] = g
-            PH[t] = h
+        Gt[c] = Q[0, c, n]
+        Ht[c] = Q[1, c, n]
+    parent = _score(Gt, Ht, lam, k)
+    for c in range(k):
+        PG = Q[0, c]
+        PH = Q[1, c]
         gt = Gt[c]
         ht = Ht[c]
         for t in range(n):
@@ -234,7 +290,7 @@ def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, Ct, par
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, random, state,
-              delta, seg, seg_gain, V, P):  # fmt: skip
+              delta, seg, seg_gain, V, P, Q):  # fmt: skip
     """A tree of at most ``max_leaves`` leaves on ordered bins; per-class Newton steps to delta.
     ``seg`` (3, max_leaves + 1), ``seg_gain`` (max_leaves + 1,), ``V`` (6, k), ``P`` (5, >=
     n_order): scratch."""
@@ -250,7 +306,7 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
     nseg = 1
     seg_s[0] = 0
     seg_e[0] = n_order
-    kk, gain = _best_cut(G, H, C, order, 0, n_order, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P)  # fmt: skip
+    kk, gain = _best_cut(G, H, C, order, 0, n_order, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P, Q)  # fmt: skip
     seg_k[0] = kk
     seg_gain[0] = gain
     while nseg < max_leaves:
@@ -270,23 +326,26 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
         seg_e[nseg] = e
         k1, g1, k2, g2 = -1, 0.0, -1, 0.0
         if nseg + 1 < max_leaves:  # the children's cuts are only searched if one can be used
-            k1, g1 = _best_cut(G, H, C, order, s, kk + 1, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P)  # fmt: skip
-            k2, g2 = _best_cut(G, H, C, order, kk + 1, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P)  # fmt: skip
+            k1, g1 = _best_cut(G, H, C, order, s, kk + 1, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P, Q)  # fmt: skip
+            k2, g2 = _best_cut(G, H, C, order, kk + 1, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P, Q)  # fmt: skip
         seg_k[pick] = k1
         seg_gain[pick] = g1
         seg_k[nseg] = k2
         seg_gain[nseg] = g2
         nseg += 1
     for q in range(nseg):
-        for c in range(k):
-            Gs = 0.0
-            Hs = 0.0
-            for t in range(seg_s[q], seg_e[q]):
-                Gs += G[order[t], c]
-                Hs += H[order[t], c]
-            v = -lr * Gs / (Hs + lam) if Hs + lam > 1e-300 else 0.0
-            for t in range(seg_s[q], seg_e[q]):
-                delta[order[t], c] = v
+        s = seg_s[q]
+        e = seg_e[q]
+        if e > s:
+            _running_sums(G, H, order, s, e, Q)  # the leaf's sums: their last entries
+            for c in range(k):
+                Gs = Q[0, c, e - s - 1]
+                Hs = Q[1, c, e - s - 1]
+                GL[c] = -lr * Gs / (Hs + lam) if Hs + lam > 1e-300 else 0.0
+        for t in range(s, e):
+            b = order[t]
+            for c in range(k):
+                delta[b, c] = GL[c]
     if C[0] > 0:  # the missing bin is a leaf of its own
         for c in range(k):
             if H[0, c] + lam > 1e-300:
@@ -358,6 +417,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     seg_gain = np.zeros(max_leaves + 1)
     V = np.zeros((6, k))
     P = np.zeros((5, maxb))
+    Q = np.zeros((2, k, maxb))
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
     best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
@@ -393,7 +453,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                     for t in range(n_order):
                         order[t] = t + 1
                 _fit_tree(G[:nb], H[:nb], C[:nb], order, n_order, max_leaves, min_leaf,
-                          min_hess, lam, lr, random, state, delta[:nb], seg, seg_gain, V, P)  # fmt: skip
+                          min_hess, lam, lr, random, state, delta[:nb], seg, seg_gain, V, P, Q)  # fmt: skip
             else:
                 delta[:nb, :] = 0.0
             for b in range(nb):  # a tree has few leaves: reuse the previous bin's exponential
