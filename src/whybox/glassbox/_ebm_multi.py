@@ -127,7 +127,7 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
     ``min_leaf`` rows and ``min_hess`` hessian summed over classes on both sides."""
     if not random:
         return _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q)
-    k = G.shape[1]
+    k = G.shape[0]
     Gt[:] = 0.0
     Ht[:] = 0.0
     Ct = 0.0
@@ -135,8 +135,8 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
         b = order[t]
         Ct += C[b]
         for c in range(k):
-            Gt[c] += G[b, c]
-            Ht[c] += H[b, c]
+            Gt[c] += G[c, b]
+            Ht[c] += H[c, b]
     htot = 0.0
     for c in range(k):
         htot += Ht[c]
@@ -148,7 +148,7 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
         b = order[t]
         CL += C[b]
         for c in range(k):
-            hl += H[b, c]
+            hl += H[c, b]
         if CL >= min_leaf and Ct - CL >= min_leaf and hl >= min_hess and htot - hl >= min_hess:
             n_valid += 1
     if n_valid == 0:
@@ -163,9 +163,9 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
         b = order[t]
         CL += C[b]
         for c in range(k):
-            GL[c] += G[b, c]
-            HL[c] += H[b, c]
-            hl += H[b, c]
+            GL[c] += G[c, b]
+            HL[c] += H[c, b]
+            hl += H[c, b]
         if CL < min_leaf or Ct - CL < min_leaf or hl < min_hess or htot - hl < min_hess:
             continue
         if seen == target:
@@ -176,11 +176,11 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _running_sums(G, H, order, s, e, Q):
-    """``Q[0, c, t] = sum_{u <= t} G[order[s + u], c]`` and ``Q[1]`` the same of ``H``, for
+    """``Q[0, c, t] = sum_{u <= t} G[c, order[s + u]]`` and ``Q[1]`` the same of ``H``, for
     ``t < e - s``: each class's sum runs in bin order from 0.0 (the same additions as a loop
     per class), four or two classes per pass so their running sums advance side by side in
     registers (one class per pass waits on its own additions)."""
-    k = G.shape[1]
+    k = G.shape[0]
     m = e - s
     c0 = 0
     while c0 + 4 <= k:
@@ -188,14 +188,14 @@ def _running_sums(G, H, order, s, e, Q):
         h0 = h1 = h2 = h3 = 0.0
         for t in range(m):
             b = order[s + t]
-            g0 += G[b, c0]
-            g1 += G[b, c0 + 1]
-            g2 += G[b, c0 + 2]
-            g3 += G[b, c0 + 3]
-            h0 += H[b, c0]
-            h1 += H[b, c0 + 1]
-            h2 += H[b, c0 + 2]
-            h3 += H[b, c0 + 3]
+            g0 += G[c0, b]
+            g1 += G[c0 + 1, b]
+            g2 += G[c0 + 2, b]
+            g3 += G[c0 + 3, b]
+            h0 += H[c0, b]
+            h1 += H[c0 + 1, b]
+            h2 += H[c0 + 2, b]
+            h3 += H[c0 + 3, b]
             Q[0, c0, t] = g0
             Q[0, c0 + 1, t] = g1
             Q[0, c0 + 2, t] = g2
@@ -210,10 +210,10 @@ def _running_sums(G, H, order, s, e, Q):
         h0 = h1 = 0.0
         for t in range(m):
             b = order[s + t]
-            g0 += G[b, c0]
-            g1 += G[b, c0 + 1]
-            h0 += H[b, c0]
-            h1 += H[b, c0 + 1]
+            g0 += G[c0, b]
+            g1 += G[c0 + 1, b]
+            h0 += H[c0, b]
+            h1 += H[c0 + 1, b]
             Q[0, c0, t] = g0
             Q[0, c0 + 1, t] = g1
             Q[1, c0, t] = h0
@@ -224,10 +224,64 @@ def _running_sums(G, H, order, s, e, Q):
         h0 = 0.0
         for t in range(m):
             b = order[s + t]
-            g0 += G[b, c0]
-            h0 += H[b, c0]
+            g0 += G[c0, b]
+            h0 += H[c0, b]
             Q[0, c0, t] = g0
             Q[1, c0, t] = h0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sums(G, H, order, s, e, Gs, Hs):
+    """``Gs[c] = sum_t G[c, order[t]]`` over ``s <= t < e`` (in that order, from 0.0) and
+    ``Hs`` the same of ``H``, four or two classes per pass (``_running_sums`` without the
+    stores)."""
+    k = G.shape[0]
+    c0 = 0
+    while c0 + 4 <= k:
+        g0 = g1 = g2 = g3 = 0.0
+        h0 = h1 = h2 = h3 = 0.0
+        for t in range(s, e):
+            b = order[t]
+            g0 += G[c0, b]
+            g1 += G[c0 + 1, b]
+            g2 += G[c0 + 2, b]
+            g3 += G[c0 + 3, b]
+            h0 += H[c0, b]
+            h1 += H[c0 + 1, b]
+            h2 += H[c0 + 2, b]
+            h3 += H[c0 + 3, b]
+        Gs[c0] = g0
+        Gs[c0 + 1] = g1
+        Gs[c0 + 2] = g2
+        Gs[c0 + 3] = g3
+        Hs[c0] = h0
+        Hs[c0 + 1] = h1
+        Hs[c0 + 2] = h2
+        Hs[c0 + 3] = h3
+        c0 += 4
+    if c0 + 2 <= k:
+        g0 = g1 = 0.0
+        h0 = h1 = 0.0
+        for t in range(s, e):
+            b = order[t]
+            g0 += G[c0, b]
+            g1 += G[c0 + 1, b]
+            h0 += H[c0, b]
+            h1 += H[c0 + 1, b]
+        Gs[c0] = g0
+        Gs[c0 + 1] = g1
+        Hs[c0] = h0
+        Hs[c0 + 1] = h1
+        c0 += 2
+    if c0 < k:
+        g0 = 0.0
+        h0 = 0.0
+        for t in range(s, e):
+            b = order[t]
+            g0 += G[c0, b]
+            h0 += H[c0, b]
+        Gs[c0] = g0
+        Hs[c0] = h0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -239,7 +293,7 @@ def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q):
     totals ``Gt``, ``Ht``), then per class every cut's ``GL^2 / (HL + lam) + GR^2 / (HR +
     lam)`` with one division in a branch-free (vectorised) loop; ``P`` (5, >= e - s), ``Q``
     (2, k, >= e - s): scratch."""
-    k = G.shape[1]
+    k = G.shape[0]
     m = e - s
     n = m - 1
     if n <= 0:
@@ -294,7 +348,7 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
     """A tree of at most ``max_leaves`` leaves on ordered bins; per-class Newton steps to delta.
     ``seg`` (3, max_leaves + 1), ``seg_gain`` (max_leaves + 1,), ``V`` (6, k), ``P`` (5, >=
     n_order): scratch."""
-    k = G.shape[1]
+    k = G.shape[0]
     seg_s = seg[0]
     seg_e = seg[1]
     seg_k = seg[2]
@@ -302,11 +356,12 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
     HL = V[1]
     Gt = V[2]
     Ht = V[3]
-    delta[:, :] = 0.0
+    delta[:, :] = 0.0  # (k, >= nb): class-major like G and H
     nseg = 1
     seg_s[0] = 0
     seg_e[0] = n_order
     kk, gain = _best_cut(G, H, C, order, 0, n_order, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P, Q)  # fmt: skip
+    from0 = not random and n_order >= 2  # Q holds the running sums from bin 0 (leaf 0's)
     seg_k[0] = kk
     seg_gain[0] = gain
     while nseg < max_leaves:
@@ -326,6 +381,7 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
         seg_e[nseg] = e
         k1, g1, k2, g2 = -1, 0.0, -1, 0.0
         if nseg + 1 < max_leaves:  # the children's cuts are only searched if one can be used
+            from0 = False
             k1, g1 = _best_cut(G, H, C, order, s, kk + 1, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P, Q)  # fmt: skip
             k2, g2 = _best_cut(G, H, C, order, kk + 1, e, min_leaf, min_hess, lam, random, state, GL, HL, Gt, Ht, P, Q)  # fmt: skip
         seg_k[pick] = k1
@@ -337,19 +393,22 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
         s = seg_s[q]
         e = seg_e[q]
         if e > s:
-            _running_sums(G, H, order, s, e, Q)  # the leaf's sums: their last entries
+            if q == 0 and from0:  # (the same additions in the same order as a sum from 0.0)
+                for c in range(k):
+                    Gt[c] = Q[0, c, e - 1]
+                    Ht[c] = Q[1, c, e - 1]
+            else:
+                _sums(G, H, order, s, e, Gt, Ht)
             for c in range(k):
-                Gs = Q[0, c, e - s - 1]
-                Hs = Q[1, c, e - s - 1]
-                GL[c] = -lr * Gs / (Hs + lam) if Hs + lam > 1e-300 else 0.0
-        for t in range(s, e):
-            b = order[t]
-            for c in range(k):
-                delta[b, c] = GL[c]
+                GL[c] = -lr * Gt[c] / (Ht[c] + lam) if Ht[c] + lam > 1e-300 else 0.0
+        for c in range(k):
+            v = GL[c]
+            for t in range(s, e):
+                delta[c, order[t]] = v
     if C[0] > 0:  # the missing bin is a leaf of its own
         for c in range(k):
-            if H[0, c] + lam > 1e-300:
-                delta[0, c] = -lr * G[0, c] / (H[0, c] + lam)
+            if H[c, 0] + lam > 1e-300:
+                delta[c, 0] = -lr * G[c, 0] / (H[c, 0] + lam)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -370,6 +429,54 @@ def _row_update(E, i, EV, r, y_i, w, Gn, Hn, Cn, bn, k):
         Gn[bn, c] += g * w
         Hn[bn, c] += h * w
     Cn[bn] += w
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _exp_rows(F, E, S):
+    """``E[c, i] = exp(F[c, i] - max_c F[c, i])`` and ``S[i] = sum_c E[c, i]`` of class-major
+    scores (recomputed once per round so products never drift); ``S`` is the row maxima
+    meanwhile."""
+    k, n = F.shape
+    S[:] = F[0]
+    for c in range(1, k):
+        Fc = F[c]
+        for i in range(n):
+            S[i] = max(S[i], Fc[i])
+    for c in range(k):
+        Fc = F[c]
+        Ec = E[c]
+        for i in range(n):
+            Ec[i] = np.exp(Fc[i] - S[i])
+    S[:] = 0.0
+    for c in range(k):
+        Ec = E[c]
+        for i in range(n):
+            S[i] += Ec[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_hist(E, S, y, w, bins, G, H, C, gv, hv):
+    """Add every row's gradient and hessian at ``p = E / S`` to bin ``bins[i]`` of ``G``,
+    ``H`` (k, >= nb) and its weight to ``C``; ``S`` is overwritten by ``1 / S``, ``gv``, ``hv``
+    (n,): scratch. Per class, the rows' values in one vectorised loop, then added in row order
+    (each bin's sums take the same additions in the same order as row by row)."""
+    k, n = E.shape
+    for i in range(n):
+        S[i] = 1.0 / S[i]
+    for c in range(k):
+        Ec = E[c]
+        for i in range(n):
+            pc = Ec[i] * S[i]
+            gv[i] = (pc - (1.0 if c == y[i] else 0.0)) * w[i]
+            hv[i] = max(pc * (1.0 - pc), 1e-16) * w[i]
+        Gc = G[c]
+        Hc = H[c]
+        for i in range(n):
+            b = bins[i]
+            Gc[b] += gv[i]
+            Hc[b] += hv[i]
+    for i in range(n):
+        C[bins[i]] += w[i]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -401,16 +508,16 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     maxb = 0
     for j in range(p):
         maxb = max(maxb, nbins[j])
-    scores = np.zeros((p, maxb, k))
-    best = np.zeros((p, maxb, k))
-    G = np.zeros((maxb, k))
-    H = np.zeros((maxb, k))
+    scores = np.zeros((p, k, maxb))  # class-major inside; (p, maxb, k) returned
+    best = np.zeros((p, k, maxb))
+    G = np.zeros((k, maxb))  # histograms and steps class-major: a class's bins are contiguous
+    H = np.zeros((k, maxb))
     C = np.zeros(maxb)
-    Gn = np.zeros((maxb, k))
-    Hn = np.zeros((maxb, k))
+    Gn = np.zeros((k, maxb))
+    Hn = np.zeros((k, maxb))
     Cn = np.zeros(maxb)
-    delta = np.zeros((maxb, k))
-    ed = np.ones((maxb, k))
+    D = np.zeros((p, k, maxb))  # the round's steps of every term, added to F_tr at its end
+    ed = np.ones((k, maxb))
     order = np.zeros(maxb, dtype=np.int64)
     ratio = np.zeros(maxb)
     seg = np.zeros((3, max_leaves + 1), dtype=np.int64)
@@ -418,21 +525,31 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     V = np.zeros((6, k))
     P = np.zeros((5, maxb))
     Q = np.zeros((2, k, maxb))
+    BT = np.empty((p, n_tr), dtype=Btr.dtype)  # each term's bin codes contiguous
+    for j in range(p):
+        for i in range(n_tr):
+            BT[j, i] = Btr[i, j]
+    FT = np.empty((k, n_tr))  # F_tr class-major
+    for i in range(n_tr):
+        for c in range(k):
+            FT[c, i] = F_tr[i, c]
+    E = np.empty((k, n_tr))  # exp(F - row max) per class, class-major
+    S = np.empty(n_tr)  # per row: sum of E, then its inverse
+    gv = np.empty(n_tr)
+    hv = np.empty(n_tr)
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
     best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
     best_round = 0
     rounds_done = 0
-    E = np.ones((n_tr, k))
-    one = np.ones((1, k))
-    _resync(F_tr, E)
-    for i in range(n_tr):
-        _row_update(E, i, one, 0, ytr[i], wtr[i], G, H, C, Btr[i, 0], k)
+    _exp_rows(FT, E, S)
+    _grad_hist(E, S, ytr, wtr, BT[0], G, H, C, gv, hv)
     for r in range(max_rounds):
         random = r < smoothing_rounds
         for j in range(p):
             nb = nbins[j]
             n_order = nb - 2
+            dj = D[j]
             if n_order > 0:
                 if is_cat[j]:
                     cstar = 0
@@ -440,68 +557,65 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                     for c in range(k):
                         a = 0.0
                         for t in range(nb):
-                            a += abs(G[t, c])
+                            a += abs(G[c, t])
                         if a > big:
                             big = a
                             cstar = c
                     for t in range(n_order):
-                        ratio[t] = G[t + 1, cstar] / (H[t + 1, cstar] + cat_smooth)
+                        ratio[t] = G[cstar, t + 1] / (H[cstar, t + 1] + cat_smooth)
                     idx = np.argsort(ratio[:n_order])
                     for t in range(n_order):
                         order[t] = idx[t] + 1
                 else:
                     for t in range(n_order):
                         order[t] = t + 1
-                _fit_tree(G[:nb], H[:nb], C[:nb], order, n_order, max_leaves, min_leaf,
-                          min_hess, lam, lr, random, state, delta[:nb], seg, seg_gain, V, P, Q)  # fmt: skip
+                _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr,
+                          random, state, dj, seg, seg_gain, V, P, Q)  # fmt: skip
             else:
-                delta[:nb, :] = 0.0
-            for b in range(nb):  # a tree has few leaves: reuse the previous bin's exponential
-                for c in range(k):
-                    dv = delta[b, c]
-                    scores[j, b, c] += dv
-                    ed[b, c] = ed[b - 1, c] if b > 0 and dv == delta[b - 1, c] else np.exp(dv)
+                dj[:, :] = 0.0
+            for c in range(k):
+                sc = scores[j, c]
+                djc = dj[c]
+                edc = ed[c]
+                for b in range(nb):
+                    sc[b] += djc[b]
+                edc[0] = np.exp(djc[0])  # a tree has few leaves: reuse the last exponential
+                for b in range(1, nb):
+                    dv = djc[b]
+                    edc[b] = edc[b - 1] if dv == djc[b - 1] else np.exp(dv)
             last = j + 1 == p
             jn = 0 if last else j + 1
             nbn = nbins[jn]
-            Gn[:nbn, :] = 0.0
-            Hn[:nbn, :] = 0.0
+            if last:  # F takes the round's steps in term order, then E is recomputed
+                for jj in range(p):
+                    bj = BT[jj]
+                    for c in range(k):
+                        Fc = FT[c]
+                        Dc = D[jj, c]
+                        for i in range(n_tr):
+                            Fc[i] += Dc[bj[i]]
+                _exp_rows(FT, E, S)
+            else:
+                bj = BT[j]
+                S[:] = 0.0
+                for c in range(k):  # (one class at a time: the loop over rows vectorises)
+                    Ec = E[c]
+                    edc = ed[c]
+                    for i in range(n_tr):
+                        e = Ec[i] * edc[bj[i]]
+                        Ec[i] = e
+                        S[i] += e
+            Gn[:, :nbn] = 0.0
+            Hn[:, :nbn] = 0.0
             Cn[:nbn] = 0.0
-            for i in range(n_tr):
-                b = Btr[i, j]
-                bn = Btr[i, jn]
-                s = 0.0  # the row's step, then its gradient and hessian into the next histogram
-                if last:  # (written out here: a function per row, even inlined, costs 4x the row)
-                    mx = -np.inf
-                    for c in range(k):
-                        v = F_tr[i, c] + delta[b, c]
-                        F_tr[i, c] = v
-                        mx = max(mx, v)
-                    for c in range(k):
-                        e = np.exp(F_tr[i, c] - mx)
-                        E[i, c] = e
-                        s += e
-                else:
-                    for c in range(k):
-                        F_tr[i, c] += delta[b, c]
-                        e = E[i, c] * ed[b, c]
-                        E[i, c] = e
-                        s += e
-                inv = 1.0 / s
-                wi = wtr[i]
-                yi = ytr[i]
-                for c in range(k):
-                    pc = E[i, c] * inv
-                    Gn[bn, c] += (pc - (1.0 if c == yi else 0.0)) * wi
-                    Hn[bn, c] += max(pc * (1.0 - pc), 1e-16) * wi
-                Cn[bn] += wi
+            _grad_hist(E, S, ytr, wtr, BT[jn], Gn, Hn, Cn, gv, hv)
             G, Gn = Gn, G
             H, Hn = Hn, H
             C, Cn = Cn, C
             for i in range(n_va):
                 b = Bva[i, j]
                 for c in range(k):
-                    F_va[i, c] += delta[b, c]
+                    F_va[i, c] += dj[c, b]
         rounds_done = r + 1
         if use_es:
             loss = _ce_loss(F_va, yva, wva)
@@ -511,6 +625,13 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                 best[:, :, :] = scores
             elif rounds_done - best_round >= es_rounds:
                 break
-    if not use_es:
-        return scores, rounds_done
-    return best, best_round
+    for i in range(n_tr):
+        for c in range(k):
+            F_tr[i, c] = FT[c, i]
+    out = scores if not use_es else best
+    res = np.empty((p, maxb, k))
+    for j in range(p):
+        for b in range(maxb):
+            for c in range(k):
+                res[j, b, c] = out[j, c, b]
+    return res, rounds_done if not use_es else best_round
