@@ -344,8 +344,11 @@ def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, random, state,
-              delta, seg, seg_gain, V, P, Q):  # fmt: skip
-    """A tree of at most ``max_leaves`` leaves on ordered bins; per-class Newton steps to delta.
+              delta, ed, seg, seg_gain, V, P, Q):  # fmt: skip
+    """A tree of at most ``max_leaves`` leaves on ordered bins ``order[:n_order]`` (a
+    permutation of bins 1 .. n_order; bin 0 holds missing values, bin n_order + 1 unknown
+    ones); per-class Newton steps to ``delta`` (k, >= n_order + 2) and their exponentials to
+    ``ed`` (one per leaf).
     ``seg`` (3, max_leaves + 1), ``seg_gain`` (max_leaves + 1,), ``V`` (6, k), ``P`` (5, >=
     n_order): scratch."""
     k = G.shape[0]
@@ -356,7 +359,11 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
     HL = V[1]
     Gt = V[2]
     Ht = V[3]
-    delta[:, :] = 0.0  # (k, >= nb): class-major like G and H
+    for c in range(k):  # (class-major like G and H; the leaves cover bins 1 .. n_order)
+        delta[c, 0] = 0.0
+        delta[c, n_order + 1] = 0.0
+        ed[c, 0] = 1.0
+        ed[c, n_order + 1] = 1.0
     nseg = 1
     seg_s[0] = 0
     seg_e[0] = n_order
@@ -403,12 +410,16 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
                 GL[c] = -lr * Gt[c] / (Ht[c] + lam) if Ht[c] + lam > 1e-300 else 0.0
         for c in range(k):
             v = GL[c]
+            ev = np.exp(v)
             for t in range(s, e):
-                delta[c, order[t]] = v
+                b = order[t]
+                delta[c, b] = v
+                ed[c, b] = ev
     if C[0] > 0:  # the missing bin is a leaf of its own
         for c in range(k):
             if H[c, 0] + lam > 1e-300:
                 delta[c, 0] = -lr * G[c, 0] / (H[c, 0] + lam)
+                ed[c, 0] = np.exp(delta[c, 0])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -570,19 +581,15 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                     for t in range(n_order):
                         order[t] = t + 1
                 _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr,
-                          random, state, dj, seg, seg_gain, V, P, Q)  # fmt: skip
+                          random, state, dj, ed, seg, seg_gain, V, P, Q)  # fmt: skip
             else:
                 dj[:, :] = 0.0
+                ed[:, :] = 1.0
             for c in range(k):
                 sc = scores[j, c]
                 djc = dj[c]
-                edc = ed[c]
                 for b in range(nb):
                     sc[b] += djc[b]
-                edc[0] = np.exp(djc[0])  # a tree has few leaves: reuse the last exponential
-                for b in range(1, nb):
-                    dv = djc[b]
-                    edc[b] = edc[b - 1] if dv == djc[b - 1] else np.exp(dv)
             last = j + 1 == p
             jn = 0 if last else j + 1
             nbn = nbins[jn]
