@@ -30,8 +30,8 @@ nested in it), milliseconds per row, medians of the repeats:
   coalition cache, averaging over the background);
 * ``sampling``: drawing the sampled pairs (``_Stratum.extend``);
 * ``solve``: the constrained least-squares fit of the sampled values (``_Fit``);
-* ``cf_kernel`` / ``cf_tree``: each surrogate's cross-fit (fitting the folds, the held-out
-  predictions and the surrogates' exact values);
+* ``cf_kernel`` / ``cf_tree`` / ``cf_sigmoid``: each surrogate's cross-fit (fitting the
+  folds, the held-out predictions and the surrogates' values);
 * ``resid``: the least-squares fits of the residual games;
 * ``rest``: everything else (the explainer's bookkeeping, the plan, building the blocks).
 
@@ -58,7 +58,17 @@ import numpy as np
 
 BUDGETS = (512, 1024, 4096)
 SURROGATES = ("none", "kernel", "tree", "auto")
-STAGES = ("model", "masking", "sampling", "solve", "cf_kernel", "cf_tree", "resid", "rest")
+STAGES = (
+    "model",
+    "masking",
+    "sampling",
+    "solve",
+    "cf_kernel",
+    "cf_tree",
+    "cf_sigmoid",
+    "resid",
+    "rest",
+)
 GOAL = 1.15
 
 
@@ -157,6 +167,8 @@ def _instrumented(stages: _Stages) -> Iterator[None]:
             return f"cf_{kind}"
 
         patch(kmod, "cross_fit", lambda old: stages.wrap(old, cf_name))
+    if hasattr(kmod, "cross_fit_link"):  # the sigmoid (link) surrogate, where it exists
+        patch(kmod, "cross_fit_link", lambda old: stages.wrap(old, "cf_sigmoid"))
     try:
         yield
     finally:
