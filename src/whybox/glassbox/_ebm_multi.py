@@ -175,19 +175,23 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _running_sums(G, H, order, s, e, Q):
+def _running_sums(G, H, C, order, s, e, Q, PC):
     """``Q[0, c, t] = sum_{u <= t} G[c, order[s + u]]`` and ``Q[1]`` the same of ``H``, for
     ``t < e - s``: each class's sum runs in bin order from 0.0 (the same additions as a loop
     per class), four or two classes per pass so their running sums advance side by side in
-    registers (one class per pass waits on its own additions)."""
+    registers (one class per pass waits on its own additions); ``PC[t]`` the same of ``C``
+    (in every pass: one more sum side by side)."""
     k = G.shape[0]
     m = e - s
     c0 = 0
     while c0 + 4 <= k:
         g0 = g1 = g2 = g3 = 0.0
         h0 = h1 = h2 = h3 = 0.0
+        cl = 0.0
         for t in range(m):
             b = order[s + t]
+            cl += C[b]
+            PC[t] = cl
             g0 += G[c0, b]
             g1 += G[c0 + 1, b]
             g2 += G[c0 + 2, b]
@@ -208,8 +212,11 @@ def _running_sums(G, H, order, s, e, Q):
     if c0 + 2 <= k:
         g0 = g1 = 0.0
         h0 = h1 = 0.0
+        cl = 0.0
         for t in range(m):
             b = order[s + t]
+            cl += C[b]
+            PC[t] = cl
             g0 += G[c0, b]
             g1 += G[c0 + 1, b]
             h0 += H[c0, b]
@@ -222,8 +229,11 @@ def _running_sums(G, H, order, s, e, Q):
     if c0 < k:
         g0 = 0.0
         h0 = 0.0
+        cl = 0.0
         for t in range(m):
             b = order[s + t]
+            cl += C[b]
+            PC[t] = cl
             g0 += G[c0, b]
             h0 += H[c0, b]
             Q[0, c0, t] = g0
@@ -301,14 +311,10 @@ def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q):
     PC = P[2]
     val = P[3]
     hm = P[4]
-    cl = 0.0
-    for t in range(m):
-        cl += C[order[s + t]]
-        PC[t] = cl
-        val[t] = 0.0
-        hm[t] = np.inf
+    val[:m] = 0.0
+    hm[:m] = np.inf
+    _running_sums(G, H, C, order, s, e, Q, PC)
     Ct = PC[n]
-    _running_sums(G, H, order, s, e, Q)
     for c in range(k):
         Gt[c] = Q[0, c, n]
         Ht[c] = Q[1, c, n]
