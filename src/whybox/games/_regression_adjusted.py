@@ -301,16 +301,15 @@ def _fit_trees(
     Zr = (Zf[None, :, :, None] * wr[:, :, None, :]).reshape(F, m, n * k)
     total = (wr * r).sum(axis=(1, 2))  # (F,)
     split_any = False
+    fidx = np.arange(F)
     for _ in range(depth):
         nn = P.shape[1]
-        H = np.zeros((F, m, nn))
-        np.put_along_axis(H, node[:, :, None], 1.0, axis=2)
-        Ht = H.transpose(0, 2, 1)  # (F, nn, m)
+        Ht = (node[:, None, :] == np.arange(nn)[None, :, None]).astype(float)  # (F, nn, m)
         W = np.einsum("ftm,fm->ft", Ht, sw)
         S = Ht @ wr  # (F, nn, k)
-        W1 = (Ht * sw[:, None, :]) @ Zf  # (F, nn, n)
-        c1 = Ht @ Zf
-        cnt = H.sum(axis=1)  # (F, nn)
+        W1 = ((Ht * sw[:, None, :]).reshape(F * nn, m) @ Zf).reshape(F, nn, n)
+        c1 = (Ht.reshape(F * nn, m) @ Zf).reshape(F, nn, n)
+        cnt = Ht.sum(axis=2)  # (F, nn)
         S1 = (Ht @ Zr).reshape(F, nn, n, k)
         W0 = W[:, :, None] - W1
         ok = (c1 >= MIN_LEAF) & (cnt[:, :, None] - c1 >= MIN_LEAF) & (W1 > 0) & (W0 > 0)
@@ -325,7 +324,7 @@ def _fit_trees(
         top = np.max(np.where(np.isfinite(gain), gain, 0.0), axis=2, keepdims=True)
         gain = np.round(gain / np.where(top > 0, top, 1.0), 9)
         j = np.argmax(gain, axis=2)  # (F, nn)
-        g = np.take_along_axis(gain, j[:, :, None], axis=2)[:, :, 0]
+        g = gain[fidx[:, None], np.arange(nn)[None, :], j]
         with np.errstate(invalid="ignore"):
             split = np.isfinite(g) & (g * top[:, :, 0] > 1e-12 * np.maximum(total, 1e-300)[:, None])
         if not split.any():
@@ -337,17 +336,15 @@ def _fit_trees(
         fi, ti = np.nonzero(split)
         newQ[fi, 2 * ti, j[fi, ti]] = True
         newP[fi, 2 * ti + 1, j[fi, ti]] = True
-        at = np.take_along_axis(split, node, axis=1)
-        jn = np.take_along_axis(j, node, axis=1)
+        at = split[fidx[:, None], node]
+        jn = j[fidx[:, None], node]
         bit = at & (Zf[rows[None, :], jn] > 0)
         node = 2 * node + bit
         P, Q = newP, newQ
     if not split_any:
         return None
     nn = P.shape[1]
-    H = np.zeros((F, m, nn))
-    np.put_along_axis(H, node[:, :, None], 1.0, axis=2)
-    Ht = H.transpose(0, 2, 1)
+    Ht = (node[:, None, :] == np.arange(nn)[None, :, None]).astype(float)
     W = np.einsum("ftm,fm->ft", Ht, sw)
     S = Ht @ wr
     val = np.where(W[:, :, None] > 0, S / np.where(W > 0, W, 1.0)[:, :, None], 0.0)
