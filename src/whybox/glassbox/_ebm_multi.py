@@ -15,6 +15,10 @@ As in the binary kernels (``_ebm_boost``), ``exp(F)`` is kept per row and class 
 the row's largest score at each round's start) and multiplied by ``exp(step)`` of the leaf a
 row falls in, so a step costs ``k`` multiplications per row instead of ``k`` exponentials;
 applying a step and building the next term's histogram share one pass over the rows.
+Histograms and steps are class-major (a class's bins contiguous); a cut search takes the
+running sums of several classes side by side in one pass over the bins (each class's sums in
+bin order, so the results are those of one pass per class, bit for bit), and a tree writes
+``exp(step)`` once per leaf.
 
 Categorical features are ordered before each cut by the gradient ratio ``G_c / (H_c + s)`` of
 the class ``c`` with the largest total absolute gradient in the histogram.
@@ -350,12 +354,12 @@ def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, random, state,
-              delta, ed, seg, seg_gain, V, P, Q):  # fmt: skip
+              delta, ed, seg, seg_gain, V, P, Q, ident):  # fmt: skip
     """A tree of at most ``max_leaves`` leaves on ordered bins ``order[:n_order]`` (a
     permutation of bins 1 .. n_order; bin 0 holds missing values, bin n_order + 1 unknown
     ones); per-class Newton steps to ``delta`` (k, >= n_order + 2) and their exponentials to
-    ``ed`` (one per leaf).
-    ``seg`` (3, max_leaves + 1), ``seg_gain`` (max_leaves + 1,), ``V`` (6, k), ``P`` (5, >=
+    ``ed`` (one per leaf); ``ident``: ``order[t] = t + 1``. ``seg`` (3, max_leaves + 1),
+    ``seg_gain`` (max_leaves + 1,), ``V`` (6, k), ``P`` (5, >= n_order), ``Q`` (2, k, >=
     n_order): scratch."""
     k = G.shape[0]
     seg_s = seg[0]
@@ -417,10 +421,14 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
         for c in range(k):
             v = GL[c]
             ev = np.exp(v)
-            for t in range(s, e):
-                b = order[t]
-                delta[c, b] = v
-                ed[c, b] = ev
+            if ident:  # order[t] = t + 1 (a numeric feature): contiguous bins
+                delta[c, s + 1 : e + 1] = v
+                ed[c, s + 1 : e + 1] = ev
+            else:
+                for t in range(s, e):
+                    b = order[t]
+                    delta[c, b] = v
+                    ed[c, b] = ev
     if C[0] > 0:  # the missing bin is a leaf of its own
         for c in range(k):
             if H[c, 0] + lam > 1e-300:
@@ -449,51 +457,41 @@ def _row_update(E, i, EV, r, y_i, w, Gn, Hn, Cn, bn, k):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _exp_rows(F, E, S):
-    """``E[c, i] = exp(F[c, i] - max_c F[c, i])`` and ``S[i] = sum_c E[c, i]`` of class-major
-    scores (recomputed once per round so products never drift); ``S`` is the row maxima
-    meanwhile."""
-    k, n = F.shape
-    S[:] = F[0]
-    for c in range(1, k):
-        Fc = F[c]
-        for i in range(n):
-            S[i] = max(S[i], Fc[i])
-    for c in range(k):
-        Fc = F[c]
-        Ec = E[c]
-        for i in range(n):
-            Ec[i] = np.exp(Fc[i] - S[i])
-    S[:] = 0.0
-    for c in range(k):
-        Ec = E[c]
-        for i in range(n):
-            S[i] += Ec[i]
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _grad_hist(E, S, y, w, bins, G, H, C, gv, hv):
-    """Add every row's gradient and hessian at ``p = E / S`` to bin ``bins[i]`` of ``G``,
-    ``H`` (k, >= nb) and its weight to ``C``; ``S`` is overwritten by ``1 / S``, ``gv``, ``hv``
-    (n,): scratch. Per class, the rows' values in one vectorised loop, then added in row order
-    (each bin's sums take the same additions in the same order as row by row)."""
-    k, n = E.shape
+def _step_rows(F, E, delta, ed, bins, bins_next, y, w, G, H, C, resync):
+    """Apply a step to every row (``F[i, c] += delta[c, bins[i]]``; ``E[i, c] *= ed[c,
+    bins[i]]``, or with ``resync`` ``E[i] = exp(F[i] - max F[i])`` so products never drift),
+    then add the row's gradient and hessian at the new scores to bin ``bins_next[i]`` of ``G``,
+    ``H`` (k, >= nb) and its weight to ``C``: one pass, row by row (written out here: a
+    function per row, even inlined, costs 4x the row)."""
+    n, k = F.shape
     for i in range(n):
-        S[i] = 1.0 / S[i]
-    for c in range(k):
-        Ec = E[c]
-        for i in range(n):
-            pc = Ec[i] * S[i]
-            gv[i] = (pc - (1.0 if c == y[i] else 0.0)) * w[i]
-            hv[i] = max(pc * (1.0 - pc), 1e-16) * w[i]
-        Gc = G[c]
-        Hc = H[c]
-        for i in range(n):
-            b = bins[i]
-            Gc[b] += gv[i]
-            Hc[b] += hv[i]
-    for i in range(n):
-        C[bins[i]] += w[i]
+        b = bins[i]
+        s = 0.0
+        if resync:
+            mx = -np.inf
+            for c in range(k):
+                v = F[i, c] + delta[c, b]
+                F[i, c] = v
+                mx = max(mx, v)
+            for c in range(k):
+                e = np.exp(F[i, c] - mx)
+                E[i, c] = e
+                s += e
+        else:
+            for c in range(k):
+                F[i, c] += delta[c, b]
+                e = E[i, c] * ed[c, b]
+                E[i, c] = e
+                s += e
+        inv = 1.0 / s
+        bn = bins_next[i]
+        wi = w[i]
+        yi = y[i]
+        for c in range(k):
+            pc = E[i, c] * inv
+            G[c, bn] += (pc - (1.0 if c == yi else 0.0)) * wi
+            H[c, bn] += max(pc * (1.0 - pc), 1e-16) * wi
+        C[bn] += wi
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -533,7 +531,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     Gn = np.zeros((k, maxb))
     Hn = np.zeros((k, maxb))
     Cn = np.zeros(maxb)
-    D = np.zeros((p, k, maxb))  # the round's steps of every term, added to F_tr at its end
+    dj = np.zeros((k, maxb))  # a term's step per bin
     ed = np.ones((k, maxb))
     order = np.zeros(maxb, dtype=np.int64)
     ratio = np.zeros(maxb)
@@ -546,27 +544,18 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     for j in range(p):
         for i in range(n_tr):
             BT[j, i] = Btr[i, j]
-    FT = np.empty((k, n_tr))  # F_tr class-major
-    for i in range(n_tr):
-        for c in range(k):
-            FT[c, i] = F_tr[i, c]
-    E = np.empty((k, n_tr))  # exp(F - row max) per class, class-major
-    S = np.empty(n_tr)  # per row: sum of E, then its inverse
-    gv = np.empty(n_tr)
-    hv = np.empty(n_tr)
+    E = np.empty((n_tr, k))  # exp(F - row max)
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
     best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
     best_round = 0
     rounds_done = 0
-    _exp_rows(FT, E, S)
-    _grad_hist(E, S, ytr, wtr, BT[0], G, H, C, gv, hv)
+    _step_rows(F_tr, E, dj, ed, BT[0], BT[0], ytr, wtr, G, H, C, True)  # (a zero step)
     for r in range(max_rounds):
         random = r < smoothing_rounds
         for j in range(p):
             nb = nbins[j]
             n_order = nb - 2
-            dj = D[j]
             if n_order > 0:
                 if is_cat[j]:
                     cstar = 0
@@ -587,7 +576,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                     for t in range(n_order):
                         order[t] = t + 1
                 _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr,
-                          random, state, dj, ed, seg, seg_gain, V, P, Q)  # fmt: skip
+                          random, state, dj, ed, seg, seg_gain, V, P, Q, not is_cat[j])  # fmt: skip
             else:
                 dj[:, :] = 0.0
                 ed[:, :] = 1.0
@@ -599,29 +588,10 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
             last = j + 1 == p
             jn = 0 if last else j + 1
             nbn = nbins[jn]
-            if last:  # F takes the round's steps in term order, then E is recomputed
-                for jj in range(p):
-                    bj = BT[jj]
-                    for c in range(k):
-                        Fc = FT[c]
-                        Dc = D[jj, c]
-                        for i in range(n_tr):
-                            Fc[i] += Dc[bj[i]]
-                _exp_rows(FT, E, S)
-            else:
-                bj = BT[j]
-                S[:] = 0.0
-                for c in range(k):  # (one class at a time: the loop over rows vectorises)
-                    Ec = E[c]
-                    edc = ed[c]
-                    for i in range(n_tr):
-                        e = Ec[i] * edc[bj[i]]
-                        Ec[i] = e
-                        S[i] += e
             Gn[:, :nbn] = 0.0
             Hn[:, :nbn] = 0.0
             Cn[:nbn] = 0.0
-            _grad_hist(E, S, ytr, wtr, BT[jn], Gn, Hn, Cn, gv, hv)
+            _step_rows(F_tr, E, dj, ed, BT[j], BT[jn], ytr, wtr, Gn, Hn, Cn, last)
             G, Gn = Gn, G
             H, Hn = Hn, H
             C, Cn = Cn, C
@@ -638,9 +608,6 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                 best[:, :, :] = scores
             elif rounds_done - best_round >= es_rounds:
                 break
-    for i in range(n_tr):
-        for c in range(k):
-            F_tr[i, c] = FT[c, i]
     out = scores if not use_es else best
     res = np.empty((p, maxb, k))
     for j in range(p):
