@@ -15,8 +15,9 @@ Pipeline (one module per step):
 * :mod:`._ebm_fast` -- FAST ranking of all pairs on the main-effects residuals;
 * :mod:`._ebm_fit` -- bags (seeded stratified train / validation splits with early
   stopping), the two stages, centring and bag averaging;
-* :mod:`._ebm_multi`, :mod:`._ebm_fit_multi` -- the same for k > 2 classes: softmax boosting
-  of one score per class and bin, trees whose cuts all classes share;
+* :mod:`._ebm_multi`, :mod:`._ebm_multi_pairs`, :mod:`._ebm_fit_multi` -- the same for
+  k > 2 classes: softmax boosting of one score per class and bin, trees whose cuts all classes
+  share (the pair stage's kernels in :mod:`._ebm_multi_pairs`);
 * :mod:`._ebm_purify` -- pair terms purified into the mains and the intercept;
 * :mod:`._ebm_weights` -- ``sample_weight`` checks (rows of weight 0 dropped);
 * :mod:`._ebm_terms` -- the global explanation (shape functions with bagging error bars);
@@ -534,6 +535,10 @@ class ExplainableBoostingClassifier(ClassifierMixin, _EBMBase):
         Most rounds per stage (one round boosts every term once).
     early_stopping_rounds : int, default=100
         Stop a stage after this many rounds without a validation improvement (0: never).
+        With more than two classes the pair stage follows interpret's window rule: no
+        stopping during the smoothing rounds, then stop when the lowest validation loss of
+        the last ``early_stopping_rounds`` rounds is not below the lowest before them by more
+        than the tolerance; the round with the lowest validation loss is kept.
     early_stopping_tolerance : float, default=1e-5
         Relative validation-loss improvement that counts as progress.
     smoothing_rounds, interaction_smoothing_rounds : int, default=75
