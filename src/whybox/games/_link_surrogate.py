@@ -129,53 +129,111 @@ def fit_link(
     ----------
     McCullagh, P. and Nelder, J. A. (1989). Generalized Linear Models, 2nd ed., ch. 2 and 9.
     """
+    return _fit_columns(Z, t, np.asarray(w, dtype=float)[:, None], ridge, max_iter, tol, init)
+
+
+def _fit_columns(
+    Z: np.ndarray,
+    t: np.ndarray,
+    W: np.ndarray,
+    ridge: float,
+    max_iter: int,
+    tol: float,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fit_link` with weights per column: ``W`` (m, k) or (m, 1) shared."""
     n = Z.shape[1]
     k = t.shape[1]
-    keep = w > 0
+    W = np.broadcast_to(W, (W.shape[0], k))
+    keep = np.any(W > 0, axis=1)
     X = np.concatenate([np.ones((int(keep.sum()), 1)), Z[keep].astype(float)], axis=1)
-    sw = w[keep] / w[keep].sum()
+    sw = W[keep] / W[keep].sum(0)
     tt = np.clip(t[keep], 0.0, 1.0)
     pen = np.full(n + 1, ridge)
     pen[0] = 0.0
-    a = np.zeros(k)
+    mean = np.einsum("ic,ic->c", sw, tt)
+    flat = np.einsum("ic,ic->c", sw, (tt - mean) ** 2) <= 1e-24
+    # a column whose targets are all equal: beta = 0 and the (clipped) logit of the value
+    p = np.clip(mean, 1e-12, 1.0 - 1e-12)
+    a = np.where(flat, np.log(p / (1.0 - p)), 0.0)
     beta = np.zeros((n, k))
-    for c in range(k):
-        tc = tt[:, c]
-        mean = float(sw @ tc)
-        if float(sw @ (tc - mean) ** 2) <= 1e-24:
-            p = min(max(mean, 1e-12), 1.0 - 1e-12)
-            a[c] = np.log(p / (1.0 - p))
-            continue
-        p0 = min(max(mean, 1e-6), 1.0 - 1e-6)
-        theta = np.zeros(n + 1)
-        theta[0] = np.log(p0 / (1.0 - p0))
-        if init is not None and np.all(np.isfinite(init[1][:, c])) and np.any(init[1][:, c]):
-            theta = np.concatenate([[init[0][c]], init[1][:, c]])
-
-        def objective(th: np.ndarray, tc: np.ndarray = tc) -> float:
-            eta = X @ th
-            # log-likelihood of fractional targets: t eta - log(1 + e^eta)
-            return float(sw @ (tc * eta - np.logaddexp(0.0, eta)) - 0.5 * pen @ th**2)
-
-        obj = objective(theta)
-        for _ in range(max_iter):
-            mu = expit(X @ theta)
-            grad = X.T @ (sw * (tc - mu)) - pen * theta
-            H = (X.T * (sw * mu * (1.0 - mu))) @ X
-            H[np.diag_indices(n + 1)] += pen + 1e-12
-            step = np.linalg.solve(H, grad)
-            scale = 1.0
-            for _ in range(30):
-                new = objective(theta + scale * step)
-                if new >= obj - 1e-15 * abs(obj):
-                    break
-                scale *= 0.5
-            theta = theta + scale * step
-            obj = new
-            if float(np.max(np.abs(scale * step))) < tol:
-                break
-        a[c], beta[:, c] = theta[0], theta[1:]
+    fit = np.flatnonzero(~flat)
+    if not len(fit):
+        return a, beta
+    p0 = np.clip(mean[fit], 1e-6, 1.0 - 1e-6)
+    theta = np.zeros((n + 1, len(fit)))
+    theta[0] = np.log(p0 / (1.0 - p0))
+    if init is not None:
+        b0 = init[1][:, fit]
+        warm = np.all(np.isfinite(b0), axis=0) & np.any(b0 != 0, axis=0)
+        theta[0, warm] = init[0][fit][warm]
+        theta[1:, warm] = b0[:, warm]
+    theta = _newton(X, tt[:, fit], sw[:, fit], pen, theta, max_iter, tol)
+    a[fit], beta[:, fit] = theta[0], theta[1:]
     return a, beta
+
+
+def _objective(X: np.ndarray, T: np.ndarray, W: np.ndarray, pen: np.ndarray, th: np.ndarray):
+    """Penalised log-likelihood of each column: (C,) for ``th`` (d, C)."""
+    eta = X @ th
+    # log-likelihood of fractional targets: t eta - log(1 + e^eta)
+    return np.einsum("ic,ic->c", W, T * eta - np.logaddexp(0.0, eta)) - 0.5 * (pen @ th**2)
+
+
+def _newton(
+    X: np.ndarray,
+    T: np.ndarray,
+    W: np.ndarray,
+    pen: np.ndarray,
+    theta: np.ndarray,
+    max_iter: int,
+    tol: float,
+) -> np.ndarray:
+    """Newton's method with step halving for ``C`` columns at once.
+
+    ``X`` (m, d), targets ``T`` (m, C), weights ``W`` (m, C) summing to one per column,
+    ``pen`` (d,), start ``theta`` (d, C). Each column runs its own iterations (its own step
+    halving and stopping rule) on stacked (C, d, d) normal equations; a column stops when its
+    largest step is below ``tol``. Returns the fitted (d, C).
+    """
+    m, d = X.shape
+    XX = (X[:, :, None] * X[:, None, :]).reshape(m, d * d)
+    diag = pen + 1e-12
+    theta = theta.copy()
+    act = np.arange(theta.shape[1])
+    obj = _objective(X, T, W, pen, theta)
+    for _ in range(max_iter):
+        th, Ta, Wa = theta[:, act], T[:, act], W[:, act]
+        mu = expit(X @ th)
+        grad = X.T @ (Wa * (Ta - mu)) - pen[:, None] * th  # (d, Ca)
+        H = ((Wa * mu * (1.0 - mu)).T @ XX).reshape(len(act), d, d)
+        H[:, np.arange(d), np.arange(d)] += diag
+        step = np.linalg.solve(H, grad.T[:, :, None])[:, :, 0].T  # (d, Ca)
+        scale = np.ones(len(act))
+        new = np.empty(len(act))
+        pending = np.arange(len(act))
+        ob = obj[act]
+        for _ in range(30):
+            val = _objective(
+                X,
+                Ta[:, pending],
+                Wa[:, pending],
+                pen,
+                th[:, pending] + scale[pending] * step[:, pending],
+            )
+            new[pending] = val
+            ok = val >= ob[pending] - 1e-15 * np.abs(ob[pending])
+            pending = pending[~ok]
+            if not len(pending):
+                break
+            scale[pending] *= 0.5
+        taken = scale * step
+        theta[:, act] = th + taken
+        obj[act] = new
+        act = act[np.max(np.abs(taken), axis=0) >= tol]
+        if not len(act):
+            break
+    return theta
 
 
 def _shapley_weights(n: int) -> np.ndarray:
@@ -183,7 +241,51 @@ def _shapley_weights(n: int) -> np.ndarray:
     return np.array([factorial(s) * factorial(n - 1 - s) / factorial(n) for s in range(n)])
 
 
-def link_values_exact(a: np.ndarray, beta: np.ndarray, value: str = "shapley") -> np.ndarray:
+def _bits(n: int) -> np.ndarray:
+    """All ``2^n`` coalitions of ``n`` players, coalition ``i`` holding player ``j`` when bit
+    ``j`` of ``i`` is set: float (2^n, n)."""
+    return ((np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1).astype(float)
+
+
+#: Largest half score for which ``exp(-score)`` products stay finite (else plain sigmoids).
+_EXP_SAFE = 300.0
+
+
+def _mixture_values(a: np.ndarray, beta: np.ndarray, mix: np.ndarray) -> np.ndarray:
+    """``sum_c mix[c, o] sigmoid(a_c + beta_c . z)`` for all ``2^n`` coalitions: (2^n, k_out).
+
+    The players are split into low and high bits, ``z = (z_lo, z_hi)``, and
+    ``exp(-(a + beta . z)) = exp(-(a + beta_hi . z_hi)) exp(-beta_lo . z_lo)``: one product
+    per coalition and column instead of an exponential, in blocks of high bits that stay in
+    cache, each block reduced over the columns by one product with ``mix`` (k, k_out).
+    """
+    n, k = beta.shape
+    n_lo = n // 2
+    s_lo = _bits(n_lo) @ beta[:n_lo]  # (2^n_lo, k)
+    s_hi = _bits(n - n_lo) @ beta[n_lo:] + a  # (2^n_hi, k)
+    out = np.empty((2**n, mix.shape[1]))
+    size_lo = 2**n_lo
+    if max(np.abs(s_lo).max(initial=0.0), np.abs(s_hi).max(initial=0.0)) > _EXP_SAFE:
+        for h in range(2 ** (n - n_lo)):
+            out[h * size_lo : (h + 1) * size_lo] = expit(s_hi[h] + s_lo) @ mix
+        return out
+    e_lo = np.exp(-s_lo)
+    e_hi = np.exp(-s_hi)
+    rows = max(1, 65536 // (size_lo * k))
+    for h in range(0, len(e_hi), rows):
+        block = e_hi[h : h + rows, None, :] * e_lo[None]  # (rows, 2^n_lo, k)
+        block += 1.0
+        np.reciprocal(block, out=block)
+        out[h * size_lo : (h + rows) * size_lo] = block.reshape(-1, k) @ mix
+    return out
+
+
+def link_values_exact(
+    a: np.ndarray,
+    beta: np.ndarray,
+    value: str = "shapley",
+    mix: np.ndarray | None = None,
+) -> np.ndarray:
     """Exact Shapley (or Banzhaf) values of ``sigmoid(a + beta . z)`` by enumeration.
 
     Parameters
@@ -191,24 +293,34 @@ def link_values_exact(a: np.ndarray, beta: np.ndarray, value: str = "shapley") -
     a : float (k,)
     beta : float (n, k)
     value : {"shapley", "banzhaf"}
+    mix : float (k, k_out), optional
+        Values of the ``k_out`` linear combinations ``sum_c mix[c, o] f_c`` of the columns
+        (the values are linear in the game); default the columns themselves.
 
     Returns
     -------
-    phi : float (n, k)
+    phi : float (n, k) or (n, k_out)
+
+    References
+    ----------
+    Shapley, L. S. (1953). A value for n-person games. Contributions to the Theory of Games
+    II, Annals of Mathematics Studies 28.
     """
-    n = beta.shape[0]
-    masks = np.arange(2**n)
-    Z = ((masks[:, None] >> np.arange(n)[None, :]) & 1).astype(float)  # (2^n, n)
-    f = expit(Z @ beta + a)  # (2^n, k)
+    n, k = beta.shape
+    if mix is None:
+        mix = np.eye(k)
+    f = _mixture_values(np.asarray(a, dtype=float), np.asarray(beta, dtype=float), mix)
+    Z = _bits(n)
     size = Z.sum(1).astype(int)
     # phi_j = sum_{T containing j} w(|T| - 1) f(T) - sum_{S without j} w(|S|) f(S)
+    #       = sum_T (w_in(T) + w_out(T)) z_j f(T) - sum_T w_out(T) f(T)
     if value == "shapley":
         wts = _shapley_weights(n)
     else:
         wts = np.full(n, 1.0 / 2 ** (n - 1))
     w_in = np.concatenate([[0.0], wts])[size]  # weight of T as "S + j"
     w_out = np.concatenate([wts, [0.0]])[size]  # weight of S as "S"
-    return Z.T @ (w_in[:, None] * f) - (1.0 - Z).T @ (w_out[:, None] * f)
+    return Z.T @ ((w_in + w_out)[:, None] * f) - (w_out @ f)[None, :]
 
 
 def _taylor(a: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -349,11 +461,10 @@ def link_values(
     n = beta.shape[1]
     if n <= EXACT_MAX_PLAYERS:
         F, k = a.shape
-        # all surrogates' columns in one enumeration: (n, F * k)
-        flat = link_values_exact(a.reshape(-1), beta.transpose(1, 0, 2).reshape(n, -1), value)
-        phi = flat.reshape(n, F, k).mean(1)
-        if combine is not None:
-            phi = phi @ combine
+        # all surrogates' columns in one enumeration, reduced to the mean over the
+        # surrogates (and the combinations) before the Shapley weights: (n, k_out)
+        mix = np.tile(np.eye(k) if combine is None else np.asarray(combine, float), (F, 1)) / F
+        phi = link_values_exact(a.reshape(-1), beta.transpose(1, 0, 2).reshape(n, -1), value, mix)
         return phi, np.zeros_like(phi)
     return link_values_mc(a, beta, rng, n_replicates, value, combine)
 
