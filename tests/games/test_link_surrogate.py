@@ -184,3 +184,40 @@ def test_combined_columns_are_the_weighted_mixture(monkeypatch):
     _, phi, ends, var = out
     np.testing.assert_allclose(phi.sum(0), ends[1] - ends[0], rtol=0, atol=1e-12)
     assert np.all(np.abs(phi - mixed[1]) <= 5.0 * np.sqrt(var) + 1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0])
+def test_exact_values_of_a_mixture_of_many_columns(scale):
+    """Several columns reduced by ``mix`` in one enumeration (odd n: unequal halves), against
+    brute force on the mixture game; ``scale`` 400 takes the plain-sigmoid path."""
+    rng = np.random.default_rng(3)
+    n, k = 5, 6
+    a = rng.normal(0.0, 1.0, k) * scale
+    beta = rng.normal(0.0, 1.0, (n, k)) * scale
+    mix = rng.random((k, 2))
+    exact = brute_values(lambda z: expit(a + z.astype(float) @ beta) @ mix, n)
+    np.testing.assert_allclose(L.link_values_exact(a, beta, "shapley", mix), exact, atol=1e-12)
+
+
+def test_batched_fit_is_stationary_for_every_column():
+    """Every column of one batched fit (a flat one, a noisy one, a near-step one) solves its
+    own penalised likelihood equations: X' W (t - mu) = ridge * beta, intercept unpenalised."""
+    rng = np.random.default_rng(4)
+    n, m, ridge = 6, 400, 1e-3
+    Z = rng.random((m, n)) < 0.5
+    t = np.stack(
+        [
+            np.full(m, 0.3),
+            np.clip(expit(Z @ rng.normal(0.0, 1.0, n) - 1.0) + rng.normal(0, 0.1, m), 0, 1),
+            expit(8.0 * (Z[:, 0].astype(float) - 0.5) + Z @ rng.normal(0.0, 0.3, n)),
+        ],
+        axis=1,
+    )
+    w = rng.random(m)
+    a, beta = L.fit_link(Z, t, w, ridge=ridge)
+    assert np.allclose(beta[:, 0], 0.0) and np.isclose(expit(a[0]), 0.3)
+    X = np.concatenate([np.ones((m, 1)), Z.astype(float)], axis=1)
+    for c in (1, 2):
+        mu = expit(X @ np.concatenate([[a[c]], beta[:, c]]))
+        grad = X.T @ (w / w.sum() * (t[:, c] - mu))
+        np.testing.assert_allclose(grad, np.concatenate([[0.0], ridge * beta[:, c]]), atol=1e-10)
