@@ -180,6 +180,10 @@ def _objective(X: np.ndarray, T: np.ndarray, W: np.ndarray, pen: np.ndarray, th:
     return np.einsum("ic,ic->c", W, T * eta - np.logaddexp(0.0, eta)) - 0.5 * (pen @ th**2)
 
 
+#: Step halvings tried per batch of objective evaluations: [lo, hi) exponents of 1/2.
+_HALVINGS = ((0, 1), (1, 4), (4, 30))
+
+
 def _newton(
     X: np.ndarray,
     T: np.ndarray,
@@ -209,24 +213,39 @@ def _newton(
         H = ((Wa * mu * (1.0 - mu)).T @ XX).reshape(len(act), d, d)
         H[:, np.arange(d), np.arange(d)] += diag
         step = np.linalg.solve(H, grad.T[:, :, None])[:, :, 0].T  # (d, Ca)
-        scale = np.ones(len(act))
-        new = np.empty(len(act))
-        pending = np.arange(len(act))
+        # step halving: the largest of 1, 1/2, .. 1/2^29 that does not lower the column's
+        # objective (else 1/2^30); the trial steps are evaluated a few halvings at a time
+        # for all the columns still searching
+        # (a column whose predicted gain, half the Newton decrement grad . step, is below the
+        # objective's rounding takes its full Newton step without the search: the search
+        # would compare values that differ by rounding alone, and halve 30 times)
         ob = obj[act]
-        for _ in range(30):
-            val = _objective(
-                X,
-                Ta[:, pending],
-                Wa[:, pending],
-                pen,
-                th[:, pending] + scale[pending] * step[:, pending],
-            )
-            new[pending] = val
-            ok = val >= ob[pending] - 1e-15 * np.abs(ob[pending])
-            pending = pending[~ok]
+        gain = 0.5 * np.einsum("dc,dc->c", grad, step)
+        small = gain <= 1e-15 * np.abs(ob)
+        scale = np.where(small, 1.0, 0.5**30)
+        new = np.where(small, ob + gain, 0.0)
+        pending = np.flatnonzero(~small)
+        for lo, hi in _HALVINGS:
             if not len(pending):
                 break
-            scale[pending] *= 0.5
+            trial = 0.5 ** np.arange(lo, hi)  # (h,)
+            P, h = len(pending), hi - lo
+            cand = th[:, pending, None] + step[:, pending, None] * trial  # (d, P, h)
+            val = _objective(
+                X,
+                np.repeat(Ta[:, pending], h, axis=1),
+                np.repeat(Wa[:, pending], h, axis=1),
+                pen,
+                cand.reshape(d, P * h),
+            ).reshape(P, h)
+            ok = val >= (ob[pending] - 1e-15 * np.abs(ob[pending]))[:, None]
+            hit = ok.any(1)
+            first = np.argmax(ok, axis=1)
+            got = pending[hit]
+            scale[got] = trial[first[hit]]
+            new[got] = val[hit, first[hit]]
+            new[pending[~hit]] = val[~hit, -1]
+            pending = pending[~hit]
         taken = scale * step
         theta[:, act] = th + taken
         obj[act] = new
