@@ -408,8 +408,9 @@ def link_values_mc(
     # replicates, so the mean over replicates is unbiased for the surrogates' mean value
     per = max(2, -(-n_replicates // F))
     which = np.repeat(np.arange(F), per)
-    # at most ~2M sigmoid arguments per chunk
-    chunk = max(1, 2_000_000 // (4 * n * n * k))
+    # at most ~200k sigmoid arguments per chunk (its arrays stay in cache; the draws do not
+    # depend on the chunks)
+    chunk = max(1, 200_000 // (4 * n * n * k))
     mu, h1 = _taylor(a, beta)
     muc, h1c = mu[:, ::-1], h1[:, ::-1]  # the complement has size n-1-s
     reps = np.empty((len(which), n, k))
