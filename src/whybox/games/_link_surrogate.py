@@ -200,8 +200,10 @@ def _newton(
     halving and stopping rule) on stacked (C, d, d) normal equations; a column stops when its
     largest step is below ``tol``. Returns the fitted (d, C).
     """
-    m, d = X.shape
-    XX = (X[:, :, None] * X[:, None, :]).reshape(m, d * d)
+    d = X.shape[1]
+    # the Hessians' upper triangles: products of pairs of columns of X, (m, d (d + 1) / 2)
+    iu, ju = np.triu_indices(d)
+    XX = X[:, iu] * X[:, ju]
     diag = pen + 1e-12
     theta = theta.copy()
     act = np.arange(theta.shape[1])
@@ -210,7 +212,10 @@ def _newton(
         th, Ta, Wa = theta[:, act], T[:, act], W[:, act]
         mu = expit(X @ th)
         grad = X.T @ (Wa * (Ta - mu)) - pen[:, None] * th  # (d, Ca)
-        H = ((Wa * mu * (1.0 - mu)).T @ XX).reshape(len(act), d, d)
+        upper = (Wa * mu * (1.0 - mu)).T @ XX  # (Ca, d (d + 1) / 2)
+        H = np.empty((len(act), d, d))
+        H[:, iu, ju] = upper
+        H[:, ju, iu] = upper
         H[:, np.arange(d), np.arange(d)] += diag
         step = np.linalg.solve(H, grad.T[:, :, None])[:, :, 0].T  # (d, Ca)
         # step halving: the largest of 1, 1/2, .. 1/2^29 that does not lower the column's
