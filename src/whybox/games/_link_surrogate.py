@@ -100,7 +100,9 @@ def fit_link(
 
     Maximises ``sum_i w_i [t_i log mu_i + (1 - t_i) log(1 - mu_i)] - ridge / 2 |beta|^2``
     with ``mu_i = sigmoid(a + z_i . beta)`` and ``w`` normalised to sum to one, by Newton's
-    method (IRLS) with step halving. A column whose targets are all equal (up to 1e-12) gets
+    method (IRLS) with step halving, all columns at once (stacked normal equations; each
+    column halves and stops on its own; a step whose predicted gain is below the objective's
+    rounding is taken whole). A column whose targets are all equal (up to 1e-12) gets
     ``beta = 0`` and the intercept of that value (clipped to logits of ``[1e-12, 1 - 1e-12]``).
 
     Parameters
