@@ -278,6 +278,13 @@ def _pair_leaves(HG, HH, na, nb, tr, i, jl, jr, lam, lr, V):
             for c in range(k):
                 V[q, c] += HG[a, b, c]
                 V[4 + q, c] += HH[a, b, c]
+    _leaf_steps(V, k, lam, lr)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _leaf_steps(V, k, lam, lr):
+    """Turn the four leaves' gradient / hessian sums ``V[q]`` / ``V[4 + q]`` into their
+    Newton steps ``-lr g / (h + lam)`` and the steps' exponentials, in place."""
     for q in range(4):
         for c in range(k):
             den = V[4 + q, c] + lam
@@ -323,12 +330,7 @@ def _pair_leaves_sat(S, na, nb, tr, i, jl, jr, lam, lr, V):
                 V[4 * z + 1, c] = _rect(T, 0, i, a + 1, nb - 1)
                 V[4 * z + 2, c] = _rect(T, i + 1, na - 1, 0, b)
                 V[4 * z + 3, c] = _rect(T, i + 1, na - 1, b + 1, nb - 1)
-    for q in range(4):
-        for c in range(k):
-            den = V[4 + q, c] + lam
-            v = -lr * V[q, c] / den if den > 1e-300 else 0.0
-            V[q, c] = v
-            V[4 + q, c] = np.exp(v)
+    _leaf_steps(V, k, lam, lr)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
