@@ -175,3 +175,39 @@ def test_the_shared_session_cache_is_the_machine_cache(zoo_cache):
     trains each toy model at most once per machine."""
     assert zoo_cache == cache_folder()
     assert os.environ.get("WHYBOX_CACHE") in (None, "", str(zoo_cache))
+
+
+def _train_slowly(config, seed):
+    """A trainer that leaves a line in ``config['log']`` and takes its time (for the lock)."""
+    import time
+
+    with open(config["log"], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(0.4)
+    return {"w": np.full(3, float(seed))}
+
+
+def test_processes_asking_at_once_train_once(tmp_path):
+    """Two processes wanting the same untrained model: one trains, the other waits and loads
+    (without the lock both would train: two lines in the log)."""
+    import multiprocessing
+
+    log = tmp_path / "log.txt"
+    config = {"log": str(log)}
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(
+            target=cached_model,
+            args=("slow", _train_slowly, config, 3),
+            kwargs={"version": "1", "cache_dir": tmp_path},
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(log.read_text().splitlines()) == 1
+    w = cached_model("slow", _train_slowly, config, 3, version="1", cache_dir=tmp_path)
+    assert w["w"].tolist() == [3.0, 3.0, 3.0] and len(log.read_text().splitlines()) == 1

@@ -6,7 +6,10 @@ pickle, nothing executed on load), under the cache folder: ``$WHYBOX_CACHE``, el
 ``$XDG_CACHE_HOME/whybox``, else ``~/.cache/whybox``. The file name holds a hash of
 (model name, trainer ``version``, ``config``, ``seed``), so a change to any of them trains anew,
 and the file's own metadata repeats them and is checked on load. Files are written to a
-temporary name and renamed, so a reader (another test process, say) never sees half a file.
+temporary name and renamed, so a reader (another test process, say) never sees half a file,
+and a process that finds the file missing takes a lock (POSIX ``flock`` on a file in the
+system temporary folder named by a hash of the cache path) before training: several processes asking for the same model at once (test workers,
+Dask workers) train it once, the others wait and load it.
 
 Bump ``version`` whenever the trainer's code or recipe changes: the hash cannot see code.
 """
@@ -19,7 +22,8 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,38 @@ def cache_folder(path: str | os.PathLike[str] | None = None) -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "whybox"
+
+
+@contextmanager
+def _training_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` while one process trains ``path``.
+
+    The lock file is ``<temp folder>/whybox-locks/<sha256 of the resolved path>.lock``: outside
+    the cache folder, which then holds only models. Lock files stay (removing one would let a
+    waiting process lock a file no one else sees); they are empty.
+
+    Without ``fcntl`` (Windows) or where the lock file cannot be made (a read-only cache) it
+    holds nothing: the atomic rename still keeps every reader safe, at the cost of a training
+    done twice.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        locks = Path(tempfile.gettempdir()) / "whybox-locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:32]
+        handle = open(locks / f"{digest}.lock", "a+b")
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
 
 
 def _identity(name: str, config: Mapping[str, Any], seed: int, version: str) -> str:
@@ -209,19 +245,26 @@ def cached_model(
         )
     seed = check_int("seed", seed, minimum=0)
     path = cache_path(name, config, seed, version=version, cache_dir=cache_dir)
-    if cache and path.is_file():
-        _safetensors()  # a missing package is an error, not a damaged file
+    if not cache:
+        return _check_weights(train(dict(config), seed), name)
+    _safetensors()  # a missing package is an error, not a damaged file
+    if path.is_file():
         try:
             return _load(path, identity)
-        except Exception as exc:  # damaged, foreign or truncated: train again and replace it
-            warnings.warn(
-                f"the zoo cache file {str(path)!r} could not be used ({exc}); training "
-                f"{name!r} again and replacing it.",
-                UserWarning,
-                stacklevel=2,
-            )
-    weights = _check_weights(train(dict(config), seed), name)
-    if cache:
+        except Exception:  # damaged, foreign, truncated: retried (and reported) under the lock
+            pass
+    with _training_lock(path):
+        if path.is_file():  # another process may have trained it while this one waited
+            try:
+                return _load(path, identity)
+            except Exception as exc:  # damaged, foreign or truncated: train again, replace it
+                warnings.warn(
+                    f"the zoo cache file {str(path)!r} could not be used ({exc}); training "
+                    f"{name!r} again and replacing it.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        weights = _check_weights(train(dict(config), seed), name)
         st, _ = _safetensors()
         payload = st.save(weights, metadata={"whybox_identity": identity})
         try:
@@ -295,12 +338,27 @@ def cached_folder(
     final = cache_path(name, config, seed, version=version, cache_dir=cache_dir).with_suffix("")
     if final.is_dir() and _folder_is_valid(final, identity):
         return final
+    with _training_lock(final):
+        if final.is_dir() and _folder_is_valid(final, identity):  # built while this one waited
+            return final
+        return _build_folder(name, build, config, seed, identity, final, version)
+
+
+def _build_folder(
+    name: str,
+    build: FolderBuilder,
+    config: Mapping[str, Any],
+    seed: int,
+    identity: str,
+    final: Path,
+    version: str,
+) -> Path:
     if final.exists():
         warnings.warn(
             f"the zoo cache folder {str(final)!r} is incomplete or names another model; "
             f"building {name!r} again and replacing it.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
