@@ -44,6 +44,8 @@ from ._ebm_boost import _next_uniform
 
 __all__ = ["boost_mains_multi", "softmax_grads"]
 
+RESYNC_ROUNDS = 8  # rounds between recomputations of exp(F) from F (products drift ~1 ulp a step)
+
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _resync(F, E):
@@ -483,6 +485,15 @@ def _step_rows(F, E, delta, ed, bins, bins_next, y, w, G, H, C, resync):
                 e = E[i, c] * ed[c, b]
                 E[i, c] = e
                 s += e
+            if not (s > 1e-100 and s < 1e100):  # (far from the last resync: rescale the row)
+                mx = -np.inf
+                for c in range(k):
+                    mx = max(mx, F[i, c])
+                s = 0.0
+                for c in range(k):
+                    e = np.exp(F[i, c] - mx)
+                    E[i, c] = e
+                    s += e
         inv = 1.0 / s
         bn = bins_next[i]
         wi = w[i]
@@ -591,7 +602,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
             Gn[:, :nbn] = 0.0
             Hn[:, :nbn] = 0.0
             Cn[:nbn] = 0.0
-            _step_rows(F_tr, E, dj, ed, BT[j], BT[jn], ytr, wtr, Gn, Hn, Cn, last)
+            _step_rows(F_tr, E, dj, ed, BT[j], BT[jn], ytr, wtr, Gn, Hn, Cn, last and r % RESYNC_ROUNDS == RESYNC_ROUNDS - 1)  # fmt: skip
             G, Gn = Gn, G
             H, Hn = Hn, H
             C, Cn = Cn, C

@@ -397,6 +397,28 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
     log_val = np.zeros((cap, 4, k))
     n_log = 0
     best_log = 0
+    # the histograms and cut searches run on each feature's bins that hold training rows
+    # (``occ[f, :nocc[f]]``, rows coded ``PcT[f, i]``): a cut next to an empty bin repeats
+    # the cut before it, so the search skips nothing; cuts are logged and applied in the
+    # original bins (a cut after compressed bin x' is a cut after bin occ[f, x'])
+    n_feat = nbins.shape[0]
+    occ = np.zeros((n_feat, m), dtype=np.int64)
+    nocc = np.zeros(n_feat, dtype=np.int64)
+    PcT = np.zeros((n_feat, n_tr), dtype=np.uint16)
+    seen = np.zeros(m, dtype=np.int64)
+    for f in range(n_feat):
+        seen[:] = -1
+        for i in range(n_tr):
+            seen[Ptr[i, f]] = 0
+        u = 0
+        for b in range(nbins[f]):
+            if seen[b] == 0:
+                seen[b] = u
+                occ[f, u] = b
+                u += 1
+        nocc[f] = u
+        for i in range(n_tr):
+            PcT[f, i] = seen[Ptr[i, f]]
     HG = np.zeros((m, m, k))
     HH = np.zeros((m, m, k))
     HC = np.zeros((m, m))
@@ -418,15 +440,30 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
     _resync(F_tr, E)
     za = -1  # the pair whose histogram the spare buffers hold (-1: they are clear)
     zb = -1
+    # a smoothing step needs only its four leaves' sums: its cuts are drawn one step ahead
+    # (the same draws in the same order) and the row pass before it sums the rows' gradients
+    # and hessians per leaf into L instead of filling the pair's histogram
+    L = np.zeros((8, k))
+    LC = np.zeros(4)
+    rci = 0  # the cuts drawn for the next smoothing step
+    rcj = 0
     if q > 0:
         fa = pairs[0, 0]
         fb = pairs[0, 1]
-        HGf = HG.reshape(m * m, k)
-        HHf = HH.reshape(m * m, k)
-        HCf = HC.reshape(m * m)
-        for i in range(n_tr):
-            cell = np.int64(Ptr[i, fa]) * m + np.int64(Ptr[i, fb])
-            _row_update(E, i, one, 0, ytr[i], wtr[i], HGf, HHf, HCf, cell, k)
+        if smoothing_rounds > 0 and max_rounds > 0:
+            rci = int(_next_uniform(state) * (nbins[fa] - 1))
+            rcj = int(_next_uniform(state) * (nbins[fb] - 1))
+            L[:, :] = 0.0
+            for i in range(n_tr):
+                lf = _leaf(Ptr[i, fa], Ptr[i, fb], False, rci, rcj, rcj)
+                _row_update(E, i, one, 0, ytr[i], wtr[i], L[:4], L[4:], LC, lf, k)
+        else:
+            HGf = HG.reshape(m * m, k)
+            HHf = HH.reshape(m * m, k)
+            HCf = HC.reshape(m * m)
+            for i in range(n_tr):
+                cell = np.int64(PcT[fa, i]) * m + np.int64(PcT[fb, i])
+                _row_update(E, i, one, 0, ytr[i], wtr[i], HGf, HHf, HCf, cell, k)
     for r in range(max_rounds):
         random = r < smoothing_rounds
         for t in range(q):
@@ -437,14 +474,16 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             if random:
                 # interpret's smoothing ("RandomSplits"): one cut drawn uniformly on each
                 # feature, a 2 x 2 grid of Newton steps, no search and no minimums
+                # (drawn and summed in the previous row pass: L)
                 transposed = False
-                ci = int(_next_uniform(state) * (na - 1))
-                cj = int(_next_uniform(state) * (nb - 1))
-                cjl, cjr = cj, cj
-                _pair_leaves(HG, HH, na, nb, False, ci, cjl, cjr, lam, lr, V)
+                ci, cjl, cjr = rci, rcj, rcj
+                V[:8, :] = L
+                _leaf_steps(V, k, lam, lr)
             else:
+                nca = nocc[fa]
+                ncb = nocc[fb]
                 gain_a, ia, jla, jra, gain_b, ib, jlb, jrb = _best_pair_cuts(
-                    HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, J
+                    HG, HH, HC, nca, ncb, min_leaf, min_hess, lam, S, SC, V2, V1, J
                 )
                 transposed = ib >= 0 and (ia < 0 or gain_b > gain_a)
                 ci, cjl, cjr = na + nb, -1, -1  # no cut: every cell in leaf 0, which stays put
@@ -452,11 +491,15 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                     V[0, :] = 0.0
                     V[4, :] = 1.0
                 elif transposed:
-                    ci, cjl, cjr = ib, jlb, jrb
-                    _pair_leaves_sat(S, na, nb, True, ib, jlb, jrb, lam, lr, V)
+                    _pair_leaves_sat(S, nca, ncb, True, ib, jlb, jrb, lam, lr, V)
+                    ci = occ[fb, ib]
+                    cjl = occ[fa, jlb] if jlb >= 0 else -1
+                    cjr = occ[fa, jrb] if jrb >= 0 else -1
                 else:
-                    ci, cjl, cjr = ia, jla, jra
-                    _pair_leaves_sat(S, na, nb, False, ia, jla, jra, lam, lr, V)
+                    _pair_leaves_sat(S, nca, ncb, False, ia, jla, jra, lam, lr, V)
+                    ci = occ[fa, ia]
+                    cjl = occ[fb, jla] if jla >= 0 else -1
+                    cjr = occ[fb, jra] if jra >= 0 else -1
             if ci < na + nb:
                 if n_log == log_cut.shape[0]:
                     log_cut = np.concatenate((log_cut, np.zeros_like(log_cut)))
@@ -472,19 +515,56 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             tn = 0 if last else t + 1
             ga = pairs[tn, 0]
             gb = pairs[tn, 1]
+            rnext = (r + 1 if last else r) < smoothing_rounds
+            if rnext:  # the next step is a smoothing step: its cuts now, its leaves' sums below
+                rci = int(_next_uniform(state) * (nbins[ga] - 1))
+                rcj = int(_next_uniform(state) * (nbins[gb] - 1))
+                L[:, :] = 0.0
+                for i in range(n_tr):
+                    lf = _leaf(Ptr[i, fa], Ptr[i, fb], transposed, ci, cjl, cjr)
+                    s = 0.0
+                    if last:
+                        mx = -np.inf
+                        for c in range(k):
+                            v = F_tr[i, c] + V[lf, c]
+                            F_tr[i, c] = v
+                            mx = max(mx, v)
+                        for c in range(k):
+                            e = np.exp(F_tr[i, c] - mx)
+                            E[i, c] = e
+                            s += e
+                    else:
+                        for c in range(k):
+                            F_tr[i, c] += V[lf, c]
+                            e = E[i, c] * V[4 + lf, c]
+                            E[i, c] = e
+                            s += e
+                    inv = 1.0 / s
+                    wi = wtr[i]
+                    yi = ytr[i]
+                    ln = _leaf(Ptr[i, ga], Ptr[i, gb], False, rci, rcj, rcj)
+                    for c in range(k):
+                        pc = E[i, c] * inv
+                        L[ln, c] += (pc - (1.0 if c == yi else 0.0)) * wi
+                        L[4 + ln, c] += max(pc * (1.0 - pc), 1e-16) * wi
+                for i in range(n_va):
+                    lf = _leaf(Pva[i, fa], Pva[i, fb], transposed, ci, cjl, cjr)
+                    for c in range(k):
+                        F_va[i, c] += V[lf, c]
+                continue
             NGf = NG.reshape(m * m, k)
             NHf = NH.reshape(m * m, k)
             NCf = NC.reshape(m * m)
             if za >= 0:  # clear the cells the rows filled (the histogram of pair (za, zb))
                 for i in range(n_tr):
-                    cell = np.int64(Ptr[i, za]) * m + np.int64(Ptr[i, zb])
+                    cell = np.int64(PcT[za, i]) * m + np.int64(PcT[zb, i])
                     NCf[cell] = 0.0
                     for c in range(k):
                         NGf[cell, c] = 0.0
                         NHf[cell, c] = 0.0
             for i in range(n_tr):
                 lf = _leaf(Ptr[i, fa], Ptr[i, fb], transposed, ci, cjl, cjr)
-                cell = np.int64(Ptr[i, ga]) * m + np.int64(Ptr[i, gb])
+                cell = np.int64(PcT[ga, i]) * m + np.int64(PcT[gb, i])
                 s = 0.0  # the row's step, then its gradient and hessian into the next histogram
                 if last:  # (written out here: a function per row, even inlined, costs 4x the row)
                     mx = -np.inf
@@ -513,7 +593,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
             HG, NG = NG, HG
             HH, NH = NH, HH
             HC, NC = NC, HC
-            za = fa
+            za = -1 if random else fa  # (a smoothing step's histogram was never filled)
             zb = fb
             for i in range(n_va):
                 lf = _leaf(Pva[i, fa], Pva[i, fb], transposed, ci, cjl, cjr)
