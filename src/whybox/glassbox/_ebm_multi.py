@@ -416,6 +416,10 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
                 for c in range(k):
                     Gt[c] = Q[0, c, e - 1]
                     Ht[c] = Q[1, c, e - 1]
+            elif q == 1 and from0 and e == n_order:  # the rest of the bins: totals - leaf 0
+                for c in range(k):
+                    Gt[c] = Q[0, c, n_order - 1] - Q[0, c, s - 1]
+                    Ht[c] = Q[1, c, n_order - 1] - Q[1, c, s - 1]
             else:
                 _sums(G, H, order, s, e, Gt, Ht)
             for c in range(k):
@@ -459,12 +463,30 @@ def _row_update(E, i, EV, r, y_i, w, Gn, Hn, Cn, bn, k):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _scores_of_rows(F, F0, scores, BT):
+    """``F[i, c] = F0[i, c] + sum_j scores[j, c, BT[j, i]]``: the rows' class scores from the
+    terms' per-bin scores (class-major, ``scores`` (p, k, nb)) and bin codes ``BT`` (p, n)."""
+    n, k = F.shape
+    for i in range(n):
+        for c in range(k):
+            F[i, c] = F0[i, c]
+    for j in range(BT.shape[0]):
+        for i in range(n):
+            b = BT[j, i]
+            for c in range(k):
+                F[i, c] += scores[j, c, b]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _step_rows(F, E, delta, ed, bins, bins_next, y, w, G, H, C, resync):
-    """Apply a step to every row (``F[i, c] += delta[c, bins[i]]``; ``E[i, c] *= ed[c,
-    bins[i]]``, or with ``resync`` ``E[i] = exp(F[i] - max F[i])`` so products never drift),
-    then add the row's gradient and hessian at the new scores to bin ``bins_next[i]`` of ``G``,
-    ``H`` (k, >= nb) and its weight to ``C``: one pass, row by row (written out here: a
-    function per row, even inlined, costs 4x the row)."""
+    """Apply a step to every row's ``E[i, c] = exp(F[i, c] - const_i)`` (``E[i, c] *=
+    ed[c, bins[i]]``; a row whose sum leaves [1e-100, 1e100] is divided by its largest entry),
+    or with ``resync`` recompute ``E[i] = exp(F[i] - max F[i])`` from the scores ``F`` (the
+    caller has brought them up to date, step included), then add the row's gradient and
+    hessian at the new scores to bin ``bins_next[i]`` of ``G``, ``H`` (k, >= nb) and its
+    weight to ``C``: one pass, row by row (written out here: a function per row, even
+    inlined, costs 4x the row). ``delta`` is unused (the scores are not kept per row between
+    resyncs)."""
     n, k = F.shape
     for i in range(n):
         b = bins[i]
@@ -472,28 +494,24 @@ def _step_rows(F, E, delta, ed, bins, bins_next, y, w, G, H, C, resync):
         if resync:
             mx = -np.inf
             for c in range(k):
-                v = F[i, c] + delta[c, b]
-                F[i, c] = v
-                mx = max(mx, v)
+                mx = max(mx, F[i, c])
             for c in range(k):
                 e = np.exp(F[i, c] - mx)
                 E[i, c] = e
                 s += e
         else:
             for c in range(k):
-                F[i, c] += delta[c, b]
                 e = E[i, c] * ed[c, b]
                 E[i, c] = e
                 s += e
             if not (s > 1e-100 and s < 1e100):  # (far from the last resync: rescale the row)
-                mx = -np.inf
+                mx = 0.0
                 for c in range(k):
-                    mx = max(mx, F[i, c])
+                    mx = max(mx, E[i, c])
                 s = 0.0
                 for c in range(k):
-                    e = np.exp(F[i, c] - mx)
-                    E[i, c] = e
-                    s += e
+                    E[i, c] /= mx
+                    s += E[i, c]
         inv = 1.0 / s
         bn = bins_next[i]
         wi = w[i]
@@ -561,6 +579,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
     best_round = 0
     rounds_done = 0
+    F0 = F_tr.copy()
     _step_rows(F_tr, E, dj, ed, BT[0], BT[0], ytr, wtr, G, H, C, True)  # (a zero step)
     for r in range(max_rounds):
         random = r < smoothing_rounds
@@ -602,7 +621,10 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
             Gn[:, :nbn] = 0.0
             Hn[:, :nbn] = 0.0
             Cn[:nbn] = 0.0
-            _step_rows(F_tr, E, dj, ed, BT[j], BT[jn], ytr, wtr, Gn, Hn, Cn, last and r % RESYNC_ROUNDS == RESYNC_ROUNDS - 1)  # fmt: skip
+            resync = last and r % RESYNC_ROUNDS == RESYNC_ROUNDS - 1
+            if resync:
+                _scores_of_rows(F_tr, F0, scores, BT)
+            _step_rows(F_tr, E, dj, ed, BT[j], BT[jn], ytr, wtr, Gn, Hn, Cn, resync)
             G, Gn = Gn, G
             H, Hn = Hn, H
             C, Cn = Cn, C
@@ -619,6 +641,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                 best[:, :, :] = scores
             elif rounds_done - best_round >= es_rounds:
                 break
+    _scores_of_rows(F_tr, F0, scores, BT)
     out = scores if not use_es else best
     res = np.empty((p, maxb, k))
     for j in range(p):

@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from ._ebm_boost import _next_uniform
-from ._ebm_multi import _ce_loss, _resync, _row_update, _score
+from ._ebm_multi import RESYNC_ROUNDS, _ce_loss, _resync, _row_update, _score
 
 __all__ = ["boost_pairs_multi", "fast_pair_gains_multi"]
 
@@ -512,6 +512,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                 log_val[n_log] = V[:4]
                 n_log += 1
             last = t + 1 == q
+            resync = last and r % RESYNC_ROUNDS == RESYNC_ROUNDS - 1  # E = exp(F - max F) anew
             tn = 0 if last else t + 1
             ga = pairs[tn, 0]
             gb = pairs[tn, 1]
@@ -523,7 +524,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                 for i in range(n_tr):
                     lf = _leaf(Ptr[i, fa], Ptr[i, fb], transposed, ci, cjl, cjr)
                     s = 0.0
-                    if last:
+                    if resync:
                         mx = -np.inf
                         for c in range(k):
                             v = F_tr[i, c] + V[lf, c]
@@ -539,6 +540,14 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                             e = E[i, c] * V[4 + lf, c]
                             E[i, c] = e
                             s += e
+                        if not (s > 1e-100 and s < 1e100):  # (rescale a row far from its last resync)
+                            mx = 0.0
+                            for c in range(k):
+                                mx = max(mx, E[i, c])
+                            s = 0.0
+                            for c in range(k):
+                                E[i, c] /= mx
+                                s += E[i, c]
                     inv = 1.0 / s
                     wi = wtr[i]
                     yi = ytr[i]
@@ -566,7 +575,7 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                 lf = _leaf(Ptr[i, fa], Ptr[i, fb], transposed, ci, cjl, cjr)
                 cell = np.int64(PcT[ga, i]) * m + np.int64(PcT[gb, i])
                 s = 0.0  # the row's step, then its gradient and hessian into the next histogram
-                if last:  # (written out here: a function per row, even inlined, costs 4x the row)
+                if resync:  # (written out: a function per row, even inlined, costs 4x the row)
                     mx = -np.inf
                     for c in range(k):
                         v = F_tr[i, c] + V[lf, c]
@@ -582,6 +591,14 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                         e = E[i, c] * V[4 + lf, c]
                         E[i, c] = e
                         s += e
+                    if not (s > 1e-100 and s < 1e100):  # (rescale a row far from its last resync)
+                        mx = 0.0
+                        for c in range(k):
+                            mx = max(mx, E[i, c])
+                        s = 0.0
+                        for c in range(k):
+                            E[i, c] /= mx
+                            s += E[i, c]
                 inv = 1.0 / s
                 wi = wtr[i]
                 yi = ytr[i]
