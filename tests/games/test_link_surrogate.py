@@ -221,3 +221,20 @@ def test_batched_fit_is_stationary_for_every_column():
         mu = expit(X @ np.concatenate([[a[c]], beta[:, c]]))
         grad = X.T @ (w / w.sum() * (t[:, c] - mu))
         np.testing.assert_allclose(grad, np.concatenate([[0.0], ridge * beta[:, c]]), atol=1e-10)
+
+
+def test_cross_fit_held_out_prediction_ignores_its_own_value():
+    # all folds are fitted in one batched Newton run stopped early: a coalition's held-out
+    # prediction must still not move when its own value changes (cross-fitting)
+    rng = np.random.default_rng(5)
+    n, m = 8, 160
+    b1 = rng.normal(0.0, 1.5, n)
+    Z = rng.random((m, n)) < 0.5
+    y = expit(-0.3 + Z @ b1)[:, None]
+    fold = np.arange(m) % 3
+    pred = L.cross_fit_link(Z, y - 0.4, np.array([0.4]), np.ones(m), fold, rng)[0]
+    y2 = y.copy()
+    y2[7] = 0.999 - y2[7]
+    pred2 = L.cross_fit_link(Z, y2 - 0.4, np.array([0.4]), np.ones(m), fold, rng)[0]
+    assert pred2[7, 0] == pytest.approx(pred[7, 0], abs=1e-13)
+    assert np.abs(pred2 - pred)[fold != fold[7]].max() > 1e-4

@@ -80,3 +80,25 @@ def test_sigmoid_is_kernelshap_only():
         wb.PermutationShap(f, background=bg, surrogate="sigmoid")
     with pytest.raises(wb.WhyboxError, match="'sigmoid' \\(a sigmoid per background row"):
         wb.KernelShap(f, background=bg, surrogate="logistic")
+
+
+def test_auto_leaves_the_sigmoid_out_beyond_its_background_cap():
+    # more background rows than AUTO_LINK_MAX_COLUMNS: no outputs kept per background row,
+    # no sigmoid chosen; the values still add up and stay close to exact
+    from whybox.games.kernel import AUTO_LINK_MAX_COLUMNS
+
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=9)
+    bg = rng.normal(size=(AUTO_LINK_MAX_COLUMNS + 4, 9))
+    X = rng.normal(size=(2, 9))
+
+    def f(A):
+        return 1.0 / (1.0 + np.exp(-(np.asarray(A) @ w)))
+
+    e = wb.KernelShap(f, background=bg, surrogate="auto", random_state=0)
+    e = e.explain(X, budget=128)
+    assert "sigmoid" not in set(e.meta["surrogate"])
+    gap = e.values.sum(1) + e.base_values.reshape(-1) - f(X)
+    assert np.abs(gap).max() < 1e-12
+    exact = wb.ExactShap(f, background=bg).explain(X).values
+    assert np.abs(e.values - exact).sum(1).mean() < 0.05 * np.abs(exact).sum(1).mean()

@@ -35,7 +35,8 @@ Surrogates (``surrogate=``):
   at 128 evaluations, 0.99 -> 0.57x on the GBC.
 * ``"auto"``: the candidates are cross-fitted, and the one whose residual game has the
   smallest estimated variance is kept (the choice is reported). KernelSHAP's candidates are
-  none, kernel and tree; the Monte Carlo forms' none, linear and tree (``"kernel"`` is
+  none, kernel and its sigmoid surrogate (:mod:`whybox.games.kernel`; the tree by name
+  only, for its cost); the Monte Carlo forms' none, linear and tree (``"kernel"`` is
   available to them by name).
 
 References

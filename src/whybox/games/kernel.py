@@ -39,15 +39,18 @@ problem exactly (efficiency holds to rounding for any budget):
    fitted to the coalition values already paid for (kernel ridge regression with a product
    kernel, small boosted trees on the coalition indicators, or a linear game,
    :mod:`whybox.games._regression_adjusted`) with cross-fitting: the sampled pairs are split
-   into folds (8 when at most 128 pairs were sampled, else 4), each fold's residuals come
+   into folds (8 when at most 128 pairs were sampled, else 3), each fold's residuals come
    from the surrogate fitted on the other folds (enumerated coalitions, which carry no
    sampling error, use the folds' average). With the sizes 1 and ``n - 1`` enumerated, the
    kernel surrogate's width per player follows the player's relevance read off them
    (:func:`whybox.games._regression_adjusted.relevance_widths`). The estimate is the surrogates' exact Shapley
    values plus the constrained fit above applied to the residual game, so efficiency stays
    exact and the standard errors are the residual game's. ``"auto"`` keeps the candidate
-   (none, kernel, tree) with the smallest estimated variance; a linear surrogate is no
-   candidate, since paired KernelSHAP is already exact on additive and pairwise games. The least-squares solve makes KernelSHAP a ratio estimator, unbiased
+   (none, kernel, and for probability outputs with at most :data:`AUTO_LINK_MAX_COLUMNS`
+   background rows the per-background sigmoid) with the smallest estimated variance; a
+   linear surrogate is no candidate, since paired KernelSHAP is already exact on additive
+   and pairwise games, and the boosted trees are left out for their cost (asked for by
+   name, they are fitted). The least-squares solve makes KernelSHAP a ratio estimator, unbiased
    up to O(1/budget); the exactly unbiased Monte Carlo forms are the permutation and Banzhaf
    ones in :mod:`whybox.games._regression_adjusted`.
 
@@ -238,8 +241,9 @@ def kernel_shapley(
         Regression adjustment (:mod:`whybox.games._regression_adjusted`): a cross-fitted
         surrogate game whose Shapley values are known (exactly, or for ``"sigmoid"`` by an
         unbiased Monte Carlo estimate on the surrogate), KernelSHAP applied to the residual.
-        ``"auto"`` keeps whichever of none, kernel, tree and (for probability outputs) sigmoid
-        gives the residual game the smallest estimated variance (``info["surrogate"]``);
+        ``"auto"`` keeps whichever of none, kernel and (for probability outputs, with at most
+        :data:`AUTO_LINK_MAX_COLUMNS` background rows) sigmoid gives the residual game the
+        smallest estimated variance (``info["surrogate"]``);
         ``"none"`` (default) is plain
         KernelSHAP (see :class:`whybox.KernelShap` for why the adjustment is opt-in).
 
@@ -265,6 +269,12 @@ def kernel_shapley(
             v0,
             {"coalitions": 2**n, "exact_sizes": list(range(n + 1)), "converged": True},
         )
+    if surrogate == "auto" and getattr(game, "keep_background", False):
+        # "auto" leaves the per-background sigmoid out beyond AUTO_LINK_MAX_COLUMNS rows:
+        # the game need not keep its outputs per background row then
+        rows = getattr(getattr(game, "masker", None), "n_rows", None)
+        if rows is not None and rows > AUTO_LINK_MAX_COLUMNS:
+            game.keep_background = False
     ends = np.zeros((2, n), dtype=bool)
     ends[1] = True
     v_ends = as_value_matrix(game.value(ends), 2)
@@ -492,7 +502,8 @@ def _estimate_round(
     # of the surrogate plus the KernelSHAP estimate of the residual game
     half = [len(b[0]) // 2 for b in blocks]
     # more folds when few pairs were sampled: each surrogate then sees 7/8 of them, not 3/4
-    n_folds = 8 if sum(h for h, b in zip(half, blocks, strict=True) if b[2][0] >= 0) <= 128 else 4
+    sampled_pairs = sum(h for h, b in zip(half, blocks, strict=True) if b[2][0] >= 0)
+    n_folds = 8 if sampled_pairs <= 128 else N_FOLDS
     fold = np.concatenate(
         [
             np.tile(fold_of_pairs(rng, h, n_folds), 2) if b[2][0] >= 0 else np.full(2 * h, -1)
@@ -506,7 +517,7 @@ def _estimate_round(
         fit_weight[fold < 0] = W[fold >= 0].mean()
     # (no linear candidate: paired KernelSHAP is already exact on additive and pairwise games)
     kinds = (
-        ["tree", "kernel"] if surrogate == "auto" else [] if surrogate == "sigmoid" else [surrogate]
+        list(AUTO_KINDS) if surrogate == "auto" else [] if surrogate == "sigmoid" else [surrogate]
     )
     results = {"none": (phi, var)}
     for kind in kinds:
@@ -530,9 +541,33 @@ def _estimate_round(
     return phi, np.sqrt(var), info
 
 
+#: Cross-fitting folds of the regression adjustment when more than 128 pairs were sampled
+#: (8 below). Measured on bench_kernel_sweep's GBC, SVC, k-NN and Pipeline games at 512 and
+#: 1024 coalitions (8 / 2 seeds, ``surrogate="auto"``): 3 folds within 1-3% of 4 (GBC at 512
+#: 0.00240 vs 0.00242, SVC 0.0100 vs 0.0103), 2 folds 13% worse on GBC at 512; each fold's
+#: kernel ridge system then has ~2/3 of the coalitions instead of 3/4 and there are 3 of
+#: them (the Cholesky factorisations cost ~45% less), and the sigmoid surrogate fits 3
+#: sets of columns instead of 4.
+N_FOLDS = 3
+#: ``"auto"``'s surrogates fitted by KernelSHAP (plus the sigmoid one for probability
+#: outputs). The boosted-tree surrogate (``"tree"``, by name) is left out: on the sweep's
+#: games it was kept for 5 of 24 rows at 128 coalitions on GBC and never elsewhere, and its
+#: fit cost ~11 ms per row at 512 coalitions, a third of GBC's model time there.
+AUTO_KINDS = ("kernel",)
+
 #: The sigmoid surrogate is fitted per background row (and output) up to this many columns;
 #: beyond, ``"auto"`` leaves it out and ``"sigmoid"`` fits one to the averaged game.
 LINK_MAX_COLUMNS = 64
+#: ``"auto"`` fits the sigmoid surrogate per background row only up to this many background
+#: rows (columns, times the outputs); beyond, it leaves the sigmoid out and the game does not
+#: keep its outputs per background row. The sigmoid's fit and values cost grows with the
+#: columns: measured at 512 coalitions (bench_kernel_time, 50 background rows), ~0.7 ms per
+#: column and explained row on 13 players and ~1.5 ms on 16, i.e. 35-78 ms per row where
+#: the model's calls take 33-101 ms, against the <= 1.15x goal of issue 20. Leaving it out
+#: there cost GBC ~15-25% more error at 512 coalitions (3 rows x 4 seeds, 50 background rows)
+#: and nothing measurable on SVC and k-NN; bench_kernel_sweep's games (10 background rows)
+#: keep it.
+AUTO_LINK_MAX_COLUMNS = 16
 
 
 def _link_candidate(
@@ -560,10 +595,12 @@ def _link_candidate(
         return None
     by_bg = getattr(game, "values_by_background", None)
     Yb = Yb0 = None
+    cap = AUTO_LINK_MAX_COLUMNS if surrogate == "auto" else LINK_MAX_COLUMNS
     if by_bg is not None and getattr(game, "keep_background", False):
-        Yb = by_bg(Z)
         Yb0 = by_bg(np.zeros((1, Z.shape[1]), dtype=bool))
-    if Yb is not None and Yb0 is not None and Yb.shape[1] * Yb.shape[2] <= LINK_MAX_COLUMNS:
+        if Yb0 is not None and Yb0.shape[1] * Yb0.shape[2] <= cap:
+            Yb = by_bg(Z)
+    if Yb is not None and Yb0 is not None:
         m, nb, k = Yb.shape
         combine = np.kron(np.asarray(game.masker.weights, dtype=float)[:, None], np.eye(k))
         out = cross_fit_link(
