@@ -124,9 +124,11 @@ def test_cross_fit_never_predicts_a_coalition_with_a_surrogate_that_saw_it():
     assert phi_f.shape == (n, 1) and ends.shape == (2, 1)
 
 
-@pytest.mark.parametrize("per_player", [False, True])
+@pytest.mark.parametrize(
+    ("per_player", "paired"), [(False, False), (True, False), (False, True), (True, True)]
+)
 @pytest.mark.parametrize("value", ["shapley", "banzhaf"])
-def test_cross_fit_matches_a_dense_reference_fold_by_fold(value, per_player):
+def test_cross_fit_matches_a_dense_reference_fold_by_fold(value, per_player, paired):
     # the cross-fit (one kernel matrix for all folds, blocks per held-out fold, LAPACK
     # Cholesky, predictions as one product) against the plain formulation: per fold, the
     # kernel from Hamming distances, np.linalg.solve, predictions, and the folds' average
@@ -142,6 +144,14 @@ def test_cross_fit_matches_a_dense_reference_fold_by_fold(value, per_player):
     fold = np.concatenate([np.full(2 * n, -1), pair_fold, pair_fold])
     w = r.uniform(0.5, 2.0, size=len(Z))
     w[[20, 21, 22]] = 0.0
+    partner = None
+    if paired:
+        # complementary pairs (rows [e_j; ~e_j; Z1; ~Z1]) of one weight, all training: the
+        # systems are solved in sum and difference halves
+        half = np.r_[np.arange(n, 2 * n), np.arange(n), 2 * n + pairs + np.arange(pairs)]
+        partner = np.r_[half, 2 * n + np.arange(pairs)]
+        w = np.r_[w[:n], w[:n], w[2 * n : 2 * n + pairs], w[2 * n : 2 * n + pairs]]
+        max_train = len(Z)
     widths = r.uniform(0.05, 0.5, size=n) if per_player else np.full(n, gamma)
     pred, phi_f, ends = cross_fit_kernel(
         Z,
@@ -153,11 +163,13 @@ def test_cross_fit_matches_a_dense_reference_fold_by_fold(value, per_player):
         np.random.default_rng(7),
         max_train,
         value,
+        partner,
     )
     # the documented pool: positive weights, a sorted random subset when there are too many
     pool = np.flatnonzero(w > 0)
     size = -(-max_train * n_folds // (n_folds - 1))
-    pool = np.sort(np.random.default_rng(7).choice(pool, size=size, replace=False))
+    if len(pool) > size:
+        pool = np.sort(np.random.default_rng(7).choice(pool, size=size, replace=False))
     everything = np.array(list(itertools.product([False, True], repeat=n)))
     ref_pred = np.zeros_like(y)
     average = np.zeros((len(everything), 2))  # the folds' average surrogate on every coalition

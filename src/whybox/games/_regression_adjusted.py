@@ -361,6 +361,7 @@ def cross_fit(
     value: str = "shapley",
     rng: np.random.Generator | None = None,
     widths: np.ndarray | None = None,
+    partner: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cross-fitted surrogate: held-out predictions and the folds' average exact values.
 
@@ -381,6 +382,10 @@ def cross_fit(
     widths : float (n,), optional
         For ``kind="kernel"``: one width per player (:func:`relevance_widths`), the kernel
         ``exp(-sum_j widths_j [z_j != t_j])``; without it every player has ``gamma``.
+    partner : int (m,), optional
+        For ``kind="kernel"``: the row of each coalition's complement (pairs share their fold
+        and weight); the kernel ridge systems are then solved in halves
+        (:func:`whybox.games._product_kernel.cross_fit_kernel`).
 
     Returns
     -------
@@ -398,7 +403,7 @@ def cross_fit(
         g_n, lam, cap = KERNEL_SETTINGS[kind]
         gamma = g_n / n if widths is None else widths
         return cross_fit_kernel(
-            Z, y, w, fold, gamma, lam, rng or np.random.default_rng(0), cap, value
+            Z, y, w, fold, gamma, lam, rng or np.random.default_rng(0), cap, value, partner
         )
     K = int(fold.max()) + 1
     pred = np.empty_like(y)

@@ -515,6 +515,11 @@ def _estimate_round(
     fit_weight = W.copy()
     if (fold < 0).any():
         fit_weight[fold < 0] = W[fold >= 0].mean()
+    # each coalition's complement: blocks are laid out [members; complements]
+    starts = np.cumsum([0] + [len(b_[0]) for b_ in blocks])[:-1]
+    partner = np.concatenate(
+        [o + (np.arange(2 * h_) + h_) % (2 * h_) for o, h_ in zip(starts, half, strict=True)]
+    )
     # (no linear candidate: paired KernelSHAP is already exact on additive and pairwise games)
     kinds = (
         list(AUTO_KINDS) if surrogate == "auto" else [] if surrogate == "sigmoid" else [surrogate]
@@ -526,7 +531,9 @@ def _estimate_round(
         widths = None
         if kind == "kernel" and singletons:
             widths = relevance_widths(y[:n], y[n : 2 * n], delta)
-        pred, phi_f, ends = cross_fit(Z, y, fit_weight, fold, kind, rng=rng, widths=widths)
+        pred, phi_f, ends = cross_fit(
+            Z, y, fit_weight, fold, kind, rng=rng, widths=widths, partner=partner
+        )
         phi_r, var_r = fit.solve(y - pred, delta - (ends[1] - ends[0]))
         results[kind] = (phi_f + phi_r, var_r)
     link = _link_candidate(game, Z, y, v0, delta, fit, fit_weight, fold, rng, surrogate)
