@@ -133,7 +133,7 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
     ``min_leaf`` rows and ``min_hess`` hessian summed over classes on both sides."""
     if not random:
         return _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q)
-    k = G.shape[0]
+    k = G.shape[1]
     Gt[:] = 0.0
     Ht[:] = 0.0
     Ct = 0.0
@@ -141,8 +141,8 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
         b = order[t]
         Ct += C[b]
         for c in range(k):
-            Gt[c] += G[c, b]
-            Ht[c] += H[c, b]
+            Gt[c] += G[b, c]
+            Ht[c] += H[b, c]
     htot = 0.0
     for c in range(k):
         htot += Ht[c]
@@ -154,7 +154,7 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
         b = order[t]
         CL += C[b]
         for c in range(k):
-            hl += H[c, b]
+            hl += H[b, c]
         if CL >= min_leaf and Ct - CL >= min_leaf and hl >= min_hess and htot - hl >= min_hess:
             n_valid += 1
     if n_valid == 0:
@@ -169,9 +169,9 @@ def _best_cut(G, H, C, order, s, e, min_leaf, min_hess, lam, random, state, GL, 
         b = order[t]
         CL += C[b]
         for c in range(k):
-            GL[c] += G[c, b]
-            HL[c] += H[c, b]
-            hl += H[c, b]
+            GL[c] += G[b, c]
+            HL[c] += H[b, c]
+            hl += H[b, c]
         if CL < min_leaf or Ct - CL < min_leaf or hl < min_hess or htot - hl < min_hess:
             continue
         if seen == target:
@@ -187,7 +187,7 @@ def _running_sums(G, H, C, order, s, e, Q, PC):
     per class), four or two classes per pass so their running sums advance side by side in
     registers (one class per pass waits on its own additions); ``PC[t]`` the same of ``C``
     (in every pass: one more sum side by side)."""
-    k = G.shape[0]
+    k = G.shape[1]
     m = e - s
     c0 = 0
     while c0 + 4 <= k:
@@ -198,14 +198,14 @@ def _running_sums(G, H, C, order, s, e, Q, PC):
             b = order[s + t]
             cl += C[b]
             PC[t] = cl
-            g0 += G[c0, b]
-            g1 += G[c0 + 1, b]
-            g2 += G[c0 + 2, b]
-            g3 += G[c0 + 3, b]
-            h0 += H[c0, b]
-            h1 += H[c0 + 1, b]
-            h2 += H[c0 + 2, b]
-            h3 += H[c0 + 3, b]
+            g0 += G[b, c0]
+            g1 += G[b, c0 + 1]
+            g2 += G[b, c0 + 2]
+            g3 += G[b, c0 + 3]
+            h0 += H[b, c0]
+            h1 += H[b, c0 + 1]
+            h2 += H[b, c0 + 2]
+            h3 += H[b, c0 + 3]
             Q[0, c0, t] = g0
             Q[0, c0 + 1, t] = g1
             Q[0, c0 + 2, t] = g2
@@ -223,10 +223,10 @@ def _running_sums(G, H, C, order, s, e, Q, PC):
             b = order[s + t]
             cl += C[b]
             PC[t] = cl
-            g0 += G[c0, b]
-            g1 += G[c0 + 1, b]
-            h0 += H[c0, b]
-            h1 += H[c0 + 1, b]
+            g0 += G[b, c0]
+            g1 += G[b, c0 + 1]
+            h0 += H[b, c0]
+            h1 += H[b, c0 + 1]
             Q[0, c0, t] = g0
             Q[0, c0 + 1, t] = g1
             Q[1, c0, t] = h0
@@ -240,8 +240,8 @@ def _running_sums(G, H, C, order, s, e, Q, PC):
             b = order[s + t]
             cl += C[b]
             PC[t] = cl
-            g0 += G[c0, b]
-            h0 += H[c0, b]
+            g0 += G[b, c0]
+            h0 += H[b, c0]
             Q[0, c0, t] = g0
             Q[1, c0, t] = h0
 
@@ -251,21 +251,21 @@ def _sums(G, H, order, s, e, Gs, Hs):
     """``Gs[c] = sum_t G[c, order[t]]`` over ``s <= t < e`` (in that order, from 0.0) and
     ``Hs`` the same of ``H``, four or two classes per pass (``_running_sums`` without the
     stores)."""
-    k = G.shape[0]
+    k = G.shape[1]
     c0 = 0
     while c0 + 4 <= k:
         g0 = g1 = g2 = g3 = 0.0
         h0 = h1 = h2 = h3 = 0.0
         for t in range(s, e):
             b = order[t]
-            g0 += G[c0, b]
-            g1 += G[c0 + 1, b]
-            g2 += G[c0 + 2, b]
-            g3 += G[c0 + 3, b]
-            h0 += H[c0, b]
-            h1 += H[c0 + 1, b]
-            h2 += H[c0 + 2, b]
-            h3 += H[c0 + 3, b]
+            g0 += G[b, c0]
+            g1 += G[b, c0 + 1]
+            g2 += G[b, c0 + 2]
+            g3 += G[b, c0 + 3]
+            h0 += H[b, c0]
+            h1 += H[b, c0 + 1]
+            h2 += H[b, c0 + 2]
+            h3 += H[b, c0 + 3]
         Gs[c0] = g0
         Gs[c0 + 1] = g1
         Gs[c0 + 2] = g2
@@ -280,10 +280,10 @@ def _sums(G, H, order, s, e, Gs, Hs):
         h0 = h1 = 0.0
         for t in range(s, e):
             b = order[t]
-            g0 += G[c0, b]
-            g1 += G[c0 + 1, b]
-            h0 += H[c0, b]
-            h1 += H[c0 + 1, b]
+            g0 += G[b, c0]
+            g1 += G[b, c0 + 1]
+            h0 += H[b, c0]
+            h1 += H[b, c0 + 1]
         Gs[c0] = g0
         Gs[c0 + 1] = g1
         Hs[c0] = h0
@@ -294,8 +294,8 @@ def _sums(G, H, order, s, e, Gs, Hs):
         h0 = 0.0
         for t in range(s, e):
             b = order[t]
-            g0 += G[c0, b]
-            h0 += H[c0, b]
+            g0 += G[b, c0]
+            h0 += H[b, c0]
         Gs[c0] = g0
         Hs[c0] = h0
 
@@ -309,7 +309,7 @@ def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q):
     totals ``Gt``, ``Ht``), then per class every cut's ``GL^2 / (HL + lam) + GR^2 / (HR +
     lam)`` with one division in a branch-free (vectorised) loop; ``P`` (5, >= e - s), ``Q``
     (2, k, >= e - s): scratch."""
-    k = G.shape[0]
+    k = G.shape[1]
     m = e - s
     n = m - 1
     if n <= 0:
@@ -356,14 +356,16 @@ def _best_cut_all(G, H, C, order, s, e, min_leaf, min_hess, lam, Gt, Ht, P, Q):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, random, state,
-              delta, ed, seg, seg_gain, V, P, Q, ident):  # fmt: skip
+              leafof, DV, EV, seg, seg_gain, V, P, Q, ident):  # fmt: skip
     """A tree of at most ``max_leaves`` leaves on ordered bins ``order[:n_order]`` (a
     permutation of bins 1 .. n_order; bin 0 holds missing values, bin n_order + 1 unknown
-    ones); per-class Newton steps to ``delta`` (k, >= n_order + 2) and their exponentials to
-    ``ed`` (one per leaf); ``ident``: ``order[t] = t + 1``. ``seg`` (3, max_leaves + 1),
-    ``seg_gain`` (max_leaves + 1,), ``V`` (6, k), ``P`` (5, >= n_order), ``Q`` (2, k, >=
-    n_order): scratch."""
-    k = G.shape[0]
+    ones): each bin's leaf to ``leafof`` (>= n_order + 2,), the leaves' per-class Newton
+    steps to ``DV`` (max_leaves + 2, k) and their exponentials to ``EV`` (leaf 0: no step,
+    for unknown values and an empty missing bin; leaf 1: the missing bin, a leaf of its own;
+    leaves 2 .. the segments of ordered bins); ``ident``: ``order[t] = t + 1``. ``seg``
+    (3, max_leaves + 1), ``seg_gain`` (max_leaves + 1,), ``V`` (6, k), ``P`` (5, >= n_order),
+    ``Q`` (2, k, >= n_order): scratch."""
+    k = G.shape[1]
     seg_s = seg[0]
     seg_e = seg[1]
     seg_k = seg[2]
@@ -371,11 +373,13 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
     HL = V[1]
     Gt = V[2]
     Ht = V[3]
-    for c in range(k):  # (class-major like G and H; the leaves cover bins 1 .. n_order)
-        delta[c, 0] = 0.0
-        delta[c, n_order + 1] = 0.0
-        ed[c, 0] = 1.0
-        ed[c, n_order + 1] = 1.0
+    for c in range(k):
+        DV[0, c] = 0.0
+        EV[0, c] = 1.0
+        DV[1, c] = 0.0
+        EV[1, c] = 1.0
+    leafof[0] = 0
+    leafof[n_order + 1] = 0
     nseg = 1
     seg_s[0] = 0
     seg_e[0] = n_order
@@ -425,21 +429,19 @@ def _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr, 
             for c in range(k):
                 GL[c] = -lr * Gt[c] / (Ht[c] + lam) if Ht[c] + lam > 1e-300 else 0.0
         for c in range(k):
-            v = GL[c]
-            ev = np.exp(v)
-            if ident:  # order[t] = t + 1 (a numeric feature): contiguous bins
-                delta[c, s + 1 : e + 1] = v
-                ed[c, s + 1 : e + 1] = ev
-            else:
-                for t in range(s, e):
-                    b = order[t]
-                    delta[c, b] = v
-                    ed[c, b] = ev
+            DV[2 + q, c] = GL[c]
+            EV[2 + q, c] = np.exp(GL[c])
+        if ident:  # order[t] = t + 1 (a numeric feature): contiguous bins
+            leafof[s + 1 : e + 1] = 2 + q
+        else:
+            for t in range(s, e):
+                leafof[order[t]] = 2 + q
     if C[0] > 0:  # the missing bin is a leaf of its own
+        leafof[0] = 1
         for c in range(k):
-            if H[c, 0] + lam > 1e-300:
-                delta[c, 0] = -lr * G[c, 0] / (H[c, 0] + lam)
-                ed[c, 0] = np.exp(delta[c, 0])
+            if H[0, c] + lam > 1e-300:
+                DV[1, c] = -lr * G[0, c] / (H[0, c] + lam)
+                EV[1, c] = np.exp(DV[1, c])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -464,8 +466,8 @@ def _row_update(E, i, EV, r, y_i, w, Gn, Hn, Cn, bn, k):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _scores_of_rows(F, F0, scores, BT):
-    """``F[i, c] = F0[i, c] + sum_j scores[j, c, BT[j, i]]``: the rows' class scores from the
-    terms' per-bin scores (class-major, ``scores`` (p, k, nb)) and bin codes ``BT`` (p, n)."""
+    """``F[i, c] = F0[i, c] + sum_j scores[j, BT[j, i], c]``: the rows' class scores from the
+    terms' per-bin scores ``scores`` (p, nb, k) and bin codes ``BT`` (p, n)."""
     n, k = F.shape
     for i in range(n):
         for c in range(k):
@@ -474,22 +476,21 @@ def _scores_of_rows(F, F0, scores, BT):
         for i in range(n):
             b = BT[j, i]
             for c in range(k):
-                F[i, c] += scores[j, c, b]
+                F[i, c] += scores[j, b, c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _step_rows(F, E, delta, ed, bins, bins_next, y, w, G, H, C, resync):
+def _step_rows(F, E, leafof, EV, bins, bins_next, y, w, G, H, C, resync):
     """Apply a step to every row's ``E[i, c] = exp(F[i, c] - const_i)`` (``E[i, c] *=
-    ed[c, bins[i]]``; a row whose sum leaves [1e-100, 1e100] is divided by its largest entry),
+    EV[leafof[bins[i]], c]``; a row whose sum leaves [1e-100, 1e100] is divided by its largest entry),
     or with ``resync`` recompute ``E[i] = exp(F[i] - max F[i])`` from the scores ``F`` (the
     caller has brought them up to date, step included), then add the row's gradient and
-    hessian at the new scores to bin ``bins_next[i]`` of ``G``, ``H`` (k, >= nb) and its
+    hessian at the new scores to bin ``bins_next[i]`` of ``G``, ``H`` (>= nb, k) and its
     weight to ``C``: one pass, row by row (written out here: a function per row, even
-    inlined, costs 4x the row). ``delta`` is unused (the scores are not kept per row between
-    resyncs)."""
+    inlined, costs 4x the row). The scores ``F`` are not kept per row between resyncs."""
     n, k = F.shape
     for i in range(n):
-        b = bins[i]
+        lf = leafof[bins[i]]
         s = 0.0
         if resync:
             mx = -np.inf
@@ -501,7 +502,7 @@ def _step_rows(F, E, delta, ed, bins, bins_next, y, w, G, H, C, resync):
                 s += e
         else:
             for c in range(k):
-                e = E[i, c] * ed[c, b]
+                e = E[i, c] * EV[lf, c]
                 E[i, c] = e
                 s += e
             if not (s > 1e-100 and s < 1e100):  # (far from the last resync: rescale the row)
@@ -518,8 +519,8 @@ def _step_rows(F, E, delta, ed, bins, bins_next, y, w, G, H, C, resync):
         yi = y[i]
         for c in range(k):
             pc = E[i, c] * inv
-            G[c, bn] += (pc - (1.0 if c == yi else 0.0)) * wi
-            H[c, bn] += max(pc * (1.0 - pc), 1e-16) * wi
+            G[bn, c] += (pc - (1.0 if c == yi else 0.0)) * wi
+            H[bn, c] += max(pc * (1.0 - pc), 1e-16) * wi
         C[bn] += wi
 
 
@@ -552,16 +553,17 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     maxb = 0
     for j in range(p):
         maxb = max(maxb, nbins[j])
-    scores = np.zeros((p, k, maxb))  # class-major inside; (p, maxb, k) returned
-    best = np.zeros((p, k, maxb))
-    G = np.zeros((k, maxb))  # histograms and steps class-major: a class's bins are contiguous
-    H = np.zeros((k, maxb))
+    scores = np.zeros((p, maxb, k))
+    best = np.zeros((p, maxb, k))
+    G = np.zeros((maxb, k))  # histograms and steps bin-major: a row's classes are adjacent
+    H = np.zeros((maxb, k))
     C = np.zeros(maxb)
-    Gn = np.zeros((k, maxb))
-    Hn = np.zeros((k, maxb))
+    Gn = np.zeros((maxb, k))
+    Hn = np.zeros((maxb, k))
     Cn = np.zeros(maxb)
-    dj = np.zeros((k, maxb))  # a term's step per bin
-    ed = np.ones((k, maxb))
+    leafof = np.zeros(maxb, dtype=np.int64)  # a term's step: each bin's leaf, the leaves' steps
+    DV = np.zeros((max_leaves + 2, k))
+    EV = np.ones((max_leaves + 2, k))
     order = np.zeros(maxb, dtype=np.int64)
     ratio = np.zeros(maxb)
     seg = np.zeros((3, max_leaves + 1), dtype=np.int64)
@@ -580,7 +582,7 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     best_round = 0
     rounds_done = 0
     F0 = F_tr.copy()
-    _step_rows(F_tr, E, dj, ed, BT[0], BT[0], ytr, wtr, G, H, C, True)  # (a zero step)
+    _step_rows(F_tr, E, leafof, EV, BT[0], BT[0], ytr, wtr, G, H, C, True)  # (a zero step)
     for r in range(max_rounds):
         random = r < smoothing_rounds
         for j in range(p):
@@ -593,12 +595,12 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                     for c in range(k):
                         a = 0.0
                         for t in range(nb):
-                            a += abs(G[c, t])
+                            a += abs(G[t, c])
                         if a > big:
                             big = a
                             cstar = c
                     for t in range(n_order):
-                        ratio[t] = G[cstar, t + 1] / (H[cstar, t + 1] + cat_smooth)
+                        ratio[t] = G[t + 1, cstar] / (H[t + 1, cstar] + cat_smooth)
                     idx = np.argsort(ratio[:n_order])
                     for t in range(n_order):
                         order[t] = idx[t] + 1
@@ -606,32 +608,33 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                     for t in range(n_order):
                         order[t] = t + 1
                 _fit_tree(G, H, C, order, n_order, max_leaves, min_leaf, min_hess, lam, lr,
-                          random, state, dj, ed, seg, seg_gain, V, P, Q, not is_cat[j])  # fmt: skip
+                          random, state, leafof, DV, EV, seg, seg_gain, V, P, Q, not is_cat[j])  # fmt: skip
             else:
-                dj[:, :] = 0.0
-                ed[:, :] = 1.0
-            for c in range(k):
-                sc = scores[j, c]
-                djc = dj[c]
-                for b in range(nb):
-                    sc[b] += djc[b]
+                leafof[:nb] = 0
+                DV[0, :] = 0.0
+                EV[0, :] = 1.0
+            sj = scores[j]
+            for b in range(nb):
+                lf = leafof[b]
+                for c in range(k):
+                    sj[b, c] += DV[lf, c]
             last = j + 1 == p
             jn = 0 if last else j + 1
             nbn = nbins[jn]
-            Gn[:, :nbn] = 0.0
-            Hn[:, :nbn] = 0.0
+            Gn[:nbn, :] = 0.0
+            Hn[:nbn, :] = 0.0
             Cn[:nbn] = 0.0
             resync = last and r % RESYNC_ROUNDS == RESYNC_ROUNDS - 1
             if resync:
                 _scores_of_rows(F_tr, F0, scores, BT)
-            _step_rows(F_tr, E, dj, ed, BT[j], BT[jn], ytr, wtr, Gn, Hn, Cn, resync)
+            _step_rows(F_tr, E, leafof, EV, BT[j], BT[jn], ytr, wtr, Gn, Hn, Cn, resync)
             G, Gn = Gn, G
             H, Hn = Hn, H
             C, Cn = Cn, C
             for i in range(n_va):
-                b = Bva[i, j]
+                lf = leafof[Bva[i, j]]
                 for c in range(k):
-                    F_va[i, c] += dj[c, b]
+                    F_va[i, c] += DV[lf, c]
         rounds_done = r + 1
         if use_es:
             loss = _ce_loss(F_va, yva, wva)
@@ -643,9 +646,4 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                 break
     _scores_of_rows(F_tr, F0, scores, BT)
     out = scores if not use_es else best
-    res = np.empty((p, maxb, k))
-    for j in range(p):
-        for b in range(maxb):
-            for c in range(k):
-                res[j, b, c] = out[j, c, b]
-    return res, rounds_done if not use_es else best_round
+    return out, rounds_done if not use_es else best_round

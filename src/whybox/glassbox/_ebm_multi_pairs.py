@@ -540,7 +540,9 @@ def boost_pairs_multi(Ptr, ytr, Pva, yva, F_tr, F_va, pairs, nbins, lr, min_leaf
                             e = E[i, c] * V[4 + lf, c]
                             E[i, c] = e
                             s += e
-                        if not (s > 1e-100 and s < 1e100):  # (rescale a row far from its last resync)
+                        if not (
+                            s > 1e-100 and s < 1e100
+                        ):  # (rescale a row far from its last resync)
                             mx = 0.0
                             for c in range(k):
                                 mx = max(mx, E[i, c])
