@@ -20,9 +20,11 @@ Cells of the table: whybox's error / shap KernelExplainer's error, and whybox's 
 best (lowest-error) of shap's and shapiq's estimators at that budget. Where the budget
 covers all ``2**n`` coalitions whybox is exact (ratio 0).
 
-whybox runs with ``surrogate="auto"``: per row, the cross-fitted product-kernel or tree
-surrogate, or none, whichever gives the residual game the smallest estimated variance (the
-choices are in each cell's ``surrogates``); where the sizes 1 and n - 1 are enumerated (small
+whybox runs with ``surrogate="auto"``: per row, the cross-fitted product-kernel surrogate,
+the per-background sigmoid surrogate (probability outputs, at most 16 background rows: here
+10), or none, whichever gives the residual game the smallest estimated variance (the
+choices are in each cell's ``surrogates``; the boosted-tree surrogate is no longer a
+candidate of ``auto``, for its cost); where the sizes 1 and n - 1 are enumerated (small
 budgets with at least 4 pairs per other stratum left), the kernel gets one width per player
 from the players' relevance on them and is kept unless another candidate's variance is below
 0.7x its own. Plain KernelSHAP (``surrogate="none"``, also in the table) regresses sampled
