@@ -84,8 +84,8 @@ def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, 
     for c in range(k):
         _sat(HG[:, :, c], na, nb, TG[c])
         _sat(HH[:, :, c], na, nb, TH[c])
-    BL = V2[0]  # BL[x, y]: second feature cut first at y, its low side cut at x
-    BR = V2[1]
+    BL = V2[0, 0]  # BL[y] (row x): second feature cut first at y, its low side cut at x
+    BR = V2[1, 0]
     vl = V1[0]
     vr = V1[1]
     bl = V1[2]  # best value of each side of a first cut y (second feature first)
@@ -98,10 +98,25 @@ def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, 
         parent += TG[c, na - 1, nb - 1] ** 2 / (TH[c, na - 1, nb - 1] + lam)
     n1 = na - 1
     n2 = nb - 1
-    for x in range(n1):
+    # the second feature cut first at y: each side left whole (bl, br), then its best cut x,
+    # updated row by row in the pass below
+    for y in range(n2):
+        bl[y] = 0.0
+        br[y] = 0.0
+        jl[y] = -1
+        jr[y] = -1
+    hm = V1[4]
+    for y in range(n2):
+        hm[y] = np.inf
+    for c in range(k):
+        gt = TG[c, na - 1, nb - 1]
+        ht = TH[c, na - 1, nb - 1]
         for y in range(n2):
-            BL[x, y] = 0.0
-            BR[x, y] = 0.0
+            cg = TG[c, na - 1, y]
+            ch = TH[c, na - 1, y]
+            bl[y] += cg * cg / (ch + lam)
+            br[y] += (gt - cg) ** 2 / ((ht - ch) + lam)
+            hm[y] = min(hm[y], min(ch, ht - ch))
     best_a = 0.0
     ia = -1
     jla = -1
@@ -117,6 +132,8 @@ def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, 
         for y in range(n2):
             vl[y] = 0.0
             vr[y] = 0.0
+            BL[y] = 0.0
+            BR[y] = 0.0
         for c in range(k):
             gt = TG[c, na - 1, nb - 1]
             ht = TH[c, na - 1, nb - 1]
@@ -165,8 +182,22 @@ def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, 
                 k11 = h11 >= min_hess
                 vl[y] += q00 + q01 if k00 & k01 else -1e300
                 vr[y] += q10 + q11 if k10 & k11 else -1e300
-                BL[x, y] += q00 + q10 if k00 & k10 else -1e300
-                BR[x, y] += q01 + q11 if k01 & k11 else -1e300
+                BL[y] += q00 + q10 if k00 & k10 else -1e300
+                BR[y] += q01 + q11 if k01 & k11 else -1e300
+        for y in range(n2):  # the second feature first: row x as the inner cut of side y
+            cc = SC[na - 1, y]
+            pc = SC[x, y]
+            qc = sc - pc
+            ok = (pc >= min_leaf) & (cc - pc >= min_leaf)
+            v = BL[y] if ok else -1e300
+            up = v > bl[y]
+            bl[y] = v if up else bl[y]
+            jl[y] = x if up else jl[y]
+            ok = (qc >= min_leaf) & ((ct - cc) - qc >= min_leaf)
+            v = BR[y] if ok else -1e300
+            up = v > br[y]
+            br[y] = v if up else br[y]
+            jr[y] = x if up else jr[y]
         if empty or sc < min_leaf or ct - sc < min_leaf or hmin < min_hess:
             continue  # (an empty row repeats the previous cut, or leaves the left side empty)
         yl = -1
@@ -186,39 +217,6 @@ def _best_pair_cuts(HG, HH, HC, na, nb, min_leaf, min_hess, lam, S, SC, V2, V1, 
             ia = x
             jla = yl
             jra = yr
-    # the second feature cut first at y: each side left whole, then its best cut x
-    for y in range(n2):
-        bl[y] = 0.0
-        br[y] = 0.0
-        jl[y] = -1
-        jr[y] = -1
-    hm = V1[4]
-    for y in range(n2):
-        hm[y] = np.inf
-    for c in range(k):
-        gt = TG[c, na - 1, nb - 1]
-        ht = TH[c, na - 1, nb - 1]
-        for y in range(n2):
-            cg = TG[c, na - 1, y]
-            ch = TH[c, na - 1, y]
-            bl[y] += cg * cg / (ch + lam)
-            br[y] += (gt - cg) ** 2 / ((ht - ch) + lam)
-            hm[y] = min(hm[y], min(ch, ht - ch))
-    for x in range(n1):
-        for y in range(n2):
-            cc = SC[na - 1, y]
-            pc = SC[x, y]
-            qc = SC[x, nb - 1] - pc
-            ok = (pc >= min_leaf) & (cc - pc >= min_leaf)
-            v = BL[x, y] if ok else -1e300
-            up = v > bl[y]
-            bl[y] = v if up else bl[y]
-            jl[y] = x if up else jl[y]
-            ok = (qc >= min_leaf) & ((ct - cc) - qc >= min_leaf)
-            v = BR[x, y] if ok else -1e300
-            up = v > br[y]
-            br[y] = v if up else br[y]
-            jr[y] = x if up else jr[y]
     best_b = 0.0
     ib = -1
     jlb = -1
