@@ -78,6 +78,31 @@ def _ce_loss(F, y, w):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _ce_loss_exp(E, y, w):
+    """``_ce_loss`` from ``E[i] = exp(F[i] - const_i)`` (kept by the caller): ``log(sum E_i)
+    - log E_i,y_i`` per row, two logarithms instead of k exponentials and one; a row whose sum
+    left [1e-100, 1e100] is divided by its largest entry first."""
+    n, k = E.shape
+    total = 0.0
+    wsum = 0.0
+    for i in range(n):
+        s = 0.0
+        for c in range(k):
+            s += E[i, c]
+        if not (s > 1e-100 and s < 1e100):
+            mx = 0.0
+            for c in range(k):
+                mx = max(mx, E[i, c])
+            s = 0.0
+            for c in range(k):
+                E[i, c] /= mx
+                s += E[i, c]
+        total += w[i] * (np.log(s) - np.log(E[i, y[i]]))
+        wsum += w[i]
+    return total / wsum if wsum > 0 else total
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def softmax_grads(F, y, w):
     """Weighted gradients and hessians of the cross-entropy at scores F (n, k): (n, k) each."""
     n, k = F.shape
@@ -579,6 +604,8 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
     state = np.array([np.uint64(seed)], dtype=np.uint64)
     use_es = n_va > 0 and es_rounds > 0
     best_loss = _ce_loss(F_va, yva, wva) if n_va > 0 else np.inf
+    E_va = np.empty((n_va, k))  # exp(F_va - row max), kept like E
+    _resync(F_va, E_va)
     best_round = 0
     rounds_done = 0
     F0 = F_tr.copy()
@@ -635,9 +662,12 @@ def boost_mains_multi(Btr, ytr, Bva, yva, F_tr, F_va, nbins, is_cat, lr, max_lea
                 lf = leafof[Bva[i, j]]
                 for c in range(k):
                     F_va[i, c] += DV[lf, c]
+                    E_va[i, c] *= EV[lf, c]
         rounds_done = r + 1
         if use_es:
-            loss = _ce_loss(F_va, yva, wva)
+            if r % RESYNC_ROUNDS == RESYNC_ROUNDS - 1:
+                _resync(F_va, E_va)
+            loss = _ce_loss_exp(E_va, yva, wva)
             if loss < best_loss - es_tol * abs(best_loss):
                 best_loss = loss
                 best_round = rounds_done
