@@ -85,9 +85,10 @@ MAX_TRAIN = 1536
 #: Monte Carlo replicates of the surrogate's values (each covers every player and size).
 N_REPLICATES = 256
 #: Newton iterations (at most) and step tolerance of each fold's fit in :func:`cross_fit_link`.
-#: Measured on bench_kernel_sweep's GBC (8 seeds, sigmoid surrogate alone, 128 / 512
-#: coalitions): 4 / 6 / 8 iterations at tolerance 1e-6 gave errors 1.27 / 1.06 / 1.00x those
-#: of the fits run to 1e-10 (~13 iterations for the slowest of the batched columns).
+#: Measured on bench_kernel_sweep's GBC (8 seeds, sigmoid surrogate alone, 128 and 512
+#: coalitions): 4 / 6 / 8 iterations at tolerance 1e-6 gave errors 1.27-1.45 / 1.03-1.06 /
+#: 0.99-1.00x those of the fits run to 1e-10 (~13 iterations for the slowest of the batched
+#: columns).
 CROSS_FIT_ITER = 8
 CROSS_FIT_TOL = 1e-6
 

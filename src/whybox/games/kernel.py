@@ -501,7 +501,7 @@ def _estimate_round(
     # regression adjustment (Witter, Liu and Musco 2025): cross-fitted surrogate, exact values
     # of the surrogate plus the KernelSHAP estimate of the residual game
     half = [len(b[0]) // 2 for b in blocks]
-    # more folds when few pairs were sampled: each surrogate then sees 7/8 of them, not 3/4
+    # more folds when few pairs were sampled: each surrogate then sees 7/8 of them, not 2/3
     sampled_pairs = sum(h for h, b in zip(half, blocks, strict=True) if b[2][0] >= 0)
     n_folds = 8 if sampled_pairs <= 128 else N_FOLDS
     fold = np.concatenate(
