@@ -169,8 +169,8 @@ def _average_multi(
     pair_w, bagged_pair = [], []
     for t, (a, c) in enumerate(pairs):
         na, nc = int(nbins_int[a]), int(nbins_int[c])
-        wt = np.zeros((na, nc))
-        np.add.at(wt, (P[:, a].astype(np.int64), P[:, c].astype(np.int64)), rw)
+        cells = P[:, a].astype(np.int64) * nc + P[:, c].astype(np.int64)
+        wt = np.bincount(cells, weights=rw, minlength=na * nc).reshape(na, nc)
         sc = np.stack([st["pairs"][t, :na, :nc] for st in state])  # (n_bags, na, nc, k)
         mean = np.einsum("bxyk,xy->bk", sc, wt) / wt.sum()
         sc = sc - mean[:, None, None, :]

@@ -11,14 +11,20 @@ Newton step per class. The best cut leaves ``min_hessian`` hessian in every clas
 sides, as interpret checks each score (libebm ``PartitionOneDimensionalBoosting.cpp``); a
 smoothing round's random cut is drawn among the cuts leaving it summed over classes.
 
-As in the binary kernels (``_ebm_boost``), ``exp(F)`` is kept per row and class (shifted by
-the row's largest score at each round's start) and multiplied by ``exp(step)`` of the leaf a
-row falls in, so a step costs ``k`` multiplications per row instead of ``k`` exponentials;
-applying a step and building the next term's histogram share one pass over the rows.
-Histograms and steps are class-major (a class's bins contiguous); a cut search takes the
-running sums of several classes side by side in one pass over the bins (each class's sums in
-bin order, so the results are those of one pass per class, bit for bit), and a tree writes
-``exp(step)`` once per leaf.
+As in the binary kernels (``_ebm_boost``), ``exp(F)`` is kept per row and class and
+multiplied by ``exp(step)`` of the leaf a row falls in, so a step costs ``k``
+multiplications per row instead of ``k`` exponentials; applying a step and building the next
+term's histogram share one pass over the rows. The rows' scores ``F`` themselves are not
+updated step by step: every ``RESYNC_ROUNDS`` rounds they are rebuilt from the terms' per-bin
+scores and ``exp(F - max F)`` is recomputed from them, so the products never drift by more
+than a few ulps (a row whose sum of exponentials leaves [1e-100, 1e100] in between is
+rescaled). The validation rows keep ``exp(F)`` the same way, so a round's validation loss
+takes two logarithms per row. A tree's step is each bin's leaf (``leafof``) and a small
+table of the leaves' per-class steps and exponentials, which the row pass reads. Histograms
+are bin-major (a row's classes adjacent: the scatter touches one cache line per row and
+histogram); a cut search takes the running sums of several classes side by side in one pass
+over the bins (each class's sums in bin order, so the results are those of one pass per
+class, bit for bit).
 
 Categorical features are ordered before each cut by the gradient ratio ``G_c / (H_c + s)`` of
 the class ``c`` with the largest total absolute gradient in the histogram.

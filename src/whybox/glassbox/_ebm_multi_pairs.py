@@ -14,6 +14,14 @@ stopping is off; afterwards each tree is the best of both orientations whose lea
 ``_boost.py``. The cut search reads all leaf sums from summed-area tables of the pair
 histogram, so one vectorised pass over the cells gives both orientations.
 
+A smoothing step needs no histogram: its two random cuts are drawn one step ahead (the same
+draws in the same order) and the row pass before it sums the rows' gradients and hessians
+straight into its four leaves. After smoothing, histograms and cut searches run on the bins
+of each feature that hold training rows of the bag (a cut next to an empty bin repeats the
+cut before it, so nothing is lost; wine's 105 training rows fill ~56 of 63 interaction bins);
+the cuts are mapped back to the original bins for the rows, the validation rows and the step
+log. ``exp(F)`` is resynced every ``RESYNC_ROUNDS`` rounds, as in the main stage.
+
 References
 ----------
 Lou, Y., Caruana, R., Gehrke, J. and Hooker, G. (2013). Accurate intelligible models with
