@@ -50,7 +50,7 @@ from ._ebm_boost import _next_uniform
 
 __all__ = ["boost_mains_multi", "softmax_grads"]
 
-RESYNC_ROUNDS = 8  # rounds between recomputations of exp(F) from F (products drift ~1 ulp a step)
+RESYNC_ROUNDS = 16  # rounds between recomputations of exp(F) from F (products drift ~1 ulp a step)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
