@@ -85,11 +85,12 @@ MAX_TRAIN = 1536
 #: Monte Carlo replicates of the surrogate's values (each covers every player and size).
 N_REPLICATES = 256
 #: Newton iterations (at most) and step tolerance of each fold's fit in :func:`cross_fit_link`.
-#: Measured on bench_kernel_sweep's GBC (8 seeds, sigmoid surrogate alone, 128 and 512
-#: coalitions): 4 / 6 / 8 iterations at tolerance 1e-6 gave errors 1.27-1.45 / 1.03-1.06 /
+#: Measured on bench_kernel_sweep's games (8 seeds, 128-512 coalitions): on GBC (sigmoid
+#: surrogate alone) 4 / 6 / 8 iterations at tolerance 1e-6 gave errors 1.27-1.45 / 1.03-1.06 /
 #: 0.99-1.00x those of the fits run to 1e-10 (~13 iterations for the slowest of the batched
-#: columns).
-CROSS_FIT_ITER = 8
+#: columns); on the logistic Pipeline (exact sigmoids, steep) 8 iterations gave 1.18x at 128
+#: coalitions, 12 and 20 the same error as the converged fits.
+CROSS_FIT_ITER = 12
 CROSS_FIT_TOL = 1e-6
 
 
