@@ -41,6 +41,11 @@ from numba import njit
 from ._ebm_boost import _next_uniform
 from ._ebm_multi import RESYNC_ROUNDS, _ce_loss, _resync, _row_update, _score
 
+# numba's on-disk cache keys this module's kernels on this file only: RESYNC_ROUNDS and the
+# helpers above are compiled into them, so after editing ``_ebm_multi.py`` touch this file
+# (or clear ``__pycache__``) before testing or timing, or the old kernels are loaded (seen
+# 2026-12-06: pair kernels cached before RESYNC_ROUNDS changed were still loaded after it)
+
 __all__ = ["boost_pairs_multi", "fast_pair_gains_multi"]
 
 
