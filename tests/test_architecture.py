@@ -98,6 +98,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "whybox.cli",
             "whybox._cli_inputs",
+            "whybox._cli_console",
             "whybox._cli_internals",
             "whybox._cli_text",
             "whybox._cli_sae",

@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ._cli_console import live_console
 from ._cli_inputs import check_output_report
 from .errors import InvalidInputError, InvalidParameterError, WhyboxError
 
@@ -56,7 +56,7 @@ __all__ = [
     "register",
 ]
 
-console = Console(highlight=False)
+console = live_console(highlight=False)
 
 #: per-layer sites ``whybox patch --site`` accepts
 PATCH_SITES = (

@@ -57,18 +57,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ._cli_console import live_console
 from ._cli_inputs import check_output_file, check_output_report
 from .errors import InvalidInputError, InvalidParameterError, ModelCallError, WhyboxError
 
 __all__ = ["backend_from_options", "read_documents", "register"]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = live_console(highlight=False)
+err_console = live_console(stderr=True, highlight=False)
 
 _DOC_SUFFIXES = (".json",)
 _MAX_TEXT_BYTES = 50_000_000

@@ -16,15 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from ._cli_console import live_console
 from .errors import InvalidParameterError, WhyboxError
 
 __all__ = ["register"]
 
-err_console = Console(stderr=True, highlight=False)
-console = Console(highlight=False)
+err_console = live_console(stderr=True, highlight=False)
+console = live_console(highlight=False)
 
 
 def serve_command(folder: Path, host: str, port: int, poll: float) -> None:
