@@ -56,16 +56,17 @@ class KernelShap(SamplingShapExplainer):
         without bias by sampling the surrogate (``whybox.games._link_surrogate``);
         ``"linear"``: an additive game (which changes nothing here: paired KernelSHAP is
         already exact on additive and pairwise games). ``"auto"`` keeps, per row, whichever
-        of none, kernel, tree and sigmoid gives the smallest estimated variance;
+        of none, kernel and (for probability outputs with at most 16 background rows) sigmoid
+        gives the smallest estimated variance (``"tree"`` runs only when named);
         ``exp.meta["surrogate"]`` lists the choices and ``exp.params["surrogate"]`` the
         setting. ``"none"`` (default) is plain KernelSHAP. The adjustment is opt-in: it cuts
         the error at equal model evaluations (to 0.06-0.9x plain KernelSHAP's on the SVC,
         k-NN, boosted-tree, MLP and logistic-pipeline games of
         ``benchmarks/bench_kernel_sweep.py`` at 128-512 evaluations; where most of the budget
         is enumerated and the polynomial control variate runs, no surrogate is fitted), but
-        fitting the surrogates costs time per row well beyond the model calls at budget 512
-        (1.8-2.5x the model-call floor with a 50-row background, against 1.03-1.11x for plain
-        KernelSHAP), the adjusted estimate is a ratio estimator (bias of order 1/budget) and
+        fitting the surrogate costs time per row beyond the model calls at budget 512 on cheap
+        models (1.10-1.28x the model-call floor with a 50-row background, against 1.06-1.14x
+        for plain KernelSHAP; ``benchmarks/bench_kernel_time.py``), the adjusted estimate is a ratio estimator (bias of order 1/budget) and
         its standard errors leave out the surrogate's own variability (95% coverage
         0.91-0.95 at 128-512 on those games).
     **kwargs
