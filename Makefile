@@ -57,8 +57,8 @@ system-deps:
 
 # Agg: no plot window opens, on a desktop as on a server; the ten slowest tests are listed at
 # the end so that the suite's time stays visible as it grows. (Two pytest-xdist workers were
-# tried on the 2-core machine: 17 min 30 s for a fresh clone against 17 min 33 s in one process,
-# with 66% more CPU time, so the suite stays in one process.)
+# tried on the 2-core machine: a fresh clone took 17 min 30 s with them, 15 min 18 s in one
+# process, with 66% more CPU time, so the suite stays in one process.)
 test: system-deps $(VENV)/.installed-dev $(SAELENS_VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	MPLBACKEND=Agg $(BIN)/python -m pytest --durations=10
