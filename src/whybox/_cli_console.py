@@ -5,7 +5,8 @@ keeps that size for good. The command line's consoles are module globals, made w
 first imports its module: in a process that runs several commands (a notebook, a test session,
 an application calling :data:`whybox.cli.app`), every later command would keep the first one's
 width. :func:`live_console` makes a console that reads the terminal's size (and ``COLUMNS``) at
-each print, which is what rich does anyway when those variables are unset.
+each print, which is what rich does anyway when those variables are unset; :data:`console` and
+:data:`err_console` are the two every command module prints with.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["live_console"]
+__all__ = ["console", "err_console", "live_console"]
 
 
 def live_console(**kwargs: Any) -> Console:
@@ -38,3 +39,9 @@ def live_console(**kwargs: Any) -> Console:
     if kwargs.get("height") is None:
         console._height = None
     return console
+
+
+#: Standard output of every command (``highlight=False``: numbers are not recoloured).
+console = live_console(highlight=False)
+#: Standard error of every command: errors, warnings, progress.
+err_console = live_console(stderr=True, highlight=False)

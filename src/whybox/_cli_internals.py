@@ -44,7 +44,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_console import live_console
+from ._cli_console import console
 from ._cli_inputs import check_output_report
 from .errors import InvalidInputError, InvalidParameterError, WhyboxError
 
@@ -56,7 +56,6 @@ __all__ = [
     "register",
 ]
 
-console = live_console(highlight=False)
 
 #: per-layer sites ``whybox patch --site`` accepts
 PATCH_SITES = (

@@ -61,14 +61,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_console import live_console
+from ._cli_console import console, err_console
 from ._cli_inputs import check_output_file, check_output_report
 from .errors import InvalidInputError, InvalidParameterError, ModelCallError, WhyboxError
 
 __all__ = ["backend_from_options", "read_documents", "register"]
 
-console = live_console(highlight=False)
-err_console = live_console(stderr=True, highlight=False)
 
 _DOC_SUFFIXES = (".json",)
 _MAX_TEXT_BYTES = 50_000_000

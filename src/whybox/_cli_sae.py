@@ -43,13 +43,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_console import live_console
+from ._cli_console import console
 from ._cli_inputs import check_output_file
 from .errors import InvalidInputError, InvalidParameterError, WhyboxError
 
 __all__ = ["load_model_folder", "read_texts", "register"]
 
-console = live_console(highlight=False)
 
 #: what ``--architecture`` accepts (``relu`` is an alias of ``standard``)
 ARCHITECTURE_CHOICES = ("standard", "relu", "topk", "batchtopk", "jumprelu", "matryoshka")

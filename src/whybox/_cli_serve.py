@@ -18,13 +18,10 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ._cli_console import live_console
+from ._cli_console import console, err_console
 from .errors import InvalidParameterError, WhyboxError
 
 __all__ = ["register"]
-
-err_console = live_console(stderr=True, highlight=False)
-console = live_console(highlight=False)
 
 
 def serve_command(folder: Path, host: str, port: int, poll: float) -> None:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from ._cli_console import live_console
+from ._cli_console import console, err_console
 from ._cli_cot import register as _register_cot
 from ._cli_inputs import (
     PICKLE_SUFFIXES,
@@ -51,8 +51,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
-console = live_console(highlight=False)
-err_console = live_console(stderr=True, highlight=False)
 
 
 def _version(value: bool) -> None:

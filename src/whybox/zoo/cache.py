@@ -8,8 +8,9 @@ pickle, nothing executed on load), under the cache folder: ``$WHYBOX_CACHE``, el
 and the file's own metadata repeats them and is checked on load. Files are written to a
 temporary name and renamed, so a reader (another test process, say) never sees half a file,
 and a process that finds the file missing takes a lock (POSIX ``flock`` on a file in the
-system temporary folder named by a hash of the cache path) before training: several processes asking for the same model at once (test workers,
-Dask workers) train it once, the others wait and load it.
+system temporary folder named by a hash of the cache path) before training: several processes
+asking for the same model at once (test workers, Dask workers) train it once, the others wait
+and load it.
 
 Bump ``version`` whenever the trainer's code or recipe changes: the hash cannot see code.
 """
